@@ -1,0 +1,63 @@
+//! Internal invariants, checked after every step by tests and the simulation swarm.
+
+use crate::engine::Engine;
+use crate::queue::State;
+use crate::timers::TimerKind;
+
+impl Engine {
+    /// Panics if the engine's internal bookkeeping is inconsistent: every message is in
+    /// exactly one place, counters match contents, every deadline has its timer.
+    pub fn check_invariants(&self) {
+        let ctx = &self.ctx;
+        let mut waiters = 0;
+        for q in self.queues.values() {
+            let (mut ready, mut delayed, mut in_flight) = (0u64, 0u64, 0u64);
+            for (id, m) in q.messages.iter() {
+                assert_eq!(*id, m.id);
+                assert!(m.priority <= 9);
+                match &m.state {
+                    State::Ready => ready += 1,
+                    State::Delayed { until } => {
+                        delayed += 1;
+                        let t = TimerKind::Due { queue: q.id, id: *id };
+                        assert!(ctx.timers.contains(*until, &t), "delayed {id} has no timer");
+                    }
+                    State::InFlight {
+                        lease, deadline, ..
+                    } => {
+                        in_flight += 1;
+                        assert!(m.attempts >= 1 && m.attempts <= m.max_retries + 1);
+                        let t = TimerKind::Lease { queue: q.id, id: *id, lease: *lease };
+                        assert!(ctx.timers.contains(*deadline, &t), "lease of {id} has no timer");
+                    }
+                }
+                if let (Some(at), false) = (m.expires_at, m.expired) {
+                    let t = TimerKind::MessageTtl { queue: q.id, id: *id };
+                    assert!(ctx.timers.contains(at, &t), "ttl of {id} has no timer");
+                }
+                assert!(!q.dlq.contains(*id), "{id} is both queued and dead-lettered");
+            }
+            let stats = q.stats(ctx.now);
+            assert_eq!(stats.ready, ready, "ready index size");
+            assert_eq!(stats.delayed, delayed, "delayed count");
+            assert_eq!(stats.in_flight, in_flight, "in-flight count");
+            assert!(stats.dead_letter_count <= q.config.dlq_max.max(1));
+            assert!(q.depth() <= q.config.max_depth, "depth over max_depth");
+            if q.config.prefetch > 0 || in_flight > 0 {
+                let held: u64 = q
+                    .messages
+                    .values()
+                    .filter(|m| matches!(&m.state, State::InFlight { consumer: Some(_), .. }))
+                    .count() as u64;
+                assert_eq!(held, q.consumers_held_total(), "consumer lease counts");
+            }
+            for w in &q.waiters {
+                waiters += 1;
+                assert_eq!(self.waiter_queues.get(&w.id), Some(&q.id));
+                assert!(ctx.timers.contains(w.deadline, &TimerKind::Wait { waiter: w.id }));
+            }
+        }
+        assert_eq!(waiters, self.waiter_queues.len(), "waiter index size");
+        self.kv.check(ctx);
+    }
+}

@@ -1,0 +1,261 @@
+//! Engine and queue configuration, with the defaults of DESIGN.md §3 and the limits of §2.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// Longest lease (ack deadline) a consumer may ask for: 12 hours.
+pub const MAX_LEASE_MS: u64 = 12 * 3600 * 1000;
+
+/// Exponential backoff between retries: the i-th retry waits
+/// `min(initial_ms * multiplier^(i-1), max_ms)`, reduced by up to `jitter` (a fraction) drawn
+/// from the seeded PRNG.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// Delay before the first retry.
+    pub initial_ms: u64,
+    /// Growth factor per retry (≥ 1).
+    #[serde(default = "default_multiplier")]
+    pub multiplier: f64,
+    /// Upper bound on any delay.
+    pub max_ms: u64,
+    /// Fraction in `[0, 1]` by which a delay may be randomly shortened.
+    #[serde(default)]
+    pub jitter: f64,
+}
+
+fn default_multiplier() -> f64 {
+    2.0
+}
+
+/// Per-queue settings. Every field has a default, so `{}` is a valid config.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Retries after the first delivery: `max_retries = N` allows N+1 deliveries.
+    pub max_retries: u32,
+    /// Default lease length for a consume that does not give one.
+    pub ack_deadline_ms: u64,
+    /// Fixed retry delays: the i-th retry waits `retry_delays_ms[i-1]`; the last value repeats.
+    pub retry_delays_ms: Vec<u64>,
+    /// Exponential backoff, used when `retry_delays_ms` is empty.
+    pub backoff: Option<Backoff>,
+    /// Ready plus delayed messages the queue may hold; a publish beyond it is `queue_full`.
+    pub max_depth: u64,
+    /// Time-to-live of each message from publish; unacked by then, it is dead-lettered.
+    pub message_ttl_ms: Option<u64>,
+    /// Unacked messages one consumer id may hold; 0 = unlimited.
+    pub prefetch: u32,
+    /// Keep dead-lettered messages in the queue's DLQ (if off they are dropped and counted).
+    pub dead_letter: bool,
+    /// DLQ capacity; when full the oldest entry is dropped and counted.
+    pub dlq_max: u64,
+    /// Priority of a message published without one.
+    pub default_priority: u8,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 3,
+            ack_deadline_ms: 30_000,
+            retry_delays_ms: Vec::new(),
+            backoff: None,
+            max_depth: 100_000,
+            message_ttl_ms: None,
+            prefetch: 0,
+            dead_letter: true,
+            dlq_max: 10_000,
+            default_priority: 5,
+        }
+    }
+}
+
+impl QueueConfig {
+    /// Checks every field against its range.
+    pub fn validate(&self, limits: &Limits) -> Result<(), Error> {
+        if self.ack_deadline_ms == 0 || self.ack_deadline_ms > MAX_LEASE_MS {
+            return Err(Error::invalid(
+                "ack_deadline",
+                format!("must be between 1 ms and {MAX_LEASE_MS} ms"),
+            ));
+        }
+        if self.max_retries > limits.max_retries {
+            return Err(Error::invalid(
+                "max_retries",
+                format!("at most {}", limits.max_retries),
+            ));
+        }
+        if self.retry_delays_ms.len() > 64 {
+            return Err(Error::invalid("retry_delays", "at most 64 entries"));
+        }
+        if let Some(bad) = self.retry_delays_ms.iter().find(|d| **d > limits.max_delay_ms) {
+            return Err(Error::invalid(
+                "retry_delays",
+                format!("{bad} ms exceeds the limit of {} ms", limits.max_delay_ms),
+            ));
+        }
+        if let Some(b) = &self.backoff {
+            b.validate(limits)?;
+        }
+        if self.max_depth == 0 || self.max_depth > limits.max_queue_depth {
+            return Err(Error::invalid(
+                "max_depth",
+                format!("must be between 1 and {}", limits.max_queue_depth),
+            ));
+        }
+        if self.message_ttl_ms == Some(0) {
+            return Err(Error::invalid("message_ttl", "must be positive"));
+        }
+        if self.dlq_max > limits.max_dlq {
+            return Err(Error::invalid(
+                "dlq_max",
+                format!("at most {}", limits.max_dlq),
+            ));
+        }
+        if self.default_priority > 9 {
+            return Err(Error::invalid("default_priority", "must be 0..=9"));
+        }
+        Ok(())
+    }
+}
+
+impl Backoff {
+    fn validate(&self, limits: &Limits) -> Result<(), Error> {
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0 && self.multiplier <= 100.0) {
+            return Err(Error::invalid("backoff.multiplier", "must be in 1..=100"));
+        }
+        if !(self.jitter.is_finite() && (0.0..=1.0).contains(&self.jitter)) {
+            return Err(Error::invalid("backoff.jitter", "must be in 0..=1"));
+        }
+        if self.max_ms < self.initial_ms || self.max_ms > limits.max_delay_ms {
+            return Err(Error::invalid(
+                "backoff.max",
+                format!(
+                    "must be at least initial and at most {} ms",
+                    limits.max_delay_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Every collection's limit (DESIGN.md §2). Exceeding one is a clear error, never a crash.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Queues the engine may hold.
+    pub max_queues: u64,
+    /// Upper bound any queue's `max_depth` may be set to.
+    pub max_queue_depth: u64,
+    /// Upper bound on `max_retries`.
+    pub max_retries: u32,
+    /// Upper bound on a DLQ's capacity.
+    pub max_dlq: u64,
+    /// Largest message body, in bytes.
+    pub max_payload_bytes: usize,
+    /// Most headers on one message.
+    pub max_headers: usize,
+    /// Largest header name plus value, in bytes.
+    pub max_header_bytes: usize,
+    /// Messages in one batch publish.
+    pub max_batch: usize,
+    /// Longest delay (publish delay, nack delay, retry delay).
+    pub max_delay_ms: u64,
+    /// Longest message TTL.
+    pub max_ttl_ms: u64,
+    /// Longest long-poll wait; longer requests are capped to it.
+    pub max_wait_ms: u64,
+    /// Long-poll waiters parked across all queues.
+    pub max_waiters: usize,
+    /// Consumer ids tracked per queue.
+    pub max_consumers_per_queue: usize,
+    /// Longest nack error text kept (longer text is cut at a character boundary).
+    pub max_error_bytes: usize,
+    /// KV keys held.
+    pub max_kv_keys: usize,
+    /// Longest KV key, in bytes.
+    pub max_key_bytes: usize,
+    /// Largest KV value (as compact JSON), in bytes.
+    pub max_value_bytes: usize,
+    /// Pub/sub subscribers registered.
+    pub max_subscribers: usize,
+    /// Patterns per subscriber.
+    pub max_patterns_per_subscriber: usize,
+    /// Messages buffered per subscriber before the oldest is dropped.
+    pub subscriber_buffer: usize,
+    /// Longest topic or pattern, in bytes.
+    pub max_topic_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_queues: 10_000,
+            max_queue_depth: 10_000_000,
+            max_retries: 1_000,
+            max_dlq: 1_000_000,
+            max_payload_bytes: 1 << 20,
+            max_headers: 64,
+            max_header_bytes: 8 * 1024,
+            max_batch: 1_000,
+            max_delay_ms: 30 * 24 * 3600 * 1000,
+            max_ttl_ms: 365 * 24 * 3600 * 1000,
+            max_wait_ms: 300_000,
+            max_waiters: 10_000,
+            max_consumers_per_queue: 10_000,
+            max_error_bytes: 4 * 1024,
+            max_kv_keys: 1_000_000,
+            max_key_bytes: 1024,
+            max_value_bytes: 1 << 20,
+            max_subscribers: 10_000,
+            max_patterns_per_subscriber: 64,
+            subscriber_buffer: 1024,
+            max_topic_bytes: 255,
+        }
+    }
+}
+
+/// Whole-engine configuration.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Publishing to an unknown queue creates it with `default_queue`.
+    pub auto_create_queues: bool,
+    /// Settings of queues created without a config, and of auto-created queues.
+    pub default_queue: QueueConfig,
+    /// Collection and size limits.
+    pub limits: Limits,
+    /// Emit `Event::Observed` for every message state change. Hosts that stream events to a
+    /// dashboard or simulator keep it on; a benchmark may turn it off.
+    pub observe: bool,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            auto_create_queues: true,
+            default_queue: QueueConfig::default(),
+            limits: Limits::default(),
+            observe: true,
+        }
+    }
+}
+
+/// Checks a queue name: 1–255 characters of `A-Za-z0-9._:-`.
+pub fn validate_queue_name(name: &str) -> Result<(), Error> {
+    let ok_len = (1..=255).contains(&name.len());
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    if ok_len && ok_chars {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "queue",
+            "a queue name is 1-255 characters of A-Z a-z 0-9 . _ : -",
+        ))
+    }
+}

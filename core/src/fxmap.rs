@@ -1,0 +1,54 @@
+//! A fast hash map with a fixed hasher whose serialized form is sorted by key.
+//!
+//! The engine looks messages up by id on every ack, so it uses `FxHashMap` (a fixed hasher,
+//! never std's `RandomState`). Hash order would make snapshots and `state_digest` depend on
+//! insertion history, so serialization sorts the entries: two engines with the same contents
+//! serialize to the same bytes.
+
+use std::hash::Hash;
+use std::ops::{Deref, DerefMut};
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// `FxHashMap` that serializes as a key-sorted sequence of pairs.
+#[derive(Clone, Debug)]
+pub(crate) struct SortedMap<K, V>(FxHashMap<K, V>);
+
+impl<K, V> Default for SortedMap<K, V> {
+    fn default() -> Self {
+        Self(FxHashMap::default())
+    }
+}
+
+impl<K, V> Deref for SortedMap<K, V> {
+    type Target = FxHashMap<K, V>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<K, V> DerefMut for SortedMap<K, V> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl<K: Ord + Serialize, V: Serialize> Serialize for SortedMap<K, V> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut entries: Vec<(&K, &V)> = self.0.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        s.collect_seq(entries)
+    }
+}
+
+impl<'de, K, V> Deserialize<'de> for SortedMap<K, V>
+where
+    K: Eq + Hash + Deserialize<'de>,
+    V: Deserialize<'de>,
+{
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let entries: Vec<(K, V)> = Vec::deserialize(d)?;
+        Ok(Self(entries.into_iter().collect()))
+    }
+}

@@ -1,0 +1,62 @@
+//! # synap-core
+//!
+//! Synap's sans-IO engine: task queues with priorities, leases, retries with backoff and a
+//! dead-letter queue; a KV store with TTL; topic pub/sub. It does no I/O, reads no clock and
+//! draws no OS randomness, so the same engine runs in the native server, in WebAssembly and in
+//! deterministic simulation tests.
+//!
+//! ## Driving the engine
+//!
+//! ```
+//! use synap_core::{Command, Engine, EngineConfig, Millis, Reply, json_message};
+//!
+//! let mut engine = Engine::new(EngineConfig::default(), 42);
+//! let reply = engine
+//!     .handle(Millis(0), Command::Publish {
+//!         queue: "video-processing".into(),
+//!         message: json_message(serde_json::json!({"video_id": 1})),
+//!     })
+//!     .unwrap();
+//! assert!(matches!(reply, Reply::Published(_)));
+//! while let Some(_event) = engine.poll_event() {}
+//! // Call `handle_timeout(now)` when `poll_timeout()` says, and drain events again.
+//! assert_eq!(engine.poll_timeout(), None);
+//! ```
+//!
+//! The loop every host runs: feed inputs with `handle(now, command)`, run timers with
+//! `handle_timeout(now)` at (or after) the time `poll_timeout()` returns, and after each of the
+//! two drain `poll_event()` until it returns `None`. `handle` first runs the timers already due
+//! at `now`, so a late host timer delays events but never makes a reply wrong. Time never goes
+//! backwards: an earlier `now` is treated as the latest seen.
+
+#![warn(missing_docs)]
+
+mod api;
+#[cfg(any(test, feature = "invariants"))]
+mod check;
+mod config;
+mod ctx;
+mod engine;
+mod error;
+mod fxmap;
+mod json;
+mod kv;
+mod pubsub;
+mod queue;
+mod rng;
+mod time;
+mod timers;
+
+pub use api::{
+    Command, DeadLetter, DeadLetterReason, Delivery, Event, Headers, KvEntry, KvStats, KvValue,
+    MessageId, NackAction, Observed, ObservedKind, PubMessage, Published, PublishMessage,
+    PubsubStats, QueueStats, Reply, WaiterId,
+};
+pub use config::{Backoff, EngineConfig, Limits, MAX_LEASE_MS, QueueConfig, validate_queue_name};
+pub use engine::Engine;
+pub use error::Error;
+pub use json::Json;
+pub use queue::{QueueId, json_message};
+pub use rng::Rng;
+pub use time::Millis;
+pub use timers::TimerKind;

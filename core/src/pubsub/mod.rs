@@ -1,0 +1,189 @@
+//! Topic pub/sub with wildcard patterns and bounded per-subscriber buffers.
+//!
+//! Delivery is at-most-once to subscribers registered at publish time. A subscriber has
+//! *credit*, granted by its host (the room its connection has): while it has credit, a
+//! message is pushed as `Event::PubSub` at once; without credit it waits in the subscriber's
+//! bounded buffer, which drops its oldest message (counted) when full, so a publisher is never
+//! blocked. Hosts that poll instead of being pushed to (`PubsubPoll`) simply never grant credit.
+
+mod pattern;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Event, Headers, MessageId, PubMessage, PubsubStats};
+use crate::ctx::Ctx;
+use crate::json::Json;
+use crate::Error;
+
+pub(crate) use pattern::{matches, validate_pattern, validate_topic};
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+struct Subscriber {
+    patterns: BTreeSet<String>,
+    buffer: VecDeque<PubMessage>,
+    dropped: u64,
+    credit: u32,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct PubSub {
+    subscribers: BTreeMap<String, Subscriber>,
+    published: u64,
+    delivered: u64,
+    dropped: u64,
+}
+
+impl PubSub {
+    pub(crate) fn subscribe(
+        &mut self,
+        ctx: &mut Ctx,
+        id: Option<String>,
+        patterns: Vec<String>,
+        credit: u32,
+    ) -> Result<(String, Vec<String>), Error> {
+        let limits = &ctx.limits;
+        if patterns.is_empty() {
+            return Err(Error::invalid("patterns", "give at least one topic pattern"));
+        }
+        for p in &patterns {
+            validate_pattern(p, limits.max_topic_bytes)?;
+        }
+        if let Some(id) = &id {
+            if id.is_empty() || id.len() > 255 {
+                return Err(Error::invalid("subscriber_id", "must be 1-255 bytes"));
+            }
+        }
+        let existing = id.as_ref().and_then(|id| self.subscribers.get(id));
+        if existing.is_none() && self.subscribers.len() >= limits.max_subscribers {
+            return Err(Error::limit("subscribers", limits.max_subscribers as u64));
+        }
+        let mut all: BTreeSet<String> = existing.map(|s| s.patterns.clone()).unwrap_or_default();
+        all.extend(patterns);
+        if all.len() > limits.max_patterns_per_subscriber {
+            return Err(Error::limit(
+                "patterns per subscriber",
+                limits.max_patterns_per_subscriber as u64,
+            ));
+        }
+        let id = id.unwrap_or_else(|| ctx.new_id().to_string());
+        let sub = self.subscribers.entry(id.clone()).or_default();
+        sub.patterns = all;
+        let listed = sub.patterns.iter().cloned().collect();
+        if credit > 0 {
+            self.credit(ctx, &id, credit)?;
+        }
+        Ok((id, listed))
+    }
+
+    /// Removes the given patterns, or the subscriber with all of them when `None`.
+    pub(crate) fn unsubscribe(&mut self, id: &str, patterns: Option<Vec<String>>) -> Result<u64, Error> {
+        let sub = self.subscribers.get_mut(id).ok_or_else(|| not_found(id))?;
+        let removed = match patterns {
+            Some(ps) => ps.iter().filter(|p| sub.patterns.remove(*p)).count() as u64,
+            None => sub.patterns.len() as u64,
+        };
+        if sub.patterns.is_empty() {
+            self.subscribers.remove(id);
+        }
+        Ok(removed)
+    }
+
+    pub(crate) fn publish(
+        &mut self,
+        ctx: &mut Ctx,
+        topic: String,
+        message: Json,
+        headers: Headers,
+    ) -> Result<(MessageId, u64), Error> {
+        validate_topic(&topic, ctx.limits.max_topic_bytes)?;
+        if message.len() > ctx.limits.max_payload_bytes {
+            return Err(Error::too_large("message", message.len(), ctx.limits.max_payload_bytes));
+        }
+        let id = ctx.new_id();
+        let msg = PubMessage {
+            message_id: id,
+            topic: Arc::from(topic.as_str()),
+            message,
+            headers,
+            published_at: ctx.now,
+        };
+        self.published += 1;
+        let cap = ctx.limits.subscriber_buffer;
+        let mut matched = 0;
+        for (sid, sub) in &mut self.subscribers {
+            if !sub.patterns.iter().any(|p| matches(p, &topic)) {
+                continue;
+            }
+            matched += 1;
+            if sub.credit > 0 {
+                sub.credit -= 1;
+                self.delivered += 1;
+                ctx.events.push_back(Event::PubSub {
+                    subscriber_id: sid.clone(),
+                    message: msg.clone(),
+                });
+            } else {
+                if sub.buffer.len() >= cap {
+                    sub.buffer.pop_front();
+                    sub.dropped += 1;
+                    self.dropped += 1;
+                }
+                if cap > 0 {
+                    sub.buffer.push_back(msg.clone());
+                }
+            }
+        }
+        Ok((id, matched))
+    }
+
+    pub(crate) fn poll(&mut self, id: &str, max: u32) -> Result<(Vec<PubMessage>, u64), Error> {
+        if !(1..=1000).contains(&max) {
+            return Err(Error::invalid("max", "must be 1..=1000"));
+        }
+        let sub = self.subscribers.get_mut(id).ok_or_else(|| not_found(id))?;
+        let n = sub.buffer.len().min(max as usize);
+        let out: Vec<PubMessage> = sub.buffer.drain(..n).collect();
+        self.delivered += out.len() as u64;
+        Ok((out, sub.dropped))
+    }
+
+    /// Adds credit and pushes buffered messages while it lasts; returns the credit left.
+    pub(crate) fn credit(&mut self, ctx: &mut Ctx, id: &str, credit: u32) -> Result<u32, Error> {
+        let sub = self.subscribers.get_mut(id).ok_or_else(|| not_found(id))?;
+        sub.credit = sub.credit.saturating_add(credit);
+        while sub.credit > 0 {
+            let Some(message) = sub.buffer.pop_front() else { break };
+            sub.credit -= 1;
+            self.delivered += 1;
+            ctx.events.push_back(Event::PubSub {
+                subscriber_id: id.to_owned(),
+                message,
+            });
+        }
+        Ok(sub.credit)
+    }
+
+    pub(crate) fn stats(&self) -> PubsubStats {
+        let patterns = self.subscribers.values().flat_map(|s| s.patterns.iter());
+        let wildcard = patterns.clone().filter(|p| pattern::is_wildcard(p)).count();
+        let topics: BTreeSet<&String> = patterns.clone().filter(|p| !pattern::is_wildcard(p)).collect();
+        PubsubStats {
+            subscribers: self.subscribers.len() as u64,
+            subscriptions: patterns.count() as u64,
+            wildcard_subscriptions: wildcard as u64,
+            topics: topics.into_iter().cloned().collect(),
+            messages_published: self.published,
+            messages_delivered: self.delivered,
+            messages_dropped: self.dropped,
+        }
+    }
+}
+
+fn not_found(id: &str) -> Error {
+    Error::SubscriberNotFound {
+        subscriber_id: id.to_owned(),
+    }
+}

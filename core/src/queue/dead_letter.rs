@@ -1,0 +1,118 @@
+//! The dead-letter queue: bounded, oldest dropped (and counted) when full.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{DeadLetter, DeadLetterReason, MessageId, ObservedKind};
+use crate::ctx::Ctx;
+use crate::time::Millis;
+use crate::timers::TimerKind;
+
+use super::{Message, Queue, State};
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Entry {
+    pub(crate) msg: Message,
+    pub(crate) reason: DeadLetterReason,
+    pub(crate) at: Millis,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct DeadLetters {
+    pub(crate) entries: VecDeque<Entry>,
+    /// Entries dropped because the DLQ was full or disabled.
+    pub(crate) dropped: u64,
+}
+
+impl DeadLetters {
+    pub(crate) fn len(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    pub(crate) fn contains(&self, id: MessageId) -> bool {
+        self.entries.iter().any(|e| e.msg.id == id)
+    }
+
+    pub(crate) fn push(&mut self, msg: Message, reason: DeadLetterReason, at: Millis, max: u64) {
+        if max == 0 {
+            self.dropped += 1;
+            return;
+        }
+        while self.entries.len() as u64 >= max {
+            self.entries.pop_front();
+            self.dropped += 1;
+        }
+        self.entries.push_back(Entry { msg, reason, at });
+    }
+
+    pub(crate) fn page(&self, queue: &Arc<str>, offset: u64, limit: u64) -> Vec<DeadLetter> {
+        self.entries
+            .iter()
+            .skip(offset.min(usize::MAX as u64) as usize)
+            .take(limit as usize)
+            .map(|e| {
+                let (message, payload) = e.msg.body.split();
+                DeadLetter {
+                    message_id: e.msg.id,
+                    message,
+                    payload,
+                    priority: e.msg.priority,
+                    headers: e.msg.headers.clone(),
+                    reason: e.reason,
+                    attempts: e.msg.attempts,
+                    last_error: e.msg.last_error.clone(),
+                    origin_queue: queue.clone(),
+                    published_at: e.msg.published_at,
+                    dead_lettered_at: e.at,
+                }
+            })
+            .collect()
+    }
+
+    pub(crate) fn purge(&mut self) -> u64 {
+        let n = self.len();
+        self.entries.clear();
+        n
+    }
+}
+
+impl Queue {
+    /// Moves DLQ entries (the given ids, or all) back to the queue with attempts reset. Stops
+    /// early when the queue is full; returns how many moved.
+    pub(crate) fn redrive(&mut self, ctx: &mut Ctx, ids: Option<&[MessageId]>) -> u64 {
+        let now = ctx.now;
+        let mut moved = 0;
+        let mut kept = VecDeque::with_capacity(self.dlq.entries.len());
+        let mut full = false;
+        while let Some(entry) = self.dlq.entries.pop_front() {
+            let wanted = ids.is_none_or(|ids| ids.contains(&entry.msg.id));
+            full = full || self.depth() >= self.config.max_depth;
+            if !wanted || full {
+                kept.push_back(entry);
+                continue;
+            }
+            let mut msg = entry.msg;
+            msg.seq = ctx.seq();
+            msg.attempts = 0;
+            msg.enqueued_at = now;
+            msg.ready_since = now;
+            msg.expired = false;
+            msg.expires_at = msg.ttl_ms.map(|t| now.add_ms(t));
+            msg.state = State::Ready;
+            if let Some(at) = msg.expires_at {
+                ctx.timers.add(at, TimerKind::MessageTtl { queue: self.id, id: msg.id });
+            }
+            ctx.observe(|| self.observed(ObservedKind::Redriven, &msg, now));
+            self.ready.insert(msg.priority, msg.seq, msg.id);
+            self.messages.insert(msg.id, msg);
+            moved += 1;
+        }
+        self.dlq.entries = kept;
+        if moved > 0 {
+            self.serve_waiters(ctx);
+        }
+        moved
+    }
+}

@@ -1,0 +1,220 @@
+//! Leases: ack, nack, extend, and expiry (handled exactly like a nack with requeue).
+
+use std::sync::Arc;
+
+use crate::api::{DeadLetterReason, MessageId, NackAction, Observed, ObservedKind};
+use crate::config::MAX_LEASE_MS;
+use crate::ctx::Ctx;
+use crate::time::Millis;
+use crate::timers::TimerKind;
+use crate::Error;
+
+use super::{Message, Queue, State};
+
+/// Text recorded as a message's last error when its lease runs out.
+pub(crate) const LEASE_EXPIRED: &str = "lease expired";
+
+impl Queue {
+    /// Checks that `id` is in flight under `lease` (any lease when `None`) and returns its
+    /// current lease token and deadline.
+    fn leased(&self, id: MessageId, lease: Option<u64>) -> Result<(u64, Millis), Error> {
+        let Some(msg) = self.messages.get(&id) else {
+            if self.dlq.contains(id) {
+                return Err(mismatch(id, "the message was dead-lettered"));
+            }
+            return Err(Error::MessageNotFound {
+                message_id: id.to_string(),
+            });
+        };
+        match (msg.state.clone(), lease) {
+            (State::InFlight { lease: current, .. }, Some(given)) if current != given => Err(
+                mismatch(id, &format!("lease {given} is stale, the current lease is {current}")),
+            ),
+            (State::InFlight { lease, deadline, .. }, _) => Ok((lease, deadline)),
+            (State::Ready, _) => Err(mismatch(id, "the message is not leased (it is ready)")),
+            (State::Delayed { .. }, _) => {
+                Err(mismatch(id, "the message is not leased (it awaits a retry)"))
+            }
+        }
+    }
+
+    /// Takes an in-flight message out of flight: removes its lease timer and releases its
+    /// consumer's prefetch slot.
+    fn release(&mut self, ctx: &mut Ctx, id: MessageId, lease: u64, deadline: Millis) {
+        ctx.timers.remove(deadline, TimerKind::Lease { queue: self.id, id, lease });
+        let msg = self.messages.get_mut(&id).expect("leased message exists");
+        if let State::InFlight {
+            consumer: Some(c), ..
+        } = &msg.state
+        {
+            let c: Arc<str> = c.clone();
+            self.consumers.release(&c, ctx.now);
+        }
+        self.in_flight -= 1;
+    }
+
+    pub(crate) fn ack(&mut self, ctx: &mut Ctx, id: MessageId, lease: Option<u64>) -> Result<(), Error> {
+        let (lease, deadline) = self.leased(id, lease)?;
+        self.release(ctx, id, lease, deadline);
+        let msg = self.messages.remove(&id).expect("leased message exists");
+        self.cancel_ttl(ctx, &msg);
+        self.counters.acked += 1;
+        let now = ctx.now;
+        ctx.observe(|| self.observed(ObservedKind::Acked, &msg, now));
+        self.serve_waiters(ctx);
+        Ok(())
+    }
+
+    pub(crate) fn nack(
+        &mut self,
+        ctx: &mut Ctx,
+        id: MessageId,
+        lease: Option<u64>,
+        requeue: bool,
+        delay_ms: Option<u64>,
+        error: Option<String>,
+    ) -> Result<NackAction, Error> {
+        if delay_ms.is_some_and(|d| d > ctx.limits.max_delay_ms) {
+            return Err(Error::invalid(
+                "delay",
+                format!("at most {} ms", ctx.limits.max_delay_ms),
+            ));
+        }
+        let (lease, deadline) = self.leased(id, lease)?;
+        self.release(ctx, id, lease, deadline);
+        self.counters.nacked += 1;
+        let now = ctx.now;
+        let error = error.map(|e| truncate(e, ctx.limits.max_error_bytes));
+        let msg = self.messages.get_mut(&id).expect("leased message exists");
+        msg.last_error = error;
+        let msg = &self.messages[&id];
+        ctx.observe(|| self.observed(ObservedKind::Nacked, msg, now));
+        let action = self.fail(ctx, id, requeue, delay_ms);
+        self.serve_waiters(ctx);
+        Ok(action)
+    }
+
+    pub(crate) fn extend(
+        &mut self,
+        ctx: &mut Ctx,
+        id: MessageId,
+        lease: Option<u64>,
+        lease_ms: u64,
+    ) -> Result<Millis, Error> {
+        if lease_ms == 0 || lease_ms > MAX_LEASE_MS {
+            return Err(Error::invalid(
+                "ack_deadline",
+                format!("must be between 1 ms and {MAX_LEASE_MS} ms"),
+            ));
+        }
+        let (lease, deadline) = self.leased(id, lease)?;
+        let new_deadline = ctx.now.add_ms(lease_ms);
+        ctx.timers.remove(deadline, TimerKind::Lease { queue: self.id, id, lease });
+        ctx.timers.add(new_deadline, TimerKind::Lease { queue: self.id, id, lease });
+        let msg = self.messages.get_mut(&id).expect("leased message exists");
+        if let State::InFlight { deadline, .. } = &mut msg.state {
+            *deadline = new_deadline;
+        }
+        Ok(new_deadline)
+    }
+
+    /// A lease timer fired: if the lease is still current, treat it as a failed delivery.
+    pub(crate) fn on_lease_expiry(&mut self, ctx: &mut Ctx, id: MessageId, lease: u64) {
+        let Ok((current, deadline)) = self.leased(id, Some(lease)) else {
+            return;
+        };
+        debug_assert_eq!(current, lease);
+        // The timer popped already; `release` removing it again is a no-op.
+        self.release(ctx, id, lease, deadline);
+        self.counters.lease_expired += 1;
+        let now = ctx.now;
+        let msg = self.messages.get_mut(&id).expect("leased message exists");
+        msg.last_error = Some(LEASE_EXPIRED.to_owned());
+        let msg = &self.messages[&id];
+        ctx.observe(|| self.observed(ObservedKind::LeaseExpired, msg, now));
+        self.fail(ctx, id, true, None);
+        self.serve_waiters(ctx);
+    }
+
+    /// After a failed delivery (nack or lease expiry) of a message just taken out of flight:
+    /// dead-letter it, or schedule its retry.
+    fn fail(
+        &mut self,
+        ctx: &mut Ctx,
+        id: MessageId,
+        requeue: bool,
+        delay_ms: Option<u64>,
+    ) -> NackAction {
+        let msg = &self.messages[&id];
+        let reason = if msg.expired {
+            Some(DeadLetterReason::Expired)
+        } else if !requeue {
+            Some(DeadLetterReason::Rejected)
+        } else if msg.attempts > msg.max_retries {
+            Some(DeadLetterReason::MaxRetriesExceeded)
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
+            let msg = self.messages.remove(&id).expect("message exists");
+            self.cancel_ttl(ctx, &msg);
+            self.dead_letter(ctx, msg, reason);
+            return NackAction::DeadLettered;
+        }
+        let delay = delay_ms.unwrap_or_else(|| self.retry_delay(ctx, msg.attempts));
+        let now = ctx.now;
+        let msg = &self.messages[&id];
+        ctx.observe(|| Observed {
+            ms: Some(delay),
+            ..self.observed(ObservedKind::RetryScheduled, msg, now)
+        });
+        let msg = self.messages.get_mut(&id).expect("message exists");
+        if delay == 0 {
+            msg.state = State::Ready;
+            msg.ready_since = now;
+            self.ready.insert(msg.priority, msg.seq, id);
+            NackAction::Requeued
+        } else {
+            let until = now.add_ms(delay);
+            msg.state = State::Delayed { until };
+            ctx.timers.add(until, TimerKind::Due { queue: self.id, id });
+            self.delayed += 1;
+            NackAction::Delayed
+        }
+    }
+
+    /// Moves a message that has left the queue's map into the DLQ (or drops it when the queue
+    /// keeps no DLQ).
+    pub(crate) fn dead_letter(&mut self, ctx: &mut Ctx, msg: Message, reason: DeadLetterReason) {
+        let now = ctx.now;
+        self.counters.dead_lettered += 1;
+        ctx.observe(|| Observed {
+            reason: Some(reason),
+            ..self.observed(ObservedKind::DeadLettered, &msg, now)
+        });
+        if self.config.dead_letter {
+            self.dlq.push(msg, reason, now, self.config.dlq_max);
+        } else {
+            self.dlq.dropped += 1;
+        }
+    }
+}
+
+fn mismatch(id: MessageId, detail: &str) -> Error {
+    Error::LeaseMismatch {
+        message_id: id.to_string(),
+        detail: detail.to_owned(),
+    }
+}
+
+/// Cuts `text` to at most `max` bytes at a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}

@@ -1,0 +1,86 @@
+//! The ready index: delivery order is highest priority first, then publish order.
+//!
+//! One deque per priority holds `(seq, id)` sorted by `seq`, the message's publish number. A new
+//! message has the highest `seq` so far and goes to the back in O(1); a retried message keeps
+//! its `seq` and is put back in its place by binary search, so it does not lose its turn.
+
+use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::MessageId;
+
+pub(crate) const PRIORITIES: usize = 10;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Ready {
+    lanes: [VecDeque<(u64, MessageId)>; PRIORITIES],
+    len: u64,
+}
+
+impl Ready {
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Inserts in `seq` order and returns the 1-based delivery position.
+    pub(crate) fn insert(&mut self, priority: u8, seq: u64, id: MessageId) -> u64 {
+        let lane = &mut self.lanes[usize::from(priority)];
+        let at = match lane.back() {
+            Some(&(last, _)) if last > seq => lane.partition_point(|&(s, _)| s < seq),
+            _ => lane.len(),
+        };
+        lane.insert(at, (seq, id));
+        self.len += 1;
+        let ahead: usize = self.lanes[usize::from(priority) + 1..]
+            .iter()
+            .map(VecDeque::len)
+            .sum();
+        (ahead + at + 1) as u64
+    }
+
+    /// Takes the next message to deliver.
+    pub(crate) fn pop(&mut self) -> Option<MessageId> {
+        let lane = self.lanes.iter_mut().rev().find(|l| !l.is_empty())?;
+        self.len -= 1;
+        lane.pop_front().map(|(_, id)| id)
+    }
+
+    /// Removes a specific message (TTL expiry); false if it is not here.
+    pub(crate) fn remove(&mut self, priority: u8, seq: u64) -> bool {
+        let lane = &mut self.lanes[usize::from(priority)];
+        let at = lane.partition_point(|&(s, _)| s < seq);
+        if lane.get(at).is_some_and(|&(s, _)| s == seq) {
+            lane.remove(at);
+            self.len -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Removes everything, returning the ids.
+    pub(crate) fn drain(&mut self) -> Vec<MessageId> {
+        self.len = 0;
+        self.lanes
+            .iter_mut()
+            .rev()
+            .flat_map(|l| l.drain(..).map(|(_, id)| id))
+            .collect()
+    }
+
+    /// Ids in delivery order.
+    #[cfg(any(test, feature = "invariants"))]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, MessageId)> + '_ {
+        self.lanes.iter().rev().flat_map(|l| l.iter().copied())
+    }
+
+    /// The smallest `seq` at the head of any lane: the message that entered first.
+    pub(crate) fn heads(&self) -> impl Iterator<Item = MessageId> + '_ {
+        self.lanes.iter().filter_map(|l| l.front().map(|&(_, id)| id))
+    }
+}

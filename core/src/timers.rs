@@ -1,0 +1,94 @@
+//! One timer queue for the whole engine, deadlines as data.
+//!
+//! Every pending deadline is an entry `(when, TimerKey)` in one ordered set, so
+//! `poll_timeout` is its first entry. Entries are removed eagerly when their subject goes away
+//! (an ack removes the lease timer), which bounds the set by live state; the handlers also
+//! re-check their subject, so a stale entry would be harmless.
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::{MessageId, WaiterId};
+use crate::queue::QueueId;
+use crate::time::Millis;
+
+/// What a deadline is for.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TimerKind {
+    /// A message's lease (ack deadline) ends; `lease` is the lease token it was set for.
+    Lease {
+        /// Owning queue.
+        queue: QueueId,
+        /// The message.
+        id: MessageId,
+        /// The lease token.
+        lease: u64,
+    },
+    /// A delayed message (publish delay or retry delay) becomes ready.
+    Due {
+        /// Owning queue.
+        queue: QueueId,
+        /// The message.
+        id: MessageId,
+    },
+    /// A message's TTL passes.
+    MessageTtl {
+        /// Owning queue.
+        queue: QueueId,
+        /// The message.
+        id: MessageId,
+    },
+    /// A parked long-poll consumer's wait ends.
+    Wait {
+        /// The waiter.
+        waiter: WaiterId,
+    },
+    /// A KV key's TTL passes; `version` tells a rewritten key from the one the timer was for.
+    KeyTtl {
+        /// The key.
+        key: String,
+        /// The write it belongs to.
+        version: u64,
+    },
+}
+
+/// The ordered set of pending deadlines.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Timers {
+    set: BTreeSet<(Millis, TimerKind)>,
+}
+
+impl Timers {
+    pub(crate) fn add(&mut self, at: Millis, kind: TimerKind) {
+        self.set.insert((at, kind));
+    }
+
+    pub(crate) fn remove(&mut self, at: Millis, kind: TimerKind) {
+        self.set.remove(&(at, kind));
+    }
+
+    /// The earliest deadline and what it is for.
+    pub(crate) fn next(&self) -> Option<&(Millis, TimerKind)> {
+        self.set.first()
+    }
+
+    /// Removes and returns the earliest entry if it is due at `now`.
+    pub(crate) fn pop_due(&mut self, now: Millis) -> Option<(Millis, TimerKind)> {
+        if self.set.first()?.0 <= now {
+            self.set.pop_first()
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.set.len()
+    }
+
+    #[cfg(any(test, feature = "invariants"))]
+    pub(crate) fn contains(&self, at: Millis, kind: &TimerKind) -> bool {
+        self.set.contains(&(at, kind.clone()))
+    }
+}

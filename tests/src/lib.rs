@@ -1,0 +1,1 @@
+//! Shared harness for Synap's tests: the simulation swarm's actors, faults and oracle.
