@@ -21,9 +21,7 @@ pub type MessageId = Uuid;
 pub type Headers = BTreeMap<String, String>;
 
 /// A parked long-poll consumer, answered later by `Event::Delivered` or `Event::WaitTimedOut`.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct WaiterId(pub u64);
 

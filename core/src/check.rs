@@ -19,7 +19,10 @@ impl Engine {
                     State::Ready => ready += 1,
                     State::Delayed { until } => {
                         delayed += 1;
-                        let t = TimerKind::Due { queue: q.id, id: *id };
+                        let t = TimerKind::Due {
+                            queue: q.id,
+                            id: *id,
+                        };
                         assert!(ctx.timers.contains(*until, &t), "delayed {id} has no timer");
                     }
                     State::InFlight {
@@ -27,15 +30,28 @@ impl Engine {
                     } => {
                         in_flight += 1;
                         assert!(m.attempts >= 1 && m.attempts <= m.max_retries + 1);
-                        let t = TimerKind::Lease { queue: q.id, id: *id, lease: *lease };
-                        assert!(ctx.timers.contains(*deadline, &t), "lease of {id} has no timer");
+                        let t = TimerKind::Lease {
+                            queue: q.id,
+                            id: *id,
+                            lease: *lease,
+                        };
+                        assert!(
+                            ctx.timers.contains(*deadline, &t),
+                            "lease of {id} has no timer"
+                        );
                     }
                 }
                 if let (Some(at), false) = (m.expires_at, m.expired) {
-                    let t = TimerKind::MessageTtl { queue: q.id, id: *id };
+                    let t = TimerKind::MessageTtl {
+                        queue: q.id,
+                        id: *id,
+                    };
                     assert!(ctx.timers.contains(at, &t), "ttl of {id} has no timer");
                 }
-                assert!(!q.dlq.contains(*id), "{id} is both queued and dead-lettered");
+                assert!(
+                    !q.dlq.contains(*id),
+                    "{id} is both queued and dead-lettered"
+                );
             }
             let stats = q.stats(ctx.now);
             assert_eq!(stats.ready, ready, "ready index size");
@@ -47,14 +63,25 @@ impl Engine {
                 let held: u64 = q
                     .messages
                     .values()
-                    .filter(|m| matches!(&m.state, State::InFlight { consumer: Some(_), .. }))
+                    .filter(|m| {
+                        matches!(
+                            &m.state,
+                            State::InFlight {
+                                consumer: Some(_),
+                                ..
+                            }
+                        )
+                    })
                     .count() as u64;
                 assert_eq!(held, q.consumers_held_total(), "consumer lease counts");
             }
             for w in &q.waiters {
                 waiters += 1;
                 assert_eq!(self.waiter_queues.get(&w.id), Some(&q.id));
-                assert!(ctx.timers.contains(w.deadline, &TimerKind::Wait { waiter: w.id }));
+                assert!(
+                    ctx.timers
+                        .contains(w.deadline, &TimerKind::Wait { waiter: w.id })
+                );
             }
         }
         assert_eq!(waiters, self.waiter_queues.len(), "waiter index size");

@@ -90,7 +90,11 @@ impl QueueConfig {
         if self.retry_delays_ms.len() > 64 {
             return Err(Error::invalid("retry_delays", "at most 64 entries"));
         }
-        if let Some(bad) = self.retry_delays_ms.iter().find(|d| **d > limits.max_delay_ms) {
+        if let Some(bad) = self
+            .retry_delays_ms
+            .iter()
+            .find(|d| **d > limits.max_delay_ms)
+        {
             return Err(Error::invalid(
                 "retry_delays",
                 format!("{bad} ms exceeds the limit of {} ms", limits.max_delay_ms),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::api::{Command, Event, MessageId, Reply, WaiterId};
 use crate::config::{EngineConfig, QueueConfig, validate_queue_name};
 use crate::ctx::Ctx;
@@ -14,7 +15,6 @@ use crate::pubsub::PubSub;
 use crate::queue::{Queue, QueueId};
 use crate::time::Millis;
 use crate::timers::TimerKind;
-use crate::Error;
 
 /// The sans-IO engine: queues, KV and pub/sub as one deterministic state machine.
 ///
@@ -114,7 +114,9 @@ impl Engine {
                     self.with_queue_id(queue, |q, ctx| {
                         q.unpark(ctx, waiter);
                     });
-                    self.ctx.events.push_back(Event::WaitTimedOut { waiter_id: waiter });
+                    self.ctx
+                        .events
+                        .push_back(Event::WaitTimedOut { waiter_id: waiter });
                 }
             }
             TimerKind::KeyTtl { key, version } => self.kv.on_ttl(&mut self.ctx, &key, version),
@@ -140,7 +142,10 @@ impl Engine {
         let id = self.names.get(name).ok_or_else(|| Error::QueueNotFound {
             queue: name.to_owned(),
         })?;
-        Ok((self.queues.get_mut(id).expect("named queue exists"), &mut self.ctx))
+        Ok((
+            self.queues.get_mut(id).expect("named queue exists"),
+            &mut self.ctx,
+        ))
     }
 
     fn queue(&self, name: &str) -> Result<&Queue, Error> {
@@ -183,7 +188,9 @@ impl Engine {
         let mut queue = self.queues.remove(&id).expect("named queue exists");
         for waiter in queue.teardown(&mut self.ctx) {
             self.waiter_queues.remove(&waiter);
-            self.ctx.events.push_back(Event::WaitTimedOut { waiter_id: waiter });
+            self.ctx
+                .events
+                .push_back(Event::WaitTimedOut { waiter_id: waiter });
         }
         true
     }
@@ -214,7 +221,10 @@ impl Engine {
             }
             Command::PublishBatch { queue, messages } => {
                 if messages.len() > self.ctx.limits.max_batch {
-                    return Err(Error::limit("messages per batch", self.ctx.limits.max_batch as u64));
+                    return Err(Error::limit(
+                        "messages per batch",
+                        self.ctx.limits.max_batch as u64,
+                    ));
                 }
                 let (q, ctx) = self.publish_target(&queue)?;
                 for m in &messages {
@@ -222,7 +232,9 @@ impl Engine {
                 }
                 q.check_room(messages.len() as u64)?;
                 let published = messages.into_iter().map(|m| q.publish(ctx, m)).collect();
-                Reply::PublishedBatch { messages: published }
+                Reply::PublishedBatch {
+                    messages: published,
+                }
             }
             Command::Consume {
                 queue,
@@ -380,7 +392,10 @@ impl Engine {
             },
             Command::KvMset { entries } => {
                 if entries.len() > ctx.limits.max_batch {
-                    return Err(Error::limit("entries per mset", ctx.limits.max_batch as u64));
+                    return Err(Error::limit(
+                        "entries per mset",
+                        ctx.limits.max_batch as u64,
+                    ));
                 }
                 kv.set_all(ctx, entries)?;
                 Reply::KvOk
@@ -392,7 +407,8 @@ impl Engine {
                 credit,
             } => {
                 let (subscriber_id, patterns) =
-                    self.pubsub.subscribe(ctx, subscriber_id, patterns, credit)?;
+                    self.pubsub
+                        .subscribe(ctx, subscriber_id, patterns, credit)?;
                 Reply::Subscribed {
                     subscriber_id,
                     patterns,
@@ -456,7 +472,8 @@ impl Engine {
     /// Whether a message is known to a queue (ready, delayed or in flight).
     #[must_use]
     pub fn holds_message(&self, queue: &str, id: MessageId) -> bool {
-        self.queue(queue).is_ok_and(|q| q.messages.contains_key(&id))
+        self.queue(queue)
+            .is_ok_and(|q| q.messages.contains_key(&id))
     }
 }
 

@@ -44,12 +44,14 @@ mod kv;
 mod pubsub;
 mod queue;
 mod rng;
+#[cfg(test)]
+mod tests;
 mod time;
 mod timers;
 
 pub use api::{
     Command, DeadLetter, DeadLetterReason, Delivery, Event, Headers, KvEntry, KvStats, KvValue,
-    MessageId, NackAction, Observed, ObservedKind, PubMessage, Published, PublishMessage,
+    MessageId, NackAction, Observed, ObservedKind, PubMessage, PublishMessage, Published,
     PubsubStats, QueueStats, Reply, WaiterId,
 };
 pub use config::{Backoff, EngineConfig, Limits, MAX_LEASE_MS, QueueConfig, validate_queue_name};

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::api::{Event, KvEntry, KvStats, KvValue};
 use crate::ctx::Ctx;
 use crate::json::Json;
 use crate::time::Millis;
 use crate::timers::TimerKind;
-use crate::Error;
 
 /// Default and largest number of keys `KvKeys` returns.
 pub(crate) const MAX_KEYS_LISTED: u64 = 10_000;
@@ -53,7 +53,11 @@ impl Kv {
     fn check_entry(&self, ctx: &Ctx, e: &KvEntry) -> Result<(), Error> {
         Self::check_key(ctx, &e.key)?;
         if e.value.len() > ctx.limits.max_value_bytes {
-            return Err(Error::too_large("value", e.value.len(), ctx.limits.max_value_bytes));
+            return Err(Error::too_large(
+                "value",
+                e.value.len(),
+                ctx.limits.max_value_bytes,
+            ));
         }
         if let Some(ttl) = e.ttl_ms {
             check_ttl(ctx, ttl)?;
@@ -94,7 +98,13 @@ impl Kv {
         self.next_version += 1;
         let version = self.next_version;
         if let Some(at) = expires_at {
-            ctx.timers.add(at, TimerKind::KeyTtl { key: key.clone(), version });
+            ctx.timers.add(
+                at,
+                TimerKind::KeyTtl {
+                    key: key.clone(),
+                    version,
+                },
+            );
         }
         self.bytes += (key.len() + value.len()) as u64;
         self.map.insert(
@@ -114,7 +124,13 @@ impl Kv {
         };
         self.bytes -= (key.len() + e.value.len()) as u64;
         if let Some(at) = e.expires_at {
-            ctx.timers.remove(at, TimerKind::KeyTtl { key: key.to_owned(), version: e.version });
+            ctx.timers.remove(
+                at,
+                TimerKind::KeyTtl {
+                    key: key.to_owned(),
+                    version: e.version,
+                },
+            );
         }
         e.live(ctx.now)
     }
@@ -155,7 +171,12 @@ impl Kv {
     }
 
     /// Sets (`Some`) or removes (`None`) a live key's TTL; false if there is no live key.
-    pub(crate) fn expire(&mut self, ctx: &mut Ctx, key: &str, ttl_ms: Option<u64>) -> Result<bool, Error> {
+    pub(crate) fn expire(
+        &mut self,
+        ctx: &mut Ctx,
+        key: &str,
+        ttl_ms: Option<u64>,
+    ) -> Result<bool, Error> {
         Self::check_key(ctx, key)?;
         if let Some(ttl) = ttl_ms {
             check_ttl(ctx, ttl)?;
@@ -167,7 +188,12 @@ impl Kv {
             return Ok(false);
         }
         let value = e.value.clone();
-        self.write(ctx, key.to_owned(), value, ttl_ms.map(|t| ctx.now.add_ms(t)));
+        self.write(
+            ctx,
+            key.to_owned(),
+            value,
+            ttl_ms.map(|t| ctx.now.add_ms(t)),
+        );
         Ok(true)
     }
 
@@ -183,9 +209,13 @@ impl Kv {
         Self::check_key(ctx, key)?;
         let (current, expires_at) = match self.live(ctx.now, key) {
             Some(e) => {
-                let n = e.value.as_str().parse::<i64>().map_err(|_| Error::NotAnInteger {
-                    key: key.to_owned(),
-                })?;
+                let n = e
+                    .value
+                    .as_str()
+                    .parse::<i64>()
+                    .map_err(|_| Error::NotAnInteger {
+                        key: key.to_owned(),
+                    })?;
                 (n, e.expires_at)
             }
             None => {
@@ -198,7 +228,12 @@ impl Kv {
         let next = current.checked_add(by).ok_or_else(|| {
             Error::invalid("by", "the result does not fit in a 64-bit signed integer")
         })?;
-        self.write(ctx, key.to_owned(), Json::from_trusted_text(next.to_string()), expires_at);
+        self.write(
+            ctx,
+            key.to_owned(),
+            Json::from_trusted_text(next.to_string()),
+            expires_at,
+        );
         self.stats.sets += 1;
         Ok(next)
     }
@@ -254,7 +289,10 @@ impl Kv {
         assert_eq!(bytes, self.bytes, "kv byte count drifted");
         for (k, e) in &self.map {
             if let Some(at) = e.expires_at {
-                let timer = TimerKind::KeyTtl { key: k.clone(), version: e.version };
+                let timer = TimerKind::KeyTtl {
+                    key: k.clone(),
+                    version: e.version,
+                };
                 assert!(ctx.timers.contains(at, &timer), "key {k} has no TTL timer");
             }
         }
@@ -263,7 +301,10 @@ impl Kv {
 
 fn check_ttl(ctx: &Ctx, ttl: u64) -> Result<(), Error> {
     if ttl > ctx.limits.max_ttl_ms {
-        return Err(Error::invalid("ttl", format!("at most {} ms", ctx.limits.max_ttl_ms)));
+        return Err(Error::invalid(
+            "ttl",
+            format!("at most {} ms", ctx.limits.max_ttl_ms),
+        ));
     }
     Ok(())
 }

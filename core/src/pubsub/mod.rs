@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::api::{Event, Headers, MessageId, PubMessage, PubsubStats};
 use crate::ctx::Ctx;
 use crate::json::Json;
-use crate::Error;
 
 pub(crate) use pattern::{matches, validate_pattern, validate_topic};
 
@@ -46,7 +46,10 @@ impl PubSub {
     ) -> Result<(String, Vec<String>), Error> {
         let limits = &ctx.limits;
         if patterns.is_empty() {
-            return Err(Error::invalid("patterns", "give at least one topic pattern"));
+            return Err(Error::invalid(
+                "patterns",
+                "give at least one topic pattern",
+            ));
         }
         for p in &patterns {
             validate_pattern(p, limits.max_topic_bytes)?;
@@ -79,11 +82,19 @@ impl PubSub {
     }
 
     /// Removes the given patterns, or the subscriber with all of them when `None`.
-    pub(crate) fn unsubscribe(&mut self, id: &str, patterns: Option<Vec<String>>) -> Result<u64, Error> {
+    pub(crate) fn unsubscribe(
+        &mut self,
+        id: &str,
+        patterns: Option<Vec<String>>,
+    ) -> Result<u64, Error> {
         let sub = self.subscribers.get_mut(id).ok_or_else(|| not_found(id))?;
         let removed = match patterns {
             Some(ps) => ps.iter().filter(|p| sub.patterns.remove(*p)).count() as u64,
-            None => sub.patterns.len() as u64,
+            None => {
+                let n = sub.patterns.len() as u64;
+                sub.patterns.clear();
+                n
+            }
         };
         if sub.patterns.is_empty() {
             self.subscribers.remove(id);
@@ -100,7 +111,11 @@ impl PubSub {
     ) -> Result<(MessageId, u64), Error> {
         validate_topic(&topic, ctx.limits.max_topic_bytes)?;
         if message.len() > ctx.limits.max_payload_bytes {
-            return Err(Error::too_large("message", message.len(), ctx.limits.max_payload_bytes));
+            return Err(Error::too_large(
+                "message",
+                message.len(),
+                ctx.limits.max_payload_bytes,
+            ));
         }
         let id = ctx.new_id();
         let msg = PubMessage {
@@ -155,7 +170,9 @@ impl PubSub {
         let sub = self.subscribers.get_mut(id).ok_or_else(|| not_found(id))?;
         sub.credit = sub.credit.saturating_add(credit);
         while sub.credit > 0 {
-            let Some(message) = sub.buffer.pop_front() else { break };
+            let Some(message) = sub.buffer.pop_front() else {
+                break;
+            };
             sub.credit -= 1;
             self.delivered += 1;
             ctx.events.push_back(Event::PubSub {
@@ -169,7 +186,10 @@ impl PubSub {
     pub(crate) fn stats(&self) -> PubsubStats {
         let patterns = self.subscribers.values().flat_map(|s| s.patterns.iter());
         let wildcard = patterns.clone().filter(|p| pattern::is_wildcard(p)).count();
-        let topics: BTreeSet<&String> = patterns.clone().filter(|p| !pattern::is_wildcard(p)).collect();
+        let topics: BTreeSet<&String> = patterns
+            .clone()
+            .filter(|p| !pattern::is_wildcard(p))
+            .collect();
         PubsubStats {
             subscribers: self.subscribers.len() as u64,
             subscriptions: patterns.count() as u64,

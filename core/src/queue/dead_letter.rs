@@ -102,7 +102,13 @@ impl Queue {
             msg.expires_at = msg.ttl_ms.map(|t| now.add_ms(t));
             msg.state = State::Ready;
             if let Some(at) = msg.expires_at {
-                ctx.timers.add(at, TimerKind::MessageTtl { queue: self.id, id: msg.id });
+                ctx.timers.add(
+                    at,
+                    TimerKind::MessageTtl {
+                        queue: self.id,
+                        id: msg.id,
+                    },
+                );
             }
             ctx.observe(|| self.observed(ObservedKind::Redriven, &msg, now));
             self.ready.insert(msg.priority, msg.seq, msg.id);

@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
+use crate::Error;
 use crate::api::{DeadLetterReason, MessageId, NackAction, Observed, ObservedKind};
 use crate::config::MAX_LEASE_MS;
 use crate::ctx::Ctx;
 use crate::time::Millis;
 use crate::timers::TimerKind;
-use crate::Error;
 
 use super::{Message, Queue, State};
 
@@ -27,21 +27,37 @@ impl Queue {
             });
         };
         match (msg.state.clone(), lease) {
-            (State::InFlight { lease: current, .. }, Some(given)) if current != given => Err(
-                mismatch(id, &format!("lease {given} is stale, the current lease is {current}")),
-            ),
-            (State::InFlight { lease, deadline, .. }, _) => Ok((lease, deadline)),
-            (State::Ready, _) => Err(mismatch(id, "the message is not leased (it is ready)")),
-            (State::Delayed { .. }, _) => {
-                Err(mismatch(id, "the message is not leased (it awaits a retry)"))
+            (State::InFlight { lease: current, .. }, Some(given)) if current != given => {
+                Err(mismatch(
+                    id,
+                    &format!("lease {given} is stale, the current lease is {current}"),
+                ))
             }
+            (
+                State::InFlight {
+                    lease, deadline, ..
+                },
+                _,
+            ) => Ok((lease, deadline)),
+            (State::Ready, _) => Err(mismatch(id, "the message is not leased (it is ready)")),
+            (State::Delayed { .. }, _) => Err(mismatch(
+                id,
+                "the message is not leased (it awaits a retry)",
+            )),
         }
     }
 
     /// Takes an in-flight message out of flight: removes its lease timer and releases its
     /// consumer's prefetch slot.
     fn release(&mut self, ctx: &mut Ctx, id: MessageId, lease: u64, deadline: Millis) {
-        ctx.timers.remove(deadline, TimerKind::Lease { queue: self.id, id, lease });
+        ctx.timers.remove(
+            deadline,
+            TimerKind::Lease {
+                queue: self.id,
+                id,
+                lease,
+            },
+        );
         let msg = self.messages.get_mut(&id).expect("leased message exists");
         if let State::InFlight {
             consumer: Some(c), ..
@@ -53,7 +69,12 @@ impl Queue {
         self.in_flight -= 1;
     }
 
-    pub(crate) fn ack(&mut self, ctx: &mut Ctx, id: MessageId, lease: Option<u64>) -> Result<(), Error> {
+    pub(crate) fn ack(
+        &mut self,
+        ctx: &mut Ctx,
+        id: MessageId,
+        lease: Option<u64>,
+    ) -> Result<(), Error> {
         let (lease, deadline) = self.leased(id, lease)?;
         self.release(ctx, id, lease, deadline);
         let msg = self.messages.remove(&id).expect("leased message exists");
@@ -109,8 +130,22 @@ impl Queue {
         }
         let (lease, deadline) = self.leased(id, lease)?;
         let new_deadline = ctx.now.add_ms(lease_ms);
-        ctx.timers.remove(deadline, TimerKind::Lease { queue: self.id, id, lease });
-        ctx.timers.add(new_deadline, TimerKind::Lease { queue: self.id, id, lease });
+        ctx.timers.remove(
+            deadline,
+            TimerKind::Lease {
+                queue: self.id,
+                id,
+                lease,
+            },
+        );
+        ctx.timers.add(
+            new_deadline,
+            TimerKind::Lease {
+                queue: self.id,
+                id,
+                lease,
+            },
+        );
         let msg = self.messages.get_mut(&id).expect("leased message exists");
         if let State::InFlight { deadline, .. } = &mut msg.state {
             *deadline = new_deadline;

@@ -100,7 +100,11 @@ impl Message {
 
     /// Approximate bytes held for this message (body, headers, bookkeeping).
     pub(crate) fn footprint(&self) -> usize {
-        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 48)
+            .sum();
         size_of::<Self>() + self.body.len() + headers
     }
 }

@@ -15,8 +15,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::api::{
-    Delivery, Event, MessageId, ObservedKind, Observed, Published, PublishMessage, WaiterId,
+    Delivery, Event, MessageId, Observed, ObservedKind, PublishMessage, Published, WaiterId,
 };
 use crate::config::{MAX_LEASE_MS, QueueConfig};
 use crate::ctx::Ctx;
@@ -24,7 +25,6 @@ use crate::fxmap::SortedMap;
 use crate::json::Json;
 use crate::time::Millis;
 use crate::timers::TimerKind;
-use crate::Error;
 
 pub(crate) use dead_letter::DeadLetters;
 pub(crate) use message::{Body, Message, State};
@@ -33,9 +33,7 @@ use stats::{Consumers, Counters, WaitWindow};
 
 /// Internal handle of a queue; a re-created queue gets a new one, so timers of a deleted
 /// queue never touch its successor.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct QueueId(pub u32);
 
@@ -115,14 +113,21 @@ impl Queue {
             return Err(Error::invalid("priority", "must be 0..=9"));
         }
         if m.headers.len() > limits.max_headers {
-            return Err(Error::limit("headers per message", limits.max_headers as u64));
+            return Err(Error::limit(
+                "headers per message",
+                limits.max_headers as u64,
+            ));
         }
         if let Some((k, v)) = m
             .headers
             .iter()
             .find(|(k, v)| k.len() + v.len() > limits.max_header_bytes)
         {
-            return Err(Error::too_large("header", k.len() + v.len(), limits.max_header_bytes));
+            return Err(Error::too_large(
+                "header",
+                k.len() + v.len(),
+                limits.max_header_bytes,
+            ));
         }
         if m.delay_ms.is_some_and(|d| d > limits.max_delay_ms) {
             return Err(Error::invalid(
@@ -187,7 +192,8 @@ impl Queue {
         let priority = msg.priority;
         ctx.observe(|| self.observed(ObservedKind::Published, &msg, now));
         if let Some(at) = msg.expires_at {
-            ctx.timers.add(at, TimerKind::MessageTtl { queue: self.id, id });
+            ctx.timers
+                .add(at, TimerKind::MessageTtl { queue: self.id, id });
         }
         let position = match m.delay_ms.filter(|d| *d > 0) {
             Some(delay) => {
@@ -239,7 +245,11 @@ impl Queue {
     }
 
     /// Registers a consumer id (for the limit and the `consumers` stat).
-    pub(crate) fn touch_consumer(&mut self, ctx: &Ctx, consumer: &Option<Arc<str>>) -> Result<(), Error> {
+    pub(crate) fn touch_consumer(
+        &mut self,
+        ctx: &Ctx,
+        consumer: &Option<Arc<str>>,
+    ) -> Result<(), Error> {
         match consumer {
             Some(c) => self
                 .consumers
@@ -288,7 +298,14 @@ impl Queue {
             consumer: consumer.clone(),
         };
         let wait = now.since(msg.ready_since);
-        ctx.timers.add(deadline, TimerKind::Lease { queue: self.id, id, lease });
+        ctx.timers.add(
+            deadline,
+            TimerKind::Lease {
+                queue: self.id,
+                id,
+                lease,
+            },
+        );
         self.in_flight += 1;
         self.counters.consumed += 1;
         self.waits.record(wait);
@@ -362,7 +379,9 @@ impl Queue {
 
     /// A delayed message's delay has ended.
     pub(crate) fn on_due(&mut self, ctx: &mut Ctx, id: MessageId) {
-        let Some(msg) = self.messages.get_mut(&id) else { return };
+        let Some(msg) = self.messages.get_mut(&id) else {
+            return;
+        };
         if !matches!(msg.state, State::Delayed { .. }) {
             return;
         }
@@ -376,7 +395,9 @@ impl Queue {
     /// A message's TTL has passed: dead-letter it now, or when its lease ends.
     pub(crate) fn on_ttl(&mut self, ctx: &mut Ctx, id: MessageId) {
         let now = ctx.now;
-        let Some(msg) = self.messages.get_mut(&id) else { return };
+        let Some(msg) = self.messages.get_mut(&id) else {
+            return;
+        };
         if msg.expired {
             return;
         }
@@ -403,7 +424,8 @@ impl Queue {
             }
             State::Delayed { until } => {
                 self.delayed -= 1;
-                ctx.timers.remove(until, TimerKind::Due { queue: self.id, id });
+                ctx.timers
+                    .remove(until, TimerKind::Due { queue: self.id, id });
             }
             State::InFlight { .. } => panic!("remove_waiting of an in-flight message"),
         }
@@ -413,7 +435,13 @@ impl Queue {
 
     fn cancel_ttl(&self, ctx: &mut Ctx, msg: &Message) {
         if let (Some(at), false) = (msg.expires_at, msg.expired) {
-            ctx.timers.remove(at, TimerKind::MessageTtl { queue: self.id, id: msg.id });
+            ctx.timers.remove(
+                at,
+                TimerKind::MessageTtl {
+                    queue: self.id,
+                    id: msg.id,
+                },
+            );
         }
     }
 
@@ -460,11 +488,19 @@ impl Queue {
             match msg.state {
                 State::Ready => {}
                 State::Delayed { until } => {
-                    ctx.timers.remove(until, TimerKind::Due { queue: self.id, id });
+                    ctx.timers
+                        .remove(until, TimerKind::Due { queue: self.id, id });
                 }
                 State::InFlight {
                     lease, deadline, ..
-                } => ctx.timers.remove(deadline, TimerKind::Lease { queue: self.id, id, lease }),
+                } => ctx.timers.remove(
+                    deadline,
+                    TimerKind::Lease {
+                        queue: self.id,
+                        id,
+                        lease,
+                    },
+                ),
             }
             self.cancel_ttl(ctx, &self.messages[&id]);
         }
@@ -491,7 +527,10 @@ impl Queue {
 
     /// Bytes held by the queue's messages (for the memory benchmark).
     pub(crate) fn footprint(&self) -> usize {
-        self.messages.values().map(Message::footprint).sum::<usize>()
+        self.messages
+            .values()
+            .map(Message::footprint)
+            .sum::<usize>()
             + self.messages.capacity() * (size_of::<(MessageId, Message)>() + 1)
     }
 }
@@ -509,9 +548,5 @@ pub fn json_message(value: serde_json::Value) -> PublishMessage {
 impl Queue {
     pub(crate) fn consumers_held_total(&self) -> u64 {
         self.consumers.held_total()
-    }
-
-    pub(crate) fn ready_ids(&self) -> Vec<MessageId> {
-        self.ready.iter().map(|(_, id)| id).collect()
     }
 }

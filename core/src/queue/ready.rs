@@ -73,14 +73,10 @@ impl Ready {
             .collect()
     }
 
-    /// Ids in delivery order.
-    #[cfg(any(test, feature = "invariants"))]
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, MessageId)> + '_ {
-        self.lanes.iter().rev().flat_map(|l| l.iter().copied())
-    }
-
     /// The smallest `seq` at the head of any lane: the message that entered first.
     pub(crate) fn heads(&self) -> impl Iterator<Item = MessageId> + '_ {
-        self.lanes.iter().filter_map(|l| l.front().map(|&(_, id)| id))
+        self.lanes
+            .iter()
+            .filter_map(|l| l.front().map(|&(_, id)| id))
     }
 }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::Error;
 use crate::api::QueueStats;
 use crate::time::Millis;
-use crate::Error;
 
 use super::Queue;
 
