@@ -69,11 +69,18 @@ impl Engine {
     }
 
     /// Runs every timer due at `now`. Extra calls are harmless.
+    ///
+    /// Each timer runs at its own deadline, not at the (possibly later) time of the call: a
+    /// lease that ends at `d` schedules its retry from `d`. So the state after a call does not
+    /// depend on how late the host's timer was, and replaying only the commands of a log
+    /// rebuilds exactly the state the live engine had.
     pub fn handle_timeout(&mut self, now: Millis) {
-        self.advance(now);
-        while let Some((_, timer)) = self.ctx.timers.pop_due(self.ctx.now) {
+        let target = now.max(self.ctx.now);
+        while let Some((at, timer)) = self.ctx.timers.pop_due(target) {
+            self.advance(at);
             self.fire(timer);
         }
+        self.advance(target);
     }
 
     /// The earliest pending deadline; `None` when nothing is scheduled.

@@ -181,3 +181,93 @@ fn every_state_change_is_observed() {
         ]
     );
 }
+
+#[test]
+fn timers_run_at_their_deadline_however_late_the_host_is() {
+    let run = |late_ms: u64| {
+        let mut r = Rig::new();
+        r.create(
+            "q",
+            QueueConfig {
+                retry_delays_ms: vec![1_000],
+                ..QueueConfig::default()
+            },
+        );
+        r.publish("q", 1, 5);
+        r.consume_as("q", 1, Some(100), None);
+        r.advance(100 + late_ms);
+        (r.engine.poll_timeout(), r.stats("q").delayed)
+    };
+    let on_time = run(0);
+    assert_eq!(on_time, (Some(Millis(1_000 + 100 + 1_000)), 1));
+    assert_eq!(
+        run(500),
+        on_time,
+        "the retry is due 1 s after the lease ended"
+    );
+}
+
+#[test]
+fn replaying_commands_alone_rebuilds_the_state() {
+    let mut live = Rig::new();
+    let mut log = Vec::new();
+    let mut run = |r: &mut Rig, cmd: Command| {
+        log.push((r.now, cmd.clone()));
+        r.cmd(cmd)
+    };
+    run(
+        &mut live,
+        Command::CreateQueue {
+            queue: "q".into(),
+            config: Some(QueueConfig {
+                retry_delays_ms: vec![70],
+                ..QueueConfig::default()
+            }),
+        },
+    )
+    .unwrap();
+    for n in 0..4 {
+        run(
+            &mut live,
+            Command::Publish {
+                queue: "q".into(),
+                message: crate::json_message(json!(n)),
+            },
+        )
+        .unwrap();
+    }
+    run(
+        &mut live,
+        Command::Consume {
+            queue: "q".into(),
+            wait_ms: 0,
+            lease_ms: Some(50),
+            max_messages: 3,
+            consumer_id: None,
+        },
+    )
+    .unwrap();
+    live.advance(55);
+    live.advance(20);
+    live.advance(100);
+    run(
+        &mut live,
+        Command::Consume {
+            queue: "q".into(),
+            wait_ms: 0,
+            lease_ms: Some(50),
+            max_messages: 1,
+            consumer_id: Some("w".into()),
+        },
+    )
+    .unwrap();
+    live.advance(10);
+    live.events();
+    let mut replayed = Engine::new(EngineConfig::default(), 7);
+    for (now, cmd) in log {
+        let _ = replayed.handle(Millis(now), cmd);
+    }
+    replayed.handle_timeout(Millis(live.now));
+    while replayed.poll_event().is_some() {}
+    assert_eq!(replayed.state_digest(), live.engine.state_digest());
+}
