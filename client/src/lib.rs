@@ -1,1 +1,62 @@
-//! Async Rust client for Synap.
+//! Async Rust client for Synap, a task-queue server: queues with leases, retries and a
+//! dead-letter queue, a key-value store with TTL, and topic pub/sub.
+//!
+//! Every call goes over HTTP (`reqwest`) to the REST routes of Synap's server; subscriptions and
+//! the streaming consumer use WebSockets. Durations are [`std::time::Duration`] here and
+//! seconds (fractions allowed) on the wire. Errors are typed: [`SynapError::Server`] carries
+//! the HTTP status and the server's machine code, with helpers such as
+//! [`SynapError::is_lease_mismatch`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use synap_client::{ConsumeOptions, PublishOptions, SynapClient};
+//!
+//! # async fn run() -> Result<(), synap_client::SynapError> {
+//! let client = SynapClient::connect("http://127.0.0.1:15500").await?;
+//!
+//! // A producer publishes a task; premium work jumps the line with a higher priority.
+//! let task = serde_json::json!({"videoId": "v1", "type": "transcode"});
+//! client
+//!     .queue_publish("video-processing", &task, PublishOptions::priority(9))
+//!     .await?;
+//!
+//! // A worker long-polls for up to 30 s and holds the task under a 300 s lease.
+//! let opts = ConsumeOptions {
+//!     timeout: Some(Duration::from_secs(30)),
+//!     ack_deadline: Some(Duration::from_secs(300)),
+//!     consumer_id: Some("worker-1".into()),
+//! };
+//! if let Some(msg) = client
+//!     .queue_consume::<serde_json::Value>("video-processing", Some(opts))
+//!     .await?
+//! {
+//!     client
+//!         .kv_set("video:v1:status", &"processing", Some(Duration::from_secs(3600)))
+//!         .await?;
+//!     // Acking with the lease token means a late ack after a redelivery is refused.
+//!     client
+//!         .queue_ack_with_lease("video-processing", &msg.id, msg.lease)
+//!         .await?;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
+
+mod client;
+mod error;
+mod kv;
+mod pubsub;
+mod queue;
+mod types;
+mod ws;
+
+pub use client::SynapClient;
+pub use error::{Result, SynapError};
+pub use pubsub::{PubSubPublished, Subscription};
+pub use types::{
+    AckBatchResult, AckFailure, Backoff, ConsumeOptions, DeadLetter, DlqPage, Headers, NackAction,
+    NackOptions, PubSubMessage, PublishOptions, PublishResult, QueueConfig, QueueMessage,
+    QueueStats,
+};

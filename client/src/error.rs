@@ -1,0 +1,167 @@
+//! Typed errors: what the server refused (with its HTTP status and machine code) kept apart from
+//! transport and decoding failures, so callers can branch on `is_lease_mismatch()` and friends.
+
+use serde::Deserialize;
+
+/// Everything a Synap call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum SynapError {
+    /// The server answered with an error status and (usually) a `{"error", "code"}` body.
+    #[error("server error {status} ({code}): {message}")]
+    Server {
+        /// HTTP status (400 bad input, 401 auth, 404 unknown, 409 lease mismatch, …).
+        status: u16,
+        /// Stable machine code such as `lease_mismatch` or `queue_not_found`; the status text
+        /// when the body carried none.
+        code: String,
+        /// Human-readable message from the server.
+        message: String,
+    },
+    /// The request never got an HTTP answer (connection refused, reset, timed out).
+    #[error("transport error: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// A WebSocket could not be opened or failed while open.
+    #[error("websocket error: {0}")]
+    WebSocket(#[from] Box<tokio_tungstenite::tungstenite::Error>),
+    /// A body could not be encoded, or a response or frame did not have the expected shape.
+    #[error("decode error: {0}")]
+    Decode(String),
+    /// The base URL given to the client is not a usable `http://` URL.
+    #[error("invalid url: {0}")]
+    InvalidUrl(String),
+    /// A streaming connection was closed (by the server or because the client shut it down).
+    #[error("connection closed: {0}")]
+    Closed(String),
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = SynapError> = std::result::Result<T, E>;
+
+impl SynapError {
+    /// The HTTP status of a server error, `None` for other kinds.
+    #[must_use]
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Self::Server { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The server's machine code (e.g. `lease_mismatch`), `None` for other kinds.
+    #[must_use]
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Server { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// True when an ack, nack or extend carried a lease the message no longer holds: the message
+    /// was redelivered (or is no longer leased), and the late answer was refused.
+    #[must_use]
+    pub fn is_lease_mismatch(&self) -> bool {
+        self.code() == Some("lease_mismatch") || self.status() == Some(409)
+    }
+
+    /// True when the queue, message or key does not exist.
+    #[must_use]
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404) || self.code().is_some_and(|c| c.ends_with("_not_found"))
+    }
+
+    /// True when the queue is at `max_depth` or another server limit was hit.
+    #[must_use]
+    pub fn is_full(&self) -> bool {
+        matches!(self.status(), Some(429 | 507))
+            || matches!(self.code(), Some("queue_full" | "limit_exceeded"))
+    }
+
+    /// True when the server refused the API key (or none was sent and one is required).
+    #[must_use]
+    pub fn is_unauthorized(&self) -> bool {
+        self.status() == Some(401)
+    }
+
+    /// True when the server rejected the request as malformed or out of range.
+    #[must_use]
+    pub fn is_invalid_argument(&self) -> bool {
+        self.code() == Some("invalid_argument") || self.status() == Some(400)
+    }
+
+    /// Builds a server error from a status and a raw body. The body is read leniently: a JSON
+    /// `{"error", "code"}` object (the code may be a string or a number), or plain text.
+    pub(crate) fn from_response(status: u16, reason: &str, body: &str) -> Self {
+        #[derive(Deserialize)]
+        struct ErrorBody {
+            #[serde(default)]
+            error: Option<serde_json::Value>,
+            #[serde(default)]
+            code: Option<serde_json::Value>,
+        }
+        let parsed = serde_json::from_str::<ErrorBody>(body).ok();
+        let code = parsed
+            .as_ref()
+            .and_then(|b| b.code.as_ref())
+            .map(|c| match c {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .unwrap_or_else(|| reason.to_ascii_lowercase().replace(' ', "_"));
+        let message = match parsed.and_then(|b| b.error) {
+            Some(serde_json::Value::String(s)) => s,
+            Some(other) => other.to_string(),
+            None if body.is_empty() => reason.to_owned(),
+            None => body.to_owned(),
+        };
+        Self::Server {
+            status,
+            code,
+            message,
+        }
+    }
+}
+
+impl From<tokio_tungstenite::tungstenite::Error> for SynapError {
+    fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
+        // Boxed because tungstenite's error is large and would bloat every `Result`.
+        Self::WebSocket(Box::new(e))
+    }
+}
+
+impl From<serde_json::Error> for SynapError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Decode(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_string_and_numeric_codes() {
+        let e = SynapError::from_response(
+            409,
+            "Conflict",
+            r#"{"error":"lease mismatch for m","code":"lease_mismatch"}"#,
+        );
+        assert!(e.is_lease_mismatch());
+        assert!(!e.is_not_found());
+        assert_eq!(e.code(), Some("lease_mismatch"));
+
+        let e = SynapError::from_response(404, "Not Found", r#"{"error":"x","code":404}"#);
+        assert!(e.is_not_found());
+        assert_eq!(e.code(), Some("404"));
+    }
+
+    #[test]
+    fn falls_back_to_status_text_for_empty_bodies() {
+        let e = SynapError::from_response(401, "Unauthorized", "");
+        assert!(e.is_unauthorized());
+        assert_eq!(e.code(), Some("unauthorized"));
+        assert_eq!(
+            e.to_string(),
+            "server error 401 (unauthorized): Unauthorized"
+        );
+    }
+}

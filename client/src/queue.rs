@@ -1,0 +1,399 @@
+//! Queue operations over the REST routes of DESIGN.md §5: publish, consume under a lease,
+//! ack/nack/extend, stats, and the dead-letter queue.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::client::SynapClient;
+use crate::error::Result;
+use crate::types::{
+    AckBatchResult, ConsumeOptions, DlqPage, NackAction, NackOptions, PublishOptions,
+    PublishResult, QueueConfig, QueueMessage, QueueStats, RawDelivery, secs,
+};
+
+#[derive(Serialize)]
+pub(crate) struct PublishBody<'a, T: ?Sized> {
+    pub(crate) message: &'a T,
+    #[serde(flatten)]
+    pub(crate) opts: &'a PublishOptions,
+}
+
+#[derive(Serialize)]
+struct ConsumeBody<'a> {
+    #[serde(flatten)]
+    opts: &'a ConsumeOptions,
+    max_messages: u32,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Deliveries {
+    #[serde(default)]
+    pub(crate) messages: Vec<RawDelivery>,
+}
+
+#[derive(Serialize)]
+struct AckBody<'a> {
+    message_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct NackBody<'a> {
+    message_id: &'a str,
+    #[serde(flatten)]
+    opts: &'a NackOptions,
+}
+
+#[derive(Serialize)]
+struct ExtendBody<'a> {
+    message_id: &'a str,
+    #[serde(serialize_with = "secs")]
+    ack_deadline: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lease: Option<u64>,
+}
+
+/// An empty JSON object, for POST routes that take no options (`null` would not parse).
+#[derive(Serialize)]
+struct Empty {}
+const EMPTY: Empty = Empty {};
+
+#[derive(Deserialize)]
+struct Ignored {}
+
+#[derive(Deserialize)]
+struct Names {
+    queues: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Deleted {
+    deleted: bool,
+}
+
+#[derive(Deserialize)]
+struct Purged {
+    purged: u64,
+}
+
+#[derive(Deserialize)]
+struct Retried {
+    retried: u64,
+}
+
+#[derive(Deserialize)]
+struct Nacked {
+    action: NackAction,
+}
+
+#[derive(Deserialize)]
+struct BatchPublished {
+    messages: Vec<PublishResult>,
+}
+
+impl SynapClient {
+    /// Creates the queue `name` with `config` (fields left `None` take the server defaults).
+    /// Creating an existing queue applies the given settings to it.
+    ///
+    /// # Errors
+    /// `invalid_argument` for a bad name or an out-of-range setting.
+    pub async fn queue_create(&self, name: &str, config: QueueConfig) -> Result<()> {
+        let _: Ignored = self
+            .call(Method::POST, &["queue", name], Some(&config))
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a queue with its messages and DLQ; `false` if there was no such queue.
+    ///
+    /// # Errors
+    /// Transport or server errors.
+    pub async fn queue_delete(&self, name: &str) -> Result<bool> {
+        let r: Deleted = self
+            .call(Method::DELETE, &["queue", name], None::<&()>)
+            .await?;
+        Ok(r.deleted)
+    }
+
+    /// Names of all queues.
+    ///
+    /// # Errors
+    /// Transport or server errors.
+    pub async fn queue_list(&self) -> Result<Vec<String>> {
+        let r: Names = self
+            .call(Method::GET, &["queue", "list"], None::<&()>)
+            .await?;
+        Ok(r.queues)
+    }
+
+    /// Publishes `message` (any `Serialize` value, sent as JSON) to `queue`.
+    ///
+    /// # Errors
+    /// `queue_full`, `payload_too_large`, `invalid_argument` (e.g. priority above 9), or
+    /// `queue_not_found` when the server does not auto-create queues.
+    pub async fn queue_publish<T: Serialize + ?Sized>(
+        &self,
+        queue: &str,
+        message: &T,
+        opts: PublishOptions,
+    ) -> Result<PublishResult> {
+        let body = PublishBody {
+            message,
+            opts: &opts,
+        };
+        self.call(Method::POST, &["queue", queue, "publish"], Some(&body))
+            .await
+    }
+
+    /// Publishes several messages in one request; all are accepted or none. Results are in
+    /// the order given.
+    ///
+    /// # Errors
+    /// As [`queue_publish`](Self::queue_publish).
+    pub async fn queue_publish_batch<T: Serialize>(
+        &self,
+        queue: &str,
+        messages: &[(T, PublishOptions)],
+    ) -> Result<Vec<PublishResult>> {
+        #[derive(Serialize)]
+        struct Batch<'a, T> {
+            messages: Vec<PublishBody<'a, T>>,
+        }
+        let batch = Batch {
+            messages: messages
+                .iter()
+                .map(|(message, opts)| PublishBody { message, opts })
+                .collect(),
+        };
+        let r: BatchPublished = self
+            .call(
+                Method::POST,
+                &["queue", queue, "publish_batch"],
+                Some(&batch),
+            )
+            .await?;
+        Ok(r.messages)
+    }
+
+    /// Leases one message, long-polling up to `opts.timeout` when none is ready. `None` when the
+    /// wait ends with nothing.
+    ///
+    /// # Errors
+    /// `queue_not_found`, a body that is not a `T` ([`SynapError::Decode`]; the message stays
+    /// leased until its deadline), or transport errors.
+    ///
+    /// [`SynapError::Decode`]: crate::SynapError::Decode
+    pub async fn queue_consume<T: DeserializeOwned>(
+        &self,
+        queue: &str,
+        opts: Option<ConsumeOptions>,
+    ) -> Result<Option<QueueMessage<T>>> {
+        let mut batch = self.queue_consume_batch(queue, 1, opts).await?;
+        Ok(batch.pop())
+    }
+
+    /// Leases up to `max` (1..=100) messages, long-polling like
+    /// [`queue_consume`](Self::queue_consume); an empty list when the wait ends with nothing.
+    ///
+    /// # Errors
+    /// As [`queue_consume`](Self::queue_consume).
+    pub async fn queue_consume_batch<T: DeserializeOwned>(
+        &self,
+        queue: &str,
+        max: u32,
+        opts: Option<ConsumeOptions>,
+    ) -> Result<Vec<QueueMessage<T>>> {
+        let opts = opts.unwrap_or_default();
+        let wait = opts.timeout.unwrap_or_default();
+        let body = ConsumeBody {
+            opts: &opts,
+            max_messages: max,
+        };
+        let r: Deliveries = self
+            .call_long(&["queue", queue, "consume"], &body, wait)
+            .await?;
+        r.messages.into_iter().map(RawDelivery::decode).collect()
+    }
+
+    /// Acknowledges a message under whatever lease it holds: it is done.
+    ///
+    /// # Errors
+    /// `message_not_found` for an unknown id, `lease_mismatch` when it is not leased.
+    pub async fn queue_ack(&self, queue: &str, message_id: &str) -> Result<()> {
+        self.queue_ack_with_lease(queue, message_id, None).await
+    }
+
+    /// Acknowledges the delivery holding `lease`; a late ack after a redelivery gets
+    /// `lease_mismatch` (see [`SynapError::is_lease_mismatch`]) and leaves the new delivery be.
+    ///
+    /// # Errors
+    /// As [`queue_ack`](Self::queue_ack).
+    ///
+    /// [`SynapError::is_lease_mismatch`]: crate::SynapError::is_lease_mismatch
+    pub async fn queue_ack_with_lease(
+        &self,
+        queue: &str,
+        message_id: &str,
+        lease: Option<u64>,
+    ) -> Result<()> {
+        let body = AckBody { message_id, lease };
+        let _: Ignored = self
+            .call(Method::POST, &["queue", queue, "ack"], Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// Acknowledges several `(message_id, lease)` pairs in one request. Refused acks are
+    /// reported per message rather than failing the batch.
+    ///
+    /// # Errors
+    /// `queue_not_found` or transport errors.
+    pub async fn queue_ack_batch(
+        &self,
+        queue: &str,
+        acks: &[(&str, Option<u64>)],
+    ) -> Result<AckBatchResult> {
+        #[derive(Serialize)]
+        struct Batch<'a> {
+            acks: Vec<AckBody<'a>>,
+        }
+        let batch = Batch {
+            acks: acks
+                .iter()
+                .map(|&(message_id, lease)| AckBody { message_id, lease })
+                .collect(),
+        };
+        self.call(Method::POST, &["queue", queue, "ack_batch"], Some(&batch))
+            .await
+    }
+
+    /// Rejects a message: `requeue = true` retries it (after the queue's retry delay, and
+    /// dead-letters it once `max_retries` is spent); `false` dead-letters it at once.
+    ///
+    /// # Errors
+    /// As [`queue_ack`](Self::queue_ack).
+    pub async fn queue_nack(
+        &self,
+        queue: &str,
+        message_id: &str,
+        requeue: bool,
+    ) -> Result<NackAction> {
+        let opts = NackOptions {
+            requeue,
+            ..NackOptions::default()
+        };
+        self.queue_nack_with(queue, message_id, &opts).await
+    }
+
+    /// Rejects a message with an explicit retry delay, error text or lease.
+    ///
+    /// # Errors
+    /// As [`queue_ack`](Self::queue_ack).
+    pub async fn queue_nack_with(
+        &self,
+        queue: &str,
+        message_id: &str,
+        opts: &NackOptions,
+    ) -> Result<NackAction> {
+        let body = NackBody { message_id, opts };
+        let r: Nacked = self
+            .call(Method::POST, &["queue", queue, "nack"], Some(&body))
+            .await?;
+        Ok(r.action)
+    }
+
+    /// Extends a lease: the new deadline is `ack_deadline` from now. Workers on long tasks call
+    /// this before the deadline to keep the message.
+    ///
+    /// # Errors
+    /// `lease_mismatch` when the lease already ended or `lease` is stale.
+    pub async fn queue_extend(
+        &self,
+        queue: &str,
+        message_id: &str,
+        ack_deadline: Duration,
+        lease: Option<u64>,
+    ) -> Result<()> {
+        let body = ExtendBody {
+            message_id,
+            ack_deadline,
+            lease,
+        };
+        let _: Ignored = self
+            .call(Method::POST, &["queue", queue, "extend"], Some(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// Statistics of a queue.
+    ///
+    /// # Errors
+    /// `queue_not_found` or transport errors.
+    pub async fn queue_stats(&self, queue: &str) -> Result<QueueStats> {
+        self.call(Method::GET, &["queue", queue, "stats"], None::<&()>)
+            .await
+    }
+
+    /// Removes ready and delayed messages (in-flight ones stay); returns how many.
+    ///
+    /// # Errors
+    /// `queue_not_found` or transport errors.
+    pub async fn queue_purge(&self, queue: &str) -> Result<u64> {
+        let r: Purged = self
+            .call(Method::POST, &["queue", queue, "purge"], Some(&EMPTY))
+            .await?;
+        Ok(r.purged)
+    }
+
+    /// A page of the queue's dead-letter queue, oldest first.
+    ///
+    /// # Errors
+    /// `queue_not_found` or transport errors.
+    pub async fn dlq_list(&self, queue: &str, offset: u64, limit: u64) -> Result<DlqPage> {
+        let mut url = self.url(&["queue", queue, "dlq"]);
+        url.query_pairs_mut()
+            .append_pair("offset", &offset.to_string())
+            .append_pair("limit", &limit.to_string());
+        self.send_get(url).await
+    }
+
+    /// Moves dead-lettered messages back to the queue with attempts reset: the given ids, or
+    /// all of them for `None`. Returns how many moved.
+    ///
+    /// # Errors
+    /// `queue_not_found` or transport errors.
+    pub async fn dlq_retry(&self, queue: &str, message_ids: Option<&[String]>) -> Result<u64> {
+        #[derive(Serialize)]
+        struct Body<'a> {
+            #[serde(skip_serializing_if = "Option::is_none")]
+            message_ids: Option<&'a [String]>,
+        }
+        let r: Retried = self
+            .call(
+                Method::POST,
+                &["queue", queue, "dlq", "retry"],
+                Some(&Body { message_ids }),
+            )
+            .await?;
+        Ok(r.retried)
+    }
+
+    /// Empties the dead-letter queue; returns how many entries were removed.
+    ///
+    /// # Errors
+    /// `queue_not_found` or transport errors.
+    pub async fn dlq_purge(&self, queue: &str) -> Result<u64> {
+        let r: Purged = self
+            .call(
+                Method::POST,
+                &["queue", queue, "dlq", "purge"],
+                Some(&EMPTY),
+            )
+            .await?;
+        Ok(r.purged)
+    }
+}
