@@ -1,1 +1,170 @@
-fn main() {}
+//! `synap-server`: Synap's native server. An engine task owns the sans-IO engine; axum serves
+//! REST, the SDK command envelope, WebSocket and SSE on top of it. See docs/api.md.
+
+mod clock;
+mod config;
+mod engine_task;
+mod handle;
+mod http;
+mod settings;
+mod simulate;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use synap_core::{Command, Engine};
+use tokio::sync::{broadcast, mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::{Cli, ServerConfig, Sub};
+use crate::engine_task::{EVENT_BUFFER, EngineTask, REQUEST_QUEUE};
+use crate::handle::EngineHandle;
+use crate::http::{AppState, Auth};
+
+/// How long shutdown waits for open connections before exiting anyway.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    // `simulate` takes its own flags (including `--help`), so it is dispatched before clap.
+    if args.get(1).map(String::as_str) == Some("simulate") {
+        return simulate::main(args[2..].to_vec());
+    }
+    let cli = Cli::parse();
+    if let Some(Sub::Simulate { args }) = cli.command {
+        return simulate::main(args);
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let env_keys = std::env::var("SYNAP_API_KEY").ok();
+    let config = match ServerConfig::load(&cli, env_keys.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("synap-server: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("synap-server: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A seed from the OS, so message ids differ between servers and runs.
+fn os_seed() -> Result<u64, String> {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| format!("no OS randomness for the engine seed: {e}"))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+async fn serve(config: ServerConfig) -> Result<(), String> {
+    if config.in_memory {
+        info!("in-memory mode: nothing is written to disk");
+    } else {
+        warn!(
+            data_dir = %config.data_dir.display(),
+            fsync = ?config.fsync,
+            "persistence is not implemented yet: state is kept in memory only and is lost on \
+             exit (--data-dir and --fsync are accepted for forward compatibility)"
+        );
+    }
+    let engine = Engine::new(config.engine.clone(), os_seed()?);
+    let (events_tx, _) = broadcast::channel(EVENT_BUFFER);
+    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+    let task = tokio::spawn(EngineTask::new(engine, events_tx.clone()).run(rx));
+    let handle = EngineHandle::new(tx);
+    for (name, qc) in &config.queues {
+        let cmd = Command::ConfigureQueue {
+            queue: name.clone(),
+            config: qc.clone(),
+        };
+        handle
+            .call(cmd)
+            .await
+            .map_err(|e| format!("cannot configure queue {name}: {e:?}"))?;
+        info!(queue = %name, "queue configured");
+    }
+    let (stop_tx, stop_rx) = watch::channel(false);
+    if !config.api_keys.is_empty() {
+        info!(keys = config.api_keys.len(), "API key auth is on");
+    }
+    let state = AppState {
+        engine: handle.clone(),
+        events: events_tx,
+        shutdown: stop_rx,
+        default_queue: Arc::new(config.engine.default_queue.clone()),
+        max_batch: config.engine.limits.max_batch,
+        auth: Arc::new(Auth::new(config.api_keys.clone())),
+        metrics: Arc::new(http::HttpMetrics::default()),
+    };
+    let app = http::router(state, config.max_body_bytes);
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    info!(addr = %local, "synap-server listening");
+    let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain_handle = handle.clone();
+    let shutdown = async move {
+        wait_for_signal().await;
+        info!("shutting down: answering parked consumers and draining connections");
+        let _ = stop_tx.send(true);
+        drain_handle.drain().await;
+        let _ = fired_tx.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let grace = async {
+        let _ = fired_rx.await;
+        tokio::time::sleep(DRAIN_GRACE).await;
+    };
+    tokio::select! {
+        r = server => r.map_err(|e| format!("server error: {e}"))?,
+        () = grace => warn!("connections still open after the grace period; exiting"),
+    }
+    drop(handle);
+    task.abort();
+    info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,254 @@
+//! Server configuration: command-line flags over the YAML config file over defaults.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+use synap_core::{EngineConfig, QueueConfig, validate_queue_name};
+
+use crate::settings::{QueueSettings, secs_to_ms};
+
+/// Default listen address.
+pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:15500";
+/// Default largest HTTP request body: room for a full batch of typical messages.
+pub(crate) const DEFAULT_MAX_BODY: usize = 8 << 20;
+
+/// When the command log is flushed to disk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Fsync {
+    /// fsync before every reply.
+    Always,
+    /// fsync every few milliseconds (group commit).
+    #[default]
+    Interval,
+    /// Leave flushing to the OS.
+    Never,
+}
+
+/// Synap's task-queue server.
+#[derive(Debug, Parser)]
+#[command(name = "synap-server", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// Address to listen on [default: 127.0.0.1:15500].
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) bind: Option<SocketAddr>,
+    /// YAML config file (server settings, limits, per-queue settings).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Data directory for the command log and snapshots [default: ./synap-data].
+    /// Persistence is not implemented yet: state lives in memory only.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Keep all state in memory (no data directory).
+    #[arg(long)]
+    pub(crate) in_memory: bool,
+    /// Log flush policy (accepted for forward compatibility; persistence is not implemented yet).
+    #[arg(long, value_enum)]
+    pub(crate) fsync: Option<Fsync>,
+    /// Subcommand.
+    #[command(subcommand)]
+    pub(crate) command: Option<Sub>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Sub {
+    /// Run the workload simulator (arguments are passed to it; try `simulate --help`).
+    Simulate {
+        /// Simulator arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+/// The `server:` section of the config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct ServerSection {
+    bind: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    in_memory: Option<bool>,
+    fsync: Option<Fsync>,
+    api_keys: Vec<String>,
+    auto_create_queues: Option<bool>,
+    max_body_bytes: Option<usize>,
+    observe: Option<bool>,
+}
+
+/// The `limits:` section: the engine limits most worth tuning.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct LimitSection {
+    max_message_bytes: Option<usize>,
+    max_batch: Option<usize>,
+    max_wait_secs: Option<f64>,
+    max_waiters: Option<usize>,
+    max_queues: Option<u64>,
+    max_kv_keys: Option<usize>,
+    max_key_bytes: Option<usize>,
+    max_value_bytes: Option<usize>,
+    max_subscribers: Option<usize>,
+    subscriber_buffer: Option<usize>,
+}
+
+/// The whole config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    server: ServerSection,
+    limits: LimitSection,
+    default_queue: QueueSettings,
+    #[serde(alias = "queue")]
+    queues: BTreeMap<String, QueueSettings>,
+}
+
+/// Everything the server runs with.
+#[derive(Debug)]
+pub(crate) struct ServerConfig {
+    pub(crate) bind: SocketAddr,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) in_memory: bool,
+    pub(crate) fsync: Fsync,
+    pub(crate) api_keys: Vec<String>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) engine: EngineConfig,
+    /// Queues to create (or reconfigure) at start.
+    pub(crate) queues: BTreeMap<String, QueueConfig>,
+}
+
+impl ServerConfig {
+    /// Builds the configuration from flags, the config file they name, and `SYNAP_API_KEY`.
+    pub(crate) fn load(cli: &Cli, env_keys: Option<&str>) -> Result<Self, String> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut engine = EngineConfig::default();
+        apply_limits(&mut engine, &file.limits)?;
+        if let Some(v) = file.server.auto_create_queues {
+            engine.auto_create_queues = v;
+        }
+        if let Some(v) = file.server.observe {
+            engine.observe = v;
+        }
+        engine.default_queue = file
+            .default_queue
+            .apply(&engine.default_queue)
+            .map_err(|e| format!("default_queue: {e}"))?;
+        engine
+            .default_queue
+            .validate(&engine.limits)
+            .map_err(|e| format!("default_queue: {e}"))?;
+        let mut queues = BTreeMap::new();
+        for (name, settings) in &file.queues {
+            validate_queue_name(name).map_err(|e| format!("queue {name:?}: {e}"))?;
+            let config = settings
+                .apply(&engine.default_queue)
+                .and_then(|c| c.validate(&engine.limits).map(|()| c))
+                .map_err(|e| format!("queue {name:?}: {e}"))?;
+            queues.insert(name.clone(), config);
+        }
+        let mut api_keys = file.server.api_keys;
+        api_keys.extend(
+            env_keys
+                .unwrap_or("")
+                .split(',')
+                .map(str::trim)
+                .map(String::from),
+        );
+        api_keys.retain(|k| !k.is_empty());
+        let max_body_bytes = file.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
+        if max_body_bytes < 1024 {
+            return Err("server.max_body_bytes must be at least 1024".into());
+        }
+        Ok(Self {
+            bind: cli
+                .bind
+                .or(file.server.bind)
+                .unwrap_or_else(|| DEFAULT_BIND.parse().expect("valid default address")),
+            data_dir: cli
+                .data_dir
+                .clone()
+                .or(file.server.data_dir)
+                .unwrap_or_else(|| PathBuf::from("./synap-data")),
+            in_memory: cli.in_memory || file.server.in_memory.unwrap_or(false),
+            fsync: cli.fsync.or(file.server.fsync).unwrap_or_default(),
+            api_keys,
+            max_body_bytes,
+            engine,
+            queues,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+    serde_norway::from_str(&text)
+        .map_err(|e| format!("invalid config file {}: {e}", path.display()))
+}
+
+fn apply_limits(engine: &mut EngineConfig, l: &LimitSection) -> Result<(), String> {
+    let lim = &mut engine.limits;
+    let positive = |name: &str, v: usize| {
+        if v == 0 {
+            Err(format!("limits.{name} must be positive"))
+        } else {
+            Ok(v)
+        }
+    };
+    if let Some(v) = l.max_message_bytes {
+        lim.max_payload_bytes = positive("max_message_bytes", v)?;
+    }
+    if let Some(v) = l.max_batch {
+        lim.max_batch = positive("max_batch", v)?;
+    }
+    if let Some(v) = l.max_wait_secs {
+        lim.max_wait_ms = secs_to_ms("limits.max_wait_secs", v).map_err(|e| e.to_string())?;
+    }
+    if let Some(v) = l.max_waiters {
+        lim.max_waiters = positive("max_waiters", v)?;
+    }
+    if let Some(v) = l.max_queues {
+        lim.max_queues = v.max(1);
+    }
+    if let Some(v) = l.max_kv_keys {
+        lim.max_kv_keys = positive("max_kv_keys", v)?;
+    }
+    if let Some(v) = l.max_key_bytes {
+        lim.max_key_bytes = positive("max_key_bytes", v)?;
+    }
+    if let Some(v) = l.max_value_bytes {
+        lim.max_value_bytes = positive("max_value_bytes", v)?;
+    }
+    if let Some(v) = l.max_subscribers {
+        lim.max_subscribers = positive("max_subscribers", v)?;
+    }
+    if let Some(v) = l.subscriber_buffer {
+        lim.subscriber_buffer = positive("subscriber_buffer", v)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sample_queue_form_parses() {
+        let text = "queue:\n  video-processing:\n    max_retries: 3\n    ack_deadline_secs: 300\n    retry_delays: [10, 60, 300]\n";
+        let file: FileConfig = serde_norway::from_str(text).unwrap();
+        let s = &file.queues["video-processing"];
+        let c = s.apply(&QueueConfig::default()).unwrap();
+        assert_eq!(c.ack_deadline_ms, 300_000);
+        assert_eq!(c.retry_delays_ms, vec![10_000, 60_000, 300_000]);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        assert!(serde_norway::from_str::<FileConfig>("server:\n  bnd: x\n").is_err());
+    }
+}

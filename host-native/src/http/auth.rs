@@ -1,0 +1,120 @@
+//! API-key auth: `Authorization: Bearer <key>`, or `?api_key=<key>` (for WebSocket and
+//! EventSource clients, which cannot set headers). `/health` is always public.
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// The configured keys; none means auth is off.
+#[derive(Debug, Default)]
+pub(crate) struct Auth {
+    keys: Vec<String>,
+}
+
+impl Auth {
+    /// Auth over `keys` (off when empty).
+    pub(crate) fn new(keys: Vec<String>) -> Self {
+        Self { keys }
+    }
+
+    /// Whether any key is configured.
+    pub(crate) fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Compares `given` with every key in constant time per key (no early exit on the first
+    /// differing byte, and every key is compared), so response timing does not reveal how much
+    /// of a key was right. Only the length may show, which reveals nothing useful.
+    fn accepts(&self, given: &str) -> bool {
+        let mut ok = subtle::Choice::from(0u8);
+        for key in &self.keys {
+            ok |= key.as_bytes().ct_eq(given.as_bytes());
+        }
+        ok.into()
+    }
+}
+
+/// The key a request presents: the Bearer header first, else the `api_key` query parameter.
+fn presented(req: &Request) -> Option<String> {
+    if let Some(h) = req.headers().get(AUTHORIZATION) {
+        let text = h.to_str().ok()?;
+        let (scheme, key) = text.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| key.trim().to_owned());
+    }
+    let query = req.uri().query()?;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == "api_key").then(|| percent_decode(v))
+    })
+}
+
+/// Decodes `%XX` escapes and `+` in a query value.
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Middleware: lets `/health` through, and everything else only with a valid key when keys
+/// are configured.
+pub(crate) async fn require(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    if !s.auth.enabled() || req.uri().path() == "/health" {
+        return next.run(req).await;
+    }
+    match presented(&req) {
+        Some(key) if s.auth.accepts(&key) => next.run(req).await,
+        _ => ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or invalid API key (use `Authorization: Bearer <key>` or `?api_key=`)",
+        )
+        .into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_match_exactly() {
+        let auth = Auth::new(vec!["alpha".into(), "beta".into()]);
+        assert!(auth.accepts("beta"));
+        assert!(!auth.accepts("bet"));
+        assert!(!auth.accepts("betaa"));
+        assert!(!auth.accepts(""));
+    }
+
+    #[test]
+    fn query_values_are_decoded() {
+        assert_eq!(percent_decode("a%2Bb+c"), "a+b c");
+        assert_eq!(percent_decode("100%"), "100%");
+    }
+}

@@ -1,0 +1,368 @@
+//! `POST /api/v1/command`: the command envelope of Synap's official SDKs.
+//!
+//! Request `{command, request_id, payload}`; response `{success, request_id, payload, error}`
+//! with both `payload` and `error` always present, HTTP 200 for every envelope that parsed.
+//! Payload fields are read leniently: `null` and wrong types count as absent. Shapes follow
+//! SYNAP_WIRE.md; semantics are Synap's own (DESIGN.md §3).
+
+use axum::Json;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use synap_core::{Command, Delivery, Error, PublishMessage, Reply};
+
+use super::AppState;
+use super::error::{ApiError, body_bytes};
+use super::{envelope_kv, envelope_pubsub};
+use crate::handle::Failure;
+use crate::settings::QueueSettings;
+
+/// A command's outcome: the response payload, or the error string.
+pub(super) type Outcome = Result<Value, String>;
+
+/// Lenient reads of a payload object.
+pub(super) struct Fields<'a>(pub(super) &'a Value);
+
+impl<'a> Fields<'a> {
+    pub(super) fn get(&self, k: &str) -> Option<&'a Value> {
+        self.0.get(k).filter(|v| !v.is_null())
+    }
+    pub(super) fn str(&self, k: &str) -> Option<&'a str> {
+        self.get(k).and_then(Value::as_str)
+    }
+    /// A non-negative integer.
+    pub(super) fn uint(&self, k: &str) -> Option<u64> {
+        self.get(k).and_then(Value::as_u64)
+    }
+    /// A non-negative number (integer or fraction).
+    pub(super) fn number(&self, k: &str) -> Option<f64> {
+        self.get(k).and_then(Value::as_f64).filter(|n| *n >= 0.0)
+    }
+    pub(super) fn bool(&self, k: &str) -> Option<bool> {
+        self.get(k).and_then(Value::as_bool)
+    }
+    pub(super) fn object(&self, k: &str) -> Option<&'a Map<String, Value>> {
+        self.get(k).and_then(Value::as_object)
+    }
+    /// A required string field.
+    pub(super) fn need(&self, k: &str) -> Result<&'a str, String> {
+        self.str(k)
+            .ok_or_else(|| format!("Invalid request: Missing '{k}' field"))
+    }
+}
+
+/// An engine error as the SDKs expect to read it (SYNAP_WIRE.md §10).
+pub(super) fn wire_error(f: Failure) -> String {
+    match f {
+        Failure::Unavailable => "Service unavailable: the server is shutting down".into(),
+        Failure::Core(e) => match e {
+            Error::QueueNotFound { queue } => format!("Queue not found: {queue}"),
+            Error::MessageNotFound { message_id } => format!("Message not found: {message_id}"),
+            Error::QueueFull { queue, .. } => format!("Queue is full: {queue}"),
+            Error::KeyNotFound { key } => format!("Key not found: {key}"),
+            Error::InvalidArgument { field, reason } => format!("Invalid value: {field}: {reason}"),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// A reply variant the command cannot produce.
+pub(super) fn odd(reply: &Reply) -> String {
+    format!("Internal error: unexpected engine reply {reply:?}")
+}
+
+/// Runs a command through the engine, with envelope error strings.
+pub(super) async fn call(s: &AppState, cmd: Command) -> Result<Reply, String> {
+    s.engine.call(cmd).await.map_err(wire_error)
+}
+
+/// `POST /api/v1/command`.
+pub(crate) async fn command(State(s): State<AppState>, req: Request) -> Response {
+    let bytes = match body_bytes(req, &s).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let envelope: Value = match serde_json::from_slice(&bytes) {
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => return ApiError::bad("the envelope must be a JSON object").into_response(),
+        Err(e) => return ApiError::bad(format!("invalid JSON body: {e}")).into_response(),
+    };
+    let Some(name) = envelope.get("command").and_then(Value::as_str) else {
+        return ApiError::bad("missing `command` (a string such as \"queue.publish\")")
+            .into_response();
+    };
+    let request_id = envelope.get("request_id").cloned().unwrap_or(Value::Null);
+    let empty = Value::Object(Map::new());
+    let payload = envelope
+        .get("payload")
+        .filter(|p| !p.is_null())
+        .unwrap_or(&empty);
+    let body = match dispatch(&s, name, payload).await {
+        Ok(payload) => {
+            json!({"success": true, "request_id": request_id, "payload": payload, "error": null})
+        }
+        Err(error) => {
+            json!({"success": false, "request_id": request_id, "payload": null, "error": error})
+        }
+    };
+    Json(body).into_response()
+}
+
+async fn dispatch(s: &AppState, name: &str, p: &Value) -> Outcome {
+    let f = Fields(p);
+    let unknown = || Err(format!("Unknown command: {name}"));
+    match name.split_once('.') {
+        Some(("queue", op)) => match queue_op(s, op, &f).await {
+            Some(outcome) => outcome,
+            None => unknown(),
+        },
+        Some(("kv", op)) => envelope_kv::run(s, op, &f).await.unwrap_or_else(unknown),
+        Some(("pubsub", op)) => envelope_pubsub::run(s, op, &f)
+            .await
+            .unwrap_or_else(unknown),
+        _ => unknown(),
+    }
+}
+
+async fn queue_op(s: &AppState, op: &str, f: &Fields<'_>) -> Option<Outcome> {
+    Some(match op {
+        "create" => create(s, f).await,
+        "publish" => publish(s, f).await,
+        "consume" => consume(s, f).await,
+        "ack" | "nack" => ack_or_nack(s, op == "ack", f).await,
+        "stats" => stats(s, f).await,
+        "list" => match call(s, Command::ListQueues).await {
+            Ok(Reply::Queues { queues }) => Ok(json!({ "queues": queues })),
+            Ok(r) => Err(odd(&r)),
+            Err(e) => Err(e),
+        },
+        "purge" => {
+            let queue = f.need("queue");
+            match queue {
+                Ok(q) => match call(s, Command::Purge { queue: q.into() }).await {
+                    Ok(Reply::Purged { purged }) => Ok(json!({ "purged": purged })),
+                    Ok(r) => Err(odd(&r)),
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            }
+        }
+        "delete" => delete(s, f).await,
+        _ => return None,
+    })
+}
+
+/// Queue options from `config` (TS, Rust) or the top level (Python), under either name.
+fn queue_settings(f: &Fields<'_>) -> QueueSettings {
+    let nested = f.object("config").map(|m| Value::Object(m.clone()));
+    let inner = nested.as_ref().map(Fields);
+    let pick_u = |k: &str| inner.as_ref().and_then(|c| c.uint(k)).or_else(|| f.uint(k));
+    let pick_n = |k: &str| {
+        inner
+            .as_ref()
+            .and_then(|c| c.number(k))
+            .or_else(|| f.number(k))
+    };
+    let pick_b = |k: &str| inner.as_ref().and_then(|c| c.bool(k)).or_else(|| f.bool(k));
+    let clamp32 = |v: u64| u32::try_from(v).unwrap_or(u32::MAX);
+    QueueSettings {
+        max_retries: pick_u("default_max_retries")
+            .or_else(|| pick_u("max_retries"))
+            .map(clamp32),
+        ack_deadline_secs: pick_n("ack_deadline_secs"),
+        max_depth: pick_u("max_depth"),
+        prefetch: pick_u("prefetch_limit")
+            .or_else(|| pick_u("prefetch"))
+            .map(clamp32),
+        default_priority: pick_u("default_priority").map(|p| u8::try_from(p).unwrap_or(u8::MAX)),
+        dead_letter: pick_b("dead_letter"),
+        dlq_max: pick_u("dlq_max"),
+        message_ttl: pick_n("message_ttl"),
+        ..QueueSettings::default()
+    }
+}
+
+async fn create(s: &AppState, f: &Fields<'_>) -> Outcome {
+    let name = f.str("name").or_else(|| f.str("queue"));
+    let name = name.ok_or("Invalid request: Missing 'name' field")?;
+    let settings = queue_settings(f);
+    let config = if settings.is_empty() {
+        None
+    } else {
+        Some(
+            settings
+                .apply(&s.default_queue)
+                .map_err(|e| wire_error(e.into()))?,
+        )
+    };
+    let cmd = Command::CreateQueue {
+        queue: name.into(),
+        config,
+    };
+    match call(s, cmd).await? {
+        Reply::QueueCreated { created, .. } => Ok(json!({"success": true, "created": created})),
+        r => Err(odd(&r)),
+    }
+}
+
+/// The byte array of `payload`: integers are cast to bytes (wrapping), other elements dropped.
+fn payload_bytes(f: &Fields<'_>) -> Result<Vec<u8>, String> {
+    let list = f
+        .get("payload")
+        .and_then(Value::as_array)
+        .ok_or("Invalid request: Missing 'payload' field")?;
+    // Wrapping to a byte is the documented reading of out-of-range integers.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let bytes = list
+        .iter()
+        .filter_map(|v| v.as_i64().or_else(|| v.as_u64().map(|u| u as i64)))
+        .map(|i| i as u8)
+        .collect();
+    Ok(bytes)
+}
+
+async fn publish(s: &AppState, f: &Fields<'_>) -> Outcome {
+    let queue = f.need("queue")?;
+    let payload = payload_bytes(f)?;
+    let headers = f
+        .object("headers")
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let message = PublishMessage {
+        payload: Some(payload.into()),
+        priority: f
+            .uint("priority")
+            .map(|p| u8::try_from(p).unwrap_or(u8::MAX)),
+        max_retries: f
+            .uint("max_retries")
+            .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
+        headers,
+        ..PublishMessage::default()
+    };
+    let cmd = Command::Publish {
+        queue: queue.into(),
+        message,
+    };
+    match call(s, cmd).await? {
+        Reply::Published(p) => Ok(json!({"message_id": p.message_id, "position": p.position})),
+        r => Err(odd(&r)),
+    }
+}
+
+/// A delivery in the SDK shape: the body as a byte array (JSON bodies as their JSON text).
+fn sdk_message(d: &Delivery) -> Value {
+    let bytes: Vec<u8> = match (&d.payload, &d.message) {
+        (Some(p), _) => p.to_vec(),
+        (None, Some(m)) => m.as_str().as_bytes().to_vec(),
+        (None, None) => Vec::new(),
+    };
+    json!({
+        "id": d.message_id,
+        "payload": bytes,
+        "priority": d.priority,
+        "retry_count": d.retry_count,
+        "max_retries": d.max_retries,
+        "headers": d.headers,
+        "lease": d.lease,
+        "deadline": d.lease_deadline.0 / 1000,
+        "timestamp": d.published_at.0 / 1000,
+    })
+}
+
+async fn consume(s: &AppState, f: &Fields<'_>) -> Outcome {
+    let queue = f.need("queue")?;
+    let secs = |k: &str| {
+        f.number(k)
+            .map(|n| crate::settings::secs_to_ms(k, n).map_err(|e| wire_error(e.into())))
+            .transpose()
+    };
+    let cmd = Command::Consume {
+        queue: queue.into(),
+        wait_ms: secs("timeout")?.unwrap_or(0),
+        lease_ms: secs("ack_deadline")?,
+        max_messages: 1,
+        consumer_id: f.str("consumer_id").map(String::from),
+    };
+    match s.engine.consume(cmd).await {
+        Ok(messages) => Ok(json!({"message": messages.first().map(sdk_message)})),
+        // Consuming from a queue that does not exist yet finds nothing, as in Synap's SDKs.
+        Err(Failure::Core(Error::QueueNotFound { .. })) => Ok(json!({ "message": null })),
+        Err(e) => Err(wire_error(e)),
+    }
+}
+
+async fn ack_or_nack(s: &AppState, ack: bool, f: &Fields<'_>) -> Outcome {
+    let queue = f.need("queue")?.to_owned();
+    let id_text = f.need("message_id")?;
+    let message_id = synap_core::MessageId::parse_str(id_text)
+        .map_err(|_| format!("Message not found: {id_text}"))?;
+    let lease = f.uint("lease");
+    let cmd = if ack {
+        Command::Ack {
+            queue,
+            message_id,
+            lease,
+        }
+    } else {
+        Command::Nack {
+            queue,
+            message_id,
+            requeue: f.bool("requeue").unwrap_or(true),
+            delay_ms: f
+                .number("delay")
+                .map(|d| crate::settings::secs_to_ms("delay", d))
+                .transpose()
+                .map_err(|e| wire_error(e.into()))?,
+            error: f.str("error").map(String::from),
+            lease,
+        }
+    };
+    match call(s, cmd).await? {
+        Reply::Acked => Ok(json!({"success": true})),
+        Reply::Nacked { action } => Ok(json!({"success": true, "action": action})),
+        r => Err(odd(&r)),
+    }
+}
+
+async fn stats(s: &AppState, f: &Fields<'_>) -> Outcome {
+    let queue = f.need("queue")?;
+    match call(
+        s,
+        Command::Stats {
+            queue: queue.into(),
+        },
+    )
+    .await?
+    {
+        Reply::Stats(st) => {
+            let mut v = serde_json::to_value(&*st).unwrap_or(Value::Null);
+            v["published"] = json!(st.published_total);
+            v["consumed"] = json!(st.consumed_total);
+            v["acked"] = json!(st.acked_total);
+            v["nacked"] = json!(st.nacked_total);
+            v["dead_lettered"] = json!(st.dead_lettered_total);
+            Ok(v)
+        }
+        r => Err(odd(&r)),
+    }
+}
+
+async fn delete(s: &AppState, f: &Fields<'_>) -> Outcome {
+    let queue = f.str("queue").or_else(|| f.str("name"));
+    let queue = queue.ok_or("Invalid request: Missing 'queue' field")?;
+    match call(
+        s,
+        Command::DeleteQueue {
+            queue: queue.into(),
+        },
+    )
+    .await?
+    {
+        Reply::QueueDeleted { deleted } => Ok(json!({ "deleted": deleted })),
+        r => Err(odd(&r)),
+    }
+}

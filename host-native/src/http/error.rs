@@ -1,0 +1,162 @@
+//! REST errors and the extractors that turn bad input into them.
+//!
+//! Every error is `{"error": message, "code": machine_code}` with a status from the code; serde
+//! and body-limit rejections become `invalid_argument` (400) and `payload_too_large` (413)
+//! instead of axum's plain-text rejections.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use synap_core::Error;
+
+use crate::handle::Failure;
+
+/// An error answered to a REST client.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// A 400 `invalid_argument`.
+    pub(crate) fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
+    }
+
+    /// An error with an explicit status and code.
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The machine code.
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message text.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// The status each engine error code is answered with.
+pub(crate) fn status_of(e: &Error) -> StatusCode {
+    match e {
+        Error::QueueNotFound { .. }
+        | Error::MessageNotFound { .. }
+        | Error::KeyNotFound { .. }
+        | Error::SubscriberNotFound { .. } => StatusCode::NOT_FOUND,
+        Error::LeaseMismatch { .. } => StatusCode::CONFLICT,
+        Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
+        Error::QueueFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        Error::InvalidArgument { .. } | Error::NotAnInteger { .. } => StatusCode::BAD_REQUEST,
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        Self::new(status_of(&e), e.code(), e.to_string())
+    }
+}
+
+impl From<Failure> for ApiError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Core(e) => e.into(),
+            Failure::Unavailable => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "the server is shutting down",
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": self.message, "code": self.code}));
+        (self.status, body).into_response()
+    }
+}
+
+/// Reads the whole body, mapping the body limit to 413.
+pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "request body is larger than the server's limit",
+            )
+        } else {
+            ApiError::bad(format!("could not read the request body: {r}"))
+        }
+    })
+}
+
+/// Parses JSON into `T`; an empty body counts as `{}` so routes whose fields are all optional
+/// accept a bodiless POST.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+}
+
+/// A JSON body whose parse errors are `invalid_argument` 400s. The content type is not
+/// checked: `curl -d` sends form encoding by default, and the body is JSON either way.
+pub(crate) struct ApiJson<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = body_bytes(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// A query string whose parse errors are `invalid_argument` 400s.
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| Self(v))
+            .map_err(|e| ApiError::bad(format!("invalid query string: {}", e.body_text())))
+    }
+}
+
+/// The `{name}` path segment, checked to be a valid queue name (1–255 of `A-Za-z0-9._:-`).
+pub(crate) struct QueueName(pub(crate) String);
+
+impl<S: Send + Sync> FromRequestParts<S> for QueueName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::bad(format!("invalid path: {}", e.body_text())))?;
+        let name = params.get("name").cloned().unwrap_or_default();
+        synap_core::validate_queue_name(&name)?;
+        Ok(Self(name))
+    }
+}

@@ -1,0 +1,67 @@
+//! `GET /events`: every engine event as server-sent events, for the live dashboard.
+//!
+//! Each SSE event is named after the engine event's `type` (`observed`, `delivered`,
+//! `wait_timed_out`, `pub_sub`, `key_expired`) and carries its JSON. A listener too slow for
+//! the bounded broadcast buffer gets a `lagged` event with the number of events it missed.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use futures_util::Stream;
+use serde_json::json;
+use synap_core::Event;
+use tokio::sync::broadcast::{self, error::RecvError};
+
+use super::AppState;
+
+fn sse_event(event: &Event) -> SseEvent {
+    let name = match event {
+        Event::Delivered { .. } => "delivered",
+        Event::WaitTimedOut { .. } => "wait_timed_out",
+        Event::PubSub { .. } => "pub_sub",
+        Event::Observed(_) => "observed",
+        Event::KeyExpired { .. } => "key_expired",
+    };
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
+    SseEvent::default().event(name).data(data)
+}
+
+struct Listener {
+    rx: broadcast::Receiver<Arc<Event>>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    hello: bool,
+}
+
+/// `GET /events`.
+pub(crate) async fn events(
+    State(s): State<AppState>,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let state = Listener {
+        rx: s.events.subscribe(),
+        shutdown: s.shutdown.clone(),
+        hello: true,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        if st.hello {
+            // An immediate first event lets clients know the stream is live.
+            st.hello = false;
+            let ev = SseEvent::default().event("connected").data("{}");
+            return Some((Ok(ev), st));
+        }
+        let ev = tokio::select! {
+            r = st.rx.recv() => match r {
+                Ok(event) => sse_event(&event),
+                Err(RecvError::Lagged(n)) => SseEvent::default()
+                    .event("lagged")
+                    .data(json!({"skipped": n}).to_string()),
+                Err(RecvError::Closed) => return None,
+            },
+            () = super::stopped(&mut st.shutdown) => return None,
+        };
+        Some((Ok(ev), st))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

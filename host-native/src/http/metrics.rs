@@ -1,0 +1,225 @@
+//! `GET /metrics` in Prometheus text format: per-queue gauges and totals from the engine, and
+//! HTTP request counts and latency per route.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use synap_core::QueueStats;
+use tokio::time::Instant;
+
+use super::AppState;
+use super::error::ApiError;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Request counters keyed by (method, route template, status) and a latency histogram per
+/// route template. Keys come from route templates, never raw paths, so the maps stay bounded
+/// by the number of routes.
+#[derive(Default)]
+pub(crate) struct HttpMetrics {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: BTreeMap<(String, String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+}
+
+impl HttpMetrics {
+    fn record(&self, method: &str, route: &str, status: u16, secs: f64) {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *inner
+            .requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+        let h = inner.latency.entry(route.to_owned()).or_default();
+        for (i, le) in BUCKETS.iter().enumerate() {
+            if secs <= *le {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    fn render(&self, out: &mut String) {
+        let inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        out.push_str(
+            "# HELP synap_http_requests_total HTTP requests by method, route and status.\n",
+        );
+        out.push_str("# TYPE synap_http_requests_total counter\n");
+        for ((method, route, status), n) in &inner.requests {
+            let _ = writeln!(
+                out,
+                "synap_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP synap_http_request_duration_seconds HTTP request latency (long-polls included).\n");
+        out.push_str("# TYPE synap_http_request_duration_seconds histogram\n");
+        for (route, h) in &inner.latency {
+            for (i, le) in BUCKETS.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "synap_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {}",
+                    h.counts[i]
+                );
+            }
+            let _ = writeln!(
+                out,
+                "synap_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "synap_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "synap_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                h.count
+            );
+        }
+    }
+}
+
+/// Middleware: counts every request and times it.
+pub(crate) async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(req).await;
+    let secs = started.elapsed().as_secs_f64();
+    s.metrics
+        .record(&method, &route, response.status().as_u16(), secs);
+    response
+}
+
+type Getter = fn(&QueueStats) -> f64;
+
+/// Per-queue series: name, type, help, value.
+#[allow(clippy::cast_precision_loss)] // Counters far below 2^52.
+const QUEUE_SERIES: [(&str, &str, &str, Getter); 14] = [
+    (
+        "synap_queue_depth",
+        "gauge",
+        "Ready plus delayed messages.",
+        |s| s.depth as f64,
+    ),
+    (
+        "synap_queue_ready",
+        "gauge",
+        "Messages deliverable now.",
+        |s| s.ready as f64,
+    ),
+    (
+        "synap_queue_delayed",
+        "gauge",
+        "Messages waiting for a delay.",
+        |s| s.delayed as f64,
+    ),
+    (
+        "synap_queue_in_flight",
+        "gauge",
+        "Leased, unacked messages.",
+        |s| s.in_flight as f64,
+    ),
+    (
+        "synap_queue_dead_letter",
+        "gauge",
+        "Entries in the dead-letter queue.",
+        |s| s.dead_letter_count as f64,
+    ),
+    (
+        "synap_queue_consumers",
+        "gauge",
+        "Distinct recent consumer ids.",
+        |s| s.consumers as f64,
+    ),
+    (
+        "synap_queue_waiters",
+        "gauge",
+        "Parked long-poll consumers.",
+        |s| s.waiters as f64,
+    ),
+    (
+        "synap_queue_published_total",
+        "counter",
+        "Messages published.",
+        |s| s.published_total as f64,
+    ),
+    (
+        "synap_queue_consumed_total",
+        "counter",
+        "Deliveries.",
+        |s| s.consumed_total as f64,
+    ),
+    ("synap_queue_acked_total", "counter", "Acks.", |s| {
+        s.acked_total as f64
+    }),
+    ("synap_queue_nacked_total", "counter", "Nacks.", |s| {
+        s.nacked_total as f64
+    }),
+    (
+        "synap_queue_lease_expired_total",
+        "counter",
+        "Leases that ran out.",
+        |s| s.lease_expired_total as f64,
+    ),
+    (
+        "synap_queue_dead_lettered_total",
+        "counter",
+        "Messages dead-lettered.",
+        |s| s.dead_lettered_total as f64,
+    ),
+    (
+        "synap_queue_avg_wait_seconds",
+        "gauge",
+        "Mean ready-to-delivery time, last 1000 deliveries.",
+        |s| s.avg_wait_time_ms / 1000.0,
+    ),
+];
+
+/// `GET /metrics`.
+pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let queues = s.engine.snapshot().await?;
+    let mut out = String::with_capacity(4096);
+    for (name, kind, help, get) in QUEUE_SERIES {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for q in &queues {
+            let _ = writeln!(out, "{name}{{queue=\"{}\"}} {}", q.queue, get(q));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP synap_queues Queues held.\n# TYPE synap_queues gauge\nsynap_queues {}",
+        queues.len()
+    );
+    s.metrics.render(&mut out);
+    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}

@@ -1,0 +1,127 @@
+//! The HTTP surface: REST, the command envelope, WebSocket and SSE routes, auth and metrics.
+
+mod auth;
+mod envelope;
+mod envelope_kv;
+mod envelope_pubsub;
+mod error;
+mod events;
+mod kv;
+mod metrics;
+mod pubsub;
+mod queue;
+mod queue_ws;
+mod wire;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use axum::routing::{delete, get, post};
+use synap_core::{Event, QueueConfig};
+use tokio::sync::{broadcast, watch};
+
+pub(crate) use auth::Auth;
+pub(crate) use metrics::HttpMetrics;
+
+use crate::handle::EngineHandle;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    /// The engine task.
+    pub(crate) engine: EngineHandle,
+    /// Every engine event, for `/events`.
+    pub(crate) events: broadcast::Sender<Arc<Event>>,
+    /// Becomes true when the server starts shutting down; streams end on it.
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// The config of queues created without one, base of `POST /queue/{name}` settings.
+    pub(crate) default_queue: Arc<QueueConfig>,
+    /// Most entries in one ack batch, mget or envelope batch.
+    pub(crate) max_batch: usize,
+    /// API keys (empty = no auth).
+    pub(crate) auth: Arc<Auth>,
+    /// Request counters and latency histogram.
+    pub(crate) metrics: Arc<HttpMetrics>,
+}
+
+/// The application router with every route, auth and metrics layers, and the body limit.
+pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let queue = Router::new()
+        .route("/queue/list", get(queue::list))
+        .route("/queue/{name}", post(queue::create).delete(queue::delete))
+        .route("/queue/{name}/publish", post(queue::publish))
+        .route("/queue/{name}/publish_batch", post(queue::publish_batch))
+        .route("/queue/{name}/consume", post(queue::consume))
+        .route(
+            "/queue/{name}/consume/{consumer_id}",
+            get(queue::consume_get),
+        )
+        .route("/queue/{name}/ack", post(queue::ack))
+        .route("/queue/{name}/ack_batch", post(queue::ack_batch))
+        .route("/queue/{name}/nack", post(queue::nack))
+        .route("/queue/{name}/extend", post(queue::extend))
+        .route("/queue/{name}/stats", get(queue::stats))
+        .route("/queue/{name}/dlq", get(queue::dlq))
+        .route("/queue/{name}/dlq/retry", post(queue::dlq_retry))
+        .route("/queue/{name}/dlq/purge", post(queue::dlq_purge))
+        .route("/queue/{name}/purge", post(queue::purge))
+        .route("/queue/{name}/ws", get(queue_ws::ws));
+    let kv = Router::new()
+        .route("/kv/set", post(kv::set))
+        .route("/kv/get/{key}", get(kv::get))
+        .route("/kv/del/{key}", delete(kv::del))
+        .route("/kv/exists/{key}", get(kv::exists))
+        .route("/kv/ttl/{key}", get(kv::ttl))
+        .route("/kv/expire", post(kv::expire))
+        .route("/kv/persist", post(kv::persist))
+        .route("/kv/incr", post(kv::incr))
+        .route("/kv/keys", get(kv::keys))
+        .route("/kv/mget", post(kv::mget))
+        .route("/kv/mset", post(kv::mset))
+        .route("/kv/stats", get(kv::stats));
+    let other = Router::new()
+        .route("/pubsub/{topic}/publish", post(pubsub::publish))
+        .route("/pubsub/ws", get(pubsub::ws))
+        .route("/pubsub/sse", get(pubsub::sse))
+        .route("/pubsub/stats", get(pubsub::stats))
+        .route("/api/v1/command", post(envelope::command))
+        .route("/events", get(events::events))
+        .route("/metrics", get(metrics::metrics))
+        .route("/health", get(health));
+    queue
+        .merge(kv)
+        .merge(other)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// `GET /health`: public, for load balancers and SDK `health()` calls.
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "status": "healthy",
+        "service": "synap",
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn not_found() -> error::ApiError {
+    error::ApiError::new(
+        axum::http::StatusCode::NOT_FOUND,
+        "not_found",
+        "no such route (see docs/api.md)",
+    )
+}
+
+/// Resolves once the server starts shutting down (or the signal sender is gone).
+pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is dropped here: it must not be held across an await.
+    let _ = rx.wait_for(|stop| *stop).await;
+}

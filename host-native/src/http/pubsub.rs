@@ -1,0 +1,257 @@
+//! Pub/sub: `POST /pubsub/{topic}/publish`, and live delivery over WebSocket
+//! (`GET /pubsub/ws?topics=`) and SSE (`GET /pubsub/sse?topics=`).
+//!
+//! A connection subscribes with credit equal to its channel's capacity; the engine pushes that
+//! many messages at most, and the connection grants credit back as it writes frames, so a slow
+//! client's backlog stays in the engine's bounded per-subscriber buffer (oldest dropped).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use synap_core::{Command, Json as CoreJson, PubMessage, Reply};
+use tokio::sync::mpsc;
+
+use super::AppState;
+use super::error::{ApiError, ApiJson, ApiQuery};
+use super::queue::unexpected;
+use super::wire::pub_message_json;
+use crate::handle::EngineHandle;
+
+/// Messages a connection may hold between the engine and its socket (its credit).
+const SINK_CAPACITY: usize = 256;
+
+/// A publish body: `message`, or `payload`/`data` as Synap's SDKs name it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PublishBody {
+    #[serde(default)]
+    message: Option<Value>,
+    #[serde(default)]
+    payload: Option<Value>,
+    #[serde(default)]
+    data: Option<Value>,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    metadata: Option<BTreeMap<String, String>>,
+}
+
+/// `POST /pubsub/{topic}/publish`.
+pub(crate) async fn publish(
+    State(s): State<AppState>,
+    Path(topic): Path<String>,
+    ApiJson(body): ApiJson<PublishBody>,
+) -> Result<Json<Value>, ApiError> {
+    let message = body
+        .message
+        .or(body.payload)
+        .or(body.data)
+        .ok_or_else(|| ApiError::bad("missing `message` (any JSON)"))?;
+    let cmd = Command::PubsubPublish {
+        topic,
+        message: CoreJson::from_value(&message),
+        headers: body.headers.or(body.metadata).unwrap_or_default(),
+    };
+    match s.engine.call(cmd).await? {
+        Reply::PubsubPublished {
+            message_id,
+            topic,
+            subscribers_matched,
+        } => Ok(Json(json!({
+            "message_id": message_id,
+            "topic": topic,
+            "subscribers_matched": subscribers_matched,
+        }))),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `GET /pubsub/stats`.
+pub(crate) async fn stats(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    match s.engine.call(Command::PubsubStats).await? {
+        Reply::PubsubStats(st) => Ok(Json(serde_json::to_value(&st).unwrap_or(Value::Null))),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `?topics=a.*,b.#`.
+#[derive(Deserialize)]
+pub(crate) struct TopicsQuery {
+    #[serde(default)]
+    topics: Option<String>,
+}
+
+/// Splits the comma-separated list. A pattern ending in `.` is read as ending in `.#`: Synap's
+/// Rust SDK puts patterns in the URL unencoded, so `logs.#` arrives as `logs.` with the `#`
+/// taken for a URL fragment.
+pub(crate) fn parse_topics(raw: Option<&str>) -> Result<Vec<String>, ApiError> {
+    let topics: Vec<String> = raw
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            if t.ends_with('.') {
+                format!("{t}#")
+            } else {
+                t.to_owned()
+            }
+        })
+        .collect();
+    if topics.is_empty() {
+        return Err(ApiError::bad(
+            "at least one topic required in query param: ?topics=topic1,topic2",
+        ));
+    }
+    Ok(topics)
+}
+
+/// Unsubscribes when the connection ends, however it ends.
+struct Subscription {
+    engine: EngineHandle,
+    id: String,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.engine.spawn_call(Command::Unsubscribe {
+            subscriber_id: self.id.clone(),
+            patterns: None,
+        });
+    }
+}
+
+async fn subscribe(
+    s: &AppState,
+    topics: Vec<String>,
+) -> Result<(Subscription, mpsc::Receiver<PubMessage>), ApiError> {
+    let (tx, rx) = mpsc::channel(SINK_CAPACITY);
+    let id = s.engine.subscribe(topics, tx).await?;
+    let sub = Subscription {
+        engine: s.engine.clone(),
+        id,
+    };
+    Ok((sub, rx))
+}
+
+/// Grants back credit for `written` frames once the channel has drained or enough piled up, so
+/// busy streams cost one engine round trip per batch rather than per message.
+async fn regrant(sub: &Subscription, rx: &mpsc::Receiver<PubMessage>, written: &mut u32) {
+    if *written > 0 && (rx.is_empty() || *written as usize >= SINK_CAPACITY / 4) {
+        let cmd = Command::PubsubCredit {
+            subscriber_id: sub.id.clone(),
+            credit: *written,
+        };
+        let _ = sub.engine.call(cmd).await;
+        *written = 0;
+    }
+}
+
+/// `GET /pubsub/ws?topics=a.*,b.#`: first frame `{"type":"connected", subscriber_id, topics}`,
+/// then one text frame per message. The client sends nothing (pings are answered).
+pub(crate) async fn ws(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<TopicsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let topics = parse_topics(q.topics.as_deref())?;
+    let (sub, rx) = subscribe(&s, topics.clone()).await?;
+    let shutdown = s.shutdown.clone();
+    Ok(upgrade
+        .on_upgrade(move |socket| ws_loop(socket, sub, rx, topics, shutdown))
+        .into_response())
+}
+
+async fn ws_loop(
+    mut socket: WebSocket,
+    sub: Subscription,
+    mut rx: mpsc::Receiver<PubMessage>,
+    topics: Vec<String>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let hello = json!({
+        "type": "connected",
+        "subscriber_id": sub.id,
+        "topics": topics,
+        "subscription_count": topics.len(),
+    });
+    if socket.send(Message::text(hello.to_string())).await.is_err() {
+        return;
+    }
+    let mut written = 0u32;
+    loop {
+        tokio::select! {
+            m = rx.recv() => {
+                let Some(m) = m else { break };
+                let frame = pub_message_json(&m).to_string();
+                if socket.send(Message::text(frame)).await.is_err() {
+                    break;
+                }
+                written += 1;
+                regrant(&sub, &rx, &mut written).await;
+            }
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(_)) => {}
+            },
+            () = super::stopped(&mut shutdown) => {
+                let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
+        }
+    }
+}
+
+/// `GET /pubsub/sse?topics=...`: a `connected` event, then `message` events whose data is the
+/// same JSON as the WebSocket frames.
+pub(crate) async fn sse(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<TopicsQuery>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let topics = parse_topics(q.topics.as_deref())?;
+    let (sub, rx) = subscribe(&s, topics.clone()).await?;
+    let hello = json!({"type": "connected", "subscriber_id": sub.id, "topics": topics});
+    let first = SseEvent::default()
+        .event("connected")
+        .data(hello.to_string());
+    let state = SseState {
+        sub,
+        rx,
+        written: 0,
+        shutdown: s.shutdown.clone(),
+        first: Some(first),
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        if let Some(first) = st.first.take() {
+            return Some((Ok(first), st));
+        }
+        regrant(&st.sub, &st.rx, &mut st.written).await;
+        let m = tokio::select! {
+            m = st.rx.recv() => m?,
+            () = super::stopped(&mut st.shutdown) => return None,
+        };
+        st.written += 1;
+        let ev = SseEvent::default()
+            .event("message")
+            .data(pub_message_json(&m).to_string());
+        Some((Ok(ev), st))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+struct SseState {
+    sub: Subscription,
+    rx: mpsc::Receiver<PubMessage>,
+    written: u32,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+    first: Option<SseEvent>,
+}

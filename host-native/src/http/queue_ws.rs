@@ -1,0 +1,332 @@
+//! `GET /queue/{name}/ws`: the streaming connection for workers and producers.
+//!
+//! The server pushes up to `prefetch` unacked messages (credit-based, like AMQP's
+//! basic.consume): each delivered message takes one credit, and an ack or nack of it (or the end
+//! of its lease) gives the credit back. The client sends `ack`, `nack`, `extend` and `publish`
+//! frames and gets one confirm per frame, in order, so producers can pipeline publishes. The
+//! frame format is documented in docs/api.md.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use synap_core::{Command, Delivery, MessageId, Reply};
+
+use super::AppState;
+use super::error::{ApiError, ApiQuery, QueueName};
+use super::wire::{PublishBody, delivery_json, parse_message_id};
+use crate::handle::Failure;
+use crate::settings::secs_to_ms;
+
+/// Most credit one connection may ask for.
+const MAX_PREFETCH: u32 = 1000;
+/// Long-poll length of each consume the connection keeps parked.
+const PARK_MS: u64 = 30_000;
+
+/// Connection options.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WsQuery {
+    #[serde(default)]
+    consumer_id: Option<String>,
+    /// Unacked messages pushed at most (default 16; 0 = publish-only connection).
+    #[serde(default)]
+    prefetch: Option<u32>,
+    /// Lease seconds; the queue's ack deadline when absent.
+    #[serde(default)]
+    ack_deadline: Option<f64>,
+    #[allow(dead_code)]
+    #[serde(default)]
+    api_key: Option<String>,
+}
+
+struct Conn {
+    s: AppState,
+    queue: String,
+    consumer_id: String,
+    lease_ms: Option<u64>,
+    credit: u32,
+    /// Messages delivered and not yet settled, with their lease deadlines (Unix ms).
+    outstanding: HashMap<MessageId, u64>,
+}
+
+type Pending = Pin<Box<dyn Future<Output = Result<Vec<Delivery>, Failure>> + Send>>;
+
+/// `GET /queue/{name}/ws?consumer_id=&prefetch=&ack_deadline=`.
+pub(crate) async fn ws(
+    State(s): State<AppState>,
+    QueueName(queue): QueueName,
+    ApiQuery(q): ApiQuery<WsQuery>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let prefetch = q.prefetch.unwrap_or(16);
+    if prefetch > MAX_PREFETCH {
+        return Err(ApiError::bad(format!("prefetch: at most {MAX_PREFETCH}")));
+    }
+    let lease_ms = q
+        .ack_deadline
+        .map(|d| secs_to_ms("ack_deadline", d))
+        .transpose()?;
+    let consumer_id = q
+        .consumer_id
+        .unwrap_or_else(|| format!("ws-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    let conn = Conn {
+        s,
+        queue,
+        consumer_id,
+        lease_ms,
+        credit: prefetch,
+        outstanding: HashMap::new(),
+    };
+    Ok(upgrade
+        .on_upgrade(move |socket| conn.run(socket))
+        .into_response())
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Conn {
+    async fn run(mut self, mut socket: WebSocket) {
+        let hello = json!({
+            "type": "connected",
+            "queue": self.queue,
+            "consumer_id": self.consumer_id,
+            "prefetch": self.credit,
+        });
+        if socket.send(Message::text(hello.to_string())).await.is_err() {
+            return;
+        }
+        let mut shutdown = self.s.shutdown.clone();
+        let mut pending: Option<Pending> = None;
+        loop {
+            self.reclaim_expired();
+            if pending.is_none() && self.credit > 0 && !*shutdown.borrow() {
+                pending = Some(self.start_consume());
+            }
+            let wake = self.next_expiry();
+            tokio::select! {
+                r = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
+                    pending = None;
+                    if !self.on_delivered(&mut socket, r).await {
+                        break;
+                    }
+                }
+                incoming = socket.recv() => match incoming {
+                    Some(Ok(Message::Text(text))) => {
+                        let answer = self.on_frame(text.as_str()).await;
+                        if socket.send(Message::text(answer.to_string())).await.is_err() {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                    Some(Ok(_)) => {}
+                },
+                () = tokio::time::sleep(wake), if !self.outstanding.is_empty() => {}
+                () = super::stopped(&mut shutdown) => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    break;
+                }
+            }
+        }
+    }
+
+    fn start_consume(&self) -> Pending {
+        let cmd = Command::Consume {
+            queue: self.queue.clone(),
+            wait_ms: PARK_MS,
+            lease_ms: self.lease_ms,
+            max_messages: self.credit.min(100),
+            consumer_id: Some(self.consumer_id.clone()),
+        };
+        let engine = self.s.engine.clone();
+        Box::pin(async move { engine.consume(cmd).await })
+    }
+
+    /// Sends delivered messages; false when the connection should end.
+    async fn on_delivered(
+        &mut self,
+        socket: &mut WebSocket,
+        r: Result<Vec<Delivery>, Failure>,
+    ) -> bool {
+        match r {
+            Ok(messages) => {
+                for m in &messages {
+                    self.credit = self.credit.saturating_sub(1);
+                    self.outstanding.insert(m.message_id, m.lease_deadline.0);
+                    let mut frame = delivery_json(m);
+                    frame["type"] = json!("message");
+                    if socket.send(Message::text(frame.to_string())).await.is_err() {
+                        return false;
+                    }
+                }
+                true
+            }
+            Err(f) => {
+                // A consume error (unknown queue, bad lease, too many waiters) would repeat on
+                // every retry, so report it and close.
+                let e = ApiError::from(f);
+                let frame = json!({"type": "error", "op": "consume", "error": e.message()});
+                let _ = socket.send(Message::text(frame.to_string())).await;
+                let _ = socket.send(Message::Close(None)).await;
+                false
+            }
+        }
+    }
+
+    /// Gives back the credit of messages whose lease has ended: they are no longer ours.
+    fn reclaim_expired(&mut self) {
+        let now = unix_ms();
+        let before = self.outstanding.len();
+        self.outstanding.retain(|_, deadline| *deadline > now);
+        let freed = before - self.outstanding.len();
+        self.credit = self
+            .credit
+            .saturating_add(u32::try_from(freed).unwrap_or(u32::MAX));
+    }
+
+    fn next_expiry(&self) -> Duration {
+        let now = unix_ms();
+        let earliest = self.outstanding.values().min().copied().unwrap_or(now);
+        Duration::from_millis(earliest.saturating_sub(now) + 1)
+    }
+
+    /// Answers one client frame.
+    async fn on_frame(&mut self, text: &str) -> Value {
+        let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(text) else {
+            return json!({"type": "error", "error": "a frame must be a JSON object"});
+        };
+        let op = obj
+            .remove("op")
+            .or_else(|| obj.remove("command"))
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let id = obj.remove("id").unwrap_or(Value::Null);
+        let result = self.apply(&op, obj).await;
+        match result {
+            Ok(mut v) => {
+                v["op"] = json!(op);
+                v["id"] = id;
+                v
+            }
+            Err(e) => json!({
+                "type": "error", "op": op, "id": id,
+                "error": e.message(), "code": e.code(),
+            }),
+        }
+    }
+
+    async fn apply(&mut self, op: &str, obj: Map<String, Value>) -> Result<Value, ApiError> {
+        let body = Value::Object(obj);
+        let parse_err = |e: serde_json::Error| ApiError::bad(format!("invalid {op} frame: {e}"));
+        let (cmd, settled) = match op {
+            "publish" => {
+                let p: PublishBody = serde_json::from_value(body).map_err(parse_err)?;
+                let message = p.into_message()?;
+                let queue = self.queue.clone();
+                (Command::Publish { queue, message }, None)
+            }
+            "ack" | "nack" | "extend" => {
+                let f: SettleFrame = serde_json::from_value(body).map_err(parse_err)?;
+                let id = parse_message_id(&f.message_id)?;
+                (self.settle_command(op, id, f)?, Some(id))
+            }
+            _ => return Err(ApiError::bad("op must be ack, nack, extend or publish")),
+        };
+        let reply = self.s.engine.call(cmd).await;
+        if let Some(id) = settled {
+            self.after_settle(op, id, &reply);
+        }
+        Ok(match reply? {
+            Reply::Published(p) => json!({
+                "type": "published", "message_id": p.message_id, "position": p.position,
+            }),
+            Reply::Acked => json!({"type": "ok"}),
+            Reply::Nacked { action } => json!({"type": "ok", "action": action}),
+            Reply::Extended { lease_deadline } => {
+                json!({"type": "ok", "lease_deadline": lease_deadline.0})
+            }
+            other => return Err(super::queue::unexpected(&other)),
+        })
+    }
+
+    /// Keeps credit and lease deadlines in step with what the engine did.
+    fn after_settle(&mut self, op: &str, id: MessageId, reply: &Result<Reply, Failure>) {
+        match (op, reply) {
+            ("extend", Ok(Reply::Extended { lease_deadline })) => {
+                if let Some(d) = self.outstanding.get_mut(&id) {
+                    *d = lease_deadline.0;
+                }
+            }
+            // Whatever the outcome, an acked or nacked message is no longer held here (a
+            // failed ack means its lease already ended), so its credit comes back.
+            ("ack" | "nack", _) => {
+                if self.outstanding.remove(&id).is_some() {
+                    self.credit += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn settle_command(
+        &self,
+        op: &str,
+        message_id: MessageId,
+        f: SettleFrame,
+    ) -> Result<Command, ApiError> {
+        let queue = self.queue.clone();
+        Ok(match op {
+            "ack" => Command::Ack {
+                queue,
+                message_id,
+                lease: f.lease,
+            },
+            "nack" => Command::Nack {
+                queue,
+                message_id,
+                requeue: f.requeue.unwrap_or(true),
+                delay_ms: f.delay.map(|d| secs_to_ms("delay", d)).transpose()?,
+                error: f.error,
+                lease: f.lease,
+            },
+            _ => Command::Extend {
+                queue,
+                message_id,
+                lease_ms: secs_to_ms(
+                    "ack_deadline",
+                    f.ack_deadline
+                        .ok_or_else(|| ApiError::bad("extend needs `ack_deadline` (seconds)"))?,
+                )?,
+                lease: f.lease,
+            },
+        })
+    }
+}
+
+/// An ack, nack or extend frame.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettleFrame {
+    message_id: String,
+    #[serde(default)]
+    lease: Option<u64>,
+    #[serde(default)]
+    requeue: Option<bool>,
+    #[serde(default)]
+    delay: Option<f64>,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    ack_deadline: Option<f64>,
+}
