@@ -1,8 +1,9 @@
 //! Async Rust client for Synap, a task-queue server: queues with leases, retries and a
 //! dead-letter queue, a key-value store with TTL, and topic pub/sub.
 //!
-//! Every call goes over HTTP (`reqwest`) to the REST routes of Synap's server; subscriptions and
-//! the streaming consumer use WebSockets. Durations are [`std::time::Duration`] here and
+//! Every call goes over HTTP (`reqwest`) to the REST routes of Synap's server; subscriptions
+//! ([`SynapClient::pubsub_subscribe`]) and the streaming consumer
+//! ([`SynapClient::queue_stream`]) use WebSockets. Durations are [`std::time::Duration`] here and
 //! seconds (fractions allowed) on the wire. Errors are typed: [`SynapError::Server`] carries
 //! the HTTP status and the server's machine code, with helpers such as
 //! [`SynapError::is_lease_mismatch`].
@@ -49,12 +50,14 @@ mod error;
 mod kv;
 mod pubsub;
 mod queue;
+mod stream;
 mod types;
 mod ws;
 
 pub use client::SynapClient;
 pub use error::{Result, SynapError};
 pub use pubsub::{PubSubPublished, Subscription};
+pub use stream::{PublishConfirm, QueueStream, StreamOptions};
 pub use types::{
     AckBatchResult, AckFailure, Backoff, ConsumeOptions, DeadLetter, DlqPage, Headers, NackAction,
     NackOptions, PubSubMessage, PublishOptions, PublishResult, QueueConfig, QueueMessage,
