@@ -1,1 +1,3 @@
 //! Shared harness for Synap's tests: the simulation swarm's actors, faults and oracle.
+
+pub mod swarm;

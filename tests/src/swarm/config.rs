@@ -1,0 +1,166 @@
+//! Swarm configuration: every knob is drawn from the seed, so one number reproduces a run.
+
+use std::fmt;
+
+use synap_core::{Backoff, QueueConfig, Rng};
+
+/// What one swarm run does: the queue's settings, the workload and the fault rates.
+#[derive(Clone, Debug)]
+pub struct SwarmConfig {
+    /// The run's seed (also the engine's seed).
+    pub seed: u64,
+    /// Settings of the queue under test.
+    pub queue: QueueConfig,
+    /// Messages published over the run.
+    pub messages: usize,
+    /// Largest gap between two publishes.
+    pub publish_gap_ms: u64,
+    /// Consumers.
+    pub consumers: usize,
+    /// Longest simulated service time.
+    pub service_ms: u64,
+    /// Per-message chance a publish carries a TTL / a delay / a max_retries override.
+    pub p_ttl: f64,
+    /// See `p_ttl`.
+    pub p_delay: f64,
+    /// See `p_ttl`.
+    pub p_override_retries: f64,
+    /// Chance a publish is a batch.
+    pub p_batch: f64,
+    /// Chance a consume long-polls rather than returning at once.
+    pub p_long_poll: f64,
+    /// Per-delivery fault chances: the consumer crashes (holds its leases and goes silent),
+    /// acks after the deadline, acks twice, acks with an older lease token, nacks, rejects
+    /// (nack without requeue), extends first.
+    pub p_crash: f64,
+    /// See `p_crash`.
+    pub p_late_ack: f64,
+    /// See `p_crash`.
+    pub p_dup_ack: f64,
+    /// See `p_crash`.
+    pub p_stale_ack: f64,
+    /// See `p_crash`.
+    pub p_nack: f64,
+    /// See `p_crash`.
+    pub p_reject: f64,
+    /// See `p_crash`.
+    pub p_extend: f64,
+    /// Per-step chance the host skips its `handle_timeout` call.
+    pub p_skip_timer: f64,
+    /// Per-step chance the clock jumps forward past the next event.
+    pub p_clock_jump: f64,
+    /// Chance per step of a KV operation.
+    pub p_kv: f64,
+    /// Chance per step of a DLQ redrive.
+    pub p_redrive: f64,
+    /// Engine calls between restarts (log replay or snapshot round trip).
+    pub restart_every: usize,
+}
+
+impl SwarmConfig {
+    /// Draws a configuration from `seed`.
+    #[must_use]
+    pub fn from_seed(seed: u64) -> Self {
+        let mut rng = Rng::new(seed ^ 0x5EED_C0FF_EE00_0000);
+        let mut pick = |lo: u64, hi: u64| lo + rng.next_u64() % (hi - lo + 1);
+        let ack_deadline_ms = pick(20, 2_000);
+        let policy = pick(0, 2);
+        let max_retries = pick(0, 4) as u32;
+        let prefetch = [0, 0, 1, 2, 3][pick(0, 4) as usize];
+        let messages = pick(5, 60) as usize;
+        let consumers = pick(1, 6) as usize;
+        let publish_gap_ms = pick(1, 300);
+        let service_ms = pick(1, ack_deadline_ms * 2);
+        let ttl = pick(0, 3) == 0;
+        let ttl_ms = pick(100, 20_000);
+        let retry_delays_ms = (0..pick(1, 4)).map(|_| pick(0, 500)).collect();
+        let backoff = Backoff {
+            initial_ms: pick(2, 200),
+            multiplier: [1.0, 1.5, 2.0, 3.0][pick(0, 3) as usize],
+            max_ms: pick(200, 3_000),
+            jitter: [0.0, 0.1, 0.5][pick(0, 2) as usize],
+        };
+        let faults = pick(0, 4) > 0;
+        let f = |x: u64| if faults { x as f64 / 100.0 } else { 0.0 };
+        let rates: Vec<u64> = (0..10).map(|_| pick(0, 15)).collect();
+        let mut rng2 = Rng::new(seed);
+        let mut chance = move || rng2.next_f64();
+        Self {
+            seed,
+            queue: QueueConfig {
+                max_retries,
+                ack_deadline_ms,
+                retry_delays_ms: if policy == 1 {
+                    retry_delays_ms
+                } else {
+                    Vec::new()
+                },
+                backoff: (policy == 2).then_some(backoff),
+                max_depth: 10_000,
+                message_ttl_ms: ttl.then_some(ttl_ms),
+                prefetch,
+                dead_letter: true,
+                dlq_max: 10_000,
+                default_priority: 5,
+            },
+            messages,
+            publish_gap_ms,
+            consumers,
+            service_ms,
+            p_ttl: if chance() < 0.3 { 0.2 } else { 0.0 },
+            p_delay: if chance() < 0.5 { 0.2 } else { 0.0 },
+            p_override_retries: if chance() < 0.3 { 0.3 } else { 0.0 },
+            p_batch: 0.2,
+            p_long_poll: 0.6,
+            p_crash: f(rates[0]) / 3.0,
+            p_late_ack: f(rates[1]),
+            p_dup_ack: f(rates[2]),
+            p_stale_ack: f(rates[3]),
+            p_nack: f(rates[4]) * 2.0,
+            p_reject: f(rates[5]),
+            p_extend: f(rates[6]),
+            p_skip_timer: f(rates[7]) * 2.0,
+            p_clock_jump: f(rates[8]),
+            p_kv: 0.1,
+            p_redrive: f(rates[9]) / 5.0,
+            restart_every: if faults {
+                pick(20, 200) as usize
+            } else {
+                usize::MAX
+            },
+        }
+    }
+}
+
+impl fmt::Display for SwarmConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "SEED={}", self.seed)?;
+        writeln!(f, "  queue: {:?}", self.queue)?;
+        writeln!(
+            f,
+            "  messages={} consumers={} publish_gap_ms={} service_ms={}",
+            self.messages, self.consumers, self.publish_gap_ms, self.service_ms
+        )?;
+        writeln!(
+            f,
+            "  p_ttl={} p_delay={} p_override_retries={} p_batch={} p_long_poll={}",
+            self.p_ttl, self.p_delay, self.p_override_retries, self.p_batch, self.p_long_poll
+        )?;
+        writeln!(
+            f,
+            "  faults: crash={:.3} late_ack={:.2} dup_ack={:.2} stale_ack={:.2} nack={:.2} reject={:.2} extend={:.2}",
+            self.p_crash,
+            self.p_late_ack,
+            self.p_dup_ack,
+            self.p_stale_ack,
+            self.p_nack,
+            self.p_reject,
+            self.p_extend
+        )?;
+        write!(
+            f,
+            "  host: skip_timer={:.2} clock_jump={:.2} kv={} redrive={:.3} restart_every={}",
+            self.p_skip_timer, self.p_clock_jump, self.p_kv, self.p_redrive, self.restart_every
+        )
+    }
+}
