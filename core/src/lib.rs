@@ -44,6 +44,7 @@ mod kv;
 mod pubsub;
 mod queue;
 mod rng;
+pub mod sim;
 #[cfg(test)]
 mod tests;
 mod time;

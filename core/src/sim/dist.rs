@@ -139,7 +139,7 @@ pub(crate) fn ln(x: f64) -> f64 {
     let t = (m - 1.0) / (m + 1.0);
     let t2 = t * t;
     let mut term = t;
-    let mut sum = 0.0;
+    let mut sum: f64 = 0.0;
     let mut k = 1.0;
     while term.abs() > 1e-18 * sum.abs().max(1e-300) {
         sum += term / k;
@@ -158,10 +158,15 @@ mod tests {
 
     #[test]
     fn ln_matches_std_closely() {
-        for x in [1e-300, 1e-10, 0.001, 0.5, 0.7071, 1.0, 1.5, 2.0, 10.0, 12345.678, 1e300] {
+        for x in [
+            1e-300, 1e-10, 0.001, 0.5, 0.7, 1.0, 1.5, 2.0, 10.0, 12345.678, 1e300,
+        ] {
             let ours = ln(x);
             let std = x.ln();
-            assert!((ours - std).abs() <= 1e-13 * std.abs().max(1.0), "ln({x}) {ours} vs {std}");
+            assert!(
+                (ours - std).abs() <= 1e-13 * std.abs().max(1.0),
+                "ln({x}) {ours} vs {std}"
+            );
         }
         assert_eq!(ln(1.0), 0.0);
     }
@@ -171,9 +176,15 @@ mod tests {
         let mut rng = Rng::new(7);
         for dist in [
             Dist::Constant { ms: 500 },
-            Dist::Uniform { min_ms: 100, max_ms: 900 },
+            Dist::Uniform {
+                min_ms: 100,
+                max_ms: 900,
+            },
             Dist::Exponential { mean_ms: 500 },
-            Dist::Normal { mean_ms: 500, std_ms: 50 },
+            Dist::Normal {
+                mean_ms: 500,
+                std_ms: 50,
+            },
         ] {
             let n = 20_000;
             let total: u64 = (0..n).map(|_| dist.sample(&mut rng)).sum();
@@ -185,7 +196,10 @@ mod tests {
     #[test]
     fn uniform_stays_in_range_and_reaches_both_ends() {
         let mut rng = Rng::new(1);
-        let d = Dist::Uniform { min_ms: 3, max_ms: 5 };
+        let d = Dist::Uniform {
+            min_ms: 3,
+            max_ms: 5,
+        };
         let draws: Vec<u64> = (0..1000).map(|_| d.sample(&mut rng)).collect();
         assert!(draws.iter().all(|x| (3..=5).contains(x)));
         assert!(draws.contains(&3) && draws.contains(&5));

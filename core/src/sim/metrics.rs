@@ -1,0 +1,269 @@
+//! Turns the engine's `Observed` events into counts and percentiles.
+//!
+//! Percentile storage is bounded: each series keeps a uniform reservoir sample (Vitter's
+//! algorithm R) of at most `reservoir_size` values, drawn with its own seeded PRNG so that
+//! sampling never perturbs the workload. Percentiles are computed exactly from the sorted
+//! reservoir (nearest rank), so they are exact while a series has at most that many values.
+
+use rustc_hash::FxHashMap;
+
+use super::report::{DeadLetterReasons, Percentiles, PriorityStats, PriorityWait};
+use crate::{DeadLetterReason, MessageId, Observed, ObservedKind, Rng};
+
+/// A bounded uniform sample of a stream of durations, with exact count, max and sum.
+#[derive(Clone, Debug)]
+pub(crate) struct Reservoir {
+    cap: usize,
+    seen: u64,
+    sum: u128,
+    max: u64,
+    values: Vec<u64>,
+}
+
+impl Reservoir {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            seen: 0,
+            sum: 0,
+            max: 0,
+            values: Vec::new(),
+        }
+    }
+
+    pub(crate) fn record(&mut self, value: u64, rng: &mut Rng) {
+        self.seen += 1;
+        self.sum += u128::from(value);
+        self.max = self.max.max(value);
+        if self.values.len() < self.cap {
+            self.values.push(value);
+        } else {
+            let slot = rng.next_u64() % self.seen;
+            if slot < self.cap as u64 {
+                self.values[slot as usize] = value;
+            }
+        }
+    }
+
+    /// Count, mean, p50/p90/p99 (nearest rank over the sorted sample) and max.
+    pub(crate) fn percentiles(&self) -> Percentiles {
+        if self.seen == 0 {
+            return Percentiles::default();
+        }
+        let mut sorted = self.values.clone();
+        sorted.sort_unstable();
+        Percentiles {
+            count: self.seen,
+            mean: self.sum as f64 / self.seen as f64,
+            p50: rank(&sorted, 50),
+            p90: rank(&sorted, 90),
+            p99: rank(&sorted, 99),
+            max: self.max,
+        }
+    }
+}
+
+/// Nearest-rank percentile: the smallest value with at least `p`% of values at or below it.
+fn rank(sorted: &[u64], p: u64) -> u64 {
+    let n = sorted.len() as u64;
+    let idx = (p * n).div_ceil(100).max(1) - 1;
+    sorted[idx as usize]
+}
+
+/// Per-priority counters and samples.
+#[derive(Clone, Debug)]
+struct PriorityMetrics {
+    published: u64,
+    completed: u64,
+    dead_lettered: u64,
+    latency: Reservoir,
+    wait: Reservoir,
+    interval_wait: Reservoir,
+}
+
+/// Everything the run has counted.
+#[derive(Clone, Debug)]
+pub(crate) struct Metrics {
+    rng: Rng,
+    interval_cap: usize,
+    by_priority: Vec<PriorityMetrics>,
+    /// Publish time of every message still in the system (to measure publish→ack latency).
+    open: FxHashMap<MessageId, u64>,
+    pub(crate) published: u64,
+    pub(crate) completed: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) reasons: DeadLetterReasons,
+    pub(crate) purged: u64,
+    pub(crate) deliveries: u64,
+    pub(crate) nacked: u64,
+    pub(crate) retries: u64,
+    pub(crate) lease_expired: u64,
+    /// Counts at the previous sample, to report per-interval figures.
+    pub(crate) last: [u64; 3],
+}
+
+impl Metrics {
+    pub(crate) fn new(seed: u64, reservoir_size: usize) -> Self {
+        let interval_cap = reservoir_size.min(2_000);
+        let one = PriorityMetrics {
+            published: 0,
+            completed: 0,
+            dead_lettered: 0,
+            latency: Reservoir::new(reservoir_size),
+            wait: Reservoir::new(reservoir_size),
+            interval_wait: Reservoir::new(interval_cap),
+        };
+        Self {
+            rng: Rng::new(seed ^ 0x6d65_7472_6963_7321),
+            interval_cap,
+            by_priority: vec![one; 10],
+            open: FxHashMap::default(),
+            published: 0,
+            completed: 0,
+            dead_lettered: 0,
+            reasons: DeadLetterReasons::default(),
+            purged: 0,
+            deliveries: 0,
+            nacked: 0,
+            retries: 0,
+            lease_expired: 0,
+            last: [0; 3],
+        }
+    }
+
+    /// Accounts one message state change.
+    pub(crate) fn observe(&mut self, o: &Observed) {
+        let p = &mut self.by_priority[usize::from(o.priority.min(9))];
+        let at = o.at.0;
+        match o.kind {
+            ObservedKind::Published => {
+                self.published += 1;
+                p.published += 1;
+                if let Some(id) = o.message_id {
+                    self.open.insert(id, at);
+                }
+            }
+            ObservedKind::Delivered => {
+                self.deliveries += 1;
+                let wait = o.ms.unwrap_or(0);
+                p.wait.record(wait, &mut self.rng);
+                p.interval_wait.record(wait, &mut self.rng);
+            }
+            ObservedKind::Acked => {
+                self.completed += 1;
+                p.completed += 1;
+                if let Some(published) = o.message_id.and_then(|id| self.open.remove(&id)) {
+                    p.latency
+                        .record(at.saturating_sub(published), &mut self.rng);
+                }
+            }
+            ObservedKind::DeadLettered => {
+                self.dead_lettered += 1;
+                p.dead_lettered += 1;
+                if let Some(id) = o.message_id {
+                    self.open.remove(&id);
+                }
+                match o.reason {
+                    Some(DeadLetterReason::Rejected) => self.reasons.rejected += 1,
+                    Some(DeadLetterReason::Expired) => self.reasons.expired += 1,
+                    _ => self.reasons.max_retries_exceeded += 1,
+                }
+            }
+            ObservedKind::Nacked => self.nacked += 1,
+            ObservedKind::RetryScheduled => self.retries += 1,
+            ObservedKind::LeaseExpired => self.lease_expired += 1,
+            ObservedKind::Purged => self.purged += o.count.unwrap_or(0),
+            ObservedKind::Redriven => {
+                // A redriven message is back in the system; its latency restarts.
+                self.dead_lettered_back(o);
+            }
+            ObservedKind::Expired => {}
+        }
+    }
+
+    fn dead_lettered_back(&mut self, o: &Observed) {
+        if let Some(id) = o.message_id {
+            self.open.insert(id, o.at.0);
+            self.published += 1;
+            self.by_priority[usize::from(o.priority.min(9))].published += 1;
+        }
+    }
+
+    /// Messages published and not yet acked, dead-lettered or purged.
+    pub(crate) fn still_in_system(&self) -> u64 {
+        self.published
+            .saturating_sub(self.completed + self.dead_lettered + self.purged)
+    }
+
+    /// Per-interval wait percentiles, highest priority first; resets the interval samples.
+    pub(crate) fn take_interval_waits(&mut self) -> Vec<PriorityWait> {
+        let mut out = Vec::new();
+        for (priority, p) in self.by_priority.iter_mut().enumerate().rev() {
+            if p.interval_wait.seen == 0 {
+                continue;
+            }
+            let pc = p.interval_wait.percentiles();
+            out.push(PriorityWait {
+                priority: priority as u8,
+                count: pc.count,
+                p50: pc.p50,
+                p99: pc.p99,
+            });
+            p.interval_wait = Reservoir::new(self.interval_cap);
+        }
+        out
+    }
+
+    /// Totals per priority that saw any message, highest first.
+    pub(crate) fn priority_stats(&self) -> Vec<PriorityStats> {
+        let mut out = Vec::new();
+        for (priority, p) in self.by_priority.iter().enumerate().rev() {
+            if p.published == 0 && p.wait.seen == 0 {
+                continue;
+            }
+            out.push(PriorityStats {
+                priority: priority as u8,
+                published: p.published,
+                completed: p.completed,
+                dead_lettered: p.dead_lettered,
+                latency_ms: p.latency.percentiles(),
+                wait_ms: p.wait.percentiles(),
+            });
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_exact_below_the_cap() {
+        let mut r = Reservoir::new(1000);
+        let mut rng = Rng::new(1);
+        for v in (1..=100).rev() {
+            r.record(v, &mut rng);
+        }
+        let p = r.percentiles();
+        assert_eq!(
+            (p.count, p.p50, p.p90, p.p99, p.max),
+            (100, 50, 90, 99, 100)
+        );
+        assert!((p.mean - 50.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn reservoir_is_bounded_and_roughly_uniform() {
+        let mut r = Reservoir::new(1000);
+        let mut rng = Rng::new(2);
+        for v in 0..100_000 {
+            r.record(v, &mut rng);
+        }
+        assert_eq!(r.values.len(), 1000);
+        let p = r.percentiles();
+        assert_eq!(p.count, 100_000);
+        assert_eq!(p.max, 99_999);
+        assert!((45_000..55_000).contains(&p.p50), "p50 {}", p.p50);
+    }
+}

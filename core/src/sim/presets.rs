@@ -1,0 +1,188 @@
+//! Built-in scenarios.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::dist::Dist;
+use super::scenario::{Arrival, FollowUp, MixEntry, Producer, Scenario, TaskType, WorkerGroup};
+use crate::QueueConfig;
+
+/// A preset's name and what it models.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresetInfo {
+    /// Name for `Simulation::from_preset` and `--preset`.
+    pub name: String,
+    /// One sentence about the workload.
+    pub description: String,
+}
+
+/// Every preset.
+#[must_use]
+pub fn presets() -> Vec<PresetInfo> {
+    let info = |name: &str, description: &str| PresetInfo {
+        name: name.into(),
+        description: description.into(),
+    };
+    vec![
+        info(
+            "video-processing",
+            "Video uploads: premium transcodes at priority 9, regular at 5, thumbnails at 7 and CDN \
+             uploads as follow-ups; 5 workers, two of them flaky spot instances that crash; \
+             retries after 10/60/300 s, then the DLQ.",
+        ),
+        info(
+            "steady",
+            "A small steady load: one task type, constant arrivals, two reliable workers.",
+        ),
+    ]
+}
+
+/// The named preset's scenario.
+pub fn preset(name: &str) -> Result<Scenario, String> {
+    match name {
+        "video-processing" => Ok(video_processing()),
+        "steady" => Ok(steady()),
+        _ => Err(format!(
+            "unknown preset {name:?}; known presets: {}",
+            presets()
+                .into_iter()
+                .map(|p| p.name)
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
+fn normal(mean_ms: u64, std_ms: u64) -> Dist {
+    Dist::Normal { mean_ms, std_ms }
+}
+
+fn follow(task_type: &str, priority: Option<u8>) -> FollowUp {
+    FollowUp {
+        task_type: task_type.into(),
+        priority,
+        probability: 1.0,
+    }
+}
+
+fn mix(task_type: &str, priority: u8, weight: u32) -> MixEntry {
+    MixEntry {
+        task_type: task_type.into(),
+        priority: Some(priority),
+        weight,
+    }
+}
+
+/// DESIGN.md's reference workload. The CDN upload is a separate task type, published (with the
+/// transcode's priority) when a transcode completes, together with a priority-7 thumbnail.
+/// Load is about 85% of the five workers' capacity, with a burst of regular uploads every 15
+/// minutes, so queues build up and priorities matter.
+fn video_processing() -> Scenario {
+    let task_types = vec![
+        TaskType {
+            name: "transcode".into(),
+            service: normal(5_000, 1_000),
+            failure_probability: 0.03,
+            poison_probability: 0.01,
+            payload_bytes: 512,
+            follow_ups: vec![follow("thumbnail", Some(7)), follow("cdn_upload", None)],
+        },
+        TaskType {
+            name: "thumbnail".into(),
+            service: normal(2_000, 300),
+            failure_probability: 0.01,
+            payload_bytes: 256,
+            ..TaskType::default()
+        },
+        TaskType {
+            name: "cdn_upload".into(),
+            service: normal(3_000, 500),
+            failure_probability: 0.02,
+            payload_bytes: 256,
+            ..TaskType::default()
+        },
+    ];
+    let producers = vec![
+        Producer {
+            name: "uploads".into(),
+            arrival: Arrival::Poisson { rate_per_sec: 0.35 },
+            mix: vec![mix("transcode", 9, 1), mix("transcode", 5, 4)],
+            ..Producer::default()
+        },
+        Producer {
+            name: "campaign".into(),
+            arrival: Arrival::Bursts {
+                every_ms: 900_000,
+                size: 60,
+            },
+            mix: vec![mix("transcode", 5, 1)],
+            start_ms: 300_000,
+            ..Producer::default()
+        },
+    ];
+    let worker = |name: &str, count, failure, crash| WorkerGroup {
+        name: name.into(),
+        count,
+        wait_ms: 30_000,
+        lease_ms: Some(300_000),
+        failure_probability: failure,
+        crash_probability: crash,
+        restart_ms: 60_000,
+        status_ttl_ms: Some(3_600_000),
+        notify_topic: Some("notifications.user.video".into()),
+        ..WorkerGroup::default()
+    };
+    Scenario {
+        name: "video-processing".into(),
+        duration_ms: 3_600_000,
+        seed: 42,
+        sample_interval_ms: 60_000,
+        queue: "video-processing".into(),
+        queue_config: QueueConfig {
+            max_retries: 3,
+            ack_deadline_ms: 300_000,
+            retry_delays_ms: vec![10_000, 60_000, 300_000],
+            prefetch: 1,
+            ..QueueConfig::default()
+        },
+        task_types,
+        producers,
+        workers: vec![
+            worker("encoder", 3, 0.0, 0.0),
+            worker("spot-encoder", 2, 0.05, 0.02),
+        ],
+        ..Scenario::default()
+    }
+}
+
+fn steady() -> Scenario {
+    Scenario {
+        name: "steady".into(),
+        duration_ms: 600_000,
+        seed: 7,
+        sample_interval_ms: 10_000,
+        queue: "jobs".into(),
+        task_types: vec![TaskType {
+            name: "job".into(),
+            service: Dist::Uniform {
+                min_ms: 200,
+                max_ms: 600,
+            },
+            ..TaskType::default()
+        }],
+        producers: vec![Producer {
+            name: "api".into(),
+            arrival: Arrival::Constant { rate_per_sec: 3.0 },
+            mix: vec![mix("job", 5, 1)],
+            ..Producer::default()
+        }],
+        workers: vec![WorkerGroup {
+            name: "worker".into(),
+            count: 2,
+            service: BTreeMap::new(),
+            ..WorkerGroup::default()
+        }],
+        ..Scenario::default()
+    }
+}

@@ -1,0 +1,166 @@
+//! The report a simulation or replay produces: a time series and a summary (serde, snake_case).
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a run measured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The scenario's name (or `replay`).
+    pub name: String,
+    /// The seed, as decimal digits (a string so JavaScript keeps all 64 bits).
+    pub seed: String,
+    /// True once the whole duration has been simulated.
+    pub finished: bool,
+    /// Virtual time between samples.
+    pub sample_interval_ms: u64,
+    /// One point per sample interval, plus one at the end.
+    pub series: Vec<Sample>,
+    /// Totals over the run so far.
+    pub summary: Summary,
+}
+
+/// The state of the queues at one instant, and what happened in the interval before it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Virtual time of the sample.
+    pub t_ms: u64,
+    /// Ready messages (summed over queues).
+    pub ready: u64,
+    /// Delayed messages (waiting for a retry delay).
+    pub delayed: u64,
+    /// Leased messages.
+    pub in_flight: u64,
+    /// Entries in dead-letter queues.
+    pub dead_letter: u64,
+    /// Parked long-poll consumers.
+    pub waiters: u64,
+    /// Messages published in the interval.
+    pub published: u64,
+    /// Messages acked in the interval.
+    pub completed: u64,
+    /// Messages dead-lettered in the interval.
+    pub dead_lettered: u64,
+    /// `completed` per second of the interval.
+    pub throughput_per_sec: f64,
+    /// Ready-to-delivery wait of the interval's deliveries, per priority (highest first).
+    pub wait_ms: Vec<PriorityWait>,
+}
+
+/// Wait percentiles of one priority within one interval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PriorityWait {
+    /// 0–9.
+    pub priority: u8,
+    /// Deliveries counted.
+    pub count: u64,
+    /// Median wait.
+    pub p50: u64,
+    /// 99th percentile wait.
+    pub p99: u64,
+}
+
+/// Percentiles of a set of durations. `count`, `max` and `mean` cover every value; the
+/// percentiles come from the sorted reservoir (exact while `count` ≤ the reservoir size).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Values seen.
+    pub count: u64,
+    /// Mean of all values.
+    pub mean: f64,
+    /// Median (nearest rank).
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Largest value.
+    pub max: u64,
+}
+
+/// Per-priority totals and percentiles.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PriorityStats {
+    /// 0–9.
+    pub priority: u8,
+    /// Messages published with it.
+    pub published: u64,
+    /// Of those, acked.
+    pub completed: u64,
+    /// Of those, dead-lettered.
+    pub dead_lettered: u64,
+    /// Publish-to-ack time of completed messages.
+    pub latency_ms: Percentiles,
+    /// Ready-to-delivery wait of every delivery (retries included).
+    pub wait_ms: Percentiles,
+}
+
+/// One worker group's work.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// The group's name.
+    pub name: String,
+    /// Workers in it.
+    pub count: u32,
+    /// Tasks acked.
+    pub completed: u64,
+    /// Tasks nacked after a failure.
+    pub failed: u64,
+    /// Crashes.
+    pub crashes: u64,
+    /// Acks or nacks refused because the lease had ended (the task ran past its deadline).
+    pub late: u64,
+    /// Fraction of the group's time spent processing tasks.
+    pub utilisation: f64,
+}
+
+/// Counts of dead-lettered messages by reason.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterReasons {
+    /// Nacked without requeue.
+    pub rejected: u64,
+    /// Out of retries.
+    pub max_retries_exceeded: u64,
+    /// TTL passed.
+    pub expired: u64,
+}
+
+/// Totals over the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Virtual time simulated so far.
+    pub simulated_ms: u64,
+    /// Messages published (follow-ups included).
+    pub published: u64,
+    /// Messages acked.
+    pub completed: u64,
+    /// Messages dead-lettered.
+    pub dead_lettered: u64,
+    /// Why they were dead-lettered.
+    pub dead_letter_reasons: DeadLetterReasons,
+    /// Messages removed by purge.
+    pub purged: u64,
+    /// Published and not yet acked, dead-lettered or purged: ready, delayed or in flight.
+    pub still_in_system: u64,
+    /// Deliveries (first attempts and retries).
+    pub deliveries: u64,
+    /// Nacks.
+    pub nacked: u64,
+    /// Retries scheduled (after a nack or a lease expiry).
+    pub retries: u64,
+    /// Leases that ran out.
+    pub lease_expired: u64,
+    /// Publishes the engine refused (e.g. `queue_full`).
+    pub rejected_publishes: u64,
+    /// Per priority, highest first.
+    pub by_priority: Vec<PriorityStats>,
+    /// Per worker group.
+    pub workers: Vec<WorkerStats>,
+    /// Fraction of all workers' time spent processing tasks.
+    pub utilisation: f64,
+    /// Commands handed to the engine.
+    pub commands: u64,
+    /// Discrete events processed: actor wake-ups, timer firings and engine events.
+    pub events_processed: u64,
+    /// xxh3 of the `(now, command, reply, events)` trace, 16 hex digits.
+    pub run_hash: String,
+}
