@@ -7,6 +7,8 @@ mod engine_task;
 mod handle;
 mod http;
 mod settings;
+// The subcommand's entry point is `pub` for its own reasons; it is reached only from `main`.
+#[allow(unreachable_pub)]
 mod simulate;
 
 use std::process::ExitCode;
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let env_keys = std::env::var("SYNAP_API_KEY").ok();
     let config = match ServerConfig::load(&cli, env_keys.as_deref()) {

@@ -11,7 +11,7 @@ const MAX_SECS: f64 = 1e9;
 /// Converts seconds (fractions allowed) to milliseconds, rejecting negative, non-finite and
 /// absurd values with an `invalid_argument` naming `field`.
 pub(crate) fn secs_to_ms(field: &str, secs: f64) -> Result<u64, Error> {
-    if !secs.is_finite() || secs < 0.0 || secs > MAX_SECS {
+    if !secs.is_finite() || !(0.0..=MAX_SECS).contains(&secs) {
         return Err(invalid(
             field,
             "must be a number of seconds between 0 and 1e9",

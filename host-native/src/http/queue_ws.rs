@@ -270,10 +270,8 @@ impl Conn {
             }
             // Whatever the outcome, an acked or nacked message is no longer held here (a
             // failed ack means its lease already ended), so its credit comes back.
-            ("ack" | "nack", _) => {
-                if self.outstanding.remove(&id).is_some() {
-                    self.credit += 1;
-                }
+            ("ack" | "nack", _) if self.outstanding.remove(&id).is_some() => {
+                self.credit += 1;
             }
             _ => {}
         }

@@ -1,0 +1,187 @@
+//! Starts the real `synap-server` binary for end-to-end tests and stops it by its PID.
+//!
+//! The binary is built once per test process with `cargo build -p synap-server` (so tests never
+//! run a stale server), then each `Server` runs it on `127.0.0.1:0` and reads the bound address
+//! from its log. Dropping a `Server` kills its process; `terminate` sends SIGTERM for shutdown
+//! tests.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+/// The target directory holding this test executable (`<target>/<profile>/deps/<test>`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("deps dir");
+    deps.parent().expect("profile dir").to_path_buf()
+}
+
+/// Path to a freshly built `synap-server`.
+pub fn server_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = profile_dir();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "synap-server", "--bin", "synap-server"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("run cargo build -p synap-server");
+        assert!(status.success(), "cargo build -p synap-server failed");
+        let bin = dir.join(format!("synap-server{}", std::env::consts::EXE_SUFFIX));
+        assert!(bin.exists(), "{} missing after build", bin.display());
+        bin
+    })
+}
+
+/// A running server.
+pub struct Server {
+    child: Child,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// Options for `Server::start_with`.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Extra command-line arguments.
+    pub args: Vec<String>,
+    /// `SYNAP_API_KEY`.
+    pub api_key: Option<&'a str>,
+    /// YAML config file contents (written to a temporary file).
+    pub config_yaml: Option<&'a str>,
+}
+
+/// Writes `text` to a fresh temporary file and returns its path.
+pub fn temp_file(ext: &str, text: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("synap-test-{}-{n}.{ext}", std::process::id()));
+    std::fs::write(&path, text).expect("write temp file");
+    path
+}
+
+impl Server {
+    /// An in-memory server with default settings.
+    pub fn start() -> Self {
+        Self::start_with(Options::default())
+    }
+
+    /// A server with extra options.
+    pub fn start_with(opts: Options<'_>) -> Self {
+        let mut cmd = Command::new(server_binary());
+        cmd.args(["--bind", "127.0.0.1:0", "--in-memory"])
+            .args(&opts.args)
+            .env("RUST_LOG", "info")
+            .env_remove("SYNAP_API_KEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(key) = opts.api_key {
+            cmd.env("SYNAP_API_KEY", key);
+        }
+        if let Some(yaml) = opts.config_yaml {
+            cmd.arg("--config").arg(temp_file("yaml", yaml));
+        }
+        let mut child = cmd.spawn().expect("spawn synap-server");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::channel();
+        let sink = Arc::clone(&log);
+        // The server's log must be drained for its whole life, or a full pipe would block it.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = listening_addr(&line) {
+                    let _ = tx.send(addr);
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("server did not start: {:?}", log.lock().unwrap());
+            }
+        };
+        Self { child, addr, log }
+    }
+
+    /// `http://127.0.0.1:port{path}`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// `ws://127.0.0.1:port{path}`.
+    pub fn ws_url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+
+    /// The server process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log lines so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM to this server's PID and waits (up to 30 s) for it to exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+        for _ in 0..300 {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("server did not exit within 30 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The address in the server's `listening` log line, e.g. `... listening addr=127.0.0.1:4321`.
+fn listening_addr(line: &str) -> Option<SocketAddr> {
+    if !line.contains("listening") {
+        return None;
+    }
+    let rest = &line[line.find("addr=")? + 5..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_listening_line_parses() {
+        let line =
+            "2025-01-01T00:00:00Z  INFO synap_server: synap-server listening addr=127.0.0.1:4321";
+        assert_eq!(
+            listening_addr(line),
+            Some("127.0.0.1:4321".parse().unwrap())
+        );
+        assert_eq!(listening_addr("other line"), None);
+    }
+}
