@@ -1,6 +1,6 @@
 //! HTTP helpers shared by the `server_*` end-to-end tests.
 
-#![allow(dead_code, unreachable_pub)] // Each test crate uses a different subset.
+#![allow(dead_code, unreachable_pub, unused_imports)] // Each test crate uses a different subset.
 
 use std::time::Duration;
 
@@ -137,4 +137,105 @@ impl Api {
             self.stats(queue).await
         );
     }
+}
+
+/// A minimal server-sent-events reader over a streaming response.
+pub struct SseReader {
+    resp: reqwest::Response,
+    buf: String,
+}
+
+impl SseReader {
+    /// Opens `url` (GET) as an event stream.
+    pub async fn open(url: &str) -> Self {
+        let resp = reqwest::Client::new()
+            .get(url)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .expect("open SSE");
+        assert_eq!(resp.status().as_u16(), 200, "SSE status");
+        Self {
+            resp,
+            buf: String::new(),
+        }
+    }
+
+    /// The next `(event, data)`, skipping comments (keep-alives); `None` at end of stream.
+    /// Gives up after 20 s.
+    pub async fn next(&mut self) -> Option<(String, String)> {
+        tokio::time::timeout(Duration::from_secs(20), self.next_inner())
+            .await
+            .expect("SSE event within 20 s")
+    }
+
+    async fn next_inner(&mut self) -> Option<(String, String)> {
+        loop {
+            if let Some(end) = self.buf.find("\n\n") {
+                let block: String = self.buf.drain(..end + 2).collect();
+                let mut event = String::from("message");
+                let mut data = Vec::new();
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push(v.strip_prefix(' ').unwrap_or(v).to_owned());
+                    }
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                return Some((event, data.join("\n")));
+            }
+            let chunk = self.resp.chunk().await.ok()??;
+            self.buf.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// The next event named `name`, as JSON.
+    pub async fn next_named(&mut self, name: &str) -> Value {
+        loop {
+            let (event, data) = self.next().await.expect("stream ended");
+            if event == name {
+                return serde_json::from_str(&data).expect("JSON data");
+            }
+        }
+    }
+}
+
+/// A WebSocket client connection.
+pub type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects a WebSocket.
+pub async fn ws_connect(url: &str) -> Ws {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+        .0
+}
+
+/// The next text frame as JSON (20 s at most); `None` when the socket closed.
+pub async fn ws_next(ws: &mut Ws) -> Option<Value> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("frame within 20 s");
+        match frame {
+            Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).expect("JSON")),
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+/// Sends a JSON text frame.
+pub async fn ws_send(ws: &mut Ws, v: &Value) {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    ws.send(Message::text(v.to_string()))
+        .await
+        .expect("send frame");
 }

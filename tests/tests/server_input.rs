@@ -1,0 +1,154 @@
+//! Bad input and auth against the real `synap-server`: every case is a clear 4xx with
+//! `{"error", "code"}`, and the server stays healthy.
+
+mod server_common;
+
+use serde_json::{Value, json};
+use server_common::{Api, Options, Server, ws_connect, ws_next};
+
+async fn expect(api: &Api, path: &str, body: &str, status: u16, code: &str) {
+    let (got, v) = api.post_raw(path, body.to_owned()).await;
+    assert_eq!(got, status, "POST {path} {body}: {v}");
+    assert_eq!(v["code"], code, "POST {path} {body}: {v}");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_4xx() {
+    let api = Api::start();
+    let p = "/queue/q/publish";
+    expect(&api, p, "{\"message\": 1,", 400, "invalid_argument").await;
+    expect(&api, p, "not json", 400, "invalid_argument").await;
+    expect(&api, p, "{}", 400, "invalid_argument").await;
+    expect(&api, p, "", 400, "invalid_argument").await;
+    expect(&api, p, r#"{"message": 1, "priority": "high"}"#, 400, "invalid_argument").await;
+    expect(&api, p, r#"{"message": 1, "priority": 10}"#, 400, "invalid_argument").await;
+    expect(&api, p, r#"{"message": 1, "priority": -1}"#, 400, "invalid_argument").await;
+    expect(&api, p, r#"{"message": 1, "delay": -5}"#, 400, "invalid_argument").await;
+    expect(&api, p, r#"{"message": 1, "headers": {"a": 1}}"#, 400, "invalid_argument").await;
+    expect(&api, p, r#"{"message": 1, "payload": [1]}"#, 400, "invalid_argument").await;
+    expect(&api, p, r#"{"message": 1, "surprise": true}"#, 400, "invalid_argument").await;
+    expect(&api, p, r#"{"payload": [1, 300]}"#, 400, "invalid_argument").await;
+    api.publish("q", json!({"message": 1})).await;
+    let c = "/queue/q/consume";
+    expect(&api, c, r#"{"timeout": -1}"#, 400, "invalid_argument").await;
+    expect(&api, c, r#"{"max_messages": 0}"#, 400, "invalid_argument").await;
+    expect(&api, c, r#"{"max_messages": 101}"#, 400, "invalid_argument").await;
+    expect(&api, c, r#"{"timeout": "soon"}"#, 400, "invalid_argument").await;
+    expect(&api, "/queue/q", r#"{"max_retries": -3}"#, 400, "invalid_argument").await;
+    expect(&api, "/queue/q", r#"{"default_priority": 12}"#, 400, "invalid_argument").await;
+    expect(&api, "/queue/q", r#"{"ack_deadline_secs": 0}"#, 400, "invalid_argument").await;
+    let bad_names = ["/queue/bad%20name/publish", "/queue/a%2Fb/stats"];
+    for path in bad_names {
+        let (status, v) = api.post(path, json!({"message": 1})).await;
+        assert!(status == 400 || status == 405, "{path}: {status} {v}");
+    }
+    let long = format!("/queue/{}/publish", "x".repeat(256));
+    expect(&api, &long, r#"{"message": 1}"#, 400, "invalid_argument").await;
+    expect(&api, "/queue/q/ack", r#"{"message_id": "nope"}"#, 400, "invalid_argument").await;
+    expect(&api, "/queue/q/ack", r#"{}"#, 400, "invalid_argument").await;
+    let unknown = r#"{"message_id": "00000000-0000-4000-8000-000000000000"}"#;
+    expect(&api, "/queue/q/ack", unknown, 404, "message_not_found").await;
+    expect(&api, "/queue/q/nack", unknown, 404, "message_not_found").await;
+    let ext = r#"{"message_id": "00000000-0000-4000-8000-000000000000", "ack_deadline": 5}"#;
+    expect(&api, "/queue/q/extend", ext, 404, "message_not_found").await;
+    expect(&api, "/queue/nope/ack", unknown, 404, "queue_not_found").await;
+    expect(&api, "/queue/nope/consume", "{}", 404, "queue_not_found").await;
+    expect(&api, "/kv/set", r#"{"key": "k"}"#, 400, "invalid_argument").await;
+    expect(&api, "/kv/set", r#"{"key": "k", "value": 1, "ttl": -1}"#, 400, "invalid_argument").await;
+    let (status, v) = api.get("/queue/q/dlq?limit=abc").await;
+    assert_eq!((status, v["code"].clone()), (400, json!("invalid_argument")));
+    let (status, v) = api.get("/no/such/route").await;
+    assert_eq!(status, 404, "{v}");
+    let (status, v) = api.get("/health").await;
+    assert_eq!((status, v["status"].clone()), (200, json!("healthy")));
+    assert_eq!(api.stats("q").await["depth"], 1, "nothing was lost along the way");
+}
+
+#[tokio::test]
+async fn oversized_bodies_and_messages_get_413() {
+    let yaml = "server:\n  max_body_bytes: 8192\nlimits:\n  max_message_bytes: 1000\n";
+    let api = Api::with(Server::start_with(Options {
+        config_yaml: Some(yaml),
+        ..Options::default()
+    }));
+    let big_message = json!({"message": "x".repeat(2000)}).to_string();
+    expect(&api, "/queue/q/publish", &big_message, 413, "payload_too_large").await;
+    let big_body = json!({"message": "y".repeat(20_000)}).to_string();
+    expect(&api, "/queue/q/publish", &big_body, 413, "payload_too_large").await;
+    let envelope = json!({"command": "kv.set", "request_id": "r", "payload": {"key": "k", "value": "z".repeat(20_000)}});
+    expect(&api, "/api/v1/command", &envelope.to_string(), 413, "payload_too_large").await;
+    api.publish("q", json!({"message": "small"})).await;
+}
+
+#[tokio::test]
+async fn the_default_body_limit_applies() {
+    let api = Api::start();
+    let huge = json!({"message": "h".repeat(9 << 20)}).to_string();
+    expect(&api, "/queue/q/publish", &huge, 413, "payload_too_large").await;
+    let over_message = json!({"message": "m".repeat((1 << 20) + 10)}).to_string();
+    expect(&api, "/queue/q/publish", &over_message, 413, "payload_too_large").await;
+}
+
+#[tokio::test]
+async fn too_many_parked_consumers_get_429() {
+    let yaml = "limits:\n  max_waiters: 1\n";
+    let api = std::sync::Arc::new(Api::with(Server::start_with(Options {
+        config_yaml: Some(yaml),
+        ..Options::default()
+    })));
+    api.ok("/queue/w", json!({})).await;
+    let parked = {
+        let api = std::sync::Arc::clone(&api);
+        tokio::spawn(async move { api.consume("w", json!({"timeout": 20})).await })
+    };
+    api.wait_stats("w", "one parked waiter", |s| s["waiters"] == 1).await;
+    let (status, v) = api.post("/queue/w/consume", json!({"timeout": 5})).await;
+    assert_eq!((status, v["code"].clone()), (429, json!("limit_exceeded")), "{v}");
+    api.publish("w", json!({"message": 1})).await;
+    assert_eq!(parked.await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn api_keys_guard_every_route_but_health() {
+    let srv = Server::start_with(Options {
+        api_key: Some("k1, k2"),
+        ..Options::default()
+    });
+    let mut api = Api::with(srv);
+    let (status, v) = api.get("/health").await;
+    assert_eq!(status, 200, "health is public: {v}");
+    for path in ["/queue/list", "/metrics", "/kv/keys", "/events"] {
+        let (status, v) = api.get(path).await;
+        assert_eq!(status, 401, "{path}");
+        assert_eq!(v["code"], "unauthorized", "{path}: {v}");
+        assert!(v["error"].is_string());
+    }
+    let env = json!({"command": "queue.list", "request_id": "r", "payload": {}});
+    let (status, _) = api.post("/api/v1/command", env.clone()).await;
+    assert_eq!(status, 401);
+    api.key = Some("k3".into());
+    assert_eq!(api.get("/queue/list").await.0, 401, "an unknown key");
+    api.key = Some("k2".into());
+    assert_eq!(api.get("/queue/list").await.0, 200, "Bearer k2");
+    assert_eq!(api.cmd("queue.list", json!({})).await["success"], true);
+    api.key = None;
+    assert_eq!(api.get("/queue/list?api_key=k1").await.0, 200, "?api_key=");
+    assert_eq!(api.get("/queue/list?api_key=k").await.0, 401);
+    let refused = tokio_tungstenite::connect_async(api.srv.ws_url("/pubsub/ws?topics=a")).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 401);
+        }
+        other => panic!("expected a 401 handshake, got {:?}", other.map(|_| ())),
+    }
+    let mut ws = ws_connect(&api.srv.ws_url("/pubsub/ws?topics=a&api_key=k1")).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "connected");
+    let v: Value = reqwest::get(api.srv.url("/queue/list?api_key=k2"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["queues"], json!([]));
+}
