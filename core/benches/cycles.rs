@@ -1,1 +1,194 @@
-fn main() {}
+//! Engine throughput: publish + consume + ack cycles per second on one thread, and the
+//! engine's memory per queued message. Run with `cargo bench -p synap-core --bench cycles`.
+//!
+//! Three shapes over 1,000,000 messages each: one message at a time (publish, consume, ack),
+//! batches of 100 (batch publish, consume 100, 100 acks), and a queue filled to 1,000,000 then
+//! drained. Observability events are on (as in the server) unless the line says otherwise.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use serde_json::json;
+use synap_core::{
+    Command, Engine, EngineConfig, Millis, PublishMessage, QueueConfig, Reply, json_message,
+};
+
+const MESSAGES: u64 = 1_000_000;
+const QUEUE: &str = "bench";
+
+fn engine(observe: bool) -> Engine {
+    let config = EngineConfig {
+        observe,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(config, 1);
+    let queue = QueueConfig {
+        max_depth: MESSAGES,
+        ..QueueConfig::default()
+    };
+    e.handle(
+        Millis(0),
+        Command::CreateQueue {
+            queue: QUEUE.into(),
+            config: Some(queue),
+        },
+    )
+    .expect("queue");
+    e
+}
+
+/// The message every publish carries. Parsing JSON is the host's work, so the engine is
+/// handed an already-parsed body (sharing its text, as the server does).
+fn body() -> PublishMessage {
+    thread_local! {
+        static BODY: PublishMessage = json_message(json!({
+            "video_id": 123456, "user_id": 42, "kind": "transcode",
+            "resolution": "1080p", "source": "s3://uploads/raw/123456.mp4"
+        }));
+    }
+    BODY.with(Clone::clone)
+}
+
+fn drain(e: &mut Engine) -> usize {
+    let mut n = 0;
+    while let Some(ev) = e.poll_event() {
+        black_box(ev);
+        n += 1;
+    }
+    n
+}
+
+fn consume(e: &mut Engine, now: Millis, max: u32) -> Vec<synap_core::Delivery> {
+    let cmd = Command::Consume {
+        queue: QUEUE.into(),
+        wait_ms: 0,
+        lease_ms: None,
+        max_messages: max,
+        consumer_id: None,
+    };
+    match e.handle(now, cmd) {
+        Ok(Reply::Messages { messages }) => messages,
+        other => panic!("consume answered {other:?}"),
+    }
+}
+
+fn ack_all(e: &mut Engine, now: Millis, got: Vec<synap_core::Delivery>) {
+    for d in got {
+        let cmd = Command::Ack {
+            queue: QUEUE.into(),
+            message_id: d.message_id,
+            lease: Some(d.lease),
+        };
+        e.handle(now, cmd).expect("ack");
+    }
+}
+
+fn one_at_a_time(observe: bool) -> f64 {
+    let mut e = engine(observe);
+    let start = Instant::now();
+    for i in 0..MESSAGES {
+        let now = Millis(1 + i / 1_000);
+        e.handle(
+            now,
+            Command::Publish {
+                queue: QUEUE.into(),
+                message: body(),
+            },
+        )
+        .expect("publish");
+        let got = consume(&mut e, now, 1);
+        ack_all(&mut e, now, got);
+        drain(&mut e);
+    }
+    MESSAGES as f64 / start.elapsed().as_secs_f64()
+}
+
+fn batches_of_100(observe: bool) -> f64 {
+    let mut e = engine(observe);
+    let start = Instant::now();
+    for i in 0..MESSAGES / 100 {
+        let now = Millis(1 + i / 10);
+        let messages = (0..100).map(|_| body()).collect();
+        e.handle(
+            now,
+            Command::PublishBatch {
+                queue: QUEUE.into(),
+                messages,
+            },
+        )
+        .expect("batch");
+        let got = consume(&mut e, now, 100);
+        ack_all(&mut e, now, got);
+        drain(&mut e);
+    }
+    MESSAGES as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Fills the queue to `MESSAGES`, measures memory, then drains it. Returns
+/// (publishes/s, consume+ack/s, footprint bytes/message, resident bytes/message).
+fn fill_then_drain() -> (f64, f64, f64, f64) {
+    let rss_before = resident_bytes();
+    let mut e = engine(false);
+    let start = Instant::now();
+    for _ in 0..MESSAGES / 100 {
+        let messages = (0..100).map(|_| body()).collect();
+        e.handle(
+            Millis(1),
+            Command::PublishBatch {
+                queue: QUEUE.into(),
+                messages,
+            },
+        )
+        .expect("batch");
+    }
+    let publish_rate = MESSAGES as f64 / start.elapsed().as_secs_f64();
+    let footprint = e.message_footprint() as f64 / MESSAGES as f64;
+    let resident = resident_bytes().saturating_sub(rss_before) as f64 / MESSAGES as f64;
+    let start = Instant::now();
+    for _ in 0..MESSAGES / 100 {
+        let got = consume(&mut e, Millis(2), 100);
+        ack_all(&mut e, Millis(2), got);
+    }
+    let drain_rate = MESSAGES as f64 / start.elapsed().as_secs_f64();
+    (publish_rate, drain_rate, footprint, resident)
+}
+
+/// Resident set size from /proc (Linux); 0 elsewhere.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+fn main() {
+    println!(
+        "synap-core engine benchmark: {MESSAGES} messages, 1 thread, JSON body of {} bytes",
+        body().message.map_or(0, |m| m.len())
+    );
+    println!("cycle = publish + consume + ack");
+    println!(
+        "one at a time, events on : {:>10.0} cycles/s",
+        one_at_a_time(true)
+    );
+    println!(
+        "one at a time, events off: {:>10.0} cycles/s",
+        one_at_a_time(false)
+    );
+    println!(
+        "batches of 100, events on : {:>10.0} cycles/s",
+        batches_of_100(true)
+    );
+    println!(
+        "batches of 100, events off: {:>10.0} cycles/s",
+        batches_of_100(false)
+    );
+    let (publish, drain, footprint, resident) = fill_then_drain();
+    println!("fill to 1M: {publish:>10.0} publishes/s; drain: {drain:>10.0} consume+ack/s");
+    println!(
+        "memory per queued message: {footprint:.0} B counted by the engine, {resident:.0} B resident"
+    );
+}
