@@ -22,22 +22,35 @@ fn err(v: &Value) -> &str {
 async fn queue_commands_have_the_sdk_shapes() {
     let api = Api::start();
     // Python puts options at the top level, TS and Rust under `config`; both are honoured.
-    let p = api.cmd("queue.create", json!({"name": "py", "max_depth": 5, "ack_deadline_secs": 7})).await;
+    let p = api
+        .cmd(
+            "queue.create",
+            json!({"name": "py", "max_depth": 5, "ack_deadline_secs": 7}),
+        )
+        .await;
     assert_eq!(ok(&p)["success"], true);
     let cfg = &api.stats("py").await["config"];
-    assert_eq!((cfg["max_depth"].clone(), cfg["ack_deadline_ms"].clone()), (json!(5), json!(7000)));
+    assert_eq!(
+        (cfg["max_depth"].clone(), cfg["ack_deadline_ms"].clone()),
+        (json!(5), json!(7000))
+    );
     let ts = json!({"name": "ts", "config": {"default_max_retries": 0, "default_priority": 3}});
     ok(&api.cmd("queue.create", ts).await);
     // Get-or-create: creating again keeps the config.
-    ok(&api.cmd("queue.create", json!({"name": "ts", "config": {}})).await);
+    ok(&api
+        .cmd("queue.create", json!({"name": "ts", "config": {}}))
+        .await);
     assert_eq!(api.stats("ts").await["config"]["max_retries"], 0);
 
-    let publish = json!({"queue": "ts", "payload": [104, 105], "priority": null, "max_retries": null});
+    let publish =
+        json!({"queue": "ts", "payload": [104, 105], "priority": null, "max_retries": null});
     let id = ok(&api.cmd("queue.publish", publish).await)["message_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    let got = api.cmd("queue.consume", json!({"queue": "ts", "consumer_id": "c1"})).await;
+    let got = api
+        .cmd("queue.consume", json!({"queue": "ts", "consumer_id": "c1"}))
+        .await;
     let m = &ok(&got)["message"];
     assert_eq!(m["id"], id.as_str());
     assert_eq!(m["payload"], json!([104, 105]));
@@ -45,28 +58,52 @@ async fn queue_commands_have_the_sdk_shapes() {
     assert_eq!(m["retry_count"], 0);
     assert_eq!(m["max_retries"], 0);
     assert!(m["headers"].is_object());
-    let empty = api.cmd("queue.consume", json!({"queue": "ts", "consumer_id": "c1"})).await;
+    let empty = api
+        .cmd("queue.consume", json!({"queue": "ts", "consumer_id": "c1"}))
+        .await;
     assert_eq!(ok(&empty)["message"], Value::Null);
-    let missing = api.cmd("queue.consume", json!({"queue": "never", "consumer_id": "c1"})).await;
+    let missing = api
+        .cmd(
+            "queue.consume",
+            json!({"queue": "never", "consumer_id": "c1"}),
+        )
+        .await;
     assert_eq!(ok(&missing)["message"], Value::Null);
     // Ack by id alone (the SDKs carry no lease token).
-    let ack = api.cmd("queue.ack", json!({"queue": "ts", "message_id": id})).await;
+    let ack = api
+        .cmd("queue.ack", json!({"queue": "ts", "message_id": id}))
+        .await;
     assert_eq!(ok(&ack)["success"], true);
-    let again = api.cmd("queue.ack", json!({"queue": "ts", "message_id": id})).await;
+    let again = api
+        .cmd("queue.ack", json!({"queue": "ts", "message_id": id}))
+        .await;
     assert_eq!(err(&again), format!("Message not found: {id}"));
 
     let stats = api.cmd("queue.stats", json!({"queue": "ts"})).await;
     let s = ok(&stats);
-    for k in ["depth", "consumers", "published", "consumed", "acked", "nacked", "dead_lettered"] {
+    for k in [
+        "depth",
+        "consumers",
+        "published",
+        "consumed",
+        "acked",
+        "nacked",
+        "dead_lettered",
+    ] {
         assert!(s[k].is_u64(), "stats.{k}: {s}");
     }
-    assert_eq!((s["published"].clone(), s["acked"].clone()), (json!(1), json!(1)));
+    assert_eq!(
+        (s["published"].clone(), s["acked"].clone()),
+        (json!(1), json!(1))
+    );
     let list = api.cmd("queue.list", json!({})).await;
     assert_eq!(ok(&list)["queues"], json!(["py", "ts"]));
 
     // A REST JSON message reaches an SDK consumer as the bytes of its JSON text.
     api.publish("ts", json!({"message": {"a": 1}})).await;
-    let got = api.cmd("queue.consume", json!({"queue": "ts", "consumer_id": "c2"})).await;
+    let got = api
+        .cmd("queue.consume", json!({"queue": "ts", "consumer_id": "c2"}))
+        .await;
     let bytes: Vec<u8> = ok(&got)["message"]["payload"]
         .as_array()
         .unwrap()
@@ -75,8 +112,17 @@ async fn queue_commands_have_the_sdk_shapes() {
         .collect();
     assert_eq!(String::from_utf8(bytes).unwrap(), r#"{"a":1}"#);
     let mid = ok(&got)["message"]["id"].clone();
-    let nack = api.cmd("queue.nack", json!({"queue": "ts", "message_id": mid, "requeue": true})).await;
-    assert_eq!(ok(&nack)["success"], true, "max_retries 0: the nack dead-letters");
+    let nack = api
+        .cmd(
+            "queue.nack",
+            json!({"queue": "ts", "message_id": mid, "requeue": true}),
+        )
+        .await;
+    assert_eq!(
+        ok(&nack)["success"],
+        true,
+        "max_retries 0: the nack dead-letters"
+    );
     assert_eq!(api.stats("ts").await["dead_letter_count"], 1);
     let purge = api.cmd("queue.purge", json!({"queue": "py"})).await;
     assert_eq!(ok(&purge)["purged"], 0);
@@ -91,11 +137,15 @@ async fn error_strings_match_the_wire() {
     let api = Api::start();
     let e = api.cmd("queue.stats", json!({"queue": "q"})).await;
     assert_eq!(err(&e), "Queue not found: q");
-    let e = api.cmd("queue.publish", json!({"queue": "q", "payload": "text"})).await;
+    let e = api
+        .cmd("queue.publish", json!({"queue": "q", "payload": "text"}))
+        .await;
     assert_eq!(err(&e), "Invalid request: Missing 'payload' field");
     let e = api.cmd("queue.publish", json!({"payload": [1]})).await;
     assert_eq!(err(&e), "Invalid request: Missing 'queue' field");
-    let e = api.cmd("queue.ack", json!({"queue": "q", "message_id": 5})).await;
+    let e = api
+        .cmd("queue.ack", json!({"queue": "q", "message_id": 5}))
+        .await;
     assert_eq!(err(&e), "Invalid request: Missing 'message_id' field");
     let e = api.cmd("foo.bar", json!({})).await;
     assert_eq!(err(&e), "Unknown command: foo.bar");
@@ -103,48 +153,103 @@ async fn error_strings_match_the_wire() {
     assert_eq!(err(&e), "Unknown command: queue.fly");
     let e = api.cmd("kv.ttl", json!({"key": "nope"})).await;
     assert_eq!(err(&e), "Key not found: nope");
-    ok(&api.cmd("queue.create", json!({"name": "tiny", "config": {"max_depth": 1}})).await);
-    ok(&api.cmd("queue.publish", json!({"queue": "tiny", "payload": [1]})).await);
-    let e = api.cmd("queue.publish", json!({"queue": "tiny", "payload": [2]})).await;
+    ok(&api
+        .cmd(
+            "queue.create",
+            json!({"name": "tiny", "config": {"max_depth": 1}}),
+        )
+        .await);
+    ok(&api
+        .cmd("queue.publish", json!({"queue": "tiny", "payload": [1]}))
+        .await);
+    let e = api
+        .cmd("queue.publish", json!({"queue": "tiny", "payload": [2]}))
+        .await;
     assert_eq!(err(&e), "Queue is full: tiny");
-    let e = api.cmd("pubsub.publish", json!({"topic": "", "payload": 1})).await;
+    let e = api
+        .cmd("pubsub.publish", json!({"topic": "", "payload": 1}))
+        .await;
     assert_eq!(err(&e), "Invalid value: Topic cannot be empty");
     // Envelope-level problems are HTTP errors, not envelopes.
     let (status, _) = api.post_raw("/api/v1/command", "{oops").await;
     assert_eq!(status, 400);
-    let (status, _) = api.post("/api/v1/command", json!({"request_id": "r"})).await;
+    let (status, _) = api
+        .post("/api/v1/command", json!({"request_id": "r"}))
+        .await;
     assert_eq!(status, 400);
     // Odd payloads are read leniently.
     let odd = json!({"command": "queue.list", "request_id": 7, "payload": null});
     let (status, v) = api.post("/api/v1/command", odd).await;
-    assert_eq!((status, v["success"].clone(), v["request_id"].clone()), (200, json!(true), json!(7)));
+    assert_eq!(
+        (status, v["success"].clone(), v["request_id"].clone()),
+        (200, json!(true), json!(7))
+    );
 }
 
 #[tokio::test]
 async fn kv_commands_have_the_sdk_shapes() {
     let api = Api::start();
-    let set = api.cmd("kv.set", json!({"key": "s", "value": "hello", "ttl": null})).await;
+    let set = api
+        .cmd("kv.set", json!({"key": "s", "value": "hello", "ttl": null}))
+        .await;
     assert_eq!(ok(&set)["success"], true);
-    assert_eq!(*ok(&api.cmd("kv.get", json!({"key": "s"})).await), json!("hello"));
-    ok(&api.cmd("kv.set", json!({"key": "o", "value": {"a": [1, 2]}, "ttl": 100})).await);
-    assert_eq!(*ok(&api.cmd("kv.get", json!({"key": "o"})).await), json!(r#"{"a":[1,2]}"#));
-    assert_eq!(*ok(&api.cmd("kv.get", json!({"key": "none"})).await), Value::Null);
+    assert_eq!(
+        *ok(&api.cmd("kv.get", json!({"key": "s"})).await),
+        json!("hello")
+    );
+    ok(&api
+        .cmd(
+            "kv.set",
+            json!({"key": "o", "value": {"a": [1, 2]}, "ttl": 100}),
+        )
+        .await);
+    assert_eq!(
+        *ok(&api.cmd("kv.get", json!({"key": "o"})).await),
+        json!(r#"{"a":[1,2]}"#)
+    );
+    assert_eq!(
+        *ok(&api.cmd("kv.get", json!({"key": "none"})).await),
+        Value::Null
+    );
     let ttl = api.cmd("kv.ttl", json!({"key": "o"})).await;
     let secs = ok(&ttl)["ttl"].as_u64().unwrap();
     assert!((98..=100).contains(&secs), "{secs}");
-    assert_eq!(ok(&api.cmd("kv.ttl", json!({"key": "s"})).await)["ttl"], Value::Null);
-    assert_eq!(ok(&api.cmd("kv.exists", json!({"key": "s"})).await)["exists"], true);
-    assert_eq!(ok(&api.cmd("kv.expire", json!({"key": "s", "ttl": 50})).await)["result"], true);
-    assert_eq!(ok(&api.cmd("kv.persist", json!({"key": "s"})).await)["result"], true);
+    assert_eq!(
+        ok(&api.cmd("kv.ttl", json!({"key": "s"})).await)["ttl"],
+        Value::Null
+    );
+    assert_eq!(
+        ok(&api.cmd("kv.exists", json!({"key": "s"})).await)["exists"],
+        true
+    );
+    assert_eq!(
+        ok(&api.cmd("kv.expire", json!({"key": "s", "ttl": 50})).await)["result"],
+        true
+    );
+    assert_eq!(
+        ok(&api.cmd("kv.persist", json!({"key": "s"})).await)["result"],
+        true
+    );
     let keys = api.cmd("kv.keys", json!({"prefix": "o"})).await;
     assert_eq!(*ok(&keys), json!({"keys": ["o"], "count": 1}));
     let keys = api.cmd("kv.keys", json!({"pattern": "*"})).await;
     assert_eq!(ok(&keys)["count"], 2);
-    assert_eq!(ok(&api.cmd("kv.del", json!({"key": "s"})).await)["deleted"], true);
-    assert_eq!(ok(&api.cmd("kv.del", json!({"key": "s"})).await)["deleted"], false);
+    assert_eq!(
+        ok(&api.cmd("kv.del", json!({"key": "s"})).await)["deleted"],
+        true
+    );
+    assert_eq!(
+        ok(&api.cmd("kv.del", json!({"key": "s"})).await)["deleted"],
+        false
+    );
     // A zero TTL expires at once.
-    ok(&api.cmd("kv.set", json!({"key": "z", "value": 1, "ttl": 0})).await);
-    assert_eq!(*ok(&api.cmd("kv.get", json!({"key": "z"})).await), Value::Null);
+    ok(&api
+        .cmd("kv.set", json!({"key": "z", "value": 1, "ttl": 0}))
+        .await);
+    assert_eq!(
+        *ok(&api.cmd("kv.get", json!({"key": "z"})).await),
+        Value::Null
+    );
     let stats = api.cmd("kv.stats", json!({})).await;
     let s = ok(&stats);
     assert!(s["total_keys"].is_u64() && s["total_memory_bytes"].is_u64() && s["hit_rate"].is_f64());
@@ -156,30 +261,58 @@ async fn kv_commands_have_the_sdk_shapes() {
 #[tokio::test]
 async fn pubsub_commands_have_the_sdk_shapes() {
     let api = Api::start();
-    let sub = api.cmd("pubsub.subscribe", json!({"topics": ["chat.*"], "subscriber_id": "mine"})).await;
+    let sub = api
+        .cmd(
+            "pubsub.subscribe",
+            json!({"topics": ["chat.*"], "subscriber_id": "mine"}),
+        )
+        .await;
     let s = ok(&sub);
     let id = s["subscriber_id"].as_str().unwrap().to_owned();
     assert_ne!(id, "mine", "the server names subscribers");
-    assert_eq!((s["topics"].clone(), s["subscription_count"].clone()), (json!(["chat.*"]), json!(1)));
-    let publish = json!({"topic": "chat.room1", "payload": {"text": "hi"}, "metadata": {"from": "ann"}});
+    assert_eq!(
+        (s["topics"].clone(), s["subscription_count"].clone()),
+        (json!(["chat.*"]), json!(1))
+    );
+    let publish =
+        json!({"topic": "chat.room1", "payload": {"text": "hi"}, "metadata": {"from": "ann"}});
     let p = api.cmd("pubsub.publish", publish).await;
     let p = ok(&p);
     assert!(p["message_id"].is_string());
-    assert_eq!((p["topic"].clone(), p["subscribers_matched"].clone()), (json!("chat.room1"), json!(1)));
+    assert_eq!(
+        (p["topic"].clone(), p["subscribers_matched"].clone()),
+        (json!("chat.room1"), json!(1))
+    );
     let polled = api.cmd("pubsub.poll", json!({"subscriber_id": id})).await;
     let m = &ok(&polled)["messages"][0];
-    assert_eq!((m["payload"].clone(), m["metadata"].clone()), (json!({"text": "hi"}), json!({"from": "ann"})));
-    let ok_sub = api.cmd("pubsub.subscribe", json!({"topics": ["exact.topic"]})).await;
+    assert_eq!(
+        (m["payload"].clone(), m["metadata"].clone()),
+        (json!({"text": "hi"}), json!({"from": "ann"}))
+    );
+    let ok_sub = api
+        .cmd("pubsub.subscribe", json!({"topics": ["exact.topic"]}))
+        .await;
     ok(&ok_sub);
     let topics = api.cmd("pubsub.topics", json!({})).await;
     assert_eq!(*ok(&topics), json!({"topics": ["exact.topic"], "count": 1}));
     let stats = api.cmd("pubsub.stats", json!({})).await;
     let st = ok(&stats);
-    for k in ["total_topics", "total_subscribers", "total_wildcard_subscriptions", "messages_published", "messages_delivered", "slow_consumers_dropped"] {
+    for k in [
+        "total_topics",
+        "total_subscribers",
+        "total_wildcard_subscriptions",
+        "messages_published",
+        "messages_delivered",
+        "slow_consumers_dropped",
+    ] {
         assert!(st[k].is_u64(), "{k}: {st}");
     }
-    let un = api.cmd("pubsub.unsubscribe", json!({"subscriber_id": id})).await;
+    let un = api
+        .cmd("pubsub.unsubscribe", json!({"subscriber_id": id}))
+        .await;
     assert_eq!(ok(&un)["unsubscribed"], 1);
-    let data = api.cmd("pubsub.publish", json!({"topic": "chat.x", "data": 5})).await;
+    let data = api
+        .cmd("pubsub.publish", json!({"topic": "chat.x", "data": 5}))
+        .await;
     assert_eq!(ok(&data)["subscribers_matched"], 0);
 }

@@ -21,13 +21,62 @@ async fn bad_input_gets_clear_4xx() {
     expect(&api, p, "not json", 400, "invalid_argument").await;
     expect(&api, p, "{}", 400, "invalid_argument").await;
     expect(&api, p, "", 400, "invalid_argument").await;
-    expect(&api, p, r#"{"message": 1, "priority": "high"}"#, 400, "invalid_argument").await;
-    expect(&api, p, r#"{"message": 1, "priority": 10}"#, 400, "invalid_argument").await;
-    expect(&api, p, r#"{"message": 1, "priority": -1}"#, 400, "invalid_argument").await;
-    expect(&api, p, r#"{"message": 1, "delay": -5}"#, 400, "invalid_argument").await;
-    expect(&api, p, r#"{"message": 1, "headers": {"a": 1}}"#, 400, "invalid_argument").await;
-    expect(&api, p, r#"{"message": 1, "payload": [1]}"#, 400, "invalid_argument").await;
-    expect(&api, p, r#"{"message": 1, "surprise": true}"#, 400, "invalid_argument").await;
+    expect(
+        &api,
+        p,
+        r#"{"message": 1, "priority": "high"}"#,
+        400,
+        "invalid_argument",
+    )
+    .await;
+    expect(
+        &api,
+        p,
+        r#"{"message": 1, "priority": 10}"#,
+        400,
+        "invalid_argument",
+    )
+    .await;
+    expect(
+        &api,
+        p,
+        r#"{"message": 1, "priority": -1}"#,
+        400,
+        "invalid_argument",
+    )
+    .await;
+    expect(
+        &api,
+        p,
+        r#"{"message": 1, "delay": -5}"#,
+        400,
+        "invalid_argument",
+    )
+    .await;
+    expect(
+        &api,
+        p,
+        r#"{"message": 1, "headers": {"a": 1}}"#,
+        400,
+        "invalid_argument",
+    )
+    .await;
+    expect(
+        &api,
+        p,
+        r#"{"message": 1, "payload": [1]}"#,
+        400,
+        "invalid_argument",
+    )
+    .await;
+    expect(
+        &api,
+        p,
+        r#"{"message": 1, "surprise": true}"#,
+        400,
+        "invalid_argument",
+    )
+    .await;
     expect(&api, p, r#"{"payload": [1, 300]}"#, 400, "invalid_argument").await;
     api.publish("q", json!({"message": 1})).await;
     let c = "/queue/q/consume";
@@ -35,9 +84,30 @@ async fn bad_input_gets_clear_4xx() {
     expect(&api, c, r#"{"max_messages": 0}"#, 400, "invalid_argument").await;
     expect(&api, c, r#"{"max_messages": 101}"#, 400, "invalid_argument").await;
     expect(&api, c, r#"{"timeout": "soon"}"#, 400, "invalid_argument").await;
-    expect(&api, "/queue/q", r#"{"max_retries": -3}"#, 400, "invalid_argument").await;
-    expect(&api, "/queue/q", r#"{"default_priority": 12}"#, 400, "invalid_argument").await;
-    expect(&api, "/queue/q", r#"{"ack_deadline_secs": 0}"#, 400, "invalid_argument").await;
+    expect(
+        &api,
+        "/queue/q",
+        r#"{"max_retries": -3}"#,
+        400,
+        "invalid_argument",
+    )
+    .await;
+    expect(
+        &api,
+        "/queue/q",
+        r#"{"default_priority": 12}"#,
+        400,
+        "invalid_argument",
+    )
+    .await;
+    expect(
+        &api,
+        "/queue/q",
+        r#"{"ack_deadline_secs": 0}"#,
+        400,
+        "invalid_argument",
+    )
+    .await;
     let bad_names = ["/queue/bad%20name/publish", "/queue/a%2Fb/stats"];
     for path in bad_names {
         let (status, v) = api.post(path, json!({"message": 1})).await;
@@ -45,7 +115,14 @@ async fn bad_input_gets_clear_4xx() {
     }
     let long = format!("/queue/{}/publish", "x".repeat(256));
     expect(&api, &long, r#"{"message": 1}"#, 400, "invalid_argument").await;
-    expect(&api, "/queue/q/ack", r#"{"message_id": "nope"}"#, 400, "invalid_argument").await;
+    expect(
+        &api,
+        "/queue/q/ack",
+        r#"{"message_id": "nope"}"#,
+        400,
+        "invalid_argument",
+    )
+    .await;
     expect(&api, "/queue/q/ack", r#"{}"#, 400, "invalid_argument").await;
     let unknown = r#"{"message_id": "00000000-0000-4000-8000-000000000000"}"#;
     expect(&api, "/queue/q/ack", unknown, 404, "message_not_found").await;
@@ -55,14 +132,28 @@ async fn bad_input_gets_clear_4xx() {
     expect(&api, "/queue/nope/ack", unknown, 404, "queue_not_found").await;
     expect(&api, "/queue/nope/consume", "{}", 404, "queue_not_found").await;
     expect(&api, "/kv/set", r#"{"key": "k"}"#, 400, "invalid_argument").await;
-    expect(&api, "/kv/set", r#"{"key": "k", "value": 1, "ttl": -1}"#, 400, "invalid_argument").await;
+    expect(
+        &api,
+        "/kv/set",
+        r#"{"key": "k", "value": 1, "ttl": -1}"#,
+        400,
+        "invalid_argument",
+    )
+    .await;
     let (status, v) = api.get("/queue/q/dlq?limit=abc").await;
-    assert_eq!((status, v["code"].clone()), (400, json!("invalid_argument")));
+    assert_eq!(
+        (status, v["code"].clone()),
+        (400, json!("invalid_argument"))
+    );
     let (status, v) = api.get("/no/such/route").await;
     assert_eq!(status, 404, "{v}");
     let (status, v) = api.get("/health").await;
     assert_eq!((status, v["status"].clone()), (200, json!("healthy")));
-    assert_eq!(api.stats("q").await["depth"], 1, "nothing was lost along the way");
+    assert_eq!(
+        api.stats("q").await["depth"],
+        1,
+        "nothing was lost along the way"
+    );
 }
 
 #[tokio::test]
@@ -73,11 +164,32 @@ async fn oversized_bodies_and_messages_get_413() {
         ..Options::default()
     }));
     let big_message = json!({"message": "x".repeat(2000)}).to_string();
-    expect(&api, "/queue/q/publish", &big_message, 413, "payload_too_large").await;
+    expect(
+        &api,
+        "/queue/q/publish",
+        &big_message,
+        413,
+        "payload_too_large",
+    )
+    .await;
     let big_body = json!({"message": "y".repeat(20_000)}).to_string();
-    expect(&api, "/queue/q/publish", &big_body, 413, "payload_too_large").await;
+    expect(
+        &api,
+        "/queue/q/publish",
+        &big_body,
+        413,
+        "payload_too_large",
+    )
+    .await;
     let envelope = json!({"command": "kv.set", "request_id": "r", "payload": {"key": "k", "value": "z".repeat(20_000)}});
-    expect(&api, "/api/v1/command", &envelope.to_string(), 413, "payload_too_large").await;
+    expect(
+        &api,
+        "/api/v1/command",
+        &envelope.to_string(),
+        413,
+        "payload_too_large",
+    )
+    .await;
     api.publish("q", json!({"message": "small"})).await;
 }
 
@@ -87,7 +199,14 @@ async fn the_default_body_limit_applies() {
     let huge = json!({"message": "h".repeat(9 << 20)}).to_string();
     expect(&api, "/queue/q/publish", &huge, 413, "payload_too_large").await;
     let over_message = json!({"message": "m".repeat((1 << 20) + 10)}).to_string();
-    expect(&api, "/queue/q/publish", &over_message, 413, "payload_too_large").await;
+    expect(
+        &api,
+        "/queue/q/publish",
+        &over_message,
+        413,
+        "payload_too_large",
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -102,9 +221,14 @@ async fn too_many_parked_consumers_get_429() {
         let api = std::sync::Arc::clone(&api);
         tokio::spawn(async move { api.consume("w", json!({"timeout": 20})).await })
     };
-    api.wait_stats("w", "one parked waiter", |s| s["waiters"] == 1).await;
+    api.wait_stats("w", "one parked waiter", |s| s["waiters"] == 1)
+        .await;
     let (status, v) = api.post("/queue/w/consume", json!({"timeout": 5})).await;
-    assert_eq!((status, v["code"].clone()), (429, json!("limit_exceeded")), "{v}");
+    assert_eq!(
+        (status, v["code"].clone()),
+        (429, json!("limit_exceeded")),
+        "{v}"
+    );
     api.publish("w", json!({"message": 1})).await;
     assert_eq!(parked.await.unwrap().len(), 1);
 }

@@ -74,6 +74,13 @@ pub(crate) async fn ws(
         .ack_deadline
         .map(|d| secs_to_ms("ack_deadline", d))
         .transpose()?;
+    // Connecting declares the queue (get-or-create, like AMQP's queue.declare), so a worker
+    // may connect before the first publish; an existing queue keeps its config.
+    let declare = Command::CreateQueue {
+        queue: queue.clone(),
+        config: None,
+    };
+    s.engine.call(declare).await?;
     let consumer_id = q
         .consumer_id
         .unwrap_or_else(|| format!("ws-{}", NEXT.fetch_add(1, Ordering::Relaxed)));

@@ -1,0 +1,183 @@
+//! Operations against the real server: `/metrics`, `/events`, the streaming queue WebSocket,
+//! and graceful shutdown on SIGTERM.
+
+mod server_common;
+
+use serde_json::{Value, json};
+use server_common::{Api, SseReader, ws_connect, ws_next, ws_send};
+
+#[tokio::test]
+async fn metrics_expose_queues_and_http() {
+    let api = Api::start();
+    api.publish("m1", json!({"message": 1})).await;
+    api.publish("m1", json!({"message": 2})).await;
+    api.consume("m1", json!({})).await;
+    let resp = reqwest::get(api.srv.url("/metrics")).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.unwrap();
+    for line in [
+        "synap_queue_depth{queue=\"m1\"} 1",
+        "synap_queue_in_flight{queue=\"m1\"} 1",
+        "synap_queue_published_total{queue=\"m1\"} 2",
+        "synap_queue_dead_letter{queue=\"m1\"} 0",
+        "# TYPE synap_http_request_duration_seconds histogram",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+    assert!(
+        text.contains("synap_http_requests_total{method=\"POST\",route=\"/queue/{name}/publish\",status=\"200\"} 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "synap_http_request_duration_seconds_count{route=\"/queue/{name}/consume\"} 1"
+        )
+    );
+}
+
+#[tokio::test]
+async fn events_stream_engine_events() {
+    let api = Api::start();
+    let mut sse = SseReader::open(&api.srv.url("/events")).await;
+    sse.next_named("connected").await;
+    let id = api.publish("ev", json!({"message": 1})).await;
+    let e = sse.next_named("observed").await;
+    assert_eq!(
+        (e["kind"].clone(), e["queue"].clone()),
+        (json!("published"), json!("ev"))
+    );
+    assert_eq!(e["message_id"], id.as_str());
+    let m = api.consume("ev", json!({})).await;
+    assert_eq!(sse.next_named("observed").await["kind"], "delivered");
+    api.ok("/queue/ev/ack", json!({"message_id": m[0]["message_id"]}))
+        .await;
+    assert_eq!(sse.next_named("observed").await["kind"], "acked");
+}
+
+#[tokio::test]
+async fn the_queue_websocket_streams_with_credit() {
+    let api = Api::start();
+    let mut ws = ws_connect(&api.srv.ws_url("/queue/stream/ws?prefetch=2&consumer_id=w1")).await;
+    let hello = ws_next(&mut ws).await.unwrap();
+    assert_eq!(
+        hello,
+        json!({"type": "connected", "queue": "stream", "consumer_id": "w1", "prefetch": 2})
+    );
+    // Pipelined publishes on the same socket, each confirmed in order.
+    for n in 0..3 {
+        ws_send(
+            &mut ws,
+            &json!({"op": "publish", "id": n, "message": {"n": n}}),
+        )
+        .await;
+    }
+    let mut confirms = Vec::new();
+    let mut pushed = Vec::new();
+    while confirms.len() < 3 || pushed.len() < 2 {
+        let f = ws_next(&mut ws).await.unwrap();
+        match f["type"].as_str().unwrap() {
+            "published" => confirms.push(f["id"].clone()),
+            "message" => pushed.push(f),
+            other => panic!("unexpected frame {other}: {f}"),
+        }
+    }
+    assert_eq!(confirms, [json!(0), json!(1), json!(2)]);
+    let ns: Vec<Value> = pushed.iter().map(|m| m["message"]["n"].clone()).collect();
+    assert_eq!(
+        ns,
+        [json!(0), json!(1)],
+        "only `prefetch` messages are pushed"
+    );
+    let s = api.stats("stream").await;
+    assert_eq!(
+        (s["in_flight"].clone(), s["ready"].clone()),
+        (json!(2), json!(1))
+    );
+    // Acking one frees one credit: the third message follows.
+    let first = &pushed[0];
+    ws_send(&mut ws, &json!({"op": "ack", "id": "a1", "message_id": first["message_id"], "lease": first["lease"]})).await;
+    let mut acked = false;
+    let mut third = None;
+    while !acked || third.is_none() {
+        let f = ws_next(&mut ws).await.unwrap();
+        match f["type"].as_str().unwrap() {
+            "ok" => {
+                assert_eq!(
+                    (f["op"].clone(), f["id"].clone()),
+                    (json!("ack"), json!("a1"))
+                );
+                acked = true;
+            }
+            "message" => third = Some(f),
+            other => panic!("unexpected frame {other}: {f}"),
+        }
+    }
+    assert_eq!(third.unwrap()["message"]["n"], 2);
+    let second = &pushed[1];
+    let extend =
+        json!({"op": "extend", "id": 9, "message_id": second["message_id"], "ack_deadline": 60});
+    ws_send(&mut ws, &extend).await;
+    let f = ws_next(&mut ws).await.unwrap();
+    assert_eq!(
+        (f["type"].clone(), f["op"].clone()),
+        (json!("ok"), json!("extend"))
+    );
+    ws_send(
+        &mut ws,
+        &json!({"op": "nack", "message_id": second["message_id"], "requeue": false}),
+    )
+    .await;
+    let f = ws_next(&mut ws).await.unwrap();
+    assert_eq!(f["action"], "dead_lettered");
+    ws_send(&mut ws, &json!({"op": "ack", "message_id": "nope"})).await;
+    let f = ws_next(&mut ws).await.unwrap();
+    assert_eq!(
+        (f["type"].clone(), f["code"].clone()),
+        (json!("error"), json!("invalid_argument"))
+    );
+    ws_send(&mut ws, &json!({"op": "dance"})).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "error");
+    drop(ws);
+    // The third message was pushed but never acked; closing leaves it to its lease.
+    let s = api.stats("stream").await;
+    assert_eq!(s["acked_total"], 1);
+}
+
+#[tokio::test]
+async fn sigterm_answers_parked_consumers_and_exits_cleanly() {
+    let mut api = Api::start();
+    api.ok("/queue/park", json!({})).await;
+    let url = api.srv.url("/queue/park/consume");
+    let http = api.http.clone();
+    let parked = tokio::spawn(async move {
+        let resp = http
+            .post(url)
+            .json(&json!({"timeout": 60}))
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    });
+    api.wait_stats("park", "a parked consumer", |s| s["waiters"] == 1)
+        .await;
+    let mut events = SseReader::open(&api.srv.url("/events")).await;
+    events.next_named("connected").await;
+    let status = tokio::task::spawn_blocking(move || {
+        let status = api.srv.terminate();
+        (status, api)
+    });
+    let (answer, stream_end) = tokio::join!(parked, async {
+        // The event stream ends at shutdown instead of holding the server open.
+        while events.next().await.is_some() {}
+    });
+    let _ = stream_end;
+    let (code, body) = answer.unwrap();
+    assert_eq!((code, body), (200, json!({"messages": []})));
+    let (status, api) = status.await.unwrap();
+    assert!(
+        status.success(),
+        "exit status {status:?}; log: {:?}",
+        api.srv.log()
+    );
+    assert!(api.srv.log().iter().any(|l| l.contains("shutting down")));
+}
