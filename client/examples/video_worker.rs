@@ -148,10 +148,22 @@ impl Worker {
         match outcome {
             Outcome::Done => {
                 self.done += 1;
+                println!(
+                    "{}: {} {} done",
+                    self.id,
+                    msg.body.kind(),
+                    msg.body.video_id()
+                );
                 self.ack(&msg).await
             }
             Outcome::Failed(error) => {
                 self.failed += 1;
+                println!(
+                    "{}: {} {} failed: {error}",
+                    self.id,
+                    msg.body.kind(),
+                    msg.body.video_id()
+                );
                 let status = serde_json::json!({"state": "failed", "error": error,
                     "attempt": msg.retry_count + 1});
                 self.client
@@ -222,10 +234,9 @@ impl Worker {
             .kv_set(&format!("video:{video}:status"), &status, Some(STATUS_TTL))
             .await?;
         for percent in [25, 50, 75, 100] {
-            if *self.shutdown.borrow() {
+            if !self.pause(self.work / 4).await {
                 return Ok(Outcome::Interrupted);
             }
-            tokio::time::sleep(self.work / 4).await;
             if percent == 50 && self.chance(self.fail_rate) {
                 return Ok(Outcome::Failed(format!(
                     "transcoder exited with status 1 at {percent}%"
@@ -280,10 +291,9 @@ impl Worker {
         msg: &QueueMessage<VideoTask>,
     ) -> Result<Outcome, synap_client::SynapError> {
         let task = &msg.body;
-        if *self.shutdown.borrow() {
+        if !self.pause(self.work / 2).await {
             return Ok(Outcome::Interrupted);
         }
-        tokio::time::sleep(self.work / 2).await;
         if self.chance(self.fail_rate) {
             return Ok(Outcome::Failed(
                 "thumbnail renderer ran out of memory".into(),
@@ -310,6 +320,19 @@ impl Worker {
         let note =
             serde_json::json!({"event": event, "videoId": task.video_id(), "worker": self.id});
         self.client.pubsub_publish(&topic, &note).await.map(drop)
+    }
+
+    /// Simulates `d` of work; false if shutdown began first (checked before and during it, so
+    /// Ctrl-C never waits for a long step to finish).
+    async fn pause(&self, d: Duration) -> bool {
+        let mut shutdown = self.shutdown.clone();
+        if *shutdown.borrow() {
+            return false;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(d) => true,
+            _ = shutdown.changed() => false,
+        }
     }
 
     /// True with probability `p`, from a xorshift generator seeded by `--seed` so a failing
