@@ -166,11 +166,10 @@ async fn sigterm_answers_parked_consumers_and_exits_cleanly() {
         let status = api.srv.terminate();
         (status, api)
     });
-    let (answer, stream_end) = tokio::join!(parked, async {
+    let (answer, ()) = tokio::join!(parked, async {
         // The event stream ends at shutdown instead of holding the server open.
         while events.next().await.is_some() {}
     });
-    let _ = stream_end;
     let (code, body) = answer.unwrap();
     assert_eq!((code, body), (200, json!({"messages": []})));
     let (status, api) = status.await.unwrap();
