@@ -98,7 +98,18 @@ async fn queue_commands_have_the_sdk_shapes() {
     );
     let list = api.cmd("queue.list", json!({})).await;
     assert_eq!(ok(&list)["queues"], json!(["py", "ts"]));
+}
 
+#[tokio::test]
+async fn a_rest_json_message_reaches_sdk_consumers_as_json_text() {
+    let api = Api::start();
+    ok(&api
+        .cmd(
+            "queue.create",
+            json!({"name": "ts", "config": {"default_max_retries": 0}}),
+        )
+        .await);
+    ok(&api.cmd("queue.create", json!({"name": "py"})).await);
     // A REST JSON message reaches an SDK consumer as the bytes of its JSON text.
     api.publish("ts", json!({"message": {"a": 1}})).await;
     let got = api

@@ -14,7 +14,7 @@ async fn expect(api: &Api, path: &str, body: &str, status: u16, code: &str) {
 }
 
 #[tokio::test]
-async fn bad_input_gets_clear_4xx() {
+async fn bad_publish_input_gets_400() {
     let api = Api::start();
     let p = "/queue/q/publish";
     expect(&api, p, "{\"message\": 1,", 400, "invalid_argument").await;
@@ -78,6 +78,13 @@ async fn bad_input_gets_clear_4xx() {
     )
     .await;
     expect(&api, p, r#"{"payload": [1, 300]}"#, 400, "invalid_argument").await;
+    let (status, v) = api.get("/health").await;
+    assert_eq!((status, v["status"].clone()), (200, json!("healthy")));
+}
+
+#[tokio::test]
+async fn bad_consume_and_config_input_gets_400() {
+    let api = Api::start();
     api.publish("q", json!({"message": 1})).await;
     let c = "/queue/q/consume";
     expect(&api, c, r#"{"timeout": -1}"#, 400, "invalid_argument").await;
@@ -108,6 +115,12 @@ async fn bad_input_gets_clear_4xx() {
         "invalid_argument",
     )
     .await;
+}
+
+#[tokio::test]
+async fn bad_names_and_unknown_ids_get_4xx() {
+    let api = Api::start();
+    api.publish("q", json!({"message": 1})).await;
     let bad_names = ["/queue/bad%20name/publish", "/queue/a%2Fb/stats"];
     for path in bad_names {
         let (status, v) = api.post(path, json!({"message": 1})).await;

@@ -54,9 +54,9 @@ async fn events_stream_engine_events() {
     assert_eq!(sse.next_named("observed").await["kind"], "acked");
 }
 
-#[tokio::test]
-async fn the_queue_websocket_streams_with_credit() {
-    let api = Api::start();
+/// Connects a `prefetch=2` streaming consumer, publishes three messages over the same socket,
+/// and returns the socket with the two messages pushed.
+async fn stream_of_two(api: &Api) -> (server_common::Ws, Vec<Value>) {
     let mut ws = ws_connect(&api.srv.ws_url("/queue/stream/ws?prefetch=2&consumer_id=w1")).await;
     let hello = ws_next(&mut ws).await.unwrap();
     assert_eq!(
@@ -88,6 +88,13 @@ async fn the_queue_websocket_streams_with_credit() {
         [json!(0), json!(1)],
         "only `prefetch` messages are pushed"
     );
+    (ws, pushed)
+}
+
+#[tokio::test]
+async fn the_queue_websocket_streams_with_credit() {
+    let api = Api::start();
+    let (mut ws, pushed) = stream_of_two(&api).await;
     let s = api.stats("stream").await;
     assert_eq!(
         (s["in_flight"].clone(), s["ready"].clone()),
