@@ -18,8 +18,14 @@ fn err(v: &Value) -> &str {
     v["error"].as_str().expect("error string")
 }
 
+/// Creates `ts` (max_retries 0, default priority 3) through the envelope, as TS and Rust do.
+async fn create_ts(api: &Api) {
+    let ts = json!({"name": "ts", "config": {"default_max_retries": 0, "default_priority": 3}});
+    ok(&api.cmd("queue.create", ts).await);
+}
+
 #[tokio::test]
-async fn queue_commands_have_the_sdk_shapes() {
+async fn queue_create_takes_python_and_ts_options() {
     let api = Api::start();
     // Python puts options at the top level, TS and Rust under `config`; both are honoured.
     let p = api
@@ -34,13 +40,18 @@ async fn queue_commands_have_the_sdk_shapes() {
         (cfg["max_depth"].clone(), cfg["ack_deadline_ms"].clone()),
         (json!(5), json!(7000))
     );
-    let ts = json!({"name": "ts", "config": {"default_max_retries": 0, "default_priority": 3}});
-    ok(&api.cmd("queue.create", ts).await);
+    create_ts(&api).await;
     // Get-or-create: creating again keeps the config.
     ok(&api
         .cmd("queue.create", json!({"name": "ts", "config": {}}))
         .await);
     assert_eq!(api.stats("ts").await["config"]["max_retries"], 0);
+}
+
+#[tokio::test]
+async fn queue_commands_have_the_sdk_shapes() {
+    let api = Api::start();
+    create_ts(&api).await;
 
     let publish =
         json!({"queue": "ts", "payload": [104, 105], "priority": null, "max_retries": null});
@@ -97,7 +108,7 @@ async fn queue_commands_have_the_sdk_shapes() {
         (json!(1), json!(1))
     );
     let list = api.cmd("queue.list", json!({})).await;
-    assert_eq!(ok(&list)["queues"], json!(["py", "ts"]));
+    assert_eq!(ok(&list)["queues"], json!(["ts"]));
 }
 
 #[tokio::test]
