@@ -89,20 +89,7 @@ async fn three_workers_finish_200_tasks_despite_failures() {
     let url = server.url("");
     let c = SynapClient::connect(&url).await.unwrap();
 
-    // Count notifications while the workload runs.
-    let mut sub = c.pubsub_subscribe(&["notifications.user.*"]).await.unwrap();
-    let notified = Arc::new(AtomicU64::new(0));
-    let counter = Arc::clone(&notified);
-    let listener = tokio::spawn(async move {
-        while let Some(Ok(m)) = sub.next().await {
-            assert!(
-                m.message["videoId"]
-                    .as_str()
-                    .is_some_and(|v| v.starts_with("vid-"))
-            );
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    });
+    let (notified, listener) = count_notifications(&c).await;
 
     let producer = Command::new(client_example("video_producer"))
         .args(["--url", &url, "--count", "200", "--thumbnails", "0"])
@@ -140,18 +127,7 @@ async fn three_workers_finish_200_tasks_despite_failures() {
         "no task reached the DLQ: {stats:?}"
     );
     assert_eq!(stats.dead_lettered_total, stats.dead_letter_count);
-    let dlq = c.dlq_list(QUEUE, 0, 1000).await.unwrap();
-    assert_eq!(dlq.total, stats.dead_letter_count);
-    for dead in &dlq.messages {
-        assert_eq!(
-            (dead.reason.as_str(), dead.attempts),
-            ("max_retries_exceeded", 2)
-        );
-        assert!(
-            dead.last_error.is_some(),
-            "a dead letter keeps its last error: {dead:?}"
-        );
-    }
+    check_dlq(&c, &stats).await;
 
     for (n, w) in workers.into_iter().enumerate() {
         interrupt(w, &format!("w{}", n + 1)).await;
@@ -170,6 +146,37 @@ async fn three_workers_finish_200_tasks_despite_failures() {
     }
     assert!(notified.load(Ordering::Relaxed) >= stats.acked_total);
     listener.abort();
+}
+
+/// Counts `notifications.user.*` messages in the background while the workload runs.
+async fn count_notifications(c: &SynapClient) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let mut sub = c.pubsub_subscribe(&["notifications.user.*"]).await.unwrap();
+    let notified = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&notified);
+    let listener = tokio::spawn(async move {
+        while let Some(Ok(m)) = sub.next().await {
+            let video = m.message["videoId"].as_str().unwrap_or_default();
+            assert!(video.starts_with("vid-"), "odd notification {m:?}");
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    (notified, listener)
+}
+
+/// Each DLQ entry failed on both allowed deliveries and keeps its last error.
+async fn check_dlq(c: &SynapClient, stats: &QueueStats) {
+    let dlq = c.dlq_list(QUEUE, 0, 1000).await.unwrap();
+    assert_eq!(dlq.total, stats.dead_letter_count);
+    for dead in &dlq.messages {
+        assert_eq!(
+            (dead.reason.as_str(), dead.attempts),
+            ("max_retries_exceeded", 2)
+        );
+        assert!(
+            dead.last_error.is_some(),
+            "a dead letter keeps its last error: {dead:?}"
+        );
+    }
 }
 
 /// Every video has a status with a TTL, and each one that is `ready` has its thumbnail key.
