@@ -9,7 +9,8 @@ pub enum SynapError {
     /// The server answered with an error status and (usually) a `{"error", "code"}` body.
     #[error("server error {status} ({code}): {message}")]
     Server {
-        /// HTTP status (400 bad input, 401 auth, 404 unknown, 409 lease mismatch, …).
+        /// HTTP status (400 bad input, 401 auth, 404 unknown, 409 lease mismatch, …), or 0 for
+        /// an error the server reported inside a WebSocket frame.
         status: u16,
         /// Stable machine code such as `lease_mismatch` or `queue_not_found`; the status text
         /// when the body carried none.
