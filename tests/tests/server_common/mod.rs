@@ -41,7 +41,11 @@ impl Api {
     }
 
     async fn send(&self, rb: reqwest::RequestBuilder) -> (u16, Value) {
-        let resp = self.auth(rb).send().await.expect("request");
+        let resp = self
+            .auth(rb)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("request: {e:?}"));
         let status = resp.status().as_u16();
         let text = resp.text().await.expect("body");
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
