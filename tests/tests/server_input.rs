@@ -221,7 +221,7 @@ async fn the_default_body_limit_applies() {
         .await;
     if let Ok(resp) = sent {
         assert_eq!(resp.status().as_u16(), 413);
-        let v: serde_json::Value = resp.json().await.unwrap();
+        let v: Value = resp.json().await.unwrap();
         assert_eq!(v["code"], "payload_too_large");
     }
     let over_message = json!({"message": "m".repeat((1 << 20) + 10)}).to_string();
