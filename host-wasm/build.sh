@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Builds the npm package `synap-wasm` into host-wasm/pkg:
+#   pkg/node/  wasm-bindgen --target nodejs (CommonJS, loads the .wasm synchronously) plus an
+#              ESM wrapper, so `require` and `import` both work in Node without an init call;
+#   pkg/web/   wasm-bindgen --target web plus index.js, which initialises with top-level await,
+#              so browsers and bundlers import it without an init call either;
+#   pkg/package.json with `exports` conditions (node: import/require; default: browser ESM)
+#   and TypeScript types.
+# wasm-bindgen-cli must match the wasm-bindgen crate version in Cargo.lock exactly (the glue
+# and the wasm's custom section must agree), so the script installs that version if needed.
+# Also links host-wasm/node_modules/synap-wasm -> pkg so the Node tests and bench import the
+# package by name, through its `exports`.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(cd "$here/.." && pwd)"
+cd "$root"
+
+if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+  rustup target add wasm32-unknown-unknown
+fi
+
+want="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)"
+if [ -z "$want" ]; then
+  echo "build.sh: wasm-bindgen not found in Cargo.lock" >&2
+  exit 1
+fi
+have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
+if [ "$have" != "$want" ]; then
+  echo "build.sh: installing wasm-bindgen-cli $want (found: ${have:-none})"
+  # --locked first; if the registry lacks one of the CLI's locked dependency versions, let
+  # cargo pick compatible ones (the CLI version itself stays pinned).
+  cargo install wasm-bindgen-cli --version "$want" --locked \
+    || cargo install wasm-bindgen-cli --version "$want"
+fi
+
+cargo build -p synap-wasm --target wasm32-unknown-unknown --release
+wasm="$root/target/wasm32-unknown-unknown/release/synap_wasm.wasm"
+
+pkg="$here/pkg"
+rm -rf "$pkg"
+wasm-bindgen --target nodejs --out-dir "$pkg/node" "$wasm"
+wasm-bindgen --target web --out-dir "$pkg/web" "$wasm"
+
+if command -v wasm-opt >/dev/null 2>&1; then
+  # Old binaryen releases can mistranslate wasm-bindgen's externref table, so the optimised
+  # modules must pass a smoke test through both glues; otherwise the originals are kept.
+  for f in "$pkg/node/synap_wasm_bg.wasm" "$pkg/web/synap_wasm_bg.wasm"; do
+    cp "$f" "$f.orig"
+    wasm-opt -Oz "$f" -o "$f" 2>/dev/null || cp "$f.orig" "$f"
+  done
+  if node "$here/smoke.mjs" "$pkg" >/dev/null 2>&1; then
+    echo "build.sh: wasm-opt -Oz applied"
+  else
+    echo "build.sh: the wasm-opt output failed the smoke test; keeping the unoptimised modules"
+    for f in "$pkg/node/synap_wasm_bg.wasm" "$pkg/web/synap_wasm_bg.wasm"; do mv "$f.orig" "$f"; done
+  fi
+  rm -f "$pkg"/*/synap_wasm_bg.wasm.orig
+else
+  echo "build.sh: wasm-opt not found (Debian package binaryen); skipping size optimisation"
+fi
+node "$here/smoke.mjs" "$pkg"
+
+version="$(awk -F'"' '/^\[workspace.package\]/ { p = 1 } p && /^version/ { print $2; exit }' Cargo.toml)"
+
+# The nodejs glue is CommonJS; mark its folder so a `"type": "module"` root does not change that.
+echo '{ "type": "commonjs" }' > "$pkg/node/package.json"
+cat > "$pkg/node/index.mjs" <<'JS'
+// ESM entry for Node: the CommonJS build loads the wasm synchronously, so no init is needed.
+import synap from './synap_wasm.js';
+
+export const { Engine, Simulation } = synap;
+export default synap;
+JS
+cat > "$pkg/node/index.d.mts" <<'TS'
+export * from './synap_wasm.js';
+TS
+cat > "$pkg/web/index.js" <<'JS'
+// Browser and bundler entry: fetches and instantiates the wasm next to this file with
+// top-level await, so importers can use Engine and Simulation at once.
+import init from './synap_wasm.js';
+
+await init({ module_or_path: new URL('./synap_wasm_bg.wasm', import.meta.url) });
+
+export * from './synap_wasm.js';
+export { init };
+JS
+cat > "$pkg/web/index.d.ts" <<'TS'
+export * from './synap_wasm.js';
+export { default as init } from './synap_wasm.js';
+TS
+cat > "$pkg/package.json" <<JSON
+{
+  "name": "synap-wasm",
+  "version": "$version",
+  "description": "Synap's task-queue engine and workload simulator, compiled to WebAssembly",
+  "license": "MIT OR Apache-2.0",
+  "type": "module",
+  "main": "./node/synap_wasm.js",
+  "module": "./web/index.js",
+  "types": "./web/index.d.ts",
+  "exports": {
+    ".": {
+      "node": {
+        "types": "./node/synap_wasm.d.ts",
+        "import": "./node/index.mjs",
+        "require": "./node/synap_wasm.js"
+      },
+      "default": {
+        "types": "./web/index.d.ts",
+        "default": "./web/index.js"
+      }
+    },
+    "./web/raw": {
+      "types": "./web/synap_wasm.d.ts",
+      "default": "./web/synap_wasm.js"
+    },
+    "./package.json": "./package.json"
+  },
+  "files": ["node", "web"],
+  "sideEffects": ["./web/index.js"]
+}
+JSON
+
+mkdir -p "$here/node_modules"
+ln -sfn ../pkg "$here/node_modules/synap-wasm"
+
+for f in "$pkg/node/synap_wasm_bg.wasm" "$pkg/web/synap_wasm_bg.wasm"; do
+  raw=$(wc -c < "$f")
+  gz=$(gzip -9 -c "$f" | wc -c)
+  echo "build.sh: ${f#"$root"/}: $raw bytes raw, $gz bytes gzipped"
+done
+echo "build.sh: package ready in ${pkg#"$root"/}"
