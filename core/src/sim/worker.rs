@@ -8,7 +8,6 @@
 
 use std::collections::VecDeque;
 
-use super::scenario::WorkerGroup;
 use super::world::{Actor, World};
 use crate::{Command, Delivery, Error, Json, Reply, Rng};
 
@@ -76,12 +75,6 @@ pub(crate) struct GroupStats {
     pub(crate) failed: u64,
     pub(crate) crashes: u64,
     pub(crate) late: u64,
-}
-
-impl GroupStats {
-    pub(crate) fn new(_: &WorkerGroup) -> Self {
-        Self::default()
-    }
 }
 
 impl World {

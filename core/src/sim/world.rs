@@ -79,7 +79,7 @@ impl World {
         let mut world = Self {
             catalog: TaskCatalog::new(&scenario),
             services: service_table(&scenario),
-            groups: scenario.workers.iter().map(GroupStats::new).collect(),
+            groups: vec![GroupStats::default(); scenario.workers.len()],
             producers: Vec::new(),
             workers: Vec::new(),
             waiters: BTreeMap::new(),
