@@ -248,6 +248,27 @@ impl Default for EngineConfig {
     }
 }
 
+/// Checks message headers against the count and size limits.
+pub(crate) fn check_headers(limits: &Limits, headers: &crate::Headers) -> Result<(), Error> {
+    if headers.len() > limits.max_headers {
+        return Err(Error::limit(
+            "headers per message",
+            limits.max_headers as u64,
+        ));
+    }
+    if let Some((k, v)) = headers
+        .iter()
+        .find(|(k, v)| k.len() + v.len() > limits.max_header_bytes)
+    {
+        return Err(Error::too_large(
+            "header",
+            k.len() + v.len(),
+            limits.max_header_bytes,
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a queue name: 1–255 characters of `A-Za-z0-9._:-`.
 pub fn validate_queue_name(name: &str) -> Result<(), Error> {
     let ok_len = (1..=255).contains(&name.len());

@@ -12,7 +12,7 @@ use crate::config::{EngineConfig, QueueConfig, validate_queue_name};
 use crate::ctx::Ctx;
 use crate::kv::Kv;
 use crate::pubsub::PubSub;
-use crate::queue::{Queue, QueueId};
+use crate::queue::{Queue, QueueId, check_publish};
 use crate::time::Millis;
 use crate::timers::TimerKind;
 
@@ -211,7 +211,11 @@ impl Engine {
             Command::ConfigureQueue { queue, config } => {
                 config.validate(&self.ctx.limits)?;
                 let created = self.create_queue(&queue, Some(config.clone()))?;
-                self.queue_mut(&queue)?.0.config = config;
+                let (q, ctx) = self.queue_mut(&queue)?;
+                q.dlq.trim(config.dlq_max);
+                q.config = config;
+                // A raised prefetch may let parked waiters take ready messages now.
+                q.serve_waiters(ctx);
                 Reply::QueueCreated { queue, created }
             }
             Command::DeleteQueue { queue } => Reply::QueueDeleted {
@@ -221,10 +225,10 @@ impl Engine {
                 queues: self.names.keys().map(|n| n.to_string()).collect(),
             },
             Command::Publish { queue, message } => {
+                check_publish(&self.ctx.limits, &message)?;
                 let (q, ctx) = self.publish_target(&queue)?;
-                q.check_publish(ctx, &message)?;
                 q.check_room(1)?;
-                Reply::Published(q.publish(ctx, message))
+                Reply::Published(q.publish(ctx, message, true))
             }
             Command::PublishBatch { queue, messages } => {
                 if messages.len() > self.ctx.limits.max_batch {
@@ -233,12 +237,16 @@ impl Engine {
                         self.ctx.limits.max_batch as u64,
                     ));
                 }
-                let (q, ctx) = self.publish_target(&queue)?;
                 for m in &messages {
-                    q.check_publish(ctx, m)?;
+                    check_publish(&self.ctx.limits, m)?;
                 }
+                let (q, ctx) = self.publish_target(&queue)?;
                 q.check_room(messages.len() as u64)?;
-                let published = messages.into_iter().map(|m| q.publish(ctx, m)).collect();
+                let published = messages
+                    .into_iter()
+                    .map(|m| q.publish(ctx, m, false))
+                    .collect();
+                q.serve_waiters(ctx);
                 Reply::PublishedBatch {
                     messages: published,
                 }
@@ -345,6 +353,10 @@ impl Engine {
                 }
             }
             Command::DlqRetry { queue, message_ids } => {
+                let max = self.ctx.limits.max_batch;
+                if message_ids.as_ref().is_some_and(|ids| ids.len() > max) {
+                    return Err(Error::limit("message ids per redrive", max as u64));
+                }
                 let (q, ctx) = self.queue_mut(&queue)?;
                 let retried = q.redrive(ctx, message_ids.as_deref());
                 Reply::Redriven { retried }

@@ -17,6 +17,15 @@ use crate::time::Millis;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TimerKind {
+    // Variant order is the firing order of timers due at the same millisecond: a TTL that
+    // ends as a delay ends must win, so an expiring message is never delivered.
+    /// A message's TTL passes.
+    MessageTtl {
+        /// Owning queue.
+        queue: QueueId,
+        /// The message.
+        id: MessageId,
+    },
     /// A message's lease (ack deadline) ends; `lease` is the lease token it was set for.
     Lease {
         /// Owning queue.
@@ -28,13 +37,6 @@ pub enum TimerKind {
     },
     /// A delayed message (publish delay or retry delay) becomes ready.
     Due {
-        /// Owning queue.
-        queue: QueueId,
-        /// The message.
-        id: MessageId,
-    },
-    /// A message's TTL passes.
-    MessageTtl {
         /// Owning queue.
         queue: QueueId,
         /// The message.

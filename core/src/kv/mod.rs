@@ -36,7 +36,18 @@ pub(crate) struct Kv {
     map: BTreeMap<String, Entry>,
     next_version: u64,
     bytes: u64,
+    /// Write counters (sets, dels, expired) are state: replaying the log rebuilds them.
     stats: KvStats,
+    /// Read counters are not state: reads need not be logged, so these count since start.
+    #[serde(skip)]
+    reads: Reads,
+}
+
+#[derive(Clone, Debug, Default)]
+struct Reads {
+    gets: u64,
+    hits: u64,
+    misses: u64,
 }
 
 impl Kv {
@@ -80,8 +91,10 @@ impl Kv {
         }
         let new_keys = entries
             .iter()
-            .filter(|e| !self.map.contains_key(&e.key))
-            .count();
+            .map(|e| e.key.as_str())
+            .filter(|k| !self.map.contains_key(*k))
+            .collect::<std::collections::BTreeSet<&str>>()
+            .len();
         if self.map.len() + new_keys > ctx.limits.max_kv_keys {
             return Err(Error::limit("kv keys", ctx.limits.max_kv_keys as u64));
         }
@@ -137,11 +150,11 @@ impl Kv {
 
     pub(crate) fn get(&mut self, ctx: &Ctx, key: &str) -> Result<KvValue, Error> {
         Self::check_key(ctx, key)?;
-        self.stats.gets += 1;
+        self.reads.gets += 1;
         let now = ctx.now;
         match self.map.get(key).filter(|e| e.live(now)) {
             Some(e) => {
-                self.stats.hits += 1;
+                self.reads.hits += 1;
                 Ok(KvValue {
                     found: true,
                     value: Some(e.value.clone()),
@@ -149,7 +162,7 @@ impl Kv {
                 })
             }
             None => {
-                self.stats.misses += 1;
+                self.reads.misses += 1;
                 Ok(KvValue {
                     found: false,
                     value: None,
@@ -275,6 +288,9 @@ impl Kv {
         KvStats {
             total_keys: self.map.len() as u64,
             total_memory_bytes: self.bytes,
+            gets: self.reads.gets,
+            hits: self.reads.hits,
+            misses: self.reads.misses,
             ..self.stats.clone()
         }
     }

@@ -110,6 +110,7 @@ impl PubSub {
         headers: Headers,
     ) -> Result<(MessageId, u64), Error> {
         validate_topic(&topic, ctx.limits.max_topic_bytes)?;
+        crate::config::check_headers(&ctx.limits, &headers)?;
         if message.len() > ctx.limits.max_payload_bytes {
             return Err(Error::too_large(
                 "message",

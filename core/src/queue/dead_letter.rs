@@ -1,6 +1,6 @@
 //! The dead-letter queue: bounded, oldest dropped (and counted) when full.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,8 @@ pub(crate) struct Entry {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct DeadLetters {
     pub(crate) entries: VecDeque<Entry>,
+    /// The ids in `entries`, so an ack of a dead-lettered message is answered without a scan.
+    ids: BTreeSet<MessageId>,
     /// Entries dropped because the DLQ was full or disabled.
     pub(crate) dropped: u64,
 }
@@ -32,7 +34,7 @@ impl DeadLetters {
     }
 
     pub(crate) fn contains(&self, id: MessageId) -> bool {
-        self.entries.iter().any(|e| e.msg.id == id)
+        self.ids.contains(&id)
     }
 
     pub(crate) fn push(&mut self, msg: Message, reason: DeadLetterReason, at: Millis, max: u64) {
@@ -40,11 +42,19 @@ impl DeadLetters {
             self.dropped += 1;
             return;
         }
-        while self.entries.len() as u64 >= max {
-            self.entries.pop_front();
-            self.dropped += 1;
-        }
+        self.trim(max - 1);
+        self.ids.insert(msg.id);
         self.entries.push_back(Entry { msg, reason, at });
+    }
+
+    /// Drops the oldest entries (counted) until at most `max` remain.
+    pub(crate) fn trim(&mut self, max: u64) {
+        while self.entries.len() as u64 > max {
+            if let Some(e) = self.entries.pop_front() {
+                self.ids.remove(&e.msg.id);
+                self.dropped += 1;
+            }
+        }
     }
 
     pub(crate) fn page(&self, queue: &Arc<str>, offset: u64, limit: u64) -> Vec<DeadLetter> {
@@ -74,6 +84,7 @@ impl DeadLetters {
     pub(crate) fn purge(&mut self) -> u64 {
         let n = self.len();
         self.entries.clear();
+        self.ids.clear();
         n
     }
 }
@@ -83,16 +94,20 @@ impl Queue {
     /// early when the queue is full; returns how many moved.
     pub(crate) fn redrive(&mut self, ctx: &mut Ctx, ids: Option<&[MessageId]>) -> u64 {
         let now = ctx.now;
+        let wanted_ids: Option<BTreeSet<MessageId>> = ids.map(|ids| ids.iter().copied().collect());
         let mut moved = 0;
         let mut kept = VecDeque::with_capacity(self.dlq.entries.len());
         let mut full = false;
         while let Some(entry) = self.dlq.entries.pop_front() {
-            let wanted = ids.is_none_or(|ids| ids.contains(&entry.msg.id));
+            let wanted = wanted_ids
+                .as_ref()
+                .is_none_or(|ids| ids.contains(&entry.msg.id));
             full = full || self.depth() >= self.config.max_depth;
             if !wanted || full {
                 kept.push_back(entry);
                 continue;
             }
+            self.dlq.ids.remove(&entry.msg.id);
             let mut msg = entry.msg;
             msg.seq = ctx.seq();
             msg.attempts = 0;

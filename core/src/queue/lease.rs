@@ -122,14 +122,11 @@ impl Queue {
         lease: Option<u64>,
         lease_ms: u64,
     ) -> Result<Millis, Error> {
-        if lease_ms == 0 || lease_ms > MAX_LEASE_MS {
-            return Err(Error::invalid(
-                "ack_deadline",
-                format!("must be between 1 ms and {MAX_LEASE_MS} ms"),
-            ));
+        if lease_ms == 0 {
+            return Err(Error::invalid("ack_deadline", "must be positive"));
         }
         let (lease, deadline) = self.leased(id, lease)?;
-        let new_deadline = ctx.now.add_ms(lease_ms);
+        let new_deadline = ctx.now.add_ms(lease_ms.min(MAX_LEASE_MS));
         ctx.timers.remove(
             deadline,
             TimerKind::Lease {

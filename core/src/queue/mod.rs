@@ -19,7 +19,7 @@ use crate::Error;
 use crate::api::{
     Delivery, Event, MessageId, Observed, ObservedKind, PublishMessage, Published, WaiterId,
 };
-use crate::config::{MAX_LEASE_MS, QueueConfig};
+use crate::config::{Limits, MAX_LEASE_MS, QueueConfig, check_headers};
 use crate::ctx::Ctx;
 use crate::fxmap::SortedMap;
 use crate::json::Json;
@@ -93,63 +93,6 @@ impl Queue {
         self.ready.len() + self.delayed
     }
 
-    /// Validates a message before anything changes, so a batch is all or nothing.
-    pub(crate) fn check_publish(&self, ctx: &Ctx, m: &PublishMessage) -> Result<(), Error> {
-        let limits = &ctx.limits;
-        let size = match (&m.message, &m.payload) {
-            (Some(j), None) => j.len(),
-            (None, Some(b)) => b.len(),
-            _ => {
-                return Err(Error::invalid(
-                    "message",
-                    "give exactly one of `message` (JSON) or `payload` (bytes)",
-                ));
-            }
-        };
-        if size > limits.max_payload_bytes {
-            return Err(Error::too_large("message", size, limits.max_payload_bytes));
-        }
-        if m.priority.is_some_and(|p| p > 9) {
-            return Err(Error::invalid("priority", "must be 0..=9"));
-        }
-        if m.headers.len() > limits.max_headers {
-            return Err(Error::limit(
-                "headers per message",
-                limits.max_headers as u64,
-            ));
-        }
-        if let Some((k, v)) = m
-            .headers
-            .iter()
-            .find(|(k, v)| k.len() + v.len() > limits.max_header_bytes)
-        {
-            return Err(Error::too_large(
-                "header",
-                k.len() + v.len(),
-                limits.max_header_bytes,
-            ));
-        }
-        if m.delay_ms.is_some_and(|d| d > limits.max_delay_ms) {
-            return Err(Error::invalid(
-                "delay",
-                format!("at most {} ms", limits.max_delay_ms),
-            ));
-        }
-        if m.ttl_ms == Some(0) || m.ttl_ms.is_some_and(|t| t > limits.max_ttl_ms) {
-            return Err(Error::invalid(
-                "ttl",
-                format!("must be between 1 and {} ms", limits.max_ttl_ms),
-            ));
-        }
-        if m.max_retries.is_some_and(|r| r > limits.max_retries) {
-            return Err(Error::invalid(
-                "max_retries",
-                format!("at most {}", limits.max_retries),
-            ));
-        }
-        Ok(())
-    }
-
     pub(crate) fn check_room(&self, n: u64) -> Result<(), Error> {
         if self.depth() + n > self.config.max_depth {
             return Err(Error::QueueFull {
@@ -160,8 +103,10 @@ impl Queue {
         Ok(())
     }
 
-    /// Adds a validated message (see `check_publish` and `check_room`).
-    pub(crate) fn publish(&mut self, ctx: &mut Ctx, m: PublishMessage) -> Published {
+    /// Adds a validated message (see `check_publish` and `check_room`). With `serve`, parked
+    /// waiters are served at once; a batch serves them once after its last message, so a
+    /// waiter gets the batch's messages in priority order.
+    pub(crate) fn publish(&mut self, ctx: &mut Ctx, m: PublishMessage, serve: bool) -> Published {
         let now = ctx.now;
         let id = ctx.new_id();
         let seq = ctx.seq();
@@ -206,7 +151,7 @@ impl Queue {
             None => Some(self.ready.insert(priority, seq, id)),
         };
         self.messages.insert(id, msg);
-        if position.is_some() {
+        if serve && position.is_some() {
             self.serve_waiters(ctx);
         }
         Published {
@@ -226,12 +171,10 @@ impl Queue {
             return Err(Error::invalid("max_messages", "must be 1..=100"));
         }
         let lease_ms = lease_ms.unwrap_or(self.config.ack_deadline_ms);
-        if lease_ms == 0 || lease_ms > MAX_LEASE_MS {
-            return Err(Error::invalid(
-                "ack_deadline",
-                format!("must be between 1 ms and {MAX_LEASE_MS} ms"),
-            ));
+        if lease_ms == 0 {
+            return Err(Error::invalid("ack_deadline", "must be positive"));
         }
+        let lease_ms = lease_ms.min(MAX_LEASE_MS);
         if let Some(c) = &consumer {
             if c.is_empty() || c.len() > 255 {
                 return Err(Error::invalid("consumer_id", "must be 1-255 bytes"));
@@ -549,4 +492,45 @@ impl Queue {
     pub(crate) fn consumers_held_total(&self) -> u64 {
         self.consumers.held_total()
     }
+}
+
+/// Validates a message before anything changes (before a queue is auto-created, too), so a
+/// refused publish leaves no trace and a batch is all or nothing.
+pub(crate) fn check_publish(limits: &Limits, m: &PublishMessage) -> Result<(), Error> {
+    let size = match (&m.message, &m.payload) {
+        (Some(j), None) => j.len(),
+        (None, Some(b)) => b.len(),
+        _ => {
+            return Err(Error::invalid(
+                "message",
+                "give exactly one of `message` (JSON) or `payload` (bytes)",
+            ));
+        }
+    };
+    if size > limits.max_payload_bytes {
+        return Err(Error::too_large("message", size, limits.max_payload_bytes));
+    }
+    if m.priority.is_some_and(|p| p > 9) {
+        return Err(Error::invalid("priority", "must be 0..=9"));
+    }
+    check_headers(limits, &m.headers)?;
+    if m.delay_ms.is_some_and(|d| d > limits.max_delay_ms) {
+        return Err(Error::invalid(
+            "delay",
+            format!("at most {} ms", limits.max_delay_ms),
+        ));
+    }
+    if m.ttl_ms == Some(0) || m.ttl_ms.is_some_and(|t| t > limits.max_ttl_ms) {
+        return Err(Error::invalid(
+            "ttl",
+            format!("must be between 1 and {} ms", limits.max_ttl_ms),
+        ));
+    }
+    if m.max_retries.is_some_and(|r| r > limits.max_retries) {
+        return Err(Error::invalid(
+            "max_retries",
+            format!("at most {}", limits.max_retries),
+        ));
+    }
+    Ok(())
 }

@@ -36,6 +36,9 @@ pub(crate) struct WaitWindow {
 
 impl WaitWindow {
     pub(crate) fn record(&mut self, wait_ms: u64) {
+        // A clock jump can make one wait enormous; capping a sample (at ~35 years) keeps the
+        // sum of the window far from overflow.
+        let wait_ms = wait_ms.min(1 << 40);
         if self.samples.len() == WAIT_WINDOW {
             self.sum -= self.samples.pop_front().unwrap_or(0);
         }

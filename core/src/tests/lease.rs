@@ -348,22 +348,6 @@ fn extend_with_a_stale_lease_is_lease_mismatch() {
 }
 
 #[test]
-fn lease_length_is_capped_at_twelve_hours() {
-    let mut r = Rig::new();
-    r.publish("q", 1, 5);
-    let err = r
-        .cmd(Command::Consume {
-            queue: "q".into(),
-            wait_ms: 0,
-            lease_ms: Some(crate::MAX_LEASE_MS + 1),
-            max_messages: 1,
-            consumer_id: None,
-        })
-        .unwrap_err();
-    assert_eq!(err.code(), "invalid_argument");
-}
-
-#[test]
 fn redrive_resets_attempts_and_returns_to_the_queue() {
     let mut r = Rig::new();
     r.create(

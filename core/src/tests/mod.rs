@@ -1,6 +1,7 @@
 //! Unit tests of the engine's rules, driven through the public `handle`/`handle_timeout`
 //! contract with an explicit clock. Every step also runs `check_invariants`.
 
+mod edge_cases;
 mod kv;
 mod lease;
 mod pubsub;
