@@ -34,8 +34,8 @@ if [ "$have" != "$want" ]; then
     || cargo install wasm-bindgen-cli --version "$want"
 fi
 
-cargo build -p synap-wasm --target wasm32-unknown-unknown --release
-wasm="$root/target/wasm32-unknown-unknown/release/synap_wasm.wasm"
+cargo build -p synap-wasm --target wasm32-unknown-unknown --profile wasm-release
+wasm="$root/target/wasm32-unknown-unknown/wasm-release/synap_wasm.wasm"
 
 pkg="$here/pkg"
 rm -rf "$pkg"
