@@ -472,7 +472,7 @@ impl Engine {
     #[must_use]
     pub fn state_digest(&self) -> u64 {
         let mut hasher = xxhash_rust::xxh3::Xxh3::new();
-        serde_json::to_writer(HashWriter(&mut hasher), self).expect("engine state serializes");
+        crate::digest::hash_json(&mut hasher, self);
         hasher.digest()
     }
 
@@ -493,18 +493,5 @@ impl Engine {
     pub fn holds_message(&self, queue: &str, id: MessageId) -> bool {
         self.queue(queue)
             .is_ok_and(|q| q.messages.contains_key(&id))
-    }
-}
-
-/// Feeds serialized bytes into a hasher without building the whole text.
-struct HashWriter<'a>(&'a mut xxhash_rust::xxh3::Xxh3);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }

@@ -36,6 +36,7 @@ mod api;
 mod check;
 mod config;
 mod ctx;
+mod digest;
 mod engine;
 mod error;
 mod fxmap;

@@ -10,19 +10,6 @@ use super::metrics::Metrics;
 use super::report::Sample;
 use crate::{Command, Engine, Error, Event, Millis, Reply};
 
-/// Feeds serialized bytes into the trace hasher without building the text.
-struct HashWriter<'a>(&'a mut Xxh3);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.update(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Tags separating the parts of the trace, so that different traces never concatenate to the
 /// same bytes.
 const TAG_COMMAND: u8 = 1;
@@ -113,8 +100,7 @@ impl Driver {
     }
 
     fn hash_json<T: serde::Serialize>(&mut self, value: &T) {
-        serde_json::to_writer(HashWriter(&mut self.hasher), value)
-            .expect("commands, replies and events serialize");
+        crate::digest::hash_json(&mut self.hasher, value);
     }
 
     /// The trace hash so far.
