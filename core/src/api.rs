@@ -273,6 +273,10 @@ pub enum Command {
         /// buffer until `PubsubCredit` or `PubsubPoll`.
         #[serde(default)]
         credit: u32,
+        /// For a subscriber with no connection (one that polls): it is removed after this long
+        /// without a `Subscribe`, `PubsubPoll` or `PubsubCredit`. Never when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        idle_ms: Option<u64>,
     },
     /// Removes some patterns (all, and the subscriber itself, when absent).
     Unsubscribe {

@@ -127,6 +127,10 @@ impl Engine {
                 }
             }
             TimerKind::KeyTtl { key, version } => self.kv.on_ttl(&mut self.ctx, &key, version),
+            TimerKind::SubscriberIdle {
+                subscriber,
+                version,
+            } => self.pubsub.on_idle(&subscriber, version),
         }
         self.forget_answered_waiters();
     }
@@ -424,10 +428,11 @@ impl Engine {
                 subscriber_id,
                 patterns,
                 credit,
+                idle_ms,
             } => {
                 let (subscriber_id, patterns) =
                     self.pubsub
-                        .subscribe(ctx, subscriber_id, patterns, credit)?;
+                        .subscribe(ctx, subscriber_id, patterns, credit, idle_ms)?;
                 Reply::Subscribed {
                     subscriber_id,
                     patterns,
@@ -437,7 +442,7 @@ impl Engine {
                 subscriber_id,
                 patterns,
             } => Reply::Unsubscribed {
-                removed: self.pubsub.unsubscribe(&subscriber_id, patterns)?,
+                removed: self.pubsub.unsubscribe(ctx, &subscriber_id, patterns)?,
             },
             Command::PubsubPublish {
                 topic,
@@ -453,7 +458,7 @@ impl Engine {
                 }
             }
             Command::PubsubPoll { subscriber_id, max } => {
-                let (messages, dropped) = self.pubsub.poll(&subscriber_id, max)?;
+                let (messages, dropped) = self.pubsub.poll(ctx, &subscriber_id, max)?;
                 Reply::PubsubMessages { messages, dropped }
             }
             Command::PubsubCredit {

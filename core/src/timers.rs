@@ -47,6 +47,14 @@ pub enum TimerKind {
         /// The waiter.
         waiter: WaiterId,
     },
+    /// A subscriber registered with `idle_ms` has been idle that long; `version` tells a
+    /// subscriber touched since from the one the timer was for.
+    SubscriberIdle {
+        /// The subscriber.
+        subscriber: String,
+        /// The touch it belongs to.
+        version: u64,
+    },
     /// A KV key's TTL passes; `version` tells a rewritten key from the one the timer was for.
     KeyTtl {
         /// The key.

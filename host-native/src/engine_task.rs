@@ -201,10 +201,12 @@ impl EngineTask {
         reply: oneshot::Sender<Result<String, Error>>,
     ) {
         let credit = u32::try_from(sink.capacity()).unwrap_or(u32::MAX);
+        // A connected subscriber is removed when its connection ends, so it needs no idle timer.
         let cmd = Command::Subscribe {
             subscriber_id: None,
             patterns,
             credit,
+            idle_ms: None,
         };
         let result = match self.engine.handle(self.clock.now(), cmd) {
             Ok(Reply::Subscribed { subscriber_id, .. }) => {

@@ -4,7 +4,10 @@
 //! *credit*, granted by its host (the room its connection has): while it has credit, a
 //! message is pushed as `Event::PubSub` at once; without credit it waits in the subscriber's
 //! bounded buffer, which drops its oldest message (counted) when full, so a publisher is never
-//! blocked. Hosts that poll instead of being pushed to (`PubsubPoll`) simply never grant credit.
+//! blocked. Hosts that poll instead of being pushed to (`PubsubPoll`) simply never grant credit;
+//! such a subscriber, having no connection whose end would remove it, is registered with
+//! `idle_ms` and removed when it has not been heard from for that long. Buffered messages are
+//! shared between subscribers, so a message matched by many costs one copy.
 
 mod pattern;
 
@@ -17,15 +20,26 @@ use crate::Error;
 use crate::api::{Event, Headers, MessageId, PubMessage, PubsubStats};
 use crate::ctx::Ctx;
 use crate::json::Json;
+use crate::time::Millis;
+use crate::timers::TimerKind;
 
 pub(crate) use pattern::{matches, validate_pattern, validate_topic};
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 struct Subscriber {
     patterns: BTreeSet<String>,
-    buffer: VecDeque<PubMessage>,
+    buffer: VecDeque<Arc<PubMessage>>,
     dropped: u64,
     credit: u32,
+    idle: Option<Idle>,
+}
+
+/// The idle deadline of a subscriber registered with `idle_ms`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Idle {
+    ms: u64,
+    at: Millis,
+    version: u64,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -34,6 +48,7 @@ pub(crate) struct PubSub {
     published: u64,
     delivered: u64,
     dropped: u64,
+    next_version: u64,
 }
 
 impl PubSub {
@@ -43,8 +58,15 @@ impl PubSub {
         id: Option<String>,
         patterns: Vec<String>,
         credit: u32,
+        idle_ms: Option<u64>,
     ) -> Result<(String, Vec<String>), Error> {
         let limits = &ctx.limits;
+        if idle_ms.is_some_and(|ms| ms == 0 || ms > limits.max_ttl_ms) {
+            return Err(Error::invalid(
+                "idle",
+                format!("must be between 1 and {} ms", limits.max_ttl_ms),
+            ));
+        }
         if patterns.is_empty() {
             return Err(Error::invalid(
                 "patterns",
@@ -74,16 +96,54 @@ impl PubSub {
         let id = id.unwrap_or_else(|| ctx.new_id().to_string());
         let sub = self.subscribers.entry(id.clone()).or_default();
         sub.patterns = all;
+        if let Some(ms) = idle_ms {
+            let old = sub.idle.replace(Idle {
+                ms,
+                at: Millis::ZERO,
+                version: 0,
+            });
+            cancel_idle(ctx, &id, old.as_ref());
+        }
         let listed = sub.patterns.iter().cloned().collect();
+        self.touch(ctx, &id);
         if credit > 0 {
             self.credit(ctx, &id, credit)?;
         }
         Ok((id, listed))
     }
 
+    /// Restarts an idle subscriber's clock.
+    fn touch(&mut self, ctx: &mut Ctx, id: &str) {
+        let Some(idle) = self.subscribers.get_mut(id).and_then(|s| s.idle.as_mut()) else {
+            return;
+        };
+        cancel_idle(ctx, id, Some(idle));
+        self.next_version += 1;
+        idle.version = self.next_version;
+        idle.at = ctx.now.add_ms(idle.ms);
+        let subscriber = id.to_owned();
+        let version = idle.version;
+        ctx.timers.add(
+            idle.at,
+            TimerKind::SubscriberIdle {
+                subscriber,
+                version,
+            },
+        );
+    }
+
+    /// An idle timer fired: remove the subscriber unless it was heard from since.
+    pub(crate) fn on_idle(&mut self, id: &str, version: u64) {
+        let current = self.subscribers.get(id).and_then(|s| s.idle.as_ref());
+        if current.is_some_and(|idle| idle.version == version) {
+            self.subscribers.remove(id);
+        }
+    }
+
     /// Removes the given patterns, or the subscriber with all of them when `None`.
     pub(crate) fn unsubscribe(
         &mut self,
+        ctx: &mut Ctx,
         id: &str,
         patterns: Option<Vec<String>>,
     ) -> Result<u64, Error> {
@@ -97,6 +157,7 @@ impl PubSub {
             }
         };
         if sub.patterns.is_empty() {
+            cancel_idle(ctx, id, sub.idle.as_ref());
             self.subscribers.remove(id);
         }
         Ok(removed)
@@ -119,13 +180,13 @@ impl PubSub {
             ));
         }
         let id = ctx.new_id();
-        let msg = PubMessage {
+        let msg = Arc::new(PubMessage {
             message_id: id,
             topic: Arc::from(topic.as_str()),
             message,
             headers,
             published_at: ctx.now,
-        };
+        });
         self.published += 1;
         let cap = ctx.limits.subscriber_buffer;
         let mut matched = 0;
@@ -139,7 +200,7 @@ impl PubSub {
                 self.delivered += 1;
                 ctx.events.push_back(Event::PubSub {
                     subscriber_id: sid.clone(),
-                    message: msg.clone(),
+                    message: PubMessage::clone(&msg),
                 });
             } else {
                 if sub.buffer.len() >= cap {
@@ -155,19 +216,26 @@ impl PubSub {
         Ok((id, matched))
     }
 
-    pub(crate) fn poll(&mut self, id: &str, max: u32) -> Result<(Vec<PubMessage>, u64), Error> {
+    pub(crate) fn poll(
+        &mut self,
+        ctx: &mut Ctx,
+        id: &str,
+        max: u32,
+    ) -> Result<(Vec<PubMessage>, u64), Error> {
         if !(1..=1000).contains(&max) {
             return Err(Error::invalid("max", "must be 1..=1000"));
         }
+        self.touch(ctx, id);
         let sub = self.subscribers.get_mut(id).ok_or_else(|| not_found(id))?;
         let n = sub.buffer.len().min(max as usize);
-        let out: Vec<PubMessage> = sub.buffer.drain(..n).collect();
+        let out: Vec<PubMessage> = sub.buffer.drain(..n).map(Arc::unwrap_or_clone).collect();
         self.delivered += out.len() as u64;
         Ok((out, sub.dropped))
     }
 
     /// Adds credit and pushes buffered messages while it lasts; returns the credit left.
     pub(crate) fn credit(&mut self, ctx: &mut Ctx, id: &str, credit: u32) -> Result<u32, Error> {
+        self.touch(ctx, id);
         let sub = self.subscribers.get_mut(id).ok_or_else(|| not_found(id))?;
         sub.credit = sub.credit.saturating_add(credit);
         while sub.credit > 0 {
@@ -178,7 +246,7 @@ impl PubSub {
             self.delivered += 1;
             ctx.events.push_back(Event::PubSub {
                 subscriber_id: id.to_owned(),
-                message,
+                message: Arc::unwrap_or_clone(message),
             });
         }
         Ok(sub.credit)
@@ -200,6 +268,20 @@ impl PubSub {
             messages_delivered: self.delivered,
             messages_dropped: self.dropped,
         }
+    }
+}
+
+fn cancel_idle(ctx: &mut Ctx, id: &str, idle: Option<&Idle>) {
+    if let Some(idle) = idle {
+        let subscriber = id.to_owned();
+        let version = idle.version;
+        ctx.timers.remove(
+            idle.at,
+            TimerKind::SubscriberIdle {
+                subscriber,
+                version,
+            },
+        );
     }
 }
 

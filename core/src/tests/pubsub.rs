@@ -10,6 +10,7 @@ fn subscribe(r: &mut Rig, id: &str, patterns: &[&str], credit: u32) {
         subscriber_id: Some(id.into()),
         patterns: patterns.iter().map(|p| p.to_string()).collect(),
         credit,
+        idle_ms: None,
     });
     assert!(matches!(reply, Reply::Subscribed { .. }));
 }
@@ -164,6 +165,7 @@ fn bad_topics_and_patterns_are_refused() {
         subscriber_id: None,
         patterns: vec!["a.#.b".into()],
         credit: 0,
+        idle_ms: None,
     };
     assert_eq!(r.cmd(bad_sub).unwrap_err().code(), "invalid_argument");
     let empty = Command::PubsubPublish {
@@ -190,6 +192,7 @@ fn subscriber_limit() {
         subscriber_id: Some("b".into()),
         patterns: vec!["t".into()],
         credit: 0,
+        idle_ms: None,
     };
     assert_eq!(r.cmd(more).unwrap_err().code(), "limit_exceeded");
     // Generated ids are UUIDs from the seeded PRNG.
@@ -201,8 +204,76 @@ fn subscriber_limit() {
         subscriber_id: None,
         patterns: vec!["t".into()],
         credit: 0,
+        idle_ms: None,
     }) else {
         panic!()
     };
     assert!(uuid::Uuid::parse_str(&subscriber_id).is_ok());
+}
+
+#[test]
+fn a_polling_subscriber_is_removed_after_its_idle_time() {
+    let mut r = Rig::new();
+    let sub = |r: &mut Rig| {
+        r.ok(Command::Subscribe {
+            subscriber_id: Some("poller".into()),
+            patterns: vec!["t".into()],
+            credit: 0,
+            idle_ms: Some(1_000),
+        })
+    };
+    sub(&mut r);
+    r.advance(900);
+    r.ok(Command::PubsubPoll {
+        subscriber_id: "poller".into(),
+        max: 10,
+    });
+    r.advance(900);
+    assert_eq!(
+        publish(&mut r, "t", 1),
+        1,
+        "a poll restarted the idle clock"
+    );
+    r.advance(99);
+    assert_eq!(publish(&mut r, "t", 2), 1);
+    r.advance(1);
+    assert_eq!(publish(&mut r, "t", 3), 0, "idle for 1 s: removed");
+    let err = r
+        .cmd(Command::PubsubPoll {
+            subscriber_id: "poller".into(),
+            max: 1,
+        })
+        .unwrap_err();
+    assert_eq!(err.code(), "subscriber_not_found");
+    sub(&mut r);
+    r.ok(Command::Unsubscribe {
+        subscriber_id: "poller".into(),
+        patterns: None,
+    });
+    assert_eq!(
+        r.engine.timer_count(),
+        0,
+        "unsubscribing cancels the idle timer"
+    );
+}
+
+#[test]
+fn a_message_matched_by_many_subscribers_is_buffered_once() {
+    let mut r = Rig::new();
+    for i in 0..3 {
+        subscribe(&mut r, &format!("s{i}"), &["t"], 0);
+    }
+    publish(&mut r, "t", 1);
+    let restored: crate::Engine =
+        serde_json::from_str(&serde_json::to_string(&r.engine).unwrap()).unwrap();
+    assert_eq!(restored.state_digest(), r.engine.state_digest());
+    for i in 0..3 {
+        let Reply::PubsubMessages { messages, .. } = r.ok(Command::PubsubPoll {
+            subscriber_id: format!("s{i}"),
+            max: 10,
+        }) else {
+            panic!()
+        };
+        assert_eq!(messages.len(), 1);
+    }
 }

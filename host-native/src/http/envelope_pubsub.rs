@@ -71,13 +71,19 @@ async fn publish(s: &AppState, f: &Fields<'_>) -> Outcome {
     }
 }
 
+/// A subscriber registered over the envelope is removed after this long without a
+/// `pubsub.poll` (or a renewed `pubsub.subscribe`).
+const POLLING_SUBSCRIBER_IDLE_MS: u64 = 300_000;
+
 async fn subscribe(s: &AppState, f: &Fields<'_>) -> Outcome {
     let topics = strings(f.get("topics")).ok_or("Invalid request: Missing 'topics' field")?;
-    // As in Synap, the server names the subscriber; a client-chosen id is ignored.
+    // As in Synap, the server names the subscriber; a client-chosen id is ignored. It has no
+    // connection whose end would remove it, so it is removed after a quiet spell instead.
     let cmd = Command::Subscribe {
         subscriber_id: None,
         patterns: topics,
         credit: 0,
+        idle_ms: Some(POLLING_SUBSCRIBER_IDLE_MS),
     };
     match call(s, cmd).await? {
         Reply::Subscribed {
