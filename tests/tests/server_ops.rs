@@ -36,6 +36,50 @@ async fn metrics_expose_queues_and_http() {
 }
 
 #[tokio::test]
+async fn metrics_labels_stay_bounded_whatever_the_method_or_path() {
+    let api = Api::start();
+    for (n, path) in ["/queue/q", "/no/such/route/1", "/no/such/route/2"]
+        .iter()
+        .enumerate()
+    {
+        let method = reqwest::Method::from_bytes(format!("FOO{n}").as_bytes()).unwrap();
+        let resp = api
+            .http
+            .request(method, api.srv.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_client_error(), "{path}: {}", resp.status());
+    }
+    let text = reqwest::get(api.srv.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !text.contains("FOO"),
+        "raw methods leak into labels:\n{text}"
+    );
+    assert!(
+        !text.contains("/no/such"),
+        "raw paths leak into labels:\n{text}"
+    );
+    assert!(
+        text.contains(
+            "synap_http_requests_total{method=\"other\",route=\"/queue/{name}\",status=\"405\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "synap_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"} 2"
+        ),
+        "{text}"
+    );
+}
+
+#[tokio::test]
 async fn events_stream_engine_events() {
     let api = Api::start();
     let mut sse = SseReader::open(&api.srv.url("/events")).await;

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,8 +29,9 @@ struct Histogram {
 }
 
 /// Request counters keyed by (method, route template, status) and a latency histogram per
-/// route template. Keys come from route templates, never raw paths, so the maps stay bounded
-/// by the number of routes.
+/// route template. Every key part comes from a fixed set (a method label, a route template or
+/// `unmatched`, never the raw method or path), so clients cannot grow the maps: the metrics
+/// layer runs before auth, so anyone who can connect can choose both.
 #[derive(Default)]
 pub(crate) struct HttpMetrics {
     inner: Mutex<Inner>,
@@ -37,19 +39,34 @@ pub(crate) struct HttpMetrics {
 
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(String, String, u16), u64>,
+    requests: BTreeMap<(&'static str, String, u16), u64>,
     latency: BTreeMap<String, Histogram>,
 }
 
+/// The label of a request method: one of the methods Synap's routes can answer, else `other`.
+/// Any token is a valid HTTP method (`curl -X FOO1`), so the raw method must not be a key.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 impl HttpMetrics {
-    fn record(&self, method: &str, route: &str, status: u16, secs: f64) {
+    fn record(&self, method: &'static str, route: &str, status: u16, secs: f64) {
         let mut inner = self
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *inner
             .requests
-            .entry((method.to_owned(), route.to_owned(), status))
+            .entry((method, route.to_owned(), status))
             .or_default() += 1;
         let h = inner.latency.entry(route.to_owned()).or_default();
         for (i, le) in BUCKETS.iter().enumerate() {
@@ -108,7 +125,9 @@ impl HttpMetrics {
 /// Middleware: counts every request and times it.
 pub(crate) async fn track(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
+    // The matched template (e.g. `/queue/{name}/publish`), bounded by the route table; requests
+    // no route matched share one label.
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -116,7 +135,7 @@ pub(crate) async fn track(State(s): State<AppState>, req: Request, next: Next) -
     let response = next.run(req).await;
     let secs = started.elapsed().as_secs_f64();
     s.metrics
-        .record(&method, &route, response.status().as_u16(), secs);
+        .record(method, &route, response.status().as_u16(), secs);
     response
 }
 
@@ -222,4 +241,32 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiEr
     );
     s.metrics.render(&mut out);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for token in ["FOO1", "FOO2", "PROPFIND"] {
+            let m = Method::from_bytes(token.as_bytes()).unwrap();
+            assert_eq!(method_label(&m), "other");
+        }
+        let metrics = HttpMetrics::default();
+        for token in ["FOO1", "FOO2", "FOO3"] {
+            let m = Method::from_bytes(token.as_bytes()).unwrap();
+            metrics.record(method_label(&m), "unmatched", 404, 0.001);
+        }
+        let mut out = String::new();
+        metrics.render(&mut out);
+        assert!(
+            out.contains(
+                "synap_http_requests_total{method=\"other\",route=\"unmatched\",status=\"404\"} 3"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("FOO"), "{out}");
+    }
 }
