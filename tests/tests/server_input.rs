@@ -169,6 +169,53 @@ async fn bad_names_and_unknown_ids_get_4xx() {
     );
 }
 
+/// Sends `method path` and checks the answer is a JSON `{"error", "code"}` with `status`.
+async fn expect_json_error(api: &Api, method: &str, path: &str, status: u16, code: &str) {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let resp = api
+        .http
+        .request(method.clone(), api.srv.url(path))
+        .send()
+        .await
+        .unwrap();
+    let got = resp.status().as_u16();
+    let allow = resp.headers().get("allow").cloned();
+    let ctype = resp.headers().get("content-type").cloned();
+    let text = resp.text().await.unwrap();
+    assert_eq!(got, status, "{method} {path}: {text}");
+    assert_eq!(
+        ctype.as_ref().and_then(|c| c.to_str().ok()),
+        Some("application/json"),
+        "{method} {path}: {text}"
+    );
+    let v: Value =
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: {text}"));
+    assert_eq!(v["code"], code, "{method} {path}: {v}");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    if status == 405 {
+        assert!(
+            allow.is_some(),
+            "{method} {path}: a 405 names the allowed methods"
+        );
+    }
+}
+
+#[tokio::test]
+async fn wrong_methods_plain_gets_on_websockets_and_bad_paths_get_json_errors() {
+    let api = Api::start();
+    expect_json_error(&api, "PUT", "/queue/q", 405, "method_not_allowed").await;
+    expect_json_error(&api, "GET", "/queue/q/publish", 405, "method_not_allowed").await;
+    expect_json_error(&api, "POST", "/pubsub/ws", 405, "method_not_allowed").await;
+    expect_json_error(&api, "GET", "/queue/q/ws", 400, "invalid_argument").await;
+    expect_json_error(&api, "GET", "/pubsub/ws?topics=a", 400, "invalid_argument").await;
+    expect_json_error(&api, "GET", "/kv/get/%FF", 400, "invalid_argument").await;
+    expect_json_error(&api, "DELETE", "/kv/del/%FF%FE", 400, "invalid_argument").await;
+    expect_json_error(&api, "POST", "/pubsub/%FF/publish", 400, "invalid_argument").await;
+    expect_json_error(&api, "GET", "/queue/q/consume/%FF", 400, "invalid_argument").await;
+    let (status, v) = api.get("/health").await;
+    assert_eq!((status, v["status"].clone()), (200, json!("healthy")));
+}
+
 #[tokio::test]
 async fn oversized_bodies_and_messages_get_413() {
     let yaml = "server:\n  max_body_bytes: 8192\nlimits:\n  max_message_bytes: 1000\n";

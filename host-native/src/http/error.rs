@@ -1,11 +1,13 @@
 //! REST errors and the extractors that turn bad input into them.
 //!
-//! Every error is `{"error": message, "code": machine_code}` with a status from the code; serde
-//! and body-limit rejections become `invalid_argument` (400) and `payload_too_large` (413)
-//! instead of axum's plain-text rejections.
+//! Every error is `{"error": message, "code": machine_code}` with a status from the code; serde,
+//! path, WebSocket-upgrade and body-limit rejections become `invalid_argument` (400),
+//! `method_not_allowed` (405) and `payload_too_large` (413) instead of axum's plain-text
+//! rejections.
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
@@ -144,6 +146,47 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// Path parameters whose rejections (e.g. `%FF`, not UTF-8) are `invalid_argument` 400s.
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| Self(v))
+            .map_err(|e| ApiError::bad(format!("invalid path: {}", e.body_text())))
+    }
+}
+
+/// A WebSocket upgrade whose rejections (a plain GET without upgrade headers, another method)
+/// are JSON errors with the rejection's status.
+pub(crate) struct WsUpgrade(pub(crate) WebSocketUpgrade);
+
+impl<S: Send + Sync> FromRequestParts<S> for WsUpgrade {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        WebSocketUpgrade::from_request_parts(parts, state)
+            .await
+            .map(Self)
+            .map_err(|r| {
+                let status = r.status();
+                let code = if status == StatusCode::METHOD_NOT_ALLOWED {
+                    "method_not_allowed"
+                } else {
+                    "invalid_argument"
+                };
+                Self::Rejection::new(
+                    status,
+                    code,
+                    format!("{} (a WebSocket route)", r.body_text()),
+                )
+            })
+    }
+}
+
 /// The `{name}` path segment, checked to be a valid queue name (1–255 of `A-Za-z0-9._:-`).
 pub(crate) struct QueueName(pub(crate) String);
 
@@ -151,10 +194,9 @@ impl<S: Send + Sync> FromRequestParts<S> for QueueName {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let Path(params) =
-            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-                .await
-                .map_err(|e| ApiError::bad(format!("invalid path: {}", e.body_text())))?;
+        let ApiPath(params) =
+            ApiPath::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await?;
         let name = params.get("name").cloned().unwrap_or_default();
         synap_core::validate_queue_name(&name)?;
         Ok(Self(name))

@@ -1,13 +1,13 @@
 //! REST routes under `/kv/`. Values are any JSON; TTLs are seconds (fractions allowed).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use synap_core::{Command, Json as CoreJson, KvEntry, Reply};
 
 use super::AppState;
-use super::error::{ApiError, ApiJson, ApiQuery};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use super::queue::unexpected;
 use super::wire::ms_to_secs;
 use crate::settings::secs_to_ms;
@@ -51,7 +51,7 @@ pub(crate) async fn set(State(s): State<AppState>, ApiJson(body): ApiJson<SetBod
 }
 
 /// `GET /kv/get/{key}`: `{found: true, value, ttl}` (ttl in seconds or null) or `{found: false}`.
-pub(crate) async fn get(State(s): State<AppState>, Path(key): Path<String>) -> ApiResult {
+pub(crate) async fn get(State(s): State<AppState>, ApiPath(key): ApiPath<String>) -> ApiResult {
     match s.engine.call(Command::KvGet { key }).await? {
         Reply::KvValue(v) if v.found => Ok(Json(json!({
             "found": true,
@@ -64,7 +64,7 @@ pub(crate) async fn get(State(s): State<AppState>, Path(key): Path<String>) -> A
 }
 
 /// `DELETE /kv/del/{key}`.
-pub(crate) async fn del(State(s): State<AppState>, Path(key): Path<String>) -> ApiResult {
+pub(crate) async fn del(State(s): State<AppState>, ApiPath(key): ApiPath<String>) -> ApiResult {
     match s.engine.call(Command::KvDel { key }).await? {
         Reply::KvDeleted { deleted } => Ok(Json(json!({ "deleted": deleted }))),
         other => Err(unexpected(&other)),
@@ -72,7 +72,7 @@ pub(crate) async fn del(State(s): State<AppState>, Path(key): Path<String>) -> A
 }
 
 /// `GET /kv/exists/{key}`.
-pub(crate) async fn exists(State(s): State<AppState>, Path(key): Path<String>) -> ApiResult {
+pub(crate) async fn exists(State(s): State<AppState>, ApiPath(key): ApiPath<String>) -> ApiResult {
     match s.engine.call(Command::KvExists { key }).await? {
         Reply::KvExists { exists } => Ok(Json(json!({ "exists": exists }))),
         other => Err(unexpected(&other)),
@@ -122,7 +122,7 @@ async fn updated(s: &AppState, cmd: Command) -> ApiResult {
 }
 
 /// `GET /kv/ttl/{key}`: `{ttl}` in seconds, null without expiry; 404 for a missing key.
-pub(crate) async fn ttl(State(s): State<AppState>, Path(key): Path<String>) -> ApiResult {
+pub(crate) async fn ttl(State(s): State<AppState>, ApiPath(key): ApiPath<String>) -> ApiResult {
     match s.engine.call(Command::KvTtl { key }).await? {
         Reply::KvTtl { ttl_ms } => Ok(Json(json!({"ttl": ttl_ms.map(ms_to_secs)}))),
         other => Err(unexpected(&other)),

@@ -93,6 +93,8 @@ pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
     queue
         .merge(kv)
         .merge(other)
+        // After every route is registered: it applies to the routes present when called.
+        .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))
         .layer(middleware::from_fn_with_state(
@@ -117,6 +119,15 @@ async fn not_found() -> error::ApiError {
         axum::http::StatusCode::NOT_FOUND,
         "not_found",
         "no such route (see docs/api.md)",
+    )
+}
+
+/// A known route asked with a method it does not answer; axum adds the `Allow` header.
+async fn method_not_allowed() -> error::ApiError {
+    error::ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not answer that method (see docs/api.md)",
     )
 }
 

@@ -10,8 +10,8 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
@@ -21,7 +21,7 @@ use synap_core::{Command, Json as CoreJson, PubMessage, Reply};
 use tokio::sync::mpsc;
 
 use super::AppState;
-use super::error::{ApiError, ApiJson, ApiQuery};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, WsUpgrade};
 use super::queue::unexpected;
 use super::wire::pub_message_json;
 use crate::handle::EngineHandle;
@@ -48,7 +48,7 @@ pub(crate) struct PublishBody {
 /// `POST /pubsub/{topic}/publish`.
 pub(crate) async fn publish(
     State(s): State<AppState>,
-    Path(topic): Path<String>,
+    ApiPath(topic): ApiPath<String>,
     ApiJson(body): ApiJson<PublishBody>,
 ) -> Result<Json<Value>, ApiError> {
     let message = body
@@ -161,7 +161,7 @@ async fn regrant(sub: &Subscription, rx: &mpsc::Receiver<PubMessage>, written: &
 pub(crate) async fn ws(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<TopicsQuery>,
-    upgrade: WebSocketUpgrade,
+    WsUpgrade(upgrade): WsUpgrade,
 ) -> Result<Response, ApiError> {
     let topics = parse_topics(q.topics.as_deref())?;
     let (sub, rx) = subscribe(&s, topics.clone()).await?;

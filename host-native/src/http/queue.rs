@@ -1,13 +1,13 @@
 //! REST routes under `/queue/`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use synap_core::{Command, Reply};
 
 use super::AppState;
-use super::error::{ApiError, ApiJson, ApiQuery, QueueName};
+use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, QueueName};
 use super::wire::{PublishBody, dead_letter_json, delivery_json, parse_message_id, published_json};
 use crate::settings::{QueueSettings, secs_to_ms};
 
@@ -165,7 +165,7 @@ pub(crate) async fn consume(
 pub(crate) async fn consume_get(
     State(s): State<AppState>,
     QueueName(queue): QueueName,
-    Path(params): Path<std::collections::HashMap<String, String>>,
+    ApiPath(params): ApiPath<std::collections::HashMap<String, String>>,
     ApiQuery(mut body): ApiQuery<ConsumeBody>,
 ) -> ApiResult {
     body.consumer_id = params.get("consumer_id").cloned();

@@ -12,14 +12,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use synap_core::{Command, Delivery, MessageId, Reply};
 
 use super::AppState;
-use super::error::{ApiError, ApiQuery, QueueName};
+use super::error::{ApiError, ApiQuery, QueueName, WsUpgrade};
 use super::wire::{PublishBody, delivery_json, parse_message_id};
 use crate::handle::Failure;
 use crate::settings::secs_to_ms;
@@ -63,7 +63,7 @@ pub(crate) async fn ws(
     State(s): State<AppState>,
     QueueName(queue): QueueName,
     ApiQuery(q): ApiQuery<WsQuery>,
-    upgrade: WebSocketUpgrade,
+    WsUpgrade(upgrade): WsUpgrade,
 ) -> Result<Response, ApiError> {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let prefetch = q.prefetch.unwrap_or(16);
