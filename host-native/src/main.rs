@@ -119,8 +119,9 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         max_batch: config.engine.limits.max_batch,
         auth: Arc::new(Auth::new(config.api_keys.clone())),
         metrics: Arc::new(http::HttpMetrics::default()),
+        max_body_bytes: config.max_body_bytes,
     };
-    let app = http::router(state, config.max_body_bytes);
+    let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;

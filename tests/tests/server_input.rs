@@ -253,6 +253,48 @@ async fn oversized_bodies_and_messages_get_413() {
     api.publish("q", json!({"message": "small"})).await;
 }
 
+/// Sends a text frame, ignoring a failed write: the server may cut the connection first.
+async fn ws_send_text(ws: &mut server_common::Ws, text: String) {
+    use futures_util::SinkExt;
+    let _ = ws
+        .send(tokio_tungstenite::tungstenite::Message::text(text))
+        .await;
+}
+
+#[tokio::test]
+async fn websocket_messages_over_the_limits_close_the_connection() {
+    let yaml = "server:\n  max_body_bytes: 8192\n";
+    let api = Api::with(Server::start_with(Options {
+        config_yaml: Some(yaml),
+        ..Options::default()
+    }));
+    // The queue socket takes frames up to the body limit, and no more.
+    let url = api.srv.ws_url("/queue/big/ws?prefetch=0");
+    let mut ws = ws_connect(&url).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "connected");
+    let small = json!({"op": "publish", "id": 1, "message": "s".repeat(4000)});
+    ws_send_text(&mut ws, small.to_string()).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "published");
+    let big = json!({"op": "publish", "id": 2, "message": "b".repeat(20_000)});
+    ws_send_text(&mut ws, big.to_string()).await;
+    assert_eq!(
+        ws_next(&mut ws).await,
+        None,
+        "an oversized frame ends the connection"
+    );
+    assert_eq!(api.stats("big").await["published_total"], 1);
+    // The pub/sub socket takes nothing bigger than a control frame's worth.
+    let mut sub = ws_connect(&api.srv.ws_url("/pubsub/ws?topics=t")).await;
+    assert_eq!(ws_next(&mut sub).await.unwrap()["type"], "connected");
+    ws_send_text(&mut sub, "p".repeat(6000)).await;
+    // Without a limit the frame would be read and ignored, and the socket would stay open.
+    assert_eq!(
+        ws_next(&mut sub).await,
+        None,
+        "an oversized message ends the subscription"
+    );
+}
+
 #[tokio::test]
 async fn the_default_body_limit_applies() {
     let api = Api::start();

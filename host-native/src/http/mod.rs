@@ -44,10 +44,13 @@ pub(crate) struct AppState {
     pub(crate) auth: Arc<Auth>,
     /// Request counters and latency histogram.
     pub(crate) metrics: Arc<HttpMetrics>,
+    /// Largest request body, and largest message a queue WebSocket client may send.
+    pub(crate) max_body_bytes: usize,
 }
 
 /// The application router with every route, auth and metrics layers, and the body limit.
-pub(crate) fn router(state: AppState, max_body_bytes: usize) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
+    let max_body_bytes = state.max_body_bytes;
     let queue = Router::new()
         .route("/queue/list", get(queue::list))
         .route("/queue/{name}", post(queue::create).delete(queue::delete))

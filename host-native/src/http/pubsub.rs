@@ -28,6 +28,10 @@ use crate::handle::EngineHandle;
 
 /// Messages a connection may hold between the engine and its socket (its credit).
 const SINK_CAPACITY: usize = 256;
+/// Largest frame or message a subscriber may send. Subscribers send nothing but control
+/// frames (ping, close), so anything bigger is refused instead of buffered (axum's default
+/// would accept 64 MiB per message).
+const CLIENT_MESSAGE_LIMIT: usize = 4096;
 
 /// A publish body: `message`, or `payload`/`data` as Synap's SDKs name it.
 #[derive(Deserialize)]
@@ -157,7 +161,8 @@ async fn regrant(sub: &Subscription, rx: &mpsc::Receiver<PubMessage>, written: &
 }
 
 /// `GET /pubsub/ws?topics=a.*,b.#`: first frame `{"type":"connected", subscriber_id, topics}`,
-/// then one text frame per message. The client sends nothing (pings are answered).
+/// then one text frame per message. The client sends nothing (pings are answered); a message
+/// over `CLIENT_MESSAGE_LIMIT` closes the connection.
 pub(crate) async fn ws(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<TopicsQuery>,
@@ -167,6 +172,8 @@ pub(crate) async fn ws(
     let (sub, rx) = subscribe(&s, topics.clone()).await?;
     let shutdown = s.shutdown.clone();
     Ok(upgrade
+        .max_message_size(CLIENT_MESSAGE_LIMIT)
+        .max_frame_size(CLIENT_MESSAGE_LIMIT)
         .on_upgrade(move |socket| ws_loop(socket, sub, rx, topics, shutdown))
         .into_response())
 }

@@ -84,6 +84,9 @@ pub(crate) async fn ws(
     let consumer_id = q
         .consumer_id
         .unwrap_or_else(|| format!("ws-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
+    // A client frame is a request body by another route: the same limit applies, instead of
+    // axum's defaults (16 MiB frames, 64 MiB messages).
+    let limit = s.max_body_bytes;
     let conn = Conn {
         s,
         queue,
@@ -93,6 +96,8 @@ pub(crate) async fn ws(
         outstanding: HashMap::new(),
     };
     Ok(upgrade
+        .max_message_size(limit)
+        .max_frame_size(limit)
         .on_upgrade(move |socket| conn.run(socket))
         .into_response())
 }
