@@ -4,7 +4,7 @@
 mod server_common;
 
 use serde_json::{Value, json};
-use server_common::{Api, Options, Server, ws_connect, ws_next};
+use server_common::{Api, Options, Server, SseReader, ws_connect, ws_next};
 
 async fn expect(api: &Api, path: &str, body: &str, status: u16, code: &str) {
     let (got, v) = api.post_raw(path, body.to_owned()).await;
@@ -373,8 +373,7 @@ async fn api_keys_guard_every_route_but_health() {
     assert_eq!(api.get("/queue/list").await.0, 200, "Bearer k2");
     assert_eq!(api.cmd("queue.list", json!({})).await["success"], true);
     api.key = None;
-    assert_eq!(api.get("/queue/list?api_key=k1").await.0, 200, "?api_key=");
-    assert_eq!(api.get("/queue/list?api_key=k").await.0, 401);
+    query_keys_only_open_websocket_and_sse_routes(&api).await;
     let refused = tokio_tungstenite::connect_async(api.srv.ws_url("/pubsub/ws?topics=a")).await;
     match refused {
         Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
@@ -384,11 +383,35 @@ async fn api_keys_guard_every_route_but_health() {
     }
     let mut ws = ws_connect(&api.srv.ws_url("/pubsub/ws?topics=a&api_key=k1")).await;
     assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "connected");
-    let v: Value = reqwest::get(api.srv.url("/queue/list?api_key=k2"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(v["queues"], json!([]));
+    let mut ws = ws_connect(&api.srv.ws_url("/queue/qk/ws?prefetch=0&api_key=k2")).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "connected");
+    for path in ["/events?api_key=k1", "/pubsub/sse?topics=a&api_key=k2"] {
+        SseReader::open(&api.srv.url(path)).await;
+    }
+}
+
+/// `?api_key=` is refused on every route but GET of the WebSocket and SSE routes (DESIGN §5),
+/// even when the key is right.
+async fn query_keys_only_open_websocket_and_sse_routes(api: &Api) {
+    for path in ["/queue/list", "/metrics", "/kv/keys", "/queue/q/stats"] {
+        let (status, v) = api.get(&format!("{path}?api_key=k1")).await;
+        assert_eq!(
+            (status, v["code"].clone()),
+            (401, json!("unauthorized")),
+            "{path}"
+        );
+    }
+    let (status, _) = api
+        .post("/queue/q/publish?api_key=k1", json!({"message": 1}))
+        .await;
+    assert_eq!(status, 401, "a POST with a query key");
+    let env = json!({"command": "queue.list", "request_id": "r", "payload": {}});
+    assert_eq!(api.post("/api/v1/command?api_key=k1", env).await.0, 401);
+    // A non-GET on a WebSocket route does not get the query-key exemption either.
+    assert_eq!(api.post("/events?api_key=k1", json!({})).await.0, 401);
+    assert_eq!(
+        api.get("/events?api_key=k").await.0,
+        401,
+        "a wrong query key"
+    );
 }

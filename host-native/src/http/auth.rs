@@ -1,9 +1,13 @@
-//! API-key auth: `Authorization: Bearer <key>`, or `?api_key=<key>` (for WebSocket and
-//! EventSource clients, which cannot set headers). `/health` is always public.
+//! API-key auth: `Authorization: Bearer <key>`, or `?api_key=<key>` on the WebSocket and SSE
+//! routes only (browser WebSocket and EventSource clients cannot set headers). `/health` is
+//! always public.
+//!
+//! The query key is refused elsewhere: URLs end up in logs, proxies and browser history, so a
+//! key is only worth that risk where no header can carry it.
 
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::AUTHORIZATION;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
@@ -40,7 +44,21 @@ impl Auth {
     }
 }
 
-/// The key a request presents: the Bearer header first, else the `api_key` query parameter.
+/// Route templates where `?api_key=` is accepted (on GET): those of WebSocket and
+/// EventSource clients.
+const QUERY_KEY_ROUTES: [&str; 4] = ["/queue/{name}/ws", "/pubsub/ws", "/pubsub/sse", "/events"];
+
+/// Whether `req` may carry its key in the query string.
+fn query_key_allowed(req: &Request) -> bool {
+    req.method() == Method::GET
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|p| QUERY_KEY_ROUTES.contains(&p.as_str()))
+}
+
+/// The key a request presents: the Bearer header first, else (where allowed) the `api_key`
+/// query parameter.
 fn presented(req: &Request) -> Option<String> {
     if let Some(h) = req.headers().get(AUTHORIZATION) {
         let text = h.to_str().ok()?;
@@ -48,6 +66,9 @@ fn presented(req: &Request) -> Option<String> {
         return scheme
             .eq_ignore_ascii_case("bearer")
             .then(|| key.trim().to_owned());
+    }
+    if !query_key_allowed(req) {
+        return None;
     }
     let query = req.uri().query()?;
     query.split('&').find_map(|pair| {
@@ -93,7 +114,8 @@ pub(crate) async fn require(State(s): State<AppState>, req: Request, next: Next)
         _ => ApiError::new(
             StatusCode::UNAUTHORIZED,
             "unauthorized",
-            "missing or invalid API key (use `Authorization: Bearer <key>` or `?api_key=`)",
+            "missing or invalid API key (use `Authorization: Bearer <key>`; `?api_key=` only \
+             on GET of the WebSocket and SSE routes)",
         )
         .into_response(),
     }

@@ -125,9 +125,6 @@ pub(crate) struct ConsumeBody {
     max_messages: Option<u32>,
     /// The consumer.
     consumer_id: Option<String>,
-    /// Accepted (and ignored) so `?api_key=` may share the query string.
-    #[allow(dead_code)]
-    api_key: Option<String>,
 }
 
 impl ConsumeBody {
@@ -323,9 +320,6 @@ pub(crate) struct DlqQuery {
     offset: Option<u64>,
     #[serde(default)]
     limit: Option<u64>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    api_key: Option<String>,
 }
 
 /// `GET /queue/{name}/dlq?offset=&limit=`.

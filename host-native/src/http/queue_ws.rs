@@ -41,6 +41,7 @@ pub(crate) struct WsQuery {
     /// Lease seconds; the queue's ack deadline when absent.
     #[serde(default)]
     ack_deadline: Option<f64>,
+    /// The API key, for browser clients that cannot set headers (read by the auth layer).
     #[allow(dead_code)]
     #[serde(default)]
     api_key: Option<String>,
