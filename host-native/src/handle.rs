@@ -39,6 +39,12 @@ impl EngineHandle {
         }
     }
 
+    /// True once the engine task is gone (it panicked, or the server is stopping): every
+    /// request would fail.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     async fn send(&self, req: Request) -> Result<(), Failure> {
         self.tx.send(req).await.map_err(|_| Failure::Unavailable)
     }

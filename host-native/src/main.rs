@@ -94,7 +94,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     let engine = Engine::new(config.engine.clone(), os_seed()?);
     let (events_tx, _) = broadcast::channel(EVENT_BUFFER);
     let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-    let task = tokio::spawn(EngineTask::new(engine, events_tx.clone()).run(rx));
+    let mut task = tokio::spawn(EngineTask::new(engine, events_tx.clone()).run(rx));
     let handle = EngineHandle::new(tx);
     for (name, qc) in &config.queues {
         let cmd = Command::ConfigureQueue {
@@ -141,14 +141,35 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         let _ = fired_rx.await;
         tokio::time::sleep(DRAIN_GRACE).await;
     };
-    tokio::select! {
-        r = server => r.map_err(|e| format!("server error: {e}"))?,
-        () = grace => warn!("connections still open after the grace period; exiting"),
-    }
+    let served = supervise(server.into_future(), grace, &mut task).await;
     drop(handle);
     task.abort();
+    served?;
     info!("stopped");
     Ok(())
+}
+
+/// Serves until the server stops (or the shutdown grace period ends), or until the engine task
+/// ends first. The engine task only ends early by panicking; every request would then fail
+/// with 503 for good, so the process exits with an error instead of limping on, and a
+/// supervisor can restart it.
+async fn supervise(
+    server: impl Future<Output = std::io::Result<()>>,
+    grace: impl Future<Output = ()>,
+    engine: &mut tokio::task::JoinHandle<()>,
+) -> Result<(), String> {
+    tokio::select! {
+        r = server => r.map_err(|e| format!("server error: {e}")),
+        () = grace => {
+            warn!("connections still open after the grace period; exiting");
+            Ok(())
+        }
+        r = engine => Err(match r {
+            Err(e) if e.is_panic() => format!("the engine task panicked ({e}); exiting"),
+            Err(e) => format!("the engine task failed ({e}); exiting"),
+            Ok(()) => "the engine task stopped unexpectedly; exiting".to_owned(),
+        }),
+    }
 }
 
 /// Resolves on SIGINT or SIGTERM.
@@ -170,5 +191,28 @@ async fn wait_for_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::pending;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicked_engine_task_ends_serving_with_an_error() {
+        let mut engine = tokio::spawn(async { panic!("engine bug") });
+        let served = supervise(pending(), pending(), &mut engine).await;
+        let e = served.expect_err("a dead engine is an error");
+        assert!(e.contains("panicked"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_stopped_server_is_a_clean_exit() {
+        let mut engine = tokio::spawn(pending::<()>());
+        let served = supervise(async { Ok(()) }, pending(), &mut engine).await;
+        assert_eq!(served, Ok(()));
+        engine.abort();
     }
 }

@@ -16,8 +16,10 @@ mod wire;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::middleware;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use synap_core::{Event, QueueConfig};
 use tokio::sync::{broadcast, watch};
@@ -108,18 +110,30 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `GET /health`: public, for load balancers and SDK `health()` calls.
-async fn health() -> axum::Json<serde_json::Value> {
+/// `GET /health`: public, for load balancers and SDK `health()` calls. 503 once the engine
+/// task is gone, since every other request would fail too.
+async fn health(State(s): State<AppState>) -> Response {
+    if s.engine.is_closed() {
+        let body = serde_json::json!({
+            "status": "unhealthy",
+            "service": "synap",
+            "version": env!("CARGO_PKG_VERSION"),
+            "error": "the engine task has stopped",
+            "code": "unavailable",
+        });
+        return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    }
     axum::Json(serde_json::json!({
         "status": "healthy",
         "service": "synap",
         "version": env!("CARGO_PKG_VERSION"),
     }))
+    .into_response()
 }
 
 async fn not_found() -> error::ApiError {
     error::ApiError::new(
-        axum::http::StatusCode::NOT_FOUND,
+        StatusCode::NOT_FOUND,
         "not_found",
         "no such route (see docs/api.md)",
     )
@@ -128,7 +142,7 @@ async fn not_found() -> error::ApiError {
 /// A known route asked with a method it does not answer; axum adds the `Allow` header.
 async fn method_not_allowed() -> error::ApiError {
     error::ApiError::new(
-        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
         "this route does not answer that method (see docs/api.md)",
     )
@@ -138,4 +152,35 @@ async fn method_not_allowed() -> error::ApiError {
 pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
     // The guard `wait_for` returns is dropped here: it must not be held across an await.
     let _ = rx.wait_for(|stop| *stop).await;
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A state over `engine` with default settings, for handler tests.
+    pub(crate) fn state(engine: EngineHandle) -> AppState {
+        let (events, _) = broadcast::channel(16);
+        let (_stop, shutdown) = watch::channel(false);
+        AppState {
+            engine,
+            events,
+            shutdown,
+            default_queue: Arc::new(QueueConfig::default()),
+            max_batch: 1000,
+            auth: Arc::new(Auth::default()),
+            metrics: Arc::new(HttpMetrics::default()),
+            max_body_bytes: 1 << 20,
+        }
+    }
+
+    #[tokio::test]
+    async fn health_is_503_once_the_engine_task_is_gone() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let s = state(EngineHandle::new(tx));
+        assert_eq!(health(State(s.clone())).await.status(), StatusCode::OK);
+        drop(rx);
+        let resp = health(State(s)).await;
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
 }
