@@ -73,11 +73,11 @@ pub(crate) struct EngineTask {
 }
 
 impl EngineTask {
-    /// A task owning `engine`; engine events are also broadcast on `events`.
-    pub(crate) fn new(engine: Engine, events: broadcast::Sender<Arc<Event>>) -> Self {
+    /// A task owning `engine` on `clock`; engine events are also broadcast on `events`.
+    pub(crate) fn new(engine: Engine, events: broadcast::Sender<Arc<Event>>, clock: Clock) -> Self {
         Self {
             engine,
-            clock: Clock::new(),
+            clock,
             parked: HashMap::new(),
             by_token: HashMap::new(),
             sinks: HashMap::new(),

@@ -94,7 +94,9 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     let engine = Engine::new(config.engine.clone(), os_seed()?);
     let (events_tx, _) = broadcast::channel(EVENT_BUFFER);
     let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-    let mut task = tokio::spawn(EngineTask::new(engine, events_tx.clone()).run(rx));
+    // One clock for the engine and the connections that track its lease deadlines.
+    let clock = clock::Clock::new();
+    let mut task = tokio::spawn(EngineTask::new(engine, events_tx.clone(), clock).run(rx));
     let handle = EngineHandle::new(tx);
     for (name, qc) in &config.queues {
         let cmd = Command::ConfigureQueue {
@@ -120,6 +122,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         auth: Arc::new(Auth::new(config.api_keys.clone())),
         metrics: Arc::new(http::HttpMetrics::default()),
         max_body_bytes: config.max_body_bytes,
+        clock,
     };
     let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(config.bind)

@@ -194,6 +194,67 @@ async fn the_queue_websocket_streams_with_credit() {
     assert_eq!(s["acked_total"], 1);
 }
 
+/// The next frame of type `kind`, failing on any other frame.
+async fn ws_expect(ws: &mut server_common::Ws, kind: &str) -> Value {
+    let f = ws_next(ws).await.expect("socket open");
+    assert_eq!(f["type"], kind, "{f}");
+    f
+}
+
+#[tokio::test]
+async fn a_message_redelivered_to_the_same_socket_keeps_the_credit_count() {
+    let api = Api::start();
+    let url = api
+        .srv
+        .ws_url("/queue/again/ws?prefetch=2&ack_deadline=0.3");
+    let mut ws = ws_connect(&url).await;
+    ws_expect(&mut ws, "connected").await;
+    let id = api.publish("again", json!({"message": "m"})).await;
+    let first = ws_expect(&mut ws, "message").await;
+    assert_eq!(
+        (first["message_id"].as_str(), first["retry_count"].clone()),
+        (Some(id.as_str()), json!(0))
+    );
+    // With one credit left the socket keeps a consume parked, so when the 300 ms lease ends the
+    // engine hands the same message straight back to it under a new lease.
+    let again = ws_expect(&mut ws, "message").await;
+    assert_eq!(
+        (again["message_id"].as_str(), again["retry_count"].clone()),
+        (Some(id.as_str()), json!(1))
+    );
+    let lease = again["lease"].clone();
+    let extend =
+        json!({"op": "extend", "id": 1, "message_id": id, "ack_deadline": 60, "lease": lease});
+    ws_send(&mut ws, &extend).await;
+    ws_expect(&mut ws, "ok").await;
+    // One delivery is held (the first lease ended), so exactly one more message is pushed.
+    api.publish("again", json!({"message": "a"})).await;
+    api.publish("again", json!({"message": "b"})).await;
+    assert_eq!(ws_expect(&mut ws, "message").await["message"], "a");
+    let s = api.stats("again").await;
+    assert_eq!(
+        (s["in_flight"].clone(), s["ready"].clone()),
+        (json!(2), json!(1)),
+        "{s}"
+    );
+    let ack = json!({"op": "ack", "id": 2, "message_id": id, "lease": lease});
+    ws_send(&mut ws, &ack).await;
+    let mut kinds = Vec::new();
+    while kinds.len() < 2 {
+        let f = ws_next(&mut ws).await.expect("socket open");
+        if f["type"] == "message" {
+            assert_eq!(f["message"], "b");
+        }
+        kinds.push(f["type"].as_str().unwrap().to_owned());
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["message", "ok"],
+        "the ack's credit brings the last message"
+    );
+}
+
 #[tokio::test]
 async fn sigterm_answers_parked_consumers_and_exits_cleanly() {
     let mut api = Api::start();

@@ -12,6 +12,7 @@ mod pubsub;
 mod queue;
 mod queue_ws;
 mod wire;
+mod ws_credit;
 
 use std::sync::Arc;
 
@@ -27,6 +28,7 @@ use tokio::sync::{broadcast, watch};
 pub(crate) use auth::Auth;
 pub(crate) use metrics::HttpMetrics;
 
+use crate::clock::Clock;
 use crate::handle::EngineHandle;
 
 /// What every handler shares.
@@ -48,6 +50,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<HttpMetrics>,
     /// Largest request body, and largest message a queue WebSocket client may send.
     pub(crate) max_body_bytes: usize,
+    /// The engine's clock, for lease deadlines kept outside the engine.
+    pub(crate) clock: Clock,
 }
 
 /// The application router with every route, auth and metrics layers, and the body limit.
@@ -171,6 +175,7 @@ pub(crate) mod tests {
             auth: Arc::new(Auth::default()),
             metrics: Arc::new(HttpMetrics::default()),
             max_body_bytes: 1 << 20,
+            clock: Clock::new(),
         }
     }
 

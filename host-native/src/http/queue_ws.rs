@@ -2,14 +2,12 @@
 //!
 //! The server pushes up to `prefetch` unacked messages (credit-based, like AMQP's
 //! basic.consume): each delivered message takes one credit, and an ack or nack of it (or the end
-//! of its lease) gives the credit back. The client sends `ack`, `nack`, `extend` and `publish`
+//! of its lease) gives the credit back (see `ws_credit`). The client sends `ack`, `nack`, `extend` and `publish`
 //! frames and gets one confirm per frame, in order, so producers can pipeline publishes. The
 //! frame format is documented in docs/api.md.
 
-use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket};
@@ -17,10 +15,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use synap_core::{Command, Delivery, MessageId, Reply};
+use tokio::time::Instant;
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery, QueueName, WsUpgrade};
 use super::wire::{PublishBody, delivery_json, parse_message_id};
+use super::ws_credit::Credit;
 use crate::handle::Failure;
 use crate::settings::secs_to_ms;
 
@@ -52,9 +52,8 @@ struct Conn {
     queue: String,
     consumer_id: String,
     lease_ms: Option<u64>,
-    credit: u32,
-    /// Messages delivered and not yet settled, with their lease deadlines (Unix ms).
-    outstanding: HashMap<MessageId, u64>,
+    prefetch: u32,
+    credit: Credit,
 }
 
 type Pending = Pin<Box<dyn Future<Output = Result<Vec<Delivery>, Failure>> + Send>>;
@@ -93,8 +92,8 @@ pub(crate) async fn ws(
         queue,
         consumer_id,
         lease_ms,
-        credit: prefetch,
-        outstanding: HashMap::new(),
+        prefetch,
+        credit: Credit::new(prefetch),
     };
     Ok(upgrade
         .max_message_size(limit)
@@ -103,19 +102,13 @@ pub(crate) async fn ws(
         .into_response())
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl Conn {
     async fn run(mut self, mut socket: WebSocket) {
         let hello = json!({
             "type": "connected",
             "queue": self.queue,
             "consumer_id": self.consumer_id,
-            "prefetch": self.credit,
+            "prefetch": self.prefetch,
         });
         if socket.send(Message::text(hello.to_string())).await.is_err() {
             return;
@@ -123,11 +116,13 @@ impl Conn {
         let mut shutdown = self.s.shutdown.clone();
         let mut pending: Option<Pending> = None;
         loop {
-            self.reclaim_expired();
-            if pending.is_none() && self.credit > 0 && !*shutdown.borrow() {
+            self.credit.reclaim(self.s.clock.now());
+            if pending.is_none() && self.credit.free() > 0 && !*shutdown.borrow() {
                 pending = Some(self.start_consume());
             }
-            let wake = self.next_expiry();
+            // Wake when the earliest held lease ends, in engine time, to reclaim its credit.
+            let next = self.credit.next_deadline();
+            let wake = next.map_or_else(Instant::now, |d| self.s.clock.instant_at(d));
             tokio::select! {
                 r = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
                     pending = None;
@@ -145,7 +140,7 @@ impl Conn {
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 },
-                () = tokio::time::sleep(wake), if !self.outstanding.is_empty() => {}
+                () = tokio::time::sleep_until(wake), if next.is_some() => {}
                 () = super::stopped(&mut shutdown) => {
                     let _ = socket.send(Message::Close(None)).await;
                     break;
@@ -159,7 +154,7 @@ impl Conn {
             queue: self.queue.clone(),
             wait_ms: PARK_MS,
             lease_ms: self.lease_ms,
-            max_messages: self.credit.min(100),
+            max_messages: self.credit.free().min(100),
             consumer_id: Some(self.consumer_id.clone()),
         };
         let engine = self.s.engine.clone();
@@ -175,8 +170,9 @@ impl Conn {
         match r {
             Ok(messages) => {
                 for m in &messages {
-                    self.credit = self.credit.saturating_sub(1);
-                    self.outstanding.insert(m.message_id, m.lease_deadline.0);
+                    self.credit.take(m.message_id, m.lease, m.lease_deadline);
+                }
+                for m in &messages {
                     let mut frame = delivery_json(m);
                     frame["type"] = json!("message");
                     if socket.send(Message::text(frame.to_string())).await.is_err() {
@@ -195,23 +191,6 @@ impl Conn {
                 false
             }
         }
-    }
-
-    /// Gives back the credit of messages whose lease has ended: they are no longer ours.
-    fn reclaim_expired(&mut self) {
-        let now = unix_ms();
-        let before = self.outstanding.len();
-        self.outstanding.retain(|_, deadline| *deadline > now);
-        let freed = before - self.outstanding.len();
-        self.credit = self
-            .credit
-            .saturating_add(u32::try_from(freed).unwrap_or(u32::MAX));
-    }
-
-    fn next_expiry(&self) -> Duration {
-        let now = unix_ms();
-        let earliest = self.outstanding.values().min().copied().unwrap_or(now);
-        Duration::from_millis(earliest.saturating_sub(now) + 1)
     }
 
     /// Answers one client frame.
@@ -252,13 +231,14 @@ impl Conn {
             "ack" | "nack" | "extend" => {
                 let f: SettleFrame = serde_json::from_value(body).map_err(parse_err)?;
                 let id = parse_message_id(&f.message_id)?;
-                (self.settle_command(op, id, f)?, Some(id))
+                let lease = f.lease;
+                (self.settle_command(op, id, f)?, Some((id, lease)))
             }
             _ => return Err(ApiError::bad("op must be ack, nack, extend or publish")),
         };
         let reply = self.s.engine.call(cmd).await;
-        if let Some(id) = settled {
-            self.after_settle(op, id, &reply);
+        if let Some((id, lease)) = settled {
+            self.after_settle(op, id, lease, &reply);
         }
         Ok(match reply? {
             Reply::Published(p) => json!({
@@ -274,18 +254,20 @@ impl Conn {
     }
 
     /// Keeps credit and lease deadlines in step with what the engine did.
-    fn after_settle(&mut self, op: &str, id: MessageId, reply: &Result<Reply, Failure>) {
+    fn after_settle(
+        &mut self,
+        op: &str,
+        id: MessageId,
+        lease: Option<u64>,
+        reply: &Result<Reply, Failure>,
+    ) {
         match (op, reply) {
             ("extend", Ok(Reply::Extended { lease_deadline })) => {
-                if let Some(d) = self.outstanding.get_mut(&id) {
-                    *d = lease_deadline.0;
-                }
+                self.credit.extend(id, lease, *lease_deadline);
             }
             // Whatever the outcome, an acked or nacked message is no longer held here (a
             // failed ack means its lease already ended), so its credit comes back.
-            ("ack" | "nack", _) if self.outstanding.remove(&id).is_some() => {
-                self.credit += 1;
-            }
+            ("ack" | "nack", _) => self.credit.settle(id, lease),
             _ => {}
         }
     }
