@@ -46,8 +46,8 @@ pub struct StreamOptions {
 
 type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value>>>>>;
 
-/// A streaming connection to one queue. Dropping it closes the socket; messages still leased
-/// to it are redelivered when their leases end.
+/// A streaming connection to one queue. Dropping it closes the socket; the server gives back
+/// the messages still leased to it at once (each counts as a delivery attempt).
 pub struct QueueStream<T> {
     queue: String,
     consumer_id: String,
@@ -289,7 +289,8 @@ impl<T: DeserializeOwned> QueueStream<T> {
         Ok(PublishConfirm(self.send(frame).await?))
     }
 
-    /// Closes the connection politely. Unacked deliveries are redelivered after their leases.
+    /// Closes the connection politely. The server gives back unacked deliveries at once (each
+    /// counts as a delivery attempt).
     ///
     /// # Errors
     /// Transport errors while closing.

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use synap_core::{
-    Command, Delivery, Engine, Error, Event, PubMessage, QueueStats, Reply, WaiterId,
+    Command, Delivery, Engine, Error, Event, MessageId, PubMessage, QueueStats, Reply, WaiterId,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
@@ -26,6 +26,27 @@ pub(crate) const EVENT_BUFFER: usize = 4096;
 /// A consume's outcome: the leased messages, empty when a long-poll ended with nothing.
 pub(crate) type ConsumeResult = Result<Vec<Delivery>, Error>;
 
+/// The error text kept with a message given back because its consumer left.
+pub(crate) const DISCONNECTED: &str = "consumer disconnected";
+
+/// One lease of one message, as needed to give it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Leased {
+    pub(crate) queue: Arc<str>,
+    pub(crate) message_id: MessageId,
+    pub(crate) lease: u64,
+}
+
+impl From<&Delivery> for Leased {
+    fn from(d: &Delivery) -> Self {
+        Self {
+            queue: Arc::clone(&d.queue),
+            message_id: d.message_id,
+            lease: d.lease,
+        }
+    }
+}
+
 /// What a handler asks of the engine task.
 pub(crate) enum Request {
     /// Any command with a direct reply.
@@ -39,8 +60,11 @@ pub(crate) enum Request {
         token: u64,
         reply: oneshot::Sender<ConsumeResult>,
     },
-    /// The client behind consume `token` hung up: withdraw its waiter if still parked.
-    Abandon { token: u64 },
+    /// The client behind consume `token` hung up: withdraw its waiter if still parked, and give
+    /// back the messages its reply carried if they were never read.
+    Abandon { token: u64, returned: Vec<Delivery> },
+    /// A connection closed while holding these leases: give the messages back now.
+    GiveBack { leases: Vec<Leased> },
     /// Subscribe a connection: pushed messages go to `sink`, whose free room is the credit.
     Subscribe {
         patterns: Vec<String>,
@@ -144,7 +168,11 @@ impl EngineTask {
                 let _ = reply.send(result);
             }
             Request::Consume { cmd, token, reply } => self.consume(cmd, token, reply),
-            Request::Abandon { token } => self.abandon(token),
+            Request::Abandon { token, returned } => {
+                self.abandon(token);
+                self.give_back(returned.iter().map(Leased::from));
+            }
+            Request::GiveBack { leases } => self.give_back(leases),
             Request::Subscribe {
                 patterns,
                 sink,
@@ -170,7 +198,11 @@ impl EngineTask {
         }
         match self.engine.handle(self.clock.now(), cmd) {
             Ok(Reply::Messages { messages }) => {
-                let _ = reply.send(Ok(messages));
+                // The client left before the answer: the messages would sit leased to nobody
+                // until their leases end, so they go back at once, as for a parked consumer.
+                if let Err(Ok(messages)) = reply.send(Ok(messages)) {
+                    self.give_back(messages.iter().map(Leased::from));
+                }
             }
             Ok(Reply::Waiting { waiter_id }) => {
                 self.by_token.insert(token, waiter_id);
@@ -280,20 +312,33 @@ impl EngineTask {
             }
             None => Some(messages),
         };
-        // The client left between the lease and the reply: give the messages back now rather
-        // than let them sit until their lease expires (it counts as a failed delivery either
-        // way, so `max_retries` still bounds redeliveries).
-        for m in returned.unwrap_or_default() {
+        // The client left between the lease and the reply.
+        self.give_back(returned.iter().flatten().map(Leased::from));
+    }
+
+    /// Returns leased messages whose consumer is gone to their queues now, rather than let them
+    /// sit until their leases end. The engine has no release without a penalty, so this is a
+    /// nack (requeue, no delay) under the lease: it counts as a failed delivery attempt, as the
+    /// lease's end would have, and `max_retries` still bounds redeliveries.
+    fn give_back(&mut self, leases: impl IntoIterator<Item = Leased>) {
+        for l in leases {
             let cmd = Command::Nack {
-                queue: m.queue.to_string(),
-                message_id: m.message_id,
+                queue: l.queue.to_string(),
+                message_id: l.message_id,
                 requeue: true,
                 delay_ms: Some(0),
-                error: Some("consumer disconnected before delivery".into()),
-                lease: Some(m.lease),
+                error: Some(DISCONNECTED.into()),
+                lease: Some(l.lease),
             };
-            if let Err(e) = self.engine.handle(self.clock.now(), cmd) {
-                warn!(error = %e, "could not return an undelivered message");
+            match self.engine.handle(self.clock.now(), cmd) {
+                Ok(_) => debug!(message_id = %l.message_id, "message given back"),
+                // Settled, expired or deleted meanwhile: nothing left to give back.
+                Err(
+                    Error::LeaseMismatch { .. }
+                    | Error::MessageNotFound { .. }
+                    | Error::QueueNotFound { .. },
+                ) => {}
+                Err(e) => warn!(error = %e, "could not give back a leased message"),
             }
         }
     }
@@ -318,5 +363,116 @@ impl EngineTask {
                 let _ = self.engine.handle(self.clock.now(), cmd);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use synap_core::{EngineConfig, Json, PublishMessage};
+
+    use super::*;
+
+    fn task() -> EngineTask {
+        let (events, _) = broadcast::channel(16);
+        EngineTask::new(
+            Engine::new(EngineConfig::default(), 7),
+            events,
+            Clock::new(),
+        )
+    }
+
+    fn call(t: &mut EngineTask, cmd: Command) -> Result<Reply, Error> {
+        let (reply, mut rx) = oneshot::channel();
+        t.on_request(Request::Call { cmd, reply });
+        rx.try_recv().expect("answered at once")
+    }
+
+    fn publish(t: &mut EngineTask) {
+        let message = PublishMessage {
+            message: Some(Json::from_trusted_text("1")),
+            ..PublishMessage::default()
+        };
+        let cmd = Command::Publish {
+            queue: "q".into(),
+            message,
+        };
+        call(t, cmd).expect("published");
+    }
+
+    fn consume_now() -> Command {
+        Command::Consume {
+            queue: "q".into(),
+            wait_ms: 0,
+            lease_ms: Some(60_000),
+            max_messages: 1,
+            consumer_id: None,
+        }
+    }
+
+    /// (ready, in flight, nacked total) of queue `q`.
+    fn counts(t: &mut EngineTask) -> (u64, u64, u64) {
+        match call(t, Command::Stats { queue: "q".into() }) {
+            Ok(Reply::Stats(s)) => (s.ready, s.in_flight, s.nacked_total),
+            other => panic!("stats: {other:?}"),
+        }
+    }
+
+    /// Consumes at once, reading the reply.
+    fn take_one(t: &mut EngineTask, token: u64) -> Vec<Delivery> {
+        let (reply, mut rx) = oneshot::channel();
+        t.on_request(Request::Consume {
+            cmd: consume_now(),
+            token,
+            reply,
+        });
+        rx.try_recv().expect("answered at once").expect("consumed")
+    }
+
+    #[test]
+    fn an_immediate_answer_nobody_receives_is_given_back() {
+        let mut t = task();
+        publish(&mut t);
+        let (reply, rx) = oneshot::channel();
+        drop(rx);
+        t.on_request(Request::Consume {
+            cmd: consume_now(),
+            token: 1,
+            reply,
+        });
+        assert_eq!(counts(&mut t), (1, 0, 1), "back in the queue, as a nack");
+        let again = take_one(&mut t, 2);
+        assert_eq!(again[0].retry_count, 1, "it counted as a delivery attempt");
+    }
+
+    #[test]
+    fn an_abandoned_consume_gives_back_the_messages_it_never_read() {
+        let mut t = task();
+        publish(&mut t);
+        let returned = take_one(&mut t, 1);
+        assert_eq!(counts(&mut t), (0, 1, 0));
+        t.on_request(Request::Abandon { token: 1, returned });
+        assert_eq!(counts(&mut t), (1, 0, 1));
+    }
+
+    #[test]
+    fn giving_back_a_settled_or_redelivered_lease_changes_nothing() {
+        let mut t = task();
+        publish(&mut t);
+        let first = take_one(&mut t, 1);
+        t.on_request(Request::GiveBack {
+            leases: vec![Leased::from(&first[0])],
+        });
+        let second = take_one(&mut t, 2);
+        // The first lease is over: giving it back again must not touch the new delivery.
+        t.on_request(Request::GiveBack {
+            leases: vec![Leased::from(&first[0])],
+        });
+        assert_eq!(counts(&mut t), (0, 1, 1));
+        let ack = Command::Ack {
+            queue: "q".into(),
+            message_id: second[0].message_id,
+            lease: Some(second[0].lease),
+        };
+        call(&mut t, ack).expect("the second lease still holds");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use synap_core::{Command, Delivery, Error, PubMessage, QueueStats, Reply};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine_task::Request;
+use crate::engine_task::{ConsumeResult, Leased, Request};
 
 /// Why a call did not reach a reply.
 #[derive(Debug)]
@@ -57,7 +57,8 @@ impl EngineHandle {
     }
 
     /// Runs a `Command::Consume`, waiting while it is parked. Dropping the returned future
-    /// (the client hung up) withdraws the waiter.
+    /// (the client hung up) withdraws the waiter and gives back any messages already leased to
+    /// it: see `AbandonGuard`.
     pub(crate) async fn consume(&self, cmd: Command) -> Result<Vec<Delivery>, Failure> {
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (reply, rx) = oneshot::channel();
@@ -65,11 +66,19 @@ impl EngineHandle {
         let mut guard = AbandonGuard {
             tx: self.tx.clone(),
             token,
-            armed: true,
+            rx: Some(rx),
         };
-        let result = rx.await;
-        guard.armed = false;
+        let result = guard.rx.as_mut().expect("set above").await;
+        // Answered and read: nothing is left to abandon.
+        guard.rx = None;
         Ok(result.map_err(|_| Failure::Unavailable)??)
+    }
+
+    /// Gives back messages a closing connection still holds (see `EngineTask::give_back`).
+    pub(crate) async fn give_back(&self, leases: Vec<Leased>) {
+        if !leases.is_empty() {
+            let _ = self.send(Request::GiveBack { leases }).await;
+        }
     }
 
     /// Subscribes a connection whose pushed messages arrive on `sink`; returns the subscriber id.
@@ -111,19 +120,34 @@ impl EngineHandle {
     }
 }
 
-/// Tells the engine task that a consume's client left, unless disarmed.
+/// Owns a consume's reply channel while it is awaited. Dropped before the reply was read (the
+/// client hung up), it tells the engine task to withdraw the waiter, and hands back the
+/// messages of a reply that had already been sent, which would otherwise die in the channel
+/// while still leased.
 struct AbandonGuard {
     tx: mpsc::Sender<Request>,
     token: u64,
-    armed: bool,
+    /// `None` once the reply was read.
+    rx: Option<oneshot::Receiver<ConsumeResult>>,
 }
 
 impl Drop for AbandonGuard {
     fn drop(&mut self) {
-        if !self.armed {
+        let Some(mut rx) = self.rx.take() else {
             return;
-        }
-        let req = Request::Abandon { token: self.token };
+        };
+        // Closing first settles the race with the engine task: a reply sent before this is
+        // in the channel and read here; one sent after fails, and the engine task gives
+        // those messages back itself.
+        rx.close();
+        let returned = match rx.try_recv() {
+            Ok(Ok(messages)) => messages,
+            _ => Vec::new(),
+        };
+        let req = Request::Abandon {
+            token: self.token,
+            returned,
+        };
         if let Err(mpsc::error::TrySendError::Full(req)) = self.tx.try_send(req) {
             // The channel is busy; a Drop cannot wait, so a small task delivers it.
             let tx = self.tx.clone();
@@ -133,5 +157,96 @@ impl Drop for AbandonGuard {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use synap_core::Millis;
+
+    use super::*;
+
+    fn delivery() -> Delivery {
+        Delivery {
+            queue: "q".into(),
+            message_id: synap_core::MessageId::from_u128(1),
+            message: None,
+            payload: None,
+            priority: 5,
+            retry_count: 0,
+            max_retries: 3,
+            headers: synap_core::Headers::default(),
+            lease: 7,
+            lease_deadline: Millis(60_000),
+            published_at: Millis(0),
+        }
+    }
+
+    fn consume_cmd() -> Command {
+        Command::Consume {
+            queue: "q".into(),
+            wait_ms: 1_000,
+            lease_ms: None,
+            max_messages: 1,
+            consumer_id: None,
+        }
+    }
+
+    /// A consume future that has sent its request, and that request as the engine sees it.
+    async fn sent_consume<'h>(
+        handle: &'h EngineHandle,
+        engine: &mut mpsc::Receiver<Request>,
+    ) -> (
+        std::pin::Pin<Box<impl Future<Output = Result<Vec<Delivery>, Failure>> + 'h>>,
+        u64,
+        oneshot::Sender<ConsumeResult>,
+    ) {
+        let mut fut = Box::pin(handle.consume(consume_cmd()));
+        assert!(futures_util::poll!(&mut fut).is_pending());
+        match engine.try_recv() {
+            Ok(Request::Consume { token, reply, .. }) => (fut, token, reply),
+            _ => panic!("expected the consume request"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_answer_sent_but_never_read_is_handed_back_on_drop() {
+        let (tx, mut engine) = mpsc::channel(8);
+        let handle = EngineHandle::new(tx);
+        let (fut, token, reply) = sent_consume(&handle, &mut engine).await;
+        reply.send(Ok(vec![delivery()])).expect("receiver open");
+        drop(fut);
+        match engine.try_recv() {
+            Ok(Request::Abandon { token: t, returned }) => {
+                assert_eq!((t, returned), (token, vec![delivery()]));
+            }
+            _ => panic!("expected an abandon carrying the unread messages"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_drop_before_the_answer_closes_the_reply_channel() {
+        let (tx, mut engine) = mpsc::channel(8);
+        let handle = EngineHandle::new(tx);
+        let (fut, token, reply) = sent_consume(&handle, &mut engine).await;
+        drop(fut);
+        match engine.try_recv() {
+            Ok(Request::Abandon { token: t, returned }) => {
+                assert_eq!((t, returned.len()), (token, 0));
+            }
+            _ => panic!("expected an abandon"),
+        }
+        // A later answer fails to send, so the engine task keeps its messages to give back.
+        assert!(reply.send(Ok(vec![delivery()])).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_read_answer_abandons_nothing() {
+        let (tx, mut engine) = mpsc::channel(8);
+        let handle = EngineHandle::new(tx);
+        let (fut, _, reply) = sent_consume(&handle, &mut engine).await;
+        reply.send(Ok(vec![delivery()])).expect("receiver open");
+        assert_eq!(fut.await.expect("answered"), vec![delivery()]);
+        assert!(engine.try_recv().is_err(), "no abandon after a read answer");
     }
 }

@@ -189,9 +189,54 @@ async fn the_queue_websocket_streams_with_credit() {
     ws_send(&mut ws, &json!({"op": "dance"})).await;
     assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "error");
     drop(ws);
-    // The third message was pushed but never acked; closing leaves it to its lease.
-    let s = api.stats("stream").await;
-    assert_eq!(s["acked_total"], 1);
+    // The third message was pushed but never acked; closing the socket gives it back at once
+    // (as a nack), long before its 30 s lease would end.
+    let s = api
+        .wait_stats("stream", "the unacked message back", |s| s["ready"] == 1)
+        .await;
+    assert_eq!(
+        (s["acked_total"].clone(), s["in_flight"].clone()),
+        (json!(1), json!(0))
+    );
+}
+
+#[tokio::test]
+async fn closing_a_queue_socket_gives_back_what_it_held() {
+    let api = Api::start();
+    let url = api.srv.ws_url("/queue/held/ws?prefetch=2&ack_deadline=60");
+    let mut ws = ws_connect(&url).await;
+    ws_expect(&mut ws, "connected").await;
+    let a = api.publish("held", json!({"message": "a"})).await;
+    let b = api.publish("held", json!({"message": "b"})).await;
+    let mut got = vec![
+        ws_expect(&mut ws, "message").await["message_id"].clone(),
+        ws_expect(&mut ws, "message").await["message_id"].clone(),
+    ];
+    got.sort_by_key(|v| v.as_str().map(str::to_owned));
+    let mut want = vec![json!(a), json!(b)];
+    want.sort_by_key(|v| v.as_str().map(str::to_owned));
+    assert_eq!(got, want);
+    assert_eq!(api.stats("held").await["in_flight"], 2);
+    ws.close(None).await.expect("close");
+    // Their 60 s leases would strand them; the close gives them back now.
+    let s = api
+        .wait_stats("held", "both messages back", |s| s["ready"] == 2)
+        .await;
+    assert_eq!(
+        (s["in_flight"].clone(), s["nacked_total"].clone()),
+        (json!(0), json!(2)),
+        "{s}"
+    );
+    let again = api.consume("held", json!({"max_messages": 2})).await;
+    assert_eq!(again.len(), 2);
+    for m in &again {
+        assert_eq!(
+            m["retry_count"], 1,
+            "a give-back counts as a delivery attempt: {m}"
+        );
+    }
+    let dlq = api.ok_get("/queue/held/dlq").await;
+    assert_eq!(dlq["total"], 0);
 }
 
 /// The next frame of type `kind`, failing on any other frame.

@@ -3,10 +3,12 @@
 //! The server pushes up to `prefetch` unacked messages (credit-based, like AMQP's
 //! basic.consume): each delivered message takes one credit, and an ack or nack of it (or the end
 //! of its lease) gives the credit back (see `ws_credit`). The client sends `ack`, `nack`, `extend` and `publish`
-//! frames and gets one confirm per frame, in order, so producers can pipeline publishes. The
-//! frame format is documented in docs/api.md.
+//! frames and gets one confirm per frame, in order, so producers can pipeline publishes. When
+//! the socket closes, the messages it still holds go back to the queue. The frame format is
+//! documented in docs/api.md.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::State;
@@ -21,6 +23,7 @@ use super::AppState;
 use super::error::{ApiError, ApiQuery, QueueName, WsUpgrade};
 use super::wire::{PublishBody, delivery_json, parse_message_id};
 use super::ws_credit::Credit;
+use crate::engine_task::Leased;
 use crate::handle::Failure;
 use crate::settings::secs_to_ms;
 
@@ -147,6 +150,27 @@ impl Conn {
                 }
             }
         }
+        // A consume answered but not read yet gives its messages back as its guard drops.
+        drop(pending);
+        self.give_back_held().await;
+    }
+
+    /// Gives back every message this connection still holds, written to the socket or not: as
+    /// AMQP requeues a closed channel's unacked deliveries, they go back to the queue now rather
+    /// than when their leases end. The engine counts each as a failed delivery attempt.
+    async fn give_back_held(&mut self) {
+        let queue: Arc<str> = Arc::from(self.queue.as_str());
+        let leases = self
+            .credit
+            .drain()
+            .into_iter()
+            .map(|(message_id, lease)| Leased {
+                queue: Arc::clone(&queue),
+                message_id,
+                lease,
+            })
+            .collect();
+        self.s.engine.give_back(leases).await;
     }
 
     fn start_consume(&self) -> Pending {
@@ -161,7 +185,9 @@ impl Conn {
         Box::pin(async move { engine.consume(cmd).await })
     }
 
-    /// Sends delivered messages; false when the connection should end.
+    /// Sends delivered messages; false when the connection should end. Every message is held
+    /// before the first is written, so those a failed write leaves unsent are given back with
+    /// the rest when the connection ends.
     async fn on_delivered(
         &mut self,
         socket: &mut WebSocket,
