@@ -163,7 +163,7 @@ fn line(label: &str, out: &mut Outcome) -> String {
         let _ = write!(s, "  INCOMPLETE: {done} of {target}");
     }
     if out.timed_out {
-        let _ = write!(s, ", timed out at {:.0} s", out.elapsed.as_secs_f64());
+        let _ = write!(s, ", timed out at {:.1} s", out.elapsed.as_secs_f64());
     }
     if let Some(first) = out.errors.first() {
         let _ = write!(s, ", {} errors, first: {first}", out.errors.len());

@@ -21,6 +21,8 @@ const WINDOW: usize = 256;
 const PREFETCH: u32 = 64;
 /// How long a worker waits for a message before checking whether it is done.
 const POLL: Duration = Duration::from_millis(250);
+/// How long tasks may run past the time limit before they are aborted.
+const GRACE: Duration = Duration::from_secs(5);
 /// Padding that brings a message body to about 150 bytes of JSON.
 pub(crate) const PAD_LEN: usize = 126;
 
@@ -149,7 +151,8 @@ pub(crate) async fn run(
         set.spawn(async move { task.await.map(|()| Vec::new()) });
     }
     let (mut latencies, mut errors) = (Vec::new(), Vec::new());
-    let joined = tokio::time::timeout_at((deadline + limit / 10).into(), async {
+    // In-flight calls get a grace period past the deadline, then are aborted.
+    let joined = tokio::time::timeout_at((deadline + GRACE).into(), async {
         while let Some(r) = set.join_next().await {
             match r.map_err(ctx("task")).and_then(|r| r) {
                 Ok(l) => latencies.extend(l),
@@ -169,7 +172,12 @@ pub(crate) async fn run(
     Outcome {
         done: counter.load(Ordering::Relaxed),
         target,
-        elapsed: sh.end.get().copied().unwrap_or_else(Instant::now) - t0,
+        elapsed: sh
+            .end
+            .get()
+            .copied()
+            .unwrap_or_else(|| Instant::now().min(deadline))
+            - t0,
         timed_out: sh.end.get().is_none() && sh.late(),
         latencies,
         errors,
