@@ -122,6 +122,8 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         auth: Arc::new(Auth::new(config.api_keys.clone())),
         metrics: Arc::new(http::HttpMetrics::default()),
         max_body_bytes: config.max_body_bytes,
+        max_message_bytes: config.engine.limits.max_payload_bytes,
+        max_value_bytes: config.engine.limits.max_value_bytes,
         clock,
     };
     let app = http::router(state);

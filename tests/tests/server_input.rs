@@ -295,6 +295,67 @@ async fn websocket_messages_over_the_limits_close_the_connection() {
     );
 }
 
+/// A `queue.publish` envelope whose payload is `n` bytes of 255 (4 bytes of JSON each).
+fn byte_publish(n: usize) -> String {
+    let bytes = vec!["255"; n].join(",");
+    format!(
+        r#"{{"command": "queue.publish", "request_id": "r", "payload": {{"queue": "b", "payload": [{bytes}]}}}}"#
+    )
+}
+
+#[tokio::test]
+async fn one_message_routes_take_the_largest_message_and_little_more() {
+    // Body limit 8 MiB, messages and values 100 000 bytes: one-message routes allow
+    // 4 × 100 000 + 64 KiB.
+    let yaml = "limits:\n  max_message_bytes: 100000\n  max_value_bytes: 100000\n";
+    let api = Api::with(Server::start_with(Options {
+        config_yaml: Some(yaml),
+        ..Options::default()
+    }));
+    // The largest message in its most verbose form still fits.
+    let (status, v) = api.post_raw("/api/v1/command", byte_publish(100_000)).await;
+    assert_eq!((status, v["success"].clone()), (200, json!(true)), "{v}");
+    // One byte more is refused while decoding, with the engine's error.
+    let (status, v) = api.post_raw("/api/v1/command", byte_publish(100_001)).await;
+    assert_eq!(status, 200, "{v}");
+    let e = v["error"].as_str().unwrap_or_default();
+    assert!(e.starts_with("payload too large"), "{v}");
+    // Far bigger bodies are refused before they are parsed, on every one-message route.
+    let zeros = vec!["0"; 300_000].join(",");
+    let big_envelope = format!(
+        r#"{{"command": "queue.publish", "request_id": "r", "payload": {{"queue": "b", "payload": [{zeros}]}}}}"#
+    );
+    let cases = [
+        ("/api/v1/command", big_envelope),
+        ("/queue/b/publish", format!(r#"{{"payload": [{zeros}]}}"#)),
+        ("/kv/set", format!(r#"{{"key": "k", "value": [{zeros}]}}"#)),
+        ("/pubsub/t/publish", format!(r#"{{"message": [{zeros}]}}"#)),
+    ];
+    for (path, body) in cases {
+        assert!(body.len() > 500_000 && body.len() < 8 << 20);
+        let (status, v) = api.post_raw(path, body).await;
+        assert_eq!(
+            (status, v["code"].clone()),
+            (413, json!("payload_too_large")),
+            "{path}: {v}"
+        );
+        let e = v["error"].as_str().unwrap_or_default();
+        assert!(
+            e.contains("request body"),
+            "{path}: refused by the body limit: {v}"
+        );
+    }
+    // Batch routes keep the whole body limit.
+    let batch: Vec<Value> = (0..60)
+        .map(|_| json!({"message": "m".repeat(9_000)}))
+        .collect();
+    let v = api
+        .ok("/queue/b/publish_batch", json!({ "messages": batch }))
+        .await;
+    assert_eq!(v["messages"].as_array().map(Vec::len), Some(60));
+    assert_eq!(api.stats("b").await["depth"], 61);
+}
+
 #[tokio::test]
 async fn the_default_body_limit_applies() {
     let api = Api::start();

@@ -4,14 +4,24 @@
 //! with both `payload` and `error` always present, HTTP 200 for every envelope that parsed.
 //! Payload fields are read leniently: `null` and wrong types count as absent. Shapes follow
 //! SYNAP_WIRE.md; semantics are Synap's own (DESIGN.md §3).
+//!
+//! The envelope is read without building a JSON tree of its payload first: `payload` stays
+//! raw text until the command is known, and `queue.publish` decodes its byte array straight
+//! into bytes (see `byte_array`), so a large message costs its size, not 16–32 times it.
+
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use synap_core::{Command, Delivery, Error, PublishMessage, Reply};
 
 use super::AppState;
+use super::byte_array::ByteArray;
 use super::error::{ApiError, body_bytes};
 use super::{envelope_kv, envelope_pubsub};
 use crate::handle::Failure;
@@ -76,28 +86,48 @@ pub(super) async fn call(s: &AppState, cmd: Command) -> Result<Reply, String> {
     s.engine.call(cmd).await.map_err(wire_error)
 }
 
+/// The envelope, its fields kept as raw JSON text (borrowed from the body) until needed.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default, borrow)]
+    command: Option<&'a RawValue>,
+    #[serde(default)]
+    request_id: Value,
+    #[serde(default, borrow)]
+    payload: Option<&'a RawValue>,
+}
+
+/// Parses the envelope object; the error is the 400 to answer.
+fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, ApiError> {
+    let invalid = |e: serde_json::Error| ApiError::bad(format!("invalid JSON body: {e}"));
+    // Checked first: serde would also take an array as the struct's fields in order.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        serde_json::from_slice::<IgnoredAny>(bytes).map_err(invalid)?;
+        return Err(ApiError::bad("the envelope must be a JSON object"));
+    }
+    serde_json::from_slice(bytes).map_err(invalid)
+}
+
 /// `POST /api/v1/command`.
 pub(crate) async fn command(State(s): State<AppState>, req: Request) -> Response {
     let bytes = match body_bytes(req, &s).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let envelope: Value = match serde_json::from_slice(&bytes) {
-        Ok(v @ Value::Object(_)) => v,
-        Ok(_) => return ApiError::bad("the envelope must be a JSON object").into_response(),
-        Err(e) => return ApiError::bad(format!("invalid JSON body: {e}")).into_response(),
+    let envelope = match parse_envelope(&bytes) {
+        Ok(e) => e,
+        Err(e) => return e.into_response(),
     };
-    let Some(name) = envelope.get("command").and_then(Value::as_str) else {
+    let name = envelope
+        .command
+        .and_then(|c| serde_json::from_str::<String>(c.get()).ok());
+    let Some(name) = name else {
         return ApiError::bad("missing `command` (a string such as \"queue.publish\")")
             .into_response();
     };
-    let request_id = envelope.get("request_id").cloned().unwrap_or(Value::Null);
-    let empty = Value::Object(Map::new());
-    let payload = envelope
-        .get("payload")
-        .filter(|p| !p.is_null())
-        .unwrap_or(&empty);
-    let body = match dispatch(&s, name, payload).await {
+    let request_id = envelope.request_id;
+    let payload = envelope.payload.filter(|p| p.get() != "null");
+    let body = match dispatch(&s, &name, payload).await {
         Ok(payload) => {
             json!({"success": true, "request_id": request_id, "payload": payload, "error": null})
         }
@@ -108,8 +138,15 @@ pub(crate) async fn command(State(s): State<AppState>, req: Request) -> Response
     Json(body).into_response()
 }
 
-async fn dispatch(s: &AppState, name: &str, p: &Value) -> Outcome {
-    let f = Fields(p);
+async fn dispatch(s: &AppState, name: &str, raw: Option<&RawValue>) -> Outcome {
+    // The one command whose payload may be large; every other payload is small.
+    if name == "queue.publish" {
+        return publish(s, raw).await;
+    }
+    let p = raw
+        .and_then(|r| serde_json::from_str(r.get()).ok())
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    let f = Fields(&p);
     let unknown = || Err(format!("Unknown command: {name}"));
     match name.split_once('.') {
         Some(("queue", op)) => match queue_op(s, op, &f).await {
@@ -127,7 +164,6 @@ async fn dispatch(s: &AppState, name: &str, p: &Value) -> Outcome {
 async fn queue_op(s: &AppState, op: &str, f: &Fields<'_>) -> Option<Outcome> {
     Some(match op {
         "create" => create(s, f).await,
-        "publish" => publish(s, f).await,
         "consume" => consume(s, f).await,
         "ack" | "nack" => ack_or_nack(s, op == "ack", f).await,
         "stats" => stats(s, f).await,
@@ -205,25 +241,37 @@ async fn create(s: &AppState, f: &Fields<'_>) -> Outcome {
     }
 }
 
-/// The byte array of `payload`: integers are cast to bytes (wrapping), other elements dropped.
-fn payload_bytes(f: &Fields<'_>) -> Result<Vec<u8>, String> {
-    let list = f
-        .get("payload")
-        .and_then(Value::as_array)
-        .ok_or("Invalid request: Missing 'payload' field")?;
-    // Wrapping to a byte is the documented reading of out-of-range integers.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let bytes = list
-        .iter()
-        .filter_map(|v| v.as_i64().or_else(|| v.as_u64().map(|u| u as i64)))
-        .map(|i| i as u8)
+/// Splits a `queue.publish` payload into its byte array, still as text, and its other (small)
+/// fields as a `Value`.
+fn split_publish(raw: Option<&RawValue>) -> Result<(Option<&RawValue>, Value), String> {
+    // A payload that is not an object has no fields, as when it was read as a `Value`.
+    let mut fields: BTreeMap<String, &RawValue> = match raw {
+        Some(r) if r.get().starts_with('{') => {
+            serde_json::from_str(r.get()).map_err(|e| format!("Invalid request: {e}"))?
+        }
+        _ => BTreeMap::new(),
+    };
+    let array = fields
+        .remove("payload")
+        .filter(|p| p.get().starts_with('['));
+    let rest = fields
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, serde_json::from_str(v.get()).ok()?)))
         .collect();
-    Ok(bytes)
+    Ok((array, Value::Object(rest)))
 }
 
-async fn publish(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn publish(s: &AppState, raw: Option<&RawValue>) -> Outcome {
+    let (array, rest) = split_publish(raw)?;
+    let f = &Fields(&rest);
     let queue = f.need("queue")?;
-    let payload = payload_bytes(f)?;
+    let array = array.ok_or("Invalid request: Missing 'payload' field")?;
+    // Integers are cast to bytes (wrapping), other elements dropped; past the message limit,
+    // decoding stops with a `payload too large` error.
+    let payload = ByteArray {
+        max: s.max_message_bytes,
+    }
+    .decode(array.get())?;
     let headers = f
         .object("headers")
         .map(|m| {

@@ -1,6 +1,7 @@
 //! The HTTP surface: REST, the command envelope, WebSocket and SSE routes, auth and metrics.
 
 mod auth;
+mod byte_array;
 mod envelope;
 mod envelope_kv;
 mod envelope_pubsub;
@@ -50,17 +51,44 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<HttpMetrics>,
     /// Largest request body, and largest message a queue WebSocket client may send.
     pub(crate) max_body_bytes: usize,
+    /// Largest message body (the engine's `max_payload_bytes`).
+    pub(crate) max_message_bytes: usize,
+    /// Largest KV value (the engine's `max_value_bytes`).
+    pub(crate) max_value_bytes: usize,
     /// The engine's clock, for lease deadlines kept outside the engine.
     pub(crate) clock: Clock,
 }
 
-/// The application router with every route, auth and metrics layers, and the body limit.
+/// Slack over the largest message in a one-message body: the other fields, whitespace.
+const SINGLE_BODY_SLACK: usize = 64 << 10;
+
+/// The body limit of a route that carries one message or value of at most `largest` bytes:
+/// room for it in its most verbose form, a byte array (`255,` is 4 bytes of JSON per byte),
+/// plus slack, and never more than `max_body_bytes`. JSON bodies are parsed into trees of
+/// 32-byte nodes, so a limit near the content's size bounds their memory too; batch routes
+/// keep `max_body_bytes`.
+fn single_body_limit(max_body_bytes: usize, largest: usize) -> DefaultBodyLimit {
+    let limit = largest
+        .saturating_mul(4)
+        .saturating_add(SINGLE_BODY_SLACK)
+        .min(max_body_bytes);
+    DefaultBodyLimit::max(limit)
+}
+
+/// The application router with every route, auth and metrics layers, and the body limits.
 pub(crate) fn router(state: AppState) -> Router {
     let max_body_bytes = state.max_body_bytes;
+    let message = single_body_limit(max_body_bytes, state.max_message_bytes);
+    let value = single_body_limit(max_body_bytes, state.max_value_bytes);
+    // The envelope carries messages (`queue.publish`, `pubsub.publish`) and values (`kv.set`).
+    let envelope = single_body_limit(
+        max_body_bytes,
+        state.max_message_bytes.max(state.max_value_bytes),
+    );
     let queue = Router::new()
         .route("/queue/list", get(queue::list))
         .route("/queue/{name}", post(queue::create).delete(queue::delete))
-        .route("/queue/{name}/publish", post(queue::publish))
+        .route("/queue/{name}/publish", post(queue::publish).layer(message))
         .route("/queue/{name}/publish_batch", post(queue::publish_batch))
         .route("/queue/{name}/consume", post(queue::consume))
         .route(
@@ -78,7 +106,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/queue/{name}/purge", post(queue::purge))
         .route("/queue/{name}/ws", get(queue_ws::ws));
     let kv = Router::new()
-        .route("/kv/set", post(kv::set))
+        .route("/kv/set", post(kv::set).layer(value))
         .route("/kv/get/{key}", get(kv::get))
         .route("/kv/del/{key}", delete(kv::del))
         .route("/kv/exists/{key}", get(kv::exists))
@@ -91,11 +119,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/kv/mset", post(kv::mset))
         .route("/kv/stats", get(kv::stats));
     let other = Router::new()
-        .route("/pubsub/{topic}/publish", post(pubsub::publish))
+        .route(
+            "/pubsub/{topic}/publish",
+            post(pubsub::publish).layer(message),
+        )
         .route("/pubsub/ws", get(pubsub::ws))
         .route("/pubsub/sse", get(pubsub::sse))
         .route("/pubsub/stats", get(pubsub::stats))
-        .route("/api/v1/command", post(envelope::command))
+        .route("/api/v1/command", post(envelope::command).layer(envelope))
         .route("/events", get(events::events))
         .route("/metrics", get(metrics::metrics))
         .route("/health", get(health));
@@ -175,6 +206,8 @@ pub(crate) mod tests {
             auth: Arc::new(Auth::default()),
             metrics: Arc::new(HttpMetrics::default()),
             max_body_bytes: 1 << 20,
+            max_message_bytes: 1 << 18,
+            max_value_bytes: 1 << 18,
             clock: Clock::new(),
         }
     }
