@@ -357,6 +357,52 @@ async fn one_message_routes_take_the_largest_message_and_little_more() {
 }
 
 #[tokio::test]
+async fn queue_socket_frames_over_the_one_message_limit_are_refused_unread() {
+    let yaml = "limits:\n  max_message_bytes: 100000\n";
+    let api = Api::with(Server::start_with(Options {
+        config_yaml: Some(yaml),
+        ..Options::default()
+    }));
+    let mut ws = ws_connect(&api.srv.ws_url("/queue/f/ws?prefetch=0")).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "connected");
+    // 4 × 100 000 + 64 KiB is the limit; this frame is bigger (but under the 8 MiB body limit).
+    let zeros = vec!["0"; 300_000].join(",");
+    let big = format!(r#"{{"op": "publish", "id": 1, "payload": [{zeros}]}}"#);
+    ws_send_text(&mut ws, big).await;
+    let f = ws_next(&mut ws).await.expect("the socket stays open");
+    assert_eq!(
+        (f["type"].clone(), f["code"].clone()),
+        (json!("error"), json!("payload_too_large")),
+        "{f}"
+    );
+    let long_id = json!({"op": "publish", "id": "i".repeat(300), "message": 1});
+    ws_send_text(&mut ws, long_id.to_string()).await;
+    let f = ws_next(&mut ws).await.unwrap();
+    assert_eq!(
+        (f["code"].clone(), f["id"].clone()),
+        (json!("invalid_argument"), Value::Null),
+        "{f}"
+    );
+    // Byte payloads, `command` for `op`, and unknown fields still read as before.
+    let bytes = json!({"command": "publish", "id": [2], "payload": [104, 105]});
+    ws_send_text(&mut ws, bytes.to_string()).await;
+    let f = ws_next(&mut ws).await.unwrap();
+    assert_eq!(
+        (f["type"].clone(), f["id"].clone()),
+        (json!("published"), json!([2])),
+        "{f}"
+    );
+    let odd = json!({"op": "publish", "id": 3, "message": 1, "surprise": true});
+    ws_send_text(&mut ws, odd.to_string()).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["code"], "invalid_argument");
+    ws_send_text(&mut ws, "[1, 2]".to_owned()).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "error");
+    let m = api.consume("f", json!({})).await;
+    assert_eq!(m[0]["payload"], json!([104, 105]));
+    assert_eq!(m[0]["message"], Value::Null, "`hi` is not JSON");
+}
+
+#[tokio::test]
 async fn the_default_body_limit_applies() {
     let api = Api::start();
     let huge = json!({"message": "h".repeat(9 << 20)}).to_string();

@@ -67,12 +67,15 @@ const SINGLE_BODY_SLACK: usize = 64 << 10;
 /// plus slack, and never more than `max_body_bytes`. JSON bodies are parsed into trees of
 /// 32-byte nodes, so a limit near the content's size bounds their memory too; batch routes
 /// keep `max_body_bytes`.
-fn single_body_limit(max_body_bytes: usize, largest: usize) -> DefaultBodyLimit {
-    let limit = largest
+pub(crate) fn single_body_bytes(max_body_bytes: usize, largest: usize) -> usize {
+    largest
         .saturating_mul(4)
         .saturating_add(SINGLE_BODY_SLACK)
-        .min(max_body_bytes);
-    DefaultBodyLimit::max(limit)
+        .min(max_body_bytes)
+}
+
+fn single_body_limit(max_body_bytes: usize, largest: usize) -> DefaultBodyLimit {
+    DefaultBodyLimit::max(single_body_bytes(max_body_bytes, largest))
 }
 
 /// The application router with every route, auth and metrics layers, and the body limits.

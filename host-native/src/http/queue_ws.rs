@@ -7,6 +7,7 @@
 //! the socket closes, the messages it still holds go back to the queue. The frame format is
 //! documented in docs/api.md.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +16,8 @@ use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
 use synap_core::{Command, Delivery, MessageId, Reply};
 use tokio::time::Instant;
 
@@ -31,6 +33,8 @@ use crate::settings::secs_to_ms;
 const MAX_PREFETCH: u32 = 1000;
 /// Long-poll length of each consume the connection keeps parked.
 const PARK_MS: u64 = 30_000;
+/// Longest frame `id` (as JSON text): it is echoed back, so it is kept small.
+const MAX_ID_BYTES: usize = 256;
 
 /// Connection options.
 #[derive(Deserialize)]
@@ -221,16 +225,37 @@ impl Conn {
 
     /// Answers one client frame.
     async fn on_frame(&mut self, text: &str) -> Value {
-        let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(text) else {
+        // A frame carries one message at most: past the limit of a one-message request body,
+        // it is refused unread, as `POST /queue/{name}/publish` would refuse it.
+        let limit = super::single_body_bytes(self.s.max_body_bytes, self.s.max_message_bytes);
+        if text.len() > limit {
+            return json!({
+                "type": "error", "id": null, "code": "payload_too_large",
+                "error": format!("frame is {} bytes, the limit is {limit}", text.len()),
+            });
+        }
+        // Fields stay raw text (borrowed from the frame) until their op's type reads them, so
+        // a byte array becomes bytes, never a tree of 32-byte JSON values.
+        let Ok(mut fields) = serde_json::from_str::<BTreeMap<String, &RawValue>>(text) else {
             return json!({"type": "error", "error": "a frame must be a JSON object"});
         };
-        let op = obj
-            .remove("op")
-            .or_else(|| obj.remove("command"))
-            .and_then(|v| v.as_str().map(String::from))
+        let op_raw = fields.remove("op");
+        let command_raw = fields.remove("command");
+        let op = op_raw
+            .or(command_raw)
+            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
             .unwrap_or_default();
-        let id = obj.remove("id").unwrap_or(Value::Null);
-        let result = self.apply(&op, obj).await;
+        let id = match fields.remove("id") {
+            Some(raw) if raw.get().len() > MAX_ID_BYTES => {
+                return json!({
+                    "type": "error", "op": op, "id": null, "code": "invalid_argument",
+                    "error": format!("id: at most {MAX_ID_BYTES} bytes of JSON"),
+                });
+            }
+            Some(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+            None => Value::Null,
+        };
+        let result = self.apply(&op, &fields).await;
         match result {
             Ok(mut v) => {
                 v["op"] = json!(op);
@@ -244,18 +269,23 @@ impl Conn {
         }
     }
 
-    async fn apply(&mut self, op: &str, obj: Map<String, Value>) -> Result<Value, ApiError> {
-        let body = Value::Object(obj);
+    async fn apply(
+        &mut self,
+        op: &str,
+        fields: &BTreeMap<String, &RawValue>,
+    ) -> Result<Value, ApiError> {
         let parse_err = |e: serde_json::Error| ApiError::bad(format!("invalid {op} frame: {e}"));
+        // The op's fields as one JSON object again (raw values are written back verbatim).
+        let body = serde_json::to_string(fields).map_err(parse_err)?;
         let (cmd, settled) = match op {
             "publish" => {
-                let p: PublishBody = serde_json::from_value(body).map_err(parse_err)?;
+                let p: PublishBody = serde_json::from_str(&body).map_err(parse_err)?;
                 let message = p.into_message()?;
                 let queue = self.queue.clone();
                 (Command::Publish { queue, message }, None)
             }
             "ack" | "nack" | "extend" => {
-                let f: SettleFrame = serde_json::from_value(body).map_err(parse_err)?;
+                let f: SettleFrame = serde_json::from_str(&body).map_err(parse_err)?;
                 let id = parse_message_id(&f.message_id)?;
                 let lease = f.lease;
                 (self.settle_command(op, id, f)?, Some((id, lease)))
