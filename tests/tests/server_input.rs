@@ -375,6 +375,12 @@ async fn queue_socket_frames_over_the_one_message_limit_are_refused_unread() {
         (json!("error"), json!("payload_too_large")),
         "{f}"
     );
+    // The call is still answered by its id, so a client waiting on it is not left hanging.
+    assert_eq!(
+        (f["op"].clone(), f["id"].clone()),
+        (json!("publish"), json!(1)),
+        "{f}"
+    );
     let long_id = json!({"op": "publish", "id": "i".repeat(300), "message": 1});
     ws_send_text(&mut ws, long_id.to_string()).await;
     let f = ws_next(&mut ws).await.unwrap();

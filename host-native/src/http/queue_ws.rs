@@ -225,37 +225,41 @@ impl Conn {
 
     /// Answers one client frame.
     async fn on_frame(&mut self, text: &str) -> Value {
-        // A frame carries one message at most: past the limit of a one-message request body,
-        // it is refused unread, as `POST /queue/{name}/publish` would refuse it.
-        let limit = super::single_body_bytes(self.s.max_body_bytes, self.s.max_message_bytes);
-        if text.len() > limit {
-            return json!({
-                "type": "error", "id": null, "code": "payload_too_large",
-                "error": format!("frame is {} bytes, the limit is {limit}", text.len()),
-            });
+        if !text.trim_start().starts_with('{') {
+            return json!({"type": "error", "error": "a frame must be a JSON object"});
         }
-        // Fields stay raw text (borrowed from the frame) until their op's type reads them, so
-        // a byte array becomes bytes, never a tree of 32-byte JSON values.
-        let Ok(mut fields) = serde_json::from_str::<BTreeMap<String, &RawValue>>(text) else {
+        // A frame carries one message at most: past the limit of a one-message request body,
+        // only its `op` and `id` are read (the rest is skipped, never built), to answer the
+        // call with the error `POST /queue/{name}/publish` would give.
+        let limit = super::single_body_bytes(self.s.max_body_bytes, self.s.max_message_bytes);
+        let parsed = if text.len() > limit {
+            serde_json::from_str::<FrameHead<'_>>(text).map(|head| (head, None))
+        } else {
+            // Fields stay raw text (borrowed from the frame) until their op's type reads them,
+            // so a byte array becomes bytes, never a tree of 32-byte JSON values.
+            serde_json::from_str::<BTreeMap<String, &RawValue>>(text)
+                .map(|mut fields| (FrameHead::take(&mut fields), Some(fields)))
+        };
+        let Ok((head, fields)) = parsed else {
             return json!({"type": "error", "error": "a frame must be a JSON object"});
         };
-        let op_raw = fields.remove("op");
-        let command_raw = fields.remove("command");
-        let op = op_raw
-            .or(command_raw)
-            .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
-            .unwrap_or_default();
-        let id = match fields.remove("id") {
-            Some(raw) if raw.get().len() > MAX_ID_BYTES => {
+        let op = head.op();
+        let id = match head.id() {
+            Ok(id) => id,
+            Err(e) => {
                 return json!({
-                    "type": "error", "op": op, "id": null, "code": "invalid_argument",
-                    "error": format!("id: at most {MAX_ID_BYTES} bytes of JSON"),
+                    "type": "error", "op": op, "id": null, "error": e.message(), "code": e.code(),
                 });
             }
-            Some(raw) => serde_json::from_str(raw.get()).unwrap_or(Value::Null),
-            None => Value::Null,
         };
-        let result = self.apply(&op, &fields).await;
+        let result = match fields {
+            Some(fields) => self.apply(&op, &fields).await,
+            None => Err(ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("frame is {} bytes, the limit is {limit}", text.len()),
+            )),
+        };
         match result {
             Ok(mut v) => {
                 v["op"] = json!(op);
@@ -360,6 +364,47 @@ impl Conn {
                 lease: f.lease,
             },
         })
+    }
+}
+
+/// What every frame may carry besides its op's fields, as raw JSON text.
+#[derive(Deserialize)]
+struct FrameHead<'a> {
+    #[serde(default, borrow)]
+    op: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    command: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    id: Option<&'a RawValue>,
+}
+
+impl<'a> FrameHead<'a> {
+    /// Takes the head's fields out of a frame's fields.
+    fn take(fields: &mut BTreeMap<String, &'a RawValue>) -> Self {
+        Self {
+            op: fields.remove("op"),
+            command: fields.remove("command"),
+            id: fields.remove("id"),
+        }
+    }
+
+    /// `op` (or its alias `command`); empty when absent or not a string.
+    fn op(&self) -> String {
+        self.op
+            .or(self.command)
+            .and_then(|v| serde_json::from_str(v.get()).ok())
+            .unwrap_or_default()
+    }
+
+    /// The `id` to echo back; refused when long, since it is copied into the answer.
+    fn id(&self) -> Result<Value, ApiError> {
+        match self.id {
+            Some(raw) if raw.get().len() > MAX_ID_BYTES => Err(ApiError::bad(format!(
+                "id: at most {MAX_ID_BYTES} bytes of JSON"
+            ))),
+            Some(raw) => Ok(serde_json::from_str(raw.get()).unwrap_or(Value::Null)),
+            None => Ok(Value::Null),
+        }
     }
 }
 
