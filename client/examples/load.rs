@@ -2,7 +2,7 @@
 //! the server moves over loopback, in memory, for each way a client can talk to it.
 //!
 //! ```text
-//! cargo build --release -p synap-server -p synap-client --examples
+//! cargo build --release -p synap-server     # `--examples` alone would not build the binary
 //! cargo run --release -p synap-client --example load -- \
 //!     [--messages 100000] [--producers 4] [--workers 16] [--timeout 120] [--url URL]
 //! ```

@@ -5,7 +5,9 @@
 //!
 //! One reader task splits what arrives into deliveries (for [`QueueStream::next`]) and confirms
 //! (matched to the waiting call by the frame's `id`), so consuming and answering never block
-//! each other.
+//! each other. When the reader stops (the socket closed, or a frame could not be read), the
+//! connection counts as closed: every waiting call and every later one fails with
+//! [`SynapError::Closed`] instead of waiting for a confirm no one will route.
 
 use std::collections::HashMap;
 use std::marker::PhantomData;
@@ -44,7 +46,41 @@ pub struct StreamOptions {
     pub ack_deadline: Option<Duration>,
 }
 
-type Waiters = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value>>>>>;
+/// Calls waiting for their confirm, by frame id, and whether the reader has stopped. One lock
+/// covers both, so a call either registers before the reader stops (and is failed by it) or
+/// sees that it stopped.
+#[derive(Default)]
+struct Pending {
+    waiters: HashMap<u64, oneshot::Sender<Result<Value>>>,
+    /// Why the reader stopped, once it has.
+    closed: Option<String>,
+}
+
+type Waiters = Arc<Mutex<Pending>>;
+
+/// Locks the pending calls. A panic while holding the lock cannot leave them inconsistent
+/// (each change is one map operation), so a poisoned lock is still used.
+fn lock(waiters: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
+    waiters
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes a registered waiter unless disarmed: a call cancelled (or failed) before its frame
+/// was sent must not leave its waiter behind.
+struct WaiterGuard<'a> {
+    waiters: &'a Mutex<Pending>,
+    id: u64,
+    armed: bool,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            lock(self.waiters).waiters.remove(&self.id);
+        }
+    }
+}
 
 /// A streaming connection to one queue. Dropping it closes the socket; the server gives back
 /// the messages still leased to it at once (each counts as a delivery attempt).
@@ -124,20 +160,21 @@ impl SynapClient {
     }
 }
 
-/// Routes every frame: deliveries to the channel, confirms to their waiting call. When the
-/// socket ends, dropping the waiters' senders tells every pending call the connection closed.
+/// Routes every frame: deliveries to the channel, confirms to their waiting call. When it
+/// stops, it marks the connection closed and fails every pending call.
 async fn read_loop(
     mut stream: futures_util::stream::SplitStream<Socket>,
     waiters: Waiters,
     deliveries: mpsc::UnboundedSender<Result<RawDelivery>>,
 ) {
-    loop {
+    let reason = loop {
         let frame = match read_frame(&mut stream).await {
             Ok(Some(frame)) => frame,
-            Ok(None) => break,
+            Ok(None) => break "the server closed the connection".to_owned(),
             Err(e) => {
+                let reason = format!("the connection failed: {e}");
                 let _ = deliveries.send(Err(e));
-                break;
+                break reason;
             }
         };
         let kind = frame.get("type").and_then(Value::as_str).unwrap_or("");
@@ -147,23 +184,27 @@ async fn read_loop(
             continue;
         }
         let id = frame.get("id").and_then(Value::as_u64);
-        let waiter = id.and_then(|id| waiters.lock().ok()?.remove(&id));
+        let waiter = id.and_then(|id| lock(&waiters).waiters.remove(&id));
         let result = frame_error(&frame).map_or(Ok(frame), Err);
-        match waiter {
-            Some(w) => {
+        match (waiter, id) {
+            (Some(w), _) => {
                 let _ = w.send(result);
             }
-            // An error that answers no call (a failed consume) ends the stream for `next`.
-            None => {
+            // The answer to a call that gave up waiting: nobody wants it.
+            (None, Some(_)) => {}
+            // An error that answers no call (a failed consume) is reported to `next`.
+            (None, None) => {
                 if let Err(e) = result {
                     let _ = deliveries.send(Err(e));
                 }
             }
         }
+    };
+    let mut pending = lock(&waiters);
+    for (_, w) in pending.waiters.drain() {
+        let _ = w.send(Err(SynapError::Closed(reason.clone())));
     }
-    if let Ok(mut w) = waiters.lock() {
-        w.clear();
-    }
+    pending.closed = Some(reason);
 }
 
 async fn read_frame(
@@ -300,27 +341,96 @@ impl<T: DeserializeOwned> QueueStream<T> {
     }
 
     /// Tags `frame` with a fresh id, registers the waiter, then sends it. Registering first
-    /// means even an instant confirm finds its waiter.
+    /// means even an instant confirm finds its waiter; the guard removes it again if this call
+    /// is cancelled or fails before the frame is out.
     async fn send(&self, mut frame: Value) -> Result<oneshot::Receiver<Result<Value>>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         frame["id"] = json!(id);
         let (tx, rx) = oneshot::channel();
-        self.waiters
-            .lock()
-            .map_err(|_| SynapError::Closed("connection state poisoned".into()))?
-            .insert(id, tx);
-        let sent = self
-            .sink
+        {
+            let mut pending = lock(&self.waiters);
+            if let Some(reason) = &pending.closed {
+                return Err(SynapError::Closed(reason.clone()));
+            }
+            pending.waiters.insert(id, tx);
+        }
+        let mut guard = WaiterGuard {
+            waiters: &self.waiters,
+            id,
+            armed: true,
+        };
+        self.sink
             .lock()
             .await
             .send(Message::text(frame.to_string()))
-            .await;
-        if let Err(e) = sent {
-            if let Ok(mut w) = self.waiters.lock() {
-                w.remove(&id);
-            }
-            return Err(e.into());
-        }
+            .await?;
+        guard.armed = false;
         Ok(rx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_tungstenite::WebSocketStream;
+
+    use super::*;
+
+    /// A stream connected to a fake server, and the server's side of the socket (after the
+    /// `connected` frame).
+    async fn fake() -> (QueueStream<u32>, JoinHandle<WebSocketStream<TcpStream>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+            let hello = json!({"type": "connected", "queue": "q", "consumer_id": "c"});
+            ws.send(Message::text(hello.to_string())).await.unwrap();
+            ws
+        });
+        let client = SynapClient::new(&format!("http://{addr}")).unwrap();
+        let stream = client
+            .queue_stream::<u32>("q", StreamOptions::default())
+            .await
+            .unwrap();
+        (stream, server)
+    }
+
+    fn waiting(stream: &QueueStream<u32>) -> usize {
+        lock(&stream.waiters).waiters.len()
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_frame_fails_pending_and_later_calls() {
+        let (stream, server) = fake().await;
+        let mut ws = server.await.unwrap();
+        let pending = stream
+            .publish_pipelined(&1u32, PublishOptions::default())
+            .await
+            .unwrap();
+        // The server reads the publish, answers with garbage, and keeps the socket open.
+        assert!(matches!(ws.next().await, Some(Ok(Message::Text(_)))));
+        ws.send(Message::text("not json")).await.unwrap();
+        let limit = Duration::from_secs(10);
+        let first = tokio::time::timeout(limit, pending.wait()).await;
+        assert!(matches!(first, Ok(Err(SynapError::Closed(_)))), "{first:?}");
+        let later = tokio::time::timeout(limit, stream.ack("m", None)).await;
+        assert!(matches!(later, Ok(Err(SynapError::Closed(_)))), "{later:?}");
+        assert_eq!(waiting(&stream), 0);
+        drop(ws);
+    }
+
+    #[tokio::test]
+    async fn a_call_cancelled_before_sending_leaves_no_waiter() {
+        let (stream, server) = fake().await;
+        let _ws = server.await.unwrap();
+        // Another call holds the socket, so this one registers its waiter and then waits.
+        let held = stream.sink.lock().await;
+        let mut call = Box::pin(stream.ack("m", None));
+        assert!(futures_util::poll!(&mut call).is_pending());
+        assert_eq!(waiting(&stream), 1);
+        drop(call);
+        assert_eq!(waiting(&stream), 0, "the cancelled call's waiter is gone");
+        drop(held);
     }
 }
