@@ -80,7 +80,8 @@ fn os_seed() -> Result<u64, String> {
     Ok(u64::from_le_bytes(bytes))
 }
 
-async fn serve(config: ServerConfig) -> Result<(), String> {
+/// Says where state lives: persistence is not implemented yet.
+fn log_storage(config: &ServerConfig) {
     if config.in_memory {
         info!("in-memory mode: nothing is written to disk");
     } else {
@@ -91,13 +92,10 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
              exit (--data-dir and --fsync are accepted for forward compatibility)"
         );
     }
-    let engine = Engine::new(config.engine.clone(), os_seed()?);
-    let (events_tx, _) = broadcast::channel(EVENT_BUFFER);
-    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-    // One clock for the engine and the connections that track its lease deadlines.
-    let clock = clock::Clock::new();
-    let mut task = tokio::spawn(EngineTask::new(engine, events_tx.clone(), clock).run(rx));
-    let handle = EngineHandle::new(tx);
+}
+
+/// Creates (or reconfigures) the queues of the config file.
+async fn configure_queues(handle: &EngineHandle, config: &ServerConfig) -> Result<(), String> {
     for (name, qc) in &config.queues {
         let cmd = Command::ConfigureQueue {
             queue: name.clone(),
@@ -109,6 +107,19 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
             .map_err(|e| format!("cannot configure queue {name}: {e:?}"))?;
         info!(queue = %name, "queue configured");
     }
+    Ok(())
+}
+
+async fn serve(config: ServerConfig) -> Result<(), String> {
+    log_storage(&config);
+    let engine = Engine::new(config.engine.clone(), os_seed()?);
+    let (events_tx, _) = broadcast::channel(EVENT_BUFFER);
+    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
+    // One clock for the engine and the connections that track its lease deadlines.
+    let clock = clock::Clock::new();
+    let mut task = tokio::spawn(EngineTask::new(engine, events_tx.clone(), clock).run(rx));
+    let handle = EngineHandle::new(tx);
+    configure_queues(&handle, &config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     if !config.api_keys.is_empty() {
         info!(keys = config.api_keys.len(), "API key auth is on");
