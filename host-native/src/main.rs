@@ -14,6 +14,7 @@ mod simulate;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use clap::Parser;
 use synap_core::{Command, Engine};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -152,6 +153,13 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         drain_handle.drain().await;
         let _ = fired_tx.send(());
     };
+    // Replies, pushed messages and confirms are small writes; without TCP_NODELAY the kernel
+    // holds each back (Nagle) until the peer acknowledges the previous one, up to ~40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
     let grace = async {
         let _ = fired_rx.await;
