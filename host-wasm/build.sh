@@ -29,9 +29,10 @@ have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
 if [ "$have" != "$want" ]; then
   echo "build.sh: installing wasm-bindgen-cli $want (found: ${have:-none})"
   # --locked first; if the registry lacks one of the CLI's locked dependency versions, let
-  # cargo pick compatible ones (the CLI version itself stays pinned).
-  cargo install wasm-bindgen-cli --version "$want" --locked \
-    || cargo install wasm-bindgen-cli --version "$want"
+  # cargo pick compatible ones (the CLI version itself stays pinned). --force: cargo may record
+  # the CLI as installed while the binary on PATH is missing or another version.
+  cargo install wasm-bindgen-cli --version "$want" --locked --force \
+    || cargo install wasm-bindgen-cli --version "$want" --force
 fi
 
 cargo build -p synap-wasm --target wasm32-unknown-unknown --profile wasm-release
