@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Synap's one test command: installs what the tests need when it is missing, then runs every
-# test — Rust (unit, simulation swarm, end-to-end against the real server, official-SDK
-# compatibility), Node (the npm package of the wasm build) and browser (headless Chromium).
+# test — Rust (unit, simulation swarm, end-to-end against the real server, official Rust SDK
+# compatibility), Python (the official Python SDK against the server), Node (the npm package of
+# the wasm build) and browser (headless Chromium).
 #
 #   ./test.sh            everything
 #   SIM_RUNS=5000 ./test.sh    a wider swarm (SIM_SEED=n pins one seed)
 #
 # Installs, only when missing: the wasm32-unknown-unknown target, wasm-bindgen-cli pinned to
-# the wasm-bindgen crate's exact version (by host-wasm/build.sh), the npm packages of
-# host-wasm/ and Debian's chromium for the browser test.
+# the wasm-bindgen crate's exact version (by host-wasm/build.sh), a Python venv with synap-sdk
+# and pytest (tests/python/run.sh), the npm packages of host-wasm/browser and Debian's chromium
+# for the browser test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -52,6 +54,9 @@ step "Rust tests (unit, swarm, end-to-end, SDK compatibility)"
 # waiting for a build.
 cargo build -q --workspace --bins --examples
 run "cargo test" cargo test --workspace
+
+step "official Python SDK (synap-sdk from PyPI) against the server"
+run "python SDK tests" bash tests/python/run.sh
 
 step "wasm package and Node tests"
 run "build npm package" bash host-wasm/build.sh

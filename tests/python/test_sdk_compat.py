@@ -541,15 +541,10 @@ def test_server_without_keys_ignores_tokens(server_url: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Known mismatches with the reference server (see SYNAP_WIRE.md). Strict: when the server is
-# fixed these XPASS and fail, so the marker is removed and they become ordinary tests.
+# Value encodings the SDK relies on (SYNAP_WIRE.md §7, §8): numbers stored as text still count
+# for INCR, and null is a pub/sub message like any other.
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server: kv.incr refuses a number stored as a JSON string (`value: \"100\"`), "
-    "which is how the Python SDK sends every non-string value",
-)
 def test_kv_incr_of_number_set_by_sdk(server_url: str) -> None:
     p = unique("py-kv")
 
@@ -570,11 +565,6 @@ def test_kv_incr_of_number_set_by_sdk(server_url: str) -> None:
     run(server_url, body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="server: pubsub.publish with `payload: null` answers \"Missing 'payload' field\"; "
-    "null is a JSON message like any other",
-)
 def test_pubsub_publish_null_payload(server_url: str) -> None:
     async def body(c: SynapClient) -> None:
         assert await c.pubsub.publish(unique("pyps.null"), None) == 0

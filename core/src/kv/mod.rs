@@ -222,13 +222,9 @@ impl Kv {
         Self::check_key(ctx, key)?;
         let (current, expires_at) = match self.live(ctx.now, key) {
             Some(e) => {
-                let n = e
-                    .value
-                    .as_str()
-                    .parse::<i64>()
-                    .map_err(|_| Error::NotAnInteger {
-                        key: key.to_owned(),
-                    })?;
+                let n = integer_of(&e.value).ok_or_else(|| Error::NotAnInteger {
+                    key: key.to_owned(),
+                })?;
                 (n, e.expires_at)
             }
             None => {
@@ -313,6 +309,16 @@ impl Kv {
             }
         }
     }
+}
+
+/// The integer a value holds: a JSON integer, or a JSON string of one (Synap's SDKs store
+/// numbers as text, as Redis does).
+fn integer_of(value: &Json) -> Option<i64> {
+    let text = value.as_str();
+    text.parse::<i64>().ok().or_else(|| {
+        let inner: String = serde_json::from_str(text).ok()?;
+        inner.parse::<i64>().ok()
+    })
 }
 
 fn check_ttl(ctx: &Ctx, ttl: u64) -> Result<(), Error> {

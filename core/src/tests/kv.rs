@@ -177,6 +177,15 @@ fn incr_counts_from_zero_and_keeps_the_ttl() {
         r.ok(Command::KvTtl { key: "c".into() }),
         Reply::KvTtl { ttl_ms: Some(100) }
     );
+    set(&mut r, "t", json!("41"), None);
+    assert_eq!(
+        r.ok(Command::KvIncr {
+            key: "t".into(),
+            by: 1
+        }),
+        Reply::KvInt { value: 42 },
+        "a string holding an integer counts"
+    );
     set(&mut r, "s", json!("text"), None);
     assert_eq!(
         r.cmd(Command::KvIncr {

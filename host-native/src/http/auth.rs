@@ -6,8 +6,8 @@
 //! key is only worth that risk where no header can carry it.
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::header::AUTHORIZATION;
-use axum::http::{Method, StatusCode};
+use axum::http::header::{self, AUTHORIZATION};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
@@ -111,13 +111,21 @@ pub(crate) async fn require(State(s): State<AppState>, req: Request, next: Next)
     }
     match presented(&req) {
         Some(key) if s.auth.accepts(&key) => next.run(req).await,
-        _ => ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or invalid API key (use `Authorization: Bearer <key>`; `?api_key=` only \
-             on GET of the WebSocket and SSE routes)",
-        )
-        .into_response(),
+        _ => {
+            let mut refused = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "missing or invalid API key (use `Authorization: Bearer <key>`; `?api_key=` \
+                 only on GET of the WebSocket and SSE routes)",
+            )
+            .into_response();
+            // The request body is left unread, so the connection cannot carry another request;
+            // saying so lets clients open a new one instead of writing into a closed socket.
+            refused
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            refused
+        }
     }
 }
 

@@ -37,6 +37,11 @@ impl<'a> Fields<'a> {
     pub(super) fn get(&self, k: &str) -> Option<&'a Value> {
         self.0.get(k).filter(|v| !v.is_null())
     }
+    /// A field that is present, even as `null` (for fields where null is a value, such as a
+    /// pub/sub message).
+    pub(super) fn present(&self, k: &str) -> Option<&'a Value> {
+        self.0.get(k)
+    }
     pub(super) fn str(&self, k: &str) -> Option<&'a str> {
         self.get(k).and_then(Value::as_str)
     }

@@ -46,10 +46,11 @@ async fn publish(s: &AppState, f: &Fields<'_>) -> Outcome {
     if topic.is_empty() {
         return Err("Invalid value: Topic cannot be empty".into());
     }
+    // A pub/sub message may be any JSON value, null included.
     let message = f
-        .get("payload")
-        .or_else(|| f.get("data"))
-        .or_else(|| f.get("message"))
+        .present("payload")
+        .or_else(|| f.present("data"))
+        .or_else(|| f.present("message"))
         .ok_or("Invalid request: Missing 'payload' field")?;
     let headers = string_map(f.object("metadata").or_else(|| f.object("headers")));
     let cmd = Command::PubsubPublish {
