@@ -54,6 +54,12 @@ pub(crate) enum Request {
         cmd: Command,
         reply: oneshot::Sender<Result<Reply, Error>>,
     },
+    /// Commands with direct replies, run in order in one turn (a streaming connection's
+    /// frames read together): one reply each, in the same order.
+    CallMany {
+        cmds: Vec<Command>,
+        reply: oneshot::Sender<Vec<Result<Reply, Error>>>,
+    },
     /// A `Command::Consume` that may park; `token` names it for `Abandon`.
     Consume {
         cmd: Command,
@@ -154,18 +160,11 @@ impl EngineTask {
     fn on_request(&mut self, req: Request) {
         match req {
             Request::Call { cmd, reply } => {
-                let forget = match &cmd {
-                    Command::Unsubscribe {
-                        subscriber_id,
-                        patterns: None,
-                    } => Some(subscriber_id.clone()),
-                    _ => None,
-                };
-                let result = self.engine.handle(self.clock.now(), cmd);
-                if let Some(id) = forget {
-                    self.sinks.remove(&id);
-                }
-                let _ = reply.send(result);
+                let _ = reply.send(self.call(cmd));
+            }
+            Request::CallMany { cmds, reply } => {
+                let results = cmds.into_iter().map(|cmd| self.call(cmd)).collect();
+                let _ = reply.send(results);
             }
             Request::Consume { cmd, token, reply } => self.consume(cmd, token, reply),
             Request::Abandon { token, returned } => {
@@ -187,6 +186,22 @@ impl EngineTask {
             }
         }
         self.route_events();
+    }
+
+    /// Runs one command with a direct reply.
+    fn call(&mut self, cmd: Command) -> Result<Reply, Error> {
+        let forget = match &cmd {
+            Command::Unsubscribe {
+                subscriber_id,
+                patterns: None,
+            } => Some(subscriber_id.clone()),
+            _ => None,
+        };
+        let result = self.engine.handle(self.clock.now(), cmd);
+        if let Some(id) = forget {
+            self.sinks.remove(&id);
+        }
+        result
     }
 
     fn consume(&mut self, mut cmd: Command, token: u64, reply: oneshot::Sender<ConsumeResult>) {
@@ -426,6 +441,31 @@ mod tests {
             reply,
         });
         rx.try_recv().expect("answered at once").expect("consumed")
+    }
+
+    #[test]
+    fn a_batch_of_calls_runs_in_order_with_one_reply_each() {
+        let mut t = task();
+        publish(&mut t);
+        let first = take_one(&mut t, 1);
+        let ack = Command::Ack {
+            queue: "q".into(),
+            message_id: first[0].message_id,
+            lease: Some(first[0].lease),
+        };
+        let (reply, mut rx) = oneshot::channel();
+        let cmds = vec![ack.clone(), ack, Command::Stats { queue: "q".into() }];
+        t.on_request(Request::CallMany { cmds, reply });
+        let replies = rx.try_recv().expect("answered at once");
+        assert!(matches!(replies[0], Ok(Reply::Acked)));
+        assert!(
+            replies[1].is_err(),
+            "the second ack runs after the first: settled already"
+        );
+        match &replies[2] {
+            Ok(Reply::Stats(s)) => assert_eq!((s.ready, s.in_flight), (0, 0)),
+            other => panic!("stats: {other:?}"),
+        }
     }
 
     #[test]

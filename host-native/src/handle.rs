@@ -56,22 +56,33 @@ impl EngineHandle {
         Ok(rx.await.map_err(|_| Failure::Unavailable)??)
     }
 
+    /// Sends `cmds` to run in order in one engine turn, without waiting: the replies (one per
+    /// command, in order) are read from what it returns. Requests from one sender reach the
+    /// engine in the order sent, so a request sent after this one runs after these commands.
+    pub(crate) async fn call_many(&self, cmds: Vec<Command>) -> Result<Replies, Failure> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::CallMany { cmds, reply }).await?;
+        Ok(Replies(rx))
+    }
+
     /// Runs a `Command::Consume`, waiting while it is parked. Dropping the returned future
     /// (the client hung up) withdraws the waiter and gives back any messages already leased to
     /// it: see `AbandonGuard`.
     pub(crate) async fn consume(&self, cmd: Command) -> Result<Vec<Delivery>, Failure> {
+        self.start_consume(cmd).await?.wait().await
+    }
+
+    /// Sends a `Command::Consume` without waiting for its answer, which is read from what it
+    /// returns; dropping that unread abandons the consume as dropping `consume` would.
+    pub(crate) async fn start_consume(&self, cmd: Command) -> Result<Consuming, Failure> {
         let token = self.next_token.fetch_add(1, Ordering::Relaxed);
         let (reply, rx) = oneshot::channel();
         self.send(Request::Consume { cmd, token, reply }).await?;
-        let mut guard = AbandonGuard {
+        Ok(Consuming(AbandonGuard {
             tx: self.tx.clone(),
             token,
             rx: Some(rx),
-        };
-        let result = guard.rx.as_mut().expect("set above").await;
-        // Answered and read: nothing is left to abandon.
-        guard.rx = None;
-        Ok(result.map_err(|_| Failure::Unavailable)??)
+        }))
     }
 
     /// Gives back messages a closing connection still holds (see `EngineTask::give_back`).
@@ -117,6 +128,30 @@ impl EngineHandle {
                 let _ = handle.call(cmd).await;
             });
         }
+    }
+}
+
+/// The replies of a `call_many`, once the engine has run its commands.
+pub(crate) struct Replies(oneshot::Receiver<Vec<Result<Reply, Error>>>);
+
+impl Replies {
+    /// One reply per command, in order.
+    pub(crate) async fn wait(self) -> Result<Vec<Result<Reply, Error>>, Failure> {
+        self.0.await.map_err(|_| Failure::Unavailable)
+    }
+}
+
+/// A consume sent to the engine, its answer not read yet.
+pub(crate) struct Consuming(AbandonGuard);
+
+impl Consuming {
+    /// Waits for the answer (while the consume is parked, if it is).
+    pub(crate) async fn wait(mut self) -> Result<Vec<Delivery>, Failure> {
+        let guard = &mut self.0;
+        let result = guard.rx.as_mut().expect("set when sent").await;
+        // Answered and read: nothing is left to abandon.
+        guard.rx = None;
+        Ok(result.map_err(|_| Failure::Unavailable)??)
     }
 }
 
