@@ -11,10 +11,12 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Poll;
 
 use axum::extract::State;
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -33,6 +35,8 @@ use crate::settings::secs_to_ms;
 const MAX_PREFETCH: u32 = 1000;
 /// Long-poll length of each consume the connection keeps parked.
 const PARK_MS: u64 = 30_000;
+/// Most client frames read and answered together.
+const MAX_BATCH: usize = 256;
 /// Longest frame `id` (as JSON text): it is echoed back, so it is kept small.
 const MAX_ID_BYTES: usize = 256;
 
@@ -139,8 +143,9 @@ impl Conn {
                 }
                 incoming = socket.recv() => match incoming {
                     Some(Ok(Message::Text(text))) => {
-                        let answer = self.on_frame(text.as_str()).await;
-                        if socket.send(Message::text(answer.to_string())).await.is_err() {
+                        let (frames, ended) = self.read_ready(&mut socket, text).await;
+                        let stop = *shutdown.borrow();
+                        if !self.on_frames(&mut socket, frames, &mut pending, stop).await || ended {
                             break;
                         }
                     }
@@ -177,16 +182,116 @@ impl Conn {
         self.s.engine.give_back(leases).await;
     }
 
-    fn start_consume(&self) -> Pending {
-        let cmd = Command::Consume {
+    /// A consume for the free credit (up to 100 messages), parked for `PARK_MS` at most.
+    fn consume_command(&self) -> Command {
+        Command::Consume {
             queue: self.queue.clone(),
             wait_ms: PARK_MS,
             lease_ms: self.lease_ms,
             max_messages: self.credit.free().min(100),
             consumer_id: Some(self.consumer_id.clone()),
-        };
+        }
+    }
+
+    /// A consume sent when first polled.
+    fn start_consume(&self) -> Pending {
+        let cmd = self.consume_command();
         let engine = self.s.engine.clone();
         Box::pin(async move { engine.consume(cmd).await })
+    }
+
+    /// A consume sent now, so that it reaches the engine right after what was sent before it.
+    async fn send_consume(&self) -> Pending {
+        match self.s.engine.start_consume(self.consume_command()).await {
+            Ok(consuming) => Box::pin(consuming.wait()),
+            Err(f) => Box::pin(std::future::ready(Err(f))),
+        }
+    }
+
+    /// `first` and the text frames that have already arrived after it (up to `MAX_BATCH`
+    /// frames, or frames of `max_body_bytes` together), to be answered together; true when the
+    /// socket ended after them.
+    async fn read_ready(&self, socket: &mut WebSocket, first: Utf8Bytes) -> (Vec<Utf8Bytes>, bool) {
+        let mut bytes = first.len();
+        let mut frames = vec![first];
+        while frames.len() < MAX_BATCH && bytes < self.s.max_body_bytes {
+            // Only what is ready: a pending read ends the batch.
+            let ready = std::future::poll_fn(|cx| Poll::Ready(socket.poll_next_unpin(cx))).await;
+            match ready {
+                Poll::Pending => break,
+                Poll::Ready(Some(Ok(Message::Text(text)))) => {
+                    bytes += text.len();
+                    frames.push(text);
+                }
+                Poll::Ready(Some(Ok(Message::Close(_)) | Err(_)) | None) => return (frames, true),
+                Poll::Ready(Some(Ok(_))) => {}
+            }
+        }
+        (frames, false)
+    }
+
+    /// Answers client frames read together: their commands go to the engine in one request,
+    /// then (when credit is free) a consume for all of it right behind them, and their confirms
+    /// are written in frame order with one flush. False when the connection should end.
+    async fn on_frames(
+        &mut self,
+        socket: &mut WebSocket,
+        frames: Vec<Utf8Bytes>,
+        pending: &mut Option<Pending>,
+        stopping: bool,
+    ) -> bool {
+        let mut cmds = Vec::new();
+        let slots: Vec<Slot> = frames
+            .iter()
+            .map(|text| match self.prepare(text.as_str()) {
+                Err(v) => Slot::Answer(v),
+                Ok((call, cmd)) => {
+                    // An acked or nacked message is no longer held here whatever the outcome
+                    // (a failed ack means its lease already ended), so its credit comes back
+                    // now, and the consume sent after the ack may use it.
+                    if let ("ack" | "nack", Some((id, lease))) = (call.op.as_str(), call.settled) {
+                        self.credit.settle(id, lease);
+                    }
+                    cmds.push(cmd);
+                    Slot::Call(call)
+                }
+            })
+            .collect();
+        let sent = if cmds.is_empty() {
+            None
+        } else {
+            Some(self.s.engine.call_many(cmds).await)
+        };
+        if pending.is_none() && self.credit.free() > 0 && !stopping {
+            *pending = Some(self.send_consume().await);
+        }
+        let mut replies = match sent {
+            Some(Ok(r)) => r.wait().await.map(Vec::into_iter),
+            Some(Err(f)) => Err(f),
+            None => Ok(Vec::new().into_iter()),
+        };
+        for slot in slots {
+            let answer = match slot {
+                Slot::Answer(v) => v,
+                Slot::Call(call) => {
+                    let reply = match &mut replies {
+                        Ok(r) => r
+                            .next()
+                            .map_or(Err(Failure::Unavailable), |r| r.map_err(Failure::from)),
+                        Err(_) => Err(Failure::Unavailable),
+                    };
+                    self.answer(call, reply)
+                }
+            };
+            if socket
+                .feed(Message::text(answer.to_string()))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        socket.flush().await.is_ok()
     }
 
     /// Sends delivered messages; false when the connection should end. Every message is held
@@ -205,11 +310,11 @@ impl Conn {
                 for m in &messages {
                     let mut frame = delivery_json(m);
                     frame["type"] = json!("message");
-                    if socket.send(Message::text(frame.to_string())).await.is_err() {
+                    if socket.feed(Message::text(frame.to_string())).await.is_err() {
                         return false;
                     }
                 }
-                true
+                socket.flush().await.is_ok()
             }
             Err(f) => {
                 // A consume error (unknown queue, bad lease, too many waiters) would repeat on
@@ -223,10 +328,11 @@ impl Conn {
         }
     }
 
-    /// Answers one client frame.
-    async fn on_frame(&mut self, text: &str) -> Value {
+    /// Reads one client frame: the command it asks for, or (as the error) its answer when it
+    /// asks for none the engine could run.
+    fn prepare(&self, text: &str) -> Result<(Call, Command), Value> {
         if !text.trim_start().starts_with('{') {
-            return json!({"type": "error", "error": "a frame must be a JSON object"});
+            return Err(json!({"type": "error", "error": "a frame must be a JSON object"}));
         }
         // A frame carries one message at most: past the limit of a one-message request body,
         // only its `op` and `id` are read (the rest is skipped, never built), to answer the
@@ -241,94 +347,84 @@ impl Conn {
                 .map(|mut fields| (FrameHead::take(&mut fields), Some(fields)))
         };
         let Ok((head, fields)) = parsed else {
-            return json!({"type": "error", "error": "a frame must be a JSON object"});
+            return Err(json!({"type": "error", "error": "a frame must be a JSON object"}));
         };
         let op = head.op();
         let id = match head.id() {
             Ok(id) => id,
             Err(e) => {
-                return json!({
+                return Err(json!({
                     "type": "error", "op": op, "id": null, "error": e.message(), "code": e.code(),
-                });
+                }));
             }
         };
-        let result = match fields {
-            Some(fields) => self.apply(&op, &fields).await,
+        let command = match fields {
+            Some(fields) => self.command(&op, &fields),
             None => Err(ApiError::new(
                 axum::http::StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("frame is {} bytes, the limit is {limit}", text.len()),
             )),
         };
-        match result {
-            Ok(mut v) => {
-                v["op"] = json!(op);
-                v["id"] = id;
-                v
-            }
-            Err(e) => json!({
-                "type": "error", "op": op, "id": id,
-                "error": e.message(), "code": e.code(),
-            }),
+        match command {
+            Ok((cmd, settled)) => Ok((Call { op, id, settled }, cmd)),
+            Err(e) => Err(error_frame(&op, id, &e)),
         }
     }
 
-    async fn apply(
-        &mut self,
+    /// The command a frame's op and fields ask for, and the delivery it settles, if any.
+    fn command(
+        &self,
         op: &str,
         fields: &BTreeMap<String, &RawValue>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<(Command, Option<Settled>), ApiError> {
         let parse_err = |e: serde_json::Error| ApiError::bad(format!("invalid {op} frame: {e}"));
         // The op's fields as one JSON object again (raw values are written back verbatim).
         let body = serde_json::to_string(fields).map_err(parse_err)?;
-        let (cmd, settled) = match op {
+        match op {
             "publish" => {
                 let p: PublishBody = serde_json::from_str(&body).map_err(parse_err)?;
                 let message = p.into_message()?;
                 let queue = self.queue.clone();
-                (Command::Publish { queue, message }, None)
+                Ok((Command::Publish { queue, message }, None))
             }
             "ack" | "nack" | "extend" => {
                 let f: SettleFrame = serde_json::from_str(&body).map_err(parse_err)?;
                 let id = parse_message_id(&f.message_id)?;
                 let lease = f.lease;
-                (self.settle_command(op, id, f)?, Some((id, lease)))
+                Ok((self.settle_command(op, id, f)?, Some((id, lease))))
             }
-            _ => return Err(ApiError::bad("op must be ack, nack, extend or publish")),
-        };
-        let reply = self.s.engine.call(cmd).await;
-        if let Some((id, lease)) = settled {
-            self.after_settle(op, id, lease, &reply);
+            _ => Err(ApiError::bad("op must be ack, nack, extend or publish")),
         }
-        Ok(match reply? {
-            Reply::Published(p) => json!({
-                "type": "published", "message_id": p.message_id, "position": p.position,
-            }),
-            Reply::Acked => json!({"type": "ok"}),
-            Reply::Nacked { action } => json!({"type": "ok", "action": action}),
-            Reply::Extended { lease_deadline } => {
-                json!({"type": "ok", "lease_deadline": lease_deadline.0})
-            }
-            other => return Err(super::queue::unexpected(&other)),
-        })
     }
 
-    /// Keeps credit and lease deadlines in step with what the engine did.
-    fn after_settle(
-        &mut self,
-        op: &str,
-        id: MessageId,
-        lease: Option<u64>,
-        reply: &Result<Reply, Failure>,
-    ) {
-        match (op, reply) {
-            ("extend", Ok(Reply::Extended { lease_deadline })) => {
-                self.credit.extend(id, lease, *lease_deadline);
+    /// The confirm of a frame the engine answered. A successful extend moves the lease
+    /// deadline its delivery holds credit until (acks and nacks gave theirs back when sent).
+    fn answer(&mut self, call: Call, reply: Result<Reply, Failure>) -> Value {
+        // Only an extend is answered `Extended`.
+        if let (Ok(Reply::Extended { lease_deadline }), Some((id, lease))) = (&reply, call.settled)
+        {
+            self.credit.extend(id, lease, *lease_deadline);
+        }
+        let confirm = match reply {
+            Ok(Reply::Published(p)) => Ok(json!({
+                "type": "published", "message_id": p.message_id, "position": p.position,
+            })),
+            Ok(Reply::Acked) => Ok(json!({"type": "ok"})),
+            Ok(Reply::Nacked { action }) => Ok(json!({"type": "ok", "action": action})),
+            Ok(Reply::Extended { lease_deadline }) => {
+                Ok(json!({"type": "ok", "lease_deadline": lease_deadline.0}))
             }
-            // Whatever the outcome, an acked or nacked message is no longer held here (a
-            // failed ack means its lease already ended), so its credit comes back.
-            ("ack" | "nack", _) => self.credit.settle(id, lease),
-            _ => {}
+            Ok(other) => Err(super::queue::unexpected(&other)),
+            Err(f) => Err(ApiError::from(f)),
+        };
+        match confirm {
+            Ok(mut v) => {
+                v["op"] = json!(call.op);
+                v["id"] = call.id;
+                v
+            }
+            Err(e) => error_frame(&call.op, call.id, &e),
         }
     }
 
@@ -365,6 +461,27 @@ impl Conn {
             },
         })
     }
+}
+
+/// The error confirm of a frame.
+fn error_frame(op: &str, id: Value, e: &ApiError) -> Value {
+    json!({"type": "error", "op": op, "id": id, "error": e.message(), "code": e.code()})
+}
+
+/// A delivery an ack, nack or extend names: message id and lease token, if given.
+type Settled = (MessageId, Option<u64>);
+
+/// A frame whose command went to the engine, waiting for its reply.
+struct Call {
+    op: String,
+    id: Value,
+    settled: Option<Settled>,
+}
+
+/// A frame's place among the confirms of frames read together.
+enum Slot {
+    Answer(Value),
+    Call(Call),
 }
 
 /// What every frame may carry besides its op's fields, as raw JSON text.
