@@ -2,10 +2,13 @@
 //!
 //! The server pushes up to `prefetch` unacked messages (credit-based, like AMQP's
 //! basic.consume): each delivered message takes one credit, and an ack or nack of it (or the end
-//! of its lease) gives the credit back (see `ws_credit`). The client sends `ack`, `nack`, `extend` and `publish`
-//! frames and gets one confirm per frame, in order, so producers can pipeline publishes. When
-//! the socket closes, the messages it still holds go back to the queue. The frame format is
-//! documented in docs/api.md.
+//! of its lease) gives the credit back (see `ws_credit`). The client sends `ack`, `nack`,
+//! `extend` and `publish` frames and gets one confirm per frame, in order, so producers can
+//! pipeline publishes. Frames that have already arrived together are answered together: their
+//! commands reach the engine in one request, in order, followed by one consume for all the
+//! credit they freed, and their confirms are written with one flush. When the socket closes,
+//! the messages it still holds go back to the queue. The frame format is documented in
+//! docs/api.md.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
