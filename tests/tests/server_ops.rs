@@ -337,3 +337,79 @@ async fn sigterm_answers_parked_consumers_and_exits_cleanly() {
     );
     assert!(api.srv.log().iter().any(|l| l.contains("shutting down")));
 }
+
+/// Frames sent in one burst are answered together by the server: each still gets exactly one
+/// confirm, in order (errors included), and credit never lets more than `prefetch` unacked
+/// messages out, however the acks are batched.
+#[tokio::test]
+async fn a_burst_of_frames_gets_one_confirm_each_in_order_within_prefetch() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let api = Api::start();
+    let mut ws = ws_connect(&api.srv.ws_url("/queue/burst/ws?prefetch=3&consumer_id=b1")).await;
+    assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "connected");
+    let mut burst: Vec<String> = (0..10)
+        .map(|n| json!({"op": "publish", "id": n, "message": {"n": n}}).to_string())
+        .collect();
+    burst.push("not json".into());
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    burst.push(json!({"op": "ack", "id": 11, "message_id": unknown}).to_string());
+    for frame in &burst {
+        ws.feed(Message::text(frame.clone())).await.expect("feed");
+    }
+    ws.flush().await.expect("flush");
+
+    let (mut confirms, mut held, mut seen) = (Vec::new(), Vec::new(), Vec::new());
+    let mut acks_sent = 0;
+    while confirms.len() < 12 + acks_sent || seen.len() < 10 {
+        let f = ws_next(&mut ws).await.expect("socket open");
+        if f["type"] == "message" {
+            seen.push(f["message"]["n"].as_u64().unwrap());
+            held.push(f);
+            assert!(
+                seen.len() - acks_sent <= 3,
+                "more than prefetch unacked: {seen:?}"
+            );
+            if held.len() == 2 || seen.len() == 10 {
+                // Ack what is held in one burst of its own.
+                for m in held.drain(..) {
+                    let ack =
+                        json!({"op": "ack", "message_id": m["message_id"], "lease": m["lease"]});
+                    ws.feed(Message::text(ack.to_string())).await.expect("feed");
+                    acks_sent += 1;
+                }
+                ws.flush().await.expect("flush");
+            }
+        } else {
+            confirms.push(f);
+        }
+    }
+    let ids: Vec<Value> = confirms[..10].iter().map(|c| c["id"].clone()).collect();
+    assert_eq!(ids, (0..10).map(|n| json!(n)).collect::<Vec<_>>());
+    assert!(confirms[..10].iter().all(|c| c["type"] == "published"));
+    assert_eq!(
+        confirms[10]["type"], "error",
+        "the non-JSON frame: {}",
+        confirms[10]
+    );
+    assert_eq!(confirms[11]["type"], "error");
+    assert_eq!(confirms[11]["id"], 11);
+    assert_eq!(confirms[11]["code"], "message_not_found");
+    assert!(
+        confirms[12..]
+            .iter()
+            .all(|c| c["type"] == "ok" && c["op"] == "ack"),
+        "{confirms:?}"
+    );
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (0..10).collect::<Vec<u64>>(),
+        "every message delivered once"
+    );
+    let stats = api
+        .wait_stats("burst", "all ten acked", |s| s["acked_total"] == 10)
+        .await;
+    assert_eq!(stats["in_flight"], 0);
+}
