@@ -17,29 +17,18 @@ impl Engine {
                 assert!(m.priority <= 9);
                 match &m.state {
                     State::Ready => ready += 1,
-                    State::Delayed { until } => {
-                        delayed += 1;
-                        let t = TimerKind::Due {
-                            queue: q.id,
-                            id: *id,
-                        };
-                        assert!(ctx.timers.contains(*until, &t), "delayed {id} has no timer");
-                    }
-                    State::InFlight {
-                        lease, deadline, ..
-                    } => {
+                    State::Delayed { .. } => delayed += 1,
+                    State::InFlight { .. } => {
                         in_flight += 1;
                         assert!(m.attempts >= 1 && m.attempts <= m.max_retries + 1);
-                        let t = TimerKind::Lease {
-                            queue: q.id,
-                            id: *id,
-                            lease: *lease,
-                        };
-                        assert!(
-                            ctx.timers.contains(*deadline, &t),
-                            "lease of {id} has no timer"
-                        );
                     }
+                }
+                if let Some((at, timer)) = q.state_timer(m) {
+                    assert!(
+                        ctx.timers.contains(at, &timer),
+                        "{id}: no timer for {:?}",
+                        m.state
+                    );
                 }
                 if let (Some(at), false) = (m.expires_at, m.expired) {
                     let t = TimerKind::MessageTtl {

@@ -50,14 +50,7 @@ impl Queue {
     /// Takes an in-flight message out of flight: removes its lease timer and releases its
     /// consumer's prefetch slot.
     fn release(&mut self, ctx: &mut Ctx, id: MessageId, lease: u64, deadline: Millis) {
-        ctx.timers.remove(
-            deadline,
-            TimerKind::Lease {
-                queue: self.id,
-                id,
-                lease,
-            },
-        );
+        ctx.timers.remove(deadline, self.lease_timer(id, lease));
         let msg = self.messages.get_mut(&id).expect("leased message exists");
         if let State::InFlight {
             consumer: Some(c), ..
@@ -127,22 +120,8 @@ impl Queue {
         }
         let (lease, deadline) = self.leased(id, lease)?;
         let new_deadline = ctx.now.add_ms(lease_ms.min(MAX_LEASE_MS));
-        ctx.timers.remove(
-            deadline,
-            TimerKind::Lease {
-                queue: self.id,
-                id,
-                lease,
-            },
-        );
-        ctx.timers.add(
-            new_deadline,
-            TimerKind::Lease {
-                queue: self.id,
-                id,
-                lease,
-            },
-        );
+        ctx.timers.remove(deadline, self.lease_timer(id, lease));
+        ctx.timers.add(new_deadline, self.lease_timer(id, lease));
         let msg = self.messages.get_mut(&id).expect("leased message exists");
         if let State::InFlight { deadline, .. } = &mut msg.state {
             *deadline = new_deadline;

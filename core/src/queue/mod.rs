@@ -241,14 +241,7 @@ impl Queue {
             consumer: consumer.clone(),
         };
         let wait = now.since(msg.ready_since);
-        ctx.timers.add(
-            deadline,
-            TimerKind::Lease {
-                queue: self.id,
-                id,
-                lease,
-            },
-        );
+        ctx.timers.add(deadline, self.lease_timer(id, lease));
         self.in_flight += 1;
         self.counters.consumed += 1;
         self.waits.record(wait);
@@ -428,30 +421,37 @@ impl Queue {
         ids.sort_unstable();
         for id in ids {
             let msg = &self.messages[&id];
-            match msg.state {
-                State::Ready => {}
-                State::Delayed { until } => {
-                    ctx.timers
-                        .remove(until, TimerKind::Due { queue: self.id, id });
-                }
-                State::InFlight {
-                    lease, deadline, ..
-                } => ctx.timers.remove(
-                    deadline,
-                    TimerKind::Lease {
-                        queue: self.id,
-                        id,
-                        lease,
-                    },
-                ),
+            if let Some((at, timer)) = self.state_timer(msg) {
+                ctx.timers.remove(at, timer);
             }
-            self.cancel_ttl(ctx, &self.messages[&id]);
+            self.cancel_ttl(ctx, msg);
         }
         let waiters: Vec<WaiterId> = self.waiters.iter().map(|w| w.id).collect();
         for w in &waiters {
             self.unpark(ctx, *w);
         }
         waiters
+    }
+
+    /// The lease timer of delivery `lease` of message `id`.
+    pub(crate) fn lease_timer(&self, id: MessageId, lease: u64) -> TimerKind {
+        TimerKind::Lease {
+            queue: self.id,
+            id,
+            lease,
+        }
+    }
+
+    /// The timer a message's state holds: the end of its delay, or of its lease.
+    pub(crate) fn state_timer(&self, msg: &Message) -> Option<(Millis, TimerKind)> {
+        let id = msg.id;
+        match msg.state {
+            State::Ready => None,
+            State::Delayed { until } => Some((until, TimerKind::Due { queue: self.id, id })),
+            State::InFlight {
+                lease, deadline, ..
+            } => Some((deadline, self.lease_timer(id, lease))),
+        }
     }
 
     fn observed(&self, kind: ObservedKind, msg: &Message, at: Millis) -> Observed {
