@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::config::QueueConfig;
+pub use crate::ids::{SessionId, WaiterId};
 use crate::{Json, Millis};
 
 /// A message id users see: a UUID built from the engine's seeded PRNG. It stays the same across
@@ -19,11 +20,6 @@ pub type MessageId = Uuid;
 
 /// String headers carried with a message.
 pub type Headers = BTreeMap<String, String>;
-
-/// A parked long-poll consumer, answered later by `Event::Delivered` or `Event::WaitTimedOut`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct WaiterId(pub u64);
 
 /// One message to publish: a JSON `message` or a byte `payload` (exactly one of the two).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -116,6 +112,52 @@ pub enum Command {
         /// The waiter.
         waiter_id: WaiterId,
     },
+    /// Attaches a streaming consumer to a queue: while it has credit, ready messages are
+    /// leased to it and pushed as `Event::Pushed`; each delivery's end (ack, nack, lease
+    /// expiry) returns its credit.
+    Attach {
+        /// Queue name.
+        queue: String,
+        /// Identifies the consumer for `prefetch` and the `consumers` stat; `session-<id>` when
+        /// absent.
+        #[serde(default)]
+        consumer_id: Option<String>,
+        /// Deliveries that may be pushed before any ends (`limits.max_session_credit` at most).
+        credit: u32,
+        /// Lease length of each delivery; the queue's `ack_deadline_ms` when absent.
+        #[serde(default)]
+        lease_ms: Option<u64>,
+    },
+    /// Grants an attached session more credit.
+    SessionCredit {
+        /// The session.
+        session_id: SessionId,
+        /// Additional deliveries it may be pushed.
+        credit: u32,
+    },
+    /// Detaches a session. With `give_back` (the default) the messages it holds are ready
+    /// again at once, each counted as a failed delivery attempt; without, their leases run to
+    /// their deadlines.
+    Detach {
+        /// The session.
+        session_id: SessionId,
+        /// Give its messages back now.
+        #[serde(default = "yes")]
+        give_back: bool,
+    },
+    /// Gives back deliveries whose consumer is gone (a long-poll answer nobody read): each is
+    /// ready again at once, counted as a failed attempt. Deliveries that already ended are
+    /// skipped.
+    GiveBack {
+        /// Queue name.
+        queue: String,
+        /// The deliveries.
+        leases: Vec<LeaseRef>,
+    },
+    /// Withdraws every parked waiter and detaches every session without giving their messages
+    /// back: the host restarted, so their clients are gone, and their leases run to their
+    /// deadlines.
+    DropConsumers,
     /// Acknowledges a leased message: it is done.
     Ack {
         /// Queue name.
@@ -353,6 +395,15 @@ impl Command {
     }
 }
 
+/// One delivery, named by message id and lease token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRef {
+    /// The message.
+    pub message_id: MessageId,
+    /// The lease token of the delivery.
+    pub lease: u64,
+}
+
 /// One KV entry of `KvMset`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct KvEntry {
@@ -446,6 +497,8 @@ pub struct QueueStats {
     pub consumers: u64,
     /// Long-poll waiters parked on this queue.
     pub waiters: u64,
+    /// Streaming consumers attached to this queue.
+    pub sessions: u64,
     /// Messages published.
     pub published_total: u64,
     /// Deliveries.
@@ -607,6 +660,35 @@ pub enum Reply {
     WaitCancelled {
         /// False if the waiter was already answered.
         cancelled: bool,
+    },
+    /// `Attach`: pushes follow as `Event::Pushed`.
+    Attached {
+        /// The session.
+        session_id: SessionId,
+        /// Its consumer id.
+        consumer_id: String,
+    },
+    /// `SessionCredit`.
+    SessionCredited {
+        /// Credit left after pushing what was ready.
+        credit: u32,
+    },
+    /// `Detach`.
+    Detached {
+        /// Messages given back to the queue.
+        returned: u64,
+    },
+    /// `GiveBack`.
+    GivenBack {
+        /// Deliveries given back (the others had ended already).
+        returned: u64,
+    },
+    /// `DropConsumers`.
+    ConsumersDropped {
+        /// Waiters withdrawn.
+        waiters: u64,
+        /// Sessions detached.
+        sessions: u64,
     },
     /// `Ack`.
     Acked,
@@ -784,6 +866,18 @@ pub enum Event {
     WaitTimedOut {
         /// The waiter.
         waiter_id: WaiterId,
+    },
+    /// Messages leased to an attached session, one credit each.
+    Pushed {
+        /// The session.
+        session_id: SessionId,
+        /// The leased messages.
+        messages: Vec<Delivery>,
+    },
+    /// The engine ended a session (its queue was deleted); nothing more is pushed to it.
+    SessionEnded {
+        /// The session.
+        session_id: SessionId,
     },
     /// A pub/sub message pushed to a subscriber (one event per matched subscriber with credit).
     PubSub {

@@ -1,7 +1,7 @@
 //! Internal invariants, checked after every step by tests and the simulation swarm.
 
 use crate::engine::Engine;
-use crate::queue::State;
+use crate::queue::{Queue, State, Taker};
 use crate::timers::TimerKind;
 
 impl Engine {
@@ -10,6 +10,7 @@ impl Engine {
     pub fn check_invariants(&self) {
         let ctx = &self.ctx;
         let mut waiters = 0;
+        let mut sessions = 0;
         for q in self.queues.values() {
             let (mut ready, mut delayed, mut in_flight) = (0u64, 0u64, 0u64);
             for (id, m) in q.messages.iter() {
@@ -66,7 +67,9 @@ impl Engine {
                     .count() as u64;
                 assert_eq!(held, q.consumers_held_total(), "consumer lease counts");
             }
-            for w in &q.waiters {
+            sessions += q.sessions.len();
+            check_sessions(q, self, ctx.limits.max_session_credit);
+            for w in q.waiters() {
                 waiters += 1;
                 assert_eq!(self.waiter_queues.get(&w.id), Some(&q.id));
                 assert!(
@@ -76,6 +79,56 @@ impl Engine {
             }
         }
         assert_eq!(waiters, self.waiter_queues.len(), "waiter index size");
+        assert_eq!(sessions, self.session_queues.len(), "session index size");
         self.kv.check(ctx);
     }
+}
+
+/// A session holds exactly the in-flight messages that name it, stands in its queue's line
+/// once, and never holds more than its credit allows.
+fn check_sessions(q: &Queue, engine: &Engine, max_credit: u32) {
+    for (sid, s) in &q.sessions {
+        assert_eq!(engine.session_queues.get(sid), Some(&q.id), "session index");
+        let places = q
+            .line
+            .iter()
+            .filter(|t| matches!(t, Taker::Session(x) if x == sid))
+            .count();
+        assert_eq!(places, 1, "session {sid:?} stands in the line once");
+        assert!(s.window() <= u64::from(max_credit), "session window");
+        for (id, lease) in &s.held {
+            let m = q.messages.get(id).expect("a held message exists");
+            assert!(
+                matches!(&m.state, State::InFlight { lease: l, session: Some(x), .. }
+                    if l == lease && x == sid),
+                "{id}: held by {sid:?} but {:?}",
+                m.state
+            );
+        }
+    }
+    for m in q.messages.values() {
+        if let State::InFlight {
+            session: Some(sid),
+            lease,
+            ..
+        } = &m.state
+        {
+            let s = q
+                .sessions
+                .get(sid)
+                .expect("an in-flight message names a live session");
+            assert_eq!(
+                s.held.get(&m.id),
+                Some(lease),
+                "{}: session's held set",
+                m.id
+            );
+        }
+    }
+    let in_line = q
+        .line
+        .iter()
+        .filter(|t| matches!(t, Taker::Session(_)))
+        .count();
+    assert_eq!(in_line, q.sessions.len(), "sessions in the line");
 }

@@ -53,6 +53,21 @@ pub struct QueueConfig {
     pub dlq_max: u64,
     /// Priority of a message published without one.
     pub default_priority: u8,
+    /// Where a message that failed (nack, lease expiry, give-back) stands when it is ready
+    /// again.
+    pub retry_position: RetryPosition,
+}
+
+/// Where a retried message re-enters its priority's line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryPosition {
+    /// At the back, behind everything ready at that moment, as in Synap: a failing message
+    /// does not hold up the ones behind it.
+    #[default]
+    Back,
+    /// At its original place by publish order, as in RabbitMQ and beanstalkd.
+    Original,
 }
 
 impl Default for QueueConfig {
@@ -68,6 +83,7 @@ impl Default for QueueConfig {
             dead_letter: true,
             dlq_max: 10_000,
             default_priority: 5,
+            retry_position: RetryPosition::Back,
         }
     }
 }
@@ -192,6 +208,10 @@ pub struct Limits {
     pub subscriber_buffer: usize,
     /// Longest topic or pattern, in bytes.
     pub max_topic_bytes: usize,
+    /// Consumer sessions attached across all queues.
+    pub max_sessions: usize,
+    /// Credit one session may hold, free and in use together.
+    pub max_session_credit: u32,
 }
 
 impl Default for Limits {
@@ -218,6 +238,8 @@ impl Default for Limits {
             max_patterns_per_subscriber: 64,
             subscriber_buffer: 1024,
             max_topic_bytes: 255,
+            max_sessions: 10_000,
+            max_session_credit: 10_000,
         }
     }
 }

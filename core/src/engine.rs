@@ -7,12 +7,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::api::{Command, Event, MessageId, Reply, WaiterId};
+use crate::api::{Command, Event, MessageId, Reply, SessionId, WaiterId};
 use crate::config::{EngineConfig, QueueConfig, validate_queue_name};
 use crate::ctx::Ctx;
 use crate::kv::Kv;
 use crate::pubsub::PubSub;
-use crate::queue::{Queue, QueueId, check_publish};
+use crate::queue::{Queue, QueueId};
 use crate::time::Millis;
 use crate::timers::TimerKind;
 
@@ -22,15 +22,18 @@ use crate::timers::TimerKind;
 /// serde-serializable; a restored engine behaves exactly as the original would have.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Engine {
-    config: EngineConfig,
+    pub(crate) config: EngineConfig,
     pub(crate) ctx: Ctx,
-    names: BTreeMap<Arc<str>, QueueId>,
+    pub(crate) names: BTreeMap<Arc<str>, QueueId>,
     pub(crate) queues: BTreeMap<QueueId, Queue>,
     next_queue: u32,
     /// Which queue each parked waiter waits on.
     pub(crate) waiter_queues: BTreeMap<WaiterId, QueueId>,
+    /// Which queue each attached session consumes.
+    pub(crate) session_queues: BTreeMap<SessionId, QueueId>,
+    pub(crate) next_session: u64,
     pub(crate) kv: Kv,
-    pubsub: PubSub,
+    pub(crate) pubsub: PubSub,
 }
 
 impl Engine {
@@ -45,6 +48,8 @@ impl Engine {
             queues: BTreeMap::new(),
             next_queue: 1,
             waiter_queues: BTreeMap::new(),
+            session_queues: BTreeMap::new(),
+            next_session: 1,
             kv: Kv::default(),
             pubsub: PubSub::default(),
         }
@@ -65,7 +70,9 @@ impl Engine {
     /// Applies one command at `now`, after running every timer already due.
     pub fn handle(&mut self, now: Millis, cmd: Command) -> Result<Reply, Error> {
         self.handle_timeout(now);
-        self.dispatch(cmd)
+        let reply = self.dispatch(cmd);
+        self.forget_answered_waiters();
+        reply
     }
 
     /// Runs every timer due at `now`. Extra calls are harmless.
@@ -135,21 +142,21 @@ impl Engine {
         self.forget_answered_waiters();
     }
 
-    fn with_queue_id(&mut self, id: QueueId, f: impl FnOnce(&mut Queue, &mut Ctx)) {
+    pub(crate) fn with_queue_id(&mut self, id: QueueId, f: impl FnOnce(&mut Queue, &mut Ctx)) {
         if let Some(q) = self.queues.get_mut(&id) {
             f(q, &mut self.ctx);
         }
     }
 
     /// Waiters answered by `serve_waiters` left their queue; drop them from the index too.
-    fn forget_answered_waiters(&mut self) {
+    pub(crate) fn forget_answered_waiters(&mut self) {
         for w in self.ctx.answered.drain(..) {
             self.waiter_queues.remove(&w);
         }
     }
 
     /// The named queue together with the shared context.
-    fn queue_mut(&mut self, name: &str) -> Result<(&mut Queue, &mut Ctx), Error> {
+    pub(crate) fn queue_mut(&mut self, name: &str) -> Result<(&mut Queue, &mut Ctx), Error> {
         let id = self.names.get(name).ok_or_else(|| Error::QueueNotFound {
             queue: name.to_owned(),
         })?;
@@ -159,7 +166,7 @@ impl Engine {
         ))
     }
 
-    fn queue(&self, name: &str) -> Result<&Queue, Error> {
+    pub(crate) fn queue(&self, name: &str) -> Result<&Queue, Error> {
         let id = self.names.get(name).ok_or_else(|| Error::QueueNotFound {
             queue: name.to_owned(),
         })?;
@@ -167,7 +174,11 @@ impl Engine {
     }
 
     /// Creates a queue; `Ok(false)` if it exists already.
-    fn create_queue(&mut self, name: &str, config: Option<QueueConfig>) -> Result<bool, Error> {
+    pub(crate) fn create_queue(
+        &mut self,
+        name: &str,
+        config: Option<QueueConfig>,
+    ) -> Result<bool, Error> {
         validate_queue_name(name)?;
         if self.names.contains_key(name) {
             return Ok(false);
@@ -185,291 +196,32 @@ impl Engine {
     }
 
     /// The queue to publish to, created with the default config if auto-create is on.
-    fn publish_target(&mut self, name: &str) -> Result<(&mut Queue, &mut Ctx), Error> {
+    pub(crate) fn publish_target(&mut self, name: &str) -> Result<(&mut Queue, &mut Ctx), Error> {
         if !self.names.contains_key(name) && self.config.auto_create_queues {
             self.create_queue(name, None)?;
         }
         self.queue_mut(name)
     }
 
-    fn delete_queue(&mut self, name: &str) -> bool {
+    pub(crate) fn delete_queue(&mut self, name: &str) -> bool {
         let Some(id) = self.names.remove(name) else {
             return false;
         };
         let mut queue = self.queues.remove(&id).expect("named queue exists");
-        for waiter in queue.teardown(&mut self.ctx) {
+        let (waiters, sessions) = queue.teardown(&mut self.ctx);
+        for waiter in waiters {
             self.waiter_queues.remove(&waiter);
             self.ctx
                 .events
                 .push_back(Event::WaitTimedOut { waiter_id: waiter });
         }
+        for session in sessions {
+            self.session_queues.remove(&session);
+            self.ctx.events.push_back(Event::SessionEnded {
+                session_id: session,
+            });
+        }
         true
-    }
-
-    fn dispatch(&mut self, cmd: Command) -> Result<Reply, Error> {
-        let reply = match cmd {
-            Command::CreateQueue { queue, config } => {
-                let created = self.create_queue(&queue, config)?;
-                Reply::QueueCreated { queue, created }
-            }
-            Command::ConfigureQueue { queue, config } => {
-                config.validate(&self.ctx.limits)?;
-                let created = self.create_queue(&queue, Some(config.clone()))?;
-                let (q, ctx) = self.queue_mut(&queue)?;
-                q.dlq.trim(config.dlq_max);
-                q.config = config;
-                // A raised prefetch may let parked waiters take ready messages now.
-                q.serve_waiters(ctx);
-                Reply::QueueCreated { queue, created }
-            }
-            Command::DeleteQueue { queue } => Reply::QueueDeleted {
-                deleted: self.delete_queue(&queue),
-            },
-            Command::ListQueues => Reply::Queues {
-                queues: self.names.keys().map(|n| n.to_string()).collect(),
-            },
-            Command::Publish { queue, message } => {
-                check_publish(&self.ctx.limits, &message)?;
-                let (q, ctx) = self.publish_target(&queue)?;
-                q.check_room(1)?;
-                Reply::Published(q.publish(ctx, message, true))
-            }
-            Command::PublishBatch { queue, messages } => {
-                if messages.len() > self.ctx.limits.max_batch {
-                    return Err(Error::limit(
-                        "messages per batch",
-                        self.ctx.limits.max_batch as u64,
-                    ));
-                }
-                for m in &messages {
-                    check_publish(&self.ctx.limits, m)?;
-                }
-                let (q, ctx) = self.publish_target(&queue)?;
-                q.check_room(messages.len() as u64)?;
-                let published = messages
-                    .into_iter()
-                    .map(|m| q.publish(ctx, m, false))
-                    .collect();
-                q.serve_waiters(ctx);
-                Reply::PublishedBatch {
-                    messages: published,
-                }
-            }
-            Command::Consume {
-                queue,
-                wait_ms,
-                lease_ms,
-                max_messages,
-                consumer_id,
-            } => self.consume(&queue, wait_ms, lease_ms, max_messages, consumer_id)?,
-            Command::CancelWait { waiter_id } => {
-                let cancelled = match self.waiter_queues.remove(&waiter_id) {
-                    Some(q) => self
-                        .queues
-                        .get_mut(&q)
-                        .and_then(|q| q.unpark(&mut self.ctx, waiter_id))
-                        .is_some(),
-                    None => false,
-                };
-                Reply::WaitCancelled { cancelled }
-            }
-            cmd => return self.dispatch_more(cmd),
-        };
-        self.forget_answered_waiters();
-        Ok(reply)
-    }
-
-    fn consume(
-        &mut self,
-        queue: &str,
-        wait_ms: u64,
-        lease_ms: Option<u64>,
-        max_messages: u32,
-        consumer_id: Option<String>,
-    ) -> Result<Reply, Error> {
-        let max_wait = self.ctx.limits.max_wait_ms;
-        let max_waiters = self.ctx.limits.max_waiters;
-        let waiting = self.waiter_queues.len();
-        let (q, ctx) = self.queue_mut(queue)?;
-        let spec = q.consume_spec(max_messages, lease_ms, consumer_id)?;
-        q.touch_consumer(ctx, &spec.consumer)?;
-        let messages = q.take(ctx, &spec);
-        if !messages.is_empty() || wait_ms == 0 {
-            return Ok(Reply::Messages { messages });
-        }
-        if waiting >= max_waiters {
-            return Err(Error::limit("parked consumers", max_waiters as u64));
-        }
-        let qid = q.id;
-        let waiter_id = q.park(ctx, spec, wait_ms.min(max_wait));
-        self.waiter_queues.insert(waiter_id, qid);
-        Ok(Reply::Waiting { waiter_id })
-    }
-
-    fn dispatch_more(&mut self, cmd: Command) -> Result<Reply, Error> {
-        let reply = match cmd {
-            Command::Ack {
-                queue,
-                message_id,
-                lease,
-            } => {
-                let (q, ctx) = self.queue_mut(&queue)?;
-                q.ack(ctx, message_id, lease)?;
-                Reply::Acked
-            }
-            Command::Nack {
-                queue,
-                message_id,
-                requeue,
-                delay_ms,
-                error,
-                lease,
-            } => {
-                let (q, ctx) = self.queue_mut(&queue)?;
-                let action = q.nack(ctx, message_id, lease, requeue, delay_ms, error)?;
-                Reply::Nacked { action }
-            }
-            Command::Extend {
-                queue,
-                message_id,
-                lease_ms,
-                lease,
-            } => {
-                let (q, ctx) = self.queue_mut(&queue)?;
-                let lease_deadline = q.extend(ctx, message_id, lease, lease_ms)?;
-                Reply::Extended { lease_deadline }
-            }
-            Command::Stats { queue } => {
-                Reply::Stats(Box::new(self.queue(&queue)?.stats(self.ctx.now)))
-            }
-            Command::DlqList {
-                queue,
-                offset,
-                limit,
-            } => {
-                if !(1..=1000).contains(&limit) {
-                    return Err(Error::invalid("limit", "must be 1..=1000"));
-                }
-                let q = self.queue(&queue)?;
-                Reply::DeadLetters {
-                    total: q.dlq.len(),
-                    messages: q.dlq.page(&q.name, offset, limit),
-                }
-            }
-            Command::DlqRetry { queue, message_ids } => {
-                let max = self.ctx.limits.max_batch;
-                if message_ids.as_ref().is_some_and(|ids| ids.len() > max) {
-                    return Err(Error::limit("message ids per redrive", max as u64));
-                }
-                let (q, ctx) = self.queue_mut(&queue)?;
-                let retried = q.redrive(ctx, message_ids.as_deref());
-                Reply::Redriven { retried }
-            }
-            Command::DlqPurge { queue } => Reply::Purged {
-                purged: self.queue_mut(&queue)?.0.dlq.purge(),
-            },
-            Command::Purge { queue } => {
-                let (q, ctx) = self.queue_mut(&queue)?;
-                Reply::Purged {
-                    purged: q.purge(ctx),
-                }
-            }
-            cmd => return self.dispatch_kv_pubsub(cmd),
-        };
-        self.forget_answered_waiters();
-        Ok(reply)
-    }
-
-    fn dispatch_kv_pubsub(&mut self, cmd: Command) -> Result<Reply, Error> {
-        let ctx = &mut self.ctx;
-        let kv = &mut self.kv;
-        Ok(match cmd {
-            Command::KvSet { key, value, ttl_ms } => {
-                kv.set(ctx, crate::api::KvEntry { key, value, ttl_ms })?;
-                Reply::KvOk
-            }
-            Command::KvGet { key } => Reply::KvValue(kv.get(ctx, &key)?),
-            Command::KvDel { key } => Reply::KvDeleted {
-                deleted: kv.del(ctx, &key)?,
-            },
-            Command::KvExists { key } => Reply::KvExists {
-                exists: kv.exists(ctx, &key)?,
-            },
-            Command::KvExpire { key, ttl_ms } => Reply::KvUpdated {
-                updated: kv.expire(ctx, &key, Some(ttl_ms))?,
-            },
-            Command::KvPersist { key } => Reply::KvUpdated {
-                updated: kv.expire(ctx, &key, None)?,
-            },
-            Command::KvTtl { key } => Reply::KvTtl {
-                ttl_ms: kv.ttl(ctx, &key)?,
-            },
-            Command::KvIncr { key, by } => Reply::KvInt {
-                value: kv.incr(ctx, &key, by)?,
-            },
-            Command::KvKeys { prefix, limit } => Reply::KvKeys {
-                keys: kv.keys(ctx, &prefix, limit),
-            },
-            Command::KvMget { keys } => Reply::KvValues {
-                values: kv.mget(ctx, &keys)?,
-            },
-            Command::KvMset { entries } => {
-                if entries.len() > ctx.limits.max_batch {
-                    return Err(Error::limit(
-                        "entries per mset",
-                        ctx.limits.max_batch as u64,
-                    ));
-                }
-                kv.set_all(ctx, entries)?;
-                Reply::KvOk
-            }
-            Command::KvStats => Reply::KvStats(kv.stats()),
-            Command::Subscribe {
-                subscriber_id,
-                patterns,
-                credit,
-                idle_ms,
-            } => {
-                let (subscriber_id, patterns) =
-                    self.pubsub
-                        .subscribe(ctx, subscriber_id, patterns, credit, idle_ms)?;
-                Reply::Subscribed {
-                    subscriber_id,
-                    patterns,
-                }
-            }
-            Command::Unsubscribe {
-                subscriber_id,
-                patterns,
-            } => Reply::Unsubscribed {
-                removed: self.pubsub.unsubscribe(ctx, &subscriber_id, patterns)?,
-            },
-            Command::PubsubPublish {
-                topic,
-                message,
-                headers,
-            } => {
-                let (message_id, subscribers_matched) =
-                    self.pubsub.publish(ctx, topic.clone(), message, headers)?;
-                Reply::PubsubPublished {
-                    message_id,
-                    topic,
-                    subscribers_matched,
-                }
-            }
-            Command::PubsubPoll { subscriber_id, max } => {
-                let (messages, dropped) = self.pubsub.poll(ctx, &subscriber_id, max)?;
-                Reply::PubsubMessages { messages, dropped }
-            }
-            Command::PubsubCredit {
-                subscriber_id,
-                credit,
-            } => Reply::PubsubCredited {
-                credit: self.pubsub.credit(ctx, &subscriber_id, credit)?,
-            },
-            Command::PubsubStats => Reply::PubsubStats(self.pubsub.stats()),
-            other => unreachable!("command {other:?} is dispatched earlier"),
-        })
     }
 
     /// A hash of the whole state: two engines with equal digests hold the same queues,

@@ -76,6 +76,12 @@ pub enum Error {
         /// The key.
         key: String,
     },
+    /// No consumer session with this id is attached.
+    #[error("session not found: {session_id}")]
+    SessionNotFound {
+        /// The session asked for.
+        session_id: u64,
+    },
     /// No subscriber with this id is registered.
     #[error("subscriber not found: {subscriber_id}")]
     SubscriberNotFound {
@@ -99,6 +105,7 @@ impl Error {
             Self::KeyNotFound { .. } => "key_not_found",
             Self::NotAnInteger { .. } => "not_an_integer",
             Self::SubscriberNotFound { .. } => "subscriber_not_found",
+            Self::SessionNotFound { .. } => "session_not_found",
         }
     }
 

@@ -37,9 +37,11 @@ mod check;
 mod config;
 mod ctx;
 mod digest;
+mod dispatch;
 mod engine;
 mod error;
 mod fxmap;
+mod ids;
 mod json;
 mod kv;
 mod pubsub;
@@ -53,10 +55,12 @@ mod timers;
 
 pub use api::{
     Command, DeadLetter, DeadLetterReason, Delivery, Event, Headers, KvEntry, KvStats, KvValue,
-    MessageId, NackAction, Observed, ObservedKind, PubMessage, PublishMessage, Published,
-    PubsubStats, QueueStats, Reply, WaiterId,
+    LeaseRef, MessageId, NackAction, Observed, ObservedKind, PubMessage, PublishMessage, Published,
+    PubsubStats, QueueStats, Reply, SessionId, WaiterId,
 };
-pub use config::{Backoff, EngineConfig, Limits, MAX_LEASE_MS, QueueConfig, validate_queue_name};
+pub use config::{
+    Backoff, EngineConfig, Limits, MAX_LEASE_MS, QueueConfig, RetryPosition, validate_queue_name,
+};
 pub use engine::Engine;
 pub use error::Error;
 pub use json::Json;

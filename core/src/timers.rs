@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{MessageId, WaiterId};
-use crate::queue::QueueId;
+use crate::api::MessageId;
+use crate::ids::{QueueId, WaiterId};
 use crate::time::Millis;
 
 /// What a deadline is for.

@@ -132,7 +132,7 @@ impl Queue {
         }
         self.dlq.entries = kept;
         if moved > 0 {
-            self.serve_waiters(ctx);
+            self.serve(ctx);
         }
         moved
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::Error;
 use crate::api::{DeadLetterReason, MessageId, NackAction, Observed, ObservedKind};
-use crate::config::MAX_LEASE_MS;
+use crate::config::{MAX_LEASE_MS, RetryPosition};
 use crate::ctx::Ctx;
 use crate::time::Millis;
 use crate::timers::TimerKind;
@@ -17,7 +17,7 @@ pub(crate) const LEASE_EXPIRED: &str = "lease expired";
 impl Queue {
     /// Checks that `id` is in flight under `lease` (any lease when `None`) and returns its
     /// current lease token and deadline.
-    fn leased(&self, id: MessageId, lease: Option<u64>) -> Result<(u64, Millis), Error> {
+    pub(crate) fn leased(&self, id: MessageId, lease: Option<u64>) -> Result<(u64, Millis), Error> {
         let Some(msg) = self.messages.get(&id) else {
             if self.dlq.contains(id) {
                 return Err(mismatch(id, "the message was dead-lettered"));
@@ -47,18 +47,22 @@ impl Queue {
         }
     }
 
-    /// Takes an in-flight message out of flight: removes its lease timer and releases its
-    /// consumer's prefetch slot.
-    fn release(&mut self, ctx: &mut Ctx, id: MessageId, lease: u64, deadline: Millis) {
+    /// Takes an in-flight message out of flight: removes its lease timer, releases its
+    /// consumer's prefetch slot and gives its session the credit back.
+    pub(crate) fn release(&mut self, ctx: &mut Ctx, id: MessageId, lease: u64, deadline: Millis) {
         ctx.timers.remove(deadline, self.lease_timer(id, lease));
         let msg = self.messages.get_mut(&id).expect("leased message exists");
-        if let State::InFlight {
-            consumer: Some(c), ..
+        let State::InFlight {
+            consumer, session, ..
         } = &msg.state
-        {
-            let c: Arc<str> = c.clone();
+        else {
+            unreachable!("release of a message that is not in flight");
+        };
+        let (consumer, session): (Option<Arc<str>>, _) = (consumer.clone(), *session);
+        if let Some(c) = consumer {
             self.consumers.release(&c, ctx.now);
         }
+        self.return_credit(session, id);
         self.in_flight -= 1;
     }
 
@@ -75,7 +79,7 @@ impl Queue {
         self.counters.acked += 1;
         let now = ctx.now;
         ctx.observe(|| self.observed(ObservedKind::Acked, &msg, now));
-        self.serve_waiters(ctx);
+        self.serve(ctx);
         Ok(())
     }
 
@@ -104,7 +108,7 @@ impl Queue {
         let msg = &self.messages[&id];
         ctx.observe(|| self.observed(ObservedKind::Nacked, msg, now));
         let action = self.fail(ctx, id, requeue, delay_ms);
-        self.serve_waiters(ctx);
+        self.serve(ctx);
         Ok(action)
     }
 
@@ -144,12 +148,12 @@ impl Queue {
         let msg = &self.messages[&id];
         ctx.observe(|| self.observed(ObservedKind::LeaseExpired, msg, now));
         self.fail(ctx, id, true, None);
-        self.serve_waiters(ctx);
+        self.serve(ctx);
     }
 
     /// After a failed delivery (nack or lease expiry) of a message just taken out of flight:
     /// dead-letter it, or schedule its retry.
-    fn fail(
+    pub(crate) fn fail(
         &mut self,
         ctx: &mut Ctx,
         id: MessageId,
@@ -179,10 +183,14 @@ impl Queue {
             ms: Some(delay),
             ..self.observed(ObservedKind::RetryScheduled, msg, now)
         });
+        let back = self.config.retry_position == RetryPosition::Back;
         let msg = self.messages.get_mut(&id).expect("message exists");
         if delay == 0 {
             msg.state = State::Ready;
             msg.ready_since = now;
+            if back {
+                msg.seq = ctx.seq();
+            }
             self.ready.insert(msg.priority, msg.seq, id);
             NackAction::Requeued
         } else {

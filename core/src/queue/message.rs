@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Delivery, Headers, MessageId};
+use crate::api::{Delivery, Headers, MessageId, SessionId};
 use crate::json::Json;
 use crate::time::Millis;
 
@@ -41,11 +41,14 @@ pub(crate) enum State {
     Ready,
     /// Waiting for `until` (a publish delay or a retry delay); a `Due` timer is set.
     Delayed { until: Millis },
-    /// Leased; a `Lease` timer is set for `deadline`.
+    /// Leased; a `Lease` timer is set for `deadline`. `session` is the streaming consumer it
+    /// was pushed to, which holds one credit for it.
     InFlight {
         lease: u64,
         deadline: Millis,
         consumer: Option<Arc<str>>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<SessionId>,
     },
 }
 

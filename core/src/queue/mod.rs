@@ -4,54 +4,54 @@
 //! delays in `retry.rs`; the dead-letter queue in `dead_letter.rs`; statistics in `stats.rs`.
 
 mod dead_letter;
+mod deliver;
 mod lease;
 mod message;
 mod ready;
 mod retry;
+mod session;
 mod stats;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::api::{
-    Delivery, Event, MessageId, Observed, ObservedKind, PublishMessage, Published, WaiterId,
+    MessageId, Observed, ObservedKind, PublishMessage, Published, SessionId, WaiterId,
 };
-use crate::config::{Limits, MAX_LEASE_MS, QueueConfig, check_headers};
+use crate::config::{Limits, MAX_LEASE_MS, QueueConfig, RetryPosition, check_headers};
 use crate::ctx::Ctx;
 use crate::fxmap::SortedMap;
 use crate::json::Json;
 use crate::time::Millis;
 use crate::timers::TimerKind;
 
+pub use crate::ids::QueueId;
 pub(crate) use dead_letter::DeadLetters;
+pub(crate) use deliver::{Lessee, Taker};
 pub(crate) use message::{Body, Message, State};
 use ready::Ready;
+pub(crate) use session::Session;
 use stats::{Consumers, Counters, WaitWindow};
-
-/// Internal handle of a queue; a re-created queue gets a new one, so timers of a deleted
-/// queue never touch its successor.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct QueueId(pub u32);
-
-/// A parked long-poll consumer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub(crate) struct Waiter {
-    pub(crate) id: WaiterId,
-    pub(crate) max_messages: u32,
-    pub(crate) lease_ms: u64,
-    pub(crate) consumer: Option<Arc<str>>,
-    pub(crate) deadline: Millis,
-}
 
 /// What a consume asks for, after validation.
 pub(crate) struct ConsumeSpec {
     pub(crate) max_messages: u32,
     pub(crate) lease_ms: u64,
     pub(crate) consumer: Option<Arc<str>>,
+}
+
+impl ConsumeSpec {
+    /// Who the consume's leases go to.
+    pub(crate) fn lessee(&self) -> Lessee<'_> {
+        Lessee {
+            lease_ms: self.lease_ms,
+            consumer: &self.consumer,
+            session: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -64,7 +64,9 @@ pub(crate) struct Queue {
     delayed: u64,
     in_flight: u64,
     pub(crate) dlq: DeadLetters,
-    pub(crate) waiters: VecDeque<Waiter>,
+    /// Waiters and sessions, in the order they are served.
+    pub(crate) line: VecDeque<Taker>,
+    pub(crate) sessions: BTreeMap<SessionId, Session>,
     consumers: Consumers,
     counters: Counters,
     waits: WaitWindow,
@@ -81,7 +83,8 @@ impl Queue {
             delayed: 0,
             in_flight: 0,
             dlq: DeadLetters::default(),
-            waiters: VecDeque::new(),
+            line: VecDeque::new(),
+            sessions: BTreeMap::new(),
             consumers: Consumers::default(),
             counters: Counters::default(),
             waits: WaitWindow::default(),
@@ -152,7 +155,7 @@ impl Queue {
         };
         self.messages.insert(id, msg);
         if serve && position.is_some() {
-            self.serve_waiters(ctx);
+            self.serve(ctx);
         }
         Published {
             message_id: id,
@@ -201,118 +204,6 @@ impl Queue {
         }
     }
 
-    /// Leases up to `spec.max_messages` ready messages (fewer if the consumer's prefetch room is
-    /// smaller).
-    pub(crate) fn take(&mut self, ctx: &mut Ctx, spec: &ConsumeSpec) -> Vec<Delivery> {
-        let room = self.prefetch_room(&spec.consumer);
-        let n = spec.max_messages.min(room);
-        let mut out = Vec::with_capacity(n.min(16) as usize);
-        for _ in 0..n {
-            let Some(id) = self.ready.pop() else { break };
-            out.push(self.lease_out(ctx, id, spec.lease_ms, &spec.consumer));
-        }
-        out
-    }
-
-    fn prefetch_room(&self, consumer: &Option<Arc<str>>) -> u32 {
-        match (self.config.prefetch, consumer) {
-            (0, _) | (_, None) => u32::MAX,
-            (limit, Some(c)) => limit.saturating_sub(self.consumers.held(c)),
-        }
-    }
-
-    /// Moves one message from ready to in-flight and builds its delivery.
-    fn lease_out(
-        &mut self,
-        ctx: &mut Ctx,
-        id: MessageId,
-        lease_ms: u64,
-        consumer: &Option<Arc<str>>,
-    ) -> Delivery {
-        let now = ctx.now;
-        let lease = ctx.lease_token();
-        let deadline = now.add_ms(lease_ms);
-        let msg = self.messages.get_mut(&id).expect("ready id has a message");
-        debug_assert_eq!(msg.state, State::Ready);
-        msg.attempts += 1;
-        msg.state = State::InFlight {
-            lease,
-            deadline,
-            consumer: consumer.clone(),
-        };
-        let wait = now.since(msg.ready_since);
-        ctx.timers.add(deadline, self.lease_timer(id, lease));
-        self.in_flight += 1;
-        self.counters.consumed += 1;
-        self.waits.record(wait);
-        if let Some(c) = consumer {
-            self.consumers.lease(c, now);
-        }
-        let msg = &self.messages[&id];
-        let delivery = msg.delivery(&self.name);
-        ctx.observe(|| Observed {
-            ms: Some(wait),
-            ..self.observed(ObservedKind::Delivered, msg, now)
-        });
-        delivery
-    }
-
-    /// Parks a waiter at the back of the line.
-    pub(crate) fn park(&mut self, ctx: &mut Ctx, spec: ConsumeSpec, wait_ms: u64) -> WaiterId {
-        let id = WaiterId(ctx.next_waiter);
-        ctx.next_waiter += 1;
-        let deadline = ctx.now.add_ms(wait_ms);
-        ctx.timers.add(deadline, TimerKind::Wait { waiter: id });
-        if let Some(c) = &spec.consumer {
-            self.consumers.wait(c, 1);
-        }
-        self.waiters.push_back(Waiter {
-            id,
-            max_messages: spec.max_messages,
-            lease_ms: spec.lease_ms,
-            consumer: spec.consumer,
-            deadline,
-        });
-        id
-    }
-
-    /// Removes a waiter (answered, timed out or cancelled); false if it is not here.
-    pub(crate) fn unpark(&mut self, ctx: &mut Ctx, waiter: WaiterId) -> Option<Waiter> {
-        let at = self.waiters.iter().position(|w| w.id == waiter)?;
-        let w = self.waiters.remove(at)?;
-        ctx.timers.remove(w.deadline, TimerKind::Wait { waiter });
-        if let Some(c) = &w.consumer {
-            self.consumers.wait(c, -1);
-        }
-        Some(w)
-    }
-
-    /// Hands ready messages to parked waiters, first come first served. A waiter whose consumer
-    /// is at its prefetch limit is passed over (it keeps its place).
-    pub(crate) fn serve_waiters(&mut self, ctx: &mut Ctx) {
-        let mut i = 0;
-        while i < self.waiters.len() && !self.ready.is_empty() {
-            let room = self.prefetch_room(&self.waiters[i].consumer);
-            if room == 0 {
-                i += 1;
-                continue;
-            }
-            let w = self.waiters[i].clone();
-            self.unpark(ctx, w.id);
-            ctx.answered.push(w.id);
-            let spec = ConsumeSpec {
-                max_messages: w.max_messages,
-                lease_ms: w.lease_ms,
-                consumer: w.consumer,
-            };
-            let messages = self.take(ctx, &spec);
-            ctx.events.push_back(Event::Delivered {
-                waiter_id: w.id,
-                messages,
-            });
-        }
-    }
-
     /// A delayed message's delay has ended.
     pub(crate) fn on_due(&mut self, ctx: &mut Ctx, id: MessageId) {
         let Some(msg) = self.messages.get_mut(&id) else {
@@ -323,9 +214,14 @@ impl Queue {
         }
         msg.state = State::Ready;
         msg.ready_since = ctx.now;
+        // A retry (it was delivered before) joins the back of its priority when so configured;
+        // a delayed publish keeps its place by publish order.
+        if msg.attempts > 0 && self.config.retry_position == RetryPosition::Back {
+            msg.seq = ctx.seq();
+        }
         self.delayed -= 1;
         self.ready.insert(msg.priority, msg.seq, id);
-        self.serve_waiters(ctx);
+        self.serve(ctx);
     }
 
     /// A message's TTL has passed: dead-letter it now, or when its lease ends.
@@ -415,8 +311,9 @@ impl Queue {
         n
     }
 
-    /// Removes every timer and waiter of a queue that is being deleted.
-    pub(crate) fn teardown(&mut self, ctx: &mut Ctx) -> Vec<WaiterId> {
+    /// Removes every timer, waiter and session of a queue that is being deleted; returns the
+    /// waiters and sessions, whose hosts must be told.
+    pub(crate) fn teardown(&mut self, ctx: &mut Ctx) -> (Vec<WaiterId>, Vec<SessionId>) {
         let mut ids: Vec<MessageId> = self.messages.keys().copied().collect();
         ids.sort_unstable();
         for id in ids {
@@ -426,11 +323,15 @@ impl Queue {
             }
             self.cancel_ttl(ctx, msg);
         }
-        let waiters: Vec<WaiterId> = self.waiters.iter().map(|w| w.id).collect();
+        let waiters: Vec<WaiterId> = self.waiters().map(|w| w.id).collect();
         for w in &waiters {
             self.unpark(ctx, *w);
         }
-        waiters
+        let sessions = self.session_ids();
+        for s in &sessions {
+            self.detach(ctx, *s, false);
+        }
+        (waiters, sessions)
     }
 
     /// The lease timer of delivery `lease` of message `id`.

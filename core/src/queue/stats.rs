@@ -61,6 +61,8 @@ pub(crate) struct Consumer {
     pub(crate) held: u32,
     /// Its parked waiters.
     pub(crate) waiting: u32,
+    /// Its attached sessions.
+    pub(crate) attached: u32,
     pub(crate) last_seen: Millis,
 }
 
@@ -116,6 +118,11 @@ impl Consumers {
         e.waiting = e.waiting.saturating_add_signed(delta);
     }
 
+    pub(crate) fn attach(&mut self, c: &Arc<str>, delta: i32) {
+        let e = self.map.entry(c.clone()).or_default();
+        e.attached = e.attached.saturating_add_signed(delta);
+    }
+
     fn present(&self, now: Millis) -> u64 {
         self.map.values().filter(|e| e.is_present(now)).count() as u64
     }
@@ -128,7 +135,10 @@ impl Consumers {
 
 impl Consumer {
     fn is_present(&self, now: Millis) -> bool {
-        self.held > 0 || self.waiting > 0 || now.since(self.last_seen) < CONSUMER_SEEN_MS
+        self.held > 0
+            || self.waiting > 0
+            || self.attached > 0
+            || now.since(self.last_seen) < CONSUMER_SEEN_MS
     }
 }
 
@@ -149,7 +159,8 @@ impl Queue {
             in_flight: self.in_flight,
             dead_letter_count: self.dlq.len(),
             consumers: self.consumers.present(now),
-            waiters: self.waiters.len() as u64,
+            waiters: self.waiters().count() as u64,
+            sessions: self.sessions.len() as u64,
             published_total: c.published,
             consumed_total: c.consumed,
             acked_total: c.acked,

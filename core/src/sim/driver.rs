@@ -94,7 +94,11 @@ impl Driver {
             match event {
                 Event::Observed(o) => self.metrics.observe(&o),
                 Event::Delivered { .. } | Event::WaitTimedOut { .. } => self.inbox.push(event),
-                Event::PubSub { .. } | Event::KeyExpired { .. } => {}
+                // The simulator's workers long-poll; they never attach sessions.
+                Event::PubSub { .. }
+                | Event::KeyExpired { .. }
+                | Event::Pushed { .. }
+                | Event::SessionEnded { .. } => {}
             }
         }
     }

@@ -6,6 +6,7 @@ mod kv;
 mod lease;
 mod pubsub;
 mod queue;
+mod session;
 mod state;
 
 use serde_json::json;
