@@ -61,5 +61,5 @@ pub use stream::{PublishConfirm, QueueStream, StreamOptions};
 pub use types::{
     AckBatchResult, AckFailure, Backoff, ConsumeOptions, DeadLetter, DlqPage, Headers, NackAction,
     NackOptions, PubSubMessage, PublishOptions, PublishResult, QueueConfig, QueueMessage,
-    QueueStats,
+    QueueStats, RetryPosition,
 };

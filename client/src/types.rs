@@ -272,6 +272,20 @@ pub struct QueueConfig {
     /// Priority of messages published without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_priority: Option<u8>,
+    /// Where a retried message stands when it is ready again. Server default: the back of
+    /// its priority.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_position: Option<RetryPosition>,
+}
+
+/// Where a retried message (nack, lease expiry) re-enters its priority's line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryPosition {
+    /// Behind everything ready at that moment (the default).
+    Back,
+    /// At its original place by publish order.
+    Original,
 }
 
 /// Statistics of one queue (DESIGN.md §3). Missing fields read as 0.

@@ -5,11 +5,12 @@
 //! the events the engine produced, and re-arms one `Sleep` from `poll_timeout()`. No tokio timer
 //! exists per message or per waiter: the engine keeps all deadlines.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use synap_core::{
-    Command, Delivery, Engine, Error, Event, MessageId, PubMessage, QueueStats, Reply, WaiterId,
+    Command, Delivery, Engine, Error, Event, LeaseRef, PubMessage, QueueStats, Reply, SessionId,
+    WaiterId,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
@@ -26,26 +27,19 @@ pub(crate) const EVENT_BUFFER: usize = 4096;
 /// A consume's outcome: the leased messages, empty when a long-poll ended with nothing.
 pub(crate) type ConsumeResult = Result<Vec<Delivery>, Error>;
 
-/// The error text kept with a message given back because its consumer left.
-pub(crate) const DISCONNECTED: &str = "consumer disconnected";
-
-/// One lease of one message, as needed to give it back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Leased {
-    pub(crate) queue: Arc<str>,
-    pub(crate) message_id: MessageId,
-    pub(crate) lease: u64,
+/// What the engine pushes to an attached session's connection.
+#[derive(Debug)]
+pub(crate) enum SessionPush {
+    /// Deliveries leased to the session, one credit each.
+    Messages(Vec<Delivery>),
+    /// The engine ended the session (its queue was deleted).
+    Ended,
 }
 
-impl From<&Delivery> for Leased {
-    fn from(d: &Delivery) -> Self {
-        Self {
-            queue: Arc::clone(&d.queue),
-            message_id: d.message_id,
-            lease: d.lease,
-        }
-    }
-}
+/// Most pushes one session's sink holds. Each push carries at least one delivery and a
+/// session holds at most `max_session_credit` of them, so a sink never fills unless that
+/// limit is raised past it; a full sink detaches the session rather than block the engine.
+pub(crate) const SESSION_SINK: usize = 16_384;
 
 /// What a handler asks of the engine task.
 pub(crate) enum Request {
@@ -69,8 +63,12 @@ pub(crate) enum Request {
     /// The client behind consume `token` hung up: withdraw its waiter if still parked, and give
     /// back the messages its reply carried if they were never read.
     Abandon { token: u64, returned: Vec<Delivery> },
-    /// A connection closed while holding these leases: give the messages back now.
-    GiveBack { leases: Vec<Leased> },
+    /// Attach a streaming consumer (`cmd` is a `Command::Attach`): its pushes go to `sink`.
+    Attach {
+        cmd: Command,
+        sink: mpsc::Sender<SessionPush>,
+        reply: oneshot::Sender<Result<Reply, Error>>,
+    },
     /// Subscribe a connection: pushed messages go to `sink`, whose free room is the credit.
     Subscribe {
         patterns: Vec<String>,
@@ -98,6 +96,7 @@ pub(crate) struct EngineTask {
     parked: HashMap<WaiterId, Parked>,
     by_token: HashMap<u64, WaiterId>,
     sinks: HashMap<String, mpsc::Sender<PubMessage>>,
+    sessions: HashMap<SessionId, mpsc::Sender<SessionPush>>,
     events: broadcast::Sender<Arc<Event>>,
     draining: bool,
 }
@@ -111,6 +110,7 @@ impl EngineTask {
             parked: HashMap::new(),
             by_token: HashMap::new(),
             sinks: HashMap::new(),
+            sessions: HashMap::new(),
             events,
             draining: false,
         }
@@ -169,9 +169,9 @@ impl EngineTask {
             Request::Consume { cmd, token, reply } => self.consume(cmd, token, reply),
             Request::Abandon { token, returned } => {
                 self.abandon(token);
-                self.give_back(returned.iter().map(Leased::from));
+                self.give_back(returned);
             }
-            Request::GiveBack { leases } => self.give_back(leases),
+            Request::Attach { cmd, sink, reply } => self.attach(cmd, sink, reply),
             Request::Subscribe {
                 patterns,
                 sink,
@@ -188,20 +188,52 @@ impl EngineTask {
         self.route_events();
     }
 
-    /// Runs one command with a direct reply.
+    /// Runs one command with a direct reply. A command that ends a subscriber or a session
+    /// also drops the sink its pushes went to.
     fn call(&mut self, cmd: Command) -> Result<Reply, Error> {
-        let forget = match &cmd {
+        match &cmd {
             Command::Unsubscribe {
                 subscriber_id,
                 patterns: None,
-            } => Some(subscriber_id.clone()),
-            _ => None,
-        };
-        let result = self.engine.handle(self.clock.now(), cmd);
-        if let Some(id) = forget {
-            self.sinks.remove(&id);
+            } => {
+                self.sinks.remove(subscriber_id);
+            }
+            Command::Detach { session_id, .. } => {
+                self.sessions.remove(session_id);
+            }
+            _ => {}
         }
-        result
+        self.engine.handle(self.clock.now(), cmd)
+    }
+
+    fn attach(
+        &mut self,
+        cmd: Command,
+        sink: mpsc::Sender<SessionPush>,
+        reply: oneshot::Sender<Result<Reply, Error>>,
+    ) {
+        debug_assert!(matches!(cmd, Command::Attach { .. }));
+        let result = self.engine.handle(self.clock.now(), cmd);
+        if let Ok(Reply::Attached { session_id, .. }) = &result {
+            // Registered before the events of the attach (its first pushes) are routed.
+            self.sessions.insert(*session_id, sink);
+        }
+        if let Err(Ok(Reply::Attached { session_id, .. })) = reply.send(result) {
+            // The connection is gone already: what was pushed goes back.
+            self.detach(session_id);
+        }
+    }
+
+    /// Detaches a session whose connection is gone, giving back what it held.
+    fn detach(&mut self, session_id: SessionId) {
+        self.sessions.remove(&session_id);
+        let cmd = Command::Detach {
+            session_id,
+            give_back: true,
+        };
+        if let Err(e) = self.engine.handle(self.clock.now(), cmd) {
+            debug!(error = %e, "session already ended");
+        }
     }
 
     fn consume(&mut self, mut cmd: Command, token: u64, reply: oneshot::Sender<ConsumeResult>) {
@@ -216,7 +248,7 @@ impl EngineTask {
                 // The client left before the answer: the messages would sit leased to nobody
                 // until their leases end, so they go back at once, as for a parked consumer.
                 if let Err(Ok(messages)) = reply.send(Ok(messages)) {
-                    self.give_back(messages.iter().map(Leased::from));
+                    self.give_back(messages);
                 }
             }
             Ok(Reply::Waiting { waiter_id }) => {
@@ -314,6 +346,15 @@ impl EngineTask {
                     subscriber_id,
                     message,
                 } => self.push(subscriber_id, message),
+                Event::Pushed {
+                    session_id,
+                    messages,
+                } => self.push_session(session_id, messages),
+                Event::SessionEnded { session_id } => {
+                    if let Some(sink) = self.sessions.remove(&session_id) {
+                        let _ = sink.try_send(SessionPush::Ended);
+                    }
+                }
                 Event::Observed(_) | Event::KeyExpired { .. } => {}
             }
         }
@@ -328,33 +369,50 @@ impl EngineTask {
             None => Some(messages),
         };
         // The client left between the lease and the reply.
-        self.give_back(returned.iter().flatten().map(Leased::from));
+        self.give_back(returned.unwrap_or_default());
     }
 
-    /// Returns leased messages whose consumer is gone to their queues now, rather than let them
-    /// sit until their leases end. The engine has no release without a penalty, so this is a
-    /// nack (requeue, no delay) under the lease: it counts as a failed delivery attempt, as the
-    /// lease's end would have, and `max_retries` still bounds redeliveries.
-    fn give_back(&mut self, leases: impl IntoIterator<Item = Leased>) {
-        for l in leases {
-            let cmd = Command::Nack {
-                queue: l.queue.to_string(),
-                message_id: l.message_id,
-                requeue: true,
-                delay_ms: Some(0),
-                error: Some(DISCONNECTED.into()),
-                lease: Some(l.lease),
+    /// Hands leased messages whose consumer is gone back to the engine, which makes them ready
+    /// again (counted as a failed attempt) rather than let them sit until their leases end.
+    fn give_back(&mut self, messages: Vec<Delivery>) {
+        let mut by_queue: BTreeMap<Arc<str>, Vec<LeaseRef>> = BTreeMap::new();
+        for d in &messages {
+            by_queue
+                .entry(Arc::clone(&d.queue))
+                .or_default()
+                .push(LeaseRef {
+                    message_id: d.message_id,
+                    lease: d.lease,
+                });
+        }
+        for (queue, leases) in by_queue {
+            let cmd = Command::GiveBack {
+                queue: queue.to_string(),
+                leases,
             };
             match self.engine.handle(self.clock.now(), cmd) {
-                Ok(_) => debug!(message_id = %l.message_id, "message given back"),
-                // Settled, expired or deleted meanwhile: nothing left to give back.
-                Err(
-                    Error::LeaseMismatch { .. }
-                    | Error::MessageNotFound { .. }
-                    | Error::QueueNotFound { .. },
-                ) => {}
-                Err(e) => warn!(error = %e, "could not give back a leased message"),
+                Ok(_) => debug!(%queue, "unread messages given back"),
+                // Deleted meanwhile: nothing left to give back.
+                Err(Error::QueueNotFound { .. }) => {}
+                Err(e) => warn!(error = %e, "could not give back leased messages"),
             }
+        }
+    }
+
+    /// Forwards a session's deliveries to its connection; a connection that is gone (or
+    /// cannot keep up) detaches the session, which gives the messages back.
+    fn push_session(&mut self, session_id: SessionId, messages: Vec<Delivery>) {
+        let Some(sink) = self.sessions.get(&session_id) else {
+            // Pushed while its detach was on the way: the detach gives them back.
+            return;
+        };
+        match sink.try_send(SessionPush::Messages(messages)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                warn!(?session_id, "session sink full; session detached");
+                self.detach(session_id);
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => self.detach(session_id),
         }
     }
 
@@ -499,13 +557,15 @@ mod tests {
         let mut t = task();
         publish(&mut t);
         let first = take_one(&mut t, 1);
-        t.on_request(Request::GiveBack {
-            leases: vec![Leased::from(&first[0])],
+        t.on_request(Request::Abandon {
+            token: 98,
+            returned: first.clone(),
         });
         let second = take_one(&mut t, 2);
         // The first lease is over: giving it back again must not touch the new delivery.
-        t.on_request(Request::GiveBack {
-            leases: vec![Leased::from(&first[0])],
+        t.on_request(Request::Abandon {
+            token: 99,
+            returned: first.clone(),
         });
         assert_eq!(counts(&mut t), (0, 1, 1));
         let ack = Command::Ack {
@@ -514,5 +574,81 @@ mod tests {
             lease: Some(second[0].lease),
         };
         call(&mut t, ack).expect("the second lease still holds");
+    }
+
+    fn attach(t: &mut EngineTask, credit: u32) -> (SessionId, mpsc::Receiver<SessionPush>) {
+        let create = Command::CreateQueue {
+            queue: "q".into(),
+            config: None,
+        };
+        call(t, create).expect("declared");
+        let (sink, rx) = mpsc::channel(SESSION_SINK);
+        let (reply, mut answer) = oneshot::channel();
+        let cmd = Command::Attach {
+            queue: "q".into(),
+            consumer_id: None,
+            credit,
+            lease_ms: Some(60_000),
+        };
+        t.on_request(Request::Attach { cmd, sink, reply });
+        match answer.try_recv().expect("answered at once") {
+            Ok(Reply::Attached { session_id, .. }) => (session_id, rx),
+            other => panic!("attach: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_session_s_pushes_reach_its_sink() {
+        let mut t = task();
+        publish(&mut t);
+        let (_, mut rx) = attach(&mut t, 4);
+        publish(&mut t);
+        let mut got = 0;
+        while let Ok(SessionPush::Messages(m)) = rx.try_recv() {
+            got += m.len();
+        }
+        assert_eq!(got, 2, "the queued message at attach, then the new one");
+        assert_eq!(counts(&mut t), (0, 2, 0));
+    }
+
+    #[test]
+    fn a_session_whose_connection_is_gone_gives_back_on_its_next_push() {
+        let mut t = task();
+        let (_, rx) = attach(&mut t, 4);
+        drop(rx);
+        publish(&mut t);
+        assert_eq!(
+            counts(&mut t),
+            (1, 0, 1),
+            "pushed, found no reader, given back"
+        );
+    }
+
+    #[test]
+    fn detaching_drops_the_sink_and_gives_back() {
+        let mut t = task();
+        let (session_id, mut rx) = attach(&mut t, 4);
+        publish(&mut t);
+        assert!(matches!(rx.try_recv(), Ok(SessionPush::Messages(_))));
+        let reply = call(
+            &mut t,
+            Command::Detach {
+                session_id,
+                give_back: true,
+            },
+        );
+        assert_eq!(reply, Ok(Reply::Detached { returned: 1 }));
+        assert_eq!(counts(&mut t), (1, 0, 1));
+        assert!(rx.try_recv().is_err(), "nothing more is pushed");
+    }
+
+    #[test]
+    fn deleting_the_queue_tells_the_session() {
+        let mut t = task();
+        publish(&mut t);
+        let (_, mut rx) = attach(&mut t, 4);
+        assert!(matches!(rx.try_recv(), Ok(SessionPush::Messages(_))));
+        call(&mut t, Command::DeleteQueue { queue: "q".into() }).expect("deleted");
+        assert!(matches!(rx.try_recv(), Ok(SessionPush::Ended)));
     }
 }

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use synap_core::{Command, Delivery, Error, PubMessage, QueueStats, Reply};
+use synap_core::{Command, Delivery, Error, PubMessage, QueueStats, Reply, SessionId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine_task::{ConsumeResult, Leased, Request};
+use crate::engine_task::{ConsumeResult, Request, SessionPush};
 
 /// Why a call did not reach a reply.
 #[derive(Debug)]
@@ -85,10 +85,22 @@ impl EngineHandle {
         }))
     }
 
-    /// Gives back messages a closing connection still holds (see `EngineTask::give_back`).
-    pub(crate) async fn give_back(&self, leases: Vec<Leased>) {
-        if !leases.is_empty() {
-            let _ = self.send(Request::GiveBack { leases }).await;
+    /// Attaches a streaming consumer (`cmd` is a `Command::Attach`) whose pushes arrive on
+    /// `sink`; returns its session id and consumer id. The caller detaches it
+    /// (`Command::Detach`) when its connection ends; a sink found closed detaches it too.
+    pub(crate) async fn attach(
+        &self,
+        cmd: Command,
+        sink: mpsc::Sender<SessionPush>,
+    ) -> Result<(SessionId, String), Failure> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Attach { cmd, sink, reply }).await?;
+        match rx.await.map_err(|_| Failure::Unavailable)?? {
+            Reply::Attached {
+                session_id,
+                consumer_id,
+            } => Ok((session_id, consumer_id)),
+            other => unreachable!("attach replied {other:?}"),
         }
     }
 

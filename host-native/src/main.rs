@@ -116,7 +116,6 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     let engine = Engine::new(config.engine.clone(), os_seed()?);
     let (events_tx, _) = broadcast::channel(EVENT_BUFFER);
     let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-    // One clock for the engine and the connections that track its lease deadlines.
     let clock = clock::Clock::new();
     let mut task = tokio::spawn(EngineTask::new(engine, events_tx.clone(), clock).run(rx));
     let handle = EngineHandle::new(tx);
@@ -136,7 +135,6 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         max_body_bytes: config.max_body_bytes,
         max_message_bytes: config.engine.limits.max_payload_bytes,
         max_value_bytes: config.engine.limits.max_value_bytes,
-        clock,
     };
     let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(config.bind)

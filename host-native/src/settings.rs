@@ -2,7 +2,7 @@
 //! the core's `QueueConfig` (milliseconds). Shared by the config file and `POST /queue/{name}`.
 
 use serde::Deserialize;
-use synap_core::{Backoff, Error, QueueConfig};
+use synap_core::{Backoff, Error, QueueConfig, RetryPosition};
 
 /// Longest duration accepted anywhere, in seconds (about 31 years): larger values are surely
 /// mistakes, and the bound keeps the conversion to milliseconds exact.
@@ -74,6 +74,8 @@ pub(crate) struct QueueSettings {
     pub(crate) dlq_max: Option<u64>,
     /// Priority of messages published without one.
     pub(crate) default_priority: Option<u8>,
+    /// Where a retried message stands when it is ready again: `back` or `original`.
+    pub(crate) retry_position: Option<RetryPosition>,
 }
 
 impl QueueSettings {
@@ -89,6 +91,7 @@ impl QueueSettings {
             && self.dead_letter.is_none()
             && self.dlq_max.is_none()
             && self.default_priority.is_none()
+            && self.retry_position.is_none()
     }
 
     /// `base` with these settings applied; the engine validates ranges on use.
@@ -134,6 +137,9 @@ impl QueueSettings {
         }
         if let Some(v) = self.default_priority {
             c.default_priority = v;
+        }
+        if let Some(v) = self.retry_position {
+            c.retry_position = v;
         }
         Ok(c)
     }

@@ -8,7 +8,8 @@
 use std::time::Duration;
 
 use synap_client::{
-    NackAction, NackOptions, PublishOptions, QueueMessage, QueueStream, StreamOptions, SynapClient,
+    NackAction, NackOptions, PublishOptions, QueueConfig, QueueMessage, QueueStream, RetryPosition,
+    StreamOptions, SynapClient,
 };
 use synap_tests::server_harness::Server;
 
@@ -30,6 +31,11 @@ async fn next(stream: &mut QueueStream<u32>) -> QueueMessage<u32> {
 async fn pushes_within_credit_and_settles_over_the_socket() {
     let server = Server::start();
     let c = client(&server).await;
+    let original = QueueConfig {
+        retry_position: Some(RetryPosition::Original),
+        ..QueueConfig::default()
+    };
+    c.queue_create("work", original).await.unwrap();
     for n in 0..5u32 {
         c.queue_publish("work", &n, PublishOptions::default())
             .await

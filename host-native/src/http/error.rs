@@ -58,7 +58,8 @@ pub(crate) fn status_of(e: &Error) -> StatusCode {
         Error::QueueNotFound { .. }
         | Error::MessageNotFound { .. }
         | Error::KeyNotFound { .. }
-        | Error::SubscriberNotFound { .. } => StatusCode::NOT_FOUND,
+        | Error::SubscriberNotFound { .. }
+        | Error::SessionNotFound { .. } => StatusCode::NOT_FOUND,
         Error::LeaseMismatch { .. } => StatusCode::CONFLICT,
         Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,

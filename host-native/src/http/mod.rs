@@ -13,7 +13,6 @@ mod pubsub;
 mod queue;
 mod queue_ws;
 mod wire;
-mod ws_credit;
 
 use std::sync::Arc;
 
@@ -29,7 +28,6 @@ use tokio::sync::{broadcast, watch};
 pub(crate) use auth::Auth;
 pub(crate) use metrics::HttpMetrics;
 
-use crate::clock::Clock;
 use crate::handle::EngineHandle;
 
 /// What every handler shares.
@@ -55,8 +53,6 @@ pub(crate) struct AppState {
     pub(crate) max_message_bytes: usize,
     /// Largest KV value (the engine's `max_value_bytes`).
     pub(crate) max_value_bytes: usize,
-    /// The engine's clock, for lease deadlines kept outside the engine.
-    pub(crate) clock: Clock,
 }
 
 /// Slack over the largest message in a one-message body: the other fields, whitespace.
@@ -211,7 +207,6 @@ pub(crate) mod tests {
             max_body_bytes: 1 << 20,
             max_message_bytes: 1 << 18,
             max_value_bytes: 1 << 18,
-            clock: Clock::new(),
         }
     }
 

@@ -1,18 +1,16 @@
 //! `GET /queue/{name}/ws`: the streaming connection for workers and producers.
 //!
-//! The server pushes up to `prefetch` unacked messages (credit-based, like AMQP's
-//! basic.consume): each delivered message takes one credit, and an ack or nack of it (or the end
-//! of its lease) gives the credit back (see `ws_credit`). The client sends `ack`, `nack`,
-//! `extend` and `publish` frames and gets one confirm per frame, in order, so producers can
+//! A connection with `prefetch > 0` attaches a consumer session in the engine with that much
+//! credit (like AMQP's basic.consume): the engine leases ready messages to it while it has
+//! credit and takes each credit back when its delivery ends (ack, nack, lease expiry); this
+//! module only writes what the engine pushes. The client sends `ack`, `nack`, `extend`,
+//! `credit` and `publish` frames and gets one confirm per frame, in order, so producers can
 //! pipeline publishes. Frames that have already arrived together are answered together: their
-//! commands reach the engine in one request, in order, followed by one consume for all the
-//! credit they freed, and their confirms are written with one flush. When the socket closes,
-//! the messages it still holds go back to the queue. The frame format is documented in
-//! docs/api.md.
+//! commands reach the engine in one request, in order, and their confirms are written with one
+//! flush. When the socket closes, the session is detached and the engine gives back the
+//! messages it still holds. The frame format is documented in docs/api.md.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 
@@ -23,21 +21,18 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use synap_core::{Command, Delivery, MessageId, Reply};
-use tokio::time::Instant;
+use synap_core::{Command, Delivery, MessageId, Reply, SessionId};
+use tokio::sync::mpsc;
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery, QueueName, WsUpgrade};
 use super::wire::{PublishBody, delivery_json, parse_message_id};
-use super::ws_credit::Credit;
-use crate::engine_task::Leased;
+use crate::engine_task::{SESSION_SINK, SessionPush};
 use crate::handle::Failure;
 use crate::settings::secs_to_ms;
 
-/// Most credit one connection may ask for.
+/// Most credit one connection may ask for when it connects.
 const MAX_PREFETCH: u32 = 1000;
-/// Long-poll length of each consume the connection keeps parked.
-const PARK_MS: u64 = 30_000;
 /// Most client frames read and answered together.
 const MAX_BATCH: usize = 256;
 /// Longest frame `id` (as JSON text): it is echoed back, so it is kept small.
@@ -67,10 +62,9 @@ struct Conn {
     consumer_id: String,
     lease_ms: Option<u64>,
     prefetch: u32,
-    credit: Credit,
+    /// The engine session pushing to this connection, once attached.
+    session: Option<SessionId>,
 }
-
-type Pending = Pin<Box<dyn Future<Output = Result<Vec<Delivery>, Failure>> + Send>>;
 
 /// `GET /queue/{name}/ws?consumer_id=&prefetch=&ack_deadline=`.
 pub(crate) async fn ws(
@@ -107,7 +101,7 @@ pub(crate) async fn ws(
         consumer_id,
         lease_ms,
         prefetch,
-        credit: Credit::new(prefetch),
+        session: None,
     };
     Ok(upgrade
         .max_message_size(limit)
@@ -118,96 +112,99 @@ pub(crate) async fn ws(
 
 impl Conn {
     async fn run(mut self, mut socket: WebSocket) {
+        let mut pushes = match self.attach().await {
+            Ok(pushes) => pushes,
+            Err(f) => {
+                // Attaching fails the same way on every retry (an unknown queue, too many
+                // sessions, a bad lease), so report it and close.
+                let e = ApiError::from(f);
+                let frame = json!({"type": "error", "op": "consume", "error": e.message(), "code": e.code()});
+                let _ = socket.send(Message::text(frame.to_string())).await;
+                let _ = socket.send(Message::Close(None)).await;
+                return;
+            }
+        };
         let hello = json!({
             "type": "connected",
             "queue": self.queue,
             "consumer_id": self.consumer_id,
             "prefetch": self.prefetch,
         });
-        if socket.send(Message::text(hello.to_string())).await.is_err() {
-            return;
+        if socket.send(Message::text(hello.to_string())).await.is_ok() {
+            self.serve(&mut socket, pushes.as_mut()).await;
         }
+        if let Some(session_id) = self.session {
+            // The engine gives back every message the session still holds, written to the
+            // socket or not, as AMQP requeues a closed channel's unacked deliveries.
+            let detach = Command::Detach {
+                session_id,
+                give_back: true,
+            };
+            let _ = self.s.engine.call(detach).await;
+        }
+    }
+
+    /// Attaches the connection's session when it consumes (`prefetch > 0`); the pushes it
+    /// will receive.
+    async fn attach(&mut self) -> Result<Option<mpsc::Receiver<SessionPush>>, Failure> {
+        if self.prefetch == 0 {
+            return Ok(None);
+        }
+        let (sink, pushes) = mpsc::channel(SESSION_SINK);
+        let cmd = Command::Attach {
+            queue: self.queue.clone(),
+            consumer_id: Some(self.consumer_id.clone()),
+            credit: self.prefetch,
+            lease_ms: self.lease_ms,
+        };
+        let (session_id, _) = self.s.engine.attach(cmd, sink).await?;
+        self.session = Some(session_id);
+        Ok(Some(pushes))
+    }
+
+    /// Moves frames both ways until the socket ends, the engine ends the session, or the
+    /// server stops.
+    async fn serve(
+        &mut self,
+        socket: &mut WebSocket,
+        mut pushes: Option<&mut mpsc::Receiver<SessionPush>>,
+    ) {
         let mut shutdown = self.s.shutdown.clone();
-        let mut pending: Option<Pending> = None;
         loop {
-            self.credit.reclaim(self.s.clock.now());
-            if pending.is_none() && self.credit.free() > 0 && !*shutdown.borrow() {
-                pending = Some(self.start_consume());
-            }
-            // Wake when the earliest held lease ends, in engine time, to reclaim its credit.
-            let next = self.credit.next_deadline();
-            let wake = next.map_or_else(Instant::now, |d| self.s.clock.instant_at(d));
             tokio::select! {
-                r = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
-                    pending = None;
-                    if !self.on_delivered(&mut socket, r).await {
-                        break;
+                push = async { pushes.as_mut().expect("guarded").recv().await }, if pushes.is_some() => {
+                    match push {
+                        Some(SessionPush::Messages(messages)) => {
+                            if !write_deliveries(socket, &messages).await {
+                                break;
+                            }
+                        }
+                        Some(SessionPush::Ended) | None => {
+                            self.session = None;
+                            let frame = json!({"type": "error", "op": "consume",
+                                "error": format!("queue not found: {}", self.queue),
+                                "code": "queue_not_found"});
+                            let _ = socket.send(Message::text(frame.to_string())).await;
+                            let _ = socket.send(Message::Close(None)).await;
+                            break;
+                        }
                     }
                 }
                 incoming = socket.recv() => match incoming {
                     Some(Ok(Message::Text(text))) => {
-                        let (frames, ended) = self.read_ready(&mut socket, text).await;
-                        let stop = *shutdown.borrow();
-                        if !self.on_frames(&mut socket, frames, &mut pending, stop).await || ended {
+                        let (frames, ended) = self.read_ready(socket, text).await;
+                        if !self.on_frames(socket, frames).await || ended {
                             break;
                         }
                     }
                     Some(Ok(Message::Close(_)) | Err(_)) | None => break,
                     Some(Ok(_)) => {}
                 },
-                () = tokio::time::sleep_until(wake), if next.is_some() => {}
                 () = super::stopped(&mut shutdown) => {
                     let _ = socket.send(Message::Close(None)).await;
                     break;
                 }
             }
-        }
-        // A consume answered but not read yet gives its messages back as its guard drops.
-        drop(pending);
-        self.give_back_held().await;
-    }
-
-    /// Gives back every message this connection still holds, written to the socket or not: as
-    /// AMQP requeues a closed channel's unacked deliveries, they go back to the queue now rather
-    /// than when their leases end. The engine counts each as a failed delivery attempt.
-    async fn give_back_held(&mut self) {
-        let queue: Arc<str> = Arc::from(self.queue.as_str());
-        let leases = self
-            .credit
-            .drain()
-            .into_iter()
-            .map(|(message_id, lease)| Leased {
-                queue: Arc::clone(&queue),
-                message_id,
-                lease,
-            })
-            .collect();
-        self.s.engine.give_back(leases).await;
-    }
-
-    /// A consume for the free credit (up to 100 messages), parked for `PARK_MS` at most.
-    fn consume_command(&self) -> Command {
-        Command::Consume {
-            queue: self.queue.clone(),
-            wait_ms: PARK_MS,
-            lease_ms: self.lease_ms,
-            max_messages: self.credit.free().min(100),
-            consumer_id: Some(self.consumer_id.clone()),
-        }
-    }
-
-    /// A consume sent when first polled.
-    fn start_consume(&self) -> Pending {
-        let cmd = self.consume_command();
-        let engine = self.s.engine.clone();
-        Box::pin(async move { engine.consume(cmd).await })
-    }
-
-    /// A consume sent now, so that it reaches the engine right after what was sent before it.
-    async fn send_consume(&self) -> Pending {
-        match self.s.engine.start_consume(self.consume_command()).await {
-            Ok(consuming) => Box::pin(consuming.wait()),
-            Err(f) => Box::pin(std::future::ready(Err(f))),
         }
     }
 
@@ -234,44 +231,27 @@ impl Conn {
     }
 
     /// Answers client frames read together: their commands go to the engine in one request,
-    /// then (when credit is free) a consume for all of it right behind them, and their confirms
-    /// are written in frame order with one flush. False when the connection should end.
-    async fn on_frames(
-        &mut self,
-        socket: &mut WebSocket,
-        frames: Vec<Utf8Bytes>,
-        pending: &mut Option<Pending>,
-        stopping: bool,
-    ) -> bool {
+    /// and their confirms are written in frame order with one flush. False when the connection
+    /// should end.
+    async fn on_frames(&mut self, socket: &mut WebSocket, frames: Vec<Utf8Bytes>) -> bool {
         let mut cmds = Vec::new();
         let slots: Vec<Slot> = frames
             .iter()
             .map(|text| match self.prepare(text.as_str()) {
                 Err(v) => Slot::Answer(v),
                 Ok((call, cmd)) => {
-                    // An acked or nacked message is no longer held here whatever the outcome
-                    // (a failed ack means its lease already ended), so its credit comes back
-                    // now, and the consume sent after the ack may use it.
-                    if let ("ack" | "nack", Some((id, lease))) = (call.op.as_str(), call.settled) {
-                        self.credit.settle(id, lease);
-                    }
                     cmds.push(cmd);
                     Slot::Call(call)
                 }
             })
             .collect();
-        let sent = if cmds.is_empty() {
-            None
+        let mut replies = if cmds.is_empty() {
+            Ok(Vec::new().into_iter())
         } else {
-            Some(self.s.engine.call_many(cmds).await)
-        };
-        if pending.is_none() && self.credit.free() > 0 && !stopping {
-            *pending = Some(self.send_consume().await);
-        }
-        let mut replies = match sent {
-            Some(Ok(r)) => r.wait().await.map(Vec::into_iter),
-            Some(Err(f)) => Err(f),
-            None => Ok(Vec::new().into_iter()),
+            match self.s.engine.call_many(cmds).await {
+                Ok(r) => r.wait().await.map(Vec::into_iter),
+                Err(f) => Err(f),
+            }
         };
         for slot in slots {
             let answer = match slot {
@@ -283,7 +263,7 @@ impl Conn {
                             .map_or(Err(Failure::Unavailable), |r| r.map_err(Failure::from)),
                         Err(_) => Err(Failure::Unavailable),
                     };
-                    self.answer(call, reply)
+                    answer(call, reply)
                 }
             };
             if socket
@@ -295,40 +275,6 @@ impl Conn {
             }
         }
         socket.flush().await.is_ok()
-    }
-
-    /// Sends delivered messages; false when the connection should end. Every message is held
-    /// before the first is written, so those a failed write leaves unsent are given back with
-    /// the rest when the connection ends.
-    async fn on_delivered(
-        &mut self,
-        socket: &mut WebSocket,
-        r: Result<Vec<Delivery>, Failure>,
-    ) -> bool {
-        match r {
-            Ok(messages) => {
-                for m in &messages {
-                    self.credit.take(m.message_id, m.lease, m.lease_deadline);
-                }
-                for m in &messages {
-                    let mut frame = delivery_json(m);
-                    frame["type"] = json!("message");
-                    if socket.feed(Message::text(frame.to_string())).await.is_err() {
-                        return false;
-                    }
-                }
-                socket.flush().await.is_ok()
-            }
-            Err(f) => {
-                // A consume error (unknown queue, bad lease, too many waiters) would repeat on
-                // every retry, so report it and close.
-                let e = ApiError::from(f);
-                let frame = json!({"type": "error", "op": "consume", "error": e.message()});
-                let _ = socket.send(Message::text(frame.to_string())).await;
-                let _ = socket.send(Message::Close(None)).await;
-                false
-            }
-        }
     }
 
     /// Reads one client frame: the command it asks for, or (as the error) its answer when it
@@ -370,17 +316,13 @@ impl Conn {
             )),
         };
         match command {
-            Ok((cmd, settled)) => Ok((Call { op, id, settled }, cmd)),
+            Ok(cmd) => Ok((Call { op, id }, cmd)),
             Err(e) => Err(error_frame(&op, id, &e)),
         }
     }
 
-    /// The command a frame's op and fields ask for, and the delivery it settles, if any.
-    fn command(
-        &self,
-        op: &str,
-        fields: &BTreeMap<String, &RawValue>,
-    ) -> Result<(Command, Option<Settled>), ApiError> {
+    /// The command a frame's op and fields ask for.
+    fn command(&self, op: &str, fields: &BTreeMap<String, &RawValue>) -> Result<Command, ApiError> {
         let parse_err = |e: serde_json::Error| ApiError::bad(format!("invalid {op} frame: {e}"));
         // The op's fields as one JSON object again (raw values are written back verbatim).
         let body = serde_json::to_string(fields).map_err(parse_err)?;
@@ -389,45 +331,26 @@ impl Conn {
                 let p: PublishBody = serde_json::from_str(&body).map_err(parse_err)?;
                 let message = p.into_message()?;
                 let queue = self.queue.clone();
-                Ok((Command::Publish { queue, message }, None))
+                Ok(Command::Publish { queue, message })
             }
             "ack" | "nack" | "extend" => {
                 let f: SettleFrame = serde_json::from_str(&body).map_err(parse_err)?;
                 let id = parse_message_id(&f.message_id)?;
-                let lease = f.lease;
-                Ok((self.settle_command(op, id, f)?, Some((id, lease))))
+                self.settle_command(op, id, f)
             }
-            _ => Err(ApiError::bad("op must be ack, nack, extend or publish")),
-        }
-    }
-
-    /// The confirm of a frame the engine answered. A successful extend moves the lease
-    /// deadline its delivery holds credit until (acks and nacks gave theirs back when sent).
-    fn answer(&mut self, call: Call, reply: Result<Reply, Failure>) -> Value {
-        // Only an extend is answered `Extended`.
-        if let (Ok(Reply::Extended { lease_deadline }), Some((id, lease))) = (&reply, call.settled)
-        {
-            self.credit.extend(id, lease, *lease_deadline);
-        }
-        let confirm = match reply {
-            Ok(Reply::Published(p)) => Ok(json!({
-                "type": "published", "message_id": p.message_id, "position": p.position,
-            })),
-            Ok(Reply::Acked) => Ok(json!({"type": "ok"})),
-            Ok(Reply::Nacked { action }) => Ok(json!({"type": "ok", "action": action})),
-            Ok(Reply::Extended { lease_deadline }) => {
-                Ok(json!({"type": "ok", "lease_deadline": lease_deadline.0}))
+            "credit" => {
+                let f: CreditFrame = serde_json::from_str(&body).map_err(parse_err)?;
+                let session_id = self.session.ok_or_else(|| {
+                    ApiError::bad("credit needs a consuming connection (prefetch > 0)")
+                })?;
+                Ok(Command::SessionCredit {
+                    session_id,
+                    credit: f.credit,
+                })
             }
-            Ok(other) => Err(super::queue::unexpected(&other)),
-            Err(f) => Err(ApiError::from(f)),
-        };
-        match confirm {
-            Ok(mut v) => {
-                v["op"] = json!(call.op);
-                v["id"] = call.id;
-                v
-            }
-            Err(e) => error_frame(&call.op, call.id, &e),
+            _ => Err(ApiError::bad(
+                "op must be ack, nack, extend, credit or publish",
+            )),
         }
     }
 
@@ -466,19 +389,53 @@ impl Conn {
     }
 }
 
+/// Writes pushed deliveries as `message` frames with one flush; false when the socket failed
+/// (the session still holds them, so the detach gives them back).
+async fn write_deliveries(socket: &mut WebSocket, messages: &[Delivery]) -> bool {
+    for m in messages {
+        let mut frame = delivery_json(m);
+        frame["type"] = json!("message");
+        if socket.feed(Message::text(frame.to_string())).await.is_err() {
+            return false;
+        }
+    }
+    socket.flush().await.is_ok()
+}
+
+/// The confirm of a frame the engine answered.
+fn answer(call: Call, reply: Result<Reply, Failure>) -> Value {
+    let confirm = match reply {
+        Ok(Reply::Published(p)) => Ok(json!({
+            "type": "published", "message_id": p.message_id, "position": p.position,
+        })),
+        Ok(Reply::Acked) => Ok(json!({"type": "ok"})),
+        Ok(Reply::Nacked { action }) => Ok(json!({"type": "ok", "action": action})),
+        Ok(Reply::Extended { lease_deadline }) => {
+            Ok(json!({"type": "ok", "lease_deadline": lease_deadline.0}))
+        }
+        Ok(Reply::SessionCredited { credit }) => Ok(json!({"type": "ok", "credit": credit})),
+        Ok(other) => Err(super::queue::unexpected(&other)),
+        Err(f) => Err(ApiError::from(f)),
+    };
+    match confirm {
+        Ok(mut v) => {
+            v["op"] = json!(call.op);
+            v["id"] = call.id;
+            v
+        }
+        Err(e) => error_frame(&call.op, call.id, &e),
+    }
+}
+
 /// The error confirm of a frame.
 fn error_frame(op: &str, id: Value, e: &ApiError) -> Value {
     json!({"type": "error", "op": op, "id": id, "error": e.message(), "code": e.code()})
 }
 
-/// A delivery an ack, nack or extend names: message id and lease token, if given.
-type Settled = (MessageId, Option<u64>);
-
 /// A frame whose command went to the engine, waiting for its reply.
 struct Call {
     op: String,
     id: Value,
-    settled: Option<Settled>,
 }
 
 /// A frame's place among the confirms of frames read together.
@@ -543,4 +500,11 @@ struct SettleFrame {
     error: Option<String>,
     #[serde(default)]
     ack_deadline: Option<f64>,
+}
+
+/// A credit frame: more deliveries the connection may be pushed.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreditFrame {
+    credit: u32,
 }

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use synap_core::{Backoff, QueueConfig, Rng};
+use synap_core::{Backoff, QueueConfig, RetryPosition, Rng};
 
 /// What one swarm run does: the queue's settings, the workload and the fault rates.
 #[derive(Clone, Debug)]
@@ -67,6 +67,11 @@ impl SwarmConfig {
         let policy = pick(0, 2);
         let max_retries = pick(0, 4) as u32;
         let prefetch = [0, 0, 1, 2, 3][pick(0, 4) as usize];
+        let retry_position = if pick(0, 1) == 0 {
+            RetryPosition::Back
+        } else {
+            RetryPosition::Original
+        };
         let messages = pick(5, 60) as usize;
         let consumers = pick(1, 6) as usize;
         let publish_gap_ms = pick(1, 300);
@@ -102,6 +107,7 @@ impl SwarmConfig {
                 dead_letter: true,
                 dlq_max: 10_000,
                 default_priority: 5,
+                retry_position,
             },
             messages,
             publish_gap_ms,

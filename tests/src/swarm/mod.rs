@@ -275,6 +275,9 @@ impl World {
                 }
                 Event::KeyExpired { key, at } => self.kv.expired(&key, at.0),
                 Event::PubSub { .. } => panic!("swarm does not use pub/sub"),
+                Event::Pushed { .. } | Event::SessionEnded { .. } => {
+                    panic!("swarm attaches no sessions")
+                }
             }
         }
     }
