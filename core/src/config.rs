@@ -103,8 +103,11 @@ impl QueueConfig {
                 format!("at most {}", limits.max_retries),
             ));
         }
-        if self.retry_delays_ms.len() > 64 {
-            return Err(Error::invalid("retry_delays", "at most 64 entries"));
+        if self.retry_delays_ms.len() > limits.max_retry_delays {
+            return Err(Error::invalid(
+                "retry_delays",
+                format!("at most {} entries", limits.max_retry_delays),
+            ));
         }
         if let Some(bad) = self
             .retry_delays_ms
@@ -212,6 +215,16 @@ pub struct Limits {
     pub max_sessions: usize,
     /// Credit one session may hold, free and in use together.
     pub max_session_credit: u32,
+    /// Messages one consume may lease.
+    pub max_consume_messages: u32,
+    /// Longest consumer or subscriber id, in bytes.
+    pub max_id_bytes: usize,
+    /// Largest page of a DLQ listing or a pub/sub poll.
+    pub max_page: u64,
+    /// Most entries of a queue's `retry_delays`.
+    pub max_retry_delays: usize,
+    /// Most keys one KV listing returns.
+    pub max_keys_listed: u64,
 }
 
 impl Default for Limits {
@@ -240,6 +253,11 @@ impl Default for Limits {
             max_topic_bytes: 255,
             max_sessions: 10_000,
             max_session_credit: 10_000,
+            max_consume_messages: 100,
+            max_id_bytes: 255,
+            max_page: 1_000,
+            max_retry_delays: 64,
+            max_keys_listed: 10_000,
         }
     }
 }

@@ -149,7 +149,7 @@ impl Engine {
         let max_waiters = self.ctx.limits.max_waiters;
         let waiting = self.waiter_queues.len();
         let (q, ctx) = self.queue_mut(queue)?;
-        let spec = q.consume_spec(max_messages, lease_ms, consumer_id)?;
+        let spec = q.consume_spec(&ctx.limits, max_messages, lease_ms, consumer_id)?;
         q.touch_consumer(ctx, &spec.consumer)?;
         let messages = q.take(ctx, spec.max_messages, &spec.lessee());
         if !messages.is_empty() || wait_ms == 0 {
@@ -268,7 +268,7 @@ impl Engine {
         let id = SessionId(self.next_session);
         let consumer_id = consumer_id.unwrap_or_else(|| format!("session-{}", id.0));
         let (q, ctx) = self.queue_mut(queue)?;
-        let spec = q.consume_spec(1, lease_ms, Some(consumer_id.clone()))?;
+        let spec = q.consume_spec(&ctx.limits, 1, lease_ms, Some(consumer_id.clone()))?;
         let consumer = spec.consumer.expect("given above");
         q.touch_consumer(ctx, &Some(Arc::clone(&consumer)))?;
         let qid = q.id;
@@ -334,8 +334,9 @@ impl Engine {
                 offset,
                 limit,
             } => {
-                if !(1..=1000).contains(&limit) {
-                    return Err(Error::invalid("limit", "must be 1..=1000"));
+                let max = self.ctx.limits.max_page;
+                if !(1..=max).contains(&limit) {
+                    return Err(Error::invalid("limit", format!("must be 1..={max}")));
                 }
                 let q = self.queue(&queue)?;
                 Reply::DeadLetters {

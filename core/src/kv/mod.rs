@@ -15,9 +15,6 @@ use crate::json::Json;
 use crate::time::Millis;
 use crate::timers::TimerKind;
 
-/// Default and largest number of keys `KvKeys` returns.
-pub(crate) const MAX_KEYS_LISTED: u64 = 10_000;
-
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Entry {
     value: Json,
@@ -248,7 +245,8 @@ impl Kv {
     }
 
     pub(crate) fn keys(&self, ctx: &Ctx, prefix: &str, limit: Option<u64>) -> Vec<String> {
-        let limit = limit.unwrap_or(MAX_KEYS_LISTED).min(MAX_KEYS_LISTED) as usize;
+        let max = ctx.limits.max_keys_listed;
+        let limit = limit.unwrap_or(max).min(max) as usize;
         let now = ctx.now;
         self.map
             .range(prefix.to_owned()..)

@@ -77,9 +77,7 @@ impl PubSub {
             validate_pattern(p, limits.max_topic_bytes)?;
         }
         if let Some(id) = &id {
-            if id.is_empty() || id.len() > 255 {
-                return Err(Error::invalid("subscriber_id", "must be 1-255 bytes"));
-            }
+            crate::queue::check_id("subscriber_id", id, limits.max_id_bytes)?;
         }
         let existing = id.as_ref().and_then(|id| self.subscribers.get(id));
         if existing.is_none() && self.subscribers.len() >= limits.max_subscribers {
@@ -222,8 +220,9 @@ impl PubSub {
         id: &str,
         max: u32,
     ) -> Result<(Vec<PubMessage>, u64), Error> {
-        if !(1..=1000).contains(&max) {
-            return Err(Error::invalid("max", "must be 1..=1000"));
+        let page = ctx.limits.max_page;
+        if !(1..=page).contains(&u64::from(max)) {
+            return Err(Error::invalid("max", format!("must be 1..={page}")));
         }
         self.touch(ctx, id);
         let sub = self.subscribers.get_mut(id).ok_or_else(|| not_found(id))?;

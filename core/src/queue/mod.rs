@@ -166,12 +166,14 @@ impl Queue {
     /// Checks a consume's options and fills in the queue's defaults.
     pub(crate) fn consume_spec(
         &self,
+        limits: &Limits,
         max_messages: u32,
         lease_ms: Option<u64>,
         consumer: Option<String>,
     ) -> Result<ConsumeSpec, Error> {
-        if !(1..=100).contains(&max_messages) {
-            return Err(Error::invalid("max_messages", "must be 1..=100"));
+        let max = limits.max_consume_messages;
+        if !(1..=max).contains(&max_messages) {
+            return Err(Error::invalid("max_messages", format!("must be 1..={max}")));
         }
         let lease_ms = lease_ms.unwrap_or(self.config.ack_deadline_ms);
         if lease_ms == 0 {
@@ -179,9 +181,7 @@ impl Queue {
         }
         let lease_ms = lease_ms.min(MAX_LEASE_MS);
         if let Some(c) = &consumer {
-            if c.is_empty() || c.len() > 255 {
-                return Err(Error::invalid("consumer_id", "must be 1-255 bytes"));
-            }
+            check_id("consumer_id", c, limits.max_id_bytes)?;
         }
         Ok(ConsumeSpec {
             max_messages,
@@ -432,6 +432,14 @@ pub(crate) fn check_publish(limits: &Limits, m: &PublishMessage) -> Result<(), E
             "max_retries",
             format!("at most {}", limits.max_retries),
         ));
+    }
+    Ok(())
+}
+
+/// Checks a consumer or subscriber id: 1 to `max` bytes.
+pub(crate) fn check_id(field: &str, id: &str, max: usize) -> Result<(), Error> {
+    if id.is_empty() || id.len() > max {
+        return Err(Error::invalid(field, format!("must be 1-{max} bytes")));
     }
     Ok(())
 }
