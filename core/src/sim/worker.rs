@@ -13,7 +13,7 @@ use crate::{Command, Delivery, Error, Json, Reply, Rng};
 
 /// How the task in hand will end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
+pub(crate) enum Fate {
     /// Ack, then publish follow-ups.
     Success,
     /// Nack with an error (the queue's retry policy applies).
@@ -32,7 +32,7 @@ pub(crate) enum WorkerState {
     /// Processing `delivery` since `started`.
     Busy {
         delivery: Box<Delivery>,
-        outcome: Outcome,
+        outcome: Fate,
         started: u64,
     },
     /// Crashed; restarts at its next wake-up.
@@ -91,11 +91,11 @@ impl World {
                 let group = self.workers[w as usize].group;
                 self.groups[group].busy_ms += now - started;
                 match outcome {
-                    Outcome::Crash => self.crash(now, w),
-                    Outcome::Success => self.complete(now, w, &delivery),
-                    Outcome::Failure => self.fail(now, w, &delivery),
+                    Fate::Crash => self.crash(now, w),
+                    Fate::Success => self.complete(now, w, &delivery),
+                    Fate::Failure => self.fail(now, w, &delivery),
                 }
-                if !matches!(outcome, Outcome::Crash) {
+                if !matches!(outcome, Fate::Crash) {
                     self.next_or_consume(now, w);
                 }
             }
@@ -160,11 +160,11 @@ impl World {
         let failure = 1.0 - (1.0 - type_failure) * (1.0 - spec.failure_probability);
         let (outcome, ends) = if worker.rng.next_f64() < spec.crash_probability {
             let at = (service as f64 * worker.rng.next_f64()).floor() as u64;
-            (Outcome::Crash, now + at)
+            (Fate::Crash, now + at)
         } else if poison || worker.rng.next_f64() < failure {
-            (Outcome::Failure, now + service)
+            (Fate::Failure, now + service)
         } else {
-            (Outcome::Success, now + service)
+            (Fate::Success, now + service)
         };
         worker.state = WorkerState::Busy {
             delivery: Box::new(delivery),
