@@ -93,7 +93,7 @@ impl QueueConfig {
     pub fn validate(&self, limits: &Limits) -> Result<(), Error> {
         if self.ack_deadline_ms == 0 || self.ack_deadline_ms > MAX_LEASE_MS {
             return Err(Error::invalid(
-                "ack_deadline",
+                "ack_deadline_ms",
                 format!("must be between 1 ms and {MAX_LEASE_MS} ms"),
             ));
         }
@@ -105,7 +105,7 @@ impl QueueConfig {
         }
         if self.retry_delays_ms.len() > limits.max_retry_delays {
             return Err(Error::invalid(
-                "retry_delays",
+                "retry_delays_ms",
                 format!("at most {} entries", limits.max_retry_delays),
             ));
         }
@@ -115,7 +115,7 @@ impl QueueConfig {
             .find(|d| **d > limits.max_delay_ms)
         {
             return Err(Error::invalid(
-                "retry_delays",
+                "retry_delays_ms",
                 format!("{bad} ms exceeds the limit of {} ms", limits.max_delay_ms),
             ));
         }
@@ -129,7 +129,7 @@ impl QueueConfig {
             ));
         }
         if self.message_ttl_ms == Some(0) {
-            return Err(Error::invalid("message_ttl", "must be positive"));
+            return Err(Error::invalid("message_ttl_ms", "must be positive"));
         }
         if self.dlq_max > limits.max_dlq {
             return Err(Error::invalid(
@@ -154,7 +154,7 @@ impl Backoff {
         }
         if self.max_ms < self.initial_ms || self.max_ms > limits.max_delay_ms {
             return Err(Error::invalid(
-                "backoff.max",
+                "backoff.max_ms",
                 format!(
                     "must be at least initial and at most {} ms",
                     limits.max_delay_ms

@@ -322,7 +322,7 @@ fn integer_of(value: &Json) -> Option<i64> {
 fn check_ttl(ctx: &Ctx, ttl: u64) -> Result<(), Error> {
     if ttl > ctx.limits.max_ttl_ms {
         return Err(Error::invalid(
-            "ttl",
+            "ttl_ms",
             format!("at most {} ms", ctx.limits.max_ttl_ms),
         ));
     }

@@ -94,7 +94,7 @@ impl Queue {
     ) -> Result<NackAction, Error> {
         if delay_ms.is_some_and(|d| d > ctx.limits.max_delay_ms) {
             return Err(Error::invalid(
-                "delay",
+                "delay_ms",
                 format!("at most {} ms", ctx.limits.max_delay_ms),
             ));
         }
@@ -120,7 +120,7 @@ impl Queue {
         lease_ms: u64,
     ) -> Result<Millis, Error> {
         if lease_ms == 0 {
-            return Err(Error::invalid("ack_deadline", "must be positive"));
+            return Err(Error::invalid("lease_ms", "must be positive"));
         }
         let (lease, deadline) = self.leased(id, lease)?;
         let new_deadline = ctx.now.add_ms(lease_ms.min(MAX_LEASE_MS));

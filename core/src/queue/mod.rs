@@ -177,7 +177,7 @@ impl Queue {
         }
         let lease_ms = lease_ms.unwrap_or(self.config.ack_deadline_ms);
         if lease_ms == 0 {
-            return Err(Error::invalid("ack_deadline", "must be positive"));
+            return Err(Error::invalid("lease_ms", "must be positive"));
         }
         let lease_ms = lease_ms.min(MAX_LEASE_MS);
         if let Some(c) = &consumer {
@@ -417,13 +417,13 @@ pub(crate) fn check_publish(limits: &Limits, m: &PublishMessage) -> Result<(), E
     check_headers(limits, &m.headers)?;
     if m.delay_ms.is_some_and(|d| d > limits.max_delay_ms) {
         return Err(Error::invalid(
-            "delay",
+            "delay_ms",
             format!("at most {} ms", limits.max_delay_ms),
         ));
     }
     if m.ttl_ms == Some(0) || m.ttl_ms.is_some_and(|t| t > limits.max_ttl_ms) {
         return Err(Error::invalid(
-            "ttl",
+            "ttl_ms",
             format!("must be between 1 and {} ms", limits.max_ttl_ms),
         ));
     }

@@ -75,7 +75,12 @@ pub(super) fn wire_error(f: Failure) -> String {
             Error::MessageNotFound { message_id } => format!("Message not found: {message_id}"),
             Error::QueueFull { queue, .. } => format!("Queue is full: {queue}"),
             Error::KeyNotFound { key } => format!("Key not found: {key}"),
-            Error::InvalidArgument { field, reason } => format!("Invalid value: {field}: {reason}"),
+            Error::InvalidArgument { field, reason } => {
+                format!(
+                    "Invalid value: {}: {reason}",
+                    super::error::api_field(&field)
+                )
+            }
             other => other.to_string(),
         },
     }

@@ -70,7 +70,31 @@ pub(crate) fn status_of(e: &Error) -> StatusCode {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        Self::new(status_of(&e), e.code(), e.to_string())
+        let status = status_of(&e);
+        let code = e.code();
+        match e {
+            // The engine names its own fields (`lease_ms`); clients wrote the API's names.
+            Error::InvalidArgument { field, reason } => {
+                let field = api_field(&field);
+                Self::new(status, code, format!("invalid argument: {field}: {reason}"))
+            }
+            e => Self::new(status, code, e.to_string()),
+        }
+    }
+}
+
+/// The API's name of an engine field: durations are seconds on the wire, milliseconds in the
+/// engine.
+pub(crate) fn api_field(core: &str) -> &str {
+    match core {
+        "lease_ms" => "ack_deadline",
+        "ack_deadline_ms" => "ack_deadline_secs",
+        "delay_ms" => "delay",
+        "ttl_ms" => "ttl",
+        "message_ttl_ms" => "message_ttl",
+        "retry_delays_ms" => "retry_delays",
+        "backoff.max_ms" => "backoff.max",
+        other => other,
     }
 }
 
@@ -201,5 +225,28 @@ impl<S: Send + Sync> FromRequestParts<S> for QueueName {
         let name = params.get("name").cloned().unwrap_or_default();
         synap_core::validate_queue_name(&name)?;
         Ok(Self(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_fields_are_named_as_the_api_names_them() {
+        let e = ApiError::from(Error::InvalidArgument {
+            field: "lease_ms".into(),
+            reason: "must be positive".into(),
+        });
+        assert_eq!(e.code(), "invalid_argument");
+        assert_eq!(
+            e.message(),
+            "invalid argument: ack_deadline: must be positive"
+        );
+        let other = ApiError::from(Error::InvalidArgument {
+            field: "priority".into(),
+            reason: "must be 0..=9".into(),
+        });
+        assert_eq!(other.message(), "invalid argument: priority: must be 0..=9");
     }
 }
