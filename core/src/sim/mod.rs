@@ -83,7 +83,7 @@ impl Simulation {
     /// The scenario being simulated.
     #[must_use]
     pub fn scenario(&self) -> &Scenario {
-        &self.world.scenario
+        &self.world.stage.scenario
     }
 
     /// Simulates every event up to virtual time `until_ms` (capped at the duration) and returns
@@ -96,7 +96,7 @@ impl Simulation {
 
     /// Simulates to the end and returns the final report.
     pub fn run(&mut self) -> Report {
-        let end = self.world.scenario.duration_ms;
+        let end = self.world.stage.scenario.duration_ms;
         self.step(end)
     }
 
@@ -109,6 +109,6 @@ impl Simulation {
     /// The engine being driven (for tests and inspection).
     #[must_use]
     pub fn engine(&self) -> &crate::Engine {
-        &self.world.driver.engine
+        &self.world.stage.driver.engine
     }
 }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use super::dist::exponential;
 use super::scenario::{Arrival, Producer, Scenario};
-use crate::{Headers, Json, PublishMessage, Rng};
+use super::world::{Actor, Stage};
+use crate::{Command, Headers, Json, PublishMessage, Rng};
 
 /// What the simulator knows about each task type when it builds a message.
 pub(crate) struct TaskCatalog {
@@ -151,5 +152,33 @@ impl ProducerActor {
     /// The producer's PRNG (poison draws use it too).
     pub(crate) fn rng(&mut self) -> &mut Rng {
         &mut self.rng
+    }
+}
+
+impl ProducerActor {
+    /// Its agenda entry is due: publish the tasks of this arrival (one, or a batch), then
+    /// schedule the next arrival.
+    pub(crate) fn wake(&mut self, i: u32, now: u64, stage: &mut Stage) {
+        let n = self.tasks();
+        let mut messages = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let (kind, priority) = self.pick();
+            stage.tasks_made += 1;
+            let made = stage.tasks_made;
+            messages.push(stage.catalog.message(kind, priority, made, self.rng()));
+        }
+        let queue = stage.scenario.queue.clone();
+        let cmd = if n == 1 {
+            let message = messages.pop().expect("one message");
+            Command::Publish { queue, message }
+        } else {
+            Command::PublishBatch { queue, messages }
+        };
+        if stage.driver.handle(now, cmd).is_err() {
+            stage.driver.rejected_publishes += u64::from(n);
+        }
+        if let Some(t) = self.next_time() {
+            stage.schedule(t, Actor::Producer(i));
+        }
     }
 }

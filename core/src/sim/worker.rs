@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 
-use super::world::{Actor, World};
+use super::world::{Actor, Stage};
 use crate::{Command, Delivery, Error, Json, Reply, Rng};
 
 /// How the task in hand will end.
@@ -77,145 +77,145 @@ pub(crate) struct GroupStats {
     pub(crate) late: u64,
 }
 
-impl World {
-    /// The worker's agenda entry is due.
-    pub(crate) fn wake_worker(&mut self, now: u64, w: u32) {
-        let state = std::mem::replace(&mut self.workers[w as usize].state, WorkerState::Idle);
+impl WorkerActor {
+    /// Its agenda entry is due.
+    pub(crate) fn wake(&mut self, w: u32, now: u64, stage: &mut Stage) {
+        let state = std::mem::replace(&mut self.state, WorkerState::Idle);
         match state {
-            WorkerState::Idle | WorkerState::Down => self.consume(now, w),
+            WorkerState::Idle | WorkerState::Down => self.consume(w, now, stage),
             WorkerState::Busy {
                 delivery,
                 outcome,
                 started,
             } => {
-                let group = self.workers[w as usize].group;
-                self.groups[group].busy_ms += now - started;
+                stage.groups[self.group].busy_ms += now - started;
                 match outcome {
-                    Fate::Crash => self.crash(now, w),
-                    Fate::Success => self.complete(now, w, &delivery),
-                    Fate::Failure => self.fail(now, w, &delivery),
+                    Fate::Crash => self.crash(w, now, stage),
+                    Fate::Success => self.complete(now, &delivery, stage),
+                    Fate::Failure => self.fail(now, &delivery, stage),
                 }
                 if !matches!(outcome, Fate::Crash) {
-                    self.next_or_consume(now, w);
+                    self.next_or_consume(w, now, stage);
                 }
             }
             WorkerState::Waiting => unreachable!("a waiting worker has no agenda entry"),
         }
     }
 
-    fn consume(&mut self, now: u64, w: u32) {
-        let worker = &self.workers[w as usize];
-        let spec = &self.scenario.workers[worker.group];
+    fn consume(&mut self, w: u32, now: u64, stage: &mut Stage) {
+        let spec = &stage.scenario.workers[self.group];
         let cmd = Command::Consume {
-            queue: self.scenario.queue.clone(),
+            queue: stage.scenario.queue.clone(),
             wait_ms: spec.wait_ms,
             lease_ms: spec.lease_ms,
             max_messages: spec.max_messages,
-            consumer_id: Some(worker.consumer.clone()),
+            consumer_id: Some(self.consumer.clone()),
         };
         let poll_interval = spec.poll_interval_ms;
-        match self.driver.handle(now, cmd) {
+        match stage.driver.handle(now, cmd) {
             Ok(Reply::Messages { messages }) if !messages.is_empty() => {
-                self.start_batch(now, w, messages);
+                self.start_batch(w, now, messages, stage);
             }
             Ok(Reply::Waiting { waiter_id }) => {
-                self.workers[w as usize].state = WorkerState::Waiting;
-                self.waiters.insert(waiter_id, w);
+                self.state = WorkerState::Waiting;
+                stage.waiters.insert(waiter_id, w);
             }
             // Nothing ready and no wait asked, or a refusal (e.g. too many waiters): poll later.
-            _ => self.schedule(now + poll_interval, Actor::Worker(w)),
+            _ => stage.schedule(now + poll_interval, Actor::Worker(w)),
         }
     }
 
     /// Takes the deliveries of one consume and starts on the first.
-    pub(crate) fn start_batch(&mut self, now: u64, w: u32, messages: Vec<Delivery>) {
-        self.workers[w as usize].batch = messages.into();
-        self.next_or_consume(now, w);
+    pub(crate) fn start_batch(
+        &mut self,
+        w: u32,
+        now: u64,
+        messages: Vec<Delivery>,
+        stage: &mut Stage,
+    ) {
+        self.batch = messages.into();
+        self.next_or_consume(w, now, stage);
     }
 
-    fn next_or_consume(&mut self, now: u64, w: u32) {
-        match self.workers[w as usize].batch.pop_front() {
-            Some(d) => self.begin(now, w, d),
-            None => self.consume(now, w),
+    fn next_or_consume(&mut self, w: u32, now: u64, stage: &mut Stage) {
+        match self.batch.pop_front() {
+            Some(d) => self.begin(w, now, d, stage),
+            None => self.consume(w, now, stage),
         }
     }
 
-    /// Draws the service time and outcome of one delivery and schedules its end.
-    fn begin(&mut self, now: u64, w: u32, delivery: Delivery) {
-        let worker = &mut self.workers[w as usize];
-        let spec = &self.scenario.workers[worker.group];
+    /// Draws the service time and fate of one delivery and schedules its end.
+    fn begin(&mut self, w: u32, now: u64, delivery: Delivery, stage: &mut Stage) {
+        let spec = &stage.scenario.workers[self.group];
         let kind = delivery
             .headers
             .get("task")
-            .and_then(|t| self.catalog.index_of(t));
+            .and_then(|t| stage.catalog.index_of(t));
         let (service, type_failure) = match kind {
             Some(k) => (
-                self.services[worker.group][k].sample(&mut worker.rng),
-                self.scenario.task_types[k].failure_probability,
+                stage.services[self.group][k].sample(&mut self.rng),
+                stage.scenario.task_types[k].failure_probability,
             ),
             None => (0, 0.0),
         };
         let service = (service as f64 * spec.service_factor).round() as u64;
         let poison = delivery.headers.contains_key("poison");
         let failure = 1.0 - (1.0 - type_failure) * (1.0 - spec.failure_probability);
-        let (outcome, ends) = if worker.rng.next_f64() < spec.crash_probability {
-            let at = (service as f64 * worker.rng.next_f64()).floor() as u64;
+        let (outcome, ends) = if self.rng.next_f64() < spec.crash_probability {
+            let at = (service as f64 * self.rng.next_f64()).floor() as u64;
             (Fate::Crash, now + at)
-        } else if poison || worker.rng.next_f64() < failure {
+        } else if poison || self.rng.next_f64() < failure {
             (Fate::Failure, now + service)
         } else {
             (Fate::Success, now + service)
         };
-        worker.state = WorkerState::Busy {
+        self.state = WorkerState::Busy {
             delivery: Box::new(delivery),
             outcome,
             started: now,
         };
-        self.schedule(ends, Actor::Worker(w));
+        stage.schedule(ends, Actor::Worker(w));
     }
 
-    fn crash(&mut self, now: u64, w: u32) {
-        let worker = &mut self.workers[w as usize];
-        worker.batch.clear();
-        worker.state = WorkerState::Down;
-        let group = worker.group;
-        self.groups[group].crashes += 1;
-        let restart = self.scenario.workers[group].restart_ms;
-        self.schedule(now + restart, Actor::Worker(w));
+    fn crash(&mut self, w: u32, now: u64, stage: &mut Stage) {
+        self.batch.clear();
+        self.state = WorkerState::Down;
+        stage.groups[self.group].crashes += 1;
+        let restart = stage.scenario.workers[self.group].restart_ms;
+        stage.schedule(now + restart, Actor::Worker(w));
     }
 
-    fn fail(&mut self, now: u64, w: u32, d: &Delivery) {
-        let group = self.workers[w as usize].group;
+    fn fail(&mut self, now: u64, d: &Delivery, stage: &mut Stage) {
         let task = d.headers.get("task").map_or("task", String::as_str);
         let cmd = Command::Nack {
-            queue: self.scenario.queue.clone(),
+            queue: stage.scenario.queue.clone(),
             message_id: d.message_id,
             requeue: true,
             delay_ms: None,
             error: Some(format!("{task} failed (simulated)")),
             lease: Some(d.lease),
         };
-        match self.driver.handle(now, cmd) {
-            Ok(_) => self.groups[group].failed += 1,
-            Err(e) => self.count_refusal(group, &e),
+        match stage.driver.handle(now, cmd) {
+            Ok(_) => stage.groups[self.group].failed += 1,
+            Err(e) => stage.count_refusal(self.group, &e),
         }
     }
 
-    fn complete(&mut self, now: u64, w: u32, d: &Delivery) {
-        let group = self.workers[w as usize].group;
-        let queue = self.scenario.queue.clone();
+    fn complete(&mut self, now: u64, d: &Delivery, stage: &mut Stage) {
+        let group = self.group;
+        let queue = stage.scenario.queue.clone();
         let cmd = Command::Ack {
             queue: queue.clone(),
             message_id: d.message_id,
             lease: Some(d.lease),
         };
-        if let Err(e) = self.driver.handle(now, cmd) {
+        if let Err(e) = stage.driver.handle(now, cmd) {
             // The lease ended while the task ran: the message is someone else's now.
-            self.count_refusal(group, &e);
+            stage.count_refusal(group, &e);
             return;
         }
-        self.groups[group].completed += 1;
-        let spec = &self.scenario.workers[group];
+        stage.groups[group].completed += 1;
+        let spec = &stage.scenario.workers[group];
         let mut side_effects = Vec::new();
         if let Some(ttl) = spec.status_ttl_ms {
             side_effects.push(Command::KvSet {
@@ -235,40 +235,47 @@ impl World {
             });
         }
         for cmd in side_effects {
-            let _ = self.driver.handle(now, cmd);
+            let _ = stage.driver.handle(now, cmd);
         }
-        self.follow_ups(now, w, d);
+        self.follow_ups(now, d, stage);
     }
 
-    fn follow_ups(&mut self, now: u64, w: u32, d: &Delivery) {
-        let Some(kind) = d.headers.get("task").and_then(|t| self.catalog.index_of(t)) else {
+    fn follow_ups(&mut self, now: u64, d: &Delivery, stage: &mut Stage) {
+        let Some(kind) = d
+            .headers
+            .get("task")
+            .and_then(|t| stage.catalog.index_of(t))
+        else {
             return;
         };
-        for i in 0..self.scenario.task_types[kind].follow_ups.len() {
-            let f = &self.scenario.task_types[kind].follow_ups[i];
+        for i in 0..stage.scenario.task_types[kind].follow_ups.len() {
+            let f = &stage.scenario.task_types[kind].follow_ups[i];
             let (priority, probability) = (f.priority.unwrap_or(d.priority), f.probability);
-            let next = self
+            let next = stage
                 .scenario
                 .task_index(&f.task_type)
                 .expect("validated follow-up");
-            let rng = &mut self.workers[w as usize].rng;
-            if probability < 1.0 && rng.next_f64() >= probability {
+            if probability < 1.0 && self.rng.next_f64() >= probability {
                 continue;
             }
-            self.tasks_made += 1;
-            let message = self
-                .catalog
-                .message(next, Some(priority), self.tasks_made, rng);
+            stage.tasks_made += 1;
+            let message =
+                stage
+                    .catalog
+                    .message(next, Some(priority), stage.tasks_made, &mut self.rng);
             let cmd = Command::Publish {
-                queue: self.scenario.queue.clone(),
+                queue: stage.scenario.queue.clone(),
                 message,
             };
-            if self.driver.handle(now, cmd).is_err() {
-                self.driver.rejected_publishes += 1;
+            if stage.driver.handle(now, cmd).is_err() {
+                stage.driver.rejected_publishes += 1;
             }
         }
     }
+}
 
+impl Stage {
+    /// A settle the engine refused because the lease had ended: counted as late.
     fn count_refusal(&mut self, group: usize, e: &Error) {
         debug_assert!(
             matches!(

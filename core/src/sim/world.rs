@@ -34,22 +34,37 @@ pub(crate) fn sub_seed(seed: u64, stream: u64, index: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// The whole simulation state.
-pub(crate) struct World {
+/// What the actors act on: the scenario, the engine (through the driver), the agenda and the
+/// shared tallies. Each actor's own state stays in the actor; its methods take the stage.
+pub(crate) struct Stage {
     pub(crate) scenario: Scenario,
     pub(crate) driver: Driver,
     /// Min-heap of `(time, schedule order, actor)`; each actor has at most one entry.
     agenda: BinaryHeap<Reverse<(u64, u64, Actor)>>,
     order: u64,
-    producers: Vec<ProducerActor>,
-    pub(crate) workers: Vec<WorkerActor>,
     pub(crate) groups: Vec<GroupStats>,
+    /// Which worker each parked waiter belongs to.
     pub(crate) waiters: BTreeMap<WaiterId, u32>,
     pub(crate) catalog: TaskCatalog,
     /// Service time per `[group][task type]`.
     pub(crate) services: Vec<Vec<Dist>>,
     /// Messages published so far by the simulator (numbers the bodies).
     pub(crate) tasks_made: u64,
+}
+
+impl Stage {
+    /// Wakes `actor` at `at`.
+    pub(crate) fn schedule(&mut self, at: u64, actor: Actor) {
+        self.order += 1;
+        self.agenda.push(Reverse((at, self.order, actor)));
+    }
+}
+
+/// The whole simulation state: the stage and the actors on it.
+pub(crate) struct World {
+    pub(crate) stage: Stage,
+    producers: Vec<ProducerActor>,
+    workers: Vec<WorkerActor>,
     /// How far the clock has been run (`step`'s argument, capped at the duration).
     reached: u64,
 }
@@ -76,37 +91,41 @@ impl World {
             },
         );
         created.map_err(|e| format!("queue_config: {e}"))?;
-        let mut world = Self {
+        let stage = Stage {
             catalog: TaskCatalog::new(&scenario),
             services: service_table(&scenario),
             groups: vec![GroupStats::default(); scenario.workers.len()],
-            producers: Vec::new(),
-            workers: Vec::new(),
             waiters: BTreeMap::new(),
             agenda: BinaryHeap::new(),
             order: 0,
             tasks_made: 0,
-            reached: 0,
             driver,
             scenario,
+        };
+        let mut world = Self {
+            stage,
+            producers: Vec::new(),
+            workers: Vec::new(),
+            reached: 0,
         };
         world.spawn_actors();
         Ok(world)
     }
 
     fn spawn_actors(&mut self) {
-        let seed = self.scenario.seed;
-        for (i, p) in self.scenario.producers.iter().enumerate() {
+        let stage = &mut self.stage;
+        let seed = stage.scenario.seed;
+        for (i, p) in stage.scenario.producers.iter().enumerate() {
             let rng = Rng::new(sub_seed(seed, 1, i as u64));
             self.producers
-                .push(ProducerActor::new(p, &self.scenario, rng));
+                .push(ProducerActor::new(p, &stage.scenario, rng));
         }
         for i in 0..self.producers.len() {
             if let Some(t) = self.producers[i].next_time() {
-                self.schedule(t, Actor::Producer(i as u32));
+                stage.schedule(t, Actor::Producer(i as u32));
             }
         }
-        for (g, group) in self.scenario.workers.iter().enumerate() {
+        for (g, group) in stage.scenario.workers.iter().enumerate() {
             for k in 0..group.count {
                 let index = self.workers.len() as u64;
                 let rng = Rng::new(sub_seed(seed, 2, index));
@@ -116,23 +135,18 @@ impl World {
         }
         // Every worker starts by consuming at time 0, in creation order.
         for w in 0..self.workers.len() {
-            self.schedule(0, Actor::Worker(w as u32));
+            stage.schedule(0, Actor::Worker(w as u32));
         }
-    }
-
-    /// Wakes `actor` at `at`.
-    pub(crate) fn schedule(&mut self, at: u64, actor: Actor) {
-        self.order += 1;
-        self.agenda.push(Reverse((at, self.order, actor)));
     }
 
     /// Runs every event at or before `until` (capped at the scenario's duration).
     pub(crate) fn step(&mut self, until: u64) {
-        let until = until.min(self.scenario.duration_ms);
+        let until = until.min(self.stage.scenario.duration_ms);
         loop {
             self.deliver_inbox();
-            let actor_t = self.agenda.peek().map(|Reverse((t, _, _))| *t);
-            let t = match (actor_t, self.driver.next_internal()) {
+            let stage = &mut self.stage;
+            let actor_t = stage.agenda.peek().map(|Reverse((t, _, _))| *t);
+            let t = match (actor_t, stage.driver.next_internal()) {
                 (Some(a), Some(b)) => a.min(b),
                 (a, b) => match a.or(b) {
                     Some(t) => t,
@@ -142,16 +156,16 @@ impl World {
             if t > until {
                 break;
             }
-            if self.driver.timer_due(t) {
-                self.driver.fire_timers(t);
+            if stage.driver.timer_due(t) {
+                stage.driver.fire_timers(t);
             } else if actor_t == Some(t) {
-                let Some(Reverse((_, _, actor))) = self.agenda.pop() else {
+                let Some(Reverse((_, _, actor))) = stage.agenda.pop() else {
                     break;
                 };
-                self.driver.events_processed += 1;
+                stage.driver.events_processed += 1;
                 self.wake(t, actor);
             } else {
-                self.driver.sample(t);
+                stage.driver.sample(t);
             }
         }
         self.reached = self.reached.max(until);
@@ -159,45 +173,19 @@ impl World {
 
     fn wake(&mut self, now: u64, actor: Actor) {
         match actor {
-            Actor::Producer(i) => self.wake_producer(now, i as usize),
-            Actor::Worker(i) => self.wake_worker(now, i),
-        }
-    }
-
-    fn wake_producer(&mut self, now: u64, i: usize) {
-        let n = self.producers[i].tasks();
-        let mut messages = Vec::with_capacity(n as usize);
-        for _ in 0..n {
-            let (kind, priority) = self.producers[i].pick();
-            self.tasks_made += 1;
-            let made = self.tasks_made;
-            messages.push(
-                self.catalog
-                    .message(kind, priority, made, self.producers[i].rng()),
-            );
-        }
-        let queue = self.scenario.queue.clone();
-        let cmd = if n == 1 {
-            let message = messages.pop().expect("one message");
-            Command::Publish { queue, message }
-        } else {
-            Command::PublishBatch { queue, messages }
-        };
-        if self.driver.handle(now, cmd).is_err() {
-            self.driver.rejected_publishes += u64::from(n);
-        }
-        if let Some(t) = self.producers[i].next_time() {
-            self.schedule(t, Actor::Producer(i as u32));
+            Actor::Producer(i) => self.producers[i as usize].wake(i, now, &mut self.stage),
+            Actor::Worker(w) => self.workers[w as usize].wake(w, now, &mut self.stage),
         }
     }
 
     /// Hands long-poll answers to the workers that were waiting for them.
     fn deliver_inbox(&mut self) {
-        if self.driver.inbox.is_empty() {
+        let stage = &mut self.stage;
+        if stage.driver.inbox.is_empty() {
             return;
         }
-        let now = self.driver.now;
-        for event in std::mem::take(&mut self.driver.inbox) {
+        let now = stage.driver.now;
+        for event in std::mem::take(&mut stage.driver.inbox) {
             let (waiter, messages) = match event {
                 Event::Delivered {
                     waiter_id,
@@ -206,28 +194,30 @@ impl World {
                 Event::WaitTimedOut { waiter_id } => (waiter_id, Vec::new()),
                 _ => continue,
             };
-            let Some(w) = self.waiters.remove(&waiter) else {
+            let Some(w) = stage.waiters.remove(&waiter) else {
                 continue;
             };
+            let worker = &mut self.workers[w as usize];
             if messages.is_empty() {
-                self.workers[w as usize].idle();
-                self.schedule(now, Actor::Worker(w));
+                worker.idle();
+                stage.schedule(now, Actor::Worker(w));
             } else {
-                self.start_batch(now, w, messages);
+                worker.start_batch(w, now, messages, stage);
             }
         }
     }
 
     /// The report so far.
     pub(crate) fn report(&self) -> Report {
-        let d = &self.driver;
+        let stage = &self.stage;
+        let d = &stage.driver;
         let elapsed = self.reached.max(1);
         let mut busy_total = 0u64;
         let mut workers_total = 0u64;
-        let workers = self
+        let workers = stage
             .groups
             .iter()
-            .zip(&self.scenario.workers)
+            .zip(&stage.scenario.workers)
             .map(|(g, spec)| {
                 busy_total += g.busy_ms;
                 workers_total += u64::from(spec.count);
@@ -243,10 +233,10 @@ impl World {
             })
             .collect();
         Report {
-            name: self.scenario.name.clone(),
-            seed: self.scenario.seed.to_string(),
+            name: stage.scenario.name.clone(),
+            seed: stage.scenario.seed.to_string(),
             finished: d.finished(),
-            sample_interval_ms: self.scenario.sample_interval_ms,
+            sample_interval_ms: stage.scenario.sample_interval_ms,
             series: d.series.clone(),
             summary: Summary {
                 simulated_ms: self.reached,
