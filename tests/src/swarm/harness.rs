@@ -52,6 +52,8 @@ pub(crate) struct Harness {
     pub(crate) restarts: usize,
     replays: usize,
     pub(crate) notes: VecDeque<Note>,
+    /// `SIM_TRACE` is set: print every command and event (to read a failing seed).
+    verbose: bool,
 }
 
 impl Harness {
@@ -78,6 +80,7 @@ impl Harness {
             restarts: 0,
             replays: 0,
             notes: VecDeque::new(),
+            verbose: std::env::var_os("SIM_TRACE").is_some(),
             cfg,
         }
     }
@@ -108,7 +111,24 @@ impl Harness {
     /// Sends one command: logs it, checks invariants, hashes the trace, feeds the oracle the
     /// command, its reply and its events.
     pub(crate) fn exec(&mut self, cmd: Command) -> Result<Reply, Error> {
+        // The engine runs overdue timers before a command. For the commands whose check needs
+        // the state right before them, the host runs those timers itself first, so that their
+        // events reach the oracle before the command's; other commands leave the catching up
+        // to the engine.
+        let needs_fresh_state = matches!(
+            cmd,
+            Command::Detach { .. }
+                | Command::SessionCredit { .. }
+                | Command::DropConsumers
+                | Command::GiveBack { .. }
+        );
+        if needs_fresh_state && self.next_timer().is_some_and(|t| t <= self.now) {
+            self.timeout();
+        }
         self.log.push((self.now, cmd.clone()));
+        if self.verbose {
+            eprintln!("{} {cmd:?}", self.now);
+        }
         let result = self.engine.handle(Millis(self.now), cmd.clone());
         self.engine.check_invariants();
         let line = format!(
@@ -119,7 +139,7 @@ impl Harness {
         );
         self.trace.update(line.as_bytes());
         self.oracle.before(self.now, &cmd, &result);
-        self.drain();
+        let _ = self.drain();
         self.oracle.after(&cmd, &result);
         if matches!(cmd, Command::DropConsumers) {
             self.notes.push_back(Note::WaitersDropped);
@@ -135,7 +155,7 @@ impl Harness {
         self.trace
             .update(format!("{} timeout\n", self.now).as_bytes());
         self.engine.check_invariants();
-        self.drain();
+        let _ = self.drain();
         self.oracle.end_of_call();
         if let Some(t) = self.engine.poll_timeout() {
             assert!(
@@ -145,11 +165,16 @@ impl Harness {
         }
     }
 
-    /// Drains events into the oracle and the notes.
-    fn drain(&mut self) {
+    /// Drains events into the oracle and the notes; how many there were.
+    fn drain(&mut self) -> usize {
+        let mut n = 0;
         while let Some(event) = self.engine.poll_event() {
+            n += 1;
             let line = serde_json::to_string(&event).expect("event serializes");
             self.trace.update(line.as_bytes());
+            if self.verbose {
+                eprintln!("   event {event:?}");
+            }
             self.oracle.event(&event);
             let note = match event {
                 Event::Delivered {
@@ -167,12 +192,21 @@ impl Harness {
             };
             self.notes.push_back(note);
         }
+        n
     }
 
-    /// Statistics of queue `q`.
+    /// Statistics of queue `q`. A read, so neither logged nor hashed: like `timeout`, it may
+    /// run due timers (the host skipped them), whose events are drained as usual.
     pub(crate) fn stats(&mut self, q: usize) -> QueueStats {
         let queue = self.cfg.queues[q].name.clone();
-        match self.exec(Command::Stats { queue }) {
+        let reply = self
+            .engine
+            .handle(Millis(self.now), Command::Stats { queue });
+        if self.drain() > 0 {
+            self.engine.check_invariants();
+            self.oracle.end_of_call();
+        }
+        match reply {
             Ok(Reply::Stats(s)) => *s,
             other => panic!("stats answered {other:?}"),
         }

@@ -164,10 +164,8 @@ impl Streamer {
             session_id: session,
             credit,
         };
-        if let Ok(Reply::SessionCredited { .. }) = h.exec(cmd) {
-            if let Some(l) = &mut self.link {
-                l.window += u64::from(credit);
-            }
+        if let (Ok(Reply::SessionCredited { .. }), Some(l)) = (h.exec(cmd), &mut self.link) {
+            l.window += u64::from(credit);
         }
     }
 

@@ -330,10 +330,10 @@ impl Ledger {
     /// Detaches `session` from the messages it holds (their leases run on).
     pub(crate) fn orphan(&mut self, session: SessionId) {
         for e in self.map.values_mut() {
-            if let Place::InFlight { session: s, .. } = &mut e.place {
-                if *s == Some(session) {
-                    *s = None;
-                }
+            if let Place::InFlight { session: s, .. } = &mut e.place
+                && *s == Some(session)
+            {
+                *s = None;
             }
         }
     }
