@@ -64,6 +64,9 @@ pub struct SwarmConfig {
     pub p_extend: f64,
     /// Per-action chance an attached streamer detaches (with or without give-back).
     pub p_detach: f64,
+    /// Per-step chance a queue is deleted (its sessions end, its waiters time out, its
+    /// messages are gone) and created again at once.
+    pub p_delete: f64,
     /// Per-step chance the host skips its `handle_timeout` call.
     pub p_skip_timer: f64,
     /// Per-step chance the clock jumps forward past the next event.
@@ -181,6 +184,11 @@ impl SwarmConfig {
             p_kv: 0.1,
             p_redrive: f(rates[9]) / 5.0,
             p_detach: f(rates[10]) / 2.0,
+            p_delete: if faults {
+                [0.0, 0.0003, 0.001][(seed % 3) as usize]
+            } else {
+                0.0
+            },
             restart_every,
         }
     }
@@ -236,8 +244,13 @@ impl fmt::Display for SwarmConfig {
         )?;
         write!(
             f,
-            "  host: skip_timer={:.2} clock_jump={:.2} kv={} redrive={:.3} restart_every={}",
-            self.p_skip_timer, self.p_clock_jump, self.p_kv, self.p_redrive, self.restart_every
+            "  host: skip_timer={:.2} clock_jump={:.2} kv={} redrive={:.3} delete={} restart_every={}",
+            self.p_skip_timer,
+            self.p_clock_jump,
+            self.p_kv,
+            self.p_redrive,
+            self.p_delete,
+            self.restart_every
         )
     }
 }

@@ -35,6 +35,17 @@ pub(crate) enum Note {
     PubSub(String),
 }
 
+/// Counts of what a run exercised, for the closing line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    /// Sessions attached.
+    pub(crate) attaches: usize,
+    /// Deliveries pushed to sessions.
+    pub(crate) session_pushes: usize,
+    /// Messages given back (by detach or give-back).
+    pub(crate) given_back: usize,
+}
+
 /// Engine, clock, log, trace and oracle of one run.
 pub(crate) struct Harness {
     pub(crate) cfg: SwarmConfig,
@@ -52,6 +63,7 @@ pub(crate) struct Harness {
     pub(crate) restarts: usize,
     replays: usize,
     pub(crate) notes: VecDeque<Note>,
+    pub(crate) tally: Tally,
     /// `SIM_TRACE` is set: print every command and event (to read a failing seed).
     verbose: bool,
 }
@@ -80,6 +92,7 @@ impl Harness {
             restarts: 0,
             replays: 0,
             notes: VecDeque::new(),
+            tally: Tally::default(),
             verbose: std::env::var_os("SIM_TRACE").is_some(),
             cfg,
         }
@@ -121,6 +134,7 @@ impl Harness {
                 | Command::SessionCredit { .. }
                 | Command::DropConsumers
                 | Command::GiveBack { .. }
+                | Command::DeleteQueue { .. }
         );
         if needs_fresh_state && self.next_timer().is_some_and(|t| t <= self.now) {
             self.timeout();
@@ -145,6 +159,13 @@ impl Harness {
             self.notes.push_back(Note::WaitersDropped);
         }
         self.calls += 1;
+        match &result {
+            Ok(Reply::Attached { .. }) => self.tally.attaches += 1,
+            Ok(Reply::Detached { returned } | Reply::GivenBack { returned }) => {
+                self.tally.given_back += *returned as usize;
+            }
+            _ => {}
+        }
         result
     }
 
@@ -185,7 +206,10 @@ impl Harness {
                 Event::Pushed {
                     session_id,
                     messages,
-                } => Note::Pushed(session_id, messages),
+                } => {
+                    self.tally.session_pushes += messages.len();
+                    Note::Pushed(session_id, messages)
+                }
                 Event::SessionEnded { session_id } => Note::Ended(session_id),
                 Event::PubSub { subscriber_id, .. } => Note::PubSub(subscriber_id),
                 Event::Observed(_) | Event::KeyExpired { .. } => continue,

@@ -41,10 +41,18 @@ pub struct SeedReport {
     pub acked: usize,
     /// Messages dead-lettered.
     pub dead: usize,
+    /// Messages removed with their queue.
+    pub deleted: usize,
     /// Restarts performed.
     pub restarts: usize,
     /// Pub/sub messages pushed to subscribers.
     pub pushed: usize,
+    /// Sessions attached.
+    pub attaches: usize,
+    /// Deliveries pushed to sessions.
+    pub session_pushes: usize,
+    /// Messages given back to their queue by a detach or a give-back.
+    pub given_back: usize,
 }
 
 /// One run: the harness and every actor.
@@ -102,11 +110,15 @@ impl Swarm {
         SeedReport {
             trace_hash: self.h.digest(),
             steps: steps + calm,
-            published: self.h.oracle.ledger.map.len(),
+            published: self.h.oracle.ledger.map.len() + self.h.oracle.deleted,
             acked,
             dead,
+            deleted: self.h.oracle.deleted,
             restarts: self.h.restarts,
             pushed: self.listeners.iter().map(|l| l.received).sum(),
+            attaches: self.h.tally.attaches,
+            session_pushes: self.h.tally.session_pushes,
+            given_back: self.h.tally.given_back,
         }
     }
 
@@ -208,6 +220,19 @@ impl Swarm {
             })
             .expect("redrive");
         }
+        if h.chance(h.cfg.p_delete) {
+            let q = h.any_queue();
+            let spec = h.cfg.queues[q].clone();
+            let deleted = h.exec(Command::DeleteQueue {
+                queue: spec.name.clone(),
+            });
+            assert!(deleted.is_ok(), "delete answered {deleted:?}");
+            let created = h.exec(Command::CreateQueue {
+                queue: spec.name,
+                config: Some(spec.config),
+            });
+            assert!(created.is_ok(), "create answered {created:?}");
+        }
         self.route();
     }
 
@@ -296,9 +321,13 @@ pub fn summarize(reports: &[SeedReport]) -> BTreeMap<&'static str, usize> {
         *m.entry("published").or_default() += o.published;
         *m.entry("acked").or_default() += o.acked;
         *m.entry("dead_lettered").or_default() += o.dead;
+        *m.entry("deleted").or_default() += o.deleted;
         *m.entry("restarts").or_default() += o.restarts;
         *m.entry("steps").or_default() += o.steps;
         *m.entry("pubsub_pushed").or_default() += o.pushed;
+        *m.entry("attaches").or_default() += o.attaches;
+        *m.entry("session_pushes").or_default() += o.session_pushes;
+        *m.entry("given_back").or_default() += o.given_back;
     }
     m
 }

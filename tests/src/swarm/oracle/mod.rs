@@ -40,6 +40,8 @@ pub(crate) struct Oracle {
     max_window: u32,
     /// What a give-back by `Detach` returned: (messages, their deliveries before).
     given_back: Vec<(MessageId, u32)>,
+    /// Messages removed with their queue.
+    pub(crate) deleted: usize,
 }
 
 fn code(result: &Result<Reply, Error>) -> Option<&'static str> {
@@ -58,6 +60,7 @@ impl Oracle {
             cfg: cfg.clone(),
             max_window,
             given_back: Vec::new(),
+            deleted: 0,
         }
     }
 
@@ -207,8 +210,33 @@ impl Oracle {
                     self.takers.ending.insert(s);
                 }
             }
+            Command::DeleteQueue { queue } => self.delete(queue, result),
             _ => self.pubsub.command(cmd, result),
         }
+    }
+
+    /// A queue is deleted: its sessions end, its waiters time out, its messages are gone.
+    fn delete(&mut self, queue: &str, result: &Result<Reply, Error>) {
+        assert_eq!(
+            result,
+            &Ok(Reply::QueueDeleted { deleted: true }),
+            "delete {queue}"
+        );
+        let q = self.cfg.queue_index(queue);
+        let ended: Vec<SessionId> = self
+            .takers
+            .sessions
+            .iter()
+            .filter(|(_, m)| m.queue == q)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in ended {
+            self.takers.sessions.remove(&s);
+            self.takers.ending.insert(s);
+        }
+        let before = self.ledger.map.len();
+        self.ledger.map.retain(|_, e| e.queue != q);
+        self.deleted += before - self.ledger.map.len();
     }
 
     fn nack(
@@ -383,6 +411,16 @@ impl Oracle {
             }
             (Command::Extend { message_id, .. }, Ok(Reply::Extended { lease_deadline })) => {
                 self.ledger.extended(*message_id, lease_deadline.0);
+            }
+            (Command::DeleteQueue { queue }, _) => {
+                let q = self.cfg.queue_index(queue);
+                let left = self
+                    .takers
+                    .waiters
+                    .values()
+                    .filter(|w| w.queue == q)
+                    .count();
+                assert_eq!(left, 0, "waiters of deleted {queue} not timed out");
             }
             (Command::SessionCredit { session_id, .. }, Ok(Reply::SessionCredited { credit })) => {
                 assert_eq!(
