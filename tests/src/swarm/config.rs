@@ -4,19 +4,36 @@ use std::fmt;
 
 use synap_core::{Backoff, QueueConfig, RetryPosition, Rng};
 
-/// What one swarm run does: the queue's settings, the workload and the fault rates.
+/// One queue of a run: its name and settings.
+#[derive(Clone, Debug)]
+pub struct QueueSpec {
+    /// Queue name.
+    pub name: String,
+    /// Its settings.
+    pub config: QueueConfig,
+}
+
+/// What one swarm run does: the queues' settings, the workload and the fault rates.
 #[derive(Clone, Debug)]
 pub struct SwarmConfig {
     /// The run's seed (also the engine's seed).
     pub seed: u64,
-    /// Settings of the queue under test.
-    pub queue: QueueConfig,
-    /// Messages published over the run.
+    /// The queues under test (1–4), each with its own settings.
+    pub queues: Vec<QueueSpec>,
+    /// Messages published over the run, across the queues.
     pub messages: usize,
     /// Largest gap between two publishes.
     pub publish_gap_ms: u64,
-    /// Consumers.
-    pub consumers: usize,
+    /// Long-poll consumers.
+    pub pollers: usize,
+    /// Streaming consumers (consumer sessions).
+    pub streamers: usize,
+    /// Pub/sub subscribers, and pub/sub messages published over the run.
+    pub subscribers: usize,
+    /// See `subscribers`.
+    pub pubsub_messages: usize,
+    /// Subscriber buffer size the engine runs with (small, so drops happen).
+    pub subscriber_buffer: usize,
     /// Longest simulated service time.
     pub service_ms: u64,
     /// Per-message chance a publish carries a TTL / a delay / a max_retries override.
@@ -45,6 +62,11 @@ pub struct SwarmConfig {
     pub p_reject: f64,
     /// See `p_crash`.
     pub p_extend: f64,
+    /// Per-action chance an attached streamer detaches (with or without give-back).
+    pub p_detach: f64,
+    /// Per-step chance a queue is deleted (its sessions end, its waiters time out, its
+    /// messages are gone) and created again at once.
+    pub p_delete: f64,
     /// Per-step chance the host skips its `handle_timeout` call.
     pub p_skip_timer: f64,
     /// Per-step chance the clock jumps forward past the next event.
@@ -57,61 +79,93 @@ pub struct SwarmConfig {
     pub restart_every: usize,
 }
 
+fn queue_config(pick: &mut impl FnMut(u64, u64) -> u64) -> QueueConfig {
+    let ack_deadline_ms = pick(20, 2_000);
+    let policy = pick(0, 2);
+    let max_retries = pick(0, 4) as u32;
+    let prefetch = [0, 0, 1, 2, 3][pick(0, 4) as usize];
+    let retry_position = if pick(0, 1) == 0 {
+        RetryPosition::Back
+    } else {
+        RetryPosition::Original
+    };
+    let ttl = pick(0, 3) == 0;
+    let ttl_ms = pick(100, 20_000);
+    let retry_delays_ms = (0..pick(1, 4)).map(|_| pick(0, 500)).collect();
+    let backoff = Backoff {
+        initial_ms: pick(2, 200),
+        multiplier: [1.0, 1.5, 2.0, 3.0][pick(0, 3) as usize],
+        max_ms: pick(200, 3_000),
+        jitter: [0.0, 0.1, 0.5][pick(0, 2) as usize],
+    };
+    QueueConfig {
+        max_retries,
+        ack_deadline_ms,
+        retry_delays_ms: if policy == 1 {
+            retry_delays_ms
+        } else {
+            Vec::new()
+        },
+        backoff: (policy == 2).then_some(backoff),
+        max_depth: 10_000,
+        message_ttl_ms: ttl.then_some(ttl_ms),
+        prefetch,
+        dead_letter: true,
+        dlq_max: 10_000,
+        default_priority: 5,
+        retry_position,
+    }
+}
+
 impl SwarmConfig {
     /// Draws a configuration from `seed`.
     #[must_use]
     pub fn from_seed(seed: u64) -> Self {
         let mut rng = Rng::new(seed ^ 0x5EED_C0FF_EE00_0000);
         let mut pick = |lo: u64, hi: u64| lo + rng.next_u64() % (hi - lo + 1);
-        let ack_deadline_ms = pick(20, 2_000);
-        let policy = pick(0, 2);
-        let max_retries = pick(0, 4) as u32;
-        let prefetch = [0, 0, 1, 2, 3][pick(0, 4) as usize];
-        let retry_position = if pick(0, 1) == 0 {
-            RetryPosition::Back
-        } else {
-            RetryPosition::Original
-        };
+        let queues: Vec<QueueSpec> = (0..pick(1, 4))
+            .map(|i| QueueSpec {
+                name: format!("swarm-{i}"),
+                config: queue_config(&mut pick),
+            })
+            .collect();
+        let longest = queues
+            .iter()
+            .map(|q| q.config.ack_deadline_ms)
+            .max()
+            .unwrap_or(1_000);
         let messages = pick(5, 60) as usize;
-        let consumers = pick(1, 6) as usize;
-        let publish_gap_ms = pick(1, 300);
-        let service_ms = pick(1, ack_deadline_ms * 2);
-        let ttl = pick(0, 3) == 0;
-        let ttl_ms = pick(100, 20_000);
-        let retry_delays_ms = (0..pick(1, 4)).map(|_| pick(0, 500)).collect();
-        let backoff = Backoff {
-            initial_ms: pick(2, 200),
-            multiplier: [1.0, 1.5, 2.0, 3.0][pick(0, 3) as usize],
-            max_ms: pick(200, 3_000),
-            jitter: [0.0, 0.1, 0.5][pick(0, 2) as usize],
+        let pollers = pick(0, 4) as usize;
+        let streamers = pick(u64::from(pollers == 0), 3) as usize;
+        let subscribers = pick(0, 3) as usize;
+        let pubsub_messages = if subscribers == 0 {
+            0
+        } else {
+            pick(5, 40) as usize
         };
+        let subscriber_buffer = pick(1, 8) as usize;
+        let publish_gap_ms = pick(1, 300);
+        let service_ms = pick(1, longest * 2);
         let faults = pick(0, 4) > 0;
         let f = |x: u64| if faults { x as f64 / 100.0 } else { 0.0 };
-        let rates: Vec<u64> = (0..10).map(|_| pick(0, 15)).collect();
+        let rates: Vec<u64> = (0..11).map(|_| pick(0, 15)).collect();
+        let restart_every = if faults {
+            pick(20, 200) as usize
+        } else {
+            usize::MAX
+        };
         let mut rng2 = Rng::new(seed);
         let mut chance = move || rng2.next_f64();
         Self {
             seed,
-            queue: QueueConfig {
-                max_retries,
-                ack_deadline_ms,
-                retry_delays_ms: if policy == 1 {
-                    retry_delays_ms
-                } else {
-                    Vec::new()
-                },
-                backoff: (policy == 2).then_some(backoff),
-                max_depth: 10_000,
-                message_ttl_ms: ttl.then_some(ttl_ms),
-                prefetch,
-                dead_letter: true,
-                dlq_max: 10_000,
-                default_priority: 5,
-                retry_position,
-            },
+            queues,
             messages,
             publish_gap_ms,
-            consumers,
+            pollers,
+            streamers,
+            subscribers,
+            pubsub_messages,
+            subscriber_buffer,
             service_ms,
             p_ttl: if chance() < 0.3 { 0.2 } else { 0.0 },
             p_delay: if chance() < 0.5 { 0.2 } else { 0.0 },
@@ -129,23 +183,47 @@ impl SwarmConfig {
             p_clock_jump: f(rates[8]),
             p_kv: 0.1,
             p_redrive: f(rates[9]) / 5.0,
-            restart_every: if faults {
-                pick(20, 200) as usize
+            p_detach: f(rates[10]) / 2.0,
+            p_delete: if faults {
+                [0.0, 0.0003, 0.001][(seed % 3) as usize]
             } else {
-                usize::MAX
+                0.0
             },
+            restart_every,
         }
+    }
+
+    /// The settings of queue `i`.
+    #[must_use]
+    pub fn queue(&self, i: usize) -> &QueueConfig {
+        &self.queues[i].config
+    }
+
+    /// The index of the queue named `name`.
+    #[must_use]
+    pub fn queue_index(&self, name: &str) -> usize {
+        self.queues
+            .iter()
+            .position(|q| q.name == name)
+            .unwrap_or_else(|| panic!("no swarm queue named {name}"))
     }
 }
 
 impl fmt::Display for SwarmConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "SEED={}", self.seed)?;
-        writeln!(f, "  queue: {:?}", self.queue)?;
+        for q in &self.queues {
+            writeln!(f, "  queue {}: {:?}", q.name, q.config)?;
+        }
         writeln!(
             f,
-            "  messages={} consumers={} publish_gap_ms={} service_ms={}",
-            self.messages, self.consumers, self.publish_gap_ms, self.service_ms
+            "  messages={} pollers={} streamers={} publish_gap_ms={} service_ms={}",
+            self.messages, self.pollers, self.streamers, self.publish_gap_ms, self.service_ms
+        )?;
+        writeln!(
+            f,
+            "  pubsub: subscribers={} messages={} buffer={}",
+            self.subscribers, self.pubsub_messages, self.subscriber_buffer
         )?;
         writeln!(
             f,
@@ -154,19 +232,25 @@ impl fmt::Display for SwarmConfig {
         )?;
         writeln!(
             f,
-            "  faults: crash={:.3} late_ack={:.2} dup_ack={:.2} stale_ack={:.2} nack={:.2} reject={:.2} extend={:.2}",
+            "  faults: crash={:.3} late_ack={:.2} dup_ack={:.2} stale_ack={:.2} nack={:.2} reject={:.2} extend={:.2} detach={:.3}",
             self.p_crash,
             self.p_late_ack,
             self.p_dup_ack,
             self.p_stale_ack,
             self.p_nack,
             self.p_reject,
-            self.p_extend
+            self.p_extend,
+            self.p_detach
         )?;
         write!(
             f,
-            "  host: skip_timer={:.2} clock_jump={:.2} kv={} redrive={:.3} restart_every={}",
-            self.p_skip_timer, self.p_clock_jump, self.p_kv, self.p_redrive, self.restart_every
+            "  host: skip_timer={:.2} clock_jump={:.2} kv={} redrive={:.3} delete={} restart_every={}",
+            self.p_skip_timer,
+            self.p_clock_jump,
+            self.p_kv,
+            self.p_redrive,
+            self.p_delete,
+            self.restart_every
         )
     }
 }

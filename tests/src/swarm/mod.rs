@@ -1,35 +1,36 @@
-//! The simulation swarm: seeded runs of the real engine under a fake clock, with consumers
-//! that crash, ack late, twice or with stale leases, nack and extend; a host that skips timer
-//! calls and whose clock jumps; restarts by command-log replay and by snapshot. An oracle
-//! outside the engine checks every step; a fault-free phase then requires every message to
-//! end acked or dead-lettered. Model: quinn's `Pair::step`, TigerBeetle's VOPR.
+//! The simulation swarm: seeded runs of the real engine under a fake clock, over one to four
+//! queues with their own settings. Long-poll consumers and streaming consumers (sessions with
+//! credit) share the queues; they crash holding leases, ack late, twice or with stale leases,
+//! nack and extend; sessions are granted credit, detach with and without give-back, and are
+//! abandoned attached. Pub/sub subscribers take pushes within credit and poll bounded
+//! buffers. The host skips timer calls, its clock jumps, and it restarts by command-log replay
+//! or snapshot, then drops every waiter and session as the server does after recovery. An
+//! oracle outside the engine checks every reply and event; a fault-free phase then requires
+//! every message to end acked or dead-lettered. Model: quinn's `Pair::step`, TigerBeetle's
+//! VOPR.
 
 mod actors;
 mod config;
+mod harness;
 mod oracle;
 
 use std::collections::BTreeMap;
 
-use synap_core::{Command, Engine, EngineConfig, Error, Event, Millis, Reply, Rng};
-use xxhash_rust::xxh3::Xxh3;
+use synap_core::Command;
 
-pub use config::SwarmConfig;
-pub use oracle::Oracle;
+pub use config::{QueueSpec, SwarmConfig};
 
-use actors::{Consumer, KvModel, Publisher};
+use actors::{Listener, Poller, Publisher, Streamer, kv_user};
+use harness::{Harness, Note};
 
-/// The queue every swarm run uses.
-pub const QUEUE: &str = "swarm";
 /// Steps allowed for the fault-free phase to settle every message.
 const LIVENESS_STEPS: usize = 50_000;
 /// Steps of the faulty phase at most (it ends earlier once everything is published).
 const SAFETY_STEPS: usize = 5_000;
-/// Restarts by full log replay per run (the others round-trip a snapshot).
-const MAX_REPLAYS: usize = 3;
 
 /// What a finished run reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Outcome {
+pub struct SeedReport {
     /// Hash of the whole `(now, command, reply, events)` trace.
     pub trace_hash: u64,
     /// Loop steps taken.
@@ -40,77 +41,58 @@ pub struct Outcome {
     pub acked: usize,
     /// Messages dead-lettered.
     pub dead: usize,
+    /// Messages removed with their queue.
+    pub deleted: usize,
     /// Restarts performed.
     pub restarts: usize,
+    /// Pub/sub messages pushed to subscribers.
+    pub pushed: usize,
+    /// Sessions attached.
+    pub attaches: usize,
+    /// Deliveries pushed to sessions.
+    pub session_pushes: usize,
+    /// Messages given back to their queue by a detach or a give-back.
+    pub given_back: usize,
 }
 
-/// One run's whole world: engine, clock, actors, oracle and trace.
-pub struct World {
-    pub(crate) cfg: SwarmConfig,
-    pub(crate) rng: Rng,
-    engine: Engine,
-    pub(crate) now: u64,
-    log: Vec<(u64, Command)>,
-    trace: Xxh3,
-    pub(crate) oracle: Oracle,
-    consumers: Vec<Consumer>,
+/// One run: the harness and every actor.
+struct Swarm {
+    h: Harness,
     publisher: Publisher,
-    kv: KvModel,
-    pub(crate) faults: bool,
-    calls: usize,
-    restarts: usize,
-    replays: usize,
+    pollers: Vec<Poller>,
+    streamers: Vec<Streamer>,
+    listeners: Vec<Listener>,
 }
 
 /// Runs one seed to the end, panicking on any violation.
 #[must_use]
-pub fn run(seed: u64) -> Outcome {
-    let cfg = SwarmConfig::from_seed(seed);
-    let mut w = World::new(cfg);
-    w.run()
+pub fn run(seed: u64) -> SeedReport {
+    Swarm::new(SwarmConfig::from_seed(seed)).run()
 }
 
-impl World {
+impl Swarm {
     fn new(cfg: SwarmConfig) -> Self {
-        let consumers = (0..cfg.consumers)
-            .map(|i| Consumer::new(i, cfg.seed))
-            .collect();
         Self {
-            rng: Rng::new(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
-            engine: Engine::new(EngineConfig::default(), cfg.seed),
-            now: 1_000,
-            log: Vec::new(),
-            trace: Xxh3::new(),
-            oracle: Oracle::default(),
-            consumers,
-            publisher: Publisher::new(cfg.messages),
-            kv: KvModel::default(),
-            faults: true,
-            calls: 0,
-            restarts: 0,
-            replays: 0,
-            cfg,
+            publisher: Publisher::new(cfg.messages, cfg.pubsub_messages),
+            pollers: (0..cfg.pollers).map(|i| Poller::new(i, cfg.seed)).collect(),
+            streamers: (0..cfg.streamers).map(Streamer::new).collect(),
+            listeners: (0..cfg.subscribers).map(Listener::new).collect(),
+            h: Harness::new(cfg),
         }
     }
 
-    pub(crate) fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && self.rng.next_f64() < p
-    }
-
-    pub(crate) fn pick(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.rng.next_u64() % (hi - lo + 1)
-    }
-
-    fn run(&mut self) -> Outcome {
-        let queue = Command::CreateQueue {
-            queue: QUEUE.into(),
-            config: Some(self.cfg.queue.clone()),
-        };
-        self.exec(queue).expect("queue created");
+    fn run(mut self) -> SeedReport {
+        for q in self.h.cfg.queues.clone() {
+            let cmd = Command::CreateQueue {
+                queue: q.name,
+                config: Some(q.config),
+            };
+            self.h.exec(cmd).expect("queue created");
+        }
         let mut steps = 0;
-        while self.faults {
+        while self.h.faults {
             steps += 1;
-            if steps > SAFETY_STEPS || (self.publisher.done() && self.chance(0.01)) {
+            if steps > SAFETY_STEPS || (self.publisher.done() && self.h.chance(0.01)) {
                 self.turn_faults_off();
             }
             self.step();
@@ -124,222 +106,186 @@ impl World {
             );
             self.step();
         }
-        let (acked, dead) = self.oracle.settled_counts();
-        Outcome {
-            trace_hash: self.trace.digest(),
+        let (acked, dead) = self.h.oracle.ledger.settled_counts();
+        SeedReport {
+            trace_hash: self.h.digest(),
             steps: steps + calm,
-            published: self.oracle.ledger.len(),
+            published: self.h.oracle.ledger.map.len() + self.h.oracle.deleted,
             acked,
             dead,
-            restarts: self.restarts,
+            deleted: self.h.oracle.deleted,
+            restarts: self.h.restarts,
+            pushed: self.listeners.iter().map(|l| l.received).sum(),
+            attaches: self.h.tally.attaches,
+            session_pushes: self.h.tally.session_pushes,
+            given_back: self.h.tally.given_back,
         }
     }
 
     fn settled(&mut self) -> bool {
-        if !self.publisher.done() || !self.oracle.all_settled() {
+        if !self.publisher.done() || !self.h.oracle.ledger.all_settled() {
             return false;
         }
-        let s = self.stats();
-        s.depth == 0 && s.in_flight == 0
+        (0..self.h.cfg.queues.len()).all(|q| {
+            let s = self.h.stats(q);
+            s.depth == 0 && s.in_flight == 0
+        })
     }
 
     fn turn_faults_off(&mut self) {
-        self.faults = false;
-        let now = self.now;
-        for c in &mut self.consumers {
-            c.calm_down(now);
-        }
+        self.h.faults = false;
+        let now = self.h.now;
+        self.pollers.iter_mut().for_each(|p| p.calm_down(now));
+        self.streamers.iter_mut().for_each(|s| s.calm_down(now));
     }
 
-    /// One step: jump the clock to the next event, run due timers (unless the host "skips"
-    /// them), then let every due actor act.
-    fn step(&mut self) {
-        let next = [
-            self.engine.poll_timeout().map(|t| t.0),
+    /// When the next thing happens: a timer or an actor's move.
+    fn next_at(&self) -> Option<u64> {
+        let h = &self.h;
+        [
+            h.next_timer(),
             self.publisher.next_at(),
-            self.consumers.iter().filter_map(Consumer::next_at).min(),
+            self.pollers.iter().filter_map(Poller::next_at).min(),
+            self.streamers.iter().filter_map(Streamer::next_at).min(),
+            self.listeners.iter().filter_map(|l| l.next_at(h)).min(),
         ]
         .into_iter()
         .flatten()
-        .min();
-        let Some(next) = next else {
+        .min()
+    }
+
+    /// One step: jump the clock to the next event, run due timers (unless the host "skips"
+    /// them), let every due actor act, route the events, check every queue, maybe restart.
+    fn step(&mut self) {
+        let Some(next) = self.next_at() else {
             assert!(
                 self.publisher.done(),
                 "nothing scheduled but the publisher is not done"
             );
             // Nothing is scheduled: every consumer is parked or idle with nothing to do.
-            self.now += 1_000;
+            self.h.now += 1_000;
             return;
         };
-        self.now = self.now.max(next);
-        if self.faults && self.chance(self.cfg.p_clock_jump) {
-            self.now += self.pick(1, 3_000);
+        let h = &mut self.h;
+        h.now = h.now.max(next);
+        if h.faults && h.chance(h.cfg.p_clock_jump) {
+            h.now += h.pick(1, 3_000);
         }
-        let due = self.engine.poll_timeout().is_some_and(|t| t.0 <= self.now);
-        if due && !(self.faults && self.chance(self.cfg.p_skip_timer)) {
-            self.timeout();
+        let due = h.next_timer().is_some_and(|t| t <= h.now);
+        if due && !(h.faults && h.chance(h.cfg.p_skip_timer)) {
+            h.timeout();
+            self.route();
         }
-        if self.publisher.next_at().is_some_and(|t| t <= self.now) {
-            self.publish();
+        let now = self.h.now;
+        if self.publisher.next_at().is_some_and(|t| t <= now) {
+            self.publisher.act(&mut self.h);
+            self.route();
         }
-        for i in 0..self.consumers.len() {
-            if self.consumers[i].next_at().is_some_and(|t| t <= self.now) {
-                self.act(i);
+        for i in 0..self.pollers.len() {
+            if self.pollers[i].next_at().is_some_and(|t| t <= now) {
+                self.pollers[i].act(&mut self.h);
+                self.route();
             }
         }
-        if self.chance(self.cfg.p_kv) {
-            self.kv_op();
+        for i in 0..self.streamers.len() {
+            if self.streamers[i].next_at().is_some_and(|t| t <= now) {
+                self.streamers[i].act(&mut self.h);
+                self.route();
+            }
         }
-        if self.faults && self.chance(self.cfg.p_redrive) {
-            self.exec(Command::DlqRetry {
-                queue: QUEUE.into(),
+        for i in 0..self.listeners.len() {
+            if self.listeners[i].next_at(&self.h).is_some_and(|t| t <= now) {
+                self.listeners[i].act(&mut self.h);
+                self.route();
+            }
+        }
+        self.host_chores();
+        self.h.check_queues();
+        self.h.maybe_restart();
+        self.route();
+    }
+
+    /// KV traffic and DLQ redrives.
+    fn host_chores(&mut self) {
+        let h = &mut self.h;
+        if h.chance(h.cfg.p_kv) {
+            kv_user::kv_op(h);
+        }
+        if h.faults && h.chance(h.cfg.p_redrive) {
+            let q = h.any_queue();
+            let queue = h.cfg.queues[q].name.clone();
+            h.exec(Command::DlqRetry {
+                queue,
                 message_ids: None,
             })
             .expect("redrive");
         }
-        let s = self.stats();
-        self.oracle.check_stats(&s);
-    }
-
-    fn stats(&mut self) -> synap_core::QueueStats {
-        match self.exec(Command::Stats {
-            queue: QUEUE.into(),
-        }) {
-            Ok(Reply::Stats(s)) => *s,
-            other => panic!("stats answered {other:?}"),
+        if h.chance(h.cfg.p_delete) {
+            let q = h.any_queue();
+            let spec = h.cfg.queues[q].clone();
+            let deleted = h.exec(Command::DeleteQueue {
+                queue: spec.name.clone(),
+            });
+            assert!(deleted.is_ok(), "delete answered {deleted:?}");
+            let created = h.exec(Command::CreateQueue {
+                queue: spec.name,
+                config: Some(spec.config),
+            });
+            assert!(created.is_ok(), "create answered {created:?}");
         }
+        self.route();
     }
 
-    fn timeout(&mut self) {
-        let now = Millis(self.now);
-        self.engine.handle_timeout(now);
-        self.trace
-            .update(format!("{} timeout\n", self.now).as_bytes());
-        self.engine.check_invariants();
-        self.drain();
-        if let Some(t) = self.engine.poll_timeout() {
-            assert!(
-                t > now,
-                "rule 7: a timer due at {t} survived handle_timeout({now})"
-            );
-        }
-    }
-
-    /// Sends one command: logs it, checks invariants, hashes the trace, feeds the oracle.
-    pub(crate) fn exec(&mut self, cmd: Command) -> Result<Reply, Error> {
-        self.log.push((self.now, cmd.clone()));
-        let result = self.engine.handle(Millis(self.now), cmd.clone());
-        self.engine.check_invariants();
-        let line = format!(
-            "{} {} {}\n",
-            self.now,
-            serde_json::to_string(&cmd).expect("command serializes"),
-            serde_json::to_string(&result).expect("reply serializes")
-        );
-        self.trace.update(line.as_bytes());
-        self.drain();
-        self.calls += 1;
-        if self.faults && self.calls.is_multiple_of(self.cfg.restart_every) {
-            self.restart();
-        }
-        result
-    }
-
-    /// Drains events into the oracle, the consumers and the KV model.
-    fn drain(&mut self) {
-        while let Some(event) = self.engine.poll_event() {
-            let line = serde_json::to_string(&event).expect("event serializes");
-            self.trace.update(line.as_bytes());
-            match event {
-                Event::Observed(o) => self.oracle.observe(&o, &self.cfg.queue),
-                Event::Delivered {
-                    waiter_id,
-                    messages,
-                } => {
-                    let now = self.now;
-                    let c = self
-                        .consumers
-                        .iter()
-                        .position(|c| c.parked.is_some_and(|(w, _)| w == waiter_id))
-                        .expect("delivery to a parked consumer");
-                    self.receive(c, messages, now);
+    /// Hands every pending note to its actor.
+    fn route(&mut self) {
+        while let Some(note) = self.h.notes.pop_front() {
+            match note {
+                Note::Delivered(w, messages) => {
+                    let p = poller_of(&mut self.pollers, w);
+                    p.parked = None;
+                    p.receive(&mut self.h, messages);
                 }
-                Event::WaitTimedOut { waiter_id } => {
-                    let c = self
-                        .consumers
-                        .iter_mut()
-                        .find(|c| c.parked.is_some_and(|(w, _)| w == waiter_id))
-                        .expect("timeout of a parked consumer");
-                    c.parked = None;
-                    c.next_consume = Some(self.now);
+                Note::TimedOut(w) => {
+                    let now = self.h.now;
+                    poller_of(&mut self.pollers, w).unpark(now);
                 }
-                Event::KeyExpired { key, at } => self.kv.expired(&key, at.0),
-                Event::PubSub { .. } => panic!("swarm does not use pub/sub"),
-                Event::Pushed { .. } | Event::SessionEnded { .. } => {
-                    panic!("swarm attaches no sessions")
+                Note::WaitersDropped => {
+                    let now = self.h.now;
+                    for p in self.pollers.iter_mut().filter(|p| p.parked.is_some()) {
+                        p.unpark(now);
+                    }
+                }
+                Note::Pushed(s, messages) => {
+                    // Pushes to a session detached meanwhile are left to their leases.
+                    if let Some(st) = self.streamers.iter_mut().find(|st| st.owns(s)) {
+                        st.pushed(&mut self.h, s, messages);
+                    }
+                }
+                Note::Ended(s) => {
+                    if let Some(st) = self.streamers.iter_mut().find(|st| st.owns(s)) {
+                        st.ended(&mut self.h, s);
+                    }
+                }
+                Note::PubSub(id) => {
+                    let l = self.listeners.iter_mut().find(|l| l.is(&id));
+                    l.expect("push to a listener").received += 1;
                 }
             }
         }
-    }
-
-    /// A restart: rebuild the engine by replaying the command log or from a snapshot, and
-    /// check that the rebuilt state is the same.
-    fn restart(&mut self) {
-        let digest = self.engine.state_digest();
-        let rebuilt = if self.replays < MAX_REPLAYS && self.chance(0.3) {
-            self.replays += 1;
-            let mut e = Engine::new(EngineConfig::default(), self.cfg.seed);
-            for (now, cmd) in &self.log {
-                let _ = e.handle(Millis(*now), cmd.clone());
-                while e.poll_event().is_some() {}
-            }
-            e.handle_timeout(self.engine.now());
-            while e.poll_event().is_some() {}
-            e
-        } else {
-            let text = serde_json::to_string(&self.engine).expect("engine serializes");
-            serde_json::from_str(&text).expect("engine deserializes")
-        };
-        assert_eq!(rebuilt.state_digest(), digest, "restart changed the state");
-        self.engine = rebuilt;
-        self.restarts += 1;
-    }
-
-    /// Hands delivered messages to consumer `c`.
-    pub(crate) fn receive(&mut self, c: usize, messages: Vec<synap_core::Delivery>, now: u64) {
-        let lease_ms = self.consumers[c]
-            .parked
-            .take()
-            .map_or(self.consumers[c].lease_ms, |(_, l)| l);
-        for d in &messages {
-            self.oracle
-                .delivered(d, lease_ms.unwrap_or(self.cfg.queue.ack_deadline_ms));
-        }
-        for d in messages {
-            let plan = self.plan(&d);
-            self.consumers[c].hold(d, plan);
-        }
-        self.consumers[c].next_consume = Some(now);
-    }
-
-    /// The model of what the KV answers; see `actors::KvModel`.
-    pub(crate) fn kv_model(&mut self) -> &mut KvModel {
-        &mut self.kv
-    }
-
-    pub(crate) fn consumer(&mut self, i: usize) -> &mut Consumer {
-        &mut self.consumers[i]
-    }
-
-    pub(crate) fn publisher(&mut self) -> &mut Publisher {
-        &mut self.publisher
     }
 }
 
+/// The poller that parked waiter `w`.
+fn poller_of(pollers: &mut [Poller], w: synap_core::WaiterId) -> &mut Poller {
+    pollers
+        .iter_mut()
+        .find(|p| p.parked == Some(w))
+        .unwrap_or_else(|| panic!("waiter {w:?} belongs to no parked poller"))
+}
+
 /// Runs a seed twice, requiring equal traces; on a failure prints how to replay it.
-pub fn check_seed(seed: u64) -> Outcome {
-    let run_once = || std::panic::catch_unwind(|| run(seed));
-    let first = run_once();
+pub fn check_seed(seed: u64) -> SeedReport {
+    let first = std::panic::catch_unwind(|| run(seed));
     let first = match first {
         Ok(o) => o,
         Err(panic) => {
@@ -367,16 +313,21 @@ pub fn seeds_from_env(default_runs: u64) -> Vec<u64> {
     (base..base + runs).collect()
 }
 
-/// A map of outcome figures over many seeds, for the test's closing line.
+/// A map of report figures over many seeds, for the test's closing line.
 #[must_use]
-pub fn summarize(outcomes: &[Outcome]) -> BTreeMap<&'static str, usize> {
+pub fn summarize(reports: &[SeedReport]) -> BTreeMap<&'static str, usize> {
     let mut m = BTreeMap::new();
-    for o in outcomes {
+    for o in reports {
         *m.entry("published").or_default() += o.published;
         *m.entry("acked").or_default() += o.acked;
         *m.entry("dead_lettered").or_default() += o.dead;
+        *m.entry("deleted").or_default() += o.deleted;
         *m.entry("restarts").or_default() += o.restarts;
         *m.entry("steps").or_default() += o.steps;
+        *m.entry("pubsub_pushed").or_default() += o.pushed;
+        *m.entry("attaches").or_default() += o.attaches;
+        *m.entry("session_pushes").or_default() += o.session_pushes;
+        *m.entry("given_back").or_default() += o.given_back;
     }
     m
 }

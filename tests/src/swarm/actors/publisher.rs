@@ -1,0 +1,100 @@
+//! The publisher: queue messages to every queue (some in batches, with delays, TTLs and
+//! retry overrides) and pub/sub messages to the topics.
+
+use serde_json::json;
+use synap_core::{Command, Json, PublishMessage, Reply};
+
+use super::listener::TOPICS;
+use crate::swarm::harness::Harness;
+
+/// Publishes `total` queue messages and `topic_total` pub/sub messages.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    total: usize,
+    sent: usize,
+    topic_total: usize,
+    topic_sent: usize,
+    next: u64,
+}
+
+impl Publisher {
+    pub(crate) fn new(total: usize, topic_total: usize) -> Self {
+        Self {
+            total,
+            sent: 0,
+            topic_total,
+            topic_sent: 0,
+            next: 1_000,
+        }
+    }
+
+    pub(crate) fn done(&self) -> bool {
+        self.sent >= self.total && self.topic_sent >= self.topic_total
+    }
+
+    pub(crate) fn next_at(&self) -> Option<u64> {
+        (!self.done()).then_some(self.next)
+    }
+
+    /// Publishes the next queue message(s) or pub/sub message.
+    pub(crate) fn act(&mut self, h: &mut Harness) {
+        let gap = h.pick(0, h.cfg.publish_gap_ms);
+        self.next = h.now + gap;
+        let topic_left = self.topic_total - self.topic_sent;
+        let queue_left = self.total - self.sent;
+        if topic_left > 0 && (queue_left == 0 || h.chance(0.4)) {
+            self.topic_sent += 1;
+            let topic = TOPICS[h.pick(0, TOPICS.len() as u64 - 1) as usize];
+            let _ = h.exec(Command::PubsubPublish {
+                topic: topic.to_owned(),
+                message: Json::from_value(&json!({ "t": self.topic_sent })),
+                headers: Default::default(),
+            });
+            return;
+        }
+        self.publish_queue(h, queue_left);
+    }
+
+    fn publish_queue(&mut self, h: &mut Harness, left: usize) {
+        let batch = if h.chance(h.cfg.p_batch) {
+            h.pick(2, 5) as usize
+        } else {
+            1
+        };
+        let n = batch.min(left);
+        let mut messages = Vec::with_capacity(n);
+        for _ in 0..n {
+            let k = self.sent;
+            self.sent += 1;
+            let mut m = PublishMessage {
+                message: Some(Json::from_value(&json!({ "n": k }))),
+                priority: Some(h.pick(0, 9) as u8),
+                ..PublishMessage::default()
+            };
+            if h.chance(h.cfg.p_delay) {
+                m.delay_ms = Some(h.pick(1, 1_000));
+            }
+            if h.chance(h.cfg.p_ttl) {
+                m.ttl_ms = Some(h.pick(50, 5_000));
+            }
+            if h.chance(h.cfg.p_override_retries) {
+                m.max_retries = Some(h.pick(0, 3) as u32);
+            }
+            messages.push(m);
+        }
+        let q = h.any_queue();
+        let queue = h.cfg.queues[q].name.clone();
+        let cmd = if n == 1 {
+            Command::Publish {
+                queue,
+                message: messages.remove(0),
+            }
+        } else {
+            Command::PublishBatch { queue, messages }
+        };
+        match h.exec(cmd) {
+            Ok(Reply::Published(_) | Reply::PublishedBatch { .. }) => {}
+            other => panic!("publish answered {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,371 @@
+//! The message ledger: where the oracle believes each message is, and the rules of
+//! DESIGN.md §3 checked against every state change the engine reports.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use synap_core::{
+    DeadLetterReason, Delivery, MessageId, Observed, ObservedKind, QueueConfig, QueueStats,
+    SessionId,
+};
+
+/// Where the oracle believes a message is.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Place {
+    /// Ready or delayed: deliverable now or later.
+    Waiting,
+    /// Leased under `lease` until `deadline` (both known once the delivery is seen).
+    InFlight {
+        /// The lease token, once known.
+        lease: Option<u64>,
+        /// The lease deadline, once known.
+        deadline: Option<u64>,
+        /// The consumer id it is leased to, if any.
+        consumer: Option<Arc<str>>,
+        /// The attached session holding it, if any (none once that session is gone).
+        session: Option<SessionId>,
+    },
+    /// Acknowledged: gone for good.
+    Acked,
+    /// In the DLQ.
+    Dead(DeadLetterReason),
+}
+
+impl Place {
+    /// Leased, holder not yet known.
+    fn leased() -> Self {
+        Self::InFlight {
+            lease: None,
+            deadline: None,
+            consumer: None,
+            session: None,
+        }
+    }
+}
+
+/// What the oracle knows of one message.
+#[derive(Clone, Debug)]
+pub(crate) struct Entry {
+    /// The queue it lives in (index into the run's queues).
+    pub(crate) queue: usize,
+    /// Where it is.
+    pub(crate) place: Place,
+    /// Deliveries since publish or redrive.
+    pub(crate) deliveries: u32,
+    /// Its retry limit (known from its publish).
+    pub(crate) max_retries: u32,
+    /// Its expiry, if it has a TTL.
+    pub(crate) expires_at: Option<u64>,
+    /// Its TTL passed.
+    pub(crate) expired: bool,
+    /// Publish time.
+    pub(crate) published_at: u64,
+    /// Its TTL, renewed from `now` on redrive.
+    pub(crate) ttl_ms: Option<u64>,
+    /// When it was last delivered (a timer may deliver it earlier than the host's `now`).
+    pub(crate) delivered_at: u64,
+    /// Lease tokens it was ever delivered under.
+    pub(crate) leases: Vec<u64>,
+}
+
+/// A failure the oracle expects the engine to report as `Nacked`: a consumer's nack, or a
+/// give-back of deliveries whose consumer is gone.
+#[derive(Clone, Debug)]
+pub(crate) enum Failing {
+    /// A nack of one message: (id, requeue).
+    Nack(MessageId, bool),
+    /// A give-back of these messages (ready again at once, counted as an attempt).
+    GiveBack(Vec<MessageId>),
+}
+
+/// Every message ever published, by id.
+#[derive(Debug, Default)]
+pub(crate) struct Ledger {
+    /// The entries.
+    pub(crate) map: BTreeMap<MessageId, Entry>,
+    /// The failure being applied by the current command, if any.
+    pub(crate) failing: Option<Failing>,
+    /// Whether the last `Nacked` came from a give-back (its retry must be immediate).
+    gave_back: Option<MessageId>,
+}
+
+impl Ledger {
+    /// The entry of `id`, which must exist.
+    pub(crate) fn entry(&mut self, id: MessageId) -> &mut Entry {
+        self.map
+            .get_mut(&id)
+            .unwrap_or_else(|| panic!("event about unknown message {id}"))
+    }
+
+    /// Applies one observed state change, checking that it was allowed. Returns the session
+    /// whose delivery ended, if one did (it gets its credit back).
+    pub(crate) fn observe(&mut self, o: &Observed, queue: usize, cfg: &QueueConfig) -> Ended {
+        let at = o.at.0;
+        let Some(id) = o.message_id else {
+            panic!("swarm never purges, yet saw {o:?}");
+        };
+        if o.kind == ObservedKind::Published {
+            let fresh = Entry {
+                queue,
+                place: Place::Waiting,
+                deliveries: 0,
+                max_retries: cfg.max_retries,
+                expires_at: cfg.message_ttl_ms.map(|t| at + t),
+                expired: false,
+                published_at: at,
+                ttl_ms: cfg.message_ttl_ms,
+                delivered_at: 0,
+                leases: Vec::new(),
+            };
+            assert!(
+                self.map.insert(id, fresh).is_none(),
+                "id {id} published twice"
+            );
+            return Ended::None;
+        }
+        let failing = self.failing.clone();
+        let gave_back = self.gave_back.take();
+        let e = self.entry(id);
+        assert_eq!(e.queue, queue, "{id} reported from another queue");
+        let ended = match &e.place {
+            Place::InFlight { session, .. } => Ended::Delivery(*session),
+            _ => Ended::None,
+        };
+        match o.kind {
+            ObservedKind::Published | ObservedKind::Purged => unreachable!(),
+            ObservedKind::Delivered => {
+                assert_eq!(
+                    e.place,
+                    Place::Waiting,
+                    "rule 2/4: {id} delivered while {:?}",
+                    e.place
+                );
+                e.deliveries += 1;
+                assert_eq!(o.attempts, e.deliveries, "attempt count of {id}");
+                assert!(
+                    e.deliveries <= e.max_retries + 1,
+                    "rule 3: {id} delivered too often"
+                );
+                e.delivered_at = at;
+                e.place = Place::leased();
+                return Ended::None;
+            }
+            ObservedKind::Acked => {
+                assert!(matches!(e.place, Place::InFlight { deadline: Some(d), .. } if at < d));
+                e.place = Place::Acked;
+            }
+            ObservedKind::Nacked => {
+                assert!(matches!(e.place, Place::InFlight { deadline: Some(d), .. } if at < d));
+                let give_back = match &failing {
+                    Some(Failing::Nack(n, _)) if *n == id => false,
+                    Some(Failing::GiveBack(ids)) if ids.contains(&id) => true,
+                    other => panic!("nack of {id} nobody sent (expected {other:?})"),
+                };
+                if give_back {
+                    self.gave_back = Some(id);
+                }
+                self.entry(id).place = Place::Waiting;
+            }
+            ObservedKind::LeaseExpired => {
+                let Place::InFlight {
+                    deadline: Some(d), ..
+                } = e.place
+                else {
+                    panic!("lease of {id} expired while {:?}", e.place);
+                };
+                assert_eq!(at, d, "lease of {id} must expire exactly at its deadline");
+                e.place = Place::Waiting;
+            }
+            ObservedKind::RetryScheduled => {
+                assert_eq!(e.place, Place::Waiting);
+                assert!(!e.expired, "an expired message is never retried");
+                assert!(
+                    e.deliveries <= e.max_retries,
+                    "rule 5: {id} retried after its last attempt"
+                );
+                if gave_back == Some(id) {
+                    assert_eq!(o.ms, Some(0), "a given-back message is ready again at once");
+                }
+            }
+            ObservedKind::Expired => {
+                assert_eq!(e.expires_at, Some(at), "{id} expired at the wrong time");
+                e.expired = true;
+            }
+            ObservedKind::DeadLettered => {
+                let reason = o.reason.expect("dead_lettered carries a reason");
+                match reason {
+                    DeadLetterReason::Expired => assert!(e.expired),
+                    DeadLetterReason::Rejected => {
+                        assert!(
+                            matches!(failing, Some(Failing::Nack(p, false)) if p == id),
+                            "rule 5"
+                        );
+                    }
+                    DeadLetterReason::MaxRetriesExceeded => {
+                        assert_eq!(e.deliveries, e.max_retries + 1, "rule 5: attempts left");
+                    }
+                }
+                e.place = Place::Dead(reason);
+            }
+            ObservedKind::Redriven => {
+                assert!(matches!(e.place, Place::Dead(_)));
+                e.deliveries = 0;
+                e.expired = false;
+                e.expires_at = e.ttl_ms.map(|t| at + t);
+                e.place = Place::Waiting;
+            }
+        }
+        if matches!(
+            o.kind,
+            ObservedKind::Acked | ObservedKind::Nacked | ObservedKind::LeaseExpired
+        ) {
+            ended
+        } else {
+            Ended::None
+        }
+    }
+
+    /// Records a delivery's lease token, deadline and holder.
+    pub(crate) fn delivered(
+        &mut self,
+        d: &Delivery,
+        lease_ms: u64,
+        consumer: Option<Arc<str>>,
+        session: Option<SessionId>,
+    ) {
+        let e = self.entry(d.message_id);
+        assert!(
+            matches!(e.place, Place::InFlight { lease: None, .. }),
+            "delivery of {} not announced by an event",
+            d.message_id
+        );
+        assert_eq!(d.retry_count + 1, e.deliveries);
+        assert_eq!(
+            d.lease_deadline.0,
+            e.delivered_at + lease_ms,
+            "lease deadline"
+        );
+        assert!(!e.leases.contains(&d.lease), "lease token reused");
+        e.leases.push(d.lease);
+        e.place = Place::InFlight {
+            lease: Some(d.lease),
+            deadline: Some(d.lease_deadline.0),
+            consumer,
+            session,
+        };
+    }
+
+    /// Records the publish-time overrides the oracle cannot see in events.
+    pub(crate) fn published(
+        &mut self,
+        id: MessageId,
+        max_retries: Option<u32>,
+        ttl_ms: Option<u64>,
+    ) {
+        let e = self.entry(id);
+        if let Some(r) = max_retries {
+            e.max_retries = r;
+        }
+        if let Some(t) = ttl_ms {
+            e.ttl_ms = Some(t);
+            e.expires_at = Some(e.published_at + t);
+        }
+    }
+
+    /// An extend moved the lease deadline.
+    pub(crate) fn extended(&mut self, id: MessageId, deadline: u64) {
+        let e = self.entry(id);
+        let Place::InFlight { deadline: d, .. } = &mut e.place else {
+            panic!("extend of {id} while {:?}", e.place);
+        };
+        *d = Some(deadline);
+    }
+
+    /// Whether `lease` is the valid lease of `id` at `now`.
+    pub(crate) fn lease_valid(&self, id: MessageId, lease: u64, now: u64) -> bool {
+        matches!(self.map.get(&id).map(|e| &e.place),
+            Some(Place::InFlight { lease: Some(l), deadline: Some(d), .. }) if *l == lease && now < *d)
+    }
+
+    /// The error an invalid ack, nack or extend must get.
+    pub(crate) fn expected_error(&self, id: MessageId) -> &'static str {
+        match self.map.get(&id).map(|e| &e.place) {
+            None | Some(Place::Acked) => "message_not_found",
+            Some(_) => "lease_mismatch",
+        }
+    }
+
+    /// Checks one queue's counts against the ledger.
+    pub(crate) fn check_stats(&self, queue: usize, s: &QueueStats) {
+        let count = |f: &dyn Fn(&Place) -> bool| {
+            self.map
+                .values()
+                .filter(|e| e.queue == queue && f(&e.place))
+                .count() as u64
+        };
+        let q = &s.queue;
+        assert_eq!(
+            s.in_flight,
+            count(&|p| matches!(p, Place::InFlight { .. })),
+            "{q} in_flight"
+        );
+        assert_eq!(s.depth, count(&|p| *p == Place::Waiting), "{q} depth");
+        assert_eq!(
+            s.dead_letter_count,
+            count(&|p| matches!(p, Place::Dead(_))),
+            "{q} dlq"
+        );
+        assert_eq!(s.published_total, count(&|_| true), "{q} published_total");
+    }
+
+    /// Leases on `queue` held by consumer id `c`.
+    pub(crate) fn held_by(&self, queue: usize, c: &str) -> u32 {
+        self.map
+            .values()
+            .filter(|e| e.queue == queue)
+            .filter(|e| matches!(&e.place, Place::InFlight { consumer: Some(x), .. } if &**x == c))
+            .count() as u32
+    }
+
+    /// Detaches `session` from the messages it holds (their leases run on).
+    pub(crate) fn orphan(&mut self, session: SessionId) {
+        for e in self.map.values_mut() {
+            if let Place::InFlight { session: s, .. } = &mut e.place
+                && *s == Some(session)
+            {
+                *s = None;
+            }
+        }
+    }
+
+    /// Every message has ended acked or dead-lettered.
+    pub(crate) fn all_settled(&self) -> bool {
+        self.map
+            .values()
+            .all(|e| matches!(e.place, Place::Acked | Place::Dead(_)))
+    }
+
+    /// Messages in each end state: (acked, dead).
+    pub(crate) fn settled_counts(&self) -> (usize, usize) {
+        let acked = self
+            .map
+            .values()
+            .filter(|e| e.place == Place::Acked)
+            .count();
+        let dead = self
+            .map
+            .values()
+            .filter(|e| matches!(e.place, Place::Dead(_)))
+            .count();
+        (acked, dead)
+    }
+}
+
+/// What an observed change ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// Nothing held ended.
+    None,
+    /// A delivery ended; the session that held it gets its credit back.
+    Delivery(Option<SessionId>),
+}

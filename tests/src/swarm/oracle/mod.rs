@@ -1,0 +1,460 @@
+//! The oracle: a model of the engine kept outside it from what it is sent and what it reports,
+//! checking every reply and event against the rules of DESIGN.md §3.
+//!
+//! It sees every command with its reply before the events are drained (`before`), every event
+//! in order (`event`), and the command again once they are (`after`). From this it keeps a
+//! ledger per message, the parked waiters and attached sessions with their credit, the pub/sub
+//! subscribers and the KV, and predicts each answer. A violation panics with the rule.
+
+mod kv;
+mod ledger;
+mod pubsub;
+mod takers;
+
+use std::sync::Arc;
+
+use synap_core::{Command, Error, Event, MessageId, NackAction, Reply, SessionId};
+
+use super::config::SwarmConfig;
+pub(crate) use kv::KvModel;
+use ledger::Ended;
+pub(crate) use ledger::{Failing, Ledger, Place};
+use pubsub::PubsubModel;
+pub(crate) use takers::{SessionModel, Takers, WaiterModel};
+
+/// Longest lease the engine grants (it caps longer ones).
+const MAX_LEASE_MS: u64 = synap_core::MAX_LEASE_MS;
+
+/// The whole model and its rules.
+#[derive(Debug)]
+pub(crate) struct Oracle {
+    /// Every message ever published.
+    pub(crate) ledger: Ledger,
+    /// Waiters and sessions.
+    pub(crate) takers: Takers,
+    /// Pub/sub subscribers.
+    pubsub: PubsubModel,
+    /// The KV.
+    pub(crate) kv: KvModel,
+    cfg: SwarmConfig,
+    max_window: u32,
+    /// What a give-back by `Detach` returned: (messages, their deliveries before).
+    given_back: Vec<(MessageId, u32)>,
+    /// Messages removed with their queue.
+    pub(crate) deleted: usize,
+}
+
+fn code(result: &Result<Reply, Error>) -> Option<&'static str> {
+    result.as_ref().err().map(Error::code)
+}
+
+impl Oracle {
+    /// An oracle for a run of `cfg` on an engine with session windows up to `max_window`.
+    #[must_use]
+    pub(crate) fn new(cfg: &SwarmConfig, max_window: u32) -> Self {
+        Self {
+            ledger: Ledger::default(),
+            takers: Takers::default(),
+            pubsub: PubsubModel::new(cfg.subscriber_buffer),
+            kv: KvModel::default(),
+            cfg: cfg.clone(),
+            max_window,
+            given_back: Vec::new(),
+            deleted: 0,
+        }
+    }
+
+    fn lease_of(&self, queue: &str, lease_ms: Option<u64>) -> u64 {
+        let q = self.cfg.queue_index(queue);
+        lease_ms
+            .unwrap_or(self.cfg.queue(q).ack_deadline_ms)
+            .min(MAX_LEASE_MS)
+    }
+
+    /// Checks an ack's or extend's validity against the ledger.
+    fn check_lease_use(
+        &self,
+        id: MessageId,
+        lease: Option<u64>,
+        now: u64,
+        result: &Result<Reply, Error>,
+    ) {
+        let lease = lease.expect("the swarm always names the lease");
+        let want = if self.ledger.lease_valid(id, lease, now) {
+            None
+        } else {
+            Some(self.ledger.expected_error(id))
+        };
+        assert_eq!(
+            code(result),
+            want,
+            "ack or extend of {id} answered {result:?}"
+        );
+    }
+
+    /// A command was answered; its events are not drained yet, so the ledger still shows the
+    /// state before it.
+    pub(crate) fn before(&mut self, now: u64, cmd: &Command, result: &Result<Reply, Error>) {
+        self.given_back.clear();
+        match cmd {
+            Command::Ack {
+                message_id, lease, ..
+            }
+            | Command::Extend {
+                message_id, lease, ..
+            } => {
+                self.check_lease_use(*message_id, *lease, now, result);
+            }
+            Command::Nack {
+                message_id,
+                lease,
+                requeue,
+                delay_ms,
+                ..
+            } => self.nack(
+                now,
+                *message_id,
+                lease.expect("lease named"),
+                *requeue,
+                *delay_ms,
+                result,
+            ),
+            Command::GiveBack { leases, .. } => {
+                let valid: Vec<MessageId> = leases
+                    .iter()
+                    .filter(|l| self.ledger.lease_valid(l.message_id, l.lease, now))
+                    .map(|l| l.message_id)
+                    .collect();
+                let returned = valid.len() as u64;
+                assert_eq!(result, &Ok(Reply::GivenBack { returned }), "give-back");
+                self.ledger.failing = Some(Failing::GiveBack(valid));
+            }
+            Command::Consume {
+                queue,
+                lease_ms,
+                max_messages,
+                consumer_id,
+                ..
+            } => {
+                if let Ok(Reply::Waiting { waiter_id }) = result {
+                    let w = WaiterModel {
+                        queue: self.cfg.queue_index(queue),
+                        lease_ms: self.lease_of(queue, *lease_ms),
+                        max_messages: *max_messages,
+                        consumer: consumer_id.as_deref().map(Arc::from),
+                    };
+                    assert!(
+                        self.takers.waiters.insert(*waiter_id, w).is_none(),
+                        "waiter id reused"
+                    );
+                }
+            }
+            Command::Attach {
+                queue,
+                credit,
+                lease_ms,
+                ..
+            } => {
+                let Ok(Reply::Attached {
+                    session_id,
+                    consumer_id,
+                }) = result
+                else {
+                    panic!("attach answered {result:?}");
+                };
+                let m = SessionModel {
+                    queue: self.cfg.queue_index(queue),
+                    lease_ms: self.lease_of(queue, *lease_ms),
+                    consumer: Arc::from(consumer_id.as_str()),
+                    credit: *credit,
+                    window: u64::from(*credit),
+                    held: Default::default(),
+                };
+                assert!(
+                    self.takers.sessions.insert(*session_id, m).is_none(),
+                    "session id reused"
+                );
+            }
+            Command::SessionCredit { session_id, credit } => {
+                let Some(m) = self.takers.sessions.get_mut(session_id) else {
+                    assert_eq!(
+                        code(result),
+                        Some("session_not_found"),
+                        "credit to a gone session"
+                    );
+                    return;
+                };
+                if m.window + u64::from(*credit) > u64::from(self.max_window) {
+                    assert_eq!(
+                        code(result),
+                        Some("limit_exceeded"),
+                        "credit past the window cap"
+                    );
+                    return;
+                }
+                assert!(result.is_ok(), "credit answered {result:?}");
+                m.credit += credit;
+                m.window += u64::from(*credit);
+            }
+            Command::Detach {
+                session_id,
+                give_back,
+            } => self.detach(*session_id, *give_back, result),
+            Command::DropConsumers => {
+                let waiters = self.takers.waiters.len() as u64;
+                let sessions = self.takers.sessions.len() as u64;
+                assert_eq!(result, &Ok(Reply::ConsumersDropped { waiters, sessions }));
+                self.takers.waiters.clear();
+                for (s, _) in std::mem::take(&mut self.takers.sessions) {
+                    self.ledger.orphan(s);
+                    self.takers.ending.insert(s);
+                }
+            }
+            Command::DeleteQueue { queue } => self.delete(queue, result),
+            _ => self.pubsub.command(cmd, result),
+        }
+    }
+
+    /// A queue is deleted: its sessions end, its waiters time out, its messages are gone.
+    fn delete(&mut self, queue: &str, result: &Result<Reply, Error>) {
+        assert_eq!(
+            result,
+            &Ok(Reply::QueueDeleted { deleted: true }),
+            "delete {queue}"
+        );
+        let q = self.cfg.queue_index(queue);
+        let ended: Vec<SessionId> = self
+            .takers
+            .sessions
+            .iter()
+            .filter(|(_, m)| m.queue == q)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in ended {
+            self.takers.sessions.remove(&s);
+            self.takers.ending.insert(s);
+        }
+        let before = self.ledger.map.len();
+        self.ledger.map.retain(|_, e| e.queue != q);
+        self.deleted += before - self.ledger.map.len();
+    }
+
+    fn nack(
+        &mut self,
+        now: u64,
+        id: MessageId,
+        lease: u64,
+        requeue: bool,
+        delay: Option<u64>,
+        result: &Result<Reply, Error>,
+    ) {
+        if !self.ledger.lease_valid(id, lease, now) {
+            assert_eq!(
+                code(result),
+                Some(self.ledger.expected_error(id)),
+                "nack of {id}"
+            );
+            return;
+        }
+        let Ok(Reply::Nacked { action }) = result else {
+            panic!("valid nack of {id} answered {result:?}");
+        };
+        let e = &self.ledger.map[&id];
+        let expired = e.expired || e.expires_at.is_some_and(|x| x <= now);
+        let dead = expired || !requeue || e.deliveries > e.max_retries;
+        assert_eq!(
+            *action == NackAction::DeadLettered,
+            dead,
+            "nack action of {id}"
+        );
+        if delay.is_some_and(|d| d > 0) && !dead {
+            assert_eq!(*action, NackAction::Delayed);
+        }
+        self.ledger.failing = Some(Failing::Nack(id, requeue));
+    }
+
+    fn detach(&mut self, s: SessionId, give_back: bool, result: &Result<Reply, Error>) {
+        let Some(m) = self.takers.sessions.remove(&s) else {
+            assert_eq!(
+                code(result),
+                Some("session_not_found"),
+                "detach of a gone session"
+            );
+            return;
+        };
+        let returned = if give_back { m.held.len() as u64 } else { 0 };
+        assert_eq!(result, &Ok(Reply::Detached { returned }), "detach of {s:?}");
+        if give_back {
+            let ids: Vec<MessageId> = m.held.iter().copied().collect();
+            self.given_back = ids
+                .iter()
+                .map(|id| (*id, self.ledger.map[id].deliveries))
+                .collect();
+            self.ledger.failing = Some(Failing::GiveBack(ids));
+        } else {
+            self.ledger.orphan(s);
+        }
+    }
+
+    /// One drained event.
+    pub(crate) fn event(&mut self, event: &Event) {
+        match event {
+            Event::Observed(o) => {
+                let q = self.cfg.queue_index(&o.queue);
+                let ended = self.ledger.observe(o, q, self.cfg.queue(q));
+                if let (Ended::Delivery(Some(s)), Some(id)) = (ended, o.message_id) {
+                    self.takers.returned(s, id);
+                }
+            }
+            Event::Delivered {
+                waiter_id,
+                messages,
+            } => {
+                let w = self
+                    .takers
+                    .waiters
+                    .remove(waiter_id)
+                    .unwrap_or_else(|| panic!("delivery to unknown waiter {waiter_id:?}"));
+                assert!(!messages.is_empty(), "a waiter is answered with messages");
+                assert!(
+                    messages.len() <= w.max_messages as usize,
+                    "waiter over-served"
+                );
+                for d in messages {
+                    self.ledger
+                        .delivered(d, w.lease_ms, w.consumer.clone(), None);
+                    self.check_prefetch(w.queue, w.consumer.as_deref());
+                }
+            }
+            Event::WaitTimedOut { waiter_id } => {
+                assert!(
+                    self.takers.waiters.remove(waiter_id).is_some(),
+                    "timeout of unknown waiter"
+                );
+            }
+            Event::Pushed {
+                session_id,
+                messages,
+            } => {
+                assert!(!messages.is_empty(), "an empty push");
+                for d in messages {
+                    let m = self.takers.pushed(*session_id, d.message_id);
+                    let (lease_ms, consumer, queue) = (m.lease_ms, m.consumer.clone(), m.queue);
+                    assert_eq!(
+                        &*d.queue, self.cfg.queues[queue].name,
+                        "push from another queue"
+                    );
+                    self.ledger.delivered(
+                        d,
+                        lease_ms,
+                        Some(Arc::clone(&consumer)),
+                        Some(*session_id),
+                    );
+                    self.check_prefetch(queue, Some(&consumer));
+                }
+            }
+            Event::SessionEnded { session_id } => {
+                assert!(
+                    self.takers.ending.remove(session_id),
+                    "unexpected end of {session_id:?}"
+                );
+            }
+            Event::PubSub {
+                subscriber_id,
+                message,
+            } => self.pubsub.pushed(subscriber_id, message),
+            Event::KeyExpired { key, at } => self.kv.expired(key, at.0),
+        }
+    }
+
+    fn check_prefetch(&self, queue: usize, consumer: Option<&str>) {
+        let prefetch = self.cfg.queue(queue).prefetch;
+        if let (Some(c), true) = (consumer, prefetch > 0) {
+            assert!(
+                self.ledger.held_by(queue, c) <= prefetch,
+                "{c} holds more than prefetch {prefetch}"
+            );
+        }
+    }
+
+    /// The command's events are drained: record what its reply handed out and check what it
+    /// must have done.
+    pub(crate) fn after(&mut self, cmd: &Command, result: &Result<Reply, Error>) {
+        match (cmd, result) {
+            (
+                Command::Consume {
+                    queue,
+                    lease_ms,
+                    consumer_id,
+                    ..
+                },
+                Ok(Reply::Messages { messages }),
+            ) => {
+                let lease_ms = self.lease_of(queue, *lease_ms);
+                let consumer: Option<Arc<str>> = consumer_id.as_deref().map(Arc::from);
+                for d in messages {
+                    self.ledger.delivered(d, lease_ms, consumer.clone(), None);
+                }
+                self.check_prefetch(self.cfg.queue_index(queue), consumer_id.as_deref());
+            }
+            (Command::Publish { message, .. }, Ok(Reply::Published(p))) => {
+                self.ledger
+                    .published(p.message_id, message.max_retries, message.ttl_ms);
+            }
+            (
+                Command::PublishBatch { messages: sent, .. },
+                Ok(Reply::PublishedBatch { messages }),
+            ) => {
+                for (m, p) in sent.iter().zip(messages) {
+                    self.ledger.published(p.message_id, m.max_retries, m.ttl_ms);
+                }
+            }
+            (Command::Extend { message_id, .. }, Ok(Reply::Extended { lease_deadline })) => {
+                self.ledger.extended(*message_id, lease_deadline.0);
+            }
+            (Command::DeleteQueue { queue }, _) => {
+                let q = self.cfg.queue_index(queue);
+                let left = self
+                    .takers
+                    .waiters
+                    .values()
+                    .filter(|w| w.queue == q)
+                    .count();
+                assert_eq!(left, 0, "waiters of deleted {queue} not timed out");
+            }
+            (Command::SessionCredit { session_id, .. }, Ok(Reply::SessionCredited { credit })) => {
+                assert_eq!(
+                    *credit, self.takers.sessions[session_id].credit,
+                    "credit left"
+                );
+            }
+            _ => {}
+        }
+        self.end_of_call();
+    }
+
+    /// The end of one engine call (command or timeout): every give-back left its messages
+    /// ready again or dead-lettered, every expected session end and pub/sub push happened.
+    pub(crate) fn end_of_call(&mut self) {
+        for (id, before) in std::mem::take(&mut self.given_back) {
+            let e = &self.ledger.map[&id];
+            match &e.place {
+                Place::Dead(_) => {}
+                Place::Waiting | Place::InFlight { .. } => {
+                    assert!(
+                        before <= e.max_retries,
+                        "{id} given back after its last attempt yet not dead-lettered"
+                    );
+                }
+                Place::Acked => panic!("given-back {id} acked"),
+            }
+        }
+        self.ledger.failing = None;
+        assert!(
+            self.takers.ending.is_empty(),
+            "sessions not ended: {:?}",
+            self.takers.ending
+        );
+        self.pubsub.all_pushed();
+    }
+}
