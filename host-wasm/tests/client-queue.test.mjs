@@ -29,7 +29,7 @@ test('publish, consume and ack carry the sample fields', async () => {
     priority: 7, headers: { source: 'web-upload' }, maxRetries: 2,
   });
   assert.match(r.messageId, /^[0-9a-f-]{36}$/);
-  assert.equal(r.position, 0);
+  assert.equal(r.position, 1);
   const msg = await synap.queue.consume('ts-basic', { timeout: 1, ackDeadline: 30, consumerId: 'c1' });
   assert.equal(msg.messageId, r.messageId);
   assert.deepEqual(msg.message, { type: 'test_task', data: 'test' });

@@ -30,8 +30,13 @@ export class Inbox<T> {
     this.items.push(item);
   }
 
-  /** Ends the inbox: readers get the buffered items, then `done`, or `failure` if given. */
-  end(failure?: SynapError): void {
+  /**
+   * Ends the inbox: readers get the buffered items, then `done`, or `failure` if given.
+   * `discard` drops the buffered items instead (a closed stream's messages go back to the
+   * queue, so they must not be handed out).
+   */
+  end(failure?: SynapError, discard = false): void {
+    if (discard) this.items.length = 0;
     if (this.ended) return;
     this.ended = true;
     this.failure = failure;

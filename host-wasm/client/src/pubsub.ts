@@ -72,7 +72,7 @@ export class Subscription<T = unknown> implements AsyncIterable<PubSubMessage<T>
   /** Unsubscribes (closes the connection). */
   close(): void {
     this.closing = true;
-    this.inbox.end();
+    this.inbox.end(undefined, true);
     this.socket?.close();
   }
 

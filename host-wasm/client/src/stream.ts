@@ -180,7 +180,7 @@ export class QueueStream<T = unknown> implements AsyncIterable<QueueMessage<T>> 
   /** Closes the connection; the server gives unsettled messages back to the queue. */
   close(): void {
     this.closing = true;
-    this.inbox.end();
+    this.inbox.end(undefined, true);
     this.socket?.close();
   }
 

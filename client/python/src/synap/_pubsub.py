@@ -59,7 +59,7 @@ class Subscription:
     async def close(self) -> None:
         """Unsubscribes (closes the connection)."""
         self._closing = True
-        self._inbox.end()
+        self._inbox.end(discard=True)
         await self._ws.close()
         await asyncio.gather(self._reader, return_exceptions=True)
 

@@ -156,7 +156,7 @@ class QueueStream:
     async def close(self) -> None:
         """Closes the connection; the server gives unsettled messages back to the queue."""
         self._closing = True
-        self._inbox.end()
+        self._inbox.end(discard=True)
         await self._ws.close()
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)

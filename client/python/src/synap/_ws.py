@@ -62,7 +62,11 @@ class Inbox(Generic[T]):
         self._items.append(item)
         self._wake()
 
-    def end(self, failure: Optional[SynapError] = None) -> None:
+    def end(self, failure: Optional[SynapError] = None, discard: bool = False) -> None:
+        """Ends the inbox; ``discard`` drops what is buffered (a closed stream's messages
+        go back to the queue, so they must not be handed out)."""
+        if discard:
+            self._items.clear()
         if self._ended:
             return
         self._ended = True
