@@ -62,6 +62,7 @@ test('consume with no options answers at once, and a long-poll ends empty with n
 });
 
 test('a long-poll is answered by a publish', async () => {
+  await synap.queue.create('ts-poll');
   const waiting = synap.queue.consume('ts-poll', { timeout: 5 });
   await new Promise((r) => setTimeout(r, 100));
   await synap.queue.publish('ts-poll', 'late');

@@ -30,5 +30,8 @@ server.listen(Number(process.env.SYNAP_PROGRESS_PORT ?? 3000), '127.0.0.1', () =
   const port = typeof addr === 'object' && addr ? addr.port : 0;
   console.log(`progress endpoint listening on http://127.0.0.1:${port}`);
 });
-process.on('SIGINT', () => server.close());
-process.on('SIGTERM', () => server.close());
+const shutdown = (): void => {
+  server.close(() => process.exit(0));
+};
+process.on('SIGINT', shutdown);
+process.on('SIGTERM', shutdown);
