@@ -67,11 +67,11 @@ test('a stream and a subscription that lose their connection fail with closed', 
     const sub = await c.pubsub.subscribe('a.#');
     const msg = await stream.next();
     assert.equal(msg.message, 'x');
-    const waiting = stream.next();
-    const subWaiting = sub.next();
+    // Both reads are pending when the server goes away; their checks are attached first.
+    const lost = [stream.next(), sub.next()].map((p) =>
+      assert.rejects(p, (e) => e instanceof SynapError && e.code === 'closed'));
     await doomed.stop();
-    await assert.rejects(waiting, (e) => e instanceof SynapError && e.code === 'closed');
-    await assert.rejects(subWaiting, (e) => e instanceof SynapError && e.code === 'closed');
+    await Promise.all(lost);
     await assert.rejects(stream.ack(msg.messageId, msg.lease), (e) => e.code === 'closed');
     await assert.rejects(c.queue.list(), (e) => e.code === 'transport');
   } finally {
