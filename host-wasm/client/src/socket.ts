@@ -52,6 +52,8 @@ function openGlobal(Ctor: BrowserSocketCtor, url: string, apiKey: string | undef
     ws.addEventListener('message', (ev: MessageEvent) => {
       if (typeof ev.data === 'string') h.message(ev.data);
     });
+    // A failed upgrade fires `error` and then `close`; the close handler reports it.
+    ws.addEventListener('error', () => undefined);
     ws.addEventListener('close', (ev: CloseEvent) => {
       if (!open) reject(new SynapError(`WebSocket ${url} refused (close ${ev.code})`, 'websocket', 0));
       else h.closed(ev.code === 1000, ev.reason);
