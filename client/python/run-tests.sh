@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The Python client's tests (unit, end-to-end against target/debug/synap-server or
-# $SYNAP_SERVER_BIN, and the sample programs). Creates client/python/.venv when missing and
+# The Python client's checks: `mypy --strict` over the package (it ships py.typed), then its
+# tests (unit, end-to-end against target/debug/synap-server or $SYNAP_SERVER_BIN, and the
+# sample programs). Creates client/python/.venv when missing and
 # installs the package with its test extra into it. Build the server first:
 # cargo build -p synap-server
 set -euo pipefail
@@ -11,6 +12,7 @@ if [[ ! -x $venv/bin/python ]]; then
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$here[test]"
 cd "$here"
+"$venv/bin/python" -m mypy --strict src/synap
 status=0
 "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@" || status=$?
 if [[ $status -eq 5 ]]; then
