@@ -4,7 +4,7 @@
 // subscriber gets one notification per notify_user task done; the DLQ monitor, the progress
 // route and the sample's integration test work. Method: a server whose config gives
 // `video-processing` two retries 50 ms apart; producer.js queues 4 uploads and a poison task;
-// workers.js runs three workers in one process with 20% injected failures and work shortened
+// workers.js runs three workers in one process with 30% injected failures and work shortened
 // 100-fold. The test waits until nothing is ready, delayed or in flight, checks the ledger
 // against the workers' `completed` lines and the DLQ, then stops the workers with SIGINT.
 // Every process is stopped by its PID.
@@ -55,7 +55,7 @@ test('the sample programs settle the workload with failures and a poison task', 
   assert.equal((await synap.queue.stats(QUEUE)).publishedTotal, 2 * UPLOADS + 1);
 
   const workers = start('workers.js', {
-    SYNAP_WORKERS: '3', SYNAP_WORK_SCALE: '0.01', SYNAP_FAIL_RATE: '0.2', SYNAP_SEED: '7',
+    SYNAP_WORKERS: '3', SYNAP_WORK_SCALE: '0.01', SYNAP_FAIL_RATE: '0.3', SYNAP_SEED: '7',
     SYNAP_WAIT_SECS: '0.5', SYNAP_HEARTBEAT_SECS: '0.5',
   });
   const stats = await eventually(async () => {

@@ -4,7 +4,7 @@
 //! progress and heartbeat keys exist, and a subscriber gets one notification per `notify_user`
 //! task done. Method: a server whose config gives `video-processing` two retries 50 ms apart;
 //! the producer queues 4 uploads, 2 thumbnails and a poison task; one `video_workers` process
-//! runs three workers with 20% injected failures and work shortened 100-fold. The test waits
+//! runs three workers with 30% injected failures and work shortened 100-fold. The test waits
 //! until nothing is ready, delayed or in flight, checks the ledger against the workers'
 //! `completed` lines and the DLQ, runs the monitor, progress check and integration program,
 //! then stops the workers with SIGINT. Every process is killed by PID if anything fails.
@@ -81,7 +81,7 @@ async fn sample_programs_settle_with_failures_and_a_poison_task() {
                 "--work-scale",
                 "0.01",
             ])
-            .args(["--heartbeat", "0.5", "--fail-rate", "0.2", "--seed", "7"])
+            .args(["--heartbeat", "0.5", "--fail-rate", "0.3", "--seed", "7"])
             .stdin(Stdio::null())
             .stdout(File::create(&log_path).unwrap())
             .stderr(Stdio::null()),

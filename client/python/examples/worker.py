@@ -21,6 +21,8 @@ from common import (API_KEY, FAIL_RATE, HEARTBEAT_SECS, QUEUE, SEED, URL, WAIT_S
 
 from synap import AsyncSynapClient, QueueMessage
 
+KNOWN_TYPES = {t.value for t in TaskType}
+
 
 async def update_progress(client: AsyncSynapClient, video_id: str, progress: int, status: str) -> None:
     """The sample's progress tracking: ``video:{id}:progress`` with a 5 minute TTL."""
@@ -86,6 +88,9 @@ class VideoWorker:
     async def process_task(self, msg: QueueMessage) -> None:
         task = msg.message
         task_type = task["type"]
+        if task_type not in KNOWN_TYPES:
+            raise ValueError(f"Unknown task type: {task_type}")
+        # Injected failures hit real tasks only, so a poison task always fails for its type.
         if self.rng.random() < FAIL_RATE:
             raise RuntimeError(f"injected failure in {task_type} of {task.get('video_id')}")
         if task_type == TaskType.TRANSCODE:
@@ -94,10 +99,8 @@ class VideoWorker:
             await self.generate_thumbnail(task)
         elif task_type == TaskType.UPLOAD_CDN:
             await self.upload_to_cdn(task)
-        elif task_type == TaskType.NOTIFY_USER:
-            await self.notify_user(task)
         else:
-            raise ValueError(f"Unknown task type: {task_type}")
+            await self.notify_user(task)
 
     async def follow_up(self, task: dict, task_type: TaskType, priority: int = 5) -> None:
         await self.client.queue.publish(

@@ -3,7 +3,7 @@ workload: every task ends acked exactly once or in the DLQ (the poison task amon
 KV status, progress and heartbeat keys exist, and a subscriber gets one notification per
 notify_user task done. Method: a server whose config gives ``video-processing`` two retries
 50 ms apart; examples/producer.py queues 4 uploads and a poison task; examples/worker.py runs
-three workers in one process with 20% injected failures and work shortened 100-fold; the test
+three workers in one process with 30% injected failures and work shortened 100-fold; the test
 waits until nothing is ready, delayed or in flight, checks the ledger against the workers'
 ``completed`` lines and the DLQ, runs the DLQ monitor, progress check and the sample's
 integration test, then stops the workers with SIGINT. Every process is stopped by its PID."""
@@ -62,7 +62,7 @@ def test_sample_programs(start_server, tmp_path):
             workers = subprocess.Popen(
                 [sys.executable, str(EXAMPLES / "worker.py")], stdout=out, stderr=subprocess.STDOUT,
                 env=example_env(server.url, SYNAP_WORKERS="3", SYNAP_WORK_SCALE="0.01",
-                                SYNAP_FAIL_RATE="0.2", SYNAP_SEED="7", SYNAP_WAIT_SECS="0.5",
+                                SYNAP_FAIL_RATE="0.3", SYNAP_SEED="7", SYNAP_WAIT_SECS="0.5",
                                 SYNAP_HEARTBEAT_SECS="0.5"))
             stats = await settled(c)
             beats = [k for k in await c.kv.keys("worker:") if k.endswith(":heartbeat")]

@@ -79,7 +79,8 @@ export class VideoWorker {
 
   private async processTask(msg: QueueMessage<VideoTask>): Promise<void> {
     const task = msg.message;
-    if (this.chance.hit(settings.failRate)) {
+    // Injected failures hit real tasks only, so a poison task always fails for its type.
+    if (Object.values(TaskType).includes(task.type) && this.chance.hit(settings.failRate)) {
       throw new Error(`injected failure in ${task.type} of ${task.videoId}`);
     }
     switch (task.type) {
