@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Synap's one test command: installs what the tests need when it is missing, then runs every
 # test — Rust (unit, simulation swarm, end-to-end against the real server, official Rust SDK
-# compatibility), Python (the official Python SDK against the server), Node (the npm package of
-# the wasm build) and browser (headless Chromium).
+# compatibility, the sample's Rust programs), Python (the official Python SDK against the
+# server; the Python client `synap` and its sample programs), Node (the npm package of the wasm
+# build with the TypeScript client and its sample programs) and browser (headless Chromium).
 #
 #   ./test.sh            everything
 #   SIM_RUNS=5000 ./test.sh    a wider swarm (SIM_SEED=n pins one seed)
 #
 # Installs, only when missing: the wasm32-unknown-unknown target, wasm-bindgen-cli pinned to
 # the wasm-bindgen crate's exact version (by host-wasm/build.sh), a Python venv with synap-sdk
-# and pytest (tests/python/run.sh), the npm packages of host-wasm/browser and Debian's chromium
-# for the browser test.
+# and pytest (tests/python/run.sh), a venv with the Python client and pytest
+# (client/python/run-tests.sh), the TypeScript compiler and `ws` (npm ci in host-wasm, by
+# build.sh), the npm packages of host-wasm/browser and Debian's chromium for the browser test.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -58,9 +60,13 @@ run "cargo test" cargo test --workspace
 step "official Python SDK (synap-sdk from PyPI) against the server"
 run "python SDK tests" bash tests/python/run.sh
 
-step "wasm package and Node tests"
+step "Python client (synap-client: import synap) and the sample's Python programs"
+run "python client tests" bash client/python/run-tests.sh
+
+step "wasm package with the TypeScript client, and Node tests (engine, simulator, client, sample)"
+# build.sh runs npm ci in host-wasm when the compiler or ws is missing.
 run "build npm package" bash host-wasm/build.sh
-if [[ -d host-wasm/pkg ]]; then
+if [[ -d host-wasm/pkg/client ]]; then
   run "node tests" node --test host-wasm/tests/
 fi
 

@@ -4,8 +4,14 @@
 #              ESM wrapper, so `require` and `import` both work in Node without an init call;
 #   pkg/web/   wasm-bindgen --target web plus index.js, which initialises with top-level await,
 #              so browsers and bundlers import it without an init call either;
-#   pkg/package.json with `exports` conditions (node: import/require; default: browser ESM)
-#   and TypeScript types.
+#   pkg/client/ the TypeScript client `SynapClient` (client/src, compiled by tsc under
+#              `strict`): client/esm (ES modules) and client/cjs (CommonJS), each with .d.ts;
+#              every entry point exports it beside Engine and Simulation;
+#   pkg/package.json with `exports` conditions (node: import/require; default: browser ESM),
+#   TypeScript types, and `ws` as a dependency (the client's WebSocket where Node has no global
+#   one).
+# The compiler and `ws` come from host-wasm/package.json's lockfile: `npm ci` runs when they are
+# missing. The client's examples (client/examples) are compiled last, into client/build.
 # wasm-bindgen-cli must match the wasm-bindgen crate version in Cargo.lock exactly (the glue
 # and the wasm's custom section must agree), so the script installs that version if needed.
 # Also links host-wasm/node_modules/synap-wasm -> pkg so the Node tests and bench import the
@@ -62,6 +68,16 @@ else
 fi
 node "$here/smoke.mjs" "$pkg"
 
+if [ ! -x "$here/node_modules/.bin/tsc" ] || [ ! -d "$here/node_modules/ws" ]; then
+  echo "build.sh: installing the client's build dependencies (npm ci)"
+  (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+tsc="$here/node_modules/.bin/tsc"
+"$tsc" -p "$here/client/tsconfig.json"
+"$tsc" -p "$here/client/tsconfig.cjs.json"
+echo '{ "type": "module" }' > "$pkg/client/esm/package.json"
+echo '{ "type": "commonjs" }' > "$pkg/client/cjs/package.json"
+
 version="$(awk -F'"' '/^\[workspace.package\]/ { p = 1 } p && /^version/ { print $2; exit }' Cargo.toml)"
 
 # The nodejs glue is CommonJS; mark its folder so a `"type": "module"` root does not change that.
@@ -71,10 +87,20 @@ cat > "$pkg/node/index.mjs" <<'JS'
 import synap from './synap_wasm.js';
 
 export const { Engine, Simulation } = synap;
+export * from '../client/esm/index.js';
 export default synap;
 JS
 cat > "$pkg/node/index.d.mts" <<'TS'
 export * from './synap_wasm.js';
+export * from '../client/esm/index.js';
+TS
+cat > "$pkg/node/index.cjs" <<'JS'
+// CommonJS entry for Node: the engine and simulator with the TypeScript client beside them.
+module.exports = { ...require('./synap_wasm.js'), ...require('../client/cjs/index.js') };
+JS
+cat > "$pkg/node/index.d.ts" <<'TS'
+export * from './synap_wasm.js';
+export * from '../client/cjs/index.js';
 TS
 cat > "$pkg/web/index.js" <<'JS'
 // Browser and bundler entry: fetches and instantiates the wasm next to this file with
@@ -84,10 +110,12 @@ import init from './synap_wasm.js';
 await init({ module_or_path: new URL('./synap_wasm_bg.wasm', import.meta.url) });
 
 export * from './synap_wasm.js';
+export * from '../client/esm/index.js';
 export { init };
 JS
 cat > "$pkg/web/index.d.ts" <<'TS'
 export * from './synap_wasm.js';
+export * from '../client/esm/index.js';
 export { default as init } from './synap_wasm.js';
 TS
 cat > "$pkg/package.json" <<JSON
@@ -97,15 +125,20 @@ cat > "$pkg/package.json" <<JSON
   "description": "Synap's task-queue engine and workload simulator, compiled to WebAssembly",
   "license": "MIT OR Apache-2.0",
   "type": "module",
-  "main": "./node/synap_wasm.js",
+  "main": "./node/index.cjs",
   "module": "./web/index.js",
   "types": "./web/index.d.ts",
   "exports": {
     ".": {
       "node": {
-        "types": "./node/synap_wasm.d.ts",
-        "import": "./node/index.mjs",
-        "require": "./node/synap_wasm.js"
+        "import": {
+          "types": "./node/index.d.mts",
+          "default": "./node/index.mjs"
+        },
+        "require": {
+          "types": "./node/index.d.ts",
+          "default": "./node/index.cjs"
+        }
       },
       "default": {
         "types": "./web/index.d.ts",
@@ -118,13 +151,18 @@ cat > "$pkg/package.json" <<JSON
     },
     "./package.json": "./package.json"
   },
-  "files": ["node", "web"],
+  "dependencies": {
+    "ws": "^8.18.0"
+  },
+  "files": ["node", "web", "client"],
   "sideEffects": ["./web/index.js"]
 }
 JSON
 
 mkdir -p "$here/node_modules"
 ln -sfn ../pkg "$here/node_modules/synap-wasm"
+# The examples import the package by name, as users do, so they compile once it is linked.
+"$tsc" -p "$here/client/tsconfig.examples.json"
 
 for f in "$pkg/node/synap_wasm_bg.wasm" "$pkg/web/synap_wasm_bg.wasm"; do
   raw=$(wc -c < "$f")

@@ -8,7 +8,8 @@
 //!
 //! Flags: `--url`, `--api-key`, `--count` uploads (default 10), `--premium-every` (every n-th
 //! upload is premium, default 3), `--thumbnails` extra thumbnail tasks (default 2),
-//! `--start` first video number (default 1).
+//! `--start` first video number (default 1), `--poison 1` adds a task of an unknown type that
+//! every worker fails on, so it ends in the dead-letter queue.
 
 // Shared with the other video example, which uses different parts of it.
 #[allow(dead_code)]
@@ -26,7 +27,7 @@ const STATUS_TTL: Duration = Duration::from_secs(3600);
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse(
         "video_producer --url URL [--api-key KEY] [--count N] [--premium-every N] \
-         [--thumbnails N] [--start N]",
+         [--thumbnails N] [--start N] [--poison 1]",
     );
     let url = args.get("url", "http://127.0.0.1:15500");
     let client = match args.get("api-key", "").as_str() {
@@ -69,6 +70,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         publish(&client, &task).await?;
     }
 
+    if args.get("poison", "0") == "1" {
+        let poison = serde_json::json!({"type": "corrupt_upload", "video_id": "vid-poison",
+            "user_id": "user-0"});
+        let r = client
+            .queue_publish(QUEUE, &poison, PublishOptions::default())
+            .await?;
+        println!("queued poison task {}", r.message_id);
+    }
+
     let stats = client.queue_stats(QUEUE).await?;
     println!(
         "published {count} transcode and {} thumbnail tasks; {QUEUE}: depth {}, in flight {}",
@@ -83,6 +93,9 @@ async fn publish(client: &SynapClient, task: &VideoTask) -> Result<(), synap_cli
     let mut opts = PublishOptions::priority(task.priority());
     opts.headers
         .insert("source".into(), "video_producer".into());
+    opts.headers.insert("user_id".into(), task.user_id().into());
+    opts.headers
+        .insert("video_id".into(), task.video_id().into());
     let r = client.queue_publish(QUEUE, task, opts).await?;
     println!(
         "queued {} for {} (priority {}, id {}, position {:?})",

@@ -1,0 +1,23 @@
+"""Synap's Python client, with the API of Synap's task-queue sample.
+
+``AsyncSynapClient(url=, api_key=)`` for asyncio, ``SynapClient`` for blocking code; both
+have ``queue``, ``kv`` and ``pubsub``. Every failure raises ``SynapError`` with ``code``
+(the server's machine code or the client's) and ``status`` (HTTP, or 0).
+"""
+
+from ._client import AsyncSynapClient
+from ._errors import SynapError
+from ._kv import KvApi
+from ._pubsub import PubSubApi, Subscription
+from ._queue import QueueApi
+from ._stream import QueueStream
+from ._sync import SynapClient, SyncQueueStream, SyncSubscription
+from ._types import (AckBatchResult, DeadLetter, DlqPage, KvGetResult, PublishResult,
+                     PubSubMessage, PubSubPublishResult, QueueMessage, QueueStats)
+
+__all__ = [
+    "AckBatchResult", "AsyncSynapClient", "DeadLetter", "DlqPage", "KvApi", "KvGetResult",
+    "PubSubApi", "PubSubMessage", "PubSubPublishResult", "PublishResult", "QueueApi",
+    "QueueMessage", "QueueStats", "QueueStream", "Subscription", "SyncQueueStream",
+    "SyncSubscription", "SynapClient", "SynapError",
+]

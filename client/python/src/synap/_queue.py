@@ -1,0 +1,140 @@
+"""Queue operations: ``client.queue``. Durations are seconds (fractions allowed)."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+from ._errors import SynapError
+from ._stream import QueueStream
+from ._transport import Transport, seg
+from ._types import AckBatchResult, DeadLetter, DlqPage, PublishResult, QueueMessage, QueueStats
+
+
+def publish_body(message: Any, priority: Optional[int] = None, headers: Optional[Dict[str, str]] = None,
+                 delay: Optional[float] = None, ttl: Optional[float] = None,
+                 max_retries: Optional[int] = None) -> Dict[str, Any]:
+    """A publish body in the server's shape; absent options are left out."""
+    body: Dict[str, Any] = {"message": message}
+    for k, v in (("priority", priority), ("headers", headers), ("delay", delay), ("ttl", ttl),
+                 ("max_retries", max_retries)):
+        if v is not None:
+            body[k] = v
+    return body
+
+
+class QueueApi:
+    """Queue operations over the server's REST routes."""
+
+    def __init__(self, t: Transport) -> None:
+        self._t = t
+
+    async def create(self, name: str, **config: Any) -> bool:
+        """Creates a queue (or sets its settings: ``max_retries``, ``ack_deadline_secs``,
+        ``retry_delays``, ``max_depth``, ...); True if it was created."""
+        r = await self._t.request("POST", f"/queue/{seg(name)}", config)
+        return bool(r.get("created"))
+
+    async def list(self) -> List[str]:
+        """Names of all queues, sorted."""
+        return list((await self._t.request("GET", "/queue/list"))["queues"])
+
+    async def delete(self, name: str) -> bool:
+        """Deletes a queue with its messages; False if there was none."""
+        return bool((await self._t.request("DELETE", f"/queue/{seg(name)}"))["deleted"])
+
+    async def purge(self, name: str) -> int:
+        """Removes ready and delayed messages; returns how many."""
+        return int((await self._t.request("POST", f"/queue/{seg(name)}/purge"))["purged"])
+
+    async def publish(self, name: str, message: Any, *, priority: Optional[int] = None,
+                      headers: Optional[Dict[str, str]] = None, delay: Optional[float] = None,
+                      ttl: Optional[float] = None, max_retries: Optional[int] = None) -> PublishResult:
+        """Publishes one message (any JSON)."""
+        body = publish_body(message, priority, headers, delay, ttl, max_retries)
+        return PublishResult.parse(await self._t.request("POST", f"/queue/{seg(name)}/publish", body))
+
+    async def publish_batch(self, name: str, messages: Sequence[Dict[str, Any]]) -> List[PublishResult]:
+        """Publishes several, all or none; each entry is ``{"message": ..., "priority": ...}``."""
+        body = {"messages": [publish_body(**m) for m in messages]}
+        r = await self._t.request("POST", f"/queue/{seg(name)}/publish_batch", body)
+        return [PublishResult.parse(m) for m in r["messages"]]
+
+    async def consume(self, name: str, *, timeout: Optional[float] = None,
+                      ack_deadline: Optional[float] = None,
+                      consumer_id: Optional[str] = None) -> Optional[QueueMessage]:
+        """Takes one message, waiting up to ``timeout`` s; None when the wait ends empty."""
+        got = await self.consume_batch(name, 1, timeout=timeout, ack_deadline=ack_deadline,
+                                       consumer_id=consumer_id)
+        return got[0] if got else None
+
+    async def consume_batch(self, name: str, max_messages: int, *, timeout: Optional[float] = None,
+                            ack_deadline: Optional[float] = None,
+                            consumer_id: Optional[str] = None) -> List[QueueMessage]:
+        """Takes up to ``max_messages`` (1-100); empty when the wait ends with none."""
+        body: Dict[str, Any] = {"max_messages": max_messages}
+        for k, v in (("timeout", timeout), ("ack_deadline", ack_deadline), ("consumer_id", consumer_id)):
+            if v is not None:
+                body[k] = v
+        r = await self._t.request("POST", f"/queue/{seg(name)}/consume", body, wait=float(timeout or 0))
+        return [QueueMessage.parse(m) for m in r["messages"]]
+
+    async def ack(self, name: str, message_id: str, lease: Optional[int] = None) -> None:
+        """Acks a message; with ``lease``, a stale delivery's ack is refused (lease_mismatch)."""
+        body: Dict[str, Any] = {"message_id": message_id}
+        if lease is not None:
+            body["lease"] = lease
+        await self._t.request("POST", f"/queue/{seg(name)}/ack", body)
+
+    async def ack_batch(self, name: str, acks: Sequence[Dict[str, Any]]) -> AckBatchResult:
+        """Acks several (``{"message_id", "lease"?}`` each); refused ones come back with codes."""
+        r = await self._t.request("POST", f"/queue/{seg(name)}/ack_batch", {"acks": list(acks)})
+        return AckBatchResult(int(r["acked"]), [dict(f) for f in r["failed"]])
+
+    async def nack(self, name: str, message_id: str, requeue: bool = True, *,
+                   delay: Optional[float] = None, error: Optional[str] = None,
+                   lease: Optional[int] = None) -> str:
+        """Gives a message back: retried when ``requeue`` (default), else dead-lettered.
+        Returns the action: ``requeued``, ``delayed`` or ``dead_lettered``."""
+        body: Dict[str, Any] = {"message_id": message_id, "requeue": requeue}
+        for k, v in (("delay", delay), ("error", error), ("lease", lease)):
+            if v is not None:
+                body[k] = v
+        return str((await self._t.request("POST", f"/queue/{seg(name)}/nack", body))["action"])
+
+    async def extend(self, name: str, message_id: str, ack_deadline: float,
+                     lease: Optional[int] = None) -> int:
+        """Moves a lease's deadline to now + ``ack_deadline`` s; returns it (Unix ms)."""
+        body: Dict[str, Any] = {"message_id": message_id, "ack_deadline": ack_deadline}
+        if lease is not None:
+            body["lease"] = lease
+        return int((await self._t.request("POST", f"/queue/{seg(name)}/extend", body))["lease_deadline"])
+
+    async def stats(self, name: str) -> QueueStats:
+        """The queue's statistics."""
+        return QueueStats.parse(await self._t.request("GET", f"/queue/{seg(name)}/stats"))
+
+    async def dlq_list(self, name: str, offset: int = 0, limit: int = 100) -> DlqPage:
+        """A page of the dead-letter queue, oldest first."""
+        r = await self._t.request("GET", f"/queue/{seg(name)}/dlq", params={"offset": offset, "limit": limit})
+        return DlqPage(int(r["total"]), [DeadLetter.parse(m) for m in r["messages"]])
+
+    async def dlq_retry(self, name: str, message_ids: Optional[Sequence[str]] = None) -> int:
+        """Puts dead letters back (all without ``message_ids``); returns how many."""
+        body = {} if message_ids is None else {"message_ids": list(message_ids)}
+        return int((await self._t.request("POST", f"/queue/{seg(name)}/dlq/retry", body))["retried"])
+
+    async def dlq_purge(self, name: str) -> int:
+        """Empties the dead-letter queue; returns how many were removed."""
+        return int((await self._t.request("POST", f"/queue/{seg(name)}/dlq/purge"))["purged"])
+
+    async def stream(self, name: str, *, consumer_id: Optional[str] = None,
+                     prefetch: Optional[int] = None,
+                     ack_deadline: Optional[float] = None) -> QueueStream:
+        """Opens a streaming consumer (WebSocket); see QueueStream."""
+        if prefetch is not None and not 0 <= prefetch <= 1000:
+            raise SynapError("prefetch must be 0-1000", "invalid_argument")
+        query: Dict[str, str] = {}
+        for k, v in (("consumer_id", consumer_id), ("prefetch", prefetch), ("ack_deadline", ack_deadline)):
+            if v is not None:
+                query[k] = str(v)
+        return await QueueStream.open(self._t.ws_url(f"/queue/{seg(name)}/ws", query), self._t.api_key, name)

@@ -1,0 +1,97 @@
+import { SynapError } from './errors.js';
+import type { DeadLetter, PublishOptions, PublishResult, PubSubMessage, QueueMessage } from './types.js';
+
+type Raw = Record<string, unknown>;
+
+/** Checks that a server answer is a JSON object. */
+export function obj(v: unknown, what: string): Raw {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+    throw new SynapError(`${what}: expected an object, got ${JSON.stringify(v)?.slice(0, 100)}`, 'decode', 0);
+  }
+  return v as Raw;
+}
+
+function num(r: Raw, k: string): number {
+  const v = r[k];
+  if (typeof v !== 'number') throw new SynapError(`field ${k}: expected a number`, 'decode', 0);
+  return v;
+}
+
+function str(r: Raw, k: string): string {
+  const v = r[k];
+  if (typeof v !== 'string') throw new SynapError(`field ${k}: expected a string`, 'decode', 0);
+  return v;
+}
+
+function headers(r: Raw): Record<string, string> {
+  const h = r.headers;
+  return h !== null && typeof h === 'object' ? (h as Record<string, string>) : {};
+}
+
+/** A server delivery (REST consume or a queue WebSocket `message` frame) as a `QueueMessage`. */
+export function toQueueMessage<T>(v: unknown): QueueMessage<T> {
+  const r = obj(v, 'delivery');
+  const m: QueueMessage<T> = {
+    messageId: str(r, 'message_id'),
+    queue: str(r, 'queue'),
+    message: r.message as T,
+    priority: num(r, 'priority'),
+    retryCount: num(r, 'retry_count'),
+    maxRetries: num(r, 'max_retries'),
+    headers: headers(r),
+    lease: num(r, 'lease'),
+    leaseDeadline: num(r, 'lease_deadline'),
+    publishedAt: num(r, 'published_at'),
+  };
+  if (Array.isArray(r.payload)) m.payload = r.payload as number[];
+  return m;
+}
+
+/** A DLQ entry as a `DeadLetter`. */
+export function toDeadLetter<T>(v: unknown): DeadLetter<T> {
+  const r = obj(v, 'dead letter');
+  const d: DeadLetter<T> = {
+    messageId: str(r, 'message_id'),
+    message: r.message as T,
+    priority: num(r, 'priority'),
+    headers: headers(r),
+    reason: str(r, 'reason'),
+    attempts: num(r, 'attempts'),
+    lastError: typeof r.last_error === 'string' ? r.last_error : null,
+    originQueue: str(r, 'origin_queue'),
+    publishedAt: num(r, 'published_at'),
+    deadLetteredAt: num(r, 'dead_lettered_at'),
+  };
+  if (Array.isArray(r.payload)) d.payload = r.payload as number[];
+  return d;
+}
+
+/** A pub/sub `message` frame as a `PubSubMessage`. */
+export function toPubSubMessage<T>(v: unknown): PubSubMessage<T> {
+  const r = obj(v, 'pub/sub message');
+  return {
+    topic: str(r, 'topic'),
+    message: r.message as T,
+    messageId: str(r, 'message_id'),
+    publishedAt: num(r, 'published_at'),
+    headers: headers(r),
+  };
+}
+
+/** `{message_id, position}` as a `PublishResult`. */
+export function toPublishResult(v: unknown): PublishResult {
+  const r = obj(v, 'publish answer');
+  const position = r.position;
+  return { messageId: str(r, 'message_id'), position: typeof position === 'number' ? position : null };
+}
+
+/** A publish body: the message plus its options in the server's snake_case. */
+export function publishBody(message: unknown, opts: PublishOptions = {}): Raw {
+  const body: Raw = { message: message === undefined ? null : message };
+  if (opts.priority !== undefined) body.priority = opts.priority;
+  if (opts.headers !== undefined) body.headers = opts.headers;
+  if (opts.delay !== undefined) body.delay = opts.delay;
+  if (opts.ttl !== undefined) body.ttl = opts.ttl;
+  if (opts.maxRetries !== undefined) body.max_retries = opts.maxRetries;
+  return body;
+}

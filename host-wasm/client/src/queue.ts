@@ -1,0 +1,141 @@
+import { SynapError } from './errors.js';
+import { QueueStream } from './stream.js';
+import { camelize, seg, type Transport } from './transport.js';
+import { obj, publishBody, toDeadLetter, toPublishResult, toQueueMessage } from './convert.js';
+import type {
+  AckBatchResult, AckEntry, BatchMessage, ConsumeOptions, DlqPage, NackAction, NackOptions,
+  PublishOptions, PublishResult, QueueConfig, QueueMessage, QueueStats, StreamOptions,
+} from './types.js';
+
+/** Queue operations: `client.queue`. Durations are seconds (fractions allowed). */
+export class QueueApi {
+  constructor(private readonly t: Transport) {}
+
+  /** Creates a queue, or sets an existing one's settings when `config` has any. */
+  async create(name: string, config: QueueConfig = {}): Promise<{ created: boolean }> {
+    const body: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(config)) {
+      if (v !== undefined) body[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = v;
+    }
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}`, body), 'create');
+    return { created: r.created === true };
+  }
+
+  /** Names of all queues, sorted. */
+  async list(): Promise<string[]> {
+    const r = obj(await this.t.request('GET', '/queue/list'), 'list');
+    return r.queues as string[];
+  }
+
+  /** Deletes a queue with its messages; false if there was none. */
+  async delete(name: string): Promise<boolean> {
+    const r = obj(await this.t.request('DELETE', `/queue/${seg(name)}`), 'delete');
+    return r.deleted === true;
+  }
+
+  /** Removes ready and delayed messages (not those in flight); returns how many. */
+  async purge(name: string): Promise<number> {
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/purge`), 'purge');
+    return Number(r.purged);
+  }
+
+  /** Publishes one message (any JSON). */
+  async publish(name: string, message: unknown, opts: PublishOptions = {}): Promise<PublishResult> {
+    return toPublishResult(await this.t.request('POST', `/queue/${seg(name)}/publish`, publishBody(message, opts)));
+  }
+
+  /** Publishes several messages, all or none. */
+  async publishBatch(name: string, messages: BatchMessage[]): Promise<PublishResult[]> {
+    const body = { messages: messages.map(({ message, ...opts }) => publishBody(message, opts)) };
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/publish_batch`, body), 'publish_batch');
+    return (r.messages as unknown[]).map(toPublishResult);
+  }
+
+  /**
+   * Takes one message, waiting up to `timeout` seconds; `null` when the wait ends empty. Takes
+   * exactly one: a `maxMessages` other than 1 is refused (use `consumeBatch`), since extra
+   * leased messages would have nowhere to go.
+   */
+  async consume<T = unknown>(name: string, opts: ConsumeOptions = {}): Promise<QueueMessage<T> | null> {
+    if (opts.maxMessages !== undefined && opts.maxMessages !== 1) {
+      throw new SynapError('consume takes one message; use consumeBatch for more', 'invalid_argument', 0);
+    }
+    const [first] = await this.consumeBatch<T>(name, { ...opts, maxMessages: 1 });
+    return first ?? null;
+  }
+
+  /** Takes up to `maxMessages` (1–100) messages; empty when the wait ends with none. */
+  async consumeBatch<T = unknown>(name: string, opts: ConsumeOptions = {}): Promise<QueueMessage<T>[]> {
+    const body: Record<string, unknown> = {};
+    if (opts.timeout !== undefined) body.timeout = opts.timeout;
+    if (opts.ackDeadline !== undefined) body.ack_deadline = opts.ackDeadline;
+    if (opts.consumerId !== undefined) body.consumer_id = opts.consumerId;
+    if (opts.maxMessages !== undefined) body.max_messages = opts.maxMessages;
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/consume`, body), 'consume');
+    return (r.messages as unknown[]).map((m) => toQueueMessage<T>(m));
+  }
+
+  /** Acks a message; with `lease`, a stale delivery's ack is refused (`lease_mismatch`). */
+  async ack(name: string, messageId: string, lease?: number): Promise<void> {
+    await this.t.request('POST', `/queue/${seg(name)}/ack`, { message_id: messageId, ...(lease === undefined ? {} : { lease }) });
+  }
+
+  /** Acks several messages; those refused are listed with their codes. */
+  async ackBatch(name: string, acks: AckEntry[]): Promise<AckBatchResult> {
+    const body = { acks: acks.map((a) => ({ message_id: a.messageId, ...(a.lease === undefined ? {} : { lease: a.lease }) })) };
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/ack_batch`, body), 'ack_batch');
+    const failed = (r.failed as { message_id: string; code: string }[]).map((f) => ({ messageId: f.message_id, code: f.code }));
+    return { acked: Number(r.acked), failed };
+  }
+
+  /** Gives a message back: retried when `requeue` (the default), else dead-lettered. */
+  async nack(name: string, messageId: string, requeue = true, opts: NackOptions = {}): Promise<NackAction> {
+    const body: Record<string, unknown> = { message_id: messageId, requeue };
+    if (opts.delay !== undefined) body.delay = opts.delay;
+    if (opts.error !== undefined) body.error = opts.error;
+    if (opts.lease !== undefined) body.lease = opts.lease;
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/nack`, body), 'nack');
+    return r.action as NackAction;
+  }
+
+  /** Moves a lease's deadline to now + `ackDeadline` seconds; returns it (Unix ms). */
+  async extend(name: string, messageId: string, ackDeadline: number, lease?: number): Promise<number> {
+    const body: Record<string, unknown> = { message_id: messageId, ack_deadline: ackDeadline };
+    if (lease !== undefined) body.lease = lease;
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/extend`, body), 'extend');
+    return Number(r.lease_deadline);
+  }
+
+  /** The queue's statistics, camelCase. */
+  async stats(name: string): Promise<QueueStats> {
+    return camelize(await this.t.request('GET', `/queue/${seg(name)}/stats`)) as QueueStats;
+  }
+
+  /** A page of the dead-letter queue, oldest first (`limit` 1–1000, default 100). */
+  async dlqList<T = unknown>(name: string, opts: { offset?: number; limit?: number } = {}): Promise<DlqPage<T>> {
+    const q = new URLSearchParams();
+    if (opts.offset !== undefined) q.set('offset', String(opts.offset));
+    if (opts.limit !== undefined) q.set('limit', String(opts.limit));
+    const qs = q.toString();
+    const r = obj(await this.t.request('GET', `/queue/${seg(name)}/dlq${qs ? `?${qs}` : ''}`), 'dlq');
+    return { total: Number(r.total), messages: (r.messages as unknown[]).map((m) => toDeadLetter<T>(m)) };
+  }
+
+  /** Puts dead letters back on the queue (all of them without `messageIds`); returns how many. */
+  async dlqRetry(name: string, messageIds?: string[]): Promise<number> {
+    const body = messageIds === undefined ? {} : { message_ids: messageIds };
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/dlq/retry`, body), 'dlq retry');
+    return Number(r.retried);
+  }
+
+  /** Empties the dead-letter queue; returns how many were removed. */
+  async dlqPurge(name: string): Promise<number> {
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/dlq/purge`), 'dlq purge');
+    return Number(r.purged);
+  }
+
+  /** Opens a streaming consumer (WebSocket) on the queue; see `QueueStream`. */
+  stream<T = unknown>(name: string, opts: StreamOptions = {}): Promise<QueueStream<T>> {
+    return QueueStream.open<T>(this.t, name, opts);
+  }
+}
