@@ -57,6 +57,19 @@ pub struct QueueConfig {
     /// Priority (0–9) of messages published without one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub default_priority: Option<u8>,
+    /// Where a retried message stands when it is ready again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_position: Option<RetryPosition>,
+}
+
+/// Where a retried message (nack, lease expiry) re-enters its priority's line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryPosition {
+    /// Behind everything ready at that moment (the server's default).
+    Back,
+    /// At its original place by publish order.
+    Original,
 }
 
 impl QueueConfig {

@@ -26,7 +26,7 @@ mod queue;
 mod stats;
 
 pub use common::{Deleted, Empty, ErrorBody, Health, Purged, Success};
-pub use config::{Backoff, QueueConfig};
+pub use config::{Backoff, QueueConfig, RetryPosition};
 pub use kv::{
     Exists, ExpireRequest, IncrRequest, IntValue, KeyRequest, KeysQuery, KeysResponse, KvGet,
     KvStats, KvTtl, MgetRequest, MgetResponse, MsetRequest, SetRequest, Updated,

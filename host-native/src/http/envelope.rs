@@ -25,7 +25,7 @@ use super::byte_array::ByteArray;
 use super::error::{ApiError, body_bytes};
 use super::{envelope_kv, envelope_pubsub};
 use crate::handle::Failure;
-use crate::settings::QueueSettings;
+use crate::settings::{ApplySettings as _, QueueSettings};
 
 /// A command's outcome: the response payload, or the error string.
 pub(super) type Outcome = Result<Value, String>;
