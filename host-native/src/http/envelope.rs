@@ -392,7 +392,7 @@ async fn stats(s: &AppState, f: &Fields<'_>) -> Outcome {
     .await?
     {
         Reply::Stats(st) => {
-            let mut v = serde_json::to_value(&*st).unwrap_or(Value::Null);
+            let mut v = super::wire::to_json(&super::wire::queue_stats(&st));
             v["published"] = json!(st.published_total);
             v["consumed"] = json!(st.consumed_total);
             v["acked"] = json!(st.acked_total);
