@@ -1,5 +1,6 @@
-//! Synap's wire vocabulary: every REST request and response body as a typed struct or enum,
-//! shared by `synap-server` and `synap-client`, so the compiler compares the two sides.
+//! Synap's wire vocabulary: every REST request and response body, and the frames of the queue
+//! and pub/sub streams, as typed structs and enums, shared by `synap-server` and
+//! `synap-client`, so the compiler compares the two sides.
 //!
 //! Units are the API's (docs/api.md): **durations are seconds** (`f64`, fractions allowed),
 //! **timestamps in responses are Unix-epoch milliseconds** (`u64`), KV TTLs in responses are
@@ -23,6 +24,7 @@ mod config;
 mod kv;
 mod pubsub;
 mod queue;
+mod queue_ws;
 mod stats;
 
 pub use common::{Deleted, Empty, ErrorBody, Health, Purged, Success};
@@ -41,6 +43,7 @@ pub use queue::{
     Extended, NackAction, NackRequest, Nacked, PublishBatchRequest, PublishRequest, Published,
     PublishedBatch, QueueCreated, QueueList, Retried,
 };
+pub use queue_ws::{QueueClientFrame, QueueOp, QueueServerFrame};
 pub use stats::QueueStats;
 
 use std::collections::BTreeMap;
