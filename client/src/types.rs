@@ -12,7 +12,7 @@ use synap_wire as wire;
 
 use crate::error::{Result, SynapError};
 
-pub use synap_wire::{AckBatchResult, AckFailure, NackAction, QueueStats};
+pub use synap_wire::{AckBatchResult, AckFailure, NackAction, QueueStats, RetryPosition};
 
 /// String headers carried with a message.
 pub type Headers = wire::Headers;
@@ -250,18 +250,7 @@ pub struct QueueConfig {
     pub default_priority: Option<u8>,
     /// Where a retried message stands when it is ready again. Server default: the back of
     /// its priority.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_position: Option<RetryPosition>,
-}
-
-/// Where a retried message (nack, lease expiry) re-enters its priority's line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RetryPosition {
-    /// Behind everything ready at that moment (the default).
-    Back,
-    /// At its original place by publish order.
-    Original,
 }
 
 impl QueueConfig {
@@ -285,6 +274,7 @@ impl QueueConfig {
             dead_letter: self.dead_letter,
             dlq_max: self.dlq_max,
             default_priority: self.default_priority,
+            retry_position: self.retry_position,
         }
     }
 }

@@ -108,6 +108,7 @@ fn full_config() -> w::QueueConfig {
         dead_letter: Some(true),
         dlq_max: Some(20),
         default_priority: Some(4),
+        retry_position: Some(w::RetryPosition::Original),
     }
 }
 
