@@ -43,7 +43,7 @@ pub use queue::{
     Extended, NackAction, NackRequest, Nacked, PublishBatchRequest, PublishRequest, Published,
     PublishedBatch, QueueCreated, QueueList, Retried,
 };
-pub use queue_ws::{QueueClientFrame, QueueOp, QueueServerFrame};
+pub use queue_ws::{CreditRequest, QueueClientFrame, QueueOp, QueueServerFrame};
 pub use stats::QueueStats;
 
 use std::collections::BTreeMap;

@@ -34,6 +34,16 @@ pub enum QueueOp {
     Extend(ExtendRequest),
     /// Publish to the connection's queue.
     Publish(PublishRequest),
+    /// Grant the connection's session more deliveries.
+    Credit(CreditRequest),
+}
+
+/// The body of a `credit` frame: more deliveries the connection may be pushed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreditRequest {
+    /// How many more.
+    pub credit: u32,
 }
 
 impl QueueOp {
@@ -45,6 +55,7 @@ impl QueueOp {
             Self::Nack(_) => "nack",
             Self::Extend(_) => "extend",
             Self::Publish(_) => "publish",
+            Self::Credit(_) => "credit",
         }
     }
 }
@@ -90,8 +101,11 @@ pub enum QueueServerFrame {
         /// The new lease end of an extend, Unix ms; absent for other ops.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lease_deadline: Option<u64>,
+        /// The session's credit after a `credit` frame; absent for other ops.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        credit: Option<u32>,
     },
-    /// A frame refused, or consuming failed (then the server closes).
+    /// A frame refused, or consuming failed (op `consume`; then the server closes).
     Error {
         /// The frame's op, or `consume`; absent for a frame that is not a JSON object.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -106,7 +120,7 @@ pub enum QueueServerFrame {
         id: Option<Value>,
         /// A human-readable message.
         error: String,
-        /// The machine code; absent for the same cases as `id`.
+        /// The machine code; absent for a frame that is not a JSON object.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         code: Option<String>,
     },
@@ -159,6 +173,7 @@ mod tests {
             id: None,
             action: Some(NackAction::Delayed),
             lease_deadline: None,
+            credit: None,
         };
         let v = serde_json::to_value(&ok).unwrap();
         assert_eq!(

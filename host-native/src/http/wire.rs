@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use serde::Deserialize;
 use serde_json::Value;
 use synap_core::{
     Command, DeadLetter, DeadLetterReason, Delivery, Json, MessageId, NackAction, PubMessage,
@@ -17,18 +16,6 @@ use synap_wire as wire;
 use super::error::ApiError;
 pub(crate) use crate::settings::ms_to_secs;
 use crate::settings::{secs_to_ms, settings_of};
-
-/// A publish as the queue WebSocket reads it: the wire request, with its conversion.
-#[derive(Debug, Deserialize)]
-#[serde(transparent)]
-pub(crate) struct PublishBody(pub(crate) wire::PublishRequest);
-
-impl PublishBody {
-    /// The engine's form of the message.
-    pub(crate) fn into_message(self) -> Result<PublishMessage, ApiError> {
-        publish_message(self.0)
-    }
-}
 
 /// The engine's form of a message to publish: exactly one of `message` and `payload`.
 pub(crate) fn publish_message(r: wire::PublishRequest) -> Result<PublishMessage, ApiError> {
@@ -161,11 +148,6 @@ pub(crate) fn delivery(d: &Delivery) -> wire::Delivery {
         lease_deadline: d.lease_deadline.0,
         published_at: d.published_at.0,
     }
-}
-
-/// [`delivery`] as a JSON object, for the queue WebSocket to tag with its frame type.
-pub(crate) fn delivery_json(d: &Delivery) -> Value {
-    to_json(&delivery(d))
 }
 
 /// A dead-lettered message.
