@@ -147,8 +147,7 @@ impl RawDelivery {
     }
 }
 
-/// How to reject a message. It serializes as the fields of a nack without the message id,
-/// which the queue WebSocket's `nack` frame adds.
+/// How to reject a message. It serializes as the fields of a nack without the message id.
 #[derive(Clone, Debug, Serialize)]
 pub struct NackOptions {
     /// Retry it (subject to `max_retries`); `false` dead-letters it at once.
