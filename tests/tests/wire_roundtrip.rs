@@ -454,3 +454,119 @@ async fn pubsub_routes_and_frames_round_trip_every_field() {
     ];
     assert_eq!(flow, [1, 2, 0], "{st:?}");
 }
+
+/// Sends a client frame and decodes the answer strictly.
+async fn ws_call(ws: &mut server_common::Ws, frame: &w::QueueClientFrame) -> w::QueueServerFrame {
+    server_common::ws_send(ws, &serde_json::to_value(frame).expect("frame")).await;
+    strict("confirm", ws_next(ws).await.expect("confirm"))
+}
+
+#[tokio::test]
+async fn queue_websocket_frames_round_trip_every_field() {
+    let api = Wire::start();
+    let url = api
+        .srv
+        .ws_url("/queue/ws/ws?consumer_id=c1&prefetch=1&ack_deadline=30");
+    let mut ws = ws_connect(&url).await;
+    let hello: w::QueueServerFrame = strict("connected", ws_next(&mut ws).await.expect("hello"));
+    let connected = w::QueueServerFrame::Connected {
+        queue: "ws".into(),
+        consumer_id: "c1".into(),
+        prefetch: 1,
+    };
+    assert_eq!(hello, connected);
+    let publish = w::QueueClientFrame {
+        id: Some(json!(1)),
+        op: w::QueueOp::Publish(w::PublishRequest {
+            headers: headers(),
+            ..publish(json!({"n": 1}))
+        }),
+    };
+    let published = ws_call(&mut ws, &publish).await;
+    let w::QueueServerFrame::Published {
+        op,
+        id,
+        message_id,
+        position,
+    } = published
+    else {
+        panic!("not a publish confirm: {published:?}");
+    };
+    assert_eq!(
+        (op.as_str(), id, position),
+        ("publish", Some(json!(1)), Some(1))
+    );
+    let pushed: w::QueueServerFrame = strict("message", ws_next(&mut ws).await.expect("push"));
+    let w::QueueServerFrame::Message(d) = pushed else {
+        panic!("not a message: {pushed:?}");
+    };
+    assert_eq!(
+        (d.message_id.as_str(), d.queue.as_str()),
+        (message_id.as_str(), "ws")
+    );
+    assert_eq!(
+        (&d.message, &d.headers, d.retry_count),
+        (&json!({"n": 1}), &headers(), 0)
+    );
+    assert!(d.lease_deadline >= d.published_at + 30_000);
+
+    let extend = w::QueueClientFrame {
+        id: Some(json!("e")),
+        op: w::QueueOp::Extend(w::ExtendRequest {
+            message_id: d.message_id.clone(),
+            ack_deadline: 60.0,
+            lease: Some(d.lease),
+        }),
+    };
+    let w::QueueServerFrame::Ok {
+        op,
+        id,
+        lease_deadline,
+        ..
+    } = ws_call(&mut ws, &extend).await
+    else {
+        panic!("extend refused");
+    };
+    assert_eq!((op.as_str(), id), ("extend", Some(json!("e"))));
+    assert!(lease_deadline.is_some_and(|t| t > d.lease_deadline));
+    let nack = w::QueueClientFrame {
+        id: None,
+        op: w::QueueOp::Nack(w::NackRequest {
+            message_id: d.message_id.clone(),
+            requeue: Some(false),
+            delay: None,
+            error: Some("no".into()),
+            lease: Some(d.lease),
+        }),
+    };
+    let nacked = ws_call(&mut ws, &nack).await;
+    let expected = w::QueueServerFrame::Ok {
+        op: "nack".into(),
+        id: None,
+        action: Some(w::NackAction::DeadLettered),
+        lease_deadline: None,
+        credit: None,
+    };
+    assert_eq!(nacked, expected);
+    let late_ack = w::QueueClientFrame {
+        id: Some(json!(3)),
+        op: w::QueueOp::Ack(w::AckRequest {
+            message_id: d.message_id.clone(),
+            lease: Some(d.lease),
+        }),
+    };
+    let refused = ws_call(&mut ws, &late_ack).await;
+    let w::QueueServerFrame::Error { op, id, code, .. } = refused else {
+        panic!("a settled delivery acked: {refused:?}");
+    };
+    assert_eq!((op.as_deref(), id), (Some("ack"), Some(json!(3))));
+    assert!(code.is_some_and(|c| c == "lease_mismatch" || c == "message_not_found"));
+    let credit = w::QueueClientFrame {
+        id: Some(json!(4)),
+        op: w::QueueOp::Credit(w::CreditRequest { credit: 2 }),
+    };
+    let w::QueueServerFrame::Ok { op, credit, .. } = ws_call(&mut ws, &credit).await else {
+        panic!("credit refused");
+    };
+    assert_eq!((op.as_str(), credit.is_some()), ("credit", true));
+}
