@@ -89,9 +89,17 @@ impl SynapError {
         self.code() == Some("invalid_argument") || self.status() == Some(400)
     }
 
-    /// Builds a server error from a status and a raw body. The body is read leniently: a JSON
-    /// `{"error", "code"}` object (the code may be a string or a number), or plain text.
+    /// Builds a server error from a status and a raw body: Synap's `{"error", "code"}` (its
+    /// wire type), else read leniently for proxies and other servers: a JSON object whose code
+    /// may be a string or a number, or plain text.
     pub(crate) fn from_response(status: u16, reason: &str, body: &str) -> Self {
+        if let Ok(b) = serde_json::from_str::<synap_wire::ErrorBody>(body) {
+            return Self::Server {
+                status,
+                code: b.code,
+                message: b.error,
+            };
+        }
         #[derive(Deserialize)]
         struct ErrorBody {
             #[serde(default)]

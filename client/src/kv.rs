@@ -4,50 +4,13 @@
 use std::time::Duration;
 
 use reqwest::Method;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use synap_wire as wire;
 
 use crate::client::SynapClient;
 use crate::error::Result;
 use crate::types::opt_secs;
-
-#[derive(Serialize)]
-struct SetBody<'a, T: ?Sized> {
-    key: &'a str,
-    value: &'a T,
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_secs")]
-    ttl: Option<Duration>,
-}
-
-#[derive(Deserialize)]
-struct GetReply {
-    found: bool,
-    #[serde(default)]
-    value: Option<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct Deleted {
-    deleted: bool,
-}
-
-#[derive(Deserialize)]
-struct Exists {
-    exists: bool,
-}
-
-#[derive(Deserialize)]
-struct IntValue {
-    value: i64,
-}
-
-#[derive(Deserialize)]
-struct Keys {
-    keys: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Ignored {}
 
 impl SynapClient {
     /// Sets `key` to `value` (any `Serialize` value, stored as JSON), replacing any value and
@@ -61,8 +24,12 @@ impl SynapClient {
         value: &T,
         ttl: Option<Duration>,
     ) -> Result<()> {
-        let body = SetBody { key, value, ttl };
-        let _: Ignored = self.call(Method::POST, &["kv", "set"], Some(&body)).await?;
+        let body = wire::SetRequest {
+            key: key.to_owned(),
+            value: Some(serde_json::to_value(value)?),
+            ttl: opt_secs(ttl),
+        };
+        let _: wire::Success = self.call(Method::POST, &["kv", "set"], Some(&body)).await?;
         Ok(())
     }
 
@@ -71,14 +38,13 @@ impl SynapClient {
     /// # Errors
     /// [`SynapError::Decode`](crate::SynapError::Decode) when the value is not a `T`.
     pub async fn kv_get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let r: GetReply = self
+        let r: wire::KvGet = self
             .call(Method::GET, &["kv", "get", key], None::<&()>)
             .await?;
-        if !r.found {
-            return Ok(None);
+        match r {
+            wire::KvGet::Found { value, .. } => Ok(Some(serde_json::from_value(value)?)),
+            wire::KvGet::Missing => Ok(None),
         }
-        let value = r.value.unwrap_or(serde_json::Value::Null);
-        Ok(Some(serde_json::from_value(value)?))
     }
 
     /// Deletes `key`; `false` if there was no live key.
@@ -86,7 +52,7 @@ impl SynapClient {
     /// # Errors
     /// Transport or server errors.
     pub async fn kv_del(&self, key: &str) -> Result<bool> {
-        let r: Deleted = self
+        let r: wire::Deleted = self
             .call(Method::DELETE, &["kv", "del", key], None::<&()>)
             .await?;
         Ok(r.deleted)
@@ -97,7 +63,7 @@ impl SynapClient {
     /// # Errors
     /// Transport or server errors.
     pub async fn kv_exists(&self, key: &str) -> Result<bool> {
-        let r: Exists = self
+        let r: wire::Exists = self
             .call(Method::GET, &["kv", "exists", key], None::<&()>)
             .await?;
         Ok(r.exists)
@@ -109,13 +75,12 @@ impl SynapClient {
     /// # Errors
     /// `not_an_integer` when the value is not an integer.
     pub async fn kv_incr(&self, key: &str, by: i64) -> Result<i64> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            key: &'a str,
-            by: i64,
-        }
-        let r: IntValue = self
-            .call(Method::POST, &["kv", "incr"], Some(&Body { key, by }))
+        let body = wire::IncrRequest {
+            key: key.to_owned(),
+            by: Some(by),
+        };
+        let r: wire::IntValue = self
+            .call(Method::POST, &["kv", "incr"], Some(&body))
             .await?;
         Ok(r.value)
     }
@@ -127,7 +92,7 @@ impl SynapClient {
     pub async fn kv_keys(&self, prefix: &str) -> Result<Vec<String>> {
         let mut url = self.url(&["kv", "keys"]);
         url.query_pairs_mut().append_pair("prefix", prefix);
-        let r: Keys = self.send_get(url).await?;
+        let r: wire::KeysResponse = self.send_get(url).await?;
         Ok(r.keys)
     }
 }

@@ -7,7 +7,8 @@ use std::task::{Context, Poll};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt as _};
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use synap_wire as wire;
 
 use crate::client::SynapClient;
 use crate::error::{Result, SynapError};
@@ -15,7 +16,7 @@ use crate::types::{Headers, PubSubMessage};
 use crate::ws::{Socket, frame_error, next_json};
 
 /// What a publish reached.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PubSubPublished {
     /// The message's id.
     pub message_id: String,
@@ -50,18 +51,18 @@ impl SynapClient {
         message: &T,
         headers: &Headers,
     ) -> Result<PubSubPublished> {
-        #[derive(Serialize)]
-        struct Body<'a, T: ?Sized> {
-            message: &'a T,
-            #[serde(skip_serializing_if = "Headers::is_empty")]
-            headers: &'a Headers,
-        }
-        self.call(
-            Method::POST,
-            &["pubsub", topic, "publish"],
-            Some(&Body { message, headers }),
-        )
-        .await
+        let body = wire::PubsubPublishRequest {
+            message: Some(serde_json::to_value(message)?),
+            headers: (!headers.is_empty()).then(|| headers.clone()),
+            ..wire::PubsubPublishRequest::default()
+        };
+        let r: wire::PubsubPublished = self
+            .call(Method::POST, &["pubsub", topic, "publish"], Some(&body))
+            .await?;
+        Ok(PubSubPublished {
+            message_id: r.message_id,
+            subscribers_matched: r.subscribers_matched,
+        })
     }
 
     /// Subscribes to topic `patterns` (`*` matches one segment, a trailing `#` any number) and
@@ -103,6 +104,12 @@ async fn wait_connected(socket: &mut Socket) -> Result<Greeting> {
             early: Some(msg),
         });
     }
+    if let Ok(hello) = serde_json::from_value::<wire::PubsubConnected>(frame.clone()) {
+        return Ok(Greeting {
+            subscriber_id: Some(hello.subscriber_id),
+            early: None,
+        });
+    }
     let subscriber_id = frame
         .get("subscriber_id")
         .and_then(serde_json::Value::as_str)
@@ -113,9 +120,19 @@ async fn wait_connected(socket: &mut Socket) -> Result<Greeting> {
     })
 }
 
-/// Reads a delivery frame. Bodies are accepted as `message`, or `payload`/`data` as Synap's
-/// reference server names them; frames without a topic (greetings, stats) are not messages.
+/// Reads a delivery frame: our server's through its wire type; otherwise leniently, with bodies
+/// accepted as `message`, or `payload`/`data` as Synap's reference server names them. Frames
+/// without a topic (greetings, stats) are not messages.
 fn parse_message(frame: &serde_json::Value) -> Option<PubSubMessage> {
+    if let Ok(m) = serde_json::from_value::<wire::PubsubMessage>(frame.clone()) {
+        return Some(PubSubMessage {
+            topic: m.topic,
+            message_id: m.message_id,
+            message: m.message,
+            headers: m.headers,
+            published_at: m.published_at,
+        });
+    }
     let topic = frame.get("topic")?.as_str()?.to_owned();
     let body = ["message", "payload", "data"]
         .iter()

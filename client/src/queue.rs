@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Serialize, Serializer};
+use synap_wire as wire;
 
 use crate::client::SynapClient;
 use crate::error::Result;
@@ -14,85 +15,26 @@ use crate::types::{
     PublishResult, QueueConfig, QueueMessage, QueueStats, RawDelivery, secs,
 };
 
-#[derive(Serialize)]
+/// A message with its options, sent as the wire's publish request (REST and the queue
+/// WebSocket's `publish` frame).
 pub(crate) struct PublishBody<'a, T: ?Sized> {
     pub(crate) message: &'a T,
-    #[serde(flatten)]
     pub(crate) opts: &'a PublishOptions,
 }
 
-#[derive(Serialize)]
-struct ConsumeBody<'a> {
-    #[serde(flatten)]
-    opts: &'a ConsumeOptions,
-    max_messages: u32,
+impl<T: Serialize + ?Sized> PublishBody<'_, T> {
+    /// The wire request; fails only when `message` does not serialize to JSON.
+    pub(crate) fn request(&self) -> serde_json::Result<wire::PublishRequest> {
+        Ok(self.opts.request(Some(serde_json::to_value(self.message)?)))
+    }
 }
 
-#[derive(Deserialize)]
-pub(crate) struct Deliveries {
-    #[serde(default)]
-    pub(crate) messages: Vec<RawDelivery>,
-}
-
-#[derive(Serialize)]
-struct AckBody<'a> {
-    message_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lease: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct NackBody<'a> {
-    message_id: &'a str,
-    #[serde(flatten)]
-    opts: &'a NackOptions,
-}
-
-#[derive(Serialize)]
-struct ExtendBody<'a> {
-    message_id: &'a str,
-    #[serde(serialize_with = "secs")]
-    ack_deadline: Duration,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    lease: Option<u64>,
-}
-
-/// An empty JSON object, for POST routes that take no options (`null` would not parse).
-#[derive(Serialize)]
-struct Empty {}
-const EMPTY: Empty = Empty {};
-
-#[derive(Deserialize)]
-struct Ignored {}
-
-#[derive(Deserialize)]
-struct Names {
-    queues: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Deleted {
-    deleted: bool,
-}
-
-#[derive(Deserialize)]
-struct Purged {
-    purged: u64,
-}
-
-#[derive(Deserialize)]
-struct Retried {
-    retried: u64,
-}
-
-#[derive(Deserialize)]
-struct Nacked {
-    action: NackAction,
-}
-
-#[derive(Deserialize)]
-struct BatchPublished {
-    messages: Vec<PublishResult>,
+impl<T: Serialize + ?Sized> Serialize for PublishBody<'_, T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.request()
+            .map_err(serde::ser::Error::custom)?
+            .serialize(s)
+    }
 }
 
 impl SynapClient {
@@ -102,8 +44,8 @@ impl SynapClient {
     /// # Errors
     /// `invalid_argument` for a bad name or an out-of-range setting.
     pub async fn queue_create(&self, name: &str, config: QueueConfig) -> Result<()> {
-        let _: Ignored = self
-            .call(Method::POST, &["queue", name], Some(&config))
+        let _: wire::QueueCreated = self
+            .call(Method::POST, &["queue", name], Some(&config.to_wire()))
             .await?;
         Ok(())
     }
@@ -113,7 +55,7 @@ impl SynapClient {
     /// # Errors
     /// Transport or server errors.
     pub async fn queue_delete(&self, name: &str) -> Result<bool> {
-        let r: Deleted = self
+        let r: wire::Deleted = self
             .call(Method::DELETE, &["queue", name], None::<&()>)
             .await?;
         Ok(r.deleted)
@@ -124,7 +66,7 @@ impl SynapClient {
     /// # Errors
     /// Transport or server errors.
     pub async fn queue_list(&self) -> Result<Vec<String>> {
-        let r: Names = self
+        let r: wire::QueueList = self
             .call(Method::GET, &["queue", "list"], None::<&()>)
             .await?;
         Ok(r.queues)
@@ -144,7 +86,8 @@ impl SynapClient {
         let body = PublishBody {
             message,
             opts: &opts,
-        };
+        }
+        .request()?;
         self.call(Method::POST, &["queue", queue, "publish"], Some(&body))
             .await
     }
@@ -159,17 +102,13 @@ impl SynapClient {
         queue: &str,
         messages: &[(T, PublishOptions)],
     ) -> Result<Vec<PublishResult>> {
-        #[derive(Serialize)]
-        struct Batch<'a, T> {
-            messages: Vec<PublishBody<'a, T>>,
-        }
-        let batch = Batch {
+        let batch = wire::PublishBatchRequest {
             messages: messages
                 .iter()
-                .map(|(message, opts)| PublishBody { message, opts })
-                .collect(),
+                .map(|(message, opts)| PublishBody { message, opts }.request())
+                .collect::<serde_json::Result<_>>()?,
         };
-        let r: BatchPublished = self
+        let r: wire::PublishedBatch = self
             .call(
                 Method::POST,
                 &["queue", queue, "publish_batch"],
@@ -209,14 +148,14 @@ impl SynapClient {
     ) -> Result<Vec<QueueMessage<T>>> {
         let opts = opts.unwrap_or_default();
         let wait = opts.timeout.unwrap_or_default();
-        let body = ConsumeBody {
-            opts: &opts,
-            max_messages: max,
-        };
-        let r: Deliveries = self
+        let body = opts.request(max);
+        let r: wire::Deliveries = self
             .call_long(&["queue", queue, "consume"], &body, wait)
             .await?;
-        r.messages.into_iter().map(RawDelivery::decode).collect()
+        r.messages
+            .into_iter()
+            .map(|d| RawDelivery(d).decode())
+            .collect()
     }
 
     /// Acknowledges a message under whatever lease it holds: it is done.
@@ -240,8 +179,11 @@ impl SynapClient {
         message_id: &str,
         lease: Option<u64>,
     ) -> Result<()> {
-        let body = AckBody { message_id, lease };
-        let _: Ignored = self
+        let body = wire::AckRequest {
+            message_id: message_id.to_owned(),
+            lease,
+        };
+        let _: wire::Success = self
             .call(Method::POST, &["queue", queue, "ack"], Some(&body))
             .await?;
         Ok(())
@@ -257,14 +199,13 @@ impl SynapClient {
         queue: &str,
         acks: &[(&str, Option<u64>)],
     ) -> Result<AckBatchResult> {
-        #[derive(Serialize)]
-        struct Batch<'a> {
-            acks: Vec<AckBody<'a>>,
-        }
-        let batch = Batch {
+        let batch = wire::AckBatchRequest {
             acks: acks
                 .iter()
-                .map(|&(message_id, lease)| AckBody { message_id, lease })
+                .map(|&(message_id, lease)| wire::AckRequest {
+                    message_id: message_id.to_owned(),
+                    lease,
+                })
                 .collect(),
         };
         self.call(Method::POST, &["queue", queue, "ack_batch"], Some(&batch))
@@ -299,8 +240,8 @@ impl SynapClient {
         message_id: &str,
         opts: &NackOptions,
     ) -> Result<NackAction> {
-        let body = NackBody { message_id, opts };
-        let r: Nacked = self
+        let body = opts.request(message_id);
+        let r: wire::Nacked = self
             .call(Method::POST, &["queue", queue, "nack"], Some(&body))
             .await?;
         Ok(r.action)
@@ -318,12 +259,12 @@ impl SynapClient {
         ack_deadline: Duration,
         lease: Option<u64>,
     ) -> Result<()> {
-        let body = ExtendBody {
-            message_id,
-            ack_deadline,
+        let body = wire::ExtendRequest {
+            message_id: message_id.to_owned(),
+            ack_deadline: secs(ack_deadline),
             lease,
         };
-        let _: Ignored = self
+        let _: wire::Extended = self
             .call(Method::POST, &["queue", queue, "extend"], Some(&body))
             .await?;
         Ok(())
@@ -343,8 +284,12 @@ impl SynapClient {
     /// # Errors
     /// `queue_not_found` or transport errors.
     pub async fn queue_purge(&self, queue: &str) -> Result<u64> {
-        let r: Purged = self
-            .call(Method::POST, &["queue", queue, "purge"], Some(&EMPTY))
+        let r: wire::Purged = self
+            .call(
+                Method::POST,
+                &["queue", queue, "purge"],
+                Some(&wire::Empty {}),
+            )
             .await?;
         Ok(r.purged)
     }
@@ -358,7 +303,8 @@ impl SynapClient {
         url.query_pairs_mut()
             .append_pair("offset", &offset.to_string())
             .append_pair("limit", &limit.to_string());
-        self.send_get(url).await
+        let page: wire::DlqPage = self.send_get(url).await?;
+        Ok(page.into())
     }
 
     /// Moves dead-lettered messages back to the queue with attempts reset: the given ids, or
@@ -367,17 +313,11 @@ impl SynapClient {
     /// # Errors
     /// `queue_not_found` or transport errors.
     pub async fn dlq_retry(&self, queue: &str, message_ids: Option<&[String]>) -> Result<u64> {
-        #[derive(Serialize)]
-        struct Body<'a> {
-            #[serde(skip_serializing_if = "Option::is_none")]
-            message_ids: Option<&'a [String]>,
-        }
-        let r: Retried = self
-            .call(
-                Method::POST,
-                &["queue", queue, "dlq", "retry"],
-                Some(&Body { message_ids }),
-            )
+        let body = wire::DlqRetryRequest {
+            message_ids: message_ids.map(<[String]>::to_vec),
+        };
+        let r: wire::Retried = self
+            .call(Method::POST, &["queue", queue, "dlq", "retry"], Some(&body))
             .await?;
         Ok(r.retried)
     }
@@ -387,11 +327,11 @@ impl SynapClient {
     /// # Errors
     /// `queue_not_found` or transport errors.
     pub async fn dlq_purge(&self, queue: &str) -> Result<u64> {
-        let r: Purged = self
+        let r: wire::Purged = self
             .call(
                 Method::POST,
                 &["queue", queue, "dlq", "purge"],
-                Some(&EMPTY),
+                Some(&wire::Empty {}),
             )
             .await?;
         Ok(r.purged)

@@ -20,6 +20,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use synap_wire::{self as wire, QueueOp, QueueServerFrame as Frame};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
@@ -51,7 +52,7 @@ pub struct StreamOptions {
 /// sees that it stopped.
 #[derive(Default)]
 struct Pending {
-    waiters: HashMap<u64, oneshot::Sender<Result<Value>>>,
+    waiters: HashMap<u64, oneshot::Sender<Result<Frame>>>,
     /// Why the reader stopped, once it has.
     closed: Option<String>,
 }
@@ -138,11 +139,11 @@ impl SynapClient {
         if let Some(err) = frame_error(&hello) {
             return Err(err);
         }
-        let consumer_id = hello
-            .get("consumer_id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        let Frame::Connected { consumer_id, .. } = serde_json::from_value(hello)? else {
+            return Err(SynapError::Decode(
+                "the first frame is not `connected`".into(),
+            ));
+        };
         let (sink, stream) = socket.split();
         let waiters: Waiters = Arc::default();
         let (tx, deliveries) = mpsc::unbounded_channel();
@@ -177,15 +178,27 @@ async fn read_loop(
                 break reason;
             }
         };
-        let kind = frame.get("type").and_then(Value::as_str).unwrap_or("");
-        if kind == "message" {
-            let d = serde_json::from_value(frame).map_err(SynapError::from);
-            let _ = deliveries.send(d);
-            continue;
-        }
-        let id = frame.get("id").and_then(Value::as_u64);
+        let (id, result) = match frame {
+            Frame::Message(d) => {
+                let _ = deliveries.send(Ok(RawDelivery(d)));
+                continue;
+            }
+            Frame::Connected { .. } => continue,
+            Frame::Published { ref id, .. } | Frame::Ok { ref id, .. } => {
+                (id.as_ref().and_then(Value::as_u64), Ok(frame))
+            }
+            Frame::Error {
+                id, error, code, ..
+            } => {
+                let e = SynapError::Server {
+                    status: 0,
+                    code: code.unwrap_or_else(|| "error".to_owned()),
+                    message: error,
+                };
+                (id.as_ref().and_then(Value::as_u64), Err(e))
+            }
+        };
         let waiter = id.and_then(|id| lock(&waiters).waiters.remove(&id));
-        let result = frame_error(&frame).map_or(Ok(frame), Err);
         match (waiter, id) {
             (Some(w), _) => {
                 let _ = w.send(result);
@@ -207,9 +220,10 @@ async fn read_loop(
     pending.closed = Some(reason);
 }
 
+/// The next server frame, decoded strictly as its wire type.
 async fn read_frame(
     stream: &mut futures_util::stream::SplitStream<Socket>,
-) -> Result<Option<Value>> {
+) -> Result<Option<Frame>> {
     while let Some(msg) = stream.next().await {
         match msg? {
             Message::Text(text) => return Ok(Some(serde_json::from_str(text.as_str())?)),
@@ -222,7 +236,7 @@ async fn read_frame(
 
 /// A publish sent on a streaming connection whose confirm has not been awaited yet.
 #[derive(Debug)]
-pub struct PublishConfirm(oneshot::Receiver<Result<Value>>);
+pub struct PublishConfirm(oneshot::Receiver<Result<Frame>>);
 
 impl PublishConfirm {
     /// Waits for the server's confirm: the message is accepted once this returns `Ok`.
@@ -230,12 +244,23 @@ impl PublishConfirm {
     /// # Errors
     /// The publish's server error, or [`SynapError::Closed`] if the connection ended first.
     pub async fn wait(self) -> Result<PublishResult> {
-        let frame = confirm(self.0).await?;
-        Ok(serde_json::from_value(frame)?)
+        match confirm(self.0).await? {
+            Frame::Published {
+                message_id,
+                position,
+                ..
+            } => Ok(PublishResult {
+                message_id,
+                position,
+            }),
+            other => Err(SynapError::Decode(format!(
+                "a publish answered with {other:?}"
+            ))),
+        }
     }
 }
 
-async fn confirm(rx: oneshot::Receiver<Result<Value>>) -> Result<Value> {
+async fn confirm(rx: oneshot::Receiver<Result<Frame>>) -> Result<Frame> {
     rx.await
         .map_err(|_| SynapError::Closed("connection ended before the confirm".into()))?
 }
@@ -268,8 +293,11 @@ impl<T: DeserializeOwned> QueueStream<T> {
     /// # Errors
     /// `lease_mismatch`, `message_not_found`, or [`SynapError::Closed`].
     pub async fn ack(&self, message_id: &str, lease: Option<u64>) -> Result<()> {
-        let frame = json!({"op": "ack", "message_id": message_id, "lease": lease});
-        confirm(self.send(frame).await?).await.map(drop)
+        let op = QueueOp::Ack(wire::AckRequest {
+            message_id: message_id.to_owned(),
+            lease,
+        });
+        confirm(self.send(op).await?).await.map(drop)
     }
 
     /// Rejects a delivery; see [`SynapClient::queue_nack_with`].
@@ -277,12 +305,16 @@ impl<T: DeserializeOwned> QueueStream<T> {
     /// # Errors
     /// As [`ack`](Self::ack).
     pub async fn nack(&self, message_id: &str, opts: &NackOptions) -> Result<NackAction> {
-        let mut frame = serde_json::to_value(opts)?;
-        frame["op"] = json!("nack");
-        frame["message_id"] = json!(message_id);
-        let reply = confirm(self.send(frame).await?).await?;
-        let action = reply.get("action").cloned().unwrap_or(Value::Null);
-        Ok(serde_json::from_value(action)?)
+        let op = QueueOp::Nack(opts.request(message_id));
+        match confirm(self.send(op).await?).await? {
+            Frame::Ok {
+                action: Some(action),
+                ..
+            } => Ok(action),
+            other => Err(SynapError::Decode(format!(
+                "a nack answered with {other:?}"
+            ))),
+        }
     }
 
     /// Extends a delivery's lease to `ack_deadline` from now.
@@ -295,9 +327,12 @@ impl<T: DeserializeOwned> QueueStream<T> {
         ack_deadline: Duration,
         lease: Option<u64>,
     ) -> Result<()> {
-        let frame = json!({"op": "extend", "message_id": message_id,
-            "ack_deadline": ack_deadline.as_secs_f64(), "lease": lease});
-        confirm(self.send(frame).await?).await.map(drop)
+        let op = QueueOp::Extend(wire::ExtendRequest {
+            message_id: message_id.to_owned(),
+            ack_deadline: ack_deadline.as_secs_f64(),
+            lease,
+        });
+        confirm(self.send(op).await?).await.map(drop)
     }
 
     /// Publishes to this connection's queue and waits for the confirm.
@@ -322,12 +357,12 @@ impl<T: DeserializeOwned> QueueStream<T> {
         message: &M,
         opts: PublishOptions,
     ) -> Result<PublishConfirm> {
-        let mut frame = serde_json::to_value(PublishBody {
+        let body = PublishBody {
             message,
             opts: &opts,
-        })?;
-        frame["op"] = json!("publish");
-        Ok(PublishConfirm(self.send(frame).await?))
+        }
+        .request()?;
+        Ok(PublishConfirm(self.send(QueueOp::Publish(body)).await?))
     }
 
     /// Closes the connection politely. The server gives back unacked deliveries at once (each
@@ -340,12 +375,16 @@ impl<T: DeserializeOwned> QueueStream<T> {
         Ok(())
     }
 
-    /// Tags `frame` with a fresh id, registers the waiter, then sends it. Registering first
+    /// Sends `op` in a frame with a fresh id, registering the waiter first. Registering first
     /// means even an instant confirm finds its waiter; the guard removes it again if this call
     /// is cancelled or fails before the frame is out.
-    async fn send(&self, mut frame: Value) -> Result<oneshot::Receiver<Result<Value>>> {
+    async fn send(&self, op: QueueOp) -> Result<oneshot::Receiver<Result<Frame>>> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        frame["id"] = json!(id);
+        let frame = wire::QueueClientFrame {
+            id: Some(json!(id)),
+            op,
+        };
+        let text = serde_json::to_string(&frame)?;
         let (tx, rx) = oneshot::channel();
         {
             let mut pending = lock(&self.waiters);
@@ -359,11 +398,7 @@ impl<T: DeserializeOwned> QueueStream<T> {
             id,
             armed: true,
         };
-        self.sink
-            .lock()
-            .await
-            .send(Message::text(frame.to_string()))
-            .await?;
+        self.sink.lock().await.send(Message::text(text)).await?;
         guard.armed = false;
         Ok(rx)
     }
@@ -384,7 +419,8 @@ mod tests {
         let server = tokio::spawn(async move {
             let (tcp, _) = listener.accept().await.unwrap();
             let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-            let hello = json!({"type": "connected", "queue": "q", "consumer_id": "c"});
+            let hello =
+                json!({"type": "connected", "queue": "q", "consumer_id": "c", "prefetch": 16});
             ws.send(Message::text(hello.to_string())).await.unwrap();
             ws
         });

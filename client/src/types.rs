@@ -1,59 +1,72 @@
 //! Request options and response types. Durations are `std::time::Duration` in the API and
-//! seconds (fractions allowed) on the wire, as DESIGN.md §5 specifies.
+//! seconds (fractions allowed) on the wire, as DESIGN.md §5 specifies. Every body goes out and
+//! comes back through the `synap-wire` types the server uses, so a field renamed on either
+//! side fails to decode instead of reading as a default; several of those types are re-exported
+//! here as they are.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize, Serializer};
+use synap_wire as wire;
 
 use crate::error::{Result, SynapError};
 
+pub use synap_wire::{AckBatchResult, AckFailure, NackAction, QueueStats, RetryPosition};
+
 /// String headers carried with a message.
-pub type Headers = BTreeMap<String, String>;
+pub type Headers = wire::Headers;
 
-/// Serializes a duration as (possibly fractional) seconds.
-pub(crate) fn secs<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
+/// Where a published message landed: its id, and its 1-based place in delivery order at
+/// publish time (`None` for a delayed message).
+pub type PublishResult = wire::Published;
+
+/// A duration as (possibly fractional) seconds, the wire's unit.
+pub(crate) fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
 }
 
-// serde's `serialize_with` hands over a `&Option<_>`, so the signature cannot take `Option<&_>`.
-#[expect(
-    clippy::ref_option,
-    reason = "signature imposed by serde's serialize_with"
-)]
-pub(crate) fn opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-    match d {
-        Some(d) => s.serialize_f64(d.as_secs_f64()),
-        None => s.serialize_none(),
-    }
-}
-
-fn vec_secs<S: Serializer>(d: &[Duration], s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(d.iter().map(Duration::as_secs_f64))
+/// An optional duration as seconds.
+pub(crate) fn opt_secs(d: Option<Duration>) -> Option<f64> {
+    d.map(secs)
 }
 
 /// Options of a publish. `Default` gives the queue's defaults for everything.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct PublishOptions {
     /// 0–9, higher delivered first; the queue's `default_priority` when `None`.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub priority: Option<u8>,
     /// String headers delivered with the message.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: Headers,
     /// Not deliverable before this much time has passed.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_secs")]
     pub delay: Option<Duration>,
     /// Dead-lettered (reason `expired`) if not acked within this time of publishing.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_secs")]
     pub ttl: Option<Duration>,
     /// Overrides the queue's `max_retries` for this message.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
 }
 
+/// The options alone serialize as the wire request without a body.
+impl Serialize for PublishOptions {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.request(None).serialize(s)
+    }
+}
+
 impl PublishOptions {
+    /// The wire request publishing `message` with these options.
+    pub(crate) fn request(&self, message: Option<serde_json::Value>) -> wire::PublishRequest {
+        wire::PublishRequest {
+            message,
+            payload: None,
+            priority: self.priority,
+            headers: self.headers.clone(),
+            delay: opt_secs(self.delay),
+            ttl: opt_secs(self.ttl),
+            max_retries: self.max_retries,
+        }
+    }
+
     /// Options with just a priority.
     #[must_use]
     pub fn priority(priority: u8) -> Self {
@@ -64,29 +77,27 @@ impl PublishOptions {
     }
 }
 
-/// Where a published message landed.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct PublishResult {
-    /// The message id; it stays the same across redeliveries.
-    pub message_id: String,
-    /// 1-based place in delivery order at publish time; `None` for a delayed message.
-    #[serde(default)]
-    pub position: Option<u64>,
-}
-
 /// Options of a consume. `Default` returns at once with the queue's ack deadline.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
 pub struct ConsumeOptions {
     /// Long-poll wait when nothing is ready (0 or `None` returns at once; the server caps it).
-    #[serde(rename = "timeout", skip_serializing_if = "Option::is_none")]
-    #[serde(serialize_with = "opt_secs")]
     pub timeout: Option<Duration>,
     /// Lease length: unacked by then, the message is retried. The queue default when `None`.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_secs")]
     pub ack_deadline: Option<Duration>,
     /// Identifies the worker for `prefetch` and the `consumers` stat.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub consumer_id: Option<String>,
+}
+
+impl ConsumeOptions {
+    /// The wire request leasing up to `max_messages`.
+    pub(crate) fn request(&self, max_messages: u32) -> wire::ConsumeRequest {
+        wire::ConsumeRequest {
+            timeout: opt_secs(self.timeout),
+            ack_deadline: opt_secs(self.ack_deadline),
+            max_messages: Some(max_messages),
+            consumer_id: self.consumer_id.clone(),
+        }
+    }
 }
 
 /// A leased message with its body decoded as `T`.
@@ -111,55 +122,41 @@ pub struct QueueMessage<T> {
 
 /// A delivery as the server sends it, before the body is decoded.
 #[derive(Clone, Debug, Deserialize)]
-pub(crate) struct RawDelivery {
-    pub(crate) message_id: String,
-    #[serde(default)]
-    pub(crate) message: Option<serde_json::Value>,
-    #[serde(default)]
-    pub(crate) payload: Option<Vec<u8>>,
-    #[serde(default)]
-    pub(crate) priority: u8,
-    #[serde(default)]
-    pub(crate) retry_count: u32,
-    #[serde(default)]
-    pub(crate) headers: Option<Headers>,
-    #[serde(default)]
-    pub(crate) lease: Option<u64>,
-    #[serde(default)]
-    pub(crate) published_at: Option<f64>,
-}
+#[serde(transparent)]
+pub(crate) struct RawDelivery(pub(crate) wire::Delivery);
 
 impl RawDelivery {
     /// Decodes the body. A message published as bytes (e.g. by Synap's SDKs) is read as JSON
     /// text, so JSON-encoded byte payloads interoperate.
     pub(crate) fn decode<T: DeserializeOwned>(self) -> Result<QueueMessage<T>> {
-        let body = match (self.message, self.payload) {
-            (Some(json), _) => serde_json::from_value(json),
-            (None, Some(bytes)) => serde_json::from_slice(&bytes),
-            (None, None) => serde_json::from_value(serde_json::Value::Null),
+        let d = self.0;
+        let body = match d.payload {
+            Some(bytes) => serde_json::from_slice(&bytes),
+            None => serde_json::from_value(d.message),
         }
-        .map_err(|e| SynapError::Decode(format!("body of message {}: {e}", self.message_id)))?;
+        .map_err(|e| SynapError::Decode(format!("body of message {}: {e}", d.message_id)))?;
         Ok(QueueMessage {
-            id: self.message_id,
+            id: d.message_id,
             body,
-            priority: self.priority,
-            retry_count: self.retry_count,
-            headers: self.headers.unwrap_or_default(),
-            lease: self.lease,
-            // Milliseconds are whole numbers; the float only tolerates servers that send one.
-            #[expect(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-            published_at: self.published_at.unwrap_or(0.0) as u64,
+            priority: d.priority,
+            retry_count: d.retry_count,
+            headers: d.headers,
+            lease: Some(d.lease),
+            published_at: d.published_at,
         })
     }
 }
 
-/// How to reject a message.
+/// How to reject a message. It serializes as the fields of a nack without the message id.
 #[derive(Clone, Debug, Serialize)]
 pub struct NackOptions {
     /// Retry it (subject to `max_retries`); `false` dead-letters it at once.
     pub requeue: bool,
     /// Retry delay overriding the queue's policy.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_secs")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_secs"
+    )]
     pub delay: Option<Duration>,
     /// Why it failed; kept with the message and shown in the DLQ.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,6 +164,28 @@ pub struct NackOptions {
     /// Lease token of the delivery being rejected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<u64>,
+}
+
+// serde's `serialize_with` hands over a `&Option<_>`, so the signature cannot take `Option<&_>`.
+#[expect(
+    clippy::ref_option,
+    reason = "signature imposed by serde's serialize_with"
+)]
+fn ser_opt_secs<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    opt_secs(*d).serialize(s)
+}
+
+impl NackOptions {
+    /// The wire request rejecting `message_id` with these options.
+    pub(crate) fn request(&self, message_id: &str) -> wire::NackRequest {
+        wire::NackRequest {
+            message_id: message_id.to_owned(),
+            requeue: Some(self.requeue),
+            delay: opt_secs(self.delay),
+            error: self.error.clone(),
+            lease: self.lease,
+        }
+    }
 }
 
 impl Default for NackOptions {
@@ -191,176 +210,133 @@ impl NackOptions {
     }
 }
 
-/// What a nack did to the message.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NackAction {
-    /// Ready again at once.
-    Requeued,
-    /// Ready again after a retry delay.
-    Delayed,
-    /// Moved to the dead-letter queue.
-    DeadLettered,
-}
-
-/// Outcome of a batch ack.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
-pub struct AckBatchResult {
-    /// Messages acknowledged.
-    pub acked: u64,
-    /// Acks the server refused, with its machine code.
-    #[serde(default)]
-    pub failed: Vec<AckFailure>,
-}
-
-/// One refused ack of a batch.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct AckFailure {
-    /// The message.
-    pub message_id: String,
-    /// Why, e.g. `lease_mismatch` or `message_not_found`.
-    pub code: String,
-}
-
 /// Exponential backoff between retries: the i-th retry waits `initial * multiplier^(i-1)`,
 /// capped at `max`, shortened by up to `jitter` (a fraction).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Backoff {
     /// Delay before the first retry.
-    #[serde(serialize_with = "secs")]
     pub initial: Duration,
     /// Growth factor per retry (≥ 1).
     pub multiplier: f64,
     /// Upper bound on any delay.
-    #[serde(serialize_with = "secs")]
     pub max: Duration,
     /// Fraction in `[0, 1]` by which a delay may be randomly shortened.
     pub jitter: f64,
 }
 
 /// Settings of a queue; `None` fields take the server's defaults.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct QueueConfig {
     /// Retries after the first delivery (`N` allows `N + 1` deliveries). Server default 3.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
     /// Default lease length of a consume. Server default 30 s.
-    #[serde(rename = "ack_deadline_secs")]
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_secs")]
     pub ack_deadline: Option<Duration>,
     /// Fixed retry delays: the i-th retry waits the i-th value, the last one repeats.
-    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "vec_secs")]
     pub retry_delays: Vec<Duration>,
     /// Exponential backoff, used when `retry_delays` is empty.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub backoff: Option<Backoff>,
     /// Ready plus delayed messages the queue may hold.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_depth: Option<u64>,
     /// Time-to-live of every message from publish.
-    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "opt_secs")]
     pub message_ttl: Option<Duration>,
     /// Unacked messages one consumer id may hold (0 = unlimited).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub prefetch: Option<u32>,
     /// Keep dead-lettered messages in the DLQ (on by default).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter: Option<bool>,
     /// DLQ capacity.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub dlq_max: Option<u64>,
     /// Priority of messages published without one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub default_priority: Option<u8>,
     /// Where a retried message stands when it is ready again. Server default: the back of
     /// its priority.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_position: Option<RetryPosition>,
 }
 
-/// Where a retried message (nack, lease expiry) re-enters its priority's line.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RetryPosition {
-    /// Behind everything ready at that moment (the default).
-    Back,
-    /// At its original place by publish order.
-    Original,
+impl QueueConfig {
+    /// The settings as the wire carries them (seconds; unset fields left out).
+    #[must_use]
+    pub fn to_wire(&self) -> wire::QueueConfig {
+        wire::QueueConfig {
+            max_retries: self.max_retries,
+            ack_deadline_secs: opt_secs(self.ack_deadline),
+            retry_delays: (!self.retry_delays.is_empty())
+                .then(|| self.retry_delays.iter().copied().map(secs).collect()),
+            backoff: self.backoff.as_ref().map(|b| wire::Backoff {
+                initial: secs(b.initial),
+                multiplier: Some(b.multiplier),
+                max: secs(b.max),
+                jitter: Some(b.jitter),
+            }),
+            max_depth: self.max_depth,
+            message_ttl: opt_secs(self.message_ttl),
+            prefetch: self.prefetch,
+            dead_letter: self.dead_letter,
+            dlq_max: self.dlq_max,
+            default_priority: self.default_priority,
+            retry_position: self.retry_position,
+        }
+    }
 }
 
-/// Statistics of one queue (DESIGN.md §3). Missing fields read as 0.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
-#[serde(default)]
-pub struct QueueStats {
-    /// Queue name.
-    pub queue: String,
-    /// Ready plus delayed.
-    pub depth: u64,
-    /// Deliverable now.
-    pub ready: u64,
-    /// Waiting for a delay or a retry delay.
-    pub delayed: u64,
-    /// Leased and not yet acked.
-    pub in_flight: u64,
-    /// Entries in the DLQ.
-    pub dead_letter_count: u64,
-    /// Distinct consumer ids waiting, holding a lease, or seen in the last 30 s.
-    pub consumers: u64,
-    /// Messages published.
-    pub published_total: u64,
-    /// Deliveries.
-    pub consumed_total: u64,
-    /// Acks.
-    pub acked_total: u64,
-    /// Nacks.
-    pub nacked_total: u64,
-    /// Leases that ran out.
-    pub lease_expired_total: u64,
-    /// Messages dead-lettered.
-    pub dead_lettered_total: u64,
-    /// Messages whose TTL passed.
-    pub expired_total: u64,
-    /// Mean ready-to-delivery time over the last 1,000 deliveries.
-    pub avg_wait_time_ms: f64,
-    /// Age of the oldest ready message.
-    pub oldest_ready_age_ms: u64,
+/// Serializes as the wire's settings (seconds).
+impl Serialize for QueueConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.to_wire().serialize(s)
+    }
 }
 
 /// One dead-lettered message. The body stays untyped because a DLQ mixes whatever failed.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct DeadLetter {
     /// The message id.
     pub message_id: String,
-    /// The body (JSON; `null` for byte payloads).
-    #[serde(default)]
+    /// The body (JSON; `null` for byte payloads that are not JSON text).
     pub message: serde_json::Value,
     /// 0–9.
-    #[serde(default)]
     pub priority: u8,
     /// Headers as published.
-    #[serde(default)]
     pub headers: Headers,
     /// `rejected`, `max_retries_exceeded` or `expired`.
     pub reason: String,
     /// Deliveries made.
-    #[serde(default)]
     pub attempts: u32,
     /// The last nack's error text (or a note that the lease expired).
-    #[serde(default)]
     pub last_error: Option<String>,
     /// When it was dead-lettered, Unix milliseconds.
-    #[serde(default)]
     pub dead_lettered_at: u64,
 }
 
+impl From<wire::DeadLetter> for DeadLetter {
+    fn from(d: wire::DeadLetter) -> Self {
+        Self {
+            message_id: d.message_id,
+            message: d.message,
+            priority: d.priority,
+            headers: d.headers,
+            reason: d.reason.as_str().to_owned(),
+            attempts: d.attempts,
+            last_error: d.last_error,
+            dead_lettered_at: d.dead_lettered_at,
+        }
+    }
+}
+
 /// A page of a dead-letter queue.
-#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct DlqPage {
     /// Entries in the DLQ in all.
     pub total: u64,
     /// This page, oldest first.
-    #[serde(default)]
     pub messages: Vec<DeadLetter>,
+}
+
+impl From<wire::DlqPage> for DlqPage {
+    fn from(p: wire::DlqPage) -> Self {
+        Self {
+            total: p.total,
+            messages: p.messages.into_iter().map(DeadLetter::from).collect(),
+        }
+    }
 }
 
 /// A pub/sub message received by a subscription.
@@ -416,8 +392,10 @@ mod tests {
     #[test]
     fn byte_payloads_decode_as_json_text() {
         let raw: RawDelivery = serde_json::from_value(serde_json::json!({
-            "message_id": "m1", "payload": b"{\"n\":7}".to_vec(), "priority": 3,
-            "retry_count": 1, "lease": 4, "published_at": 1000
+            "message_id": "m1", "queue": "q", "message": {"n": 7},
+            "payload": b"{\"n\":7}".to_vec(), "priority": 3, "retry_count": 1,
+            "max_retries": 3, "headers": {}, "lease": 4, "lease_deadline": 31000,
+            "published_at": 1000
         }))
         .unwrap();
         let msg = raw.decode::<serde_json::Value>().unwrap();

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use synap_core::{EngineConfig, QueueConfig, validate_queue_name};
 
-use crate::settings::{QueueSettings, secs_to_ms};
+use crate::settings::{ApplySettings as _, QueueSettings, secs_to_ms};
 
 /// Default listen address.
 pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:15500";

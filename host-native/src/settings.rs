@@ -1,7 +1,7 @@
-//! Queue settings as users write them (durations in seconds, fractions allowed), converted to
-//! the core's `QueueConfig` (milliseconds). Shared by the config file and `POST /queue/{name}`.
+//! Queue settings as users write them (`synap_wire::QueueConfig`: durations in seconds,
+//! fractions allowed) ⇄ the core's `QueueConfig` (milliseconds). Shared by the config file,
+//! `POST /queue/{name}` and the stats answer.
 
-use serde::Deserialize;
 use synap_core::{Backoff, Error, QueueConfig, RetryPosition};
 
 /// Longest duration accepted anywhere, in seconds (about 31 years): larger values are surely
@@ -31,71 +31,21 @@ pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Error {
     }
 }
 
-/// Exponential backoff in seconds.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BackoffSettings {
-    /// Delay before the first retry.
-    pub(crate) initial: f64,
-    /// Growth per retry (default 2).
-    #[serde(default)]
-    pub(crate) multiplier: Option<f64>,
-    /// Largest delay.
-    pub(crate) max: f64,
-    /// Random shortening fraction in [0, 1].
-    #[serde(default)]
-    pub(crate) jitter: Option<f64>,
-}
+/// Queue settings as users write them: the wire type, named for its role here.
+pub(crate) use synap_wire::QueueConfig as QueueSettings;
 
-/// Per-queue settings; absent fields take the server's default queue config.
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct QueueSettings {
-    /// Retries after the first delivery (`max_retries = N` allows N+1 deliveries).
-    #[serde(alias = "default_max_retries")]
-    pub(crate) max_retries: Option<u32>,
-    /// Default lease length.
-    #[serde(alias = "ack_deadline")]
-    pub(crate) ack_deadline_secs: Option<f64>,
-    /// Fixed retry delays; the last repeats.
-    pub(crate) retry_delays: Option<Vec<f64>>,
-    /// Exponential backoff (used when `retry_delays` is empty).
-    pub(crate) backoff: Option<BackoffSettings>,
-    /// Ready plus delayed messages allowed.
-    pub(crate) max_depth: Option<u64>,
-    /// Message time-to-live.
-    pub(crate) message_ttl: Option<f64>,
-    /// Unacked messages per consumer id (0 = unlimited).
-    #[serde(alias = "prefetch_limit")]
-    pub(crate) prefetch: Option<u32>,
-    /// Keep dead-lettered messages.
-    pub(crate) dead_letter: Option<bool>,
-    /// DLQ capacity.
-    pub(crate) dlq_max: Option<u64>,
-    /// Priority of messages published without one.
-    pub(crate) default_priority: Option<u8>,
-    /// Where a retried message stands when it is ready again: `back` or `original`.
-    pub(crate) retry_position: Option<RetryPosition>,
-}
-
-impl QueueSettings {
-    /// True when no field is set.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.max_retries.is_none()
-            && self.ack_deadline_secs.is_none()
-            && self.retry_delays.is_none()
-            && self.backoff.is_none()
-            && self.max_depth.is_none()
-            && self.message_ttl.is_none()
-            && self.prefetch.is_none()
-            && self.dead_letter.is_none()
-            && self.dlq_max.is_none()
-            && self.default_priority.is_none()
-            && self.retry_position.is_none()
-    }
-
+/// Applies [`QueueSettings`] (seconds) over a core `QueueConfig` (milliseconds).
+pub(crate) trait ApplySettings {
     /// `base` with these settings applied; the engine validates ranges on use.
-    pub(crate) fn apply(&self, base: &QueueConfig) -> Result<QueueConfig, Error> {
+    ///
+    /// # Errors
+    /// `invalid_argument` for a duration that is negative, not finite or absurd, or more than
+    /// 64 retry delays.
+    fn apply(&self, base: &QueueConfig) -> Result<QueueConfig, Error>;
+}
+
+impl ApplySettings for QueueSettings {
+    fn apply(&self, base: &QueueConfig) -> Result<QueueConfig, Error> {
         let mut c = base.clone();
         if let Some(v) = self.max_retries {
             c.max_retries = v;
@@ -139,10 +89,45 @@ impl QueueSettings {
             c.default_priority = v;
         }
         if let Some(v) = self.retry_position {
-            c.retry_position = v;
+            c.retry_position = match v {
+                synap_wire::RetryPosition::Back => RetryPosition::Back,
+                synap_wire::RetryPosition::Original => RetryPosition::Original,
+            };
         }
         Ok(c)
     }
+}
+
+/// A core config as settings in seconds, every field given: the `config` of the stats answer,
+/// in the shape `POST /queue/{name}` takes.
+pub(crate) fn settings_of(c: &QueueConfig) -> QueueSettings {
+    QueueSettings {
+        max_retries: Some(c.max_retries),
+        ack_deadline_secs: Some(ms_to_secs(c.ack_deadline_ms)),
+        retry_delays: Some(c.retry_delays_ms.iter().copied().map(ms_to_secs).collect()),
+        backoff: c.backoff.as_ref().map(|b| synap_wire::Backoff {
+            initial: ms_to_secs(b.initial_ms),
+            multiplier: Some(b.multiplier),
+            max: ms_to_secs(b.max_ms),
+            jitter: Some(b.jitter),
+        }),
+        max_depth: Some(c.max_depth),
+        message_ttl: c.message_ttl_ms.map(ms_to_secs),
+        prefetch: Some(c.prefetch),
+        dead_letter: Some(c.dead_letter),
+        dlq_max: Some(c.dlq_max),
+        default_priority: Some(c.default_priority),
+        retry_position: Some(match c.retry_position {
+            RetryPosition::Back => synap_wire::RetryPosition::Back,
+            RetryPosition::Original => synap_wire::RetryPosition::Original,
+        }),
+    }
+}
+
+/// Milliseconds as seconds.
+#[allow(clippy::cast_precision_loss)] // Durations are far below 2^52 ms.
+pub(crate) fn ms_to_secs(ms: u64) -> f64 {
+    ms as f64 / 1000.0
 }
 
 #[cfg(test)]
@@ -170,5 +155,28 @@ mod tests {
         assert_eq!(c.ack_deadline_ms, 300_000);
         assert_eq!(c.retry_delays_ms, vec![10_000, 60_000, 300_000]);
         assert_eq!(c.max_depth, QueueConfig::default().max_depth);
+    }
+
+    #[test]
+    fn a_core_config_reads_back_as_the_settings_that_made_it() {
+        let s = QueueSettings {
+            ack_deadline_secs: Some(0.3),
+            retry_delays: Some(vec![1.5]),
+            backoff: Some(synap_wire::Backoff {
+                initial: 1.0,
+                multiplier: Some(3.0),
+                max: 30.0,
+                jitter: Some(0.1),
+            }),
+            message_ttl: Some(60.0),
+            ..QueueSettings::default()
+        };
+        let core = s.apply(&QueueConfig::default()).unwrap();
+        let back = settings_of(&core);
+        assert_eq!(back.ack_deadline_secs, Some(0.3));
+        assert_eq!(back.retry_delays, Some(vec![1.5]));
+        assert_eq!(back.backoff, s.backoff);
+        assert_eq!(back.message_ttl, Some(60.0));
+        assert_eq!(back.apply(&QueueConfig::default()).unwrap(), core);
     }
 }

@@ -37,8 +37,8 @@ async fn queue_create_takes_python_and_ts_options() {
     assert_eq!(ok(&p)["success"], true);
     let cfg = &api.stats("py").await["config"];
     assert_eq!(
-        (cfg["max_depth"].clone(), cfg["ack_deadline_ms"].clone()),
-        (json!(5), json!(7000))
+        (cfg["max_depth"].clone(), cfg["ack_deadline_secs"].clone()),
+        (json!(5), json!(7.0))
     );
     create_ts(&api).await;
     // Get-or-create: creating again keeps the config.

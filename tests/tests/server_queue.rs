@@ -287,9 +287,10 @@ async fn queues_from_the_config_file_are_created_at_start() {
     let api = Api::with(srv);
     let s = api.stats("video-processing").await;
     let c = &s["config"];
-    assert_eq!(c["ack_deadline_ms"], 300_000);
-    assert_eq!(c["retry_delays_ms"], json!([10_000, 60_000, 300_000]));
+    // The config in seconds, as `POST /queue/{name}` and the config file take it.
+    assert_eq!(c["ack_deadline_secs"], 300.0);
+    assert_eq!(c["retry_delays"], json!([10.0, 60.0, 300.0]));
     assert_eq!(c["dlq_max"], 500);
     assert_eq!(c["default_priority"], 4);
-    assert_eq!(c["backoff"]["max_ms"], 30_000);
+    assert_eq!(c["backoff"]["max"], 30.0);
 }

@@ -25,7 +25,7 @@ use super::byte_array::ByteArray;
 use super::error::{ApiError, body_bytes};
 use super::{envelope_kv, envelope_pubsub};
 use crate::handle::Failure;
-use crate::settings::QueueSettings;
+use crate::settings::{ApplySettings as _, QueueSettings};
 
 /// A command's outcome: the response payload, or the error string.
 pub(super) type Outcome = Result<Value, String>;
@@ -397,7 +397,7 @@ async fn stats(s: &AppState, f: &Fields<'_>) -> Outcome {
     .await?
     {
         Reply::Stats(st) => {
-            let mut v = serde_json::to_value(&*st).unwrap_or(Value::Null);
+            let mut v = super::wire::to_json(&super::wire::queue_stats(&st));
             v["published"] = json!(st.published_total);
             v["consumed"] = json!(st.consumed_total);
             v["acked"] = json!(st.acked_total);

@@ -13,7 +13,6 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use synap_core::Error;
 
 use crate::handle::Failure;
@@ -113,7 +112,10 @@ impl From<Failure> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Json(json!({"error": self.message, "code": self.code}));
+        let body = Json(synap_wire::ErrorBody {
+            error: self.message,
+            code: self.code.to_string(),
+        });
         (self.status, body).into_response()
     }
 }

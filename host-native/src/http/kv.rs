@@ -2,96 +2,85 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use synap_core::{Command, Json as CoreJson, KvEntry, Reply};
+use synap_wire as w;
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery};
 use super::queue::unexpected;
-use super::wire::ms_to_secs;
+use super::wire::{ms_to_secs, opt_ms};
 use crate::settings::secs_to_ms;
 
-type ApiResult = Result<Json<Value>, ApiError>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
 
-fn ttl_ms(ttl: Option<f64>) -> Result<Option<u64>, ApiError> {
-    Ok(ttl.map(|t| secs_to_ms("ttl", t)).transpose()?)
-}
-
-/// A key with a value.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct SetBody {
-    key: String,
-    value: Option<Value>,
-    #[serde(default)]
-    ttl: Option<f64>,
-}
-
-impl SetBody {
-    fn into_entry(self) -> Result<KvEntry, ApiError> {
-        let value = self
-            .value
-            .ok_or_else(|| ApiError::bad("missing `value` (any JSON but null)"))?;
-        Ok(KvEntry {
-            key: self.key,
-            value: CoreJson::from_value(&value),
-            ttl_ms: ttl_ms(self.ttl)?,
-        })
-    }
+/// The engine's form of a set (one entry of `mset` too); a missing or `null` value is refused.
+fn entry(body: w::SetRequest) -> Result<KvEntry, ApiError> {
+    let value = body
+        .value
+        .ok_or_else(|| ApiError::bad("missing `value` (any JSON but null)"))?;
+    Ok(KvEntry {
+        key: body.key,
+        value: CoreJson::from_value(&value),
+        ttl_ms: opt_ms("ttl", body.ttl)?,
+    })
 }
 
 /// `POST /kv/set`.
-pub(crate) async fn set(State(s): State<AppState>, ApiJson(body): ApiJson<SetBody>) -> ApiResult {
-    let KvEntry { key, value, ttl_ms } = body.into_entry()?;
+pub(crate) async fn set(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<w::SetRequest>,
+) -> ApiResult<w::Success> {
+    let KvEntry { key, value, ttl_ms } = entry(body)?;
     match s.engine.call(Command::KvSet { key, value, ttl_ms }).await? {
-        Reply::KvOk => Ok(Json(json!({"success": true}))),
+        Reply::KvOk => Ok(Json(w::Success::OK)),
         other => Err(unexpected(&other)),
     }
 }
 
 /// `GET /kv/get/{key}`: `{found: true, value, ttl}` (ttl in seconds or null) or `{found: false}`.
-pub(crate) async fn get(State(s): State<AppState>, ApiPath(key): ApiPath<String>) -> ApiResult {
+pub(crate) async fn get(
+    State(s): State<AppState>,
+    ApiPath(key): ApiPath<String>,
+) -> ApiResult<w::KvGet> {
     match s.engine.call(Command::KvGet { key }).await? {
-        Reply::KvValue(v) if v.found => Ok(Json(json!({
-            "found": true,
-            "value": v.value.map(|j| j.to_value()),
-            "ttl": v.ttl_ms.map(ms_to_secs),
-        }))),
-        Reply::KvValue(_) => Ok(Json(json!({"found": false}))),
+        Reply::KvValue(v) => Ok(Json(match v.value {
+            Some(value) if v.found => w::KvGet::Found {
+                value: value.to_value(),
+                ttl: v.ttl_ms.map(ms_to_secs),
+            },
+            _ => w::KvGet::Missing,
+        })),
         other => Err(unexpected(&other)),
     }
 }
 
 /// `DELETE /kv/del/{key}`.
-pub(crate) async fn del(State(s): State<AppState>, ApiPath(key): ApiPath<String>) -> ApiResult {
+pub(crate) async fn del(
+    State(s): State<AppState>,
+    ApiPath(key): ApiPath<String>,
+) -> ApiResult<w::Deleted> {
     match s.engine.call(Command::KvDel { key }).await? {
-        Reply::KvDeleted { deleted } => Ok(Json(json!({ "deleted": deleted }))),
+        Reply::KvDeleted { deleted } => Ok(Json(w::Deleted { deleted })),
         other => Err(unexpected(&other)),
     }
 }
 
 /// `GET /kv/exists/{key}`.
-pub(crate) async fn exists(State(s): State<AppState>, ApiPath(key): ApiPath<String>) -> ApiResult {
+pub(crate) async fn exists(
+    State(s): State<AppState>,
+    ApiPath(key): ApiPath<String>,
+) -> ApiResult<w::Exists> {
     match s.engine.call(Command::KvExists { key }).await? {
-        Reply::KvExists { exists } => Ok(Json(json!({ "exists": exists }))),
+        Reply::KvExists { exists } => Ok(Json(w::Exists { exists })),
         other => Err(unexpected(&other)),
     }
-}
-
-/// `{key, ttl}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ExpireBody {
-    key: String,
-    ttl: f64,
 }
 
 /// `POST /kv/expire`: `{updated}` is false for a missing key.
 pub(crate) async fn expire(
     State(s): State<AppState>,
-    ApiJson(body): ApiJson<ExpireBody>,
-) -> ApiResult {
+    ApiJson(body): ApiJson<w::ExpireRequest>,
+) -> ApiResult<w::Updated> {
     let cmd = Command::KvExpire {
         key: body.key,
         ttl_ms: secs_to_ms("ttl", body.ttl)?,
@@ -99,134 +88,116 @@ pub(crate) async fn expire(
     updated(&s, cmd).await
 }
 
-/// `{key}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct KeyBody {
-    key: String,
-}
-
 /// `POST /kv/persist`: removes a key's TTL.
 pub(crate) async fn persist(
     State(s): State<AppState>,
-    ApiJson(body): ApiJson<KeyBody>,
-) -> ApiResult {
+    ApiJson(body): ApiJson<w::KeyRequest>,
+) -> ApiResult<w::Updated> {
     updated(&s, Command::KvPersist { key: body.key }).await
 }
 
-async fn updated(s: &AppState, cmd: Command) -> ApiResult {
+async fn updated(s: &AppState, cmd: Command) -> ApiResult<w::Updated> {
     match s.engine.call(cmd).await? {
-        Reply::KvUpdated { updated } => Ok(Json(json!({ "updated": updated }))),
+        Reply::KvUpdated { updated } => Ok(Json(w::Updated { updated })),
         other => Err(unexpected(&other)),
     }
 }
 
 /// `GET /kv/ttl/{key}`: `{ttl}` in seconds, null without expiry; 404 for a missing key.
-pub(crate) async fn ttl(State(s): State<AppState>, ApiPath(key): ApiPath<String>) -> ApiResult {
+pub(crate) async fn ttl(
+    State(s): State<AppState>,
+    ApiPath(key): ApiPath<String>,
+) -> ApiResult<w::KvTtl> {
     match s.engine.call(Command::KvTtl { key }).await? {
-        Reply::KvTtl { ttl_ms } => Ok(Json(json!({"ttl": ttl_ms.map(ms_to_secs)}))),
+        Reply::KvTtl { ttl_ms } => Ok(Json(w::KvTtl {
+            ttl: ttl_ms.map(ms_to_secs),
+        })),
         other => Err(unexpected(&other)),
     }
 }
 
-/// `{key, by?}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct IncrBody {
-    key: String,
-    #[serde(default)]
-    by: Option<i64>,
-}
-
 /// `POST /kv/incr`: `{value}` after adding `by` (default 1).
-pub(crate) async fn incr(State(s): State<AppState>, ApiJson(body): ApiJson<IncrBody>) -> ApiResult {
+pub(crate) async fn incr(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<w::IncrRequest>,
+) -> ApiResult<w::IntValue> {
     let cmd = Command::KvIncr {
         key: body.key,
         by: body.by.unwrap_or(1),
     };
     match s.engine.call(cmd).await? {
-        Reply::KvInt { value } => Ok(Json(json!({ "value": value }))),
+        Reply::KvInt { value } => Ok(Json(w::IntValue { value })),
         other => Err(unexpected(&other)),
     }
 }
 
-/// `?prefix=&limit=`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct KeysQuery {
-    #[serde(default)]
-    prefix: Option<String>,
-    #[serde(default)]
-    limit: Option<u64>,
-    #[allow(dead_code)]
-    #[serde(default)]
-    api_key: Option<String>,
-}
-
 /// `GET /kv/keys?prefix=&limit=`: `{keys, count}`, sorted.
-pub(crate) async fn keys(State(s): State<AppState>, ApiQuery(q): ApiQuery<KeysQuery>) -> ApiResult {
+pub(crate) async fn keys(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<w::KeysQuery>,
+) -> ApiResult<w::KeysResponse> {
     let cmd = Command::KvKeys {
         prefix: q.prefix.unwrap_or_default(),
         limit: q.limit,
     };
     match s.engine.call(cmd).await? {
-        Reply::KvKeys { keys } => Ok(Json(json!({"count": keys.len(), "keys": keys}))),
+        Reply::KvKeys { keys } => Ok(Json(w::KeysResponse {
+            count: keys.len() as u64,
+            keys,
+        })),
         other => Err(unexpected(&other)),
     }
 }
 
-/// `{keys: [...]}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MgetBody {
-    keys: Vec<String>,
-}
-
 /// `POST /kv/mget`: `{values}` in the order asked, null for missing keys.
-pub(crate) async fn mget(State(s): State<AppState>, ApiJson(body): ApiJson<MgetBody>) -> ApiResult {
+pub(crate) async fn mget(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<w::MgetRequest>,
+) -> ApiResult<w::MgetResponse> {
     if body.keys.len() > s.max_batch {
         return Err(ApiError::bad(format!("keys: at most {}", s.max_batch)));
     }
     match s.engine.call(Command::KvMget { keys: body.keys }).await? {
-        Reply::KvValues { values } => {
-            let list: Vec<Value> = values
+        Reply::KvValues { values } => Ok(Json(w::MgetResponse {
+            values: values
                 .into_iter()
-                .map(|v| v.map_or(Value::Null, |j| j.to_value()))
-                .collect();
-            Ok(Json(json!({ "values": list })))
-        }
+                .map(|v| v.map(|j| j.to_value()))
+                .collect(),
+        })),
         other => Err(unexpected(&other)),
     }
 }
 
-/// `{entries: [{key, value, ttl?}]}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct MsetBody {
-    entries: Vec<SetBody>,
-}
-
 /// `POST /kv/mset`: all entries are validated before any is written.
-pub(crate) async fn mset(State(s): State<AppState>, ApiJson(body): ApiJson<MsetBody>) -> ApiResult {
+pub(crate) async fn mset(
+    State(s): State<AppState>,
+    ApiJson(body): ApiJson<w::MsetRequest>,
+) -> ApiResult<w::Success> {
     let entries = body
         .entries
         .into_iter()
-        .map(SetBody::into_entry)
+        .map(entry)
         .collect::<Result<Vec<_>, _>>()?;
     match s.engine.call(Command::KvMset { entries }).await? {
-        Reply::KvOk => Ok(Json(json!({"success": true}))),
+        Reply::KvOk => Ok(Json(w::Success::OK)),
         other => Err(unexpected(&other)),
     }
 }
 
 /// `GET /kv/stats`: the engine's counters plus `hit_rate`.
-pub(crate) async fn stats(State(s): State<AppState>) -> ApiResult {
+pub(crate) async fn stats(State(s): State<AppState>) -> ApiResult<w::KvStats> {
     match s.engine.call(Command::KvStats).await? {
-        Reply::KvStats(st) => {
-            let mut v = serde_json::to_value(&st).unwrap_or(Value::Null);
-            v["hit_rate"] = json!(hit_rate(st.hits, st.misses));
-            Ok(Json(v))
-        }
+        Reply::KvStats(st) => Ok(Json(w::KvStats {
+            total_keys: st.total_keys,
+            total_memory_bytes: st.total_memory_bytes,
+            gets: st.gets,
+            sets: st.sets,
+            dels: st.dels,
+            hits: st.hits,
+            misses: st.misses,
+            expired: st.expired,
+            hit_rate: hit_rate(st.hits, st.misses),
+        })),
         other => Err(unexpected(&other)),
     }
 }

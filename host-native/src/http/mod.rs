@@ -148,20 +148,22 @@ pub(crate) fn router(state: AppState) -> Router {
 /// task is gone, since every other request would fail too.
 async fn health(State(s): State<AppState>) -> Response {
     if s.engine.is_closed() {
-        let body = serde_json::json!({
-            "status": "unhealthy",
-            "service": "synap",
-            "version": env!("CARGO_PKG_VERSION"),
-            "error": "the engine task has stopped",
-            "code": "unavailable",
-        });
+        let body = synap_wire::Health {
+            status: "unhealthy".into(),
+            service: "synap".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            error: Some("the engine task has stopped".into()),
+            code: Some("unavailable".into()),
+        };
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     }
-    axum::Json(serde_json::json!({
-        "status": "healthy",
-        "service": "synap",
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    axum::Json(synap_wire::Health {
+        status: "healthy".into(),
+        service: "synap".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        error: None,
+        code: None,
+    })
     .into_response()
 }
 

@@ -5,7 +5,6 @@
 //! many messages at most, and the connection grants credit back as it writes frames, so a slow
 //! client's backlog stays in the engine's bounded per-subscriber buffer (oldest dropped).
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -16,14 +15,14 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::Deserialize;
-use serde_json::{Value, json};
 use synap_core::{Command, Json as CoreJson, PubMessage, Reply};
+use synap_wire as w;
 use tokio::sync::mpsc;
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, WsUpgrade};
 use super::queue::unexpected;
-use super::wire::pub_message_json;
+use super::wire::pub_message;
 use crate::handle::EngineHandle;
 
 /// Messages a connection may hold between the engine and its socket (its credit).
@@ -33,28 +32,12 @@ const SINK_CAPACITY: usize = 256;
 /// would accept 64 MiB per message).
 const CLIENT_MESSAGE_LIMIT: usize = 4096;
 
-/// A publish body: `message`, or `payload`/`data` as Synap's SDKs name it.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct PublishBody {
-    #[serde(default)]
-    message: Option<Value>,
-    #[serde(default)]
-    payload: Option<Value>,
-    #[serde(default)]
-    data: Option<Value>,
-    #[serde(default)]
-    headers: Option<BTreeMap<String, String>>,
-    #[serde(default)]
-    metadata: Option<BTreeMap<String, String>>,
-}
-
 /// `POST /pubsub/{topic}/publish`.
 pub(crate) async fn publish(
     State(s): State<AppState>,
     ApiPath(topic): ApiPath<String>,
-    ApiJson(body): ApiJson<PublishBody>,
-) -> Result<Json<Value>, ApiError> {
+    ApiJson(body): ApiJson<w::PubsubPublishRequest>,
+) -> Result<Json<w::PubsubPublished>, ApiError> {
     let message = body
         .message
         .or(body.payload)
@@ -70,19 +53,27 @@ pub(crate) async fn publish(
             message_id,
             topic,
             subscribers_matched,
-        } => Ok(Json(json!({
-            "message_id": message_id,
-            "topic": topic,
-            "subscribers_matched": subscribers_matched,
-        }))),
+        } => Ok(Json(w::PubsubPublished {
+            message_id: message_id.to_string(),
+            topic: topic.to_string(),
+            subscribers_matched,
+        })),
         other => Err(unexpected(&other)),
     }
 }
 
 /// `GET /pubsub/stats`.
-pub(crate) async fn stats(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn stats(State(s): State<AppState>) -> Result<Json<w::PubsubStats>, ApiError> {
     match s.engine.call(Command::PubsubStats).await? {
-        Reply::PubsubStats(st) => Ok(Json(serde_json::to_value(&st).unwrap_or(Value::Null))),
+        Reply::PubsubStats(st) => Ok(Json(w::PubsubStats {
+            subscribers: st.subscribers,
+            subscriptions: st.subscriptions,
+            wildcard_subscriptions: st.wildcard_subscriptions,
+            topics: st.topics,
+            messages_published: st.messages_published,
+            messages_delivered: st.messages_delivered,
+            messages_dropped: st.messages_dropped,
+        })),
         other => Err(unexpected(&other)),
     }
 }
@@ -178,6 +169,12 @@ pub(crate) async fn ws(
         .into_response())
 }
 
+/// A frame's JSON text. Wire types always serialize (string keys, finite numbers from the
+/// engine), so the empty fallback is never sent.
+fn to_text<T: serde::Serialize>(frame: &T) -> String {
+    serde_json::to_string(frame).unwrap_or_default()
+}
+
 async fn ws_loop(
     mut socket: WebSocket,
     sub: Subscription,
@@ -185,13 +182,12 @@ async fn ws_loop(
     topics: Vec<String>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let hello = json!({
-        "type": "connected",
-        "subscriber_id": sub.id,
-        "topics": topics,
-        "subscription_count": topics.len(),
-    });
-    if socket.send(Message::text(hello.to_string())).await.is_err() {
+    let hello = w::PubsubConnected {
+        subscriber_id: sub.id.clone(),
+        subscription_count: topics.len() as u64,
+        topics,
+    };
+    if socket.send(Message::text(to_text(&hello))).await.is_err() {
         return;
     }
     let mut written = 0u32;
@@ -199,7 +195,7 @@ async fn ws_loop(
         tokio::select! {
             m = rx.recv() => {
                 let Some(m) = m else { break };
-                let frame = pub_message_json(&m).to_string();
+                let frame = to_text(&pub_message(&m));
                 if socket.send(Message::text(frame)).await.is_err() {
                     break;
                 }
@@ -226,10 +222,11 @@ pub(crate) async fn sse(
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let topics = parse_topics(q.topics.as_deref())?;
     let (sub, rx) = subscribe(&s, topics.clone()).await?;
-    let hello = json!({"type": "connected", "subscriber_id": sub.id, "topics": topics});
-    let first = SseEvent::default()
-        .event("connected")
-        .data(hello.to_string());
+    let hello = w::SseConnected {
+        subscriber_id: sub.id.clone(),
+        topics,
+    };
+    let first = SseEvent::default().event("connected").data(to_text(&hello));
     let state = SseState {
         sub,
         rx,
@@ -249,7 +246,7 @@ pub(crate) async fn sse(
         st.written += 1;
         let ev = SseEvent::default()
             .event("message")
-            .data(pub_message_json(&m).to_string());
+            .data(to_text(&pub_message(&m)));
         Some((Ok(ev), st))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))

@@ -1,17 +1,22 @@
-//! REST routes under `/queue/`.
+//! REST routes under `/queue/`: bodies and answers are `synap-wire` types, converted to and
+//! from the core's in `super::wire`.
+
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use synap_core::{Command, Reply};
+use synap_wire as w;
 
 use super::AppState;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, QueueName};
-use super::wire::{PublishBody, dead_letter_json, delivery_json, parse_message_id, published_json};
-use crate::settings::{QueueSettings, secs_to_ms};
+use super::wire::{
+    ack_command, consume_command, dead_letter, delivery, extend_command, nack_action, nack_command,
+    parse_message_id, publish_message, published, queue_stats,
+};
+use crate::settings::{ApplySettings as _, QueueSettings};
 
-type ApiResult = Result<Json<Value>, ApiError>;
+type ApiResult<T> = Result<Json<T>, ApiError>;
 
 /// Answers an unexpected reply variant; the engine's replies are fixed per command, so this
 /// only guards against a mismatch between host and core versions.
@@ -28,7 +33,7 @@ pub(crate) async fn create(
     State(s): State<AppState>,
     QueueName(name): QueueName,
     ApiJson(settings): ApiJson<QueueSettings>,
-) -> ApiResult {
+) -> ApiResult<w::QueueCreated> {
     let cmd = if settings.is_empty() {
         Command::CreateQueue {
             queue: name.clone(),
@@ -42,25 +47,30 @@ pub(crate) async fn create(
         }
     };
     match s.engine.call(cmd).await? {
-        Reply::QueueCreated { queue, created } => Ok(Json(
-            json!({"success": true, "queue": queue, "created": created}),
-        )),
+        Reply::QueueCreated { queue, created } => Ok(Json(w::QueueCreated {
+            success: true,
+            queue,
+            created,
+        })),
         other => Err(unexpected(&other)),
     }
 }
 
 /// `GET /queue/list`.
-pub(crate) async fn list(State(s): State<AppState>) -> ApiResult {
+pub(crate) async fn list(State(s): State<AppState>) -> ApiResult<w::QueueList> {
     match s.engine.call(Command::ListQueues).await? {
-        Reply::Queues { queues } => Ok(Json(json!({ "queues": queues }))),
+        Reply::Queues { queues } => Ok(Json(w::QueueList { queues })),
         other => Err(unexpected(&other)),
     }
 }
 
 /// `DELETE /queue/{name}`.
-pub(crate) async fn delete(State(s): State<AppState>, QueueName(queue): QueueName) -> ApiResult {
+pub(crate) async fn delete(
+    State(s): State<AppState>,
+    QueueName(queue): QueueName,
+) -> ApiResult<w::Deleted> {
     match s.engine.call(Command::DeleteQueue { queue }).await? {
-        Reply::QueueDeleted { deleted } => Ok(Json(json!({ "deleted": deleted }))),
+        Reply::QueueDeleted { deleted } => Ok(Json(w::Deleted { deleted })),
         other => Err(unexpected(&other)),
     }
 }
@@ -69,35 +79,27 @@ pub(crate) async fn delete(State(s): State<AppState>, QueueName(queue): QueueNam
 pub(crate) async fn publish(
     State(s): State<AppState>,
     QueueName(queue): QueueName,
-    ApiJson(body): ApiJson<PublishBody>,
-) -> ApiResult {
-    let message = body.into_message()?;
+    ApiJson(body): ApiJson<w::PublishRequest>,
+) -> ApiResult<w::Published> {
+    let message = publish_message(body)?;
     match s.engine.call(Command::Publish { queue, message }).await? {
-        Reply::Published(p) => Ok(Json(published_json(&p))),
+        Reply::Published(p) => Ok(Json(published(&p))),
         other => Err(unexpected(&other)),
     }
-}
-
-/// `{messages: [...]}` of a batch publish.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct BatchBody {
-    messages: Vec<PublishBody>,
 }
 
 /// `POST /queue/{name}/publish_batch`: all messages are accepted or none.
 pub(crate) async fn publish_batch(
     State(s): State<AppState>,
     QueueName(queue): QueueName,
-    ApiJson(body): ApiJson<BatchBody>,
-) -> ApiResult {
+    ApiJson(body): ApiJson<w::PublishBatchRequest>,
+) -> ApiResult<w::PublishedBatch> {
     let messages = body
         .messages
         .into_iter()
         .enumerate()
         .map(|(i, m)| {
-            m.into_message()
-                .map_err(|e| ApiError::bad(format!("messages[{i}]: {}", e.message())))
+            publish_message(m).map_err(|e| ApiError::bad(format!("messages[{i}]: {}", e.message())))
         })
         .collect::<Result<Vec<_>, _>>()?;
     match s
@@ -105,56 +107,27 @@ pub(crate) async fn publish_batch(
         .call(Command::PublishBatch { queue, messages })
         .await?
     {
-        Reply::PublishedBatch { messages } => {
-            let list: Vec<Value> = messages.iter().map(published_json).collect();
-            Ok(Json(json!({ "messages": list })))
-        }
+        Reply::PublishedBatch { messages } => Ok(Json(w::PublishedBatch {
+            messages: messages.iter().map(published).collect(),
+        })),
         other => Err(unexpected(&other)),
     }
 }
 
-/// Consume options, from a JSON body or a query string.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct ConsumeBody {
-    /// Long-poll seconds (0 = answer at once).
-    timeout: Option<f64>,
-    /// Lease seconds; the queue's ack deadline when absent.
-    ack_deadline: Option<f64>,
-    /// 1..=100.
-    max_messages: Option<u32>,
-    /// The consumer.
-    consumer_id: Option<String>,
-}
-
-impl ConsumeBody {
-    fn into_command(self, queue: String) -> Result<Command, ApiError> {
-        Ok(Command::Consume {
-            queue,
-            wait_ms: secs_to_ms("timeout", self.timeout.unwrap_or(0.0))?,
-            lease_ms: self
-                .ack_deadline
-                .map(|d| secs_to_ms("ack_deadline", d))
-                .transpose()?,
-            max_messages: self.max_messages.unwrap_or(1),
-            consumer_id: self.consumer_id,
-        })
-    }
-}
-
-async fn consume_with(s: &AppState, cmd: Command) -> ApiResult {
+async fn consume_with(s: &AppState, cmd: Command) -> ApiResult<w::Deliveries> {
     let messages = s.engine.consume(cmd).await?;
-    let list: Vec<Value> = messages.iter().map(delivery_json).collect();
-    Ok(Json(json!({ "messages": list })))
+    Ok(Json(w::Deliveries {
+        messages: messages.iter().map(delivery).collect(),
+    }))
 }
 
 /// `POST /queue/{name}/consume`.
 pub(crate) async fn consume(
     State(s): State<AppState>,
     QueueName(queue): QueueName,
-    ApiJson(body): ApiJson<ConsumeBody>,
-) -> ApiResult {
-    let cmd = body.into_command(queue)?;
+    ApiJson(body): ApiJson<w::ConsumeRequest>,
+) -> ApiResult<w::Deliveries> {
+    let cmd = consume_command(body, queue)?;
     consume_with(&s, cmd).await
 }
 
@@ -162,54 +135,32 @@ pub(crate) async fn consume(
 pub(crate) async fn consume_get(
     State(s): State<AppState>,
     QueueName(queue): QueueName,
-    ApiPath(params): ApiPath<std::collections::HashMap<String, String>>,
-    ApiQuery(mut body): ApiQuery<ConsumeBody>,
-) -> ApiResult {
+    ApiPath(params): ApiPath<HashMap<String, String>>,
+    ApiQuery(mut body): ApiQuery<w::ConsumeRequest>,
+) -> ApiResult<w::Deliveries> {
     body.consumer_id = params.get("consumer_id").cloned();
-    let cmd = body.into_command(queue)?;
+    let cmd = consume_command(body, queue)?;
     consume_with(&s, cmd).await
-}
-
-/// An ack (one entry of `ack_batch` too).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AckBody {
-    message_id: String,
-    #[serde(default)]
-    lease: Option<u64>,
 }
 
 /// `POST /queue/{name}/ack`.
 pub(crate) async fn ack(
     State(s): State<AppState>,
     QueueName(queue): QueueName,
-    ApiJson(body): ApiJson<AckBody>,
-) -> ApiResult {
-    let message_id = parse_message_id(&body.message_id)?;
-    let cmd = Command::Ack {
-        queue,
-        message_id,
-        lease: body.lease,
-    };
-    match s.engine.call(cmd).await? {
-        Reply::Acked => Ok(Json(json!({"success": true}))),
+    ApiJson(body): ApiJson<w::AckRequest>,
+) -> ApiResult<w::Success> {
+    match s.engine.call(ack_command(&body, queue)?).await? {
+        Reply::Acked => Ok(Json(w::Success::OK)),
         other => Err(unexpected(&other)),
     }
-}
-
-/// `{acks: [...]}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct AckBatchBody {
-    acks: Vec<AckBody>,
 }
 
 /// `POST /queue/{name}/ack_batch`: each ack succeeds or fails on its own.
 pub(crate) async fn ack_batch(
     State(s): State<AppState>,
     QueueName(queue): QueueName,
-    ApiJson(body): ApiJson<AckBatchBody>,
-) -> ApiResult {
+    ApiJson(body): ApiJson<w::AckBatchRequest>,
+) -> ApiResult<w::AckBatchResult> {
     if body.acks.len() > s.max_batch {
         return Err(ApiError::bad(format!(
             "acks: at most {} per batch",
@@ -219,142 +170,91 @@ pub(crate) async fn ack_batch(
     let mut acked = 0u64;
     let mut failed = Vec::new();
     for a in body.acks {
-        let Ok(message_id) = parse_message_id(&a.message_id) else {
-            failed.push(json!({"message_id": a.message_id, "code": "invalid_argument"}));
-            continue;
+        let fail = |code: &str| w::AckFailure {
+            message_id: a.message_id.clone(),
+            code: code.to_owned(),
         };
-        let cmd = Command::Ack {
-            queue: queue.clone(),
-            message_id,
-            lease: a.lease,
+        let Ok(cmd) = ack_command(&a, queue.clone()) else {
+            failed.push(fail("invalid_argument"));
+            continue;
         };
         match s.engine.call(cmd).await {
             Ok(_) => acked += 1,
-            Err(crate::handle::Failure::Core(e)) => {
-                failed.push(json!({"message_id": a.message_id, "code": e.code()}));
-            }
+            Err(crate::handle::Failure::Core(e)) => failed.push(fail(e.code())),
             Err(f) => return Err(f.into()),
         }
     }
-    Ok(Json(json!({"acked": acked, "failed": failed})))
-}
-
-/// A nack.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct NackBody {
-    message_id: String,
-    #[serde(default)]
-    requeue: Option<bool>,
-    #[serde(default)]
-    delay: Option<f64>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    lease: Option<u64>,
+    Ok(Json(w::AckBatchResult { acked, failed }))
 }
 
 /// `POST /queue/{name}/nack`.
 pub(crate) async fn nack(
     State(s): State<AppState>,
     QueueName(queue): QueueName,
-    ApiJson(body): ApiJson<NackBody>,
-) -> ApiResult {
-    let cmd = Command::Nack {
-        queue,
-        message_id: parse_message_id(&body.message_id)?,
-        requeue: body.requeue.unwrap_or(true),
-        delay_ms: body.delay.map(|d| secs_to_ms("delay", d)).transpose()?,
-        error: body.error,
-        lease: body.lease,
-    };
-    match s.engine.call(cmd).await? {
-        Reply::Nacked { action } => Ok(Json(json!({"success": true, "action": action}))),
+    ApiJson(body): ApiJson<w::NackRequest>,
+) -> ApiResult<w::Nacked> {
+    match s.engine.call(nack_command(body, queue)?).await? {
+        Reply::Nacked { action } => Ok(Json(w::Nacked {
+            success: true,
+            action: nack_action(action),
+        })),
         other => Err(unexpected(&other)),
     }
-}
-
-/// A lease extension.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct ExtendBody {
-    message_id: String,
-    ack_deadline: f64,
-    #[serde(default)]
-    lease: Option<u64>,
 }
 
 /// `POST /queue/{name}/extend`.
 pub(crate) async fn extend(
     State(s): State<AppState>,
     QueueName(queue): QueueName,
-    ApiJson(body): ApiJson<ExtendBody>,
-) -> ApiResult {
-    let cmd = Command::Extend {
-        queue,
-        message_id: parse_message_id(&body.message_id)?,
-        lease_ms: secs_to_ms("ack_deadline", body.ack_deadline)?,
-        lease: body.lease,
-    };
-    match s.engine.call(cmd).await? {
-        Reply::Extended { lease_deadline } => Ok(Json(
-            json!({"success": true, "lease_deadline": lease_deadline.0}),
-        )),
+    ApiJson(body): ApiJson<w::ExtendRequest>,
+) -> ApiResult<w::Extended> {
+    match s.engine.call(extend_command(&body, queue)?).await? {
+        Reply::Extended { lease_deadline } => Ok(Json(w::Extended {
+            success: true,
+            lease_deadline: lease_deadline.0,
+        })),
         other => Err(unexpected(&other)),
     }
 }
 
-/// `GET /queue/{name}/stats`: the engine's stats (with `queue` and the config in ms).
-pub(crate) async fn stats(State(s): State<AppState>, QueueName(queue): QueueName) -> ApiResult {
+/// `GET /queue/{name}/stats`: the engine's stats, the config in seconds as
+/// `POST /queue/{name}` takes it.
+pub(crate) async fn stats(
+    State(s): State<AppState>,
+    QueueName(queue): QueueName,
+) -> ApiResult<w::QueueStats> {
     match s.engine.call(Command::Stats { queue }).await? {
-        Reply::Stats(st) => Ok(Json(serde_json::to_value(&*st).unwrap_or(Value::Null))),
+        Reply::Stats(st) => Ok(Json(queue_stats(&st))),
         other => Err(unexpected(&other)),
     }
-}
-
-/// DLQ paging.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct DlqQuery {
-    #[serde(default)]
-    offset: Option<u64>,
-    #[serde(default)]
-    limit: Option<u64>,
 }
 
 /// `GET /queue/{name}/dlq?offset=&limit=`.
 pub(crate) async fn dlq(
     State(s): State<AppState>,
     QueueName(queue): QueueName,
-    ApiQuery(q): ApiQuery<DlqQuery>,
-) -> ApiResult {
+    ApiQuery(q): ApiQuery<w::DlqQuery>,
+) -> ApiResult<w::DlqPage> {
     let cmd = Command::DlqList {
         queue,
         offset: q.offset.unwrap_or(0),
         limit: q.limit.unwrap_or(100),
     };
     match s.engine.call(cmd).await? {
-        Reply::DeadLetters { total, messages } => {
-            let list: Vec<Value> = messages.iter().map(dead_letter_json).collect();
-            Ok(Json(json!({"total": total, "messages": list})))
-        }
+        Reply::DeadLetters { total, messages } => Ok(Json(w::DlqPage {
+            total,
+            messages: messages.iter().map(dead_letter).collect(),
+        })),
         other => Err(unexpected(&other)),
     }
-}
-
-/// Which DLQ entries to redrive.
-#[derive(Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct DlqRetryBody {
-    message_ids: Option<Vec<String>>,
 }
 
 /// `POST /queue/{name}/dlq/retry`.
 pub(crate) async fn dlq_retry(
     State(s): State<AppState>,
     QueueName(queue): QueueName,
-    ApiJson(body): ApiJson<DlqRetryBody>,
-) -> ApiResult {
+    ApiJson(body): ApiJson<w::DlqRetryRequest>,
+) -> ApiResult<w::Retried> {
     let message_ids = body
         .message_ids
         .map(|ids| ids.iter().map(|i| parse_message_id(i)).collect())
@@ -364,24 +264,30 @@ pub(crate) async fn dlq_retry(
         .call(Command::DlqRetry { queue, message_ids })
         .await?
     {
-        Reply::Redriven { retried } => Ok(Json(json!({ "retried": retried }))),
+        Reply::Redriven { retried } => Ok(Json(w::Retried { retried })),
         other => Err(unexpected(&other)),
     }
 }
 
 /// `POST /queue/{name}/dlq/purge`.
-pub(crate) async fn dlq_purge(State(s): State<AppState>, QueueName(queue): QueueName) -> ApiResult {
+pub(crate) async fn dlq_purge(
+    State(s): State<AppState>,
+    QueueName(queue): QueueName,
+) -> ApiResult<w::Purged> {
     purged(&s, Command::DlqPurge { queue }).await
 }
 
 /// `POST /queue/{name}/purge`.
-pub(crate) async fn purge(State(s): State<AppState>, QueueName(queue): QueueName) -> ApiResult {
+pub(crate) async fn purge(
+    State(s): State<AppState>,
+    QueueName(queue): QueueName,
+) -> ApiResult<w::Purged> {
     purged(&s, Command::Purge { queue }).await
 }
 
-async fn purged(s: &AppState, cmd: Command) -> ApiResult {
+async fn purged(s: &AppState, cmd: Command) -> ApiResult<w::Purged> {
     match s.engine.call(cmd).await? {
-        Reply::Purged { purged } => Ok(Json(json!({ "purged": purged }))),
+        Reply::Purged { purged } => Ok(Json(w::Purged { purged })),
         other => Err(unexpected(&other)),
     }
 }

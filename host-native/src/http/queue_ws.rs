@@ -19,14 +19,17 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
-use synap_core::{Command, Delivery, MessageId, Reply, SessionId};
+use synap_core::{Command, Delivery, Reply, SessionId};
+use synap_wire::{self as w, QueueServerFrame as Frame};
 use tokio::sync::mpsc;
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery, QueueName, WsUpgrade};
-use super::wire::{PublishBody, delivery_json, parse_message_id};
+use super::wire::{
+    ack_command, delivery, extend_command, nack_action, nack_command, publish_message, published,
+};
 use crate::engine_task::{SESSION_SINK, SessionPush};
 use crate::handle::Failure;
 use crate::settings::secs_to_ms;
@@ -118,19 +121,18 @@ impl Conn {
                 // Attaching fails the same way on every retry (an unknown queue, too many
                 // sessions, a bad lease), so report it and close.
                 let e = ApiError::from(f);
-                let frame = json!({"type": "error", "op": "consume", "error": e.message(), "code": e.code()});
-                let _ = socket.send(Message::text(frame.to_string())).await;
+                let frame = consume_error(e.message().to_owned(), e.code());
+                let _ = socket.send(text(&frame)).await;
                 let _ = socket.send(Message::Close(None)).await;
                 return;
             }
         };
-        let hello = json!({
-            "type": "connected",
-            "queue": self.queue,
-            "consumer_id": self.consumer_id,
-            "prefetch": self.prefetch,
-        });
-        if socket.send(Message::text(hello.to_string())).await.is_ok() {
+        let hello = Frame::Connected {
+            queue: self.queue.clone(),
+            consumer_id: self.consumer_id.clone(),
+            prefetch: self.prefetch,
+        };
+        if socket.send(text(&hello)).await.is_ok() {
             self.serve(&mut socket, pushes.as_mut()).await;
         }
         if let Some(session_id) = self.session {
@@ -181,10 +183,9 @@ impl Conn {
                         }
                         Some(SessionPush::Ended) | None => {
                             self.session = None;
-                            let frame = json!({"type": "error", "op": "consume",
-                                "error": format!("queue not found: {}", self.queue),
-                                "code": "queue_not_found"});
-                            let _ = socket.send(Message::text(frame.to_string())).await;
+                            let error = format!("queue not found: {}", self.queue);
+                            let frame = consume_error(error, "queue_not_found");
+                            let _ = socket.send(text(&frame)).await;
                             let _ = socket.send(Message::Close(None)).await;
                             break;
                         }
@@ -255,7 +256,7 @@ impl Conn {
         };
         for slot in slots {
             let answer = match slot {
-                Slot::Answer(v) => v,
+                Slot::Answer(v) => *v,
                 Slot::Call(call) => {
                     let reply = match &mut replies {
                         Ok(r) => r
@@ -266,11 +267,7 @@ impl Conn {
                     answer(call, reply)
                 }
             };
-            if socket
-                .feed(Message::text(answer.to_string()))
-                .await
-                .is_err()
-            {
+            if socket.feed(text(&answer)).await.is_err() {
                 return false;
             }
         }
@@ -279,9 +276,9 @@ impl Conn {
 
     /// Reads one client frame: the command it asks for, or (as the error) its answer when it
     /// asks for none the engine could run.
-    fn prepare(&self, text: &str) -> Result<(Call, Command), Value> {
+    fn prepare(&self, text: &str) -> Result<(Call, Command), Box<Frame>> {
         if !text.trim_start().starts_with('{') {
-            return Err(json!({"type": "error", "error": "a frame must be a JSON object"}));
+            return Err(Box::new(not_an_object()));
         }
         // A frame carries one message at most: past the limit of a one-message request body,
         // only its `op` and `id` are read (the rest is skipped, never built), to answer the
@@ -296,16 +293,12 @@ impl Conn {
                 .map(|mut fields| (FrameHead::take(&mut fields), Some(fields)))
         };
         let Ok((head, fields)) = parsed else {
-            return Err(json!({"type": "error", "error": "a frame must be a JSON object"}));
+            return Err(Box::new(not_an_object()));
         };
         let op = head.op();
         let id = match head.id() {
             Ok(id) => id,
-            Err(e) => {
-                return Err(json!({
-                    "type": "error", "op": op, "id": null, "error": e.message(), "code": e.code(),
-                }));
-            }
+            Err(e) => return Err(Box::new(error_frame(&op, Value::Null, &e))),
         };
         let command = match fields {
             Some(fields) => self.command(&op, &fields),
@@ -317,7 +310,7 @@ impl Conn {
         };
         match command {
             Ok(cmd) => Ok((Call { op, id }, cmd)),
-            Err(e) => Err(error_frame(&op, id, &e)),
+            Err(e) => Err(Box::new(error_frame(&op, id, &e))),
         }
     }
 
@@ -326,20 +319,27 @@ impl Conn {
         let parse_err = |e: serde_json::Error| ApiError::bad(format!("invalid {op} frame: {e}"));
         // The op's fields as one JSON object again (raw values are written back verbatim).
         let body = serde_json::to_string(fields).map_err(parse_err)?;
+        let queue = self.queue.clone();
         match op {
             "publish" => {
-                let p: PublishBody = serde_json::from_str(&body).map_err(parse_err)?;
-                let message = p.into_message()?;
-                let queue = self.queue.clone();
+                let p: w::PublishRequest = serde_json::from_str(&body).map_err(parse_err)?;
+                let message = publish_message(p)?;
                 Ok(Command::Publish { queue, message })
             }
-            "ack" | "nack" | "extend" => {
-                let f: SettleFrame = serde_json::from_str(&body).map_err(parse_err)?;
-                let id = parse_message_id(&f.message_id)?;
-                self.settle_command(op, id, f)
+            "ack" => {
+                let f: w::AckRequest = serde_json::from_str(&body).map_err(parse_err)?;
+                ack_command(&f, queue)
+            }
+            "nack" => {
+                let f: w::NackRequest = serde_json::from_str(&body).map_err(parse_err)?;
+                nack_command(f, queue)
+            }
+            "extend" => {
+                let f: w::ExtendRequest = serde_json::from_str(&body).map_err(parse_err)?;
+                extend_command(&f, queue)
             }
             "credit" => {
-                let f: CreditFrame = serde_json::from_str(&body).map_err(parse_err)?;
+                let f: w::CreditRequest = serde_json::from_str(&body).map_err(parse_err)?;
                 let session_id = self.session.ok_or_else(|| {
                     ApiError::bad("credit needs a consuming connection (prefetch > 0)")
                 })?;
@@ -353,83 +353,87 @@ impl Conn {
             )),
         }
     }
-
-    fn settle_command(
-        &self,
-        op: &str,
-        message_id: MessageId,
-        f: SettleFrame,
-    ) -> Result<Command, ApiError> {
-        let queue = self.queue.clone();
-        Ok(match op {
-            "ack" => Command::Ack {
-                queue,
-                message_id,
-                lease: f.lease,
-            },
-            "nack" => Command::Nack {
-                queue,
-                message_id,
-                requeue: f.requeue.unwrap_or(true),
-                delay_ms: f.delay.map(|d| secs_to_ms("delay", d)).transpose()?,
-                error: f.error,
-                lease: f.lease,
-            },
-            _ => Command::Extend {
-                queue,
-                message_id,
-                lease_ms: secs_to_ms(
-                    "ack_deadline",
-                    f.ack_deadline
-                        .ok_or_else(|| ApiError::bad("extend needs `ack_deadline` (seconds)"))?,
-                )?,
-                lease: f.lease,
-            },
-        })
-    }
 }
 
 /// Writes pushed deliveries as `message` frames with one flush; false when the socket failed
 /// (the session still holds them, so the detach gives them back).
 async fn write_deliveries(socket: &mut WebSocket, messages: &[Delivery]) -> bool {
     for m in messages {
-        let mut frame = delivery_json(m);
-        frame["type"] = json!("message");
-        if socket.feed(Message::text(frame.to_string())).await.is_err() {
+        if socket
+            .feed(text(&Frame::Message(delivery(m))))
+            .await
+            .is_err()
+        {
             return false;
         }
     }
     socket.flush().await.is_ok()
 }
 
+/// A server frame as a text message. Wire frames always serialize (string keys, numbers from
+/// the engine), so the empty fallback is never sent.
+fn text(frame: &Frame) -> Message {
+    Message::text(serde_json::to_string(frame).unwrap_or_default())
+}
+
 /// The confirm of a frame the engine answered.
-fn answer(call: Call, reply: Result<Reply, Failure>) -> Value {
+fn answer(call: Call, reply: Result<Reply, Failure>) -> Frame {
+    let id = (!call.id.is_null()).then_some(call.id);
+    let ok = |action, lease_deadline, credit| Frame::Ok {
+        op: call.op.clone(),
+        id: id.clone(),
+        action,
+        lease_deadline,
+        credit,
+    };
     let confirm = match reply {
-        Ok(Reply::Published(p)) => Ok(json!({
-            "type": "published", "message_id": p.message_id, "position": p.position,
-        })),
-        Ok(Reply::Acked) => Ok(json!({"type": "ok"})),
-        Ok(Reply::Nacked { action }) => Ok(json!({"type": "ok", "action": action})),
-        Ok(Reply::Extended { lease_deadline }) => {
-            Ok(json!({"type": "ok", "lease_deadline": lease_deadline.0}))
+        Ok(Reply::Published(p)) => {
+            let p = published(&p);
+            Ok(Frame::Published {
+                op: call.op.clone(),
+                id: id.clone(),
+                message_id: p.message_id,
+                position: p.position,
+            })
         }
-        Ok(Reply::SessionCredited { credit }) => Ok(json!({"type": "ok", "credit": credit})),
+        Ok(Reply::Acked) => Ok(ok(None, None, None)),
+        Ok(Reply::Nacked { action }) => Ok(ok(Some(nack_action(action)), None, None)),
+        Ok(Reply::Extended { lease_deadline }) => Ok(ok(None, Some(lease_deadline.0), None)),
+        Ok(Reply::SessionCredited { credit }) => Ok(ok(None, None, Some(credit))),
         Ok(other) => Err(super::queue::unexpected(&other)),
         Err(f) => Err(ApiError::from(f)),
     };
-    match confirm {
-        Ok(mut v) => {
-            v["op"] = json!(call.op);
-            v["id"] = call.id;
-            v
-        }
-        Err(e) => error_frame(&call.op, call.id, &e),
-    }
+    confirm.unwrap_or_else(|e| error_frame(&call.op, id.unwrap_or(Value::Null), &e))
 }
 
 /// The error confirm of a frame.
-fn error_frame(op: &str, id: Value, e: &ApiError) -> Value {
-    json!({"type": "error", "op": op, "id": id, "error": e.message(), "code": e.code()})
+fn error_frame(op: &str, id: Value, e: &ApiError) -> Frame {
+    Frame::Error {
+        op: Some(op.to_owned()),
+        id: Some(id),
+        error: e.message().to_owned(),
+        code: Some(e.code().to_owned()),
+    }
+}
+
+/// The answer to a frame that is not a JSON object.
+fn not_an_object() -> Frame {
+    Frame::Error {
+        op: None,
+        id: None,
+        error: "a frame must be a JSON object".into(),
+        code: None,
+    }
+}
+
+/// The frame sent before closing when consuming fails.
+fn consume_error(error: String, code: &str) -> Frame {
+    Frame::Error {
+        op: Some("consume".into()),
+        id: None,
+        error,
+        code: Some(code.to_owned()),
+    }
 }
 
 /// A frame whose command went to the engine, waiting for its reply.
@@ -440,7 +444,7 @@ struct Call {
 
 /// A frame's place among the confirms of frames read together.
 enum Slot {
-    Answer(Value),
+    Answer(Box<Frame>),
     Call(Call),
 }
 
@@ -483,28 +487,4 @@ impl<'a> FrameHead<'a> {
             None => Ok(Value::Null),
         }
     }
-}
-
-/// An ack, nack or extend frame.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SettleFrame {
-    message_id: String,
-    #[serde(default)]
-    lease: Option<u64>,
-    #[serde(default)]
-    requeue: Option<bool>,
-    #[serde(default)]
-    delay: Option<f64>,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    ack_deadline: Option<f64>,
-}
-
-/// A credit frame: more deliveries the connection may be pushed.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreditFrame {
-    credit: u32,
 }

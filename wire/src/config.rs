@@ -1,0 +1,81 @@
+//! Queue settings in seconds: the body of `POST /queue/{name}`, the `queue:` entries of the
+//! config file, and the `config` of `GET /queue/{name}/stats`.
+
+use serde::{Deserialize, Serialize};
+
+/// Exponential backoff between retries, in seconds: the i-th retry waits
+/// `initial * multiplier^(i-1)`, capped at `max`, shortened by up to `jitter` (a fraction).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backoff {
+    /// Delay before the first retry, seconds.
+    pub initial: f64,
+    /// Growth per retry (≥ 1); the server takes 2 when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<f64>,
+    /// Largest delay, seconds.
+    pub max: f64,
+    /// Random shortening fraction in `[0, 1]`; 0 when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<f64>,
+}
+
+/// Settings of a queue. In a request every field is optional (absent = the server's default
+/// queue settings; an empty object = get-or-create). In the stats answer every field the queue
+/// has is given, so the object can be sent back to `POST /queue/{name}` as it is; `backoff` and
+/// `message_ttl` are absent when the queue has none.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Retries after the first delivery (`N` allows `N + 1` deliveries).
+    #[serde(alias = "default_max_retries", skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<u32>,
+    /// Default lease length, seconds.
+    #[serde(alias = "ack_deadline", skip_serializing_if = "Option::is_none")]
+    pub ack_deadline_secs: Option<f64>,
+    /// Seconds before the i-th retry; the last value repeats.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_delays: Option<Vec<f64>>,
+    /// Exponential backoff, used when `retry_delays` is empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backoff: Option<Backoff>,
+    /// Ready plus delayed messages allowed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_depth: Option<u64>,
+    /// Seconds a message may live unacked before it is dead-lettered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_ttl: Option<f64>,
+    /// Unacked messages per consumer id (0 = unlimited).
+    #[serde(alias = "prefetch_limit", skip_serializing_if = "Option::is_none")]
+    pub prefetch: Option<u32>,
+    /// Keep dead-lettered messages in the DLQ.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter: Option<bool>,
+    /// DLQ capacity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dlq_max: Option<u64>,
+    /// Priority (0–9) of messages published without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_priority: Option<u8>,
+    /// Where a retried message stands when it is ready again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_position: Option<RetryPosition>,
+}
+
+/// Where a retried message (nack, lease expiry) re-enters its priority's line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryPosition {
+    /// Behind everything ready at that moment (the server's default).
+    Back,
+    /// At its original place by publish order.
+    Original,
+}
+
+impl QueueConfig {
+    /// True when no field is set (the body of a get-or-create).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}

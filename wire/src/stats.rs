@@ -1,0 +1,48 @@
+//! `GET /queue/{name}/stats`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::QueueConfig;
+
+/// Statistics of one queue, with its settings in the shape `POST /queue/{name}` takes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Queue name.
+    pub queue: String,
+    /// Ready plus delayed.
+    pub depth: u64,
+    /// Deliverable now.
+    pub ready: u64,
+    /// Waiting for a delay or a retry delay.
+    pub delayed: u64,
+    /// Leased and not yet acked.
+    pub in_flight: u64,
+    /// Entries in the DLQ.
+    pub dead_letter_count: u64,
+    /// Distinct consumer ids waiting, holding a lease, or seen in the last 30 s.
+    pub consumers: u64,
+    /// Long-poll consumers parked on this queue.
+    pub waiters: u64,
+    /// Messages published.
+    pub published_total: u64,
+    /// Deliveries.
+    pub consumed_total: u64,
+    /// Acks.
+    pub acked_total: u64,
+    /// Nacks (give-backs of a gone consumer included).
+    pub nacked_total: u64,
+    /// Leases that ran out.
+    pub lease_expired_total: u64,
+    /// Messages dead-lettered (whether kept or dropped).
+    pub dead_lettered_total: u64,
+    /// Messages whose TTL passed.
+    pub expired_total: u64,
+    /// DLQ entries dropped because the DLQ was full or disabled.
+    pub dlq_dropped_total: u64,
+    /// Mean ready-to-delivery time over the last 1,000 deliveries, ms.
+    pub avg_wait_time_ms: f64,
+    /// Age of the oldest ready message, ms.
+    pub oldest_ready_age_ms: u64,
+    /// The queue's settings, durations in seconds.
+    pub config: QueueConfig,
+}
