@@ -10,6 +10,7 @@ mod settings;
 // The subcommand's entry point is `pub` for its own reasons; it is reached only from `main`.
 #[allow(unreachable_pub)]
 mod simulate;
+mod storage;
 
 use std::process::ExitCode;
 use std::sync::Arc;

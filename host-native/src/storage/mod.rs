@@ -1,0 +1,4 @@
+//! Durability: the command log, snapshots and recovery of the engine (DESIGN.md §6).
+
+pub(crate) mod fs;
+pub(crate) mod record;
