@@ -2,3 +2,5 @@
 
 pub(crate) mod fs;
 pub(crate) mod record;
+pub(crate) mod log;
+pub(crate) mod snapshot;
