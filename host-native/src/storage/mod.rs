@@ -4,3 +4,4 @@ pub(crate) mod fs;
 pub(crate) mod record;
 pub(crate) mod log;
 pub(crate) mod snapshot;
+pub(crate) mod writer;
