@@ -5,3 +5,4 @@ pub(crate) mod record;
 pub(crate) mod log;
 pub(crate) mod snapshot;
 pub(crate) mod writer;
+pub(crate) mod recovery;

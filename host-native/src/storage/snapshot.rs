@@ -6,6 +6,7 @@
 //! which only a self-describing format decodes. It is written as a temp file, synced, renamed
 //! into place and the directory synced, so a crash leaves either the old or the new snapshot.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -25,9 +26,9 @@ pub(crate) struct HostState {
     /// The engine's seed (also in the log's segment headers).
     pub(crate) seed: u64,
     /// Long-poll waiters parked at the snapshot: their clients are gone after a restart.
-    pub(crate) waiters: Vec<WaiterId>,
+    pub(crate) waiters: BTreeSet<WaiterId>,
     /// Subscribers bound to a connection: gone after a restart too.
-    pub(crate) subscribers: Vec<String>,
+    pub(crate) subscribers: BTreeSet<String>,
 }
 
 #[derive(Serialize)]
@@ -233,8 +234,8 @@ mod tests {
         let e = engine();
         let host = HostState {
             seed: 5,
-            waiters: vec![WaiterId(3)],
-            subscribers: vec!["s".into()],
+            waiters: [WaiterId(3)].into(),
+            subscribers: ["s".to_owned()].into(),
         };
         let bytes = encode(12, 2001, &e, &host);
         let (index, now, back, host2) = decode(&bytes).unwrap();
