@@ -61,6 +61,7 @@ pub(crate) struct Storage {
     since_snapshot: u64,
     snapshot_bytes: u64,
     snapshotting: Option<JoinHandle<()>>,
+    engine_config: EngineConfig,
     _lock: DirLock,
 }
 
@@ -137,6 +138,7 @@ impl Storage {
             since_snapshot: 0,
             snapshot_bytes: cfg.snapshot_bytes.max(1),
             snapshotting: None,
+            engine_config: engine_config.clone(),
             _lock: lock,
         };
         Ok((storage, recovered))
@@ -185,22 +187,33 @@ impl Storage {
             && self.status.borrow().failed.is_none()
     }
 
-    /// Writes a snapshot of `engine` (a clone taken after the last appended record) on a
-    /// thread of its own; the segments it covers are deleted once it is in place.
-    pub(crate) fn start_snapshot(&mut self, engine: Engine, host: HostState) {
-        let index = self.last_index();
-        let now = self.last_now.0;
+    /// Starts a snapshot at the last appended record, built off the engine task: a thread
+    /// waits until that record is durable, loads the previous snapshot, replays the closed
+    /// segments up to it (the engine is deterministic, so this is the task's state at that
+    /// record), then writes and installs the result. The task only sends a segment roll, so
+    /// its pause does not grow with the state; the price is a second engine in memory while
+    /// the snapshot is built. (Cloning the live engine instead paused the task about 2 s at
+    /// 1 M queued messages.)
+    pub(crate) fn start_snapshot(&mut self) {
+        let upto = self.last_index();
         self.since_snapshot = 0;
         self.send(ToWriter::Roll);
-        let fs = Arc::clone(&self.fs);
-        let dir = self.dir.clone();
-        let host = HostState {
+        let job = Compaction {
+            fs: Arc::clone(&self.fs),
+            dir: self.dir.clone(),
+            config: self.engine_config.clone(),
             seed: self.seed,
-            ..host
+            upto,
+            status: self.status.clone(),
         };
         let spawned = std::thread::Builder::new()
             .name("synap-snapshot".into())
-            .spawn(move || write_snapshot(fs.as_ref(), &dir, index, now, &engine, &host));
+            .spawn(move || {
+                if let Err(e) = job.run() {
+                    // The log still holds everything: the next snapshot tries again.
+                    warn!(index = upto, error = %e, "snapshot failed; the command log is kept");
+                }
+            });
         match spawned {
             Ok(handle) => self.snapshotting = Some(handle),
             Err(e) => warn!(error = %e, "cannot start the snapshot thread"),
@@ -235,24 +248,83 @@ impl Storage {
             ..host
         };
         let (index, now) = (self.last_index(), self.last_now.0);
-        write_snapshot(self.fs.as_ref(), &self.dir, index, now, engine, &host);
+        if let Err(e) = write_snapshot(self.fs.as_ref(), &self.dir, index, now, engine, &host) {
+            warn!(index, error = %e, "shutdown snapshot failed; the command log is kept");
+        }
     }
 }
 
-/// Encodes and installs a snapshot, logging the outcome.
-fn write_snapshot(fs: &dyn Fs, dir: &Path, index: u64, now: u64, engine: &Engine, host: &HostState) {
+/// Encodes and installs a snapshot.
+fn write_snapshot(
+    fs: &dyn Fs,
+    dir: &Path,
+    index: u64,
+    now: u64,
+    engine: &Engine,
+    host: &HostState,
+) -> Result<(), String> {
     let started = std::time::Instant::now();
     let bytes = snapshot::encode(index, now, engine, host);
-    match snapshot::install(fs, dir, index, &bytes) {
-        Ok(freed) => info!(
-            index,
-            bytes = bytes.len(),
-            freed,
-            ms = started.elapsed().as_millis(),
-            "snapshot written"
-        ),
-        // The log still holds everything: the next snapshot tries again.
-        Err(e) => warn!(index, error = %e, "snapshot failed; the command log is kept"),
+    let freed = snapshot::install(fs, dir, index, &bytes)
+        .map_err(|e| format!("cannot install the snapshot: {e}"))?;
+    info!(
+        index,
+        bytes = bytes.len(),
+        freed,
+        ms = started.elapsed().as_millis(),
+        "snapshot written"
+    );
+    Ok(())
+}
+
+/// A snapshot built from the previous one and the log (see `Storage::start_snapshot`).
+struct Compaction {
+    fs: Arc<dyn Fs>,
+    dir: PathBuf,
+    config: EngineConfig,
+    seed: u64,
+    upto: u64,
+    status: watch::Receiver<Durability>,
+}
+
+impl Compaction {
+    fn run(mut self) -> Result<(), String> {
+        // Wait until every record up to `upto` is on disk (or storage failed).
+        loop {
+            let s = self.status.borrow().clone();
+            if let Some(why) = s.failed {
+                return Err(format!("storage failed: {why}"));
+            }
+            if s.durable >= self.upto {
+                break;
+            }
+            if self.status.has_changed().is_err() {
+                return Err("the log writer stopped".into());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let fs = self.fs.as_ref();
+        let mut ignored = Vec::new();
+        let prev = snapshot::load_newest(fs, &self.dir, &mut ignored)
+            .map_err(|e| format!("cannot read snapshots: {e}"))?;
+        let (after, mut now, mut engine, mut host) = match prev {
+            Some(s) => (s.index, s.now, s.engine, s.host),
+            None => {
+                let host = HostState {
+                    seed: self.seed,
+                    ..HostState::default()
+                };
+                (0, 0, Engine::new(self.config.clone(), self.seed), host)
+            }
+        };
+        if after >= self.upto {
+            return Ok(());
+        }
+        for rec in log::read_range(fs, &self.dir, after, self.upto)? {
+            now = now.max(rec.now);
+            recovery::replay(&mut engine, &mut host, rec);
+        }
+        write_snapshot(fs, &self.dir, self.upto, now, &engine, &host)
     }
 }
 

@@ -84,7 +84,7 @@ pub(crate) fn snapshots(fs: &dyn Fs, dir: &Path) -> io::Result<Vec<(u64, String)
 /// Encodes a snapshot file.
 pub(crate) fn encode(index: u64, now: u64, engine: &Engine, host: &HostState) -> Vec<u8> {
     let mut out = vec![0u8; HEADER];
-    rmp_serde::encode::write_named(&mut out, &BodyRef { host, engine })
+    rmp_serde::encode::write(&mut out, &BodyRef { host, engine })
         .expect("the engine encodes to MessagePack");
     let body_len = (out.len() - HEADER) as u64;
     let body_crc = crc32c::crc32c(&out[HEADER..]);

@@ -141,8 +141,8 @@ fn snapshots_cover_the_log_and_a_graceful_close_leaves_nothing_to_replay() {
     for i in 0..300 {
         let last = turn(&mut engine, &mut s, 1_000 + i as u64, vec![publish(i)]);
         if s.wants_snapshot() {
-            wait_durable(&s, last);
-            s.start_snapshot(engine.clone(), HostState::default());
+            let _ = last;
+            s.start_snapshot();
             s.wait_snapshot();
             snapshots += 1;
         }
@@ -189,8 +189,9 @@ fn recovered_waiters_are_reported_for_cancelling() {
     ));
 }
 
-/// The engine task's pause for a snapshot is the clone; measured at 1 M queued messages.
-/// Run with `cargo test --release -p synap-server snapshot_pause -- --ignored --nocapture`.
+/// Costs at 1 M queued messages: what cloning the live engine would pause the task for (the
+/// reason snapshots are built from the log instead), and a snapshot's size, encode time and
+/// decode time (recovery's floor). Run with `cargo test --release -p synap-server snapshot_pause -- --ignored --nocapture`.
 #[test]
 #[ignore = "a measurement at 1 M messages (slow in debug builds)"]
 fn snapshot_pause_at_a_million_messages() {
@@ -228,7 +229,7 @@ fn snapshot_pause_at_a_million_messages() {
     let decode = t.elapsed();
     assert_eq!(back.state_digest(), engine.state_digest());
     println!(
-        "1M messages: clone (the task's pause) {pause:?}; encode {encode:?}, {} MB; decode {decode:?}",
+        "1M messages: clone {pause:?}; encode {encode:?}, {} MB; decode {decode:?}",
         bytes.len() >> 20
     );
 }
