@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use synap_core::Error;
 
-use crate::handle::Failure;
+use crate::handle::{Failure, StorageFault};
 
 /// An error answered to a REST client.
 #[derive(Debug)]
@@ -106,6 +106,16 @@ impl From<Failure> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the server is shutting down",
+            ),
+            Failure::Storage(StorageFault::Full) => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "the disk is full: the command log cannot take writes (reads still work)",
+            ),
+            Failure::Storage(StorageFault::Failed(why)) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_failed",
+                format!("storage failed, no mutations are accepted until a restart: {why}"),
             ),
         }
     }

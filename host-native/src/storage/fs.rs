@@ -6,9 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::path::Path;
 
 /// An open file the log appends to.
 pub(crate) trait FsFile: Send {
@@ -107,104 +105,119 @@ impl Fs for RealFs {
     }
 }
 
-/// Switches for the faults `FaultyFs` injects; shared, so a test flips them while a writer runs.
-#[derive(Debug, Default)]
-pub(crate) struct Faults {
-    /// The next this-many writes write only half their buffer (a legal short write).
-    pub(crate) short_writes: AtomicU32,
-    /// Every fsync fails with an I/O error.
-    pub(crate) fail_sync: AtomicBool,
-    /// Writes store half their buffer, then fail with ENOSPC, until switched off.
-    pub(crate) disk_full: AtomicBool,
-    /// Creating files is refused (an unwritable directory).
-    pub(crate) read_only: AtomicBool,
-}
+#[cfg(test)]
+pub(crate) use faulty::{Faults, FaultyFs};
 
-/// `RealFs` with injected faults.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct FaultyFs {
-    /// The switches.
-    pub(crate) faults: Arc<Faults>,
-}
+/// A file system that injects faults (tests only).
+#[cfg(test)]
+mod faulty {
+    use std::fs::OpenOptions;
+    use std::io;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-struct FaultyFile {
-    inner: RealFile,
-    faults: Arc<Faults>,
-}
+    use super::{Fs, FsFile, RealFile, RealFs};
 
-/// The error a full disk gives.
-pub(crate) fn enospc() -> io::Error {
-    #[cfg(unix)]
-    return io::Error::from_raw_os_error(28);
-    #[cfg(not(unix))]
-    io::Error::new(io::ErrorKind::StorageFull, "no space left on device")
-}
+    /// Switches for the faults `FaultyFs` injects; shared, so a test flips them while a writer runs.
+    #[derive(Debug, Default)]
+    pub(crate) struct Faults {
+        /// The next this-many writes write only half their buffer (a legal short write).
+        pub(crate) short_writes: AtomicU32,
+        /// Every fsync fails with an I/O error.
+        pub(crate) fail_sync: AtomicBool,
+        /// Writes store half their buffer, then fail with ENOSPC, until switched off.
+        pub(crate) disk_full: AtomicBool,
+        /// Creating files is refused (an unwritable directory).
+        pub(crate) read_only: AtomicBool,
+    }
 
-impl FsFile for FaultyFile {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let half = buf.len().div_ceil(2);
-        if self.faults.disk_full.load(Ordering::SeqCst) {
-            // A full disk typically takes part of a write before refusing the rest.
-            if half > 1 {
-                self.inner.write(&buf[..half / 2])?;
+    /// `RealFs` with injected faults.
+    #[derive(Clone, Debug, Default)]
+    pub(crate) struct FaultyFs {
+        /// The switches.
+        pub(crate) faults: Arc<Faults>,
+    }
+
+    struct FaultyFile {
+        inner: RealFile,
+        faults: Arc<Faults>,
+    }
+
+    /// The error a full disk gives.
+    pub(crate) fn enospc() -> io::Error {
+        #[cfg(unix)]
+        return io::Error::from_raw_os_error(28);
+        #[cfg(not(unix))]
+        io::Error::new(io::ErrorKind::StorageFull, "no space left on device")
+    }
+
+    impl FsFile for FaultyFile {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let half = buf.len().div_ceil(2);
+            if self.faults.disk_full.load(Ordering::SeqCst) {
+                // A full disk typically takes part of a write before refusing the rest.
+                if half > 1 {
+                    self.inner.write(&buf[..half / 2])?;
+                }
+                return Err(enospc());
             }
-            return Err(enospc());
+            let short = self
+                .faults
+                .short_writes
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if short {
+                return self.inner.write(&buf[..half]);
+            }
+            self.inner.write(buf)
         }
-        let short = self
-            .faults
-            .short_writes
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
-        if short {
-            return self.inner.write(&buf[..half]);
+        fn sync(&mut self) -> io::Result<()> {
+            if self.faults.fail_sync.load(Ordering::SeqCst) {
+                return Err(io::Error::other("injected fsync failure"));
+            }
+            self.inner.sync()
         }
-        self.inner.write(buf)
-    }
-    fn sync(&mut self) -> io::Result<()> {
-        if self.faults.fail_sync.load(Ordering::SeqCst) {
-            return Err(io::Error::other("injected fsync failure"));
+        fn set_len(&mut self, len: u64) -> io::Result<()> {
+            self.inner.set_len(len)
         }
-        self.inner.sync()
     }
-    fn set_len(&mut self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-}
 
-impl Fs for FaultyFs {
-    fn open_append(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
-        if self.faults.read_only.load(Ordering::SeqCst) && !path.exists() {
-            return Err(io::Error::new(
-                io::ErrorKind::PermissionDenied,
-                "injected: directory not writable",
-            ));
+    impl Fs for FaultyFs {
+        fn open_append(&self, path: &Path) -> io::Result<Box<dyn FsFile>> {
+            if self.faults.read_only.load(Ordering::SeqCst) && !path.exists() {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "injected: directory not writable",
+                ));
+            }
+            let f = OpenOptions::new().create(true).append(true).open(path)?;
+            Ok(Box::new(FaultyFile {
+                inner: RealFile(f),
+                faults: Arc::clone(&self.faults),
+            }))
         }
-        let f = OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Box::new(FaultyFile {
-            inner: RealFile(f),
-            faults: Arc::clone(&self.faults),
-        }))
-    }
-    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        RealFs.read(path)
-    }
-    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        RealFs.list(dir)
-    }
-    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        RealFs.rename(from, to)
-    }
-    fn remove(&self, path: &Path) -> io::Result<()> {
-        RealFs.remove(path)
-    }
-    fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
-        RealFs.truncate(path, len)
-    }
-    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        if self.faults.fail_sync.load(Ordering::SeqCst) {
-            return Err(io::Error::other("injected fsync failure"));
+        fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+            RealFs.read(path)
         }
-        RealFs.sync_dir(dir)
+        fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+            RealFs.list(dir)
+        }
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            RealFs.rename(from, to)
+        }
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            RealFs.remove(path)
+        }
+        fn truncate(&self, path: &Path, len: u64) -> io::Result<()> {
+            RealFs.truncate(path, len)
+        }
+        fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+            if self.faults.fail_sync.load(Ordering::SeqCst) {
+                return Err(io::Error::other("injected fsync failure"));
+            }
+            RealFs.sync_dir(dir)
+        }
     }
 }
 
@@ -220,7 +233,6 @@ pub(crate) fn is_full(e: &io::Error) -> bool {
 #[derive(Debug)]
 pub(crate) struct DirLock {
     _file: File,
-    path: PathBuf,
 }
 
 impl DirLock {
@@ -234,7 +246,7 @@ impl DirLock {
             .open(&path)
             .map_err(|e| format!("cannot open lock file {}: {e}", path.display()))?;
         match file.try_lock() {
-            Ok(()) => Ok(Self { _file: file, path }),
+            Ok(()) => Ok(Self { _file: file }),
             Err(std::fs::TryLockError::WouldBlock) => Err(format!(
                 "data directory {} is in use by another synap-server (lock file {} is held)",
                 dir.display(),
@@ -244,11 +256,6 @@ impl DirLock {
                 Err(format!("cannot lock {}: {e}", path.display()))
             }
         }
-    }
-
-    /// The lock file's path.
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
     }
 }
 

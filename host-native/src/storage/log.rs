@@ -225,7 +225,8 @@ pub(crate) fn scan(fs: &dyn Fs, dir: &Path, after: u64, repair: bool) -> Result<
             fs.remove(&p).map_err(|e| io_err("remove", &p, e))?;
         }
         let what = if torn { "torn tail" } else { "damage" };
-        scan.warnings.push(format!("{damage}; the log was cut there ({what})"));
+        scan.warnings
+            .push(format!("{damage}; the log was cut there ({what})"));
         break;
     }
     Ok(scan)
@@ -245,7 +246,11 @@ fn read_segment(
         return Some((0, torn, "bad segment header".into()));
     };
     if header.first_index != first || expected.is_some_and(|e| e != first) {
-        return Some((0, false, format!("segment starts at index {first}, out of order")));
+        return Some((
+            0,
+            false,
+            format!("segment starts at index {first}, out of order"),
+        ));
     }
     scan.seed.get_or_insert(header.seed);
     let mut at = HEADER_LEN;
@@ -292,7 +297,9 @@ pub(crate) fn read_range(
             continue;
         }
         let path = dir.join(name);
-        let bytes = fs.read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = fs
+            .read(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
         let mut at = HEADER_LEN;
         while next <= upto {
             match decode_frame(bytes.get(at..).unwrap_or_default()) {
@@ -300,7 +307,11 @@ pub(crate) fn read_range(
                     at += len;
                     if rec.index >= next {
                         if rec.index != next {
-                            return Err(format!("{}: gap before record {}", path.display(), rec.index));
+                            return Err(format!(
+                                "{}: gap before record {}",
+                                path.display(),
+                                rec.index
+                            ));
                         }
                         next += 1;
                         out.push(*rec);
@@ -308,13 +319,19 @@ pub(crate) fn read_range(
                 }
                 Frame::End => break,
                 Frame::Torn | Frame::Corrupt(_) => {
-                    return Err(format!("{} at offset {at}: unreadable record", path.display()));
+                    return Err(format!(
+                        "{} at offset {at}: unreadable record",
+                        path.display()
+                    ));
                 }
             }
         }
     }
     if next <= upto {
-        return Err(format!("records {next}..={upto} are missing from {}", dir.display()));
+        return Err(format!(
+            "records {next}..={upto} are missing from {}",
+            dir.display()
+        ));
     }
     Ok(out)
 }
@@ -369,7 +386,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write(Arc::new(RealFs), dir.path(), 30, 100);
         let got = read_range(&RealFs, dir.path(), 4, 17).unwrap();
-        assert_eq!(got.iter().map(|r| r.index).collect::<Vec<_>>(), (5..=17).collect::<Vec<_>>());
+        assert_eq!(
+            got.iter().map(|r| r.index).collect::<Vec<_>>(),
+            (5..=17).collect::<Vec<_>>()
+        );
         assert!(read_range(&RealFs, dir.path(), 0, 31).is_err());
     }
 
@@ -427,10 +447,14 @@ mod tests {
         let mut w = LogWriter::open(Arc::new(fs), dir.path(), 1, 1, 1 << 20).unwrap();
         let mut buf = Vec::new();
         encode_record(&mut buf, 1, Millis(1), &[kv(1)]);
-        faults.disk_full.store(true, std::sync::atomic::Ordering::SeqCst);
+        faults
+            .disk_full
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         assert!(w.append(&buf, 1).is_err());
         assert_eq!(w.next_index(), 1);
-        faults.disk_full.store(false, std::sync::atomic::Ordering::SeqCst);
+        faults
+            .disk_full
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         w.append(&buf, 1).unwrap();
         let s = scan(&RealFs, dir.path(), 0, false).unwrap();
         assert_eq!((indexes(&s), s.warnings.len()), (vec![1], 0));

@@ -69,14 +69,18 @@ pub(crate) struct Storage {
 fn prepare_dir(dir: &Path) -> Result<(), String> {
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(format!("data directory {} is not a directory", dir.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir(dir)
-            .map_err(|e| {
+        Ok(_) => Err(format!(
+            "data directory {} is not a directory",
+            dir.display()
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir(dir).map_err(|e| {
                 format!(
                     "cannot create data directory {}: {e} (its parent directory must exist)",
                     dir.display()
                 )
-            }),
+            })
+        }
         Err(e) => Err(format!("cannot use data directory {}: {e}", dir.display())),
     }
 }
@@ -104,12 +108,7 @@ impl Storage {
             recovered.next_index,
             cfg.segment_bytes,
         )
-        .map_err(|e| {
-            format!(
-                "cannot write to data directory {}: {e}",
-                cfg.dir.display()
-            )
-        })?;
+        .map_err(|e| format!("cannot write to data directory {}: {e}", cfg.dir.display()))?;
         let durable = Durability {
             durable: recovered.next_index - 1,
             ..Durability::default()
@@ -177,7 +176,11 @@ impl Storage {
 
     /// True when the log has grown enough for a snapshot and none is being written.
     pub(crate) fn wants_snapshot(&mut self) -> bool {
-        if self.snapshotting.as_ref().is_some_and(JoinHandle::is_finished) {
+        if self
+            .snapshotting
+            .as_ref()
+            .is_some_and(JoinHandle::is_finished)
+        {
             if let Some(Err(_)) = self.snapshotting.take().map(JoinHandle::join) {
                 warn!("the snapshot thread panicked");
             }
@@ -288,7 +291,7 @@ struct Compaction {
 }
 
 impl Compaction {
-    fn run(mut self) -> Result<(), String> {
+    fn run(self) -> Result<(), String> {
         // Wait until every record up to `upto` is on disk (or storage failed).
         loop {
             let s = self.status.borrow().clone();
@@ -328,5 +331,6 @@ impl Compaction {
     }
 }
 
+pub(crate) mod outbox;
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! Recovery: the newest valid snapshot, then the log after it, replayed through the engine.
 //!
-//! Replay also rebuilds the host state a restart must clean up: the long-poll waiters and
-//! connection-bound subscribers still registered at the end of the log (their clients are
+//! Replay also rebuilds the host state a restart must clean up: the long-poll waiters,
+//! streaming sessions and connection-bound subscribers still registered at the end of the log (their clients are
 //! gone). The engine task cancels them in its first turn; their leases run to their deadlines.
 
 use std::path::Path;
@@ -119,12 +119,24 @@ pub(crate) fn replay(engine: &mut Engine, host: &mut HostState, rec: Record) -> 
             (Track::Unsubscribe(id), _) => {
                 host.subscribers.remove(&id);
             }
+            (Track::Session, Ok(Reply::Attached { session_id, .. })) => {
+                host.sessions.insert(session_id);
+            }
+            (Track::Detach(id), _) => {
+                host.sessions.remove(&id);
+            }
             (_, Err(_)) => refused += 1,
             _ => {}
         }
         while let Some(event) = engine.poll_event() {
-            if let Event::Delivered { waiter_id, .. } | Event::WaitTimedOut { waiter_id } = event {
-                host.waiters.remove(&waiter_id);
+            match event {
+                Event::Delivered { waiter_id, .. } | Event::WaitTimedOut { waiter_id } => {
+                    host.waiters.remove(&waiter_id);
+                }
+                Event::SessionEnded { session_id } => {
+                    host.sessions.remove(&session_id);
+                }
+                _ => {}
             }
         }
     }
@@ -137,6 +149,8 @@ enum Track {
     Cancel(synap_core::WaiterId),
     Subscriber,
     Unsubscribe(String),
+    Session,
+    Detach(synap_core::SessionId),
 }
 
 /// Which host state a command may change. A connection's subscriber is the one the server
@@ -155,6 +169,8 @@ fn track_of(cmd: &Command) -> Track {
             subscriber_id,
             patterns: None,
         } => Track::Unsubscribe(subscriber_id.clone()),
+        Command::Attach { .. } => Track::Session,
+        Command::Detach { session_id, .. } => Track::Detach(*session_id),
         _ => Track::None,
     }
 }
@@ -233,13 +249,25 @@ mod tests {
         let mut live = Live::new(dir.path());
         live.turn(1_000, vec![publish(1), publish(2), publish(3)]);
         live.turn(1_500, vec![consume(0, "q")]);
-        live.turn(2_000, vec![Command::CreateQueue { queue: "idle".into(), config: None }]);
+        live.turn(
+            2_000,
+            vec![Command::CreateQueue {
+                queue: "idle".into(),
+                config: None,
+            }],
+        );
         live.turn(2_100, vec![consume(30_000, "idle")]);
         let r = recover(&RealFs, dir.path(), &EngineConfig::default(), 1, false).unwrap();
-        assert_eq!((r.next_index, r.last_now, r.replayed), (5, Millis(2_100), 4));
+        assert_eq!(
+            (r.next_index, r.last_now, r.replayed),
+            (5, Millis(2_100), 4)
+        );
         assert_eq!(r.host.seed, 77, "the seed comes from the log's head");
         assert_eq!(r.host.waiters.len(), 1, "the parked consumer is found");
-        assert_eq!(digest_at(r.engine, 5_000), digest_at(live.engine.clone(), 5_000));
+        assert_eq!(
+            digest_at(r.engine, 5_000),
+            digest_at(live.engine.clone(), 5_000)
+        );
     }
 
     #[test]
@@ -257,8 +285,14 @@ mod tests {
         install(&RealFs, dir.path(), 2, &bytes).unwrap();
         live.turn(40_000, vec![publish(3), consume(0, "q")]);
         let r = recover(&RealFs, dir.path(), &EngineConfig::default(), 1, false).unwrap();
-        assert_eq!((r.snapshot_index, r.replayed, r.next_index), (Some(2), 1, 4));
-        assert_eq!(digest_at(r.engine, 90_000), digest_at(live.engine.clone(), 90_000));
+        assert_eq!(
+            (r.snapshot_index, r.replayed, r.next_index),
+            (Some(2), 1, 4)
+        );
+        assert_eq!(
+            digest_at(r.engine, 90_000),
+            digest_at(live.engine.clone(), 90_000)
+        );
     }
 
     #[test]

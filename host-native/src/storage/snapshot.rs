@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use synap_core::{Engine, WaiterId};
+use synap_core::{Engine, SessionId, WaiterId};
 
 use super::fs::Fs;
 use super::log::segments;
@@ -27,6 +27,9 @@ pub(crate) struct HostState {
     pub(crate) seed: u64,
     /// Long-poll waiters parked at the snapshot: their clients are gone after a restart.
     pub(crate) waiters: BTreeSet<WaiterId>,
+    /// Streaming sessions attached at the snapshot: gone after a restart too.
+    #[serde(default)]
+    pub(crate) sessions: BTreeSet<SessionId>,
     /// Subscribers bound to a connection: gone after a restart too.
     pub(crate) subscribers: BTreeSet<String>,
 }
@@ -106,12 +109,17 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<(u64, u64, Engine, HostState), Stri
     let word = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
     let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if version != VERSION {
-        return Err(format!("snapshot version {version}, this server reads {VERSION}"));
+        return Err(format!(
+            "snapshot version {version}, this server reads {VERSION}"
+        ));
     }
     let (index, now, body_len) = (word(12), word(20), word(28));
     let body = &bytes[HEADER..];
     if body.len() as u64 != body_len {
-        return Err(format!("body is {} bytes, header says {body_len}", body.len()));
+        return Err(format!(
+            "body is {} bytes, header says {body_len}",
+            body.len()
+        ));
     }
     let crc = crc32c::crc32c_append(crc32c::crc32c(body), &bytes[..36]);
     if crc.to_le_bytes() != bytes[36..40] {
@@ -241,7 +249,10 @@ mod tests {
         let (index, now, back, host2) = decode(&bytes).unwrap();
         assert_eq!((index, now), (12, 2001));
         assert_eq!(back.state_digest(), e.state_digest());
-        assert_eq!((host2.waiters, host2.subscribers), (host.waiters, host.subscribers));
+        assert_eq!(
+            (host2.waiters, host2.subscribers),
+            (host.waiters, host.subscribers)
+        );
         let mut bad = bytes;
         let last = bad.len() - 1;
         bad[last] ^= 1;
@@ -274,8 +285,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let e = engine();
-        std::fs::write(d.join(snapshot_name(2)), encode(2, 2, &e, &HostState::default()))
-            .unwrap();
+        std::fs::write(
+            d.join(snapshot_name(2)),
+            encode(2, 2, &e, &HostState::default()),
+        )
+        .unwrap();
         std::fs::write(d.join(snapshot_name(9)), b"SYNAPSNP garbage").unwrap();
         let mut warnings = Vec::new();
         let s = load_newest(&RealFs, d, &mut warnings).unwrap().unwrap();

@@ -84,9 +84,14 @@ fn an_unwritable_directory_is_a_clear_start_up_error() {
     let dir = tempfile::tempdir().unwrap();
     let fs = FaultyFs::default();
     fs.faults.read_only.store(true, Ordering::SeqCst);
-    let e = Storage::open(Arc::new(fs), &config(dir.path()), &EngineConfig::default(), 1)
-        .err()
-        .unwrap();
+    let e = Storage::open(
+        Arc::new(fs),
+        &config(dir.path()),
+        &EngineConfig::default(),
+        1,
+    )
+    .err()
+    .unwrap();
     assert!(e.contains("cannot write to data directory"), "{e}");
 }
 
@@ -123,8 +128,14 @@ fn a_restart_without_shutdown_snapshot_replays_to_the_same_state() {
     // A crash: the writer's data is written, no snapshot is taken.
     drop(s);
     let (_s, r) = open(&cfg);
-    assert_eq!((r.snapshot_index, r.replayed, r.last_now), (None, 201, Millis(2_000)));
-    assert!(super::log::segments(&RealFs, dir.path()).unwrap().len() > 2, "segments rolled");
+    assert_eq!(
+        (r.snapshot_index, r.replayed, r.last_now),
+        (None, 201, Millis(2_000))
+    );
+    assert!(
+        super::log::segments(&RealFs, dir.path()).unwrap().len() > 2,
+        "segments rolled"
+    );
     assert_eq!(digest_at(&r.engine, 9_000), digest_at(&engine, 9_000));
 }
 

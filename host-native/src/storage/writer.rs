@@ -76,7 +76,11 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// A writer appending to `log`.
-    pub(crate) fn new(log: LogWriter, policy: SyncPolicy, status: watch::Sender<Durability>) -> Self {
+    pub(crate) fn new(
+        log: LogWriter,
+        policy: SyncPolicy,
+        status: watch::Sender<Durability>,
+    ) -> Self {
         Self {
             log,
             policy,
@@ -119,7 +123,10 @@ impl Writer {
                     self.sync();
                 }
                 if !self.pending.is_empty() {
-                    warn!(records = self.pending_count, "stopping with unwritten log records (disk full)");
+                    warn!(
+                        records = self.pending_count,
+                        "stopping with unwritten log records (disk full)"
+                    );
                 }
                 return;
             }
@@ -238,7 +245,9 @@ impl Writer {
 
     fn report_full(&mut self) {
         if !self.status.borrow().full {
-            warn!("disk full: the command log cannot be written; mutations are refused until space returns");
+            warn!(
+                "disk full: the command log cannot be written; mutations are refused until space returns"
+            );
             self.status.send_modify(|s| s.full = true);
         }
     }
@@ -250,7 +259,10 @@ impl Writer {
     }
 
     /// Runs a writer on its own thread; dropping every sender of `rx` stops it.
-    pub(crate) fn spawn(self, rx: Receiver<ToWriter>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    pub(crate) fn spawn(
+        self,
+        rx: Receiver<ToWriter>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         std::thread::Builder::new()
             .name("synap-log-writer".into())
             .spawn(move || self.run(&rx))
@@ -267,7 +279,7 @@ mod tests {
 
     use synap_core::{Command, Millis};
 
-    use super::super::fs::{FaultyFs, Faults, Fs, RealFs};
+    use super::super::fs::{Faults, FaultyFs, Fs, RealFs};
     use super::super::log::scan;
     use super::super::record::encode_record;
     use super::*;
@@ -301,7 +313,11 @@ mod tests {
             let mut bytes = Vec::new();
             let cmd = Command::KvDel { key: "k".into() };
             encode_record(&mut bytes, self.next, Millis(self.next), &[cmd]);
-            self.tx.as_ref().unwrap().send(ToWriter::Frames { bytes, count: 1 }).unwrap();
+            self.tx
+                .as_ref()
+                .unwrap()
+                .send(ToWriter::Frames { bytes, count: 1 })
+                .unwrap();
             self.next += 1;
             self.next - 1
         }
