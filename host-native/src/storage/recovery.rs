@@ -271,6 +271,32 @@ mod tests {
     }
 
     #[test]
+    fn replay_finds_the_streaming_sessions_still_attached() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut live = Live::new(dir.path());
+        let attach = |credit| Command::Attach {
+            queue: "q".into(),
+            consumer_id: None,
+            credit,
+            lease_ms: Some(60_000),
+        };
+        live.turn(1_000, vec![publish(1), attach(4), attach(2)]);
+        let r = recover(&RealFs, dir.path(), &EngineConfig::default(), 1, false).unwrap();
+        assert_eq!(r.host.sessions.len(), 2);
+        let first = *r.host.sessions.first().unwrap();
+        live.turn(
+            1_100,
+            vec![Command::Detach {
+                session_id: first,
+                give_back: false,
+            }],
+        );
+        let r = recover(&RealFs, dir.path(), &EngineConfig::default(), 1, false).unwrap();
+        assert_eq!(r.host.sessions.len(), 1, "a detached session is not stale");
+        assert_eq!(digest_at(r.engine, 9_000), digest_at(live.engine.clone(), 9_000));
+    }
+
+    #[test]
     fn a_snapshot_and_the_log_after_it_give_the_same_state() {
         let dir = tempfile::tempdir().unwrap();
         let mut live = Live::new(dir.path());

@@ -243,6 +243,7 @@ mod tests {
         let host = HostState {
             seed: 5,
             waiters: [WaiterId(3)].into(),
+            sessions: [SessionId(4)].into(),
             subscribers: ["s".to_owned()].into(),
         };
         let bytes = encode(12, 2001, &e, &host);
