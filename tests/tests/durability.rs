@@ -239,6 +239,7 @@ async fn a_crash_loop_loses_no_answered_publish_and_redelivers_no_acked_message(
         .unwrap();
     for round in 0..rounds {
         let mut api = start(&dir, &["--fsync", "always"]);
+        api.ok("/queue/crash", json!({})).await;
         let base = api.srv.url("");
         let mut tasks = Vec::new();
         for p in 0..3 {
