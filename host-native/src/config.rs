@@ -68,6 +68,13 @@ pub(crate) enum Sub {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Read a data directory: `data inspect DIR` (snapshot, segments, queues) or
+    /// `data export DIR` (the command log as JSON lines).
+    Data {
+        /// `inspect DIR` or `export DIR`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// The `server:` section of the config file.

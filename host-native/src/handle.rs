@@ -64,7 +64,7 @@ impl EngineHandle {
     pub(crate) async fn call(&self, cmd: Command) -> Result<Reply, Failure> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Call { cmd, reply }).await?;
-        Ok(rx.await.map_err(|_| Failure::Unavailable)??)
+        rx.await.map_err(|_| Failure::Unavailable)?
     }
 
     /// Sends `cmds` to run in order in one engine turn, without waiting: the replies (one per
@@ -128,7 +128,7 @@ impl EngineHandle {
             reply,
         })
         .await?;
-        Ok(rx.await.map_err(|_| Failure::Unavailable)??)
+        rx.await.map_err(|_| Failure::Unavailable)?
     }
 
     /// Stats of every queue.
@@ -190,7 +190,7 @@ impl Consuming {
         let result = guard.rx.as_mut().expect("set when sent").await;
         // Answered and read: nothing is left to abandon.
         guard.rx = None;
-        Ok(result.map_err(|_| Failure::Unavailable)??)
+        result.map_err(|_| Failure::Unavailable)?
     }
 }
 

@@ -39,9 +39,14 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("simulate") {
         return simulate::main(args[2..].to_vec());
     }
+    if args.get(1).map(String::as_str) == Some("data") {
+        return storage::inspect::main(&args[2..]);
+    }
     let cli = Cli::parse();
-    if let Some(Sub::Simulate { args }) = cli.command {
-        return simulate::main(args);
+    match cli.command {
+        Some(Sub::Simulate { args }) => return simulate::main(args),
+        Some(Sub::Data { args }) => return storage::inspect::main(&args),
+        None => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(

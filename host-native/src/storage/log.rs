@@ -211,7 +211,7 @@ pub(crate) fn scan(fs: &dyn Fs, dir: &Path, after: u64, repair: bool) -> Result<
             offset,
             reason,
         };
-        if !(torn && last_segment) && !repair {
+        if !(repair || torn && last_segment) {
             return Err(ScanError::Corrupt(damage));
         }
         let cut = |p: &Path, len: u64| fs.truncate(p, len).map_err(|e| io_err("truncate", p, e));

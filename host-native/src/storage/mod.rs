@@ -176,14 +176,10 @@ impl Storage {
 
     /// True when the log has grown enough for a snapshot and none is being written.
     pub(crate) fn wants_snapshot(&mut self) -> bool {
-        if self
-            .snapshotting
-            .as_ref()
-            .is_some_and(JoinHandle::is_finished)
+        if let Some(h) = self.snapshotting.take_if(|h| h.is_finished())
+            && h.join().is_err()
         {
-            if let Some(Err(_)) = self.snapshotting.take().map(JoinHandle::join) {
-                warn!("the snapshot thread panicked");
-            }
+            warn!("the snapshot thread panicked");
         }
         self.snapshotting.is_none()
             && self.since_snapshot >= self.snapshot_bytes
@@ -331,6 +327,7 @@ impl Compaction {
     }
 }
 
+pub(crate) mod inspect;
 pub(crate) mod outbox;
 #[cfg(test)]
 mod tests;

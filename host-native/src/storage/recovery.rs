@@ -54,15 +54,13 @@ pub(crate) fn recover(
         format!("{e} (start with --repair-log to cut the log there, losing what follows)")
     })?;
     warnings.extend(log_warnings);
-    if let Some(first) = records.first() {
-        if first.index != after + 1 {
-            return Err(format!(
-                "command log of {} has a gap: the snapshot covers up to record {after}, the log \
-                 resumes at record {}",
-                dir.display(),
-                first.index
-            ));
-        }
+    if let Some(first) = records.first().filter(|r| r.index != after + 1) {
+        return Err(format!(
+            "command log of {} has a gap: the snapshot covers up to record {after}, the log \
+             resumes at record {}",
+            dir.display(),
+            first.index
+        ));
     }
     let snapshot_index = snap.as_ref().map(|s| s.index);
     let (mut engine, mut host, mut last_now) = match snap {
@@ -293,7 +291,10 @@ mod tests {
         );
         let r = recover(&RealFs, dir.path(), &EngineConfig::default(), 1, false).unwrap();
         assert_eq!(r.host.sessions.len(), 1, "a detached session is not stale");
-        assert_eq!(digest_at(r.engine, 9_000), digest_at(live.engine.clone(), 9_000));
+        assert_eq!(
+            digest_at(r.engine, 9_000),
+            digest_at(live.engine.clone(), 9_000)
+        );
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn a_restart_without_shutdown_snapshot_replays_to_the_same_state() {
         (None, 201, Millis(2_000))
     );
     assert!(
-        super::log::segments(&RealFs, dir.path()).unwrap().len() > 2,
+        log::segments(&RealFs, dir.path()).unwrap().len() > 2,
         "segments rolled"
     );
     assert_eq!(digest_at(&r.engine, 9_000), digest_at(&engine, 9_000));
@@ -233,10 +233,10 @@ fn snapshot_pause_at_a_million_messages() {
     let copy = engine.clone();
     let pause = t.elapsed();
     let t = Instant::now();
-    let bytes = super::snapshot::encode(1, 1, &copy, &HostState::default());
+    let bytes = snapshot::encode(1, 1, &copy, &HostState::default());
     let encode = t.elapsed();
     let t = Instant::now();
-    let back = super::snapshot::decode(&bytes).unwrap().2;
+    let back = snapshot::decode(&bytes).unwrap().2;
     let decode = t.elapsed();
     assert_eq!(back.state_digest(), engine.state_digest());
     println!(

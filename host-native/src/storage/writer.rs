@@ -199,10 +199,10 @@ impl Writer {
                 Err(e) => self.fail(format!("cannot start a log segment: {e}")),
             }
         }
-        if let (SyncPolicy::Interval(every), Some(since)) = (self.policy, self.dirty_since) {
-            if since.elapsed() >= every {
-                self.sync();
-            }
+        if let (SyncPolicy::Interval(every), Some(since)) = (self.policy, self.dirty_since)
+            && since.elapsed() >= every
+        {
+            self.sync();
         }
     }
 
