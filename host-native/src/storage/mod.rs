@@ -253,6 +253,20 @@ impl Storage {
     }
 }
 
+impl Drop for Storage {
+    /// The writer thread ends with its `Storage` (writing what it holds), so the lock is only
+    /// released once nothing writes to the directory any more.
+    fn drop(&mut self) {
+        self.tx = None;
+        if let Some(h) = self.writer.take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.snapshotting.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 /// Encodes and installs a snapshot.
 fn write_snapshot(
     fs: &dyn Fs,

@@ -114,7 +114,9 @@ fn a_restart_without_shutdown_snapshot_replays_to_the_same_state() {
     let (mut s, r) = open(&cfg);
     let mut engine = r.engine;
     for i in 0..200 {
-        turn(&mut engine, &mut s, 1_000 + i as u64, vec![publish(i)]);
+        let index = turn(&mut engine, &mut s, 1_000 + i as u64, vec![publish(i)]);
+        // One write each, so segments roll at their size (grouped, they would roll once).
+        wait_durable(&s, index);
     }
     let consume = Command::Consume {
         queue: "q".into(),
@@ -134,7 +136,8 @@ fn a_restart_without_shutdown_snapshot_replays_to_the_same_state() {
     );
     assert!(
         log::segments(&RealFs, dir.path()).unwrap().len() > 2,
-        "segments rolled"
+        "segments rolled: {:?}",
+        RealFs.list(dir.path())
     );
     assert_eq!(digest_at(&r.engine, 9_000), digest_at(&engine, 9_000));
 }
