@@ -189,3 +189,149 @@ impl EngineTask {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Goal: the engine task over storage on the fault-injecting file system: replies wait for
+    //! the log; a full disk refuses mutations (reads go on) until space returns; a failed fsync
+    //! refuses them for good and fails the replies that were waiting.
+
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
+
+    use synap_core::{EngineConfig, Json, PublishMessage};
+    use tokio::sync::{broadcast, oneshot};
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::engine_task::Request;
+    use crate::handle::StorageFault;
+    use crate::storage::fs::{Faults, FaultyFs};
+    use crate::storage::writer::SyncPolicy;
+    use crate::storage::{Storage, StorageConfig};
+
+    fn task(dir: &std::path::Path) -> (EngineTask, Arc<Faults>) {
+        let fs = FaultyFs::default();
+        let faults = Arc::clone(&fs.faults);
+        let cfg = StorageConfig {
+            dir: dir.to_path_buf(),
+            policy: SyncPolicy::Always,
+            segment_bytes: 1 << 20,
+            snapshot_bytes: 1 << 30,
+            repair: false,
+        };
+        let (storage, recovered) =
+            Storage::open(Arc::new(fs), &cfg, &EngineConfig::default(), 3).unwrap();
+        let (events, _) = broadcast::channel(16);
+        let t = EngineTask::new(recovered.engine, events, Clock::new())
+            .with_storage(TaskStorage::new(storage, recovered.host));
+        (t, faults)
+    }
+
+    fn publish() -> Command {
+        Command::Publish {
+            queue: "q".into(),
+            message: PublishMessage {
+                message: Some(Json::from_trusted_text("1")),
+                ..PublishMessage::default()
+            },
+        }
+    }
+
+    /// Runs `cmd` as one turn; the reply's receiver.
+    fn turn(t: &mut EngineTask, cmd: Command) -> oneshot::Receiver<Result<Reply, Failure>> {
+        let (reply, rx) = oneshot::channel();
+        t.begin_turn();
+        t.on_request(Request::Call { cmd, reply });
+        t.end_turn();
+        rx
+    }
+
+    /// Releases durable replies until `rx` is answered (10 s at most).
+    fn answer(
+        t: &mut EngineTask,
+        mut rx: oneshot::Receiver<Result<Reply, Failure>>,
+    ) -> Result<Reply, Failure> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            t.release();
+            if let Ok(r) = rx.try_recv() {
+                return r;
+            }
+            assert!(Instant::now() < deadline, "never answered");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Runs `cmd` as one turn and waits for its answer.
+    fn run(t: &mut EngineTask, cmd: Command) -> Result<Reply, Failure> {
+        let rx = turn(t, cmd);
+        answer(t, rx)
+    }
+
+    fn refusal_within(t: &EngineTask, f: impl Fn(&Option<StorageFault>) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !f(&t.storage.as_ref().unwrap().refusal()) {
+            assert!(Instant::now() < deadline, "storage state never changed");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn a_reply_waits_for_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut t, _) = task(dir.path());
+        let mut rx = turn(&mut t, publish());
+        assert!(rx.try_recv().is_err(), "held until the writer reports");
+        assert!(matches!(answer(&mut t, rx), Ok(Reply::Published { .. })));
+    }
+
+    #[test]
+    fn a_full_disk_refuses_mutations_keeps_reads_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut t, faults) = task(dir.path());
+        run(&mut t, publish()).unwrap();
+        faults.disk_full.store(true, Ordering::SeqCst);
+        // This one is accepted before the writer finds the disk full: it waits, then lands.
+        let pending = turn(&mut t, publish());
+        refusal_within(&t, |r| *r == Some(StorageFault::Full));
+        let refused = run(&mut t, publish());
+        assert!(
+            matches!(refused, Err(Failure::Storage(StorageFault::Full))),
+            "{refused:?}"
+        );
+        let stats = run(&mut t, Command::Stats { queue: "q".into() });
+        assert!(matches!(stats, Ok(Reply::Stats(_))), "reads go on");
+        faults.disk_full.store(false, Ordering::SeqCst);
+        assert!(matches!(
+            answer(&mut t, pending),
+            Ok(Reply::Published { .. })
+        ));
+        refusal_within(&t, Option::is_none);
+        assert!(run(&mut t, publish()).is_ok(), "writes resume");
+    }
+
+    #[test]
+    fn a_failed_fsync_refuses_mutations_for_good() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut t, faults) = task(dir.path());
+        run(&mut t, publish()).unwrap();
+        faults.fail_sync.store(true, Ordering::SeqCst);
+        let unsynced = run(&mut t, publish());
+        match unsynced {
+            Err(Failure::Storage(StorageFault::Failed(why))) => {
+                assert!(why.contains("fsync"), "{why}");
+            }
+            other => panic!("an unsynced publish must not be confirmed: {other:?}"),
+        }
+        faults.fail_sync.store(false, Ordering::SeqCst);
+        let later = run(&mut t, publish());
+        assert!(
+            matches!(later, Err(Failure::Storage(StorageFault::Failed(_)))),
+            "{later:?}"
+        );
+        let stats = run(&mut t, Command::Stats { queue: "q".into() });
+        assert!(stats.is_ok(), "reads still work: {stats:?}");
+    }
+}

@@ -2,7 +2,9 @@
 //!
 //! Each turn's accepted mutating commands become one record; the turn's replies (and any
 //! reply of a later turn without mutations, which must not show state that is not yet
-//! durable) are held until the writer reports that record durable. A storage failure answers
+//! durable) are held until the writer reports that record durable. While the disk is full,
+//! reads and refusals answer at once (they may show accepted mutations still waiting for
+//! space). A storage failure answers
 //! every held reply with the failure: the commands ran in memory, but were never confirmed.
 
 use std::collections::VecDeque;
@@ -171,9 +173,13 @@ impl TaskStorage {
             self.log.clear();
             self.held.push_back((index, std::mem::take(&mut self.turn)));
         } else if !self.turn.is_empty() {
+            // Replies without mutations wait behind the newest record, so they never show
+            // state that is not durable yet; but not while the disk is full or storage failed,
+            // when that record may wait long: then reads and refusals answer at once.
+            let healthy = self.refusal().is_none();
             match self.held.back_mut() {
-                Some((_, outs)) => outs.append(&mut self.turn),
-                None => return std::mem::take(&mut self.turn),
+                Some((_, outs)) if healthy => outs.append(&mut self.turn),
+                _ => return std::mem::take(&mut self.turn),
             }
         }
         if self.storage.wants_snapshot() {
