@@ -152,6 +152,41 @@ async fn a_kill_keeps_every_answered_change() {
 }
 
 #[tokio::test]
+async fn a_long_poll_from_before_a_crash_is_cancelled_and_leases_stay_held() {
+    let dir = Dir::new("waiter");
+    let mut api = start(&dir, &["--fsync", "always"]);
+    api.publish("w", json!({"message": 1})).await;
+    let leased = api.consume("w", json!({"ack_deadline": 600})).await;
+    assert_eq!(leased.len(), 1);
+    let url = api.srv.url("/queue/w/consume");
+    let parked = tokio::spawn(async move {
+        let _ = reqwest::Client::new()
+            .post(url)
+            .json(&json!({"timeout": 60}))
+            .send()
+            .await;
+    });
+    api.wait_stats("w", "a parked consumer", |s| s["waiters"] == json!(1))
+        .await;
+    api.srv.kill();
+    parked.await.unwrap();
+    let api = start(&dir, &[]);
+    let stats = api.stats("w").await;
+    assert_eq!(
+        stats["waiters"],
+        json!(0),
+        "the dead client's wait is gone: {stats}"
+    );
+    assert_eq!(
+        stats["in_flight"],
+        json!(1),
+        "the lease is still held: {stats}"
+    );
+    let ack = json!({"message_id": leased[0]["message_id"], "lease": leased[0]["lease"]});
+    api.ok("/queue/w/ack", ack).await;
+}
+
+#[tokio::test]
 async fn a_second_server_on_the_same_directory_refuses_to_start() {
     let dir = Dir::new("lock");
     let _first = start(&dir, &[]);
