@@ -28,6 +28,19 @@ impl Clock {
         }
     }
 
+    /// This clock, moved forward if needed so it reads at least `floor` now: time recovered
+    /// from the data directory never goes backwards, even if the wall clock did.
+    pub(crate) fn not_before(self, floor: Millis) -> Self {
+        let now = self.now();
+        if now >= floor {
+            return self;
+        }
+        Self {
+            origin_unix_ms: self.origin_unix_ms + (floor.0 - now.0),
+            ..self
+        }
+    }
+
     /// Now, in Unix-epoch milliseconds.
     pub(crate) fn now(&self) -> Millis {
         let elapsed = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);

@@ -15,16 +15,16 @@ pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:15500";
 /// Default largest HTTP request body: room for a full batch of typical messages.
 pub(crate) const DEFAULT_MAX_BODY: usize = 8 << 20;
 
-/// When the command log is flushed to disk.
+/// When the command log is flushed to disk; replies wait for their record per the policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Fsync {
-    /// fsync before every reply.
+    /// fsync before replying (one fsync covers every turn written since the last one).
     Always,
-    /// fsync every few milliseconds (group commit).
+    /// Reply once written; fsync every `--fsync-interval-ms` (10 ms by default).
     #[default]
     Interval,
-    /// Leave flushing to the OS.
+    /// Reply once written; leave flushing to the OS.
     Never,
 }
 
@@ -39,15 +39,21 @@ pub(crate) struct Cli {
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Data directory for the command log and snapshots [default: ./synap-data].
-    /// Persistence is not implemented yet: state lives in memory only.
     #[arg(long, value_name = "DIR")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// Keep all state in memory (no data directory).
+    /// Keep all state in memory (no data directory; a restart loses everything).
     #[arg(long)]
     pub(crate) in_memory: bool,
-    /// Log flush policy (accepted for forward compatibility; persistence is not implemented yet).
+    /// When the command log is synced to disk [default: interval].
     #[arg(long, value_enum)]
     pub(crate) fsync: Option<Fsync>,
+    /// The `interval` policy's period in milliseconds [default: 10].
+    #[arg(long, value_name = "MS")]
+    pub(crate) fsync_interval_ms: Option<u64>,
+    /// Start even if the command log is damaged before its end: cut it at the damage
+    /// (losing the records from there on) instead of refusing to start.
+    #[arg(long)]
+    pub(crate) repair_log: bool,
     /// Subcommand.
     #[command(subcommand)]
     pub(crate) command: Option<Sub>,
@@ -62,6 +68,13 @@ pub(crate) enum Sub {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Read a data directory: `data inspect DIR` (snapshot, segments, queues) or
+    /// `data export DIR` (the command log as JSON lines).
+    Data {
+        /// `inspect DIR` or `export DIR`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 /// The `server:` section of the config file.
@@ -72,6 +85,9 @@ struct ServerSection {
     data_dir: Option<PathBuf>,
     in_memory: Option<bool>,
     fsync: Option<Fsync>,
+    fsync_interval_ms: Option<u64>,
+    segment_bytes: Option<u64>,
+    snapshot_bytes: Option<u64>,
     api_keys: Vec<String>,
     auto_create_queues: Option<bool>,
     max_body_bytes: Option<usize>,
@@ -112,6 +128,10 @@ pub(crate) struct ServerConfig {
     pub(crate) data_dir: PathBuf,
     pub(crate) in_memory: bool,
     pub(crate) fsync: Fsync,
+    pub(crate) fsync_interval_ms: u64,
+    pub(crate) segment_bytes: u64,
+    pub(crate) snapshot_bytes: u64,
+    pub(crate) repair_log: bool,
     pub(crate) api_keys: Vec<String>,
     pub(crate) max_body_bytes: usize,
     pub(crate) engine: EngineConfig,
@@ -164,6 +184,26 @@ impl ServerConfig {
         if max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
         }
+        let fsync_interval_ms = cli
+            .fsync_interval_ms
+            .or(file.server.fsync_interval_ms)
+            .unwrap_or(crate::storage::writer::DEFAULT_INTERVAL.as_millis() as u64);
+        if !(1..=10_000).contains(&fsync_interval_ms) {
+            return Err("the fsync interval must be between 1 and 10000 ms".into());
+        }
+        let segment_bytes = file
+            .server
+            .segment_bytes
+            .unwrap_or(crate::storage::DEFAULT_SEGMENT_BYTES);
+        let snapshot_bytes = file
+            .server
+            .snapshot_bytes
+            .unwrap_or(crate::storage::DEFAULT_SNAPSHOT_BYTES);
+        if segment_bytes < 4096 || snapshot_bytes < 4096 {
+            return Err(
+                "server.segment_bytes and server.snapshot_bytes must be at least 4096".into(),
+            );
+        }
         Ok(Self {
             bind: cli
                 .bind
@@ -176,6 +216,10 @@ impl ServerConfig {
                 .unwrap_or_else(|| PathBuf::from("./synap-data")),
             in_memory: cli.in_memory || file.server.in_memory.unwrap_or(false),
             fsync: cli.fsync.or(file.server.fsync).unwrap_or_default(),
+            fsync_interval_ms,
+            segment_bytes,
+            snapshot_bytes,
+            repair_log: cli.repair_log,
             api_keys,
             max_body_bytes,
             engine,

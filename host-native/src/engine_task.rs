@@ -4,18 +4,27 @@
 //! requests (or fires the single timer), calls the engine with the clock's `now`, replies, routes
 //! the events the engine produced, and re-arms one `Sleep` from `poll_timeout()`. No tokio timer
 //! exists per message or per waiter: the engine keeps all deadlines.
+//!
+//! With persistence on, each turn runs at one `now`; its accepted mutating commands are logged
+//! as one record, and its replies and pushes are held until that record is durable (see
+//! `durable`). While the disk is full or after storage failed, a client's mutations are
+//! refused before they run.
+
+mod durable;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use synap_core::{
-    Command, Delivery, Engine, Error, Event, LeaseRef, PubMessage, QueueStats, Reply, SessionId,
-    WaiterId,
+    Command, Delivery, Engine, Error, Event, LeaseRef, Millis, PubMessage, QueueStats, Reply,
+    SessionId, WaiterId,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::clock::Clock;
+use crate::handle::Failure;
+use crate::storage::outbox::{Outgoing, TaskStorage};
 
 /// Requests handlers may queue before `send` waits: back-pressure instead of unbounded memory.
 pub(crate) const REQUEST_QUEUE: usize = 4096;
@@ -25,7 +34,7 @@ const BATCH: usize = 256;
 pub(crate) const EVENT_BUFFER: usize = 4096;
 
 /// A consume's outcome: the leased messages, empty when a long-poll ended with nothing.
-pub(crate) type ConsumeResult = Result<Vec<Delivery>, Error>;
+pub(crate) type ConsumeResult = Result<Vec<Delivery>, Failure>;
 
 /// What the engine pushes to an attached session's connection.
 #[derive(Debug)]
@@ -46,13 +55,13 @@ pub(crate) enum Request {
     /// Any command with a direct reply.
     Call {
         cmd: Command,
-        reply: oneshot::Sender<Result<Reply, Error>>,
+        reply: oneshot::Sender<Result<Reply, Failure>>,
     },
     /// Commands with direct replies, run in order in one turn (a streaming connection's
     /// frames read together): one reply each, in the same order.
     CallMany {
         cmds: Vec<Command>,
-        reply: oneshot::Sender<Vec<Result<Reply, Error>>>,
+        reply: oneshot::Sender<Vec<Result<Reply, Failure>>>,
     },
     /// A `Command::Consume` that may park; `token` names it for `Abandon`.
     Consume {
@@ -67,18 +76,27 @@ pub(crate) enum Request {
     Attach {
         cmd: Command,
         sink: mpsc::Sender<SessionPush>,
-        reply: oneshot::Sender<Result<Reply, Error>>,
+        reply: oneshot::Sender<Result<Reply, Failure>>,
     },
     /// Subscribe a connection: pushed messages go to `sink`, whose free room is the credit.
     Subscribe {
         patterns: Vec<String>,
         sink: mpsc::Sender<PubMessage>,
-        reply: oneshot::Sender<Result<String, Error>>,
+        reply: oneshot::Sender<Result<String, Failure>>,
     },
     /// Stats of every queue, for `/metrics`.
     Snapshot {
         reply: oneshot::Sender<Vec<QueueStats>>,
     },
+    /// The engine's `state_digest` once time reaches `at` (running the timers due by then
+    /// on a copy), with the time it was taken at: two servers that ran the same commands give
+    /// the same digest at the same `at`.
+    Digest {
+        at: Option<Millis>,
+        reply: oneshot::Sender<(u64, Millis)>,
+    },
+    /// Stop: finish the turn, write what the log holds and the shutdown snapshot, then end.
+    Stop { done: oneshot::Sender<()> },
     /// Shutting down: answer every parked consumer with an empty list and park no more.
     Drain,
 }
@@ -99,6 +117,12 @@ pub(crate) struct EngineTask {
     sessions: HashMap<SessionId, mpsc::Sender<SessionPush>>,
     events: broadcast::Sender<Arc<Event>>,
     draining: bool,
+    /// The current turn's time.
+    now: Millis,
+    /// The command log, when persistence is on.
+    storage: Option<TaskStorage>,
+    /// Set by `Stop`: answered once the task has finished.
+    stopped: Option<oneshot::Sender<()>>,
 }
 
 impl EngineTask {
@@ -113,6 +137,9 @@ impl EngineTask {
             sessions: HashMap::new(),
             events,
             draining: false,
+            now: clock.now(),
+            storage: None,
+            stopped: None,
         }
     }
 
@@ -122,13 +149,15 @@ impl EngineTask {
         tokio::pin!(sleep);
         let mut armed_for = None;
         let mut batch = Vec::with_capacity(BATCH);
-        loop {
+        self.begin_turn();
+        self.cancel_stale();
+        self.end_turn();
+        while self.stopped.is_none() {
             // Check the clock before polling the sleep: an elapsed sleep may stay pending
             // under tokio's cooperative budget, and the engine is the source of truth anyway.
             let deadline = self.engine.poll_timeout();
             if deadline.is_some_and(|d| d <= self.clock.now()) {
-                self.engine.handle_timeout(self.clock.now());
-                self.route_events();
+                self.timeout_turn();
                 continue;
             }
             if deadline != armed_for {
@@ -137,34 +166,50 @@ impl EngineTask {
                 }
                 armed_for = deadline;
             }
+            // Past the writer's backlog, requests wait in the channel (back-pressure).
+            let backlogged = self.storage.as_ref().is_some_and(TaskStorage::backlogged);
             tokio::select! {
-                n = rx.recv_many(&mut batch, BATCH) => {
+                n = rx.recv_many(&mut batch, BATCH), if !backlogged => {
                     if n == 0 {
                         break;
                     }
+                    self.begin_turn();
                     for req in batch.drain(..) {
                         self.on_request(req);
                     }
+                    self.end_turn();
                 }
                 () = &mut sleep, if armed_for.is_some() => {
-                    self.engine.handle_timeout(self.clock.now());
-                    self.route_events();
+                    self.timeout_turn();
                     // Force a reset next turn even if the deadline value did not change.
                     armed_for = None;
                 }
+                () = durable::changed(&mut self.storage) => self.release(),
             }
         }
+        self.begin_turn();
         self.drain_parked();
+        self.end_turn();
+        self.finish().await;
+    }
+
+    /// A turn that only runs the timers due now.
+    fn timeout_turn(&mut self) {
+        self.begin_turn();
+        self.engine.handle_timeout(self.now);
+        self.route_events();
+        self.end_turn();
     }
 
     fn on_request(&mut self, req: Request) {
         match req {
             Request::Call { cmd, reply } => {
-                let _ = reply.send(self.call(cmd));
+                let result = self.call(cmd);
+                self.answer(Outgoing::Call(reply, result));
             }
             Request::CallMany { cmds, reply } => {
                 let results = cmds.into_iter().map(|cmd| self.call(cmd)).collect();
-                let _ = reply.send(results);
+                self.answer(Outgoing::Many(reply, results));
             }
             Request::Consume { cmd, token, reply } => self.consume(cmd, token, reply),
             Request::Abandon { token, returned } => {
@@ -178,7 +223,15 @@ impl EngineTask {
                 reply,
             } => self.subscribe(patterns, sink, reply),
             Request::Snapshot { reply } => {
-                let _ = reply.send(self.snapshot());
+                let stats = self.snapshot();
+                self.answer(Outgoing::Stats(reply, stats));
+            }
+            Request::Digest { at, reply } => {
+                let _ = reply.send(self.digest(at));
+            }
+            Request::Stop { done } => {
+                self.draining = true;
+                self.stopped = Some(done);
             }
             Request::Drain => {
                 self.draining = true;
@@ -190,7 +243,10 @@ impl EngineTask {
 
     /// Runs one command with a direct reply. A command that ends a subscriber or a session
     /// also drops the sink its pushes went to.
-    fn call(&mut self, cmd: Command) -> Result<Reply, Error> {
+    fn call(&mut self, cmd: Command) -> Result<Reply, Failure> {
+        if let Some(refused) = self.refusal(&cmd) {
+            return Err(refused);
+        }
         match &cmd {
             Command::Unsubscribe {
                 subscriber_id,
@@ -203,25 +259,27 @@ impl EngineTask {
             }
             _ => {}
         }
-        self.engine.handle(self.clock.now(), cmd)
+        Ok(self.apply(cmd)?)
     }
 
     fn attach(
         &mut self,
         cmd: Command,
         sink: mpsc::Sender<SessionPush>,
-        reply: oneshot::Sender<Result<Reply, Error>>,
+        reply: oneshot::Sender<Result<Reply, Failure>>,
     ) {
         debug_assert!(matches!(cmd, Command::Attach { .. }));
-        let result = self.engine.handle(self.clock.now(), cmd);
+        if let Some(refused) = self.refusal(&cmd) {
+            self.answer(Outgoing::Attached(reply, Err(refused)));
+            return;
+        }
+        let result = self.apply(cmd);
         if let Ok(Reply::Attached { session_id, .. }) = &result {
             // Registered before the events of the attach (its first pushes) are routed.
             self.sessions.insert(*session_id, sink);
         }
-        if let Err(Ok(Reply::Attached { session_id, .. })) = reply.send(result) {
-            // The connection is gone already: what was pushed goes back.
-            self.detach(session_id);
-        }
+        // If the connection is gone already, what was pushed goes back (`Outgoing::send`).
+        self.answer(Outgoing::Attached(reply, result.map_err(Failure::from)));
     }
 
     /// Detaches a session whose connection is gone, giving back what it held.
@@ -231,7 +289,7 @@ impl EngineTask {
             session_id,
             give_back: true,
         };
-        if let Err(e) = self.engine.handle(self.clock.now(), cmd) {
+        if let Err(e) = self.apply(cmd) {
             debug!(error = %e, "session already ended");
         }
     }
@@ -243,22 +301,22 @@ impl EngineTask {
                 *wait_ms = 0;
             }
         }
-        match self.engine.handle(self.clock.now(), cmd) {
+        if let Some(refused) = self.refusal(&cmd) {
+            self.answer(Outgoing::Consume(reply, Err(refused)));
+            return;
+        }
+        match self.apply(cmd) {
             Ok(Reply::Messages { messages }) => {
-                // The client left before the answer: the messages would sit leased to nobody
-                // until their leases end, so they go back at once, as for a parked consumer.
-                if let Err(Ok(messages)) = reply.send(Ok(messages)) {
-                    self.give_back(messages);
-                }
+                // If the client left before the answer, the messages go back at once (see
+                // `Outgoing::send`), as for a parked consumer.
+                self.answer(Outgoing::Consume(reply, Ok(messages)));
             }
             Ok(Reply::Waiting { waiter_id }) => {
                 self.by_token.insert(token, waiter_id);
                 self.parked.insert(waiter_id, Parked { token, reply });
             }
             Ok(other) => unreachable!("consume replied {other:?}"),
-            Err(e) => {
-                let _ = reply.send(Err(e));
-            }
+            Err(e) => self.answer(Outgoing::Consume(reply, Err(e.into()))),
         }
     }
 
@@ -267,9 +325,7 @@ impl EngineTask {
             return;
         };
         self.parked.remove(&waiter_id);
-        let _ = self
-            .engine
-            .handle(self.clock.now(), Command::CancelWait { waiter_id });
+        let _ = self.apply(Command::CancelWait { waiter_id });
         debug!(?waiter_id, "parked consumer hung up; wait cancelled");
     }
 
@@ -277,7 +333,7 @@ impl EngineTask {
         &mut self,
         patterns: Vec<String>,
         sink: mpsc::Sender<PubMessage>,
-        reply: oneshot::Sender<Result<String, Error>>,
+        reply: oneshot::Sender<Result<String, Failure>>,
     ) {
         let credit = u32::try_from(sink.capacity()).unwrap_or(u32::MAX);
         // A connected subscriber is removed when its connection ends, so it needs no idle timer.
@@ -287,19 +343,23 @@ impl EngineTask {
             credit,
             idle_ms: None,
         };
-        let result = match self.engine.handle(self.clock.now(), cmd) {
+        if let Some(refused) = self.refusal(&cmd) {
+            self.answer(Outgoing::Subscribed(reply, Err(refused)));
+            return;
+        }
+        let result = match self.apply(cmd) {
             Ok(Reply::Subscribed { subscriber_id, .. }) => {
                 self.sinks.insert(subscriber_id.clone(), sink);
                 Ok(subscriber_id)
             }
             Ok(other) => unreachable!("subscribe replied {other:?}"),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         };
-        let _ = reply.send(result);
+        self.answer(Outgoing::Subscribed(reply, result));
     }
 
     fn snapshot(&mut self) -> Vec<QueueStats> {
-        let now = self.clock.now();
+        let now = self.now;
         let Ok(Reply::Queues { queues }) = self.engine.handle(now, Command::ListQueues) else {
             return Vec::new();
         };
@@ -316,10 +376,9 @@ impl EngineTask {
 
     /// Answers every parked consumer with an empty list and withdraws its waiter.
     fn drain_parked(&mut self) {
-        let now = self.clock.now();
         for (waiter_id, p) in std::mem::take(&mut self.parked) {
-            let _ = self.engine.handle(now, Command::CancelWait { waiter_id });
-            let _ = p.reply.send(Ok(Vec::new()));
+            let _ = self.apply(Command::CancelWait { waiter_id });
+            self.answer(Outgoing::Consume(p.reply, Ok(Vec::new())));
         }
         self.by_token.clear();
         self.route_events();
@@ -339,7 +398,7 @@ impl EngineTask {
                 Event::WaitTimedOut { waiter_id } => {
                     if let Some(p) = self.parked.remove(&waiter_id) {
                         self.by_token.remove(&p.token);
-                        let _ = p.reply.send(Ok(Vec::new()));
+                        self.answer(Outgoing::Consume(p.reply, Ok(Vec::new())));
                     }
                 }
                 Event::PubSub {
@@ -352,7 +411,8 @@ impl EngineTask {
                 } => self.push_session(session_id, messages),
                 Event::SessionEnded { session_id } => {
                     if let Some(sink) = self.sessions.remove(&session_id) {
-                        let _ = sink.try_send(SessionPush::Ended);
+                        // Behind the pushes it may still have waiting for the log.
+                        self.answer(Outgoing::Push(session_id, sink, SessionPush::Ended));
                     }
                 }
                 Event::Observed(_) | Event::KeyExpired { .. } => {}
@@ -361,15 +421,14 @@ impl EngineTask {
     }
 
     fn deliver(&mut self, waiter_id: WaiterId, messages: Vec<Delivery>) {
-        let returned = match self.parked.remove(&waiter_id) {
+        match self.parked.remove(&waiter_id) {
             Some(p) => {
                 self.by_token.remove(&p.token);
-                p.reply.send(Ok(messages)).err().and_then(Result::ok)
+                // A client that left meanwhile gets its messages given back on send.
+                self.answer(Outgoing::Consume(p.reply, Ok(messages)));
             }
-            None => Some(messages),
-        };
-        // The client left between the lease and the reply.
-        self.give_back(returned.unwrap_or_default());
+            None => self.give_back(messages),
+        }
     }
 
     /// Hands leased messages whose consumer is gone back to the engine, which makes them ready
@@ -390,7 +449,7 @@ impl EngineTask {
                 queue: queue.to_string(),
                 leases,
             };
-            match self.engine.handle(self.clock.now(), cmd) {
+            match self.apply(cmd) {
                 Ok(_) => debug!(%queue, "unread messages given back"),
                 // Deleted meanwhile: nothing left to give back.
                 Err(Error::QueueNotFound { .. }) => {}
@@ -406,14 +465,13 @@ impl EngineTask {
             // Pushed while its detach was on the way: the detach gives them back.
             return;
         };
-        match sink.try_send(SessionPush::Messages(messages)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                warn!(?session_id, "session sink full; session detached");
-                self.detach(session_id);
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => self.detach(session_id),
-        }
+        // A sink that is gone or full detaches the session on send (`Outgoing::send`).
+        let sink = sink.clone();
+        self.answer(Outgoing::Push(
+            session_id,
+            sink,
+            SessionPush::Messages(messages),
+        ));
     }
 
     fn push(&mut self, subscriber_id: String, message: PubMessage) {
@@ -433,7 +491,7 @@ impl EngineTask {
                     subscriber_id,
                     patterns: None,
                 };
-                let _ = self.engine.handle(self.clock.now(), cmd);
+                let _ = self.apply(cmd);
             }
         }
     }
@@ -454,7 +512,7 @@ mod tests {
         )
     }
 
-    fn call(t: &mut EngineTask, cmd: Command) -> Result<Reply, Error> {
+    fn call(t: &mut EngineTask, cmd: Command) -> Result<Reply, Failure> {
         let (reply, mut rx) = oneshot::channel();
         t.on_request(Request::Call { cmd, reply });
         rx.try_recv().expect("answered at once")
@@ -637,7 +695,10 @@ mod tests {
                 give_back: true,
             },
         );
-        assert_eq!(reply, Ok(Reply::Detached { returned: 1 }));
+        assert!(
+            matches!(reply, Ok(Reply::Detached { returned: 1 })),
+            "{reply:?}"
+        );
         assert_eq!(counts(&mut t), (1, 0, 1));
         assert!(rx.try_recv().is_err(), "nothing more is pushed");
     }

@@ -3,18 +3,29 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use synap_core::{Command, Delivery, Error, PubMessage, QueueStats, Reply, SessionId};
+use synap_core::{Command, Delivery, Error, Millis, PubMessage, QueueStats, Reply, SessionId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::engine_task::{ConsumeResult, Request, SessionPush};
 
 /// Why a call did not reach a reply.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub(crate) enum Failure {
     /// The engine refused the command.
     Core(Error),
     /// The engine task is gone (the server is stopping).
     Unavailable,
+    /// Storage cannot take the mutation (see `StorageFault`).
+    Storage(StorageFault),
+}
+
+/// Why the command log cannot take a mutation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum StorageFault {
+    /// The disk is full; mutations are refused until space returns (reads go on).
+    Full,
+    /// Storage failed for good (a failed fsync, an I/O error): why. Nothing more is written.
+    Failed(Arc<str>),
 }
 
 impl From<Error> for Failure {
@@ -53,7 +64,7 @@ impl EngineHandle {
     pub(crate) async fn call(&self, cmd: Command) -> Result<Reply, Failure> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Call { cmd, reply }).await?;
-        Ok(rx.await.map_err(|_| Failure::Unavailable)??)
+        rx.await.map_err(|_| Failure::Unavailable)?
     }
 
     /// Sends `cmds` to run in order in one engine turn, without waiting: the replies (one per
@@ -117,13 +128,29 @@ impl EngineHandle {
             reply,
         })
         .await?;
-        Ok(rx.await.map_err(|_| Failure::Unavailable)??)
+        rx.await.map_err(|_| Failure::Unavailable)?
     }
 
     /// Stats of every queue.
     pub(crate) async fn snapshot(&self) -> Result<Vec<QueueStats>, Failure> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Snapshot { reply }).await?;
+        rx.await.map_err(|_| Failure::Unavailable)
+    }
+
+    /// Stops the engine task and waits until it has written the command log and the
+    /// shutdown snapshot.
+    pub(crate) async fn stop(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.send(Request::Stop { done }).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// The engine's state digest once time reaches `at` (see `Request::Digest`).
+    pub(crate) async fn digest(&self, at: Option<Millis>) -> Result<(u64, Millis), Failure> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::Digest { at, reply }).await?;
         rx.await.map_err(|_| Failure::Unavailable)
     }
 
@@ -144,11 +171,11 @@ impl EngineHandle {
 }
 
 /// The replies of a `call_many`, once the engine has run its commands.
-pub(crate) struct Replies(oneshot::Receiver<Vec<Result<Reply, Error>>>);
+pub(crate) struct Replies(oneshot::Receiver<Vec<Result<Reply, Failure>>>);
 
 impl Replies {
     /// One reply per command, in order.
-    pub(crate) async fn wait(self) -> Result<Vec<Result<Reply, Error>>, Failure> {
+    pub(crate) async fn wait(self) -> Result<Vec<Result<Reply, Failure>>, Failure> {
         self.0.await.map_err(|_| Failure::Unavailable)
     }
 }
@@ -163,7 +190,7 @@ impl Consuming {
         let result = guard.rx.as_mut().expect("set when sent").await;
         // Answered and read: nothing is left to abandon.
         guard.rx = None;
-        Ok(result.map_err(|_| Failure::Unavailable)??)
+        result.map_err(|_| Failure::Unavailable)?
     }
 }
 
@@ -209,8 +236,6 @@ impl Drop for AbandonGuard {
 
 #[cfg(test)]
 mod tests {
-    use synap_core::Millis;
-
     use super::*;
 
     fn delivery() -> Delivery {

@@ -10,6 +10,7 @@ mod settings;
 // The subcommand's entry point is `pub` for its own reasons; it is reached only from `main`.
 #[allow(unreachable_pub)]
 mod simulate;
+mod storage;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -20,10 +21,14 @@ use synap_core::{Command, Engine};
 use tokio::sync::{broadcast, mpsc, watch};
 use tracing::{error, info, warn};
 
-use crate::config::{Cli, ServerConfig, Sub};
+use crate::config::{Cli, Fsync, ServerConfig, Sub};
 use crate::engine_task::{EVENT_BUFFER, EngineTask, REQUEST_QUEUE};
 use crate::handle::EngineHandle;
 use crate::http::{AppState, Auth};
+use crate::storage::fs::RealFs;
+use crate::storage::outbox::TaskStorage;
+use crate::storage::writer::SyncPolicy;
+use crate::storage::{Storage, StorageConfig};
 
 /// How long shutdown waits for open connections before exiting anyway.
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -34,9 +39,14 @@ fn main() -> ExitCode {
     if args.get(1).map(String::as_str) == Some("simulate") {
         return simulate::main(args[2..].to_vec());
     }
+    if args.get(1).map(String::as_str) == Some("data") {
+        return storage::inspect::main(&args[2..]);
+    }
     let cli = Cli::parse();
-    if let Some(Sub::Simulate { args }) = cli.command {
-        return simulate::main(args);
+    match cli.command {
+        Some(Sub::Simulate { args }) => return simulate::main(args),
+        Some(Sub::Data { args }) => return storage::inspect::main(&args),
+        None => {}
     }
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -81,18 +91,34 @@ fn os_seed() -> Result<u64, String> {
     Ok(u64::from_le_bytes(bytes))
 }
 
-/// Says where state lives: persistence is not implemented yet.
-fn log_storage(config: &ServerConfig) {
+/// The engine and, with persistence on, its storage: recovered from the data directory.
+fn open_storage(
+    config: &ServerConfig,
+) -> Result<(Engine, clock::Clock, Option<TaskStorage>), String> {
+    let clock = clock::Clock::new();
     if config.in_memory {
         info!("in-memory mode: nothing is written to disk");
-    } else {
-        warn!(
-            data_dir = %config.data_dir.display(),
-            fsync = ?config.fsync,
-            "persistence is not implemented yet: state is kept in memory only and is lost on \
-             exit (--data-dir and --fsync are accepted for forward compatibility)"
-        );
+        return Ok((Engine::new(config.engine.clone(), os_seed()?), clock, None));
     }
+    let policy = match config.fsync {
+        Fsync::Always => SyncPolicy::Always,
+        Fsync::Interval => {
+            SyncPolicy::Interval(std::time::Duration::from_millis(config.fsync_interval_ms))
+        }
+        Fsync::Never => SyncPolicy::Never,
+    };
+    let cfg = StorageConfig {
+        dir: config.data_dir.clone(),
+        policy,
+        segment_bytes: config.segment_bytes,
+        snapshot_bytes: config.snapshot_bytes,
+        repair: config.repair_log,
+    };
+    let (storage, recovered) = Storage::open(Arc::new(RealFs), &cfg, &config.engine, os_seed()?)?;
+    info!(data_dir = %cfg.dir.display(), fsync = ?policy, "persistence on");
+    let clock = clock.not_before(recovered.last_now);
+    let task_storage = TaskStorage::new(storage, recovered.host);
+    Ok((recovered.engine, clock, Some(task_storage)))
 }
 
 /// Creates (or reconfigures) the queues of the config file.
@@ -112,12 +138,15 @@ async fn configure_queues(handle: &EngineHandle, config: &ServerConfig) -> Resul
 }
 
 async fn serve(config: ServerConfig) -> Result<(), String> {
-    log_storage(&config);
-    let engine = Engine::new(config.engine.clone(), os_seed()?);
+    // One clock for the engine and the connections that track its lease deadlines.
+    let (engine, clock, storage) = open_storage(&config)?;
     let (events_tx, _) = broadcast::channel(EVENT_BUFFER);
     let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-    let clock = clock::Clock::new();
-    let mut task = tokio::spawn(EngineTask::new(engine, events_tx.clone(), clock).run(rx));
+    let mut engine_task = EngineTask::new(engine, events_tx.clone(), clock);
+    if let Some(storage) = storage {
+        engine_task = engine_task.with_storage(storage);
+    }
+    let mut task = tokio::spawn(engine_task.run(rx));
     let handle = EngineHandle::new(tx);
     configure_queues(&handle, &config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -164,6 +193,10 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         tokio::time::sleep(DRAIN_GRACE).await;
     };
     let served = supervise(server.into_future(), grace, &mut task).await;
+    // The engine task writes what the log holds and the shutdown snapshot before it ends.
+    if !task.is_finished() {
+        handle.stop().await;
+    }
     drop(handle);
     task.abort();
     served?;

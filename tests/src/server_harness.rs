@@ -57,6 +57,8 @@ pub struct Options<'a> {
     pub api_key: Option<&'a str>,
     /// YAML config file contents (written to a temporary file).
     pub config_yaml: Option<&'a str>,
+    /// Persist to this data directory (instead of `--in-memory`).
+    pub data_dir: Option<&'a Path>,
 }
 
 /// Writes `text` to a fresh temporary file and returns its path.
@@ -77,8 +79,12 @@ impl Server {
     /// A server with extra options.
     pub fn start_with(opts: Options<'_>) -> Self {
         let mut cmd = Command::new(server_binary());
-        cmd.args(["--bind", "127.0.0.1:0", "--in-memory"])
-            .args(&opts.args)
+        cmd.args(["--bind", "127.0.0.1:0"]);
+        match opts.data_dir {
+            Some(dir) => cmd.arg("--data-dir").arg(dir),
+            None => cmd.arg("--in-memory"),
+        };
+        cmd.args(&opts.args)
             .env("RUST_LOG", "info")
             .env_remove("SYNAP_API_KEY")
             .stdin(Stdio::null())
@@ -149,6 +155,14 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
         panic!("server did not exit within 30 s of SIGTERM");
+    }
+}
+
+impl Server {
+    /// Kills this server's PID with SIGKILL (a crash: no shutdown code runs) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

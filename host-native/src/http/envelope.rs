@@ -24,7 +24,7 @@ use super::AppState;
 use super::byte_array::ByteArray;
 use super::error::{ApiError, body_bytes};
 use super::{envelope_kv, envelope_pubsub};
-use crate::handle::Failure;
+use crate::handle::{Failure, StorageFault};
 use crate::settings::{ApplySettings as _, QueueSettings};
 
 /// A command's outcome: the response payload, or the error string.
@@ -70,6 +70,10 @@ impl<'a> Fields<'a> {
 pub(super) fn wire_error(f: Failure) -> String {
     match f {
         Failure::Unavailable => "Service unavailable: the server is shutting down".into(),
+        Failure::Storage(StorageFault::Full) => {
+            "Storage full: the disk is full, writes are refused until space returns".into()
+        }
+        Failure::Storage(StorageFault::Failed(why)) => format!("Storage failed: {why}"),
         Failure::Core(e) => match e {
             Error::QueueNotFound { queue } => format!("Queue not found: {queue}"),
             Error::MessageNotFound { message_id } => format!("Message not found: {message_id}"),

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use synap_core::Error;
 
-use crate::handle::Failure;
+use crate::handle::{Failure, StorageFault};
 
 /// An error answered to a REST client.
 #[derive(Debug)]
@@ -105,6 +105,16 @@ impl From<Failure> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the server is shutting down",
+            ),
+            Failure::Storage(StorageFault::Full) => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "the disk is full: the command log cannot take writes (reads still work)",
+            ),
+            Failure::Storage(StorageFault::Failed(why)) => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage_failed",
+                format!("storage failed, no mutations are accepted until a restart: {why}"),
             ),
         }
     }

@@ -2,6 +2,7 @@
 
 mod auth;
 mod byte_array;
+mod debug;
 mod envelope;
 mod envelope_kv;
 mod envelope_pubsub;
@@ -128,7 +129,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/v1/command", post(envelope::command).layer(envelope))
         .route("/events", get(events::events))
         .route("/metrics", get(metrics::metrics))
-        .route("/health", get(health));
+        .route("/health", get(health))
+        .route("/debug/state_digest", get(debug::state_digest));
     queue
         .merge(kv)
         .merge(other)

@@ -259,9 +259,7 @@ impl Conn {
                 Slot::Answer(v) => *v,
                 Slot::Call(call) => {
                     let reply = match &mut replies {
-                        Ok(r) => r
-                            .next()
-                            .map_or(Err(Failure::Unavailable), |r| r.map_err(Failure::from)),
+                        Ok(r) => r.next().unwrap_or(Err(Failure::Unavailable)),
                         Err(_) => Err(Failure::Unavailable),
                     };
                     answer(call, reply)
