@@ -175,20 +175,23 @@ impl Conn {
         loop {
             tokio::select! {
                 push = async { pushes.as_mut().expect("guarded").recv().await }, if pushes.is_some() => {
-                    match push {
+                    let rx = pushes.as_mut().expect("guarded");
+                    let ended = match push {
                         Some(SessionPush::Messages(messages)) => {
-                            if !write_deliveries(socket, &messages).await {
-                                break;
+                            match write_deliveries(socket, messages, rx).await {
+                                Some(ended) => ended,
+                                None => break,
                             }
                         }
-                        Some(SessionPush::Ended) | None => {
-                            self.session = None;
-                            let error = format!("queue not found: {}", self.queue);
-                            let frame = consume_error(error, "queue_not_found");
-                            let _ = socket.send(text(&frame)).await;
-                            let _ = socket.send(Message::Close(None)).await;
-                            break;
-                        }
+                        Some(SessionPush::Ended) | None => true,
+                    };
+                    if ended {
+                        self.session = None;
+                        let error = format!("queue not found: {}", self.queue);
+                        let frame = consume_error(error, "queue_not_found");
+                        let _ = socket.send(text(&frame)).await;
+                        let _ = socket.send(Message::Close(None)).await;
+                        break;
                     }
                 }
                 incoming = socket.recv() => match incoming {
@@ -353,19 +356,33 @@ impl Conn {
     }
 }
 
-/// Writes pushed deliveries as `message` frames with one flush; false when the socket failed
-/// (the session still holds them, so the detach gives them back).
-async fn write_deliveries(socket: &mut WebSocket, messages: &[Delivery]) -> bool {
-    for m in messages {
-        if socket
-            .feed(text(&Frame::Message(delivery(m))))
-            .await
-            .is_err()
-        {
-            return false;
+/// Writes pushed deliveries as `message` frames, with the pushes already waiting behind them,
+/// and one flush. `None` when the socket failed (the session still holds the messages, so the
+/// detach gives them back); otherwise whether the engine ended the session meanwhile.
+async fn write_deliveries(
+    socket: &mut WebSocket,
+    first: Vec<Delivery>,
+    rx: &mut mpsc::Receiver<SessionPush>,
+) -> Option<bool> {
+    // Pushes that are already waiting (one per ack the engine answered in the same turn, say)
+    // are written behind the first with one flush.
+    let mut batch = first;
+    let mut ended = false;
+    for _ in 0..MAX_BATCH {
+        for m in &batch {
+            socket.feed(text(&Frame::Message(delivery(m)))).await.ok()?;
+        }
+        match rx.try_recv() {
+            Ok(SessionPush::Messages(more)) => batch = more,
+            Ok(SessionPush::Ended) => {
+                ended = true;
+                break;
+            }
+            Err(_) => break,
         }
     }
-    socket.flush().await.is_ok()
+    socket.flush().await.ok()?;
+    Some(ended)
 }
 
 /// A server frame as a text message. Wire frames always serialize (string keys, numbers from
