@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Event, MessageId, Observed};
+use crate::api::{Event, LeaseToken, MessageId, Observed};
 use crate::config::Limits;
 use crate::rng::Rng;
 use crate::time::Millis;
@@ -51,8 +51,8 @@ impl Ctx {
         uuid::Builder::from_random_bytes(self.rng.next_bytes16()).into_uuid()
     }
 
-    pub(crate) fn lease_token(&mut self) -> u64 {
-        let token = self.next_lease;
+    pub(crate) fn lease_token(&mut self) -> LeaseToken {
+        let token = LeaseToken(self.next_lease);
         self.next_lease += 1;
         token
     }

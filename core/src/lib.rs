@@ -55,8 +55,8 @@ mod timers;
 
 pub use api::{
     Command, DeadLetter, DeadLetterReason, Delivery, Event, Headers, KvEntry, KvStats, KvValue,
-    LeaseRef, MessageId, NackAction, Observed, ObservedKind, PubMessage, PublishMessage, Published,
-    PubsubStats, QueueStats, Reply, SessionId, WaiterId,
+    LeaseRef, LeaseToken, MessageId, NackAction, Observed, ObservedKind, PubMessage,
+    PublishMessage, Published, PubsubStats, QueueStats, Reply, SessionId, WaiterId,
 };
 pub use config::{
     Backoff, EngineConfig, Limits, MAX_LEASE_MS, QueueConfig, RetryPosition, validate_queue_name,

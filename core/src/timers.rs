@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use crate::api::MessageId;
-use crate::ids::{QueueId, WaiterId};
+use crate::ids::{LeaseToken, QueueId, WaiterId};
 use crate::time::Millis;
 
 /// What a deadline is for.
@@ -33,7 +33,7 @@ pub enum TimerKind {
         /// The message.
         id: MessageId,
         /// The lease token.
-        lease: u64,
+        lease: LeaseToken,
     },
     /// A delayed message (publish delay or retry delay) becomes ready.
     Due {

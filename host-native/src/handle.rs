@@ -248,7 +248,7 @@ mod tests {
             retry_count: 0,
             max_retries: 3,
             headers: synap_core::Headers::default(),
-            lease: 7,
+            lease: synap_core::LeaseToken(7),
             lease_deadline: Millis(60_000),
             published_at: Millis(0),
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Headers, MessageId, SessionId, WaiterId};
+use super::{Headers, LeaseToken, MessageId, SessionId, WaiterId};
 use crate::Json;
 use crate::config::QueueConfig;
 
@@ -154,7 +154,7 @@ pub enum Command {
         message_id: MessageId,
         /// The lease token of the delivery being acked; any current lease when absent.
         #[serde(default)]
-        lease: Option<u64>,
+        lease: Option<LeaseToken>,
     },
     /// Rejects a leased message: retry it (`requeue`) or dead-letter it.
     Nack {
@@ -173,7 +173,7 @@ pub enum Command {
         error: Option<String>,
         /// The lease token of the delivery being nacked.
         #[serde(default)]
-        lease: Option<u64>,
+        lease: Option<LeaseToken>,
     },
     /// Extends a lease: the new deadline is `now + lease_ms`.
     Extend {
@@ -185,7 +185,7 @@ pub enum Command {
         lease_ms: u64,
         /// The lease token of the delivery being extended.
         #[serde(default)]
-        lease: Option<u64>,
+        lease: Option<LeaseToken>,
     },
     /// Queue statistics.
     Stats {
@@ -389,7 +389,7 @@ pub struct LeaseRef {
     /// The message.
     pub message_id: MessageId,
     /// The lease token of the delivery.
-    pub lease: u64,
+    pub lease: LeaseToken,
 }
 
 /// One KV entry of `KvMset`.

@@ -13,7 +13,7 @@ mod command;
 mod event;
 mod reply;
 
-pub use crate::ids::{SessionId, WaiterId};
+pub use crate::ids::{LeaseToken, SessionId, WaiterId};
 pub use command::{Command, KvEntry, LeaseRef, PublishMessage};
 pub use event::{Event, Observed, ObservedKind};
 pub use reply::{

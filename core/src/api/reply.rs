@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Headers, MessageId, SessionId, WaiterId};
+use super::{Headers, LeaseToken, MessageId, SessionId, WaiterId};
 use crate::config::QueueConfig;
 use crate::{Json, Millis};
 
@@ -30,7 +30,7 @@ pub struct Delivery {
     /// Headers as published.
     pub headers: Headers,
     /// The lease token an ack, nack or extend may carry.
-    pub lease: u64,
+    pub lease: LeaseToken,
     /// When the lease ends unless acked or extended.
     pub lease_deadline: Millis,
     /// Publish time.

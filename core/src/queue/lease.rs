@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::Error;
-use crate::api::{DeadLetterReason, MessageId, NackAction, Observed, ObservedKind};
+use crate::api::{DeadLetterReason, LeaseToken, MessageId, NackAction, Observed, ObservedKind};
 use crate::config::{MAX_LEASE_MS, RetryPosition};
 use crate::ctx::Ctx;
 use crate::time::Millis;
@@ -17,7 +17,11 @@ pub(crate) const LEASE_EXPIRED: &str = "lease expired";
 impl Queue {
     /// Checks that `id` is in flight under `lease` (any lease when `None`) and returns its
     /// current lease token and deadline.
-    pub(crate) fn leased(&self, id: MessageId, lease: Option<u64>) -> Result<(u64, Millis), Error> {
+    pub(crate) fn leased(
+        &self,
+        id: MessageId,
+        lease: Option<LeaseToken>,
+    ) -> Result<(LeaseToken, Millis), Error> {
         let Some(msg) = self.messages.get(&id) else {
             if self.dlq.contains(id) {
                 return Err(mismatch(id, "the message was dead-lettered"));
@@ -49,7 +53,13 @@ impl Queue {
 
     /// Takes an in-flight message out of flight: removes its lease timer, releases its
     /// consumer's prefetch slot and gives its session the credit back.
-    pub(crate) fn release(&mut self, ctx: &mut Ctx, id: MessageId, lease: u64, deadline: Millis) {
+    pub(crate) fn release(
+        &mut self,
+        ctx: &mut Ctx,
+        id: MessageId,
+        lease: LeaseToken,
+        deadline: Millis,
+    ) {
         ctx.timers.remove(deadline, self.lease_timer(id, lease));
         let msg = self.messages.get_mut(&id).expect("leased message exists");
         let State::InFlight {
@@ -70,7 +80,7 @@ impl Queue {
         &mut self,
         ctx: &mut Ctx,
         id: MessageId,
-        lease: Option<u64>,
+        lease: Option<LeaseToken>,
     ) -> Result<(), Error> {
         let (lease, deadline) = self.leased(id, lease)?;
         self.release(ctx, id, lease, deadline);
@@ -87,7 +97,7 @@ impl Queue {
         &mut self,
         ctx: &mut Ctx,
         id: MessageId,
-        lease: Option<u64>,
+        lease: Option<LeaseToken>,
         requeue: bool,
         delay_ms: Option<u64>,
         error: Option<String>,
@@ -116,7 +126,7 @@ impl Queue {
         &mut self,
         ctx: &mut Ctx,
         id: MessageId,
-        lease: Option<u64>,
+        lease: Option<LeaseToken>,
         lease_ms: u64,
     ) -> Result<Millis, Error> {
         if lease_ms == 0 {
@@ -134,7 +144,7 @@ impl Queue {
     }
 
     /// A lease timer fired: if the lease is still current, treat it as a failed delivery.
-    pub(crate) fn on_lease_expiry(&mut self, ctx: &mut Ctx, id: MessageId, lease: u64) {
+    pub(crate) fn on_lease_expiry(&mut self, ctx: &mut Ctx, id: MessageId, lease: LeaseToken) {
         let Ok((current, deadline)) = self.leased(id, Some(lease)) else {
             return;
         };

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Delivery, Headers, MessageId, SessionId};
+use crate::api::{Delivery, Headers, LeaseToken, MessageId, SessionId};
 use crate::json::Json;
 use crate::time::Millis;
 
@@ -44,7 +44,7 @@ pub(crate) enum State {
     /// Leased; a `Lease` timer is set for `deadline`. `session` is the streaming consumer it
     /// was pushed to, which holds one credit for it.
     InFlight {
-        lease: u64,
+        lease: LeaseToken,
         deadline: Millis,
         consumer: Option<Arc<str>>,
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::api::{
-    MessageId, Observed, ObservedKind, PublishMessage, Published, SessionId, WaiterId,
+    LeaseToken, MessageId, Observed, ObservedKind, PublishMessage, Published, SessionId, WaiterId,
 };
 use crate::config::{Limits, MAX_LEASE_MS, QueueConfig, RetryPosition, check_headers};
 use crate::ctx::Ctx;
@@ -335,7 +335,7 @@ impl Queue {
     }
 
     /// The lease timer of delivery `lease` of message `id`.
-    pub(crate) fn lease_timer(&self, id: MessageId, lease: u64) -> TimerKind {
+    pub(crate) fn lease_timer(&self, id: MessageId, lease: LeaseToken) -> TimerKind {
         TimerKind::Lease {
             queue: self.id,
             id,

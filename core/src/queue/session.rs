@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::api::{MessageId, ObservedKind, SessionId};
+use crate::api::{LeaseToken, MessageId, ObservedKind, SessionId};
 use crate::ctx::Ctx;
 
 use super::deliver::Taker;
@@ -32,12 +32,12 @@ pub(crate) struct Session {
     /// Deliveries it may still be pushed.
     pub(crate) credit: u32,
     /// The messages it holds leases on, with their lease tokens.
-    pub(crate) held: BTreeMap<MessageId, u64>,
+    pub(crate) held: BTreeMap<MessageId, LeaseToken>,
 }
 
 impl Session {
     /// A delivery was pushed: it holds one credit until it ends.
-    pub(crate) fn hold(&mut self, id: MessageId, lease: u64) {
+    pub(crate) fn hold(&mut self, id: MessageId, lease: LeaseToken) {
         debug_assert!(
             self.credit > 0,
             "a session is pushed only within its credit"
@@ -118,7 +118,7 @@ impl Queue {
     /// delay, so it counts as an attempt and `max_retries` still bounds redeliveries. False if
     /// the delivery has ended already (settled, expired, redelivered). The caller serves the
     /// line afterwards.
-    pub(crate) fn give_back(&mut self, ctx: &mut Ctx, id: MessageId, lease: u64) -> bool {
+    pub(crate) fn give_back(&mut self, ctx: &mut Ctx, id: MessageId, lease: LeaseToken) -> bool {
         let Ok((lease, deadline)) = self.leased(id, Some(lease)) else {
             return false;
         };

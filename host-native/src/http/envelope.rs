@@ -362,7 +362,7 @@ async fn ack_or_nack(s: &AppState, ack: bool, f: &Fields<'_>) -> Outcome {
     let id_text = f.need("message_id")?;
     let message_id = synap_core::MessageId::parse_str(id_text)
         .map_err(|_| format!("Message not found: {id_text}"))?;
-    let lease = f.uint("lease");
+    let lease = f.uint("lease").map(synap_core::LeaseToken);
     let cmd = if ack {
         Command::Ack {
             queue,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use synap_core::{
-    Command, DeadLetter, DeadLetterReason, Delivery, Json, MessageId, NackAction, PubMessage,
-    PublishMessage, Published, QueueStats,
+    Command, DeadLetter, DeadLetterReason, Delivery, Json, LeaseToken, MessageId, NackAction,
+    PubMessage, PublishMessage, Published, QueueStats,
 };
 use synap_wire as wire;
 
@@ -65,7 +65,7 @@ pub(crate) fn ack_command(r: &wire::AckRequest, queue: String) -> Result<Command
     Ok(Command::Ack {
         queue,
         message_id: parse_message_id(&r.message_id)?,
-        lease: r.lease,
+        lease: r.lease.map(LeaseToken),
     })
 }
 
@@ -77,7 +77,7 @@ pub(crate) fn nack_command(r: wire::NackRequest, queue: String) -> Result<Comman
         requeue: r.requeue.unwrap_or(true),
         delay_ms: opt_ms("delay", r.delay)?,
         error: r.error,
-        lease: r.lease,
+        lease: r.lease.map(LeaseToken),
     })
 }
 
@@ -87,7 +87,7 @@ pub(crate) fn extend_command(r: &wire::ExtendRequest, queue: String) -> Result<C
         queue,
         message_id: parse_message_id(&r.message_id)?,
         lease_ms: secs_to_ms("ack_deadline", r.ack_deadline)?,
-        lease: r.lease,
+        lease: r.lease.map(LeaseToken),
     })
 }
 
@@ -144,7 +144,7 @@ pub(crate) fn delivery(d: &Delivery) -> wire::Delivery {
         retry_count: d.retry_count,
         max_retries: d.max_retries,
         headers: d.headers.clone(),
-        lease: d.lease,
+        lease: d.lease.0,
         lease_deadline: d.lease_deadline.0,
         published_at: d.published_at.0,
     }

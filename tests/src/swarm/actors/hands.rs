@@ -2,7 +2,7 @@
 //! plan per delivery (ack, late ack, double ack, stale ack, nack, reject, extend, crash) and
 //! the calls that carry it out.
 
-use synap_core::{Command, Delivery, MessageId, Reply};
+use synap_core::{Command, Delivery, LeaseToken, MessageId, Reply};
 
 use crate::swarm::harness::Harness;
 
@@ -70,7 +70,7 @@ pub(crate) struct Held {
 #[derive(Debug, Default)]
 pub(crate) struct Hands {
     held: Vec<Held>,
-    old: Vec<(MessageId, u64)>,
+    old: Vec<(MessageId, LeaseToken)>,
 }
 
 impl Hands {
@@ -136,7 +136,11 @@ impl Hands {
                     .iter()
                     .find(|(id, l)| *id == d.message_id && *l != d.lease)
                     .copied();
-                ack(h, &d, stale.map_or(d.lease.wrapping_sub(1), |(_, l)| l));
+                ack(
+                    h,
+                    &d,
+                    stale.map_or(LeaseToken(d.lease.0.wrapping_sub(1)), |(_, l)| l),
+                );
                 ack(h, &d, d.lease);
             }
             Plan::Nack(delay) => nack(h, &d, true, delay),
@@ -172,7 +176,7 @@ impl Hands {
     }
 }
 
-fn ack(h: &mut Harness, d: &Delivery, lease: u64) {
+fn ack(h: &mut Harness, d: &Delivery, lease: LeaseToken) {
     let result = h.exec(Command::Ack {
         queue: d.queue.to_string(),
         message_id: d.message_id,

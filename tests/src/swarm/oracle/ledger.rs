@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use synap_core::{
-    DeadLetterReason, Delivery, MessageId, Observed, ObservedKind, QueueConfig, QueueStats,
-    SessionId,
+    DeadLetterReason, Delivery, LeaseToken, MessageId, Observed, ObservedKind, QueueConfig,
+    QueueStats, SessionId,
 };
 
 /// Where the oracle believes a message is.
@@ -17,7 +17,7 @@ pub(crate) enum Place {
     /// Leased under `lease` until `deadline` (both known once the delivery is seen).
     InFlight {
         /// The lease token, once known.
-        lease: Option<u64>,
+        lease: Option<LeaseToken>,
         /// The lease deadline, once known.
         deadline: Option<u64>,
         /// The consumer id it is leased to, if any.
@@ -65,7 +65,7 @@ pub(crate) struct Entry {
     /// When it was last delivered (a timer may deliver it earlier than the host's `now`).
     pub(crate) delivered_at: u64,
     /// Lease tokens it was ever delivered under.
-    pub(crate) leases: Vec<u64>,
+    pub(crate) leases: Vec<LeaseToken>,
 }
 
 /// A failure the oracle expects the engine to report as `Nacked`: a consumer's nack, or a
@@ -282,7 +282,7 @@ impl Ledger {
     }
 
     /// Whether `lease` is the valid lease of `id` at `now`.
-    pub(crate) fn lease_valid(&self, id: MessageId, lease: u64, now: u64) -> bool {
+    pub(crate) fn lease_valid(&self, id: MessageId, lease: LeaseToken, now: u64) -> bool {
         matches!(self.map.get(&id).map(|e| &e.place),
             Some(Place::InFlight { lease: Some(l), deadline: Some(d), .. }) if *l == lease && now < *d)
     }

@@ -13,7 +13,7 @@ mod takers;
 
 use std::sync::Arc;
 
-use synap_core::{Command, Error, Event, MessageId, NackAction, Reply, SessionId};
+use synap_core::{Command, Error, Event, LeaseToken, MessageId, NackAction, Reply, SessionId};
 
 use super::config::SwarmConfig;
 pub(crate) use kv::KvModel;
@@ -75,7 +75,7 @@ impl Oracle {
     fn check_lease_use(
         &self,
         id: MessageId,
-        lease: Option<u64>,
+        lease: Option<LeaseToken>,
         now: u64,
         result: &Result<Reply, Error>,
     ) {
@@ -243,7 +243,7 @@ impl Oracle {
         &mut self,
         now: u64,
         id: MessageId,
-        lease: u64,
+        lease: LeaseToken,
         requeue: bool,
         delay: Option<u64>,
         result: &Result<Reply, Error>,
