@@ -15,27 +15,53 @@ use subtle::ConstantTimeEq;
 use super::AppState;
 use super::error::ApiError;
 
-/// The configured keys; none means auth is off.
+/// The configured API keys and users; none of either means auth is off.
 #[derive(Debug, Default)]
 pub(crate) struct Auth {
     keys: Vec<String>,
+    users: Vec<User>,
+}
+
+/// A user who signs in with a password (`Authorization: Basic`, SynapRPC `AUTH user pass`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct User {
+    /// The user name.
+    pub(crate) name: String,
+    /// The password's Argon2 hash as a PHC string (`$argon2id$v=19$...`).
+    pub(crate) password_hash: String,
 }
 
 impl Auth {
-    /// Auth over `keys` (off when empty).
-    pub(crate) fn new(keys: Vec<String>) -> Self {
-        Self { keys }
+    /// Auth over `keys` and `users` (off when both are empty).
+    pub(crate) fn new(keys: Vec<String>, users: Vec<User>) -> Self {
+        Self { keys, users }
     }
 
-    /// Whether any key is configured.
+    /// Whether any key or user is configured.
     pub(crate) fn enabled(&self) -> bool {
-        !self.keys.is_empty()
+        !self.keys.is_empty() || !self.users.is_empty()
+    }
+
+    /// Whether `name` is a user whose password is `password`. Every user name is compared in
+    /// constant time, and the password is checked by Argon2 (whose verification compares in
+    /// constant time), so timing reveals neither how much of a name matched nor which part of
+    /// a password was right. An unknown name costs a verification too, against a fixed hash,
+    /// so it takes as long as a wrong password.
+    pub(crate) fn accepts_user(&self, name: &str, password: &str) -> bool {
+        let mut found: Option<&User> = None;
+        for user in &self.users {
+            if bool::from(user.name.as_bytes().ct_eq(name.as_bytes())) {
+                found = Some(user);
+            }
+        }
+        let hash = found.map_or(DUMMY_HASH, |u| u.password_hash.as_str());
+        super::passwords::verify(password, hash) && found.is_some()
     }
 
     /// Compares `given` with every key in constant time per key (no early exit on the first
     /// differing byte, and every key is compared), so response timing does not reveal how much
     /// of a key was right. Only the length may show, which reveals nothing useful.
-    fn accepts(&self, given: &str) -> bool {
+    pub(crate) fn accepts(&self, given: &str) -> bool {
         let mut ok = subtle::Choice::from(0u8);
         for key in &self.keys {
             ok |= key.as_bytes().ct_eq(given.as_bytes());
@@ -43,6 +69,10 @@ impl Auth {
         ok.into()
     }
 }
+
+/// A valid hash no password is checked against successfully in practice (of a random
+/// password), verified for unknown user names so they take as long as known ones.
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c3luYXAtdW5rbm93bi11c2Vy$0jHbJ1fJcDgFQkZQ5yQ5l6QpZ0lJm1oWm7z1o5Jk0pM";
 
 /// Route templates where `?api_key=` is accepted (on GET): those of WebSocket and
 /// EventSource clients.
@@ -135,7 +165,7 @@ mod tests {
 
     #[test]
     fn keys_match_exactly() {
-        let auth = Auth::new(vec!["alpha".into(), "beta".into()]);
+        let auth = Auth::new(vec!["alpha".into(), "beta".into()], Vec::new());
         assert!(auth.accepts("beta"));
         assert!(!auth.accepts("bet"));
         assert!(!auth.accepts("betaa"));

@@ -67,7 +67,7 @@ impl<'a> Fields<'a> {
 }
 
 /// An engine error as the SDKs expect to read it (SYNAP_WIRE.md §10).
-pub(super) fn wire_error(f: Failure) -> String {
+pub(crate) fn wire_error(f: Failure) -> String {
     match f {
         Failure::Unavailable => "Service unavailable: the server is shutting down".into(),
         Failure::Core(e) => match e {
