@@ -158,6 +158,9 @@ async fn dispatch(s: &AppState, name: &str, raw: Option<&RawValue>) -> Outcome {
         .unwrap_or_else(|| Value::Object(Map::new()));
     let f = Fields(&p);
     let unknown = || Err(format!("Unknown command: {name}"));
+    if name == "ping" {
+        return Ok(json!("PONG"));
+    }
     match name.split_once('.') {
         Some(("queue", op)) => match queue_op(s, op, &f).await {
             Some(outcome) => outcome,
