@@ -50,7 +50,9 @@ def _server_binary() -> Path:
 class ServerProcess:
     """One running synap-server whose stderr goes to a temporary file."""
 
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None
+    ) -> None:
         binary = _server_binary()
         env = dict(os.environ)
         env.pop("SYNAP_API_KEY", None)
@@ -64,7 +66,8 @@ class ServerProcess:
         )
         self.log_path = Path(self._log.name)
         self.proc = subprocess.Popen(
-            [str(binary), "--bind", "127.0.0.1:0", "--rpc-bind", "127.0.0.1:0", "--in-memory"],
+            [str(binary), "--bind", "127.0.0.1:0", "--rpc-bind", "127.0.0.1:0", "--in-memory",
+             *(extra_args or [])],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=self._log,
@@ -139,8 +142,8 @@ class ServerProcess:
             pass
 
 
-def _run_server(extra_env: dict[str, str] | None = None):
-    server = ServerProcess(extra_env)
+def _run_server(extra_env: dict[str, str] | None = None, extra_args: list[str] | None = None):
+    server = ServerProcess(extra_env, extra_args)
     try:
         server.wait_ready()
         yield server
@@ -162,6 +165,40 @@ def plain_server():
 def auth_server():
     """A synap-server started with `SYNAP_API_KEY` set to API_KEY."""
     yield from _run_server({"SYNAP_API_KEY": API_KEY})
+
+
+# The user of the users fixture's server.
+USER = "alice"
+PASSWORD = "py-compat-s3cret"
+
+
+def _hash_password(password: str) -> str:
+    done = subprocess.run(
+        [str(_server_binary()), "hash-password"],
+        input=f"{password}\n",
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_TIMEOUT_S,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def users_server(tmp_path_factory):
+    """A synap-server whose config file has one user, USER with PASSWORD (no API keys)."""
+    config = tmp_path_factory.mktemp("users") / "synap.yaml"
+    config.write_text(
+        "server:\n  users:\n"
+        f"    - name: {USER}\n      password_hash: '{_hash_password(PASSWORD)}'\n"
+    )
+    yield from _run_server(extra_args=["--config", str(config)])
+
+
+@pytest.fixture
+def users_server_url(users_server, transport):
+    """The URL of the server with a user, over `transport`."""
+    return _url(users_server, transport)
 
 
 @pytest.fixture(params=["http", "synap"])

@@ -583,6 +583,27 @@ def test_auth_refused_without_valid_token(
     run(auth_server_url, check, auth_token=api_key)
 
 
+def test_user_and_password_accepted_and_refused(users_server_url: str) -> None:
+    """`SynapConfig(url, username=, password=)`: Basic auth over http://, `AUTH user pass`
+    over synap://."""
+    from conftest import PASSWORD, USER
+
+    key = unique("py-kv-user")
+
+    async def body(c: SynapClient) -> None:
+        await c.kv.set(key, {"by": USER})
+        assert await c.kv.get(key) == {"by": USER}
+
+    run(users_server_url, body, username=USER, password=PASSWORD)
+
+    async def refused(c: SynapClient) -> None:
+        with pytest.raises(SynapException):
+            await c.kv.get(key)
+
+    run(users_server_url, refused, username=USER, password="wrong")
+    run(users_server_url, refused, username="mallory", password=PASSWORD)
+
+
 def test_server_without_keys_ignores_tokens(server_url: str) -> None:
     key = unique("py-kv")
 
