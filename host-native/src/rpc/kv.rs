@@ -242,7 +242,7 @@ async fn mget(ctx: &RpcContext, args: &[Value]) -> Outcome {
 
 /// `MSET k v [k v …]`: every pair validated first, then all set together.
 async fn mset(ctx: &RpcContext, args: &[Value]) -> Outcome {
-    if args.is_empty() || args.len() % 2 != 0 {
+    if args.is_empty() || !args.len().is_multiple_of(2) {
         return Err("ERR wrong number of arguments for 'MSET'".into());
     }
     let mut entries = Vec::with_capacity(args.len() / 2);

@@ -26,9 +26,9 @@ pub(crate) enum Value {
     /// UTF-8 text.
     Str(String),
     /// A list.
-    Array(Vec<Value>),
+    Array(Vec<Self>),
     /// Ordered key/value pairs.
-    Map(Vec<(Value, Value)>),
+    Map(Vec<(Self, Self)>),
 }
 
 impl Value {

@@ -26,8 +26,8 @@ pub enum V {
     Float(f64),
     Bytes(#[serde(with = "serde_bytes")] Vec<u8>),
     Str(String),
-    Array(Vec<V>),
-    Map(Vec<(V, V)>),
+    Array(Vec<Self>),
+    Map(Vec<(Self, Self)>),
 }
 
 /// `V::Str`.
@@ -37,11 +37,11 @@ pub fn s(text: &str) -> V {
 
 impl V {
     /// The value under `key` of a `Map`.
-    pub fn get(&self, key: &str) -> Option<&V> {
+    pub fn get(&self, key: &str) -> Option<&Self> {
         match self {
             Self::Map(pairs) => pairs
                 .iter()
-                .find(|(k, _)| *k == V::Str(key.to_owned()))
+                .find(|(k, _)| *k == Self::Str(key.to_owned()))
                 .map(|(_, v)| v),
             _ => None,
         }
