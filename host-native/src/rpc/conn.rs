@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use synap_core::{Command, MessageId};
+use synap_core::{Command, LeaseRef, MessageId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -17,7 +17,6 @@ use tracing::debug;
 
 use super::value::{BadFrame, Outcome, PUSH_ID, Request, Value, decode_request, encode_frame};
 use super::{MAX_IN_FLIGHT, RpcContext, kv, pubsub, queue};
-use crate::engine_task::Leased;
 
 /// Frames waiting for the socket; a peer that stops reading holds back replies and pushes.
 const OUT_QUEUE: usize = 512;
@@ -254,21 +253,24 @@ async fn close(session: &Session) {
         let _ = session.ctx.engine.call(cmd).await;
     }
     let leases = std::mem::take(&mut *session.leases.lock().expect("leases lock"));
-    let leases: Vec<Leased> = leases
-        .into_iter()
-        .map(|((queue, message_id), lease)| Leased {
-            queue: queue.into(),
-            message_id,
-            lease,
-        })
-        .collect();
     if !leases.is_empty() {
-        debug!(
-            count = leases.len(),
-            "SynapRPC connection closed holding leases"
-        );
+        debug!(count = leases.len(), "SynapRPC connection closed holding leases");
     }
-    session.ctx.engine.give_back(leases).await;
+    let mut by_queue: HashMap<String, Vec<LeaseRef>> = HashMap::new();
+    for ((queue, message_id), lease) in leases {
+        by_queue
+            .entry(queue)
+            .or_default()
+            .push(LeaseRef { message_id, lease });
+    }
+    for (queue, leases) in by_queue {
+        // Deliveries that ended meanwhile (acked, expired, queue deleted) are skipped.
+        let _ = session
+            .ctx
+            .engine
+            .call(Command::GiveBack { queue, leases })
+            .await;
+    }
 }
 
 /// The argument at `i` as text: `ERR missing argument i` or `ERR argument i must be a string`.
