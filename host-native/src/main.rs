@@ -237,6 +237,7 @@ async fn start_rpc(
         default_queue: Arc::new(config.engine.default_queue.clone()),
         limits,
         max_wait_ms: lim.max_wait_ms,
+        max_batch: lim.max_batch,
     });
     Ok(Some(tokio::spawn(rpc::serve(listener, ctx, stop.clone()))))
 }

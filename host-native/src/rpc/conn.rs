@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use synap_core::{Command, LeaseRef, MessageId};
+use synap_core::{Command, LeaseRef, MessageId, SessionId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
@@ -16,7 +16,7 @@ use tokio::task::{AbortHandle, JoinSet};
 use tracing::debug;
 
 use super::value::{BadFrame, Outcome, PUSH_ID, Request, Value, decode_request, encode_frame};
-use super::{MAX_IN_FLIGHT, RpcContext, kv, pubsub, queue};
+use super::{MAX_IN_FLIGHT, RpcContext, kv, pubsub, queue, stream};
 
 /// Frames waiting for the socket; a peer that stops reading holds back replies and pushes.
 const OUT_QUEUE: usize = 512;
@@ -37,6 +37,8 @@ pub(super) struct Session {
     pub(super) leases: Mutex<HashMap<(String, MessageId), u64>>,
     /// Subscriptions opened by `SUBSCRIBE`: subscriber id and the task forwarding its pushes.
     pub(super) subs: Mutex<Vec<(String, AbortHandle)>>,
+    /// Consumer sessions opened by `QSTREAM`, and the tasks forwarding their deliveries.
+    pub(super) streams: Mutex<Vec<(SessionId, AbortHandle)>>,
 }
 
 impl Session {
@@ -108,6 +110,7 @@ pub(super) async fn run(
         out,
         leases: Mutex::new(HashMap::new()),
         subs: Mutex::new(Vec::new()),
+        streams: Mutex::new(Vec::new()),
     });
     let mut authed = !session.ctx.auth.enabled();
     let mut tasks = JoinSet::new();
@@ -231,6 +234,9 @@ async fn dispatch(session: &Arc<Session>, command: &str, args: Vec<Value>) -> su
     if let Some(reply) = queue::run(session, command, &args).await {
         return reply;
     }
+    if let Some(reply) = stream::run(session, command, &args).await {
+        return reply;
+    }
     if let Some(reply) = kv::run(&session.ctx, command, &args).await {
         return reply;
     }
@@ -243,6 +249,7 @@ async fn dispatch(session: &Arc<Session>, command: &str, args: Vec<Value>) -> su
 /// Releases what the connection held: its subscriptions end and its unsettled messages go
 /// back to their queues at once (as when a queue WebSocket closes).
 async fn close(session: &Session) {
+    stream::close(session).await;
     let subs = std::mem::take(&mut *session.subs.lock().expect("subs lock"));
     for (subscriber_id, forwarder) in subs {
         forwarder.abort();
@@ -254,7 +261,10 @@ async fn close(session: &Session) {
     }
     let leases = std::mem::take(&mut *session.leases.lock().expect("leases lock"));
     if !leases.is_empty() {
-        debug!(count = leases.len(), "SynapRPC connection closed holding leases");
+        debug!(
+            count = leases.len(),
+            "SynapRPC connection closed holding leases"
+        );
     }
     let mut by_queue: HashMap<String, Vec<LeaseRef>> = HashMap::new();
     for ((queue, message_id), lease) in leases {
@@ -265,11 +275,13 @@ async fn close(session: &Session) {
     }
     for (queue, leases) in by_queue {
         // Deliveries that ended meanwhile (acked, expired, queue deleted) are skipped.
-        let _ = session
-            .ctx
-            .engine
-            .call(Command::GiveBack { queue, leases })
-            .await;
+        for chunk in leases.chunks(session.ctx.max_batch.max(1)) {
+            let cmd = Command::GiveBack {
+                queue: queue.clone(),
+                leases: chunk.to_vec(),
+            };
+            let _ = session.ctx.engine.call(cmd).await;
+        }
     }
 }
 

@@ -8,6 +8,7 @@ mod conn;
 mod kv;
 mod pubsub;
 mod queue;
+mod stream;
 mod value;
 
 use std::net::SocketAddr;
@@ -63,6 +64,8 @@ pub(crate) struct RpcContext {
     pub(crate) limits: RpcLimits,
     /// Longest wait a `QCONSUME` may ask for (the engine's `max_wait_ms`).
     pub(crate) max_wait_ms: u64,
+    /// Most entries the engine takes in one batch command (`max_batch`).
+    pub(crate) max_batch: usize,
 }
 
 /// A command's result before encoding.

@@ -114,7 +114,7 @@ async fn publish(s: &Session, args: &[Value]) -> Outcome {
 
 /// A leased message as the SDKs read it: `{id, payload, priority, retry_count}` as in Synap,
 /// plus `max_retries`, `lease`, `deadline` and `timestamp` (seconds) and `headers`.
-fn message_value(d: &Delivery) -> Value {
+pub(super) fn message_value(d: &Delivery) -> Value {
     let bytes: Vec<u8> = match (&d.payload, &d.message) {
         (Some(p), _) => p.to_vec(),
         (None, Some(m)) => m.as_str().as_bytes().to_vec(),
