@@ -84,7 +84,10 @@ async fn a_stream_pushes_up_to_prefetch_and_acks_return_credit() {
     assert_eq!(counts(&mut c).await, (0, 4));
 
     // Detaching gives back the four unsettled messages.
-    assert_eq!(c.ok("QUNSTREAM", &[session.clone()]).await, V::Int(4));
+    assert_eq!(
+        c.ok("QUNSTREAM", std::slice::from_ref(&session)).await,
+        V::Int(4)
+    );
     assert_eq!(counts(&mut c).await, (4, 0));
     assert!(
         c.err("QCREDIT", &[session, V::Int(1)])
