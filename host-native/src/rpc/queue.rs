@@ -12,7 +12,7 @@ use super::conn::{MAX_HELD_LEASES, Session, opt_int_arg, text_arg};
 use super::value::Value;
 use super::{Reply as Outcome, engine_error, odd};
 use crate::handle::Failure;
-use crate::settings::QueueSettings;
+use crate::settings::{ApplySettings as _, QueueSettings};
 
 /// Runs `command` if it is a queue command.
 pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Option<Outcome> {
