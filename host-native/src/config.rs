@@ -12,6 +12,8 @@ use crate::settings::{ApplySettings as _, QueueSettings, secs_to_ms};
 
 /// Default listen address.
 pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:15500";
+/// Default SynapRPC listen address.
+pub(crate) const DEFAULT_RPC_BIND: &str = "127.0.0.1:15501";
 /// Default largest HTTP request body: room for a full batch of typical messages.
 pub(crate) const DEFAULT_MAX_BODY: usize = 8 << 20;
 
@@ -35,6 +37,12 @@ pub(crate) struct Cli {
     /// Address to listen on [default: 127.0.0.1:15500].
     #[arg(long, value_name = "ADDR")]
     pub(crate) bind: Option<SocketAddr>,
+    /// SynapRPC (`synap://`) address, or `off` [default: 127.0.0.1:15501].
+    #[arg(long, value_name = "ADDR|off")]
+    pub(crate) rpc_bind: Option<RpcBind>,
+    /// Do not serve SynapRPC (same as `--rpc-bind off`).
+    #[arg(long, conflicts_with = "rpc_bind")]
+    pub(crate) no_rpc: bool,
     /// YAML config file (server settings, limits, per-queue settings).
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
@@ -59,9 +67,49 @@ pub(crate) struct Cli {
     pub(crate) command: Option<Sub>,
 }
 
+/// Where SynapRPC listens: an address, or `off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RpcBind {
+    /// Listen here.
+    At(SocketAddr),
+    /// No SynapRPC listener.
+    Off,
+}
+
+impl std::str::FromStr for RpcBind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Self::Off);
+        }
+        s.parse()
+            .map(Self::At)
+            .map_err(|e| format!("{s:?} is neither an address (host:port) nor `off`: {e}"))
+    }
+}
+
+impl<'de> Deserialize<'de> for RpcBind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// A `server.users` entry of the config file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserSection {
+    name: String,
+    /// Argon2 PHC string, from `synap-server hash-password`.
+    password_hash: String,
+}
+
 /// Subcommands.
 #[derive(Debug, Subcommand)]
 pub(crate) enum Sub {
+    /// Print the Argon2id hash of a password for the config file's `server.users`. The
+    /// password is read from standard input (one line), so it stays out of shell history.
+    HashPassword,
     /// Run the workload simulator (arguments are passed to it; try `simulate --help`).
     Simulate {
         /// Simulator arguments.
@@ -89,6 +137,10 @@ struct ServerSection {
     segment_bytes: Option<u64>,
     snapshot_bytes: Option<u64>,
     api_keys: Vec<String>,
+    users: Vec<UserSection>,
+    rpc_bind: Option<RpcBind>,
+    rpc_max_connections: Option<usize>,
+    rpc_max_frame_bytes: Option<usize>,
     auto_create_queues: Option<bool>,
     max_body_bytes: Option<usize>,
     observe: Option<bool>,
@@ -133,6 +185,14 @@ pub(crate) struct ServerConfig {
     pub(crate) snapshot_bytes: u64,
     pub(crate) repair_log: bool,
     pub(crate) api_keys: Vec<String>,
+    /// Users who sign in with a password.
+    pub(crate) users: Vec<crate::http::User>,
+    /// Where SynapRPC listens (`None`: off).
+    pub(crate) rpc_bind: Option<SocketAddr>,
+    /// Most SynapRPC connections (`None`: the default).
+    pub(crate) rpc_max_connections: Option<usize>,
+    /// Largest SynapRPC frame (`None`: sized from the message and value limits).
+    pub(crate) rpc_max_frame_bytes: Option<usize>,
     pub(crate) max_body_bytes: usize,
     pub(crate) engine: EngineConfig,
     /// Queues to create (or reconfigure) at start.
@@ -180,6 +240,20 @@ impl ServerConfig {
                 .map(String::from),
         );
         api_keys.retain(|k| !k.is_empty());
+        let users = load_users(file.server.users)?;
+        let rpc = if cli.no_rpc {
+            RpcBind::Off
+        } else {
+            cli.rpc_bind
+                .or(file.server.rpc_bind)
+                .unwrap_or_else(|| RpcBind::At(DEFAULT_RPC_BIND.parse().expect("valid default")))
+        };
+        if file.server.rpc_max_connections == Some(0) {
+            return Err("server.rpc_max_connections must be positive".into());
+        }
+        if file.server.rpc_max_frame_bytes.is_some_and(|b| b < 1024) {
+            return Err("server.rpc_max_frame_bytes must be at least 1024".into());
+        }
         let max_body_bytes = file.server.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
         if max_body_bytes < 1024 {
             return Err("server.max_body_bytes must be at least 1024".into());
@@ -221,11 +295,42 @@ impl ServerConfig {
             snapshot_bytes,
             repair_log: cli.repair_log,
             api_keys,
+            users,
+            rpc_bind: match rpc {
+                RpcBind::At(addr) => Some(addr),
+                RpcBind::Off => None,
+            },
+            rpc_max_connections: file.server.rpc_max_connections,
+            rpc_max_frame_bytes: file.server.rpc_max_frame_bytes,
             max_body_bytes,
             engine,
             queues,
         })
     }
+}
+
+/// Checks the users: names non-empty, without `:` (Basic auth's separator) and distinct, and
+/// every hash a PHC string the server can verify.
+fn load_users(section: Vec<UserSection>) -> Result<Vec<crate::http::User>, String> {
+    let mut users: Vec<crate::http::User> = Vec::with_capacity(section.len());
+    for u in section {
+        if u.name.is_empty() || u.name.contains(':') {
+            return Err(format!(
+                "server.users: invalid user name {:?} (non-empty, no ':')",
+                u.name
+            ));
+        }
+        if users.iter().any(|known| known.name == u.name) {
+            return Err(format!("server.users: user {:?} is listed twice", u.name));
+        }
+        crate::http::passwords::validate(&u.password_hash)
+            .map_err(|e| format!("server.users: user {:?}: {e}", u.name))?;
+        users.push(crate::http::User {
+            name: u.name,
+            password_hash: u.password_hash,
+        });
+    }
+    Ok(users)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
@@ -289,6 +394,31 @@ mod tests {
         let c = s.apply(&QueueConfig::default()).unwrap();
         assert_eq!(c.ack_deadline_ms, 300_000);
         assert_eq!(c.retry_delays_ms, vec![10_000, 60_000, 300_000]);
+    }
+
+    #[test]
+    fn rpc_bind_takes_an_address_or_off() {
+        assert_eq!("off".parse::<RpcBind>(), Ok(RpcBind::Off));
+        assert_eq!(
+            "127.0.0.1:9".parse::<RpcBind>(),
+            Ok(RpcBind::At("127.0.0.1:9".parse().unwrap()))
+        );
+        assert!("nowhere".parse::<RpcBind>().is_err());
+        let file: FileConfig = serde_norway::from_str("server:\n  rpc_bind: off\n").unwrap();
+        assert_eq!(file.server.rpc_bind, Some(RpcBind::Off));
+    }
+
+    #[test]
+    fn users_need_valid_hashes_and_names() {
+        let user = |name: &str, hash: &str| UserSection {
+            name: name.into(),
+            password_hash: hash.into(),
+        };
+        let good = crate::http::passwords::hash("pw").unwrap();
+        assert!(load_users(vec![user("alice", &good)]).is_ok());
+        assert!(load_users(vec![user("alice", "plain-text")]).is_err());
+        assert!(load_users(vec![user("a:b", &good)]).is_err());
+        assert!(load_users(vec![user("alice", &good), user("alice", &good)]).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod config;
 mod engine_task;
 mod handle;
 mod http;
+mod rpc;
 mod settings;
 // The subcommand's entry point is `pub` for its own reasons; it is reached only from `main`.
 #[allow(unreachable_pub)]
@@ -46,6 +47,7 @@ fn main() -> ExitCode {
     match cli.command {
         Some(Sub::Simulate { args }) => return simulate::main(args),
         Some(Sub::Data { args }) => return storage::inspect::main(&args),
+        Some(Sub::HashPassword) => return hash_password(),
         None => {}
     }
     tracing_subscriber::fmt()
@@ -78,6 +80,31 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `synap-server hash-password`: reads one line from standard input and prints its hash.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        eprintln!("synap-server: cannot read the password: {e}");
+        return ExitCode::from(2);
+    }
+    let password = line.strip_suffix('\n').unwrap_or(&line);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("synap-server: empty password (write it to standard input)");
+        return ExitCode::from(2);
+    }
+    match http::passwords::hash(password) {
+        Ok(phc) => {
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("synap-server: {e}");
             ExitCode::FAILURE
         }
     }
@@ -150,16 +177,22 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     let handle = EngineHandle::new(tx);
     configure_queues(&handle, &config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    if !config.api_keys.is_empty() {
-        info!(keys = config.api_keys.len(), "API key auth is on");
+    if !config.api_keys.is_empty() || !config.users.is_empty() {
+        info!(
+            keys = config.api_keys.len(),
+            users = config.users.len(),
+            "auth is on"
+        );
     }
+    let auth = Arc::new(Auth::new(config.api_keys.clone(), config.users.clone()));
+    let rpc = start_rpc(&config, &handle, &auth, &stop_rx).await?;
     let state = AppState {
         engine: handle.clone(),
         events: events_tx,
         shutdown: stop_rx,
         default_queue: Arc::new(config.engine.default_queue.clone()),
         max_batch: config.engine.limits.max_batch,
-        auth: Arc::new(Auth::new(config.api_keys.clone())),
+        auth,
         metrics: Arc::new(http::HttpMetrics::default()),
         max_body_bytes: config.max_body_bytes,
         max_message_bytes: config.engine.limits.max_payload_bytes,
@@ -193,6 +226,9 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         tokio::time::sleep(DRAIN_GRACE).await;
     };
     let served = supervise(server.into_future(), grace, &mut task).await;
+    if let Some(rpc) = rpc {
+        rpc.abort();
+    }
     // The engine task writes what the log holds and the shutdown snapshot before it ends.
     if !task.is_finished() {
         handle.stop().await;
@@ -202,6 +238,40 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     served?;
     info!("stopped");
     Ok(())
+}
+
+/// Binds and starts the SynapRPC listener unless it is off. Its address is logged before the
+/// HTTP one, so whoever waits for `synap-server listening` knows both.
+async fn start_rpc(
+    config: &ServerConfig,
+    handle: &EngineHandle,
+    auth: &Arc<Auth>,
+    stop: &watch::Receiver<bool>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
+    let Some(addr) = config.rpc_bind else {
+        info!("SynapRPC is off");
+        return Ok(None);
+    };
+    let lim = &config.engine.limits;
+    let mut limits = rpc::RpcLimits::for_engine(lim.max_payload_bytes, lim.max_value_bytes);
+    if let Some(n) = config.rpc_max_connections {
+        limits.max_connections = n;
+    }
+    if let Some(n) = config.rpc_max_frame_bytes {
+        limits.max_frame_bytes = n;
+    }
+    let listener = rpc::bind(addr).await?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    info!(rpc = %local, "SynapRPC accepting connections");
+    let ctx = Arc::new(rpc::RpcContext {
+        engine: handle.clone(),
+        auth: Arc::clone(auth),
+        default_queue: Arc::new(config.engine.default_queue.clone()),
+        limits,
+        max_wait_ms: lim.max_wait_ms,
+        max_batch: lim.max_batch,
+    });
+    Ok(Some(tokio::spawn(rpc::serve(listener, ctx, stop.clone()))))
 }
 
 /// Serves until the server stops (or the shutdown grace period ends), or until the engine task

@@ -25,7 +25,8 @@ export function serverBinary() {
  * `env` extra environment (e.g. SYNAP_API_KEY).
  */
 export async function startServer({ config, env = {} } = {}) {
-  const args = ['--bind', '127.0.0.1:0', '--in-memory'];
+  // No SynapRPC: these clients speak HTTP, and parallel servers would contend for its port.
+  const args = ['--bind', '127.0.0.1:0', '--in-memory', '--no-rpc'];
   if (config) {
     const file = join(mkdtempSync(join(tmpdir(), 'synap-ts-')), 'synap.yaml');
     writeFileSync(file, config);

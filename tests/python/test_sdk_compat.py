@@ -1,7 +1,11 @@
-"""Synap's official Python SDK (`synap_sdk` 1.4.0) against synap-server over http://.
+"""Synap's official Python SDK (`synap_sdk` 1.4.0) against synap-server over both transports.
 
-The SDK is used the way its users use it: `SynapClient(SynapConfig("http://…"))` and its
-`queue`, `kv` and `pubsub` managers, which send every operation to `POST /api/v1/command`.
+The SDK is used the way its users use it: `SynapClient(SynapConfig("http://…"))` or
+`SynapClient(SynapConfig("synap://…"))` and its `queue`, `kv` and `pubsub` managers, which
+send every operation to `POST /api/v1/command` or as SynapRPC frames. Tests taking
+`server_url` run once per transport (see conftest.py); where the SDK itself behaves
+differently on the two (it sends priority "0" for "none" over SynapRPC; its `observe()` only
+receives over SynapRPC; `health()` is HTTP only), the test says so.
 The SDK is async; each test runs its body with `asyncio.run` on a fresh client. Every test
 uses names of its own (a random suffix), so tests sharing the session's server do not meet.
 """
@@ -36,6 +40,16 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
+def is_rpc(url: str) -> bool:
+    return url.startswith("synap://")
+
+
+def default_priority(url: str) -> int:
+    """What a message published without a priority gets: the queue's default (5) over HTTP;
+    over SynapRPC the SDK always sends a priority, "0" when none is given."""
+    return 0 if is_rpc(url) else 5
+
+
 def is_uuid(text: str) -> bool:
     try:
         uuid.UUID(text)
@@ -60,8 +74,9 @@ async def wait_until(check: Callable[[], Awaitable[Any]], what: str) -> Any:
 # health
 
 
-def test_health(server_url: str) -> None:
-    health = run(server_url, lambda c: c.health())
+def test_health(http_url: str) -> None:
+    # The SDK's health() is an HTTP GET whatever the transport.
+    health = run(http_url, lambda c: c.health())
     assert isinstance(health, dict)
     assert health["status"] == "healthy"
     assert health["service"] == "synap"
@@ -117,7 +132,7 @@ def test_queue_publish_consume_ack_and_stats(server_url: str) -> None:
         assert msg.id == message_id
         assert msg.payload == "job-1"  # the SDK decodes UTF-8 bytes that are not JSON to str
         assert msg.retries == 0
-        assert msg.priority == 5  # the queue's default priority
+        assert msg.priority == default_priority(server_url)
         assert msg.max_retries == 3  # the server's default, sent by the server
 
         stats = await c.queue.stats(name)
@@ -187,7 +202,7 @@ def test_queue_priority_order(server_url: str) -> None:
         high = await c.queue.publish(name, "high", priority=9)
         low_2 = await c.queue.publish(name, "low-2", priority=5)
         lowest = await c.queue.publish(name, "lowest", priority=0)
-        default = await c.queue.publish(name, "default")  # queue default: 5
+        default = await c.queue.publish(name, "default")
 
         order = []
         for _ in range(5):
@@ -196,13 +211,12 @@ def test_queue_priority_order(server_url: str) -> None:
             order.append((msg.id, msg.payload, msg.priority))
             await c.queue.ack(name, msg.id)
 
-        assert order == [
-            (high, "high", 9),
-            (low, "low", 5),
-            (low_2, "low-2", 5),
-            (default, "default", 5),
-            (lowest, "lowest", 0),
-        ]
+        if is_rpc(server_url):
+            # Sent as priority "0": behind everything, after the message published before it.
+            tail = [(lowest, "lowest", 0), (default, "default", 0)]
+        else:
+            tail = [(default, "default", 5), (lowest, "lowest", 0)]
+        assert order == [(high, "high", 9), (low, "low", 5), (low_2, "low-2", 5), *tail]
 
     run(server_url, body)
 
@@ -447,16 +461,51 @@ def test_pubsub_publish_counts_registered_subscribers(server_url: str) -> None:
         assert await c.pubsub.publish(f"{base}.other", 123) == 1
         assert await c.pubsub.publish(f"{unique('pyps')}.orders.created", {"x": 1}) == 0
 
-        # observe() over http only registers, yields nothing, and ends.
-        received = [m async for m in c.pubsub.observe([f"{base}.orders.*"], "py-sub-3")]
-        assert received == []
+        if is_rpc(server_url):
+            # observe() over SynapRPC receives (test_pubsub_observe_pushes_over_synap).
+            await c.pubsub.subscribe_topics("py-sub-3", [f"{base}.orders.*"])
+        else:
+            # observe() over http only registers, yields nothing, and ends.
+            received = [m async for m in c.pubsub.observe([f"{base}.orders.*"], "py-sub-3")]
+            assert received == []
         assert await c.pubsub.publish(topic, {"id": 3}) == 3
 
+        if is_rpc(server_url):
+            return  # the SDK maps no pubsub.stats onto SynapRPC (UnsupportedCommandError)
         stats = await c.pubsub.stats()
         assert stats["messages_published"] >= 7
         assert stats["total_subscribers"] >= 3
 
     run(server_url, body)
+
+
+def test_pubsub_observe_pushes_over_synap(plain_server) -> None:
+    """Over SynapRPC, observe() opens its own connection and yields what is published."""
+    base = unique("pyobs")
+
+    async def body(c: SynapClient) -> None:
+        received: list[dict[str, Any]] = []
+
+        async def listen() -> None:
+            async for m in c.pubsub.observe([f"{base}.*"]):
+                received.append(m)
+                if len(received) == 2:
+                    return
+
+        task = asyncio.create_task(listen())
+
+        async def registered() -> bool:
+            return await c.pubsub.publish(f"{base}.warmup", "w") == 1
+
+        await wait_until(registered, "the observe() subscription to register")
+        await c.pubsub.publish(f"{base}.a", {"x": 1})
+        await asyncio.wait_for(task, WAIT_LIMIT_S)
+        last = received[-1]
+        assert last["topic"] == f"{base}.a"
+        assert last["payload"] in ('{"x":1}', {"x": 1})
+        assert is_uuid(last["id"])
+
+    run(plain_server.rpc_url, body)
 
 
 def test_pubsub_errors_are_raised(server_url: str) -> None:
@@ -478,7 +527,8 @@ def test_auth_token_accepted(auth_server_url: str, api_key: str) -> None:
     key = unique("py-kv-auth")
 
     async def body(c: SynapClient) -> None:
-        assert (await c.health())["status"] == "healthy"
+        if not is_rpc(auth_server_url):
+            assert (await c.health())["status"] == "healthy"
         await c.kv.set(key, {"secure": True})
         assert await c.kv.get(key) == {"secure": True}
         await c.queue.create_queue(name)
@@ -493,7 +543,7 @@ def test_auth_token_accepted(auth_server_url: str, api_key: str) -> None:
 
 @pytest.mark.parametrize("token", ["wrong-key", None], ids=["wrong-key", "no-key"])
 def test_auth_refused_without_valid_token(
-    auth_server_url: str, api_key: str, token: str | None
+    auth_server_url: str, auth_http_url: str, api_key: str, token: str | None
 ) -> None:
     key = unique("py-kv-auth")
     config = {"auth_token": token} if token else {}
@@ -502,7 +552,10 @@ def test_auth_refused_without_valid_token(
         # /health stays public, whatever the Authorization header says.
         assert (await c.health())["status"] == "healthy"
 
-    run(auth_server_url, health, **config)
+    run(auth_http_url, health, **config)
+    # Over http:// the refusal is a 401; over synap:// a wrong key fails AUTH (WRONGPASS) and
+    # no key gets NOAUTH for every command.
+    refusal = r"WRONGPASS|NOAUTH" if is_rpc(auth_server_url) else r"HTTP Error \(401\)"
 
     # One client (so one connection) per refused call: the server closes a connection after
     # a 401 whose request body it had not read yet, with no `Connection: close`, so a client
@@ -517,7 +570,7 @@ def test_auth_refused_without_valid_token(
     for call in refused_calls:
 
         async def refused(c: SynapClient, call=call) -> None:
-            with pytest.raises(SynapException, match=r"HTTP Error \(401\)"):
+            with pytest.raises(SynapException, match=refusal):
                 await call(c)
 
         run(auth_server_url, refused, **config)
@@ -528,6 +581,27 @@ def test_auth_refused_without_valid_token(
         assert "py-q-auth" not in await c.queue.list()
 
     run(auth_server_url, check, auth_token=api_key)
+
+
+def test_user_and_password_accepted_and_refused(users_server_url: str) -> None:
+    """`SynapConfig(url, username=, password=)`: Basic auth over http://, `AUTH user pass`
+    over synap://."""
+    from conftest import PASSWORD, USER
+
+    key = unique("py-kv-user")
+
+    async def body(c: SynapClient) -> None:
+        await c.kv.set(key, {"by": USER})
+        assert await c.kv.get(key) == {"by": USER}
+
+    run(users_server_url, body, username=USER, password=PASSWORD)
+
+    async def refused(c: SynapClient) -> None:
+        with pytest.raises(SynapException):
+            await c.kv.get(key)
+
+    run(users_server_url, refused, username=USER, password="wrong")
+    run(users_server_url, refused, username="mallory", password=PASSWORD)
 
 
 def test_server_without_keys_ignores_tokens(server_url: str) -> None:

@@ -1,8 +1,8 @@
 //! Starts the real `synap-server` binary for end-to-end tests and stops it by its PID.
 //!
 //! The binary is built once per test process with `cargo build -p synap-server` (so tests never
-//! run a stale server), then each `Server` runs it on `127.0.0.1:0` and reads the bound address
-//! from its log. Dropping a `Server` kills its process; `terminate` sends SIGTERM for shutdown
+//! run a stale server), then each `Server` runs it on `127.0.0.1:0` (HTTP and SynapRPC, unless
+//! the test's arguments choose otherwise) and reads the bound addresses from its log. Dropping a `Server` kills its process; `terminate` sends SIGTERM for shutdown
 //! tests.
 
 use std::io::{BufRead, BufReader};
@@ -45,6 +45,8 @@ pub struct Server {
     child: Child,
     /// The address it listens on.
     pub addr: SocketAddr,
+    /// The SynapRPC address, unless SynapRPC is off.
+    pub rpc_addr: Option<SocketAddr>,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -84,6 +86,13 @@ impl Server {
             Some(dir) => cmd.arg("--data-dir").arg(dir),
             None => cmd.arg("--in-memory"),
         };
+        let rpc_chosen = opts
+            .args
+            .iter()
+            .any(|a| a.starts_with("--rpc-bind") || a == "--no-rpc");
+        if !rpc_chosen {
+            cmd.args(["--rpc-bind", "127.0.0.1:0"]);
+        }
         cmd.args(&opts.args)
             .env("RUST_LOG", "info")
             .env_remove("SYNAP_API_KEY")
@@ -101,9 +110,15 @@ impl Server {
         let log = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let sink = Arc::clone(&log);
+        let rpc_addr = Arc::new(Mutex::new(None));
+        let rpc_seen = Arc::clone(&rpc_addr);
         // The server's log must be drained for its whole life, or a full pipe would block it.
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Logged before the HTTP address, so it is known once that one is.
+                if let Some(addr) = rpc_line_addr(&line) {
+                    *rpc_seen.lock().unwrap() = Some(addr);
+                }
                 if let Some(addr) = listening_addr(&line) {
                     let _ = tx.send(addr);
                 }
@@ -118,7 +133,18 @@ impl Server {
                 panic!("server did not start: {:?}", log.lock().unwrap());
             }
         };
-        Self { child, addr, log }
+        let rpc_addr = *rpc_addr.lock().unwrap();
+        Self {
+            child,
+            addr,
+            rpc_addr,
+            log,
+        }
+    }
+
+    /// `synap://127.0.0.1:port` of the SynapRPC listener (panics when it is off).
+    pub fn rpc_url(&self) -> String {
+        format!("synap://{}", self.rpc_addr.expect("SynapRPC is on"))
     }
 
     /// `http://127.0.0.1:port{path}`.
@@ -184,6 +210,15 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
+/// The address in the SynapRPC line, e.g. `... SynapRPC accepting connections rpc=127.0.0.1:4322`.
+fn rpc_line_addr(line: &str) -> Option<SocketAddr> {
+    if !line.contains("SynapRPC accepting connections") {
+        return None;
+    }
+    let rest = &line[line.find("rpc=")? + 4..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +232,8 @@ mod tests {
             Some("127.0.0.1:4321".parse().unwrap())
         );
         assert_eq!(listening_addr("other line"), None);
+        let rpc = "2025-01-01T00:00:00Z  INFO synap_server: SynapRPC accepting connections rpc=127.0.0.1:4322";
+        assert_eq!(rpc_line_addr(rpc), Some("127.0.0.1:4322".parse().unwrap()));
+        assert_eq!(listening_addr(rpc), None);
     }
 }

@@ -1,8 +1,11 @@
 //! Goal: Synap's official Rust SDK (crates.io `synap-sdk` 1.4.0) works unchanged against our
-//! server over `http://` — queues, KV with TTL and pub/sub through `POST /api/v1/command`, and
-//! its pub/sub WebSocket — and messages interoperate with `synap-client`.
-//! Method: a fresh in-memory server per test; the SDK is configured exactly as its docs show
-//! (`SynapConfig::new("http://…")`); results are checked through the SDK and, where the SDK
+//! server over both of its transports: `http://` (queues, KV with TTL and pub/sub through
+//! `POST /api/v1/command`, and its pub/sub WebSocket) and `synap://` (SynapRPC, its default:
+//! the same calls as MessagePack frames, and pub/sub pushed on a connection of its own) — and
+//! messages interoperate with `synap-client`.
+//! Method: a fresh in-memory server per test; each scenario runs once per transport, with the
+//! SDK configured exactly as its docs show (`SynapConfig::new("http://…")` or
+//! `SynapConfig::new("synap://…")`); results are checked through the SDK and, where the SDK
 //! cannot see it, through `synap-client`. Semantics are ours (DESIGN.md §3): a nacked message
 //! is retried, not dropped.
 
@@ -13,9 +16,39 @@ use serde::{Deserialize, Serialize};
 use synap_sdk::{SynapClient as Sdk, SynapConfig};
 use synap_tests::server_harness::Server;
 
-fn sdk(server: &Server) -> Sdk {
-    Sdk::new(SynapConfig::new(server.url(""))).expect("sdk client")
+/// The SDK's transport.
+#[derive(Clone, Copy, Debug)]
+enum Transport {
+    Http,
+    Rpc,
 }
+
+fn sdk(server: &Server, t: Transport) -> Sdk {
+    let url = match t {
+        Transport::Http => server.url(""),
+        Transport::Rpc => server.rpc_url(),
+    };
+    Sdk::new(SynapConfig::new(url)).expect("sdk client")
+}
+
+/// One `#[tokio::test]` per transport for the scenario `body`.
+macro_rules! both_transports {
+    ($body:ident, $http:ident, $rpc:ident) => {
+        #[tokio::test]
+        async fn $http() {
+            $body(Transport::Http).await;
+        }
+        #[tokio::test]
+        async fn $rpc() {
+            $body(Transport::Rpc).await;
+        }
+    };
+}
+
+both_transports!(queue_scenario, sdk_queue_over_http, sdk_queue_over_rpc);
+both_transports!(mixed_scenario, sdk_interop_over_http, sdk_interop_over_rpc);
+both_transports!(kv_scenario, sdk_kv_over_http, sdk_kv_over_rpc);
+both_transports!(pubsub_scenario, sdk_pubsub_over_http, sdk_pubsub_over_rpc);
 
 async fn ours(server: &Server) -> synap_client::SynapClient {
     synap_client::SynapClient::connect(&server.url(""))
@@ -29,10 +62,10 @@ struct Job {
     attempt: u32,
 }
 
-#[tokio::test]
-async fn sdk_queue_create_publish_consume_ack_nack_stats_list() {
+/// Create, publish, consume, ack, nack, stats, list, delete.
+async fn queue_scenario(t: Transport) {
     let server = Server::start();
-    let q = sdk(&server).queue();
+    let q = sdk(&server, t).queue();
     q.create_queue("sdk-q", Some(1000), Some(30)).await.unwrap();
     let low = q.publish("sdk-q", b"low", Some(1), None).await.unwrap();
     let high = q
@@ -85,10 +118,10 @@ async fn sdk_queue_create_publish_consume_ack_nack_stats_list() {
     assert!(!q.list().await.unwrap().contains(&"sdk-q".to_owned()));
 }
 
-#[tokio::test]
-async fn sdk_and_synap_client_messages_interoperate() {
+/// SDK and synap-client messages interoperate.
+async fn mixed_scenario(t: Transport) {
     let server = Server::start();
-    let q = sdk(&server).queue();
+    let q = sdk(&server, t).queue();
     let c = ours(&server).await;
     q.create_queue("mixed", None, None).await.unwrap();
     // SDK bytes holding JSON arrive typed in synap-client.
@@ -125,10 +158,10 @@ async fn sdk_and_synap_client_messages_interoperate() {
     assert_eq!(c.queue_stats("mixed").await.unwrap().acked_total, 2);
 }
 
-#[tokio::test]
-async fn sdk_kv_set_get_delete_with_ttl() {
+/// KV set, get, exists, incr, delete, with a TTL.
+async fn kv_scenario(t: Transport) {
     let server = Server::start();
-    let kv = sdk(&server).kv();
+    let kv = sdk(&server, t).kv();
     kv.set("user:1", "Ada", None).await.unwrap();
     kv.set("session:abc", "token", Some(1)).await.unwrap();
     let job = Job {
@@ -166,10 +199,10 @@ async fn sdk_kv_set_get_delete_with_ttl() {
     assert_eq!(kv.get::<_, String>("user:1").await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn sdk_pubsub_publish_and_observe() {
+/// Publish to a synap-client subscriber; the SDK's own subscription (`observe`).
+async fn pubsub_scenario(t: Transport) {
     let server = Server::start();
-    let client = sdk(&server);
+    let client = sdk(&server, t);
     let c = ours(&server).await;
     let mut sub = c.pubsub_subscribe(&["notifications.user.*"]).await.unwrap();
     let note = serde_json::json!({"event": "ready", "videoId": "v1"});
@@ -189,7 +222,8 @@ async fn sdk_pubsub_publish_and_observe() {
         ("notifications.user.7", note)
     );
 
-    // The SDK's own WebSocket subscription, with a `#` pattern its URL loses.
+    // The SDK's own subscription (a WebSocket over http://, whose URL loses the `#` of the
+    // pattern; a SynapRPC connection of its own over synap://).
     let (mut stream, handle) = client.pubsub().observe("sdk-sub", vec!["events.#".into()]);
     let mut matched = 0;
     for _ in 0..100 {

@@ -23,7 +23,13 @@ impl Server {
             ));
         }
         let mut child = Command::new(&bin)
-            .args(["--bind", "127.0.0.1:0", "--in-memory"])
+            .args([
+                "--bind",
+                "127.0.0.1:0",
+                "--in-memory",
+                "--rpc-bind",
+                "127.0.0.1:0",
+            ])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -40,7 +40,8 @@ class Server:
 
     def __init__(self, config: Optional[str] = None, env: Optional[Dict[str, str]] = None) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="synap-py-")
-        args = [str(server_binary()), "--bind", "127.0.0.1:0", "--in-memory"]
+        # No SynapRPC: the client speaks HTTP, and parallel servers would contend for its port.
+        args = [str(server_binary()), "--bind", "127.0.0.1:0", "--in-memory", "--no-rpc"]
         if config:
             cfg = Path(self.dir.name) / "synap.yaml"
             cfg.write_text(config)

@@ -67,7 +67,7 @@ impl<'a> Fields<'a> {
 }
 
 /// An engine error as the SDKs expect to read it (SYNAP_WIRE.md §10).
-pub(super) fn wire_error(f: Failure) -> String {
+pub(crate) fn wire_error(f: Failure) -> String {
     match f {
         Failure::Unavailable => "Service unavailable: the server is shutting down".into(),
         Failure::Storage(StorageFault::Full) => {
@@ -162,6 +162,9 @@ async fn dispatch(s: &AppState, name: &str, raw: Option<&RawValue>) -> Outcome {
         .unwrap_or_else(|| Value::Object(Map::new()));
     let f = Fields(&p);
     let unknown = || Err(format!("Unknown command: {name}"));
+    if name == "ping" {
+        return Ok(json!("PONG"));
+    }
     match name.split_once('.') {
         Some(("queue", op)) => match queue_op(s, op, &f).await {
             Some(outcome) => outcome,

@@ -2,11 +2,11 @@
 //!
 //! Value encoding: a JSON string is kept as that string, any other JSON value as itself; `kv.get`
 //! answers the bare value as a string (a stored string as is, anything else as its compact JSON
-//! text), which is what the SDKs decode. TTLs are whole seconds, read only as non-negative
-//! integers.
+//! text), which is what the SDKs decode; `kv.mget` answers the stored values themselves, as
+//! Synap does. TTLs are whole seconds, read only as non-negative integers.
 
 use serde_json::{Value, json};
-use synap_core::{Command, Json as CoreJson, Reply};
+use synap_core::{Command, Json as CoreJson, KvEntry, Reply};
 
 use super::AppState;
 use super::envelope::{Fields, Outcome, call, odd};
@@ -44,6 +44,13 @@ pub(super) async fn run(s: &AppState, op: &str, f: &Fields<'_>) -> Option<Outcom
         }
         "keys" | "scan" => keys(s, f).await,
         "mget" => mget(s, f).await,
+        "mset" => mset(s, f).await,
+        "mdel" => mdel(s, f).await,
+        "dbsize" => match call(s, Command::KvStats).await {
+            Ok(Reply::KvStats(st)) => Ok(json!({ "size": st.total_keys })),
+            Ok(r) => Err(odd(&r)),
+            Err(e) => Err(e),
+        },
         "stats" => stats(s).await,
         _ => return None,
     })
@@ -112,7 +119,8 @@ async fn keys(s: &AppState, f: &Fields<'_>) -> Outcome {
     }
 }
 
-async fn mget(s: &AppState, f: &Fields<'_>) -> Outcome {
+/// The string keys of the required `keys` array (at most `max_batch`).
+fn key_list(s: &AppState, f: &Fields<'_>) -> Result<Vec<String>, String> {
     let keys: Vec<String> = f
         .get("keys")
         .and_then(Value::as_array)
@@ -120,13 +128,104 @@ async fn mget(s: &AppState, f: &Fields<'_>) -> Outcome {
         .iter()
         .filter_map(|k| k.as_str().map(String::from))
         .collect();
+    if keys.len() > s.max_batch {
+        return Err(format!(
+            "Invalid value: keys: at most {} keys per command",
+            s.max_batch
+        ));
+    }
+    Ok(keys)
+}
+
+/// `{keys}` → `{values}`: each stored value as itself (a string, number, object…), or `null`.
+async fn mget(s: &AppState, f: &Fields<'_>) -> Outcome {
+    let keys = key_list(s, f)?;
     match call(s, Command::KvMget { keys }).await? {
         Reply::KvValues { values } => {
-            let list: Vec<Value> = values.iter().map(|v| bare(v.as_ref())).collect();
+            let list: Vec<Value> = values
+                .iter()
+                .map(|v| v.as_ref().map_or(Value::Null, CoreJson::to_value))
+                .collect();
             Ok(json!({ "values": list }))
         }
         r => Err(odd(&r)),
     }
+}
+
+/// One `kv.mset` entry: `{key, value, ttl?}` or `[key, value]`.
+fn entry(item: &Value) -> Result<KvEntry, String> {
+    let bad = || "Invalid value: pairs: each entry is {key, value} or [key, value]".to_owned();
+    let (key, value, ttl) = match item {
+        Value::Object(m) => (
+            m.get("key").and_then(Value::as_str),
+            m.get("value").filter(|v| !v.is_null()),
+            m.get("ttl").and_then(Value::as_u64),
+        ),
+        Value::Array(pair) if pair.len() == 2 => (pair[0].as_str(), Some(&pair[1]), None),
+        _ => return Err(bad()),
+    };
+    match (key, value) {
+        (Some(key), Some(value)) => Ok(KvEntry {
+            key: key.to_owned(),
+            value: CoreJson::from_value(value),
+            ttl_ms: ttl.map(|t| t.saturating_mul(1000)),
+        }),
+        _ => Err(bad()),
+    }
+}
+
+/// `{pairs: [{key, value}…]}` (also `[key, value]` pairs, or `entries` as the list or as an
+/// object of key → value): every entry is validated, then all are set together.
+async fn mset(s: &AppState, f: &Fields<'_>) -> Outcome {
+    let list = f.get("pairs").or_else(|| f.get("entries"));
+    let entries: Vec<KvEntry> = match list {
+        Some(Value::Array(items)) => items.iter().map(entry).collect::<Result<_, _>>()?,
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| KvEntry {
+                key: k.clone(),
+                value: CoreJson::from_value(v),
+                ttl_ms: None,
+            })
+            .collect(),
+        _ => return Err("Invalid request: Missing 'pairs' field".into()),
+    };
+    if entries.len() > s.max_batch {
+        return Err(format!(
+            "Invalid value: pairs: at most {} entries per command",
+            s.max_batch
+        ));
+    }
+    let count = entries.len();
+    match call(s, Command::KvMset { entries }).await? {
+        Reply::KvOk => Ok(json!({"success": true, "count": count})),
+        r => Err(odd(&r)),
+    }
+}
+
+/// `{keys}` → `{deleted: n}`, how many of them existed.
+async fn mdel(s: &AppState, f: &Fields<'_>) -> Outcome {
+    let cmds: Vec<Command> = key_list(s, f)?
+        .into_iter()
+        .map(|key| Command::KvDel { key })
+        .collect();
+    let replies = s
+        .engine
+        .call_many(cmds)
+        .await
+        .map_err(super::envelope::wire_error)?
+        .wait()
+        .await
+        .map_err(super::envelope::wire_error)?;
+    let mut deleted = 0u64;
+    for r in replies {
+        match r.map_err(|e| super::envelope::wire_error(e.into()))? {
+            Reply::KvDeleted { deleted: true } => deleted += 1,
+            Reply::KvDeleted { deleted: false } => {}
+            r => return Err(odd(&r)),
+        }
+    }
+    Ok(json!({ "deleted": deleted }))
 }
 
 async fn stats(s: &AppState) -> Outcome {

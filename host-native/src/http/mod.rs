@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod kv;
 mod metrics;
+pub(crate) mod passwords;
 mod pubsub;
 mod queue;
 mod queue_ws;
@@ -26,7 +27,8 @@ use axum::routing::{delete, get, post};
 use synap_core::{Event, QueueConfig};
 use tokio::sync::{broadcast, watch};
 
-pub(crate) use auth::Auth;
+pub(crate) use auth::{Auth, User};
+pub(crate) use envelope::wire_error;
 pub(crate) use metrics::HttpMetrics;
 
 use crate::handle::EngineHandle;

@@ -1,0 +1,321 @@
+//! One SynapRPC connection: a reader that decodes frames and starts one task per request, a
+//! writer that sends replies and pushes in the order they are ready, and the connection's
+//! state (authentication, leases it holds, subscriptions), all released when it closes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use synap_core::{Command, LeaseRef, LeaseToken, MessageId, SessionId};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+use tracing::debug;
+
+use super::value::{BadFrame, Outcome, PUSH_ID, Request, Value, decode_request, encode_frame};
+use super::{MAX_IN_FLIGHT, RpcContext, kv, pubsub, queue, stream};
+
+/// Frames waiting for the socket; a peer that stops reading holds back replies and pushes.
+const OUT_QUEUE: usize = 512;
+/// Leases one connection may hold unsettled; `QCONSUME` past it is refused.
+pub(super) const MAX_HELD_LEASES: usize = 65_536;
+/// Subscriptions one connection may open.
+pub(super) const MAX_SUBSCRIPTIONS: usize = 64;
+/// How long a closing connection waits to flush its last frames to a peer that is not reading.
+const FLUSH_GRACE: Duration = Duration::from_secs(5);
+
+/// What a connection's request tasks share.
+pub(super) struct Session {
+    /// The server's shared context.
+    pub(super) ctx: Arc<RpcContext>,
+    /// Encoded frames for the writer.
+    pub(super) out: mpsc::Sender<Vec<u8>>,
+    /// Leases taken by `QCONSUME` and not settled yet, given back when the connection closes.
+    pub(super) leases: Mutex<HashMap<(String, MessageId), LeaseToken>>,
+    /// Subscriptions opened by `SUBSCRIBE`: subscriber id and the task forwarding its pushes.
+    pub(super) subs: Mutex<Vec<(String, AbortHandle)>>,
+    /// Consumer sessions opened by `QSTREAM`, and the tasks forwarding their deliveries.
+    pub(super) streams: Mutex<Vec<(SessionId, AbortHandle)>>,
+}
+
+impl Session {
+    /// Queues a frame for the writer (dropped if the connection is closing).
+    pub(super) async fn send(&self, id: u32, outcome: &Outcome) {
+        let _ = self.out.send(encode_frame(id, outcome)).await;
+    }
+}
+
+/// How reading a frame ended.
+enum ReadError {
+    /// The peer closed the connection, or the socket failed.
+    Closed,
+    /// A zero length prefix, or one over the limit.
+    BadLength(u32),
+}
+
+/// Reads one frame body, checking the length prefix against `max` before reading on. The
+/// body grows as bytes arrive, so a prefix alone cannot make the server allocate `max`.
+async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Vec<u8>, ReadError> {
+    let mut prefix = [0u8; 4];
+    r.read_exact(&mut prefix)
+        .await
+        .map_err(|_| ReadError::Closed)?;
+    let len = u32::from_le_bytes(prefix);
+    if len == 0 || len as usize > max {
+        return Err(ReadError::BadLength(len));
+    }
+    let mut body = Vec::with_capacity((len as usize).min(64 << 10));
+    r.take(u64::from(len))
+        .read_to_end(&mut body)
+        .await
+        .map_err(|_| ReadError::Closed)?;
+    if body.len() != len as usize {
+        return Err(ReadError::Closed);
+    }
+    Ok(body)
+}
+
+/// Writes frames as they come, flushing when none is waiting.
+async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut wr = BufWriter::new(wr);
+    while let Some(frame) = rx.recv().await {
+        if wr.write_all(&frame).await.is_err() {
+            return;
+        }
+        if rx.is_empty() && wr.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = wr.flush().await;
+    let _ = wr.shutdown().await;
+}
+
+/// Serves one connection until the peer closes it, sends a malformed frame or `QUIT`, or the
+/// server stops.
+pub(super) async fn run(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<RpcContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (rd, wr) = tcp.into_split();
+    let mut rd = BufReader::new(rd);
+    let (out, out_rx) = mpsc::channel(OUT_QUEUE);
+    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let session = Arc::new(Session {
+        ctx,
+        out,
+        leases: Mutex::new(HashMap::new()),
+        subs: Mutex::new(Vec::new()),
+        streams: Mutex::new(Vec::new()),
+    });
+    let mut authed = !session.ctx.auth.enabled();
+    let mut tasks = JoinSet::new();
+    let max = session.ctx.limits.max_frame_bytes;
+    loop {
+        let read = tokio::select! {
+            r = read_frame(&mut rd, max) => r,
+            () = crate::http::stopped(&mut shutdown) => break,
+        };
+        let body = match read {
+            Ok(body) => body,
+            Err(ReadError::Closed) => break,
+            Err(ReadError::BadLength(len)) => {
+                let msg = format!("ERR frame length {len} is outside 1..={max} bytes");
+                debug!(%peer, "{msg}; closing");
+                session.send(0, &Outcome::Err(msg)).await;
+                break;
+            }
+        };
+        let req = match decode_request(&body) {
+            Ok(req) => req,
+            Err(BadFrame::ReservedId) => {
+                let msg = "ERR request id u32::MAX is reserved for server push frames";
+                session.send(PUSH_ID, &Outcome::Err(msg.into())).await;
+                continue;
+            }
+            Err(BadFrame::Malformed(e)) => {
+                debug!(%peer, error = %e, "malformed SynapRPC frame; closing");
+                session
+                    .send(0, &Outcome::Err(format!("ERR malformed frame: {e}")))
+                    .await;
+                break;
+            }
+        };
+        while tasks.try_join_next().is_some() {}
+        if !on_request(&session, &mut authed, &mut tasks, req).await {
+            break;
+        }
+    }
+    tasks.shutdown().await;
+    close(&session).await;
+    drop(session);
+    if tokio::time::timeout(FLUSH_GRACE, writer).await.is_err() {
+        debug!(%peer, "peer not reading; closing without flushing");
+    }
+}
+
+/// Handles one decoded request; false when the connection must close (`QUIT`).
+async fn on_request(
+    session: &Arc<Session>,
+    authed: &mut bool,
+    tasks: &mut JoinSet<()>,
+    req: Request,
+) -> bool {
+    let Request { id, command, args } = req;
+    let command = command.to_ascii_uppercase();
+    match command.as_str() {
+        // Answered in order, before any later request runs: the SDKs wait for it anyway.
+        "AUTH" => {
+            let outcome = auth(session, authed, &args).await;
+            session.send(id, &outcome).await;
+            return true;
+        }
+        "QUIT" => {
+            session.send(id, &Outcome::Ok(Value::str("OK"))).await;
+            return false;
+        }
+        "PING" => {
+            let reply = args
+                .into_iter()
+                .next()
+                .unwrap_or_else(|| Value::str("PONG"));
+            session.send(id, &Outcome::Ok(reply)).await;
+            return true;
+        }
+        _ => {}
+    }
+    if !*authed {
+        let msg = "NOAUTH Authentication required.";
+        session.send(id, &Outcome::Err(msg.into())).await;
+        return true;
+    }
+    if tasks.len() >= MAX_IN_FLIGHT {
+        let msg = format!("ERR too many requests in flight (limit {MAX_IN_FLIGHT})");
+        session.send(id, &Outcome::Err(msg)).await;
+        return true;
+    }
+    let session = Arc::clone(session);
+    tasks.spawn(async move {
+        let outcome = match dispatch(&session, &command, args).await {
+            Ok(v) => Outcome::Ok(v),
+            Err(e) => Outcome::Err(e),
+        };
+        session.send(id, &outcome).await;
+    });
+    true
+}
+
+/// `AUTH token` (an API key, or the password of user `default`) or `AUTH user password`;
+/// with auth off every `AUTH` is answered OK.
+async fn auth(session: &Session, authed: &mut bool, args: &[Value]) -> Outcome {
+    let texts: Option<Vec<&str>> = args.iter().map(Value::as_text).collect();
+    let auth = &session.ctx.auth;
+    let ok = match texts.as_deref() {
+        Some([token]) => {
+            !auth.enabled() || auth.accepts(token) || auth.check_user("default", token).await
+        }
+        Some([user, pass]) => !auth.enabled() || auth.check_user(user, pass).await,
+        _ => return Outcome::Err("ERR invalid arguments for 'AUTH'".into()),
+    };
+    if ok {
+        *authed = true;
+        Outcome::Ok(Value::str("OK"))
+    } else {
+        Outcome::Err("WRONGPASS invalid username-password pair or user is disabled.".into())
+    }
+}
+
+/// Runs one command (other than the connection commands above).
+async fn dispatch(session: &Arc<Session>, command: &str, args: Vec<Value>) -> super::Reply {
+    if let Some(reply) = queue::run(session, command, &args).await {
+        return reply;
+    }
+    if let Some(reply) = stream::run(session, command, &args).await {
+        return reply;
+    }
+    if let Some(reply) = kv::run(&session.ctx, command, &args).await {
+        return reply;
+    }
+    match pubsub::run(session, command, &args).await {
+        Some(reply) => reply,
+        None => Err(format!("ERR unknown command '{command}'")),
+    }
+}
+
+/// Releases what the connection held: its subscriptions end and its unsettled messages go
+/// back to their queues at once (as when a queue WebSocket closes).
+async fn close(session: &Session) {
+    stream::close(session).await;
+    let subs = std::mem::take(&mut *session.subs.lock().expect("subs lock"));
+    for (subscriber_id, forwarder) in subs {
+        forwarder.abort();
+        let cmd = Command::Unsubscribe {
+            subscriber_id,
+            patterns: None,
+        };
+        let _ = session.ctx.engine.call(cmd).await;
+    }
+    let leases = std::mem::take(&mut *session.leases.lock().expect("leases lock"));
+    if !leases.is_empty() {
+        debug!(
+            count = leases.len(),
+            "SynapRPC connection closed holding leases"
+        );
+    }
+    let mut by_queue: HashMap<String, Vec<LeaseRef>> = HashMap::new();
+    for ((queue, message_id), lease) in leases {
+        by_queue
+            .entry(queue)
+            .or_default()
+            .push(LeaseRef { message_id, lease });
+    }
+    for (queue, leases) in by_queue {
+        // Deliveries that ended meanwhile (acked, expired, queue deleted) are skipped.
+        for chunk in leases.chunks(session.ctx.max_batch.max(1)) {
+            let cmd = Command::GiveBack {
+                queue: queue.clone(),
+                leases: chunk.to_vec(),
+            };
+            let _ = session.ctx.engine.call(cmd).await;
+        }
+    }
+}
+
+/// The argument at `i` as text: `ERR missing argument i` or `ERR argument i must be a string`.
+pub(super) fn text_arg(args: &[Value], i: usize) -> Result<&str, String> {
+    match args.get(i) {
+        None => Err(format!("ERR missing argument {i}")),
+        Some(v) => v
+            .as_text()
+            .ok_or_else(|| format!("ERR argument {i} must be a string")),
+    }
+}
+
+/// The argument at `i` as an integer (an `Int` or a decimal `Str`).
+pub(super) fn int_arg(args: &[Value], i: usize) -> Result<i64, String> {
+    match args.get(i) {
+        None => Err(format!("ERR missing argument {i}")),
+        Some(v @ (Value::Int(_) | Value::Str(_))) => v
+            .as_int()
+            .ok_or_else(|| format!("ERR argument {i} is not an integer")),
+        Some(_) => Err(format!("ERR argument {i} must be an integer")),
+    }
+}
+
+/// An optional integer argument: absent or of another type counts as absent, as in Synap; a
+/// `Str` that is not a decimal integer is an error.
+pub(super) fn opt_int_arg(args: &[Value], i: usize) -> Result<Option<i64>, String> {
+    match args.get(i) {
+        Some(Value::Int(n)) => Ok(Some(*n)),
+        Some(Value::Str(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("ERR argument {i} is not an integer")),
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,292 @@
+//! Queue commands: `QCREATE`, `QDELETE`, `QLIST`, `QPUBLISH`, `QCONSUME`, `QACK`, `QNACK`,
+//! `QSTATS`, `QPURGE` (SYNAP_RPC.md §7). Priorities and retry limits are read from an `Int`
+//! or a decimal `Str` (Python and TypeScript send strings), and `requeue` false in every
+//! spelling the SDKs use. A message `QCONSUME` leases stays with the connection until it is
+//! acked or nacked; the connection's close gives it back.
+
+use std::sync::Arc;
+
+use synap_core::{Command, Delivery, Error, MessageId, PublishMessage, QueueStats, Reply};
+
+use super::conn::{MAX_HELD_LEASES, Session, opt_int_arg, text_arg};
+use super::value::Value;
+use super::{Reply as Outcome, engine_error, odd};
+use crate::handle::Failure;
+use crate::settings::{ApplySettings as _, QueueSettings};
+
+/// Runs `command` if it is a queue command.
+pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Option<Outcome> {
+    Some(match command {
+        "QCREATE" => create(s, args).await,
+        "QDELETE" => delete(s, args).await,
+        "QLIST" => list(s).await,
+        "QPUBLISH" => publish(s, args).await,
+        "QCONSUME" => consume(s, args).await,
+        "QACK" => settle(s, args, true).await,
+        "QNACK" => settle(s, args, false).await,
+        "QSTATS" => stats(s, args).await,
+        "QPURGE" => purge(s, args).await,
+        _ => return None,
+    })
+}
+
+async fn call(s: &Session, cmd: Command) -> Result<Reply, String> {
+    s.ctx.engine.call(cmd).await.map_err(engine_error)
+}
+
+/// `QCREATE name [max_depth [ack_deadline_secs]]`: the options Python and TypeScript send as
+/// strings are applied (a `max_depth` of 0 means the default).
+async fn create(s: &Session, args: &[Value]) -> Outcome {
+    let name = text_arg(args, 0)?;
+    let depth = opt_int_arg(args, 1)?.filter(|d| *d > 0);
+    let deadline = opt_int_arg(args, 2)?.filter(|d| *d > 0);
+    let settings = QueueSettings {
+        max_depth: depth.map(|d| d.unsigned_abs()),
+        #[allow(clippy::cast_precision_loss)] // Deadlines are far below 2^52 seconds.
+        ack_deadline_secs: deadline.map(|d| d as f64),
+        ..QueueSettings::default()
+    };
+    let config = if settings.is_empty() {
+        None
+    } else {
+        let config = settings
+            .apply(&s.ctx.default_queue)
+            .map_err(|e| engine_error(e.into()))?;
+        Some(config)
+    };
+    let cmd = Command::CreateQueue {
+        queue: name.into(),
+        config,
+    };
+    match call(s, cmd).await? {
+        Reply::QueueCreated { .. } => Ok(Value::str("OK")),
+        r => Err(odd(&r)),
+    }
+}
+
+async fn delete(s: &Session, args: &[Value]) -> Outcome {
+    let queue = text_arg(args, 0)?.to_owned();
+    match call(s, Command::DeleteQueue { queue }).await? {
+        Reply::QueueDeleted { deleted } => Ok(Value::Bool(deleted)),
+        r => Err(odd(&r)),
+    }
+}
+
+async fn list(s: &Session) -> Outcome {
+    match call(s, Command::ListQueues).await? {
+        Reply::Queues { queues } => Ok(Value::Array(queues.into_iter().map(Value::Str).collect())),
+        r => Err(odd(&r)),
+    }
+}
+
+/// The payload argument: `Bytes`, or a `Str`'s UTF-8.
+fn payload_arg(args: &[Value], i: usize) -> Result<Vec<u8>, String> {
+    match args.get(i) {
+        None => Err(format!("ERR missing argument {i}")),
+        Some(Value::Bytes(b)) => Ok(b.clone()),
+        Some(Value::Str(t)) => Ok(t.clone().into_bytes()),
+        Some(_) => Err(format!("ERR argument {i} must be bytes")),
+    }
+}
+
+/// `QPUBLISH queue payload [priority [max_retries]]` → the message id.
+async fn publish(s: &Session, args: &[Value]) -> Outcome {
+    let queue = text_arg(args, 0)?;
+    let payload = payload_arg(args, 1)?;
+    let priority = opt_int_arg(args, 2)?.map(|p| u8::try_from(p.clamp(0, 255)).unwrap_or(u8::MAX));
+    let max_retries = opt_int_arg(args, 3)?
+        .map(|r| u32::try_from(r.clamp(0, i64::from(u32::MAX))).unwrap_or(u32::MAX));
+    let message = PublishMessage {
+        payload: Some(payload.into()),
+        priority,
+        max_retries,
+        ..PublishMessage::default()
+    };
+    let cmd = Command::Publish {
+        queue: queue.into(),
+        message,
+    };
+    match call(s, cmd).await? {
+        Reply::Published(p) => Ok(Value::Str(p.message_id.to_string())),
+        r => Err(odd(&r)),
+    }
+}
+
+/// A leased message as the SDKs read it: `{id, payload, priority, retry_count}` as in Synap,
+/// plus `max_retries`, `lease`, `deadline` and `timestamp` (seconds) and `headers`.
+pub(super) fn message_value(d: &Delivery) -> Value {
+    let bytes: Vec<u8> = match (&d.payload, &d.message) {
+        (Some(p), _) => p.to_vec(),
+        (None, Some(m)) => m.as_str().as_bytes().to_vec(),
+        (None, None) => Vec::new(),
+    };
+    let headers = d
+        .headers
+        .iter()
+        .map(|(k, v)| (Value::str(k), Value::str(v)))
+        .collect();
+    Value::map([
+        ("id", Value::Str(d.message_id.to_string())),
+        ("payload", Value::Bytes(bytes)),
+        ("priority", Value::Int(i64::from(d.priority))),
+        ("retry_count", Value::Int(i64::from(d.retry_count))),
+        ("max_retries", Value::Int(i64::from(d.max_retries))),
+        ("lease", Value::count(d.lease.0)),
+        ("deadline", Value::count(d.lease_deadline.0 / 1000)),
+        ("timestamp", Value::count(d.published_at.0 / 1000)),
+        ("headers", Value::Map(headers)),
+    ])
+}
+
+/// `QCONSUME queue consumer_id [wait_secs]` → a message or `Null`. The third argument, a
+/// Synap extension, long-polls up to that many seconds (capped by the server's limit).
+async fn consume(s: &Session, args: &[Value]) -> Outcome {
+    let queue = text_arg(args, 0)?;
+    let consumer = args.get(1).and_then(Value::as_text).unwrap_or("");
+    let wait_ms = opt_int_arg(args, 2)?
+        .map_or(0, |w| w.clamp(0, i64::MAX / 1000).unsigned_abs() * 1000)
+        .min(s.ctx.max_wait_ms);
+    if s.leases.lock().expect("leases lock").len() >= MAX_HELD_LEASES {
+        return Err(format!(
+            "ERR too many unsettled messages on this connection (limit {MAX_HELD_LEASES})"
+        ));
+    }
+    let cmd = Command::Consume {
+        queue: queue.into(),
+        wait_ms,
+        lease_ms: None,
+        max_messages: 1,
+        consumer_id: (!consumer.is_empty()).then(|| consumer.to_owned()),
+    };
+    match s.ctx.engine.consume(cmd).await {
+        Ok(messages) => match messages.first() {
+            Some(d) => {
+                s.leases
+                    .lock()
+                    .expect("leases lock")
+                    .insert((queue.to_owned(), d.message_id), d.lease);
+                Ok(message_value(d))
+            }
+            None => Ok(Value::Null),
+        },
+        // As over HTTP: a queue that does not exist yet has nothing to consume.
+        Err(Failure::Core(Error::QueueNotFound { .. })) => Ok(Value::Null),
+        Err(e) => Err(engine_error(e)),
+    }
+}
+
+/// `requeue`: `Bool`, `Int` ≠ 0, or text; `false`, `0`, `no` and `off` in any case are false.
+fn requeue_arg(v: Option<&Value>) -> bool {
+    match v {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Int(n)) => *n != 0,
+        Some(v) => v.as_text().is_none_or(|t| {
+            !matches!(
+                t.trim().to_ascii_lowercase().as_str(),
+                "false" | "0" | "no" | "off"
+            )
+        }),
+        None => true,
+    }
+}
+
+/// `QACK queue id` / `QNACK queue id [requeue]`, under the connection's lease when it holds one.
+async fn settle(s: &Session, args: &[Value], ack: bool) -> Outcome {
+    let queue = text_arg(args, 0)?.to_owned();
+    let id_text = text_arg(args, 1)?;
+    let message_id = MessageId::parse_str(id_text.trim())
+        .map_err(|_| format!("Message not found: {id_text}"))?;
+    let key = (queue.clone(), message_id);
+    let lease = s.leases.lock().expect("leases lock").get(&key).copied();
+    let cmd = if ack {
+        Command::Ack {
+            queue,
+            message_id,
+            lease,
+        }
+    } else {
+        Command::Nack {
+            queue,
+            message_id,
+            requeue: requeue_arg(args.get(2)),
+            delay_ms: None,
+            error: None,
+            lease,
+        }
+    };
+    let result = call(s, cmd).await;
+    if result.is_ok() || lease.is_some() {
+        // Settled, or the lease this connection held is over either way.
+        s.leases.lock().expect("leases lock").remove(&key);
+    }
+    match result? {
+        Reply::Acked | Reply::Nacked { .. } => Ok(Value::str("OK")),
+        r => Err(odd(&r)),
+    }
+}
+
+/// Queue statistics as a map of numbers: Synap's seven, then the rest of ours.
+fn stats_value(st: &QueueStats) -> Value {
+    Value::map([
+        ("depth", Value::count(st.depth)),
+        ("consumers", Value::count(st.consumers)),
+        ("published", Value::count(st.published_total)),
+        ("consumed", Value::count(st.consumed_total)),
+        ("acked", Value::count(st.acked_total)),
+        ("nacked", Value::count(st.nacked_total)),
+        ("dead_lettered", Value::count(st.dead_lettered_total)),
+        ("ready", Value::count(st.ready)),
+        ("delayed", Value::count(st.delayed)),
+        ("in_flight", Value::count(st.in_flight)),
+        ("dead_letter_count", Value::count(st.dead_letter_count)),
+        ("waiters", Value::count(st.waiters)),
+        ("lease_expired_total", Value::count(st.lease_expired_total)),
+        ("expired_total", Value::count(st.expired_total)),
+        ("dlq_dropped_total", Value::count(st.dlq_dropped_total)),
+        ("oldest_ready_age_ms", Value::count(st.oldest_ready_age_ms)),
+        ("avg_wait_time_ms", Value::Float(st.avg_wait_time_ms)),
+    ])
+}
+
+async fn stats(s: &Session, args: &[Value]) -> Outcome {
+    let queue = text_arg(args, 0)?.to_owned();
+    match call(s, Command::Stats { queue }).await? {
+        Reply::Stats(st) => Ok(stats_value(&st)),
+        r => Err(odd(&r)),
+    }
+}
+
+async fn purge(s: &Session, args: &[Value]) -> Outcome {
+    let queue = text_arg(args, 0)?.to_owned();
+    match call(s, Command::Purge { queue }).await? {
+        Reply::Purged { purged } => Ok(Value::count(purged)),
+        r => Err(odd(&r)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requeue_false_in_every_spelling() {
+        for v in [
+            Value::Bool(false),
+            Value::Int(0),
+            Value::str("false"),
+            Value::str("False"),
+            Value::str("0"),
+        ] {
+            assert!(!requeue_arg(Some(&v)), "{v:?}");
+        }
+        for v in [
+            Value::Bool(true),
+            Value::Int(1),
+            Value::str("True"),
+            Value::Null,
+        ] {
+            assert!(requeue_arg(Some(&v)), "{v:?}");
+        }
+        assert!(requeue_arg(None));
+    }
+}

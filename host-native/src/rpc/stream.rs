@@ -1,0 +1,193 @@
+//! Push consumers over SynapRPC (a Synap extension; no official SDK sends these): `QSTREAM`
+//! attaches a consumer session of the engine to the connection, and its deliveries arrive as
+//! push frames while it has credit, without a request per message.
+//!
+//! - `QSTREAM queue [consumer_id [prefetch [lease_secs]]]` → `{session_id, consumer_id,
+//!   prefetch}`; prefetch (default 64) is the credit: deliveries pushed and not yet acked,
+//!   nacked or expired.
+//! - Each delivery is pushed as `[0xFFFFFFFF, {"Ok": {type: "message", session_id, queue, id,
+//!   payload, priority, retry_count, max_retries, lease, deadline, timestamp, headers}}]`.
+//!   `QACK`/`QNACK` settle it (under its lease) and return its credit to the session.
+//! - `QCREDIT session_id n` grants more credit → the credit left after pushing what was ready.
+//! - `QUNSTREAM session_id` detaches → Int messages given back to the queue.
+//! - The engine ends a session whose queue is deleted: `{type: "ended", session_id}`.
+//!
+//! When the connection closes, its sessions detach and every message they hold is ready again
+//! at once (counted as a failed delivery attempt), as for a queue WebSocket.
+
+use std::sync::Arc;
+
+use synap_core::{Command, Delivery, Reply, SessionId};
+use tokio::sync::mpsc;
+
+use super::conn::{Session, int_arg, opt_int_arg, text_arg};
+use super::queue::message_value;
+use super::value::{Outcome as Wire, PUSH_ID, Value, encode_frame};
+use super::{Reply as Outcome, engine_error, odd};
+use crate::engine_task::{SESSION_SINK, SessionPush};
+
+/// Consumer sessions one connection may open.
+const MAX_STREAMS: usize = 16;
+/// Credit of a `QSTREAM` that names none.
+const DEFAULT_PREFETCH: i64 = 64;
+
+/// Runs `command` if it is a streaming-consumer command.
+pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Option<Outcome> {
+    Some(match command {
+        "QSTREAM" => attach(s, args).await,
+        "QCREDIT" => credit(s, args).await,
+        "QUNSTREAM" => detach(s, args).await,
+        _ => return None,
+    })
+}
+
+/// A session id argument that names one of this connection's sessions.
+fn own_session(s: &Session, args: &[Value]) -> Result<SessionId, String> {
+    let id = int_arg(args, 0)?;
+    let owned = s
+        .streams
+        .lock()
+        .expect("streams lock")
+        .iter()
+        .find(|(sid, _)| i64::try_from(sid.0).ok() == Some(id))
+        .map(|(sid, _)| *sid);
+    owned.ok_or_else(|| format!("ERR no stream {id} on this connection"))
+}
+
+async fn attach(s: &Arc<Session>, args: &[Value]) -> Outcome {
+    let queue = text_arg(args, 0)?.to_owned();
+    let consumer = args
+        .get(1)
+        .and_then(Value::as_text)
+        .filter(|c| !c.is_empty());
+    let prefetch = opt_int_arg(args, 2)?.unwrap_or(DEFAULT_PREFETCH);
+    let credit = u32::try_from(prefetch)
+        .ok()
+        .filter(|c| *c > 0)
+        .ok_or("ERR argument 2 must be a positive integer")?;
+    let lease_ms = opt_int_arg(args, 3)?
+        .map(|secs| {
+            u64::try_from(secs)
+                .ok()
+                .filter(|s| *s > 0)
+                .map(|s| s.saturating_mul(1000))
+                .ok_or("ERR argument 3 must be a positive integer")
+        })
+        .transpose()?;
+    if s.streams.lock().expect("streams lock").len() >= MAX_STREAMS {
+        return Err(format!(
+            "ERR too many streams on this connection (limit {MAX_STREAMS})"
+        ));
+    }
+    let (sink, pushes) = mpsc::channel(SESSION_SINK);
+    let cmd = Command::Attach {
+        queue: queue.clone(),
+        consumer_id: consumer.map(String::from),
+        credit,
+        lease_ms,
+    };
+    let (session_id, consumer_id) = s.ctx.engine.attach(cmd, sink).await.map_err(engine_error)?;
+    let forwarder = tokio::spawn(forward(Arc::clone(s), session_id, pushes));
+    s.streams
+        .lock()
+        .expect("streams lock")
+        .push((session_id, forwarder.abort_handle()));
+    Ok(Value::map([
+        ("session_id", Value::count(session_id.0)),
+        ("consumer_id", Value::Str(consumer_id)),
+        ("prefetch", Value::Int(i64::from(credit))),
+    ]))
+}
+
+/// A delivery's push frame.
+fn delivery_frame(session_id: SessionId, d: &Delivery) -> Vec<u8> {
+    let mut fields = vec![
+        (Value::str("type"), Value::str("message")),
+        (Value::str("session_id"), Value::count(session_id.0)),
+        (Value::str("queue"), Value::str(d.queue.as_ref())),
+    ];
+    if let Value::Map(rest) = message_value(d) {
+        fields.extend(rest);
+    }
+    encode_frame(PUSH_ID, &Wire::Ok(Value::Map(fields)))
+}
+
+/// Writes a session's deliveries as push frames, each lease recorded so `QACK`/`QNACK` act
+/// under it, until the engine ends the session or the connection closes.
+async fn forward(s: Arc<Session>, session_id: SessionId, mut pushes: mpsc::Receiver<SessionPush>) {
+    while let Some(push) = pushes.recv().await {
+        match push {
+            SessionPush::Messages(messages) => {
+                for d in &messages {
+                    s.leases
+                        .lock()
+                        .expect("leases lock")
+                        .insert((d.queue.to_string(), d.message_id), d.lease);
+                    if s.out.send(delivery_frame(session_id, d)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            SessionPush::Ended => break,
+        }
+    }
+    // Ended by the engine (its queue was deleted) or its sink closed: say so, and forget it.
+    s.streams
+        .lock()
+        .expect("streams lock")
+        .retain(|(sid, _)| *sid != session_id);
+    let ended = Value::map([
+        ("type", Value::str("ended")),
+        ("session_id", Value::count(session_id.0)),
+    ]);
+    s.send(PUSH_ID, &Wire::Ok(ended)).await;
+}
+
+async fn credit(s: &Session, args: &[Value]) -> Outcome {
+    let session_id = own_session(s, args)?;
+    let n = u32::try_from(int_arg(args, 1)?)
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or("ERR argument 1 must be a positive integer")?;
+    let cmd = Command::SessionCredit {
+        session_id,
+        credit: n,
+    };
+    match s.ctx.engine.call(cmd).await.map_err(engine_error)? {
+        Reply::SessionCredited { credit } => Ok(Value::Int(i64::from(credit))),
+        r => Err(odd(&r)),
+    }
+}
+
+async fn detach(s: &Session, args: &[Value]) -> Outcome {
+    let session_id = own_session(s, args)?;
+    let forwarder = {
+        let mut streams = s.streams.lock().expect("streams lock");
+        let i = streams.iter().position(|(sid, _)| *sid == session_id);
+        i.map(|i| streams.swap_remove(i).1)
+    };
+    if let Some(f) = forwarder {
+        f.abort();
+    }
+    let cmd = Command::Detach {
+        session_id,
+        give_back: true,
+    };
+    match s.ctx.engine.call(cmd).await.map_err(engine_error)? {
+        Reply::Detached { returned } => Ok(Value::count(returned)),
+        r => Err(odd(&r)),
+    }
+}
+
+/// Detaches every session of a closing connection, giving its messages back.
+pub(super) async fn close(s: &Session) {
+    let streams = std::mem::take(&mut *s.streams.lock().expect("streams lock"));
+    for (session_id, forwarder) in streams {
+        forwarder.abort();
+        let cmd = Command::Detach {
+            session_id,
+            give_back: true,
+        };
+        let _ = s.ctx.engine.call(cmd).await;
+    }
+}
