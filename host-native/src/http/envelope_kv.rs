@@ -219,7 +219,7 @@ async fn mdel(s: &AppState, f: &Fields<'_>) -> Outcome {
         .map_err(super::envelope::wire_error)?;
     let mut deleted = 0u64;
     for r in replies {
-        match r.map_err(|e| super::envelope::wire_error(e))? {
+        match r.map_err(super::envelope::wire_error)? {
             Reply::KvDeleted { deleted: true } => deleted += 1,
             Reply::KvDeleted { deleted: false } => {}
             r => return Err(odd(&r)),

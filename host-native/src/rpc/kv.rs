@@ -153,7 +153,7 @@ async fn del(ctx: &RpcContext, args: &[Value]) -> Outcome {
         .map_err(engine_error)?;
     let mut deleted = 0;
     for r in replies {
-        match r.map_err(|e| engine_error(e))? {
+        match r.map_err(engine_error)? {
             Reply::KvDeleted { deleted: true } => deleted += 1,
             Reply::KvDeleted { deleted: false } => {}
             r => return Err(odd(&r)),
