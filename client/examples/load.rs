@@ -37,7 +37,7 @@ mod server;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use bench::{Body, Kind, Mode, Outcome, PAD_LEN};
+use bench::{Body, Kind, Mode, PAD_LEN, ScenarioRun};
 use common::Args;
 use synap_client::{QueueConfig, SynapClient};
 
@@ -144,12 +144,12 @@ async fn bench(url: &str, pid: Option<u32>, plan: Plan) -> Result<(), Box<dyn st
     Ok(())
 }
 
-fn rate(out: &Outcome) -> f64 {
+fn rate(out: &ScenarioRun) -> f64 {
     out.done as f64 / out.elapsed.as_secs_f64().max(1e-9)
 }
 
 /// One aligned result line after its `label`.
-fn line(label: &str, out: &mut Outcome) -> String {
+fn line(label: &str, out: &mut ScenarioRun) -> String {
     let (done, rate) = (thousands(out.done), thousands(rate(out).round() as u64));
     let mut s = format!("{label}  {done:>9} msgs  {rate:>9} msgs/s");
     let lat = &mut out.latencies;

@@ -56,7 +56,7 @@ struct Stamp {
 }
 
 /// What a scenario measured.
-pub(crate) struct Outcome {
+pub(crate) struct ScenarioRun {
     /// Messages counted (published in A, acked in B and C) out of the target.
     pub(crate) done: u64,
     pub(crate) target: u64,
@@ -126,7 +126,7 @@ pub(crate) async fn run(
     (mode, kind, queue): (Mode, Kind, &str),
     (target, producers, workers): (u64, u64, usize),
     limit: Duration,
-) -> Outcome {
+) -> ScenarioRun {
     let (t0, client, queue) = (Instant::now(), client.clone(), queue.to_owned());
     let deadline = t0 + limit;
     let sh = Arc::new(Shared {
@@ -169,7 +169,7 @@ pub(crate) async fn run(
     } else {
         &sh.acked
     };
-    Outcome {
+    ScenarioRun {
         done: counter.load(Ordering::Relaxed),
         target,
         elapsed: sh
