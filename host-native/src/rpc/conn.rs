@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::debug;
 
-use super::value::{BadFrame, Outcome, PUSH_ID, Request, Value, decode_request, encode_frame};
+use super::value::{BadFrame, PUSH_ID, Request, RpcResult, Value, decode_request, encode_frame};
 use super::{MAX_IN_FLIGHT, RpcContext, kv, pubsub, queue, stream};
 
 /// Frames waiting for the socket; a peer that stops reading holds back replies and pushes.
@@ -43,7 +43,7 @@ pub(super) struct Session {
 
 impl Session {
     /// Queues a frame for the writer (dropped if the connection is closing).
-    pub(super) async fn send(&self, id: u32, outcome: &Outcome) {
+    pub(super) async fn send(&self, id: u32, outcome: &RpcResult) {
         let _ = self.out.send(encode_frame(id, outcome)).await;
     }
 }
@@ -126,7 +126,7 @@ pub(super) async fn run(
             Err(ReadError::BadLength(len)) => {
                 let msg = format!("ERR frame length {len} is outside 1..={max} bytes");
                 debug!(%peer, "{msg}; closing");
-                session.send(0, &Outcome::Err(msg)).await;
+                session.send(0, &RpcResult::Err(msg)).await;
                 break;
             }
         };
@@ -134,13 +134,13 @@ pub(super) async fn run(
             Ok(req) => req,
             Err(BadFrame::ReservedId) => {
                 let msg = "ERR request id u32::MAX is reserved for server push frames";
-                session.send(PUSH_ID, &Outcome::Err(msg.into())).await;
+                session.send(PUSH_ID, &RpcResult::Err(msg.into())).await;
                 continue;
             }
             Err(BadFrame::Malformed(e)) => {
                 debug!(%peer, error = %e, "malformed SynapRPC frame; closing");
                 session
-                    .send(0, &Outcome::Err(format!("ERR malformed frame: {e}")))
+                    .send(0, &RpcResult::Err(format!("ERR malformed frame: {e}")))
                     .await;
                 break;
             }
@@ -175,7 +175,7 @@ async fn on_request(
             return true;
         }
         "QUIT" => {
-            session.send(id, &Outcome::Ok(Value::str("OK"))).await;
+            session.send(id, &RpcResult::Ok(Value::str("OK"))).await;
             return false;
         }
         "PING" => {
@@ -183,26 +183,26 @@ async fn on_request(
                 .into_iter()
                 .next()
                 .unwrap_or_else(|| Value::str("PONG"));
-            session.send(id, &Outcome::Ok(reply)).await;
+            session.send(id, &RpcResult::Ok(reply)).await;
             return true;
         }
         _ => {}
     }
     if !*authed {
         let msg = "NOAUTH Authentication required.";
-        session.send(id, &Outcome::Err(msg.into())).await;
+        session.send(id, &RpcResult::Err(msg.into())).await;
         return true;
     }
     if tasks.len() >= MAX_IN_FLIGHT {
         let msg = format!("ERR too many requests in flight (limit {MAX_IN_FLIGHT})");
-        session.send(id, &Outcome::Err(msg)).await;
+        session.send(id, &RpcResult::Err(msg)).await;
         return true;
     }
     let session = Arc::clone(session);
     tasks.spawn(async move {
         let outcome = match dispatch(&session, &command, args).await {
-            Ok(v) => Outcome::Ok(v),
-            Err(e) => Outcome::Err(e),
+            Ok(v) => RpcResult::Ok(v),
+            Err(e) => RpcResult::Err(e),
         };
         session.send(id, &outcome).await;
     });
@@ -211,7 +211,7 @@ async fn on_request(
 
 /// `AUTH token` (an API key, or the password of user `default`) or `AUTH user password`;
 /// with auth off every `AUTH` is answered OK.
-async fn auth(session: &Session, authed: &mut bool, args: &[Value]) -> Outcome {
+async fn auth(session: &Session, authed: &mut bool, args: &[Value]) -> RpcResult {
     let texts: Option<Vec<&str>> = args.iter().map(Value::as_text).collect();
     let auth = &session.ctx.auth;
     let ok = match texts.as_deref() {
@@ -219,18 +219,18 @@ async fn auth(session: &Session, authed: &mut bool, args: &[Value]) -> Outcome {
             !auth.enabled() || auth.accepts(token) || auth.check_user("default", token).await
         }
         Some([user, pass]) => !auth.enabled() || auth.check_user(user, pass).await,
-        _ => return Outcome::Err("ERR invalid arguments for 'AUTH'".into()),
+        _ => return RpcResult::Err("ERR invalid arguments for 'AUTH'".into()),
     };
     if ok {
         *authed = true;
-        Outcome::Ok(Value::str("OK"))
+        RpcResult::Ok(Value::str("OK"))
     } else {
-        Outcome::Err("WRONGPASS invalid username-password pair or user is disabled.".into())
+        RpcResult::Err("WRONGPASS invalid username-password pair or user is disabled.".into())
     }
 }
 
 /// Runs one command (other than the connection commands above).
-async fn dispatch(session: &Arc<Session>, command: &str, args: Vec<Value>) -> super::Reply {
+async fn dispatch(session: &Arc<Session>, command: &str, args: Vec<Value>) -> super::Answer {
     if let Some(reply) = queue::run(session, command, &args).await {
         return reply;
     }

@@ -10,10 +10,10 @@ use synap_core::{Command, Json, KvEntry, Reply};
 
 use super::conn::{int_arg, text_arg};
 use super::value::Value;
-use super::{Reply as Outcome, RpcContext, engine_error, odd};
+use super::{Answer, RpcContext, engine_error, odd};
 
 /// Runs `command` if it is a KV command.
-pub(super) async fn run(ctx: &RpcContext, command: &str, args: &[Value]) -> Option<Outcome> {
+pub(super) async fn run(ctx: &RpcContext, command: &str, args: &[Value]) -> Option<Answer> {
     Some(match command {
         "SET" => set(ctx, args).await,
         "GET" => get(ctx, args).await,
@@ -54,7 +54,7 @@ async fn call(ctx: &RpcContext, cmd: Command) -> Result<Reply, String> {
 }
 
 /// Runs a command on the key in argument 0 and shapes its reply.
-async fn keyed(ctx: &RpcContext, args: &[Value], make: impl FnOnce(String) -> Command) -> Outcome {
+async fn keyed(ctx: &RpcContext, args: &[Value], make: impl FnOnce(String) -> Command) -> Answer {
     let key = text_arg(args, 0)?.to_owned();
     match call(ctx, make(key)).await? {
         Reply::KvExists { exists } => Ok(Value::Bool(exists)),
@@ -102,7 +102,7 @@ fn ttl_args(args: &[Value]) -> Result<Option<u64>, String> {
     Ok(Some(n.unsigned_abs().saturating_mul(ms_per_unit)))
 }
 
-async fn set(ctx: &RpcContext, args: &[Value]) -> Outcome {
+async fn set(ctx: &RpcContext, args: &[Value]) -> Answer {
     let key = text_arg(args, 0)?.to_owned();
     let value = value_arg(args, 1)?;
     let ttl_ms = ttl_args(args)?;
@@ -123,7 +123,7 @@ fn read_value(value: Option<&Json>) -> Value {
     }
 }
 
-async fn get(ctx: &RpcContext, args: &[Value]) -> Outcome {
+async fn get(ctx: &RpcContext, args: &[Value]) -> Answer {
     let key = text_arg(args, 0)?.to_owned();
     match call(ctx, Command::KvGet { key }).await? {
         Reply::KvValue(v) => Ok(read_value(v.value.as_ref().filter(|_| v.found))),
@@ -132,7 +132,7 @@ async fn get(ctx: &RpcContext, args: &[Value]) -> Outcome {
 }
 
 /// `DEL key…` → how many existed. Arguments that are not text are skipped, as in Synap.
-async fn del(ctx: &RpcContext, args: &[Value]) -> Outcome {
+async fn del(ctx: &RpcContext, args: &[Value]) -> Answer {
     let cmds: Vec<Command> = args
         .iter()
         .filter_map(Value::as_text)
@@ -162,7 +162,7 @@ async fn del(ctx: &RpcContext, args: &[Value]) -> Outcome {
     Ok(Value::Int(deleted))
 }
 
-async fn ttl(ctx: &RpcContext, args: &[Value]) -> Outcome {
+async fn ttl(ctx: &RpcContext, args: &[Value]) -> Answer {
     let key = text_arg(args, 0)?.to_owned();
     match ctx.engine.call(Command::KvTtl { key }).await {
         Ok(Reply::KvTtl { ttl_ms }) => Ok(Value::Int(ttl_ms.map_or(-1, |ms| {
@@ -206,7 +206,7 @@ fn glob(pattern: &[char], text: &[char]) -> bool {
 
 /// `KEYS pattern`: the engine lists keys by the prefix before the first wildcard; the rest of
 /// a glob pattern (`*`, `?`) is matched here.
-async fn keys(ctx: &RpcContext, args: &[Value]) -> Outcome {
+async fn keys(ctx: &RpcContext, args: &[Value]) -> Answer {
     let pattern = args.first().and_then(Value::as_text).unwrap_or("*");
     let prefix = pattern.split(['*', '?']).next().unwrap_or("").to_owned();
     let cmd = Command::KvKeys {
@@ -226,7 +226,7 @@ async fn keys(ctx: &RpcContext, args: &[Value]) -> Outcome {
     Ok(Value::Array(listed))
 }
 
-async fn mget(ctx: &RpcContext, args: &[Value]) -> Outcome {
+async fn mget(ctx: &RpcContext, args: &[Value]) -> Answer {
     let keys: Vec<String> = args
         .iter()
         .map(|k| k.as_text().map(String::from))
@@ -241,7 +241,7 @@ async fn mget(ctx: &RpcContext, args: &[Value]) -> Outcome {
 }
 
 /// `MSET k v [k v …]`: every pair validated first, then all set together.
-async fn mset(ctx: &RpcContext, args: &[Value]) -> Outcome {
+async fn mset(ctx: &RpcContext, args: &[Value]) -> Answer {
     if args.is_empty() || !args.len().is_multiple_of(2) {
         return Err("ERR wrong number of arguments for 'MSET'".into());
     }
@@ -259,7 +259,7 @@ async fn mset(ctx: &RpcContext, args: &[Value]) -> Outcome {
     }
 }
 
-async fn stats(ctx: &RpcContext, size_only: bool) -> Outcome {
+async fn stats(ctx: &RpcContext, size_only: bool) -> Answer {
     let st = match call(ctx, Command::KvStats).await? {
         Reply::KvStats(st) => st,
         r => return Err(odd(&r)),

@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 
 use crate::handle::{EngineHandle, Failure};
 use crate::http::{Auth, wire_error};
-use value::{Outcome, encode_frame};
+use value::{RpcResult, encode_frame};
 
 /// Requests one connection may have in flight (SYNAP_RPC.md §4).
 pub(crate) const MAX_IN_FLIGHT: usize = 256;
@@ -69,7 +69,7 @@ pub(crate) struct RpcContext {
 }
 
 /// A command's result before encoding.
-type Reply = Result<value::Value, String>;
+type Answer = Result<value::Value, String>;
 
 /// An engine failure as SynapRPC clients read it: the same text as over HTTP.
 fn engine_error(f: Failure) -> String {
@@ -111,7 +111,7 @@ pub(crate) async fn serve(
             let limit = ctx.limits.max_connections;
             tokio::spawn(async move {
                 let msg = format!("ERR too many connections (limit {limit})");
-                let _ = tcp.write_all(&encode_frame(0, &Outcome::Err(msg))).await;
+                let _ = tcp.write_all(&encode_frame(0, &RpcResult::Err(msg))).await;
             });
             continue;
         };

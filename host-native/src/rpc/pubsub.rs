@@ -14,15 +14,15 @@ use synap_core::{Command, Json, PubMessage, Reply};
 use tokio::sync::mpsc;
 
 use super::conn::{MAX_SUBSCRIPTIONS, Session, text_arg};
-use super::value::{Outcome as Wire, PUSH_ID, Value, encode_frame};
-use super::{Reply as Outcome, RpcContext, engine_error, odd};
+use super::value::{PUSH_ID, RpcResult as Wire, Value, encode_frame};
+use super::{Answer, RpcContext, engine_error, odd};
 use crate::handle::EngineHandle;
 
 /// Messages a subscription may hold between the engine and the connection's writer.
 const SINK_CAPACITY: usize = 256;
 
 /// Runs `command` if it is a pub/sub command.
-pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Option<Outcome> {
+pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Option<Answer> {
     Some(match command {
         "PUBLISH" => publish(&s.ctx, args).await,
         "SUBSCRIBE" => subscribe(s, args).await,
@@ -33,7 +33,7 @@ pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Opti
 }
 
 /// `PUBLISH topic payload`: the payload is parsed as JSON, or kept as a JSON string.
-async fn publish(ctx: &RpcContext, args: &[Value]) -> Outcome {
+async fn publish(ctx: &RpcContext, args: &[Value]) -> Answer {
     let topic = text_arg(args, 0)?;
     if topic.is_empty() {
         return Err("Invalid value: Topic cannot be empty".into());
@@ -77,7 +77,7 @@ fn push_value(m: &PubMessage) -> Value {
 }
 
 /// `SUBSCRIBE topic…` → `{subscriber_id, subscription_count, topics}`; pushes follow.
-async fn subscribe(s: &Arc<Session>, args: &[Value]) -> Outcome {
+async fn subscribe(s: &Arc<Session>, args: &[Value]) -> Answer {
     let topics: Vec<String> = args
         .iter()
         .filter_map(Value::as_text)
@@ -141,7 +141,7 @@ async fn forward(
 
 /// `UNSUBSCRIBE subscriber_id [topic…]` → patterns removed; with no topics the subscriber
 /// ends (and its pushes stop, when it is this connection's).
-async fn unsubscribe(s: &Session, args: &[Value]) -> Outcome {
+async fn unsubscribe(s: &Session, args: &[Value]) -> Answer {
     let id = text_arg(args, 0)?.to_owned();
     let topics: Vec<String> = args[1..]
         .iter()
@@ -166,7 +166,7 @@ async fn unsubscribe(s: &Session, args: &[Value]) -> Outcome {
     }
 }
 
-async fn stats(ctx: &RpcContext, topics_only: bool) -> Outcome {
+async fn stats(ctx: &RpcContext, topics_only: bool) -> Answer {
     let st = match ctx.engine.call(Command::PubsubStats).await {
         Ok(Reply::PubsubStats(st)) => st,
         Ok(r) => return Err(odd(&r)),

@@ -10,12 +10,12 @@ use synap_core::{Command, Delivery, Error, MessageId, PublishMessage, QueueStats
 
 use super::conn::{MAX_HELD_LEASES, Session, opt_int_arg, text_arg};
 use super::value::Value;
-use super::{Reply as Outcome, engine_error, odd};
+use super::{Answer, engine_error, odd};
 use crate::handle::Failure;
 use crate::settings::{ApplySettings as _, QueueSettings};
 
 /// Runs `command` if it is a queue command.
-pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Option<Outcome> {
+pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Option<Answer> {
     Some(match command {
         "QCREATE" => create(s, args).await,
         "QDELETE" => delete(s, args).await,
@@ -36,7 +36,7 @@ async fn call(s: &Session, cmd: Command) -> Result<Reply, String> {
 
 /// `QCREATE name [max_depth [ack_deadline_secs]]`: the options Python and TypeScript send as
 /// strings are applied (a `max_depth` of 0 means the default).
-async fn create(s: &Session, args: &[Value]) -> Outcome {
+async fn create(s: &Session, args: &[Value]) -> Answer {
     let name = text_arg(args, 0)?;
     let depth = opt_int_arg(args, 1)?.filter(|d| *d > 0);
     let deadline = opt_int_arg(args, 2)?.filter(|d| *d > 0);
@@ -64,7 +64,7 @@ async fn create(s: &Session, args: &[Value]) -> Outcome {
     }
 }
 
-async fn delete(s: &Session, args: &[Value]) -> Outcome {
+async fn delete(s: &Session, args: &[Value]) -> Answer {
     let queue = text_arg(args, 0)?.to_owned();
     match call(s, Command::DeleteQueue { queue }).await? {
         Reply::QueueDeleted { deleted } => Ok(Value::Bool(deleted)),
@@ -72,7 +72,7 @@ async fn delete(s: &Session, args: &[Value]) -> Outcome {
     }
 }
 
-async fn list(s: &Session) -> Outcome {
+async fn list(s: &Session) -> Answer {
     match call(s, Command::ListQueues).await? {
         Reply::Queues { queues } => Ok(Value::Array(queues.into_iter().map(Value::Str).collect())),
         r => Err(odd(&r)),
@@ -90,7 +90,7 @@ fn payload_arg(args: &[Value], i: usize) -> Result<Vec<u8>, String> {
 }
 
 /// `QPUBLISH queue payload [priority [max_retries]]` → the message id.
-async fn publish(s: &Session, args: &[Value]) -> Outcome {
+async fn publish(s: &Session, args: &[Value]) -> Answer {
     let queue = text_arg(args, 0)?;
     let payload = payload_arg(args, 1)?;
     let priority = opt_int_arg(args, 2)?.map(|p| u8::try_from(p.clamp(0, 255)).unwrap_or(u8::MAX));
@@ -140,7 +140,7 @@ pub(super) fn message_value(d: &Delivery) -> Value {
 
 /// `QCONSUME queue consumer_id [wait_secs]` → a message or `Null`. The third argument, a
 /// Synap extension, long-polls up to that many seconds (capped by the server's limit).
-async fn consume(s: &Session, args: &[Value]) -> Outcome {
+async fn consume(s: &Session, args: &[Value]) -> Answer {
     let queue = text_arg(args, 0)?;
     let consumer = args.get(1).and_then(Value::as_text).unwrap_or("");
     let wait_ms = opt_int_arg(args, 2)?
@@ -191,7 +191,7 @@ fn requeue_arg(v: Option<&Value>) -> bool {
 }
 
 /// `QACK queue id` / `QNACK queue id [requeue]`, under the connection's lease when it holds one.
-async fn settle(s: &Session, args: &[Value], ack: bool) -> Outcome {
+async fn settle(s: &Session, args: &[Value], ack: bool) -> Answer {
     let queue = text_arg(args, 0)?.to_owned();
     let id_text = text_arg(args, 1)?;
     let message_id = MessageId::parse_str(id_text.trim())
@@ -248,7 +248,7 @@ fn stats_value(st: &QueueStats) -> Value {
     ])
 }
 
-async fn stats(s: &Session, args: &[Value]) -> Outcome {
+async fn stats(s: &Session, args: &[Value]) -> Answer {
     let queue = text_arg(args, 0)?.to_owned();
     match call(s, Command::Stats { queue }).await? {
         Reply::Stats(st) => Ok(stats_value(&st)),
@@ -256,7 +256,7 @@ async fn stats(s: &Session, args: &[Value]) -> Outcome {
     }
 }
 
-async fn purge(s: &Session, args: &[Value]) -> Outcome {
+async fn purge(s: &Session, args: &[Value]) -> Answer {
     let queue = text_arg(args, 0)?.to_owned();
     match call(s, Command::Purge { queue }).await? {
         Reply::Purged { purged } => Ok(Value::count(purged)),

@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 
 use super::conn::{Session, int_arg, opt_int_arg, text_arg};
 use super::queue::message_value;
-use super::value::{Outcome as Wire, PUSH_ID, Value, encode_frame};
-use super::{Reply as Outcome, engine_error, odd};
+use super::value::{PUSH_ID, RpcResult as Wire, Value, encode_frame};
+use super::{Answer, engine_error, odd};
 use crate::engine_task::{SESSION_SINK, SessionPush};
 
 /// Consumer sessions one connection may open.
@@ -32,7 +32,7 @@ const MAX_STREAMS: usize = 16;
 const DEFAULT_PREFETCH: i64 = 64;
 
 /// Runs `command` if it is a streaming-consumer command.
-pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Option<Outcome> {
+pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Option<Answer> {
     Some(match command {
         "QSTREAM" => attach(s, args).await,
         "QCREDIT" => credit(s, args).await,
@@ -54,7 +54,7 @@ fn own_session(s: &Session, args: &[Value]) -> Result<SessionId, String> {
     owned.ok_or_else(|| format!("ERR no stream {id} on this connection"))
 }
 
-async fn attach(s: &Arc<Session>, args: &[Value]) -> Outcome {
+async fn attach(s: &Arc<Session>, args: &[Value]) -> Answer {
     let queue = text_arg(args, 0)?.to_owned();
     let consumer = args
         .get(1)
@@ -143,7 +143,7 @@ async fn forward(s: Arc<Session>, session_id: SessionId, mut pushes: mpsc::Recei
     s.send(PUSH_ID, &Wire::Ok(ended)).await;
 }
 
-async fn credit(s: &Session, args: &[Value]) -> Outcome {
+async fn credit(s: &Session, args: &[Value]) -> Answer {
     let session_id = own_session(s, args)?;
     let n = u32::try_from(int_arg(args, 1)?)
         .ok()
@@ -159,7 +159,7 @@ async fn credit(s: &Session, args: &[Value]) -> Outcome {
     }
 }
 
-async fn detach(s: &Session, args: &[Value]) -> Outcome {
+async fn detach(s: &Session, args: &[Value]) -> Answer {
     let session_id = own_session(s, args)?;
     let forwarder = {
         let mut streams = s.streams.lock().expect("streams lock");

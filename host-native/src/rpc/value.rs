@@ -80,7 +80,7 @@ pub(crate) struct Request {
 
 /// A command's result as it travels: `{"Ok": value}` or `{"Err": message}`.
 #[derive(Debug, Serialize)]
-pub(crate) enum Outcome {
+pub(crate) enum RpcResult {
     /// Success.
     Ok(Value),
     /// Failure, with the message clients read verbatim.
@@ -88,7 +88,7 @@ pub(crate) enum Outcome {
 }
 
 /// Encodes a whole frame (length prefix included) answering `id`.
-pub(crate) fn encode_frame(id: u32, outcome: &Outcome) -> Vec<u8> {
+pub(crate) fn encode_frame(id: u32, outcome: &RpcResult) -> Vec<u8> {
     let mut frame = vec![0u8; 4];
     // Writing into a Vec fails only for values serde cannot represent; ours all can.
     rmp_serde::encode::write(&mut frame, &(id, outcome)).expect("a SynapRPC value encodes");
@@ -136,7 +136,7 @@ mod tests {
             (req.id, req.command.as_str(), req.args.len()),
             (1, "PING", 0)
         );
-        let reply = encode_frame(1, &Outcome::Ok(Value::str("PONG")));
+        let reply = encode_frame(1, &RpcResult::Ok(Value::str("PONG")));
         assert_eq!(
             hex(&reply),
             "10 00 00 00 92 01 81 a2 4f 6b 81 a3 53 74 72 a4 50 4f 4e 47"
@@ -153,7 +153,7 @@ mod tests {
             enc(&Value::Bytes(b"hi".to_vec())),
             "81 a5 42 79 74 65 73 c4 02 68 69"
         );
-        let push = encode_frame(PUSH_ID, &Outcome::Ok(Value::Map(vec![])));
+        let push = encode_frame(PUSH_ID, &RpcResult::Ok(Value::Map(vec![])));
         assert_eq!(hex(&push[4..10]), "92 ce ff ff ff ff");
     }
 

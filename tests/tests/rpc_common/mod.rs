@@ -67,7 +67,7 @@ impl V {
 
 /// A result as it travels.
 #[derive(Debug, Deserialize)]
-enum Outcome {
+enum RpcResult {
     Ok(V),
     Err(String),
 }
@@ -130,11 +130,11 @@ impl Rpc {
             self.rd.read_exact(&mut prefix).await.ok()?;
             let mut body = vec![0u8; u32::from_le_bytes(prefix) as usize];
             self.rd.read_exact(&mut body).await.ok()?;
-            let (id, outcome): (u32, Outcome) =
+            let (id, outcome): (u32, RpcResult) =
                 rmp_serde::from_slice(&body).expect("a well-formed response frame");
             Some(match outcome {
-                Outcome::Ok(v) => (id, Ok(v)),
-                Outcome::Err(e) => (id, Err(e)),
+                RpcResult::Ok(v) => (id, Ok(v)),
+                RpcResult::Err(e) => (id, Err(e)),
             })
         };
         tokio::time::timeout(FRAME_WAIT, read)
