@@ -6,6 +6,7 @@ mod kv;
 mod lease;
 mod pubsub;
 mod queue;
+mod retry_order;
 mod session;
 mod state;
 
