@@ -42,7 +42,7 @@ fn read_segment(fs: &dyn Fs, dir: &Path, name: &str) -> Result<SegmentReport, St
         seed: None,
     };
     let Some(header) = SegmentHeader::decode(&bytes) else {
-        report.stopped = Some("bad segment header at offset 0".into());
+        report.stopped = Some(format!("{} at offset 0", SegmentHeader::problem(&bytes)));
         return Ok(report);
     };
     report.seed = Some(header.seed);
