@@ -44,6 +44,8 @@ pub(crate) struct Tally {
     pub(crate) session_pushes: usize,
     /// Messages given back (by detach or give-back).
     pub(crate) given_back: usize,
+    /// Keyed publishes answered as duplicates.
+    pub(crate) duplicates: usize,
 }
 
 /// Engine, clock, log, trace and oracle of one run.
@@ -76,6 +78,8 @@ impl Harness {
                 max_session_credit: SESSION_WINDOW,
                 ..Limits::default()
             },
+            // Longer than any run: a retried key always finds its first publish.
+            idempotency_window_ms: 1 << 40,
             ..EngineConfig::default()
         };
         Self {
@@ -163,6 +167,10 @@ impl Harness {
             Ok(Reply::Attached { .. }) => self.tally.attaches += 1,
             Ok(Reply::Detached { returned } | Reply::GivenBack { returned }) => {
                 self.tally.given_back += *returned as usize;
+            }
+            Ok(Reply::Published(p)) => self.tally.duplicates += usize::from(p.duplicate),
+            Ok(Reply::PublishedBatch { messages }) => {
+                self.tally.duplicates += messages.iter().filter(|p| p.duplicate).count();
             }
             _ => {}
         }

@@ -53,6 +53,8 @@ pub struct SeedReport {
     pub session_pushes: usize,
     /// Messages given back to their queue by a detach or a give-back.
     pub given_back: usize,
+    /// Retried keyed publishes answered with their first publish.
+    pub duplicates: usize,
 }
 
 /// One run: the harness and every actor.
@@ -119,6 +121,7 @@ impl Swarm {
             attaches: self.h.tally.attaches,
             session_pushes: self.h.tally.session_pushes,
             given_back: self.h.tally.given_back,
+            duplicates: self.h.tally.duplicates,
         }
     }
 
@@ -328,6 +331,7 @@ pub fn summarize(reports: &[SeedReport]) -> BTreeMap<&'static str, usize> {
         *m.entry("attaches").or_default() += o.attaches;
         *m.entry("session_pushes").or_default() += o.session_pushes;
         *m.entry("given_back").or_default() += o.given_back;
+        *m.entry("duplicates").or_default() += o.duplicates;
     }
     m
 }
