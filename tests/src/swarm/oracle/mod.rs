@@ -403,7 +403,8 @@ impl Oracle {
                 self.check_prefetch(self.cfg.queue_index(queue), consumer_id.as_deref());
             }
             (Command::Publish { queue, message }, Ok(Reply::Published(p))) => {
-                if self.keys.fresh(queue, message, p) {
+                let fresh = self.keys.fresh(queue, message, p);
+                if fresh {
                     self.ledger
                         .published(p.message_id, message.max_retries, message.ttl_ms);
                 }
