@@ -18,6 +18,17 @@ const MAX_REPLAYS: usize = 3;
 /// grants past it are tried).
 pub(crate) const SESSION_WINDOW: u32 = 6;
 
+/// A host's storage for the swarm's restarts: the server's real command log and snapshots (on
+/// a file system that injects faults), instead of the swarm's own in-memory replay.
+pub trait Store {
+    /// An engine call accepted `cmd`, a mutation, at `now`: log it as the server would.
+    fn record(&mut self, now: u64, cmd: &Command);
+    /// The host restarts: the engine as recovered from what was stored. `live` is the engine
+    /// before the restart (a snapshot may be taken of it first); `draw` is a random number
+    /// for the store's fault choices.
+    fn restart(&mut self, live: &Engine, draw: u64) -> Engine;
+}
+
 /// An event addressed to one actor, routed after the command that caused it.
 #[derive(Debug)]
 pub(crate) enum Note {
@@ -68,6 +79,8 @@ pub(crate) struct Harness {
     pub(crate) tally: Tally,
     /// `SIM_TRACE` is set: print every command and event (to read a failing seed).
     verbose: bool,
+    /// Restarts recover from this store when there is one.
+    store: Option<Box<dyn Store>>,
 }
 
 impl Harness {
@@ -98,8 +111,19 @@ impl Harness {
             notes: VecDeque::new(),
             tally: Tally::default(),
             verbose: std::env::var_os("SIM_TRACE").is_some(),
+            store: None,
             cfg,
         }
+    }
+
+    /// Restarts go through `store` from now on.
+    pub(crate) fn set_store(&mut self, store: Box<dyn Store>) {
+        self.store = Some(store);
+    }
+
+    /// The engine's configuration in this run.
+    pub(crate) fn engine_config(&self) -> &EngineConfig {
+        &self.engine_cfg
     }
 
     pub(crate) fn chance(&mut self, p: f64) -> bool {
@@ -149,6 +173,12 @@ impl Harness {
         }
         let result = self.engine.handle(Millis(self.now), cmd.clone());
         self.engine.check_invariants();
+        if let Some(store) = &mut self.store
+            && result.is_ok()
+            && cmd.is_mutation()
+        {
+            store.record(self.now, &cmd);
+        }
         let line = format!(
             "{} {} {}\n",
             self.now,
@@ -265,7 +295,13 @@ impl Harness {
         }
         self.next_restart = self.calls + self.cfg.restart_every;
         let digest = self.engine.state_digest();
-        let rebuilt = if self.replays < MAX_REPLAYS && self.chance(0.3) {
+        let rebuilt = if let Some(store) = &mut self.store {
+            let draw = self.rng.next_u64();
+            let mut e = store.restart(&self.engine, draw);
+            e.handle_timeout(self.engine.now());
+            while e.poll_event().is_some() {}
+            e
+        } else if self.replays < MAX_REPLAYS && self.chance(0.3) {
             self.replays += 1;
             let mut e = Engine::new(self.engine_cfg.clone(), self.cfg.seed);
             for (now, cmd) in &self.log {

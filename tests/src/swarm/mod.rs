@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use synap_core::Command;
 
 pub use config::{QueueSpec, SwarmConfig};
+pub use harness::Store;
 
 use actors::{Listener, Poller, Publisher, Streamer, kv_user};
 use harness::{Harness, Note};
@@ -70,6 +71,18 @@ struct Swarm {
 #[must_use]
 pub fn run(seed: u64) -> SeedReport {
     Swarm::new(SwarmConfig::from_seed(seed)).run()
+}
+
+/// Runs one seed with its restarts recovering from a host's storage; `make` gets the engine
+/// config and seed the store's fresh engine must have.
+pub fn run_on_store(
+    seed: u64,
+    make: impl FnOnce(&synap_core::EngineConfig, u64) -> Box<dyn Store>,
+) -> SeedReport {
+    let mut swarm = Swarm::new(SwarmConfig::from_seed(seed));
+    let store = make(swarm.h.engine_config(), seed);
+    swarm.h.set_store(store);
+    swarm.run()
 }
 
 impl Swarm {
