@@ -95,10 +95,10 @@ impl Store for RealStore {
         );
         self.appended += 1;
         let faults = &self.fs.faults;
-        if self.appended % 61 == 0 {
+        if self.appended.is_multiple_of(61) {
             faults.short_writes.store(2, Ordering::SeqCst);
         }
-        if self.appended % 97 == 0 {
+        if self.appended.is_multiple_of(97) {
             faults.disk_full.store(true, Ordering::SeqCst);
             let e = log.append(&self.frame, 1).expect_err("a full disk refuses");
             assert!(is_full(&e), "{e}");
@@ -144,7 +144,7 @@ impl Store for RealStore {
             }
             _ => {}
         }
-        let torn = (draw / 4) % 2 == 0;
+        let torn = (draw / 4).is_multiple_of(2);
         if torn {
             self.tear_tail();
             tally.torn_tails += 1;
