@@ -63,7 +63,10 @@ export function parseCommandLog(text: string): ParsedLog {
     return { format: 'replay', text, options: {}, commands, snapshotIndex: null, firstIndex: null };
   }
   const options: ParsedLog['options'] = {};
-  if (typeof head.seed === 'number' || typeof head.seed === 'string') options.seed = head.seed;
+  // The seed is a u64: read its digits from the text, since a JS number keeps only 53 bits.
+  const digits = /"seed"\s*:\s*"?(\d+)/.exec(lines[first]);
+  if (digits) options.seed = digits[1];
+  else if (typeof head.seed === 'string') options.seed = head.seed;
   if (head.engine !== undefined && head.engine !== null) options.engine = head.engine;
   const out: string[] = [];
   let firstIndex: number | null = null;

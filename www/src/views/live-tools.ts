@@ -72,9 +72,8 @@ export class EventLog {
     const shown = this.events.filter((e) => (!q || queueOf(e).includes(q)) && (!k || kindOf(e) === k)).slice(0, 200);
     this.list.replaceChildren(
       ...shown.map((e) => {
-        const { kind, queue, message_id, ...rest } = e.data;
-        void kind;
-        void queue;
+        const { kind, queue, message_id, type, ...rest } = e.data;
+        void [kind, queue, type];
         return h(
           'li',
           { 'data-kind': kindOf(e) },
