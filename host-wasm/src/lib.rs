@@ -215,8 +215,8 @@ impl WasmSimulation {
     }
 
     /// `Simulation.replay(jsonLines, options?)`: replays a recorded command log
-    /// (`{"at": ms, "command": {...}}` per line) and returns its report. `options.seed` may be
-    /// a string of digits.
+    /// (`{"at": ms, "command": {...}}` per line, or a server's `data export`) and returns its
+    /// report. `options.seed` may be a string of digits.
     pub fn replay(log: &str, options: JsValue) -> Result<JsValue, JsValue> {
         let options = replay_options(options)?;
         let records = sim::parse_log(log).map_err(|e| invalid("log", &e))?;

@@ -21,8 +21,8 @@ type Slot = { worker: Worker; job: Job | null };
 export interface ReplayResult {
   report: Report;
   format: 'export' | 'replay';
-  commands: number;
-  firstIndex: number | null;
+  /** The record an export's snapshot covers: the replay starts from the state there. */
+  snapshotIndex: number | null;
 }
 
 export class Runner {
@@ -89,7 +89,7 @@ export class Runner {
     return this.submit<Report>({ kind: 'run', scenario, chunks }, onProgress);
   }
 
-  /** Replays a command log (either format, see replay-format.ts). */
+  /** Replays a command log: a server's export or the simulator's replay lines. */
   replay(text: string, options: ReplayOptions): Promise<ReplayResult> {
     return this.submit<ReplayResult>({ kind: 'replay', text, options });
   }

@@ -77,6 +77,8 @@ export interface Report {
   sample_interval_ms: number;
   series: Sample[];
   summary: Summary;
+  /** A replay's final engine state digest, as a server's `/debug/state_digest` (hex). */
+  state_digest?: string | null;
 }
 
 /** A scenario as JSON: the app edits the fields it knows and keeps the rest as they are. */

@@ -6,7 +6,6 @@
  * lists the presets with their scenarios. Failures answer `{id, type: 'error', message}`.
  */
 import init, { Simulation } from 'synap-wasm/web/raw';
-import { parseCommandLog } from './replay-format.js';
 import type { ReplayOptions, Scenario } from './types.js';
 
 export type WorkerRequest =
@@ -45,24 +44,13 @@ function run(id: number, scenario: Scenario, chunks: number): unknown {
   return report;
 }
 
-/** Replays a log: `Simulation.replay` reads the text as it is when it can (the simulator's
- * `{"at", "command"}` lines, and exports where the wasm build reads them); otherwise an export
- * is translated to replay lines, with the seed and engine config of its head line. */
+/** Replays a log: a server's export (head line first) or the simulator's replay lines. An
+ * export's head gives the seed, the engine config and the snapshot state it starts from. */
 function replay(text: string, options: ReplayOptions): unknown {
-  const parsed = parseCommandLog(text);
-  let first: unknown;
-  try {
-    return { report: Simulation.replay(text, options), format: parsed.format, commands: parsed.commands, firstIndex: parsed.firstIndex };
-  } catch (e) {
-    if (parsed.format !== 'export') throw e;
-    first = e;
-  }
-  try {
-    const report = Simulation.replay(parsed.text, { ...parsed.options, ...options });
-    return { report, format: parsed.format, commands: parsed.commands, firstIndex: parsed.firstIndex };
-  } catch (e) {
-    throw new Error(`${message(e)} (reading the export directly: ${message(first)})`);
-  }
+  const first = text.split('\n', 64).find((l) => l.trim() !== '') ?? '';
+  const format = /"type"\s*:\s*"head"/.test(first) ? 'export' : 'replay';
+  const snap = /"snapshot_index"\s*:\s*(\d+)/.exec(first);
+  return { report: Simulation.replay(text, options), format, snapshotIndex: snap ? Number(snap[1]) : null };
 }
 
 self.onmessage = async (ev: MessageEvent<WorkerRequest>) => {

@@ -45,8 +45,8 @@ export function checkClean(page) {
   assert.deepEqual(page.problems.foreign, [], 'requests beyond the serving server');
 }
 
-export async function shot(page, name) {
-  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+export async function shot(page, name, fullPage = true) {
+  await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage });
 }
 
 /** Runs axe-core on the page; fails on serious or critical violations. */

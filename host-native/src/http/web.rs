@@ -109,13 +109,20 @@ fn gzipped(path: &str, bytes: &[u8]) -> Option<Bytes> {
 
 fn serve(path: &str, headers: &HeaderMap) -> Response {
     let Some(file) = Dist::get(path) else {
-        return ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such file in the web app")
-            .into_response();
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such file in the web app",
+        )
+        .into_response();
     };
     let hash = file.metadata.sha256_hash();
     let etag: String = format!(
         "\"{}\"",
-        hash[..16].iter().map(|b| format!("{b:02x}")).collect::<String>()
+        hash[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
     );
     let mut out = HeaderMap::new();
     let static_value = HeaderValue::from_static;
@@ -144,4 +151,82 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         }
     }
     (out, Body::from(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn content_types_follow_the_extension() {
+        assert_eq!(
+            content_type("assets/synap_wasm_bg.wasm"),
+            "application/wasm"
+        );
+        assert_eq!(content_type("index.html"), "text/html; charset=utf-8");
+        assert_eq!(
+            content_type("assets/app.js"),
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(content_type("assets/app.css"), "text/css; charset=utf-8");
+        assert_eq!(content_type("assets/icon.svg"), "image/svg+xml");
+        assert_eq!(content_type("README"), "application/octet-stream");
+    }
+
+    #[test]
+    fn gzip_is_sent_only_when_accepted() {
+        assert!(accepts_gzip(&headers(&[(
+            "accept-encoding",
+            "gzip, deflate, br"
+        )])));
+        assert!(accepts_gzip(&headers(&[(
+            "accept-encoding",
+            "br;q=1.0, gzip;q=0.5"
+        )])));
+        assert!(accepts_gzip(&headers(&[("accept-encoding", "*")])));
+        assert!(!accepts_gzip(&headers(&[("accept-encoding", "gzip;q=0")])));
+        assert!(!accepts_gzip(&headers(&[("accept-encoding", "br")])));
+        assert!(!accepts_gzip(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn the_embedded_app_is_served_with_etags() {
+        let page = serve("index.html", &HeaderMap::new());
+        assert_eq!(page.status(), StatusCode::OK);
+        let etag = page.headers()[ETAG].to_str().unwrap().to_owned();
+        assert!(
+            page.headers()[CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap()
+                .contains("connect-src 'self'")
+        );
+        let mut again = HeaderMap::new();
+        again.insert(IF_NONE_MATCH, HeaderValue::from_str(&etag).unwrap());
+        assert_eq!(
+            serve("index.html", &again).status(),
+            StatusCode::NOT_MODIFIED
+        );
+        let wasm = serve(
+            "assets/synap_wasm_bg.wasm",
+            &headers(&[("accept-encoding", "gzip")]),
+        );
+        assert_eq!(wasm.headers()[CONTENT_TYPE], "application/wasm");
+        assert_eq!(wasm.headers()[CONTENT_ENCODING], "gzip");
+        assert_eq!(
+            serve("assets/missing.js", &HeaderMap::new()).status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            serve("../Cargo.toml", &HeaderMap::new()).status(),
+            StatusCode::NOT_FOUND
+        );
+    }
 }

@@ -7,7 +7,7 @@ import { errorText, field, fmtInt, h } from '../dom.js';
 import { ReportView } from '../report-view.js';
 import type { ReplayOptions } from '../types.js';
 
-/** Largest file read (the text is held in memory twice while it is translated). */
+/** Largest file read (the text is held in the page and copied to the worker). */
 const MAX_FILE_BYTES = 256 << 20;
 
 export class ReplayView implements View {
@@ -45,7 +45,7 @@ export class ReplayView implements View {
       'form',
       { class: 'toolbar', onsubmit: (e: Event) => { e.preventDefault(); void this.replayPasted(); } },
       field('Sample every (s)', this.interval),
-      field('Seed override', this.seed, 'Leave empty to use the seed in the export.'),
+      field('Seed', this.seed, 'For replay lines without a head line; an export carries its own.'),
       h('button', { type: 'submit', id: 'replay-run', class: 'primary' }, 'Replay'),
     );
     this.el = h(
@@ -111,10 +111,13 @@ export class ReplayView implements View {
       const r = await this.app.runner.replay(this.text, this.options());
       this.results.show([r.report]);
       const kind = r.format === 'export' ? 'server export' : 'replay log';
-      let text = `Replayed ${fmtInt(r.commands)} commands from ${this.source} (${kind}).`;
-      if (r.firstIndex !== null && r.firstIndex > 1) {
-        text += ` The log starts at record ${r.firstIndex}: earlier records were compacted into a snapshot, so queues begin empty here.`;
+      const digest = r.report.state_digest;
+      let text = `Replayed ${fmtInt(r.report.summary.commands)} commands from ${this.source} (${kind}).`;
+      if (r.snapshotIndex !== null) {
+        text += ` It starts from the server's snapshot at record ${fmtInt(r.snapshotIndex)}; the charts show what came after.`;
+        if (r.report.summary.commands === 0) text += ' No records follow it.';
       }
+      if (digest) text += ` State digest at the end: ${digest}.`;
       say(this.status, text);
     } catch (e) {
       this.results.el.dataset.state = 'error';
