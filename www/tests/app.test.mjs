@@ -4,57 +4,41 @@
 // One server with auth on (SYNAP_API_KEY) serves every view; a second one, on a data
 // directory, records the command log the replay test exports. Screenshots of each view go to
 // www/test-artifacts/.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Simulation } from 'synap-wasm';
-import { api, exportLog, startServer } from './server.mjs';
-import { artifacts, checkAccessible, checkClean, launch, open, shot } from './browser.mjs';
+import { serverAndBrowser } from './server.mjs';
+import { checkClean, launch, open, shot } from './browser.mjs';
 
 const KEY = 'browser-test-key';
-let server;
-let browser;
-let base;
-
-before(async () => {
-  server = await startServer({ env: { SYNAP_API_KEY: KEY } });
-  base = server.url;
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
+const env = serverAndBrowser(KEY, launch);
 
 const summaryValue = (page, key) => page.locator(`.results[data-state=done] table.summary td[data-key="${key}"]`).first().textContent();
 
 test('the server serves the app publicly, with content types, ETags and gzip', async () => {
-  const page = await fetch(`${base}/`);
+  const page = await fetch(`${env.base}/`);
   assert.equal(page.status, 200);
   assert.match(page.headers.get('content-type'), /^text\/html/);
   assert.match(page.headers.get('content-security-policy'), /connect-src 'self'/);
-  const wasm = await fetch(`${base}/assets/synap_wasm_bg.wasm`, { headers: { 'accept-encoding': 'gzip' } });
+  const wasm = await fetch(`${env.base}/assets/synap_wasm_bg.wasm`, { headers: { 'accept-encoding': 'gzip' } });
   assert.equal(wasm.headers.get('content-type'), 'application/wasm');
   assert.equal(wasm.headers.get('content-encoding'), 'gzip');
   const bytes = new Uint8Array(await wasm.arrayBuffer()); // fetch decodes the gzip
   assert.deepEqual([...bytes.slice(0, 4)], [0, 0x61, 0x73, 0x6d], 'a wasm module');
-  const js = await fetch(`${base}/assets/app.js`);
+  const js = await fetch(`${env.base}/assets/app.js`);
   assert.match(js.headers.get('content-type'), /^text\/javascript/);
-  const again = await fetch(`${base}/assets/app.js`, { headers: { 'if-none-match': js.headers.get('etag') } });
+  const again = await fetch(`${env.base}/assets/app.js`, { headers: { 'if-none-match': js.headers.get('etag') } });
   assert.equal(again.status, 304);
-  const missing = await fetch(`${base}/assets/nope.js`);
+  const missing = await fetch(`${env.base}/assets/nope.js`);
   assert.equal(missing.status, 404);
   assert.equal((await missing.json()).code, 'not_found');
   // The API itself still needs the key.
-  assert.equal((await fetch(`${base}/queue/list`)).status, 401);
+  assert.equal((await fetch(`${env.base}/queue/list`)).status, 401);
 });
 
 test('the preset runs from the URL: progress, charts and the summary', async () => {
-  const page = await open(browser, base);
-  await page.goto(`${base}/#preset=video-processing&run=1`);
+  const page = await open(env.browser, env.base);
+  await page.goto(`${env.base}/#preset=video-processing&run=1`);
   await page.locator('#view-simulator .results[data-state=done]').waitFor({ timeout: 60_000 });
   assert.equal(await page.locator('#sim-progress').evaluate((p) => p.value), 1);
   for (const key of ['depth', 'in_flight', 'dlq', 'throughput', 'wait']) {
@@ -71,8 +55,8 @@ test('the preset runs from the URL: progress, charts and the summary', async () 
 });
 
 test('compare runs two configurations on the same seed side by side', async () => {
-  const page = await open(browser, base);
-  await page.goto(`${base}/#preset=video-processing&compare=1&run=1`);
+  const page = await open(env.browser, env.base);
+  await page.goto(`${env.base}/#preset=video-processing&compare=1&run=1`);
   const results = page.locator('#view-simulator .results[data-state=done]');
   await results.waitFor({ timeout: 90_000 });
   assert.equal(await results.getAttribute('data-runs'), '2');
@@ -90,8 +74,8 @@ test('compare runs two configurations on the same seed side by side', async () =
 });
 
 test('a sweep of the worker count draws its curves and answers the target', async () => {
-  const page = await open(browser, base);
-  await page.goto(`${base}/#view=planner&preset=video-processing&param=workers&group=0&from=1&to=5&run=1`);
+  const page = await open(env.browser, env.base);
+  await page.goto(`${env.base}/#view=planner&preset=video-processing&param=workers&group=0&from=1&to=5&run=1`);
   const out = page.locator('#plan-results[data-state=done]');
   await out.waitFor({ timeout: 120_000 });
   assert.equal(await out.getAttribute('data-points'), '5');
@@ -116,8 +100,8 @@ test('a sweep of the worker count draws its curves and answers the target', asyn
 });
 
 test('a shared URL reproduces the same summary', async () => {
-  const page = await open(browser, base);
-  await page.goto(`${base}/#preset=steady`);
+  const page = await open(env.browser, env.base);
+  await page.goto(`${env.base}/#preset=steady`);
   await page.locator('#sim-seed').fill('7');
   await page.locator('#sim-seed').dispatchEvent('change');
   await page.locator('input[data-path="workers.0.count"]').first().fill('3');
@@ -134,7 +118,7 @@ test('a shared URL reproduces the same summary', async () => {
   checkClean(page);
   await page.context().close();
 
-  const other = await open(browser, base);
+  const other = await open(env.browser, env.base);
   await other.goto(url);
   await other.locator('#view-simulator .results[data-state=done]').waitFor({ timeout: 60_000 });
   assert.equal(await summaryValue(other, 'run_hash'), hash);

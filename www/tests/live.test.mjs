@@ -1,32 +1,19 @@
 // Browser tests of the live dashboard, replay, the phone layout, accessibility and the app
 // served by a plain static file server, each against the real server binary.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { extname, join, resolve } from 'node:path';
 import { Simulation } from 'synap-wasm';
-import { api, exportLog, root, startServer } from './server.mjs';
-import { artifacts, checkAccessible, checkClean, launch, open, shot } from './browser.mjs';
+import { api, exportLog, root, serverAndBrowser, startServer } from './server.mjs';
+import { checkAccessible, checkClean, launch, open, shot } from './browser.mjs';
 
 const KEY = 'live-test-key';
-let server;
-let browser;
-let base;
+const env = serverAndBrowser(KEY, launch);
 
-before(async () => {
-  server = await startServer({ env: { SYNAP_API_KEY: KEY } });
-  base = server.url;
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await server?.stop();
-});
-
-const call = (method, path, body) => api(base, KEY, method, path, body);
+const call = (method, path, body) => api(env.base, KEY, method, path, body);
 
 /** The number shown in the queue table for `queue`'s column `key`. */
 async function shown(page, queue, key) {
@@ -46,8 +33,8 @@ async function until(check, what, ms = 15_000) {
 test('live: depth follows publishes, a dead letter shows in the DLQ browser and retry moves it back', async () => {
   const q = 'live-jobs';
   await call('POST', `/queue/${q}`, { max_retries: 0 });
-  const page = await open(browser, base);
-  await page.goto(`${base}/#view=live`);
+  const page = await open(env.browser, env.base);
+  await page.goto(`${env.base}/#view=live`);
   // Without a key the server refuses, and the page says so (the 401 is expected here).
   page.problems.allow.push(/status of 401/);
   await page.locator('#live-connect').click();
@@ -128,8 +115,8 @@ test('replay: an export of a real server log shows the same charts and summary',
     const file = join(dir, 'export.jsonl');
     writeFileSync(file, text);
 
-    const page = await open(browser, base);
-    await page.goto(`${base}/#view=replay`);
+    const page = await open(env.browser, env.base);
+    await page.goto(`${env.base}/#view=replay`);
     await page.locator('#replay-interval').fill('1');
     await page.locator('#replay-file').setInputFiles(file);
     await page.locator('#view-replay .results[data-state=done]').waitFor({ timeout: 30_000 });
@@ -151,8 +138,8 @@ test('replay: an export of a real server log shows the same charts and summary',
 });
 
 test('phone width: the views fit without sideways scrolling', async () => {
-  const page = await open(browser, base, { width: 390, height: 844 });
-  await page.goto(`${base}/#preset=video-processing&compare=1&run=1`);
+  const page = await open(env.browser, env.base, { width: 390, height: 844 });
+  await page.goto(`${env.base}/#preset=video-processing&compare=1&run=1`);
   await page.locator('#view-simulator .results[data-state=done]').waitFor({ timeout: 90_000 });
   for (const view of ['simulator', 'planner', 'replay', 'live']) {
     await page.locator(`#tab-${view}`).click();
@@ -167,8 +154,8 @@ test('phone width: the views fit without sideways scrolling', async () => {
 });
 
 test('keyboard: arrow keys move between the tabs', async () => {
-  const page = await open(browser, base);
-  await page.goto(`${base}/`);
+  const page = await open(env.browser, env.base);
+  await page.goto(`${env.base}/`);
   await page.locator('#tab-simulator').focus();
   await page.keyboard.press('ArrowRight');
   assert.equal(await page.evaluate(() => document.activeElement.id), 'tab-planner');
@@ -181,11 +168,11 @@ test('keyboard: arrow keys move between the tabs', async () => {
 });
 
 test('accessibility: no serious or critical axe-core violations in any view', async () => {
-  const page = await open(browser, base, { bypassCSP: true });
-  await page.goto(`${base}/#preset=video-processing&compare=1&run=1`);
+  const page = await open(env.browser, env.base, { bypassCSP: true });
+  await page.goto(`${env.base}/#preset=video-processing&compare=1&run=1`);
   await page.locator('#view-simulator .results[data-state=done]').waitFor({ timeout: 90_000 });
   await checkAccessible(page, 'the simulator with results');
-  await page.goto(`${base}/#view=planner&param=workers&from=2&to=4&run=1`);
+  await page.goto(`${env.base}/#view=planner&param=workers&from=2&to=4&run=1`);
   await page.locator('#plan-results[data-state=done]').waitFor({ timeout: 90_000 });
   await checkAccessible(page, 'the planner with results');
   await page.locator('#tab-replay').click();
@@ -215,7 +202,7 @@ test('the app works from a plain static file server (www/dist alone)', async () 
   await new Promise((r) => files.listen(0, '127.0.0.1', r));
   const origin = `http://127.0.0.1:${files.address().port}`;
   try {
-    const page = await open(browser, origin);
+    const page = await open(env.browser, origin);
     await page.goto(`${origin}/#preset=video-processing&run=1`);
     await page.locator('#view-simulator .results[data-state=done]').waitFor({ timeout: 60_000 });
     const hash = await page.locator('#view-simulator td[data-key=run_hash]').textContent();

@@ -144,11 +144,13 @@ fn serve(path: &str, headers: &HeaderMap) -> Response {
         return (StatusCode::NOT_MODIFIED, out).into_response();
     }
     let body = file.data;
-    if body.len() >= MIN_GZIP_BYTES && compressible(path) && accepts_gzip(headers) {
-        if let Some(gz) = gzipped(path, &body) {
-            out.insert(CONTENT_ENCODING, static_value("gzip"));
-            return (out, gz).into_response();
-        }
+    if body.len() >= MIN_GZIP_BYTES
+        && compressible(path)
+        && accepts_gzip(headers)
+        && let Some(gz) = gzipped(path, &body)
+    {
+        out.insert(CONTENT_ENCODING, static_value("gzip"));
+        return (out, gz).into_response();
     }
     (out, Body::from(body)).into_response()
 }
