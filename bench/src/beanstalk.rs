@@ -5,22 +5,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::Semaphore;
+use tokio::net::tcp::OwnedReadHalf;
 
 use crate::harness::{Hist, Shared, Target, Task, ctx, hist, stamp_of};
+use crate::pipeline::{self, Confirms};
 use crate::wire::InBuf;
 
 /// `put`s in flight per pipelined producer.
 const WINDOW: usize = 100;
 /// Time-to-run of a job: as long as Synap's ack deadline in the benchmark.
 const TTR_SECS: u32 = 300;
-/// How long a reply may take before a producer checks the time limit.
-const POLL: Duration = Duration::from_millis(250);
 
 pub(crate) struct Beanstalk {
     pub(crate) addr: SocketAddr,
@@ -43,7 +40,9 @@ impl Target for Beanstalk {
 }
 
 async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(ctx("beanstalkd connect"))?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(ctx("beanstalkd connect"))?;
     tcp.set_nodelay(true).map_err(ctx("TCP_NODELAY"))?;
     Ok(tcp)
 }
@@ -55,7 +54,9 @@ async fn command(
     command: &str,
     want: &str,
 ) -> Result<String, String> {
-    tcp.write_all(command.as_bytes()).await.map_err(ctx("write"))?;
+    tcp.write_all(command.as_bytes())
+        .await
+        .map_err(ctx("write"))?;
     let line = inbuf.line(tcp).await?;
     expect(&line, want)?;
     Ok(line)
@@ -85,9 +86,15 @@ async fn producer(
 ) -> Result<(), String> {
     let mut tcp = connect(addr).await?;
     let mut inbuf = InBuf::new();
-    command(&mut tcp, &mut inbuf, &format!("use {}\r\n", sh.queue), "USING").await?;
-    let mut ticks = sh.ticker(index);
+    command(
+        &mut tcp,
+        &mut inbuf,
+        &format!("use {}\r\n", sh.queue),
+        "USING",
+    )
+    .await?;
     if !pipelined {
+        let mut ticks = sh.ticker(index);
         let mut out = Vec::with_capacity(256);
         for _ in 0..quota {
             if sh.late() {
@@ -102,64 +109,22 @@ async fn producer(
         }
         return Ok(());
     }
-    let (mut rd, mut wr) = tcp.into_split();
-    let window = Arc::new(Semaphore::new(WINDOW));
-    let slots = Arc::clone(&window);
-    let confirms = async move {
-        let mut confirmed = 0;
-        while confirmed < quota {
-            let Ok(line) = tokio::time::timeout(POLL, inbuf.line(&mut rd)).await else {
-                if sh.late() {
-                    break;
-                }
-                continue;
-            };
-            expect(&line?, "INSERTED")?;
-            confirmed += 1;
-            sh.count_published(1);
-            slots.add_permits(1);
-        }
-        Ok::<(), String>(())
-    };
-    let sends = async move {
-        let mut out = Vec::with_capacity(32 << 10);
-        for _ in 0..quota {
-            if sh.late() {
-                break;
-            }
-            if let Ok(p) = window.try_acquire() {
-                p.forget();
-            } else {
-                flush(&mut wr, &mut out).await?;
-                window.acquire().await.map_err(ctx("window"))?.forget();
-            }
-            let t = match ticks.ready() {
-                Some(t) => t,
-                None => {
-                    flush(&mut wr, &mut out).await?;
-                    let Some(t) = ticks.next().await else { break };
-                    t
-                }
-            };
-            put(&mut out, &sh.body(t));
-        }
-        flush(&mut wr, &mut out).await.map(|()| wr)
-    };
-    // The write half stays open until every confirm is in: the server may take a closed
-    // write side as the end of the connection and drop answers still on their way.
-    let (sent, confirmed) = tokio::join!(sends, confirms);
-    let wr = sent?;
-    confirmed?;
-    drop(wr);
-    Ok(())
+    let (rd, wr) = tcp.into_split();
+    let confirms = PutConfirms { rd, inbuf };
+    let encode = |out: &mut Vec<u8>, _seq: u64, t: u64| put(out, &sh.body(t));
+    pipeline::publish(sh, (index, quota, WINDOW), wr, confirms, encode).await
 }
 
-async fn flush(wr: &mut OwnedWriteHalf, out: &mut Vec<u8>) -> Result<(), String> {
-    if !out.is_empty() {
-        wr.write_all(out).await.map_err(ctx("write"))?;
-        out.clear();
+/// The read side of a pipelined `put` connection (replies come in order).
+struct PutConfirms {
+    rd: OwnedReadHalf,
+    inbuf: InBuf,
+}
+
+impl Confirms for PutConfirms {
+    async fn next(&mut self) -> Result<(), String> {
+        expect(&self.inbuf.line(&mut self.rd).await?, "INSERTED")
     }
-    Ok(())
 }
 
 /// A `RESERVED <id> <bytes>` line's id and size; `None` for `TIMED_OUT`/`DEADLINE_SOON`.

@@ -109,12 +109,18 @@ impl Cli {
         let modes = if self.mode.is_empty() {
             vec![Durability::Memory, Durability::Interval, Durability::Always]
         } else {
-            self.mode.iter().map(|m| parse_mode(m)).collect::<Result<_, _>>()?
+            self.mode
+                .iter()
+                .map(|m| parse_mode(m))
+                .collect::<Result<_, _>>()?
         };
         let mut scenarios: Vec<Scenario> = if self.scenario.is_empty() {
             vec![Scenario::A, Scenario::B, Scenario::C, Scenario::Open]
         } else {
-            self.scenario.iter().map(|s| parse_scenario(s)).collect::<Result<_, _>>()?
+            self.scenario
+                .iter()
+                .map(|s| parse_scenario(s))
+                .collect::<Result<_, _>>()?
         };
         scenarios.sort();
         scenarios.dedup();
@@ -131,7 +137,9 @@ impl Cli {
         if !(open_secs.is_finite() && open_secs > 0.0) {
             return Err("--open-secs must be a positive number".into());
         }
-        let messages = self.messages.unwrap_or(if self.quick { 20_000 } else { 100_000 });
+        let messages = self
+            .messages
+            .unwrap_or(if self.quick { 20_000 } else { 100_000 });
         if messages == 0 {
             return Err("--messages must be at least 1".into());
         }
@@ -157,7 +165,9 @@ fn parse_mode(m: &str) -> Result<Durability, String> {
         "memory" | "in-memory" => Ok(Durability::Memory),
         "interval" => Ok(Durability::Interval),
         "always" => Ok(Durability::Always),
-        _ => Err(format!("unknown mode {m:?}; known: memory, interval, always")),
+        _ => Err(format!(
+            "unknown mode {m:?}; known: memory, interval, always"
+        )),
     }
 }
 
@@ -177,7 +187,9 @@ mod tests {
 
     fn settings(args: &[&str]) -> Result<Settings, String> {
         let argv = std::iter::once("synap-bench").chain(args.iter().copied());
-        Cli::try_parse_from(argv).map_err(|e| e.to_string())?.settings()
+        Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .settings()
     }
 
     #[test]
@@ -192,8 +204,16 @@ mod tests {
 
     #[test]
     fn filters_and_quick_narrow_the_run() {
-        let s = settings(&["--quick", "--path", "rpc,nats-w100", "--mode", "always", "--scenario", "c,open"])
-            .expect("filters");
+        let s = settings(&[
+            "--quick",
+            "--path",
+            "rpc,nats-w100",
+            "--mode",
+            "always",
+            "--scenario",
+            "c,open",
+        ])
+        .expect("filters");
         assert_eq!(s.paths, ["rpc", "nats-w100"]);
         assert!(s.peers, "naming a peer path runs peers");
         assert_eq!(s.modes, [Durability::Always]);

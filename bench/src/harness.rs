@@ -136,7 +136,12 @@ impl Shared {
     }
     /// Producer `index`'s stamps: now (closed loop) or its next slot (open loop).
     pub(crate) fn ticker(&self, index: usize) -> Ticker<'_> {
-        let rx = self.ticks.lock().expect("ticks lock").get_mut(index).and_then(Option::take);
+        let rx = self
+            .ticks
+            .lock()
+            .expect("ticks lock")
+            .get_mut(index)
+            .and_then(Option::take);
         Ticker { sh: self, rx }
     }
 }

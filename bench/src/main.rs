@@ -19,6 +19,7 @@ mod beanstalk;
 mod cli;
 mod harness;
 mod nats;
+mod pipeline;
 mod procs;
 mod report;
 mod synap_http;
@@ -85,7 +86,10 @@ fn plan_rows(s: &Settings, tools: &Tools, notes: &mut Vec<String>) -> Vec<Row> {
     storages.dedup();
     storages.sort_unstable();
     storages.dedup();
-    for missing in [("beanstalkd", &tools.beanstalkd), ("nats-server", &tools.nats)] {
+    for missing in [
+        ("beanstalkd", &tools.beanstalkd),
+        ("nats-server", &tools.nats),
+    ] {
         if missing.1.is_none() {
             notes.push(format!(
                 "{} is not installed (Debian: apt-get install -y {}); its rows are skipped",
@@ -180,7 +184,10 @@ async fn bench(s: &Settings) -> Result<(), String> {
             "notes": notes,
             "rows": rows,
         });
-        println!("{}", serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
+        );
         return Ok(());
     }
     println!(
@@ -198,7 +205,9 @@ async fn bench(s: &Settings) -> Result<(), String> {
         s.runs,
         took.as_secs_f64()
     );
-    println!("Closed loop (C latency is publish→ack, mostly queueing when producers outrun workers):\n");
+    println!(
+        "Closed loop (C latency is publish→ack, mostly queueing when producers outrun workers):\n"
+    );
     println!("{}", report::closed_table(&rows));
     if s.scenarios.contains(&Scenario::Open) {
         println!(
@@ -256,7 +265,10 @@ impl Server {
                 })
             }
             "beanstalkd" => {
-                let bin = tools.beanstalkd.as_ref().ok_or("beanstalkd is not installed")?;
+                let bin = tools
+                    .beanstalkd
+                    .as_ref()
+                    .ok_or("beanstalkd is not installed")?;
                 let (proc, addr) = procs::start_beanstalkd(bin, r.durable)?;
                 Ok(Self::Beanstalk { proc, addr })
             }
@@ -376,7 +388,13 @@ async fn measure_row(
     if want(Scenario::Open) {
         let queue = q("open");
         server.prepare(&queue, r.durable, s.open_messages).await?;
-        let o_plan = plan(Kind::C, s.open_messages, s.producers, s.workers, Some(s.rate));
+        let o_plan = plan(
+            Kind::C,
+            s.open_messages,
+            s.producers,
+            s.workers,
+            Some(s.rate),
+        );
         let o = scenario(&target, &queue, &o_plan, &format!("{label} open")).await;
         out.insert(Scenario::Open, Measure::from(&o));
     }
@@ -425,7 +443,9 @@ async fn progress_line() {
 }
 
 fn date() -> String {
-    let out = std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]).output();
+    let out = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output();
     out.map_or_else(
         |_| "date unknown".into(),
         |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),

@@ -32,7 +32,9 @@ fn stream_name(queue: &str) -> String {
 }
 
 async fn context(url: &str) -> Result<jetstream::Context, String> {
-    let client = async_nats::connect(url).await.map_err(ctx("NATS connect"))?;
+    let client = async_nats::connect(url)
+        .await
+        .map_err(ctx("NATS connect"))?;
     Ok(jetstream::new(client))
 }
 
@@ -102,8 +104,10 @@ impl Target for Nats {
                 .get_stream(stream_name(&sh.queue))
                 .await
                 .map_err(ctx("get stream"))?;
-            let pull: consumer::PullConsumer =
-                st.get_consumer(CONSUMER).await.map_err(ctx("get consumer"))?;
+            let pull: consumer::PullConsumer = st
+                .get_consumer(CONSUMER)
+                .await
+                .map_err(ctx("get consumer"))?;
             let mut lat: Hist = hist();
             while !sh.workers_done() {
                 let batch = pull.batch().max_messages(FETCH).expires(POLL);

@@ -19,7 +19,8 @@ impl TempDir {
     pub(crate) fn new(tag: &str) -> Result<Self, String> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("synap-bench-{}-{tag}-{n}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("synap-bench-{}-{tag}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         Ok(Self(dir))
@@ -88,7 +89,10 @@ impl Durability {
 /// The release `synap-server` next to this binary (`target/release/`).
 pub(crate) fn synap_binary() -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let bin = exe.parent().map(|dir| dir.join("synap-server")).unwrap_or_default();
+    let bin = exe
+        .parent()
+        .map(|dir| dir.join("synap-server"))
+        .unwrap_or_default();
     if bin.is_file() {
         Ok(bin)
     } else {
@@ -117,8 +121,14 @@ pub(crate) fn start_synap(bin: &Path, mode: Durability) -> Result<Synap, String>
     match (&dir, mode) {
         (_, Durability::Memory) => drop(cmd.arg("--in-memory")),
         (Some(d), m) => {
-            let policy = if m == Durability::Always { "always" } else { "interval" };
-            cmd.arg("--data-dir").arg(d.path()).args(["--fsync", policy]);
+            let policy = if m == Durability::Always {
+                "always"
+            } else {
+                "interval"
+            };
+            cmd.arg("--data-dir")
+                .arg(d.path())
+                .args(["--fsync", policy]);
         }
         (None, _) => unreachable!("durable modes have a directory"),
     }
@@ -232,7 +242,9 @@ fn spawn_peer(
     let until = Instant::now() + START_WAIT;
     while TcpStream::connect(addr).is_err() {
         if Instant::now() > until {
-            return Err(format!("{name} did not accept connections on {addr} within 15 s"));
+            return Err(format!(
+                "{name} did not accept connections on {addr} within 15 s"
+            ));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -242,10 +254,20 @@ fn spawn_peer(
 /// Starts `beanstalkd` in memory, or with a binlog fsynced after every write (`-b DIR -f 0`).
 pub(crate) fn start_beanstalkd(bin: &Path, durable: bool) -> Result<(Proc, SocketAddr), String> {
     let port = free_port()?;
-    let mut args = vec!["-l".into(), "127.0.0.1".into(), "-p".into(), port.to_string()];
+    let mut args = vec![
+        "-l".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port.to_string(),
+    ];
     let dir = if durable {
         let d = TempDir::new("beanstalkd")?;
-        args.extend(["-b".into(), d.path().display().to_string(), "-f".into(), "0".into()]);
+        args.extend([
+            "-b".into(),
+            d.path().display().to_string(),
+            "-f".into(),
+            "0".into(),
+        ]);
         Some(d)
     } else {
         None
@@ -276,10 +298,16 @@ mod tests {
     #[test]
     fn log_addresses_parse_with_or_without_colours() {
         let rpc = "2026-12-01T00:00:00Z  INFO synap_server: SynapRPC accepting connections rpc=127.0.0.1:4000";
-        assert_eq!(field(rpc, "rpc="), Some(SocketAddr::from(([127, 0, 0, 1], 4000))));
+        assert_eq!(
+            field(rpc, "rpc="),
+            Some(SocketAddr::from(([127, 0, 0, 1], 4000)))
+        );
         let coloured = "\u{1b}[32m INFO\u{1b}[0m synap_server: synap-server listening \u{1b}[3maddr\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:4001";
         let plain = strip_ansi(coloured);
-        assert_eq!(field(&plain, "addr="), Some(SocketAddr::from(([127, 0, 0, 1], 4001))));
+        assert_eq!(
+            field(&plain, "addr="),
+            Some(SocketAddr::from(([127, 0, 0, 1], 4001)))
+        );
         assert_eq!(field("no address here", "addr="), None);
     }
 

@@ -86,7 +86,8 @@ impl Row {
         if ms.is_empty() {
             return None;
         }
-        let of = |f: &dyn Fn(&Measure) -> Option<f64>| median(ms.iter().filter_map(|m| f(m)).collect());
+        let of =
+            |f: &dyn Fn(&Measure) -> Option<f64>| median(ms.iter().filter_map(|m| f(m)).collect());
         Some(Median {
             rate: of(&|m| Some(m.rate)).unwrap_or_default(),
             p50_ms: of(&|m| m.p50_ms),
@@ -115,7 +116,9 @@ fn refs(rows: &[Row], durable: bool) -> Refs {
         a: nats.and_then(|r| r.median(Scenario::A)).map(|m| m.rate),
         b: nats.and_then(|r| r.median(Scenario::B)).map(|m| m.rate),
         c: bean.and_then(|r| r.median(Scenario::C)).map(|m| m.rate),
-        open_p99: bean.and_then(|r| r.median(Scenario::Open)).and_then(|m| m.p99_ms),
+        open_p99: bean
+            .and_then(|r| r.median(Scenario::Open))
+            .and_then(|m| m.p99_ms),
     }
 }
 
@@ -194,9 +197,9 @@ pub(crate) fn closed_table(rows: &[Row]) -> String {
 /// The open-loop table: offered and achieved rates, publish→ack latency from the intended
 /// send time, and the p99 as a multiple of beanstalkd's.
 pub(crate) fn open_table(rows: &[Row], offered: f64) -> String {
-    let mut t = format!(
+    let mut t = String::from(
         "| system | path | mode | offered msgs/s | achieved msgs/s | p50 ms | p99 ms | p99.9 ms \
-         | p99 ÷ beanstalkd p99 |\n|---|---|---|---:|---:|---:|---:|---:|---:|\n"
+         | p99 ÷ beanstalkd p99 |\n|---|---|---|---:|---:|---:|---:|---:|---:|\n",
     );
     let (mem, dur) = (refs(rows, false), refs(rows, true));
     for r in rows {
@@ -231,7 +234,10 @@ pub(crate) fn notes(rows: &[Row]) -> String {
         for (i, run) in r.runs.iter().enumerate() {
             for (s, m) in run {
                 if m.timed_out || !m.errors.is_empty() {
-                    let why = m.errors.first().map_or("time limit".to_owned(), Clone::clone);
+                    let why = m
+                        .errors
+                        .first()
+                        .map_or("time limit".to_owned(), Clone::clone);
                     let _ = writeln!(
                         t,
                         "- {} {} {} {s:?} run {}: {} of {} in {:.1} s ({why})",
@@ -287,7 +293,11 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(vec![4.0, 1.0]), Some(2.5));
         assert_eq!(median(Vec::new()), None);
-        let r = row("synap", "rpc", vec![(Scenario::C, 5.0), (Scenario::C, 9.0), (Scenario::C, 7.0)]);
+        let r = row(
+            "synap",
+            "rpc",
+            vec![(Scenario::C, 5.0), (Scenario::C, 9.0), (Scenario::C, 7.0)],
+        );
         assert_eq!(r.median(Scenario::C).map(|m| m.rate), Some(7.0));
         assert!(r.median(Scenario::A).is_none());
     }
@@ -299,7 +309,10 @@ mod tests {
             row("beanstalkd", "beanstalkd", vec![(Scenario::C, 20_000.0)]),
         ];
         let table = closed_table(&rows);
-        let synap = table.lines().find(|l| l.contains("| rpc |")).expect("the rpc row");
+        let synap = table
+            .lines()
+            .find(|l| l.contains("| rpc |"))
+            .expect("the rpc row");
         assert!(synap.contains("30.0k"), "{synap}");
         assert!(synap.ends_with("| – | – | 1.50× |"), "{synap}");
     }

@@ -121,13 +121,18 @@ async fn rest_worker(sh: &Shared, c: &SynapClient, how: Http, w: usize) -> Resul
     let mut lat = hist();
     while !sh.workers_done() {
         if how == Http::Batch {
-            let ms = c.queue_consume_batch::<Stamp>(q, BATCH as u32, opts.clone()).await;
+            let ms = c
+                .queue_consume_batch::<Stamp>(q, BATCH as u32, opts.clone())
+                .await;
             let ms = ms.map_err(ctx("consume"))?;
             if ms.is_empty() {
                 continue;
             }
             let acks: Vec<_> = ms.iter().map(|m| (m.id.as_str(), m.lease)).collect();
-            let r = c.queue_ack_batch(q, &acks).await.map_err(ctx("ack_batch"))?;
+            let r = c
+                .queue_ack_batch(q, &acks)
+                .await
+                .map_err(ctx("ack_batch"))?;
             if let Some(f) = r.failed.first() {
                 return Err(format!("ack_batch: {} failed, first {f:?}", r.failed.len()));
             }
@@ -161,7 +166,9 @@ async fn open(
         prefetch: Some(prefetch),
         ack_deadline: None,
     };
-    c.queue_stream(&sh.queue, opts).await.map_err(ctx("ws connect"))
+    c.queue_stream(&sh.queue, opts)
+        .await
+        .map_err(ctx("ws connect"))
 }
 
 async fn ws_producer(sh: &Shared, c: &SynapClient, index: usize, quota: u64) -> Result<(), String> {

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::Semaphore;
+use tokio::net::tcp::OwnedReadHalf;
 
 use crate::harness::{Hist, Shared, Target, Task, ctx, hist, stamp_of};
+use crate::pipeline::{self, Confirms, flush};
 use crate::wire::{InBuf, PUSH_ID, V, put_request};
 
 /// `QPUBLISH`es in flight per pipelined producer (the server allows 256 per connection).
@@ -21,8 +22,6 @@ const WINDOW: usize = 128;
 const PREFETCH: i64 = 64;
 /// How long a worker waits for a frame before checking whether it is done.
 const POLL: Duration = Duration::from_millis(250);
-/// Flush the request buffer at this size even when more could be added.
-const FLUSH_AT: usize = 32 << 10;
 
 pub(crate) struct SynapRpc {
     pub(crate) addr: SocketAddr,
@@ -55,7 +54,9 @@ impl Target for SynapRpc {
 }
 
 async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
-    let tcp = TcpStream::connect(addr).await.map_err(ctx("SynapRPC connect"))?;
+    let tcp = TcpStream::connect(addr)
+        .await
+        .map_err(ctx("SynapRPC connect"))?;
     tcp.set_nodelay(true).map_err(ctx("TCP_NODELAY"))?;
     Ok(tcp)
 }
@@ -107,7 +108,9 @@ async fn simple_producer(
         }
         let Some(t) = ticks.next().await else { break };
         let args = [V::Str(sh.queue.clone()), V::Bytes(sh.body(t))];
-        conn.call("QPUBLISH", &args).await.map_err(ctx("QPUBLISH"))?;
+        conn.call("QPUBLISH", &args)
+            .await
+            .map_err(ctx("QPUBLISH"))?;
         sh.count_published(1);
     }
     Ok(())
@@ -120,7 +123,10 @@ async fn simple_worker(sh: &Shared, addr: SocketAddr, w: usize) -> Result<Hist, 
     while !sh.workers_done() {
         // Long-polls up to a second (a Synap extension), so an empty queue costs no spinning.
         let args = [queue.clone(), consumer.clone(), V::Int(1)];
-        let m = conn.call("QCONSUME", &args).await.map_err(ctx("QCONSUME"))?;
+        let m = conn
+            .call("QCONSUME", &args)
+            .await
+            .map_err(ctx("QCONSUME"))?;
         if m == V::Null {
             continue;
         }
@@ -134,78 +140,37 @@ async fn simple_worker(sh: &Shared, addr: SocketAddr, w: usize) -> Result<Hist, 
     Ok(lat)
 }
 
+/// The read side of a pipelined `QPUBLISH` connection.
+struct PublishConfirms {
+    rd: OwnedReadHalf,
+    inbuf: InBuf,
+}
+
+impl Confirms for PublishConfirms {
+    async fn next(&mut self) -> Result<(), String> {
+        let (_, result) = self.inbuf.frame(&mut self.rd).await?;
+        result.map(drop).map_err(ctx("QPUBLISH"))
+    }
+}
+
 async fn pipelined_producer(
     sh: &Shared,
     addr: SocketAddr,
     index: usize,
     quota: u64,
 ) -> Result<(), String> {
-    let (mut rd, mut wr) = connect(addr).await?.into_split();
-    let window = Arc::new(Semaphore::new(WINDOW));
-    // Confirms are read on their own task, each returning its slot in the window.
-    let slots = Arc::clone(&window);
-    let confirms = async move {
-        let mut inbuf = InBuf::new();
-        let mut confirmed = 0;
-        while confirmed < quota {
-            let Ok(frame) = tokio::time::timeout(POLL, inbuf.frame(&mut rd)).await else {
-                if sh.late() {
-                    break;
-                }
-                continue;
-            };
-            let (_, result) = frame?;
-            result.map_err(ctx("QPUBLISH"))?;
-            confirmed += 1;
-            sh.count_published(1);
-            slots.add_permits(1);
-        }
-        Ok::<(), String>(())
+    let (rd, wr) = connect(addr).await?.into_split();
+    let confirms = PublishConfirms {
+        rd,
+        inbuf: InBuf::new(),
     };
-    let sends = async move {
-        let mut ticks = sh.ticker(index);
-        let mut out = Vec::with_capacity(FLUSH_AT + 1024);
-        for id in 1..=quota {
-            if sh.late() {
-                break;
-            }
-            if let Ok(p) = window.try_acquire() {
-                p.forget();
-            } else {
-                flush(&mut wr, &mut out).await?;
-                window.acquire().await.map_err(ctx("window"))?.forget();
-            }
-            let t = match ticks.ready() {
-                Some(t) => t,
-                None => {
-                    flush(&mut wr, &mut out).await?;
-                    let Some(t) = ticks.next().await else { break };
-                    t
-                }
-            };
-            let args = [V::Str(sh.queue.clone()), V::Bytes(sh.body(t))];
-            put_request(&mut out, u32::try_from(id).unwrap_or(1), "QPUBLISH", &args);
-            if out.len() >= FLUSH_AT {
-                flush(&mut wr, &mut out).await?;
-            }
-        }
-        flush(&mut wr, &mut out).await.map(|()| wr)
+    let encode = |out: &mut Vec<u8>, seq: u64, t: u64| {
+        let args = [V::Str(sh.queue.clone()), V::Bytes(sh.body(t))];
+        // Ids from 1, never the push id (a producer sends far fewer than 2^32 - 1).
+        let id = u32::try_from(seq % u64::from(PUSH_ID)).unwrap_or(1).max(1);
+        put_request(out, id, "QPUBLISH", &args);
     };
-    // The write half stays open until every confirm is in: the server may take a closed
-    // write side as the end of the connection and drop answers still on their way.
-    let (sent, confirmed) = tokio::join!(sends, confirms);
-    let wr = sent?;
-    confirmed?;
-    drop(wr);
-    Ok(())
-}
-
-async fn flush<W: AsyncWriteExt + Unpin>(wr: &mut W, out: &mut Vec<u8>) -> Result<(), String> {
-    if !out.is_empty() {
-        wr.write_all(out).await.map_err(ctx("write"))?;
-        out.clear();
-    }
-    Ok(())
+    pipeline::publish(sh, (index, quota, WINDOW), wr, confirms, encode).await
 }
 
 /// A delivery pushed by a `QSTREAM` session: its id and stamp.
@@ -226,7 +191,11 @@ async fn stream_worker(sh: &Shared, addr: SocketAddr, w: usize) -> Result<Hist, 
     let mut inbuf = InBuf::new();
     let mut out = Vec::with_capacity(8 << 10);
     let queue = V::Str(sh.queue.clone());
-    let args = [queue.clone(), V::Str(format!("bench-w{w}")), V::Int(PREFETCH)];
+    let args = [
+        queue.clone(),
+        V::Str(format!("bench-w{w}")),
+        V::Int(PREFETCH),
+    ];
     put_request(&mut out, 1, "QSTREAM", &args);
     flush(&mut tcp, &mut out).await?;
     let mut lat = hist();

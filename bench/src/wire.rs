@@ -199,14 +199,19 @@ mod tests {
     fn ping_encodes_to_the_golden_bytes() {
         let mut out = Vec::new();
         put_request(&mut out, 1, "PING", &[]);
-        assert_eq!(out, [0x08, 0, 0, 0, 0x93, 0x01, 0xa4, b'P', b'I', b'N', b'G', 0x90]);
+        assert_eq!(
+            out,
+            [
+                0x08, 0, 0, 0, 0x93, 0x01, 0xa4, b'P', b'I', b'N', b'G', 0x90
+            ]
+        );
     }
 
     #[test]
     fn frames_and_lines_are_taken_whole_only() {
         let reply = [
-            0x10, 0, 0, 0, 0x92, 0x01, 0x81, 0xa2, b'O', b'k', 0x81, 0xa3, b'S', b't', b'r',
-            0xa4, b'P', b'O', b'N', b'G',
+            0x10, 0, 0, 0, 0x92, 0x01, 0x81, 0xa2, b'O', b'k', 0x81, 0xa3, b'S', b't', b'r', 0xa4,
+            b'P', b'O', b'N', b'G',
         ];
         let mut b = InBuf::new();
         b.buf.extend_from_slice(&reply[..10]);

@@ -56,7 +56,10 @@ fn count_arg(field: &str, n: f64, max: f64) -> Result<u64, JsValue> {
     if (1.0..=max).contains(&n) && n.fract() == 0.0 {
         Ok(n as u64)
     } else {
-        Err(invalid(field, &format!("must be a whole number in 1..={max}")))
+        Err(invalid(
+            field,
+            &format!("must be a whole number in 1..={max}"),
+        ))
     }
 }
 
@@ -175,6 +178,9 @@ impl WasmEngine {
                 messages: (0..n).map(|_| message.clone()).collect(),
             }
         };
-        self.inner.handle(now, cmd).map(drop).map_err(|e| error_to_js(&e))
+        self.inner
+            .handle(now, cmd)
+            .map(drop)
+            .map_err(|e| error_to_js(&e))
     }
 }
