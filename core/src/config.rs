@@ -225,6 +225,8 @@ pub struct Limits {
     pub max_retry_delays: usize,
     /// Most keys one KV listing returns.
     pub max_keys_listed: u64,
+    /// Live publish idempotency keys held across all queues.
+    pub max_idempotency_keys: usize,
 }
 
 impl Default for Limits {
@@ -258,9 +260,13 @@ impl Default for Limits {
             max_page: 1_000,
             max_retry_delays: 64,
             max_keys_listed: 10_000,
+            max_idempotency_keys: 1_000_000,
         }
     }
 }
+
+/// Five minutes, as SQS FIFO queues deduplicate.
+pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: u64 = 5 * 60 * 1000;
 
 /// Whole-engine configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -275,6 +281,8 @@ pub struct EngineConfig {
     /// Emit `Event::Observed` for every message state change. Hosts that stream events to a
     /// dashboard or simulator keep it on; a benchmark may turn it off.
     pub observe: bool,
+    /// How long a publish idempotency key is remembered after its first publish.
+    pub idempotency_window_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -284,6 +292,7 @@ impl Default for EngineConfig {
             default_queue: QueueConfig::default(),
             limits: Limits::default(),
             observe: true,
+            idempotency_window_ms: DEFAULT_IDEMPOTENCY_WINDOW_MS,
         }
     }
 }
