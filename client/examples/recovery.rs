@@ -19,7 +19,7 @@
 #[path = "common/mod.rs"]
 mod common;
 #[allow(dead_code)]
-#[path = "load/server.rs"]
+#[path = "recovery/server.rs"]
 mod server;
 
 use std::path::Path;

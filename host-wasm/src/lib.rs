@@ -7,6 +7,8 @@
 //! 64-bit parameters arrive as JS numbers (`f64`) and are checked before conversion, because a
 //! bare `u64` parameter would demand a `BigInt` from every caller.
 
+mod fast;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use synap_core::sim::{self, Scenario, parse_seed};

@@ -1,6 +1,6 @@
 //! The server under test: `target/release/synap-server --bind 127.0.0.1:0` (in memory unless
 //! told otherwise), found
-//! next to this example's binary (`target/release/examples/load`), stopped by its PID when the
+//! next to this example's binary (`target/release/examples/recovery`), stopped by its PID when the
 //! guard drops (on error or panic too).
 
 use std::io::{BufRead, BufReader};
