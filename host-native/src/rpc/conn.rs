@@ -39,6 +39,16 @@ pub(super) struct Session {
     pub(super) subs: Mutex<Vec<(String, AbortHandle)>>,
     /// Consumer sessions opened by `QSTREAM`, and the tasks forwarding their deliveries.
     pub(super) streams: Mutex<Vec<(SessionId, AbortHandle)>>,
+    /// Turns true once the peer has shut down its write side: long-polls in flight end now.
+    pub(super) eof: watch::Sender<bool>,
+}
+
+impl Session {
+    /// Resolves once the peer has shut down its write side (never, before that).
+    pub(super) async fn reading_ended(&self) {
+        let mut rx = self.eof.subscribe();
+        let _ = rx.wait_for(|eof| *eof).await;
+    }
 }
 
 impl Session {
@@ -94,7 +104,8 @@ async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
 }
 
 /// Serves one connection until the peer closes it, sends a malformed frame or `QUIT`, or the
-/// server stops.
+/// server stops. A peer that only shuts down its write side gets every answer still due
+/// before the connection closes.
 pub(super) async fn run(
     tcp: TcpStream,
     peer: SocketAddr,
@@ -111,10 +122,12 @@ pub(super) async fn run(
         leases: Mutex::new(HashMap::new()),
         subs: Mutex::new(Vec::new()),
         streams: Mutex::new(Vec::new()),
+        eof: watch::Sender::new(false),
     });
     let mut authed = !session.ctx.auth.enabled();
     let mut tasks = JoinSet::new();
     let max = session.ctx.limits.max_frame_bytes;
+    let mut eof = false;
     loop {
         let read = tokio::select! {
             r = read_frame(&mut rd, max) => r,
@@ -122,7 +135,10 @@ pub(super) async fn run(
         };
         let body = match read {
             Ok(body) => body,
-            Err(ReadError::Closed) => break,
+            Err(ReadError::Closed) => {
+                eof = true;
+                break;
+            }
             Err(ReadError::BadLength(len)) => {
                 let msg = format!("ERR frame length {len} is outside 1..={max} bytes");
                 debug!(%peer, "{msg}; closing");
@@ -148,6 +164,19 @@ pub(super) async fn run(
         while tasks.try_join_next().is_some() {}
         if !on_request(&session, &mut authed, &mut tasks, req).await {
             break;
+        }
+    }
+    if eof {
+        // The peer shut down its write side (or closed): it may still read. What it asked
+        // is answered, long-polls end with nothing now, unless the server stops or the
+        // writer finds the peer gone.
+        session.eof.send_replace(true);
+        loop {
+            tokio::select! {
+                joined = tasks.join_next() => if joined.is_none() { break },
+                () = crate::http::stopped(&mut shutdown) => break,
+                () = session.out.closed() => break,
+            }
         }
     }
     tasks.shutdown().await;

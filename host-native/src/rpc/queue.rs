@@ -165,7 +165,17 @@ async fn consume(s: &Session, args: &[Value]) -> Answer {
         max_messages: 1,
         consumer_id: (!consumer.is_empty()).then(|| consumer.to_owned()),
     };
-    match s.ctx.engine.consume(cmd).await {
+    let consumed = if wait_ms == 0 {
+        s.ctx.engine.consume(cmd).await
+    } else {
+        // A peer that shut down its write side ends its long-polls with nothing; dropping
+        // the consume withdraws the waiter and gives back what it may have been leased.
+        tokio::select! {
+            r = s.ctx.engine.consume(cmd) => r,
+            () = s.reading_ended() => Ok(Vec::new()),
+        }
+    };
+    match consumed {
         Ok(messages) => match messages.first() {
             Some(d) => {
                 s.leases

@@ -115,6 +115,11 @@ impl Rpc {
         self.wr.write_all(bytes).await.expect("write");
     }
 
+    /// Shuts down the write side (a half-close): the server reads EOF, answers stay readable.
+    pub async fn shutdown_write(&mut self) {
+        self.wr.shutdown().await.expect("shutdown the write side");
+    }
+
     /// Sends a request with the next id and returns that id.
     pub async fn send(&mut self, command: &str, args: &[V]) -> u32 {
         let id = self.next_id;
