@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{AbortHandle, JoinSet};
 use tracing::debug;
 
+use super::fast::{self, Batch, Sent};
 use super::value::{BadFrame, PUSH_ID, Request, RpcResult, Value, decode_request, encode_frame};
 use super::{MAX_IN_FLIGHT, RpcContext, kv, pubsub, queue, stream};
 
@@ -41,6 +43,8 @@ pub(super) struct Session {
     pub(super) streams: Mutex<Vec<(SessionId, AbortHandle)>>,
     /// Turns true once the peer has shut down its write side: long-polls in flight end now.
     pub(super) eof: watch::Sender<bool>,
+    /// Fast-path requests (fast.rs) read and not answered yet.
+    pub(super) fast_in_flight: AtomicUsize,
 }
 
 impl Session {
@@ -123,7 +127,11 @@ pub(super) async fn run(
         subs: Mutex::new(Vec::new()),
         streams: Mutex::new(Vec::new()),
         eof: watch::Sender::new(false),
+        fast_in_flight: AtomicUsize::new(0),
     });
+    let (sent, sent_rx) = mpsc::channel(fast::PENDING_BATCHES);
+    let mut replier = tokio::spawn(fast::replier(Arc::clone(&session), sent_rx));
+    let mut batch = Batch::default();
     let mut authed = !session.ctx.auth.enabled();
     let mut tasks = JoinSet::new();
     let max = session.ctx.limits.max_frame_bytes;
@@ -162,10 +170,23 @@ pub(super) async fn run(
             }
         };
         while tasks.try_join_next().is_some() {}
-        if !on_request(&session, &mut authed, &mut tasks, req).await {
+        let mut conn = Conn {
+            session: &session,
+            authed: &mut authed,
+            tasks: &mut tasks,
+            batch: &mut batch,
+            sent: &sent,
+        };
+        if !conn.on_request(req).await {
             break;
         }
+        // Batched while more whole frames wait in the buffer: they are read without waiting.
+        if batch.len() >= fast::MAX_BATCH || !frame_buffered(rd.buffer(), max) {
+            batch.flush(&session, &sent).await;
+        }
     }
+    batch.flush(&session, &sent).await;
+    drop(sent);
     if eof {
         // The peer shut down its write side (or closed): it may still read. What it asked
         // is answered, long-polls end with nothing now, unless the server stops or the
@@ -180,6 +201,15 @@ pub(super) async fn run(
         }
     }
     tasks.shutdown().await;
+    if eof {
+        // The fast path's answers: the replier ends once it has written the last batch.
+        tokio::select! {
+            _ = &mut replier => {}
+            () = crate::http::stopped(&mut shutdown) => {}
+            () = session.out.closed() => {}
+        }
+    }
+    replier.abort();
     close(&session).await;
     drop(session);
     if tokio::time::timeout(FLUSH_GRACE, writer).await.is_err() {
@@ -187,55 +217,86 @@ pub(super) async fn run(
     }
 }
 
-/// Handles one decoded request; false when the connection must close (`QUIT`).
-async fn on_request(
-    session: &Arc<Session>,
-    authed: &mut bool,
-    tasks: &mut JoinSet<()>,
-    req: Request,
-) -> bool {
-    let Request { id, command, args } = req;
-    let command = command.to_ascii_uppercase();
-    match command.as_str() {
-        // Answered in order, before any later request runs: the SDKs wait for it anyway.
-        "AUTH" => {
-            let outcome = auth(session, authed, &args).await;
+/// What handling one request touches.
+struct Conn<'a> {
+    session: &'a Arc<Session>,
+    authed: &'a mut bool,
+    tasks: &'a mut JoinSet<()>,
+    batch: &'a mut Batch,
+    sent: &'a mpsc::Sender<Sent>,
+}
+
+/// Whether `buf` starts with a whole frame (or a length prefix `read_frame` refuses at once).
+fn frame_buffered(buf: &[u8], max: usize) -> bool {
+    let Some(prefix) = buf.first_chunk::<4>() else {
+        return false;
+    };
+    let len = u32::from_le_bytes(*prefix) as usize;
+    len == 0 || len > max || buf.len() - 4 >= len
+}
+
+impl Conn<'_> {
+    /// Handles one decoded request; false when the connection must close (`QUIT`).
+    async fn on_request(&mut self, req: Request) -> bool {
+        let session = self.session;
+        let Request {
+            id,
+            command,
+            mut args,
+        } = req;
+        let command = command.to_ascii_uppercase();
+        match command.as_str() {
+            // Answered in order, before any later request runs: the SDKs wait for it anyway.
+            "AUTH" => {
+                let outcome = auth(session, self.authed, &args).await;
+                session.send(id, &outcome).await;
+                return true;
+            }
+            "QUIT" => {
+                session.send(id, &RpcResult::Ok(Value::str("OK"))).await;
+                return false;
+            }
+            "PING" => {
+                let reply = args
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| Value::str("PONG"));
+                session.send(id, &RpcResult::Ok(reply)).await;
+                return true;
+            }
+            _ => {}
+        }
+        if !*self.authed {
+            let msg = "NOAUTH Authentication required.";
+            session.send(id, &RpcResult::Err(msg.into())).await;
+            return true;
+        }
+        let in_flight = self.tasks.len() + session.fast_in_flight.load(Ordering::Relaxed);
+        if in_flight >= MAX_IN_FLIGHT {
+            let msg = format!("ERR too many requests in flight (limit {MAX_IN_FLIGHT})");
+            session.send(id, &RpcResult::Err(msg)).await;
+            return true;
+        }
+        if self
+            .batch
+            .take(session, id, &command, &mut args)
+            .await
+            .is_some()
+        {
+            return true;
+        }
+        // Fast commands read before this one reach the engine first.
+        self.batch.flush(session, self.sent).await;
+        let session = Arc::clone(session);
+        self.tasks.spawn(async move {
+            let outcome = match dispatch(&session, &command, args).await {
+                Ok(v) => RpcResult::Ok(v),
+                Err(e) => RpcResult::Err(e),
+            };
             session.send(id, &outcome).await;
-            return true;
-        }
-        "QUIT" => {
-            session.send(id, &RpcResult::Ok(Value::str("OK"))).await;
-            return false;
-        }
-        "PING" => {
-            let reply = args
-                .into_iter()
-                .next()
-                .unwrap_or_else(|| Value::str("PONG"));
-            session.send(id, &RpcResult::Ok(reply)).await;
-            return true;
-        }
-        _ => {}
+        });
+        true
     }
-    if !*authed {
-        let msg = "NOAUTH Authentication required.";
-        session.send(id, &RpcResult::Err(msg.into())).await;
-        return true;
-    }
-    if tasks.len() >= MAX_IN_FLIGHT {
-        let msg = format!("ERR too many requests in flight (limit {MAX_IN_FLIGHT})");
-        session.send(id, &RpcResult::Err(msg)).await;
-        return true;
-    }
-    let session = Arc::clone(session);
-    tasks.spawn(async move {
-        let outcome = match dispatch(&session, &command, args).await {
-            Ok(v) => RpcResult::Ok(v),
-            Err(e) => RpcResult::Err(e),
-        };
-        session.send(id, &outcome).await;
-    });
-    true
 }
 
 /// `AUTH token` (an API key, or the password of user `default`) or `AUTH user password`;

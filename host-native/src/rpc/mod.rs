@@ -5,6 +5,8 @@
 //! the same `EngineHandle` as HTTP. See docs/api.md, "SynapRPC".
 
 mod conn;
+mod encode;
+mod fast;
 mod kv;
 mod pubsub;
 mod queue;

@@ -1,5 +1,6 @@
 //! Queue commands: `QCREATE`, `QDELETE`, `QLIST`, `QPUBLISH`, `QCONSUME`, `QACK`, `QNACK`,
-//! `QSTATS`, `QPURGE` (SYNAP_RPC.md §7). Priorities and retry limits are read from an `Int`
+//! `QSTATS`, `QPURGE` (SYNAP_RPC.md §7). `QPUBLISH`, `QACK` and `QNACK` take the fast path
+//! (fast.rs): parsed here, answered without a task of their own. Priorities and retry limits are read from an `Int`
 //! or a decimal `Str` (Python and TypeScript send strings), and `requeue` false in every
 //! spelling the SDKs use. A message `QCONSUME` leases stays with the connection until it is
 //! acked or nacked; the connection's close gives it back.
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use synap_core::{Command, Delivery, Error, MessageId, PublishMessage, QueueStats, Reply};
 
 use super::conn::{MAX_HELD_LEASES, Session, opt_int_arg, text_arg};
+use super::encode::FrameWriter;
 use super::value::Value;
 use super::{Answer, engine_error, odd};
 use crate::handle::Failure;
@@ -20,10 +22,7 @@ pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Opti
         "QCREATE" => create(s, args).await,
         "QDELETE" => delete(s, args).await,
         "QLIST" => list(s).await,
-        "QPUBLISH" => publish(s, args).await,
         "QCONSUME" => consume(s, args).await,
-        "QACK" => settle(s, args, true).await,
-        "QNACK" => settle(s, args, false).await,
         "QSTATS" => stats(s, args).await,
         "QPURGE" => purge(s, args).await,
         _ => return None,
@@ -79,21 +78,21 @@ async fn list(s: &Session) -> Answer {
     }
 }
 
-/// The payload argument: `Bytes`, or a `Str`'s UTF-8.
-fn payload_arg(args: &[Value], i: usize) -> Result<Vec<u8>, String> {
-    match args.get(i) {
+/// The payload argument, taken out of `args`: `Bytes`, or a `Str`'s UTF-8.
+fn payload_arg(args: &mut [Value], i: usize) -> Result<Vec<u8>, String> {
+    match args.get_mut(i) {
         None => Err(format!("ERR missing argument {i}")),
-        Some(Value::Bytes(b)) => Ok(b.clone()),
-        Some(Value::Str(t)) => Ok(t.clone().into_bytes()),
+        Some(Value::Bytes(b)) => Ok(std::mem::take(b)),
+        Some(Value::Str(t)) => Ok(std::mem::take(t).into_bytes()),
         Some(_) => Err(format!("ERR argument {i} must be bytes")),
     }
 }
 
 /// `QPUBLISH queue payload [priority [max_retries [idempotency_key]]]` → the message id (the
 /// first publish's id when the key was seen already). The key is our extension; a `Null` or
-/// absent key publishes without one.
-async fn publish(s: &Session, args: &[Value]) -> Answer {
-    let queue = text_arg(args, 0)?;
+/// absent key publishes without one. The payload is moved out of `args`, not copied.
+pub(super) fn publish_command(args: &mut [Value]) -> Result<Command, String> {
+    let queue = text_arg(args, 0)?.to_owned();
     let payload = payload_arg(args, 1)?;
     let priority = opt_int_arg(args, 2)?.map(|p| u8::try_from(p.clamp(0, 255)).unwrap_or(u8::MAX));
     let max_retries = opt_int_arg(args, 3)?
@@ -109,13 +108,20 @@ async fn publish(s: &Session, args: &[Value]) -> Answer {
         idempotency_key,
         ..PublishMessage::default()
     };
-    let cmd = Command::Publish {
-        queue: queue.into(),
-        message,
-    };
-    match call(s, cmd).await? {
-        Reply::Published(p) => Ok(Value::Str(p.message_id.to_string())),
-        r => Err(odd(&r)),
+    Ok(Command::Publish { queue, message })
+}
+
+/// The answer frame of a `QPUBLISH`: the message id as a `Str`.
+pub(super) fn publish_answer(id: u32, result: Result<Reply, Failure>) -> Vec<u8> {
+    match result {
+        Ok(Reply::Published(p)) => {
+            let mut w = FrameWriter::ok(id, 64);
+            let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+            w.str(p.message_id.hyphenated().encode_lower(&mut text));
+            w.finish()
+        }
+        Ok(r) => FrameWriter::err(id, &odd(&r)),
+        Err(f) => FrameWriter::err(id, &engine_error(f)),
     }
 }
 
@@ -143,6 +149,42 @@ pub(super) fn message_value(d: &Delivery) -> Value {
         ("timestamp", Value::count(d.published_at.0 / 1000)),
         ("headers", Value::Map(headers)),
     ])
+}
+
+/// Pairs `message_value` holds.
+pub(super) const MESSAGE_PAIRS: usize = 9;
+
+/// The pairs of `message_value`, written straight into a frame (after a map header counting
+/// them), in the same order and to the same bytes.
+pub(super) fn write_message_pairs(w: &mut FrameWriter, d: &Delivery) {
+    let payload: &[u8] = match (&d.payload, &d.message) {
+        (Some(p), _) => p,
+        (None, Some(m)) => m.as_str().as_bytes(),
+        (None, None) => &[],
+    };
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    w.key("id");
+    w.str(d.message_id.hyphenated().encode_lower(&mut id));
+    w.key("payload");
+    w.bytes(payload);
+    w.key("priority");
+    w.int(i64::from(d.priority));
+    w.key("retry_count");
+    w.int(i64::from(d.retry_count));
+    w.key("max_retries");
+    w.int(i64::from(d.max_retries));
+    w.key("lease");
+    w.count(d.lease.0);
+    w.key("deadline");
+    w.count(d.lease_deadline.0 / 1000);
+    w.key("timestamp");
+    w.count(d.published_at.0 / 1000);
+    w.key("headers");
+    w.map(d.headers.len());
+    for (k, v) in &d.headers {
+        w.key(k);
+        w.str(v);
+    }
 }
 
 /// `QCONSUME queue consumer_id [wait_secs]` → a message or `Null`. The third argument, a
@@ -207,8 +249,19 @@ fn requeue_arg(v: Option<&Value>) -> bool {
     }
 }
 
+/// A `QACK` or `QNACK` on its way to the engine: the message it settles, and whether it
+/// went under a lease this connection holds.
+pub(super) struct Settling {
+    key: (String, MessageId),
+    held: bool,
+}
+
 /// `QACK queue id` / `QNACK queue id [requeue]`, under the connection's lease when it holds one.
-async fn settle(s: &Session, args: &[Value], ack: bool) -> Answer {
+pub(super) fn settle_command(
+    s: &Session,
+    args: &[Value],
+    ack: bool,
+) -> Result<(Command, Settling), String> {
     let queue = text_arg(args, 0)?.to_owned();
     let id_text = text_arg(args, 1)?;
     let message_id = MessageId::parse_str(id_text.trim())
@@ -231,14 +284,29 @@ async fn settle(s: &Session, args: &[Value], ack: bool) -> Answer {
             lease,
         }
     };
-    let result = call(s, cmd).await;
-    if result.is_ok() || lease.is_some() {
-        // Settled, or the lease this connection held is over either way.
-        s.leases.lock().expect("leases lock").remove(&key);
+    let held = lease.is_some();
+    Ok((cmd, Settling { key, held }))
+}
+
+/// The answer frame of a `QACK` or `QNACK`; a lease it settled (or that is over either way)
+/// is forgotten.
+pub(super) fn settle_answer(
+    s: &Session,
+    id: u32,
+    settling: Settling,
+    result: Result<Reply, Failure>,
+) -> Vec<u8> {
+    if result.is_ok() || settling.held {
+        s.leases.lock().expect("leases lock").remove(&settling.key);
     }
-    match result? {
-        Reply::Acked | Reply::Nacked { .. } => Ok(Value::str("OK")),
-        r => Err(odd(&r)),
+    match result {
+        Ok(Reply::Acked | Reply::Nacked { .. }) => {
+            let mut w = FrameWriter::ok(id, 8);
+            w.str("OK");
+            w.finish()
+        }
+        Ok(r) => FrameWriter::err(id, &odd(&r)),
+        Err(f) => FrameWriter::err(id, &engine_error(f)),
     }
 }
 

@@ -21,8 +21,9 @@ use synap_core::{Command, Delivery, Reply, SessionId};
 use tokio::sync::mpsc;
 
 use super::conn::{Session, int_arg, opt_int_arg, text_arg};
-use super::queue::message_value;
-use super::value::{PUSH_ID, RpcResult as Wire, Value, encode_frame};
+use super::encode::FrameWriter;
+use super::queue::{MESSAGE_PAIRS, write_message_pairs};
+use super::value::{PUSH_ID, RpcResult as Wire, Value};
 use super::{Answer, engine_error, odd};
 use crate::engine_task::{SESSION_SINK, SessionPush};
 
@@ -99,17 +100,20 @@ async fn attach(s: &Arc<Session>, args: &[Value]) -> Answer {
     ]))
 }
 
-/// A delivery's push frame.
+/// A delivery's push frame, written straight from the delivery: `{type, session_id, queue}`
+/// and then `message_value`'s pairs.
 fn delivery_frame(session_id: SessionId, d: &Delivery) -> Vec<u8> {
-    let mut fields = vec![
-        (Value::str("type"), Value::str("message")),
-        (Value::str("session_id"), Value::count(session_id.0)),
-        (Value::str("queue"), Value::str(d.queue.as_ref())),
-    ];
-    if let Value::Map(rest) = message_value(d) {
-        fields.extend(rest);
-    }
-    encode_frame(PUSH_ID, &Wire::Ok(Value::Map(fields)))
+    let size = d.payload.as_ref().map_or(0, |p| p.len()) + d.queue.len() + 256;
+    let mut w = FrameWriter::ok(PUSH_ID, size);
+    w.map(3 + MESSAGE_PAIRS);
+    w.key("type");
+    w.str("message");
+    w.key("session_id");
+    w.count(session_id.0);
+    w.key("queue");
+    w.str(&d.queue);
+    write_message_pairs(&mut w, d);
+    w.finish()
 }
 
 /// Writes a session's deliveries as push frames, each lease recorded so `QACK`/`QNACK` act
@@ -189,5 +193,56 @@ pub(super) async fn close(s: &Session) {
             give_back: true,
         };
         let _ = s.ctx.engine.call(cmd).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::queue::message_value;
+    use super::super::value::encode_frame;
+    use super::*;
+    use synap_core::{Headers, LeaseToken, MessageId, Millis};
+
+    /// The push frame built the slow way: a `Value` tree, then rmp-serde.
+    fn tree_frame(session_id: SessionId, d: &Delivery) -> Vec<u8> {
+        let mut fields = vec![
+            (Value::str("type"), Value::str("message")),
+            (Value::str("session_id"), Value::count(session_id.0)),
+            (Value::str("queue"), Value::str(d.queue.as_ref())),
+        ];
+        if let Value::Map(rest) = message_value(d) {
+            fields.extend(rest);
+        }
+        encode_frame(PUSH_ID, &Wire::Ok(Value::Map(fields)))
+    }
+
+    #[test]
+    fn a_delivery_frame_has_the_bytes_of_its_value_tree() {
+        let mut headers = Headers::default();
+        headers.insert("trace".into(), "abc".into());
+        headers.insert("kind".into(), "video".into());
+        let mut d = Delivery {
+            queue: "jobs".into(),
+            message_id: MessageId::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef),
+            message: None,
+            payload: Some(vec![1u8; 200].into()),
+            priority: 9,
+            retry_count: 2,
+            max_retries: 3,
+            headers,
+            lease: LeaseToken(u64::MAX),
+            lease_deadline: Millis(1_700_000_123_456),
+            published_at: Millis(1_700_000_000_999),
+        };
+        assert_eq!(
+            delivery_frame(SessionId(7), &d),
+            tree_frame(SessionId(7), &d)
+        );
+        d.payload = None;
+        d.headers = Headers::default();
+        assert_eq!(
+            delivery_frame(SessionId(0), &d),
+            tree_frame(SessionId(0), &d)
+        );
     }
 }

@@ -7,6 +7,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::encode::FrameWriter;
+
 /// The id of server push frames; a request may not use it.
 pub(crate) const PUSH_ID: u32 = u32::MAX;
 
@@ -89,12 +91,14 @@ pub(crate) enum RpcResult {
 
 /// Encodes a whole frame (length prefix included) answering `id`.
 pub(crate) fn encode_frame(id: u32, outcome: &RpcResult) -> Vec<u8> {
-    let mut frame = vec![0u8; 4];
-    // Writing into a Vec fails only for values serde cannot represent; ours all can.
-    rmp_serde::encode::write(&mut frame, &(id, outcome)).expect("a SynapRPC value encodes");
-    let len = u32::try_from(frame.len() - 4).unwrap_or(u32::MAX);
-    frame[..4].copy_from_slice(&len.to_le_bytes());
-    frame
+    match outcome {
+        RpcResult::Ok(v) => {
+            let mut w = FrameWriter::ok(id, 64);
+            w.value(v);
+            w.finish()
+        }
+        RpcResult::Err(msg) => FrameWriter::err(id, msg),
+    }
 }
 
 /// Why a frame body could not be read as a request.
