@@ -186,7 +186,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     }
     let auth = Arc::new(Auth::new(config.api_keys.clone(), config.users.clone()));
     let rpc = start_rpc(&config, &handle, &auth, &stop_rx).await?;
-    let state = AppState {
+    let state = AppState::new(http::AppShared {
         engine: handle.clone(),
         events: events_tx,
         shutdown: stop_rx,
@@ -197,7 +197,7 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         max_body_bytes: config.max_body_bytes,
         max_message_bytes: config.engine.limits.max_payload_bytes,
         max_value_bytes: config.engine.limits.max_value_bytes,
-    };
+    });
     let app = http::router(state);
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await

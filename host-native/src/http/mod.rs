@@ -34,9 +34,28 @@ pub(crate) use metrics::HttpMetrics;
 
 use crate::handle::EngineHandle;
 
-/// What every handler shares.
+/// What every handler shares: one `Arc`, so the clone each request's extractors and
+/// middleware take is one counter increment.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<AppShared>);
+
+impl AppState {
+    /// The state of a server.
+    pub(crate) fn new(shared: AppShared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppShared;
+
+    fn deref(&self) -> &AppShared {
+        &self.0
+    }
+}
+
+/// The fields of `AppState`.
+pub(crate) struct AppShared {
     /// The engine task.
     pub(crate) engine: EngineHandle,
     /// Every engine event, for `/events`.
@@ -206,7 +225,7 @@ pub(crate) mod tests {
     pub(crate) fn state(engine: EngineHandle) -> AppState {
         let (events, _) = broadcast::channel(16);
         let (_stop, shutdown) = watch::channel(false);
-        AppState {
+        AppState::new(AppShared {
             engine,
             events,
             shutdown,
@@ -217,7 +236,7 @@ pub(crate) mod tests {
             max_body_bytes: 1 << 20,
             max_message_bytes: 1 << 18,
             max_value_bytes: 1 << 18,
-        }
+        })
     }
 
     #[tokio::test]
