@@ -289,6 +289,11 @@ impl Conn<'_> {
         self.batch.flush(session, self.sent).await;
         let session = Arc::clone(session);
         self.tasks.spawn(async move {
+            if command == "QCONSUME" {
+                let frame = queue::consume_frame(&session, id, &args).await;
+                let _ = session.out.send(frame).await;
+                return;
+            }
             let outcome = match dispatch(&session, &command, args).await {
                 Ok(v) => RpcResult::Ok(v),
                 Err(e) => RpcResult::Err(e),

@@ -22,7 +22,6 @@ pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Opti
         "QCREATE" => create(s, args).await,
         "QDELETE" => delete(s, args).await,
         "QLIST" => list(s).await,
-        "QCONSUME" => consume(s, args).await,
         "QSTATS" => stats(s, args).await,
         "QPURGE" => purge(s, args).await,
         _ => return None,
@@ -127,6 +126,7 @@ pub(super) fn publish_answer(id: u32, result: Result<Reply, Failure>) -> Vec<u8>
 
 /// A leased message as the SDKs read it: `{id, payload, priority, retry_count}` as in Synap,
 /// plus `max_retries`, `lease`, `deadline` and `timestamp` (seconds) and `headers`.
+#[cfg(test)] // The frames are written straight (`write_message_pairs`); tests compare.
 pub(super) fn message_value(d: &Delivery) -> Value {
     let bytes: Vec<u8> = match (&d.payload, &d.message) {
         (Some(p), _) => p.to_vec(),
@@ -187,9 +187,31 @@ pub(super) fn write_message_pairs(w: &mut FrameWriter, d: &Delivery) {
     }
 }
 
-/// `QCONSUME queue consumer_id [wait_secs]` → a message or `Null`. The third argument, a
-/// Synap extension, long-polls up to that many seconds (capped by the server's limit).
-async fn consume(s: &Session, args: &[Value]) -> Answer {
+/// `QCONSUME queue consumer_id [wait_secs]` → a message or `Null`, as a whole answer frame
+/// written straight from the delivery. The third argument, a Synap extension, long-polls up to
+/// that many seconds (capped by the server's limit).
+pub(super) async fn consume_frame(s: &Session, id: u32, args: &[Value]) -> Vec<u8> {
+    match consume(s, args).await {
+        Ok(Some(d)) => message_frame(id, &d),
+        Ok(None) => {
+            let mut w = FrameWriter::ok(id, 8);
+            w.null();
+            w.finish()
+        }
+        Err(e) => FrameWriter::err(id, &e),
+    }
+}
+
+/// The frame answering `id` with `message_value(d)`, written straight from the delivery.
+pub(super) fn message_frame(id: u32, d: &Delivery) -> Vec<u8> {
+    let size = d.payload.as_ref().map_or(0, |p| p.len()) + 256;
+    let mut w = FrameWriter::ok(id, size);
+    w.map(MESSAGE_PAIRS);
+    write_message_pairs(&mut w, d);
+    w.finish()
+}
+
+async fn consume(s: &Session, args: &[Value]) -> Result<Option<Delivery>, String> {
     let queue = text_arg(args, 0)?;
     let consumer = args.get(1).and_then(Value::as_text).unwrap_or("");
     let wait_ms = opt_int_arg(args, 2)?
@@ -218,18 +240,18 @@ async fn consume(s: &Session, args: &[Value]) -> Answer {
         }
     };
     match consumed {
-        Ok(messages) => match messages.first() {
+        Ok(messages) => match messages.into_iter().next() {
             Some(d) => {
                 s.leases
                     .lock()
                     .expect("leases lock")
                     .insert((queue.to_owned(), d.message_id), d.lease);
-                Ok(message_value(d))
+                Ok(Some(d))
             }
-            None => Ok(Value::Null),
+            None => Ok(None),
         },
         // As over HTTP: a queue that does not exist yet has nothing to consume.
-        Err(Failure::Core(Error::QueueNotFound { .. })) => Ok(Value::Null),
+        Err(Failure::Core(Error::QueueNotFound { .. })) => Ok(None),
         Err(e) => Err(engine_error(e)),
     }
 }

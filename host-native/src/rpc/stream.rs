@@ -198,7 +198,7 @@ pub(super) async fn close(s: &Session) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::queue::message_value;
+    use super::super::queue::{message_frame, message_value};
     use super::super::value::encode_frame;
     use super::*;
     use synap_core::{Headers, LeaseToken, MessageId, Millis};
@@ -217,7 +217,7 @@ mod tests {
     }
 
     #[test]
-    fn a_delivery_frame_has_the_bytes_of_its_value_tree() {
+    fn delivery_frames_have_the_bytes_of_their_value_trees() {
         let mut headers = Headers::default();
         headers.insert("trace".into(), "abc".into());
         headers.insert("kind".into(), "video".into());
@@ -237,6 +237,11 @@ mod tests {
         assert_eq!(
             delivery_frame(SessionId(7), &d),
             tree_frame(SessionId(7), &d)
+        );
+        assert_eq!(
+            message_frame(5, &d),
+            encode_frame(5, &Wire::Ok(message_value(&d))),
+            "a QCONSUME answer"
         );
         d.payload = None;
         d.headers = Headers::default();
