@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::Error;
 use crate::api::{Command, Event, KvEntry, Reply, SessionId};
 use crate::engine::Engine;
-use crate::queue::{Session, check_publish};
+use crate::queue::{Session, check_publish, check_server_memory, publish_bytes};
 
 impl Engine {
     /// Runs one command (timers are caught up already).
@@ -63,7 +63,7 @@ impl Engine {
                 config.validate(&self.ctx.limits)?;
                 let created = self.create_queue(&queue, Some(config.clone()))?;
                 let (q, ctx) = self.queue_mut(&queue)?;
-                q.dlq.trim(config.dlq_max);
+                q.trim_dlq(ctx, config.dlq_max);
                 q.config = config;
                 // A raised prefetch may let parked consumers take ready messages now.
                 q.serve(ctx);
@@ -76,7 +76,10 @@ impl Engine {
                 queues: self.names.keys().map(|n| n.to_string()).collect(),
             },
             Command::Stats { queue } => {
-                Reply::Stats(Box::new(self.queue(&queue)?.stats(self.ctx.now)))
+                let mut stats = self.queue(&queue)?.stats(self.ctx.now);
+                stats.server_held_bytes = self.ctx.held_bytes;
+                stats.server_max_held_bytes = self.ctx.limits.max_held_bytes;
+                Reply::Stats(Box::new(stats))
             }
             Command::Purge { queue } => {
                 let (q, ctx) = self.queue_mut(&queue)?;
@@ -92,8 +95,11 @@ impl Engine {
         Ok(match cmd {
             Command::Publish { queue, message } => {
                 check_publish(&self.ctx.limits, &message)?;
+                let bytes = publish_bytes(&message);
+                check_server_memory(&self.ctx, bytes)?;
                 let (q, ctx) = self.publish_target(&queue)?;
                 q.check_room(1)?;
+                q.check_memory(ctx, bytes)?;
                 Reply::Published(q.publish(ctx, message, true))
             }
             Command::PublishBatch { queue, messages } => {
@@ -104,8 +110,11 @@ impl Engine {
                 for m in &messages {
                     check_publish(&self.ctx.limits, m)?;
                 }
+                let bytes = messages.iter().map(publish_bytes).sum();
+                check_server_memory(&self.ctx, bytes)?;
                 let (q, ctx) = self.publish_target(&queue)?;
                 q.check_room(messages.len() as u64)?;
+                q.check_memory(ctx, bytes)?;
                 let published = messages
                     .into_iter()
                     .map(|m| q.publish(ctx, m, false))
@@ -353,9 +362,12 @@ impl Engine {
                 let retried = q.redrive(ctx, message_ids.as_deref());
                 Reply::Redriven { retried }
             }
-            Command::DlqPurge { queue } => Reply::Purged {
-                purged: self.queue_mut(&queue)?.0.dlq.purge(),
-            },
+            Command::DlqPurge { queue } => {
+                let (q, ctx) = self.queue_mut(&queue)?;
+                Reply::Purged {
+                    purged: q.purge_dlq(ctx),
+                }
+            }
             other => unreachable!("{other:?} is not a DLQ command"),
         })
     }
@@ -434,6 +446,9 @@ impl Engine {
                 message,
                 headers,
             } => {
+                // Pub/sub messages wait in bounded subscriber buffers, not in the budget; a
+                // server over its budget refuses them all the same, as it does queue publishes.
+                check_server_memory(ctx, message.len() as u64)?;
                 let (message_id, subscribers_matched) =
                     pubsub.publish(ctx, topic.clone(), message, headers)?;
                 Reply::PubsubPublished {

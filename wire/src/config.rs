@@ -60,6 +60,10 @@ pub struct QueueConfig {
     /// Where a retried message stands when it is ready again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_position: Option<RetryPosition>,
+    /// Message bytes (bodies and headers, queued and dead-lettered) the queue may hold;
+    /// publishes past it are refused with 507 `memory_full`. Absent: only the server's budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
 }
 
 /// Where a retried message (nack, lease expiry) re-enters its priority's line.

@@ -44,7 +44,7 @@ pub use queue::{
     PublishedBatch, QueueCreated, QueueList, Retried,
 };
 pub use queue_ws::{CreditRequest, QueueClientFrame, QueueOp, QueueServerFrame};
-pub use stats::QueueStats;
+pub use stats::{MemoryStats, QueueStats};
 
 use std::collections::BTreeMap;
 

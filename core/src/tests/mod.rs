@@ -2,8 +2,10 @@
 //! contract with an explicit clock. Every step also runs `check_invariants`.
 
 mod edge_cases;
+mod input;
 mod kv;
 mod lease;
+mod memory;
 mod pubsub;
 mod queue;
 mod retry_order;

@@ -78,6 +78,7 @@ pub(crate) fn wire_error(f: Failure) -> String {
             Error::QueueNotFound { queue } => format!("Queue not found: {queue}"),
             Error::MessageNotFound { message_id } => format!("Message not found: {message_id}"),
             Error::QueueFull { queue, .. } => format!("Queue is full: {queue}"),
+            e @ Error::MemoryFull { .. } => format!("Memory full: {e}"),
             Error::KeyNotFound { key } => format!("Key not found: {key}"),
             Error::InvalidArgument { field, reason } => {
                 format!(

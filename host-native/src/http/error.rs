@@ -62,7 +62,7 @@ pub(crate) fn status_of(e: &Error) -> StatusCode {
         Error::LeaseMismatch { .. } => StatusCode::CONFLICT,
         Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
-        Error::QueueFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        Error::QueueFull { .. } | Error::MemoryFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         Error::InvalidArgument { .. } | Error::NotAnInteger { .. } => StatusCode::BAD_REQUEST,
     }
 }
@@ -130,7 +130,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Reads the whole body, mapping the body limit to 413.
+/// Reads the whole body, mapping the body limit to 413 and the body timeout to 408.
 pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -139,25 +139,47 @@ pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Resul
                 "payload_too_large",
                 "request body is larger than the server's limit",
             )
+        } else if let Some(t) = timed_out(&r) {
+            ApiError::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", t.to_string())
         } else {
             ApiError::bad(format!("could not read the request body: {r}"))
         }
     })
 }
 
-/// Parses JSON into `T`; an empty body counts as `{}` so routes whose fields are all optional
-/// accept a bodiless POST.
+/// The body timeout behind a rejection, if that is why the body could not be read.
+fn timed_out<'a>(
+    r: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a crate::listen::BodyTimeout> {
+    let mut e = Some(r);
+    while let Some(err) = e {
+        if let Some(t) = err.downcast_ref::<crate::listen::BodyTimeout>() {
+            return Some(t);
+        }
+        e = err.source();
+    }
+    None
+}
+
+/// Parses a JSON object into `T`; an empty body counts as `{}` so routes whose fields are all
+/// optional accept a bodiless POST. Anything but an object is refused before serde sees it:
+/// serde would take an array as a struct's fields in order (`[0, 3600, 2]` as a consume).
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         bytes
     };
-    serde_json::from_slice(text).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+    let invalid = |e: serde_json::Error| ApiError::bad(format!("invalid JSON body: {e}"));
+    if text.trim_ascii_start().first() != Some(&b'{') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(text).map_err(invalid)?;
+        return Err(ApiError::bad("the request body must be a JSON object"));
+    }
+    serde_json::from_slice(text).map_err(invalid)
 }
 
-/// A JSON body whose parse errors are `invalid_argument` 400s. The content type is not
-/// checked: `curl -d` sends form encoding by default, and the body is JSON either way.
+/// A JSON object body whose parse errors are `invalid_argument` 400s (the content type is
+/// checked before, by `origin::guard`).
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
