@@ -54,6 +54,14 @@ pub fn whole_ttl_secs_to_ms(field: &str, secs: i64) -> Result<u64, Error> {
     }
 }
 
+/// A TTL in whole milliseconds (SynapRPC's `PX`), by the same rules: 1 ms to 1e9 s.
+pub fn whole_ttl_ms(field: &str, ms: i64) -> Result<u64, Error> {
+    u64::try_from(ms)
+        .ok()
+        .filter(|ms| (1..=MAX_WHOLE_SECS * 1000).contains(ms))
+        .ok_or_else(|| Error::invalid(field, "must be between 1 ms and 1e9 seconds"))
+}
+
 /// Checks a consumer or subscriber id: 1 to `max` bytes, no control characters (NUL
 /// included), so ids are safe to log and echo.
 pub fn check_id(field: &str, id: &str, max: usize) -> Result<(), Error> {
@@ -108,6 +116,9 @@ mod tests {
         assert!(whole_ttl_secs_to_ms("ttl", -1).is_err());
         assert!(whole_ttl_secs_to_ms("ttl", i64::MAX).is_err());
         assert_eq!(whole_ttl_secs_to_ms("ttl", 60).unwrap(), 60_000);
+        assert!(whole_ttl_ms("ttl", 0).is_err());
+        assert!(whole_ttl_ms("ttl", -5).is_err());
+        assert_eq!(whole_ttl_ms("ttl", 1500).unwrap(), 1500);
     }
 
     #[test]

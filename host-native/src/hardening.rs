@@ -63,8 +63,7 @@ pub(crate) fn api_keys(file: Vec<String>, env: Option<&str>) -> Result<Vec<Strin
         let listed: Vec<&str> = env.split(',').map(str::trim).collect();
         if listed.iter().any(|k| k.is_empty()) {
             return Err(
-                "SYNAP_API_KEY is set but holds an empty key (unset it to run without auth)"
-                    .into(),
+                "SYNAP_API_KEY is set but holds an empty key (unset it to run without auth)".into(),
             );
         }
         keys.extend(listed.into_iter().map(String::from));
@@ -99,7 +98,10 @@ mod tests {
         assert!(api_keys(vec![], Some("")).is_err());
         assert!(api_keys(vec![], Some("a,,b")).is_err());
         assert!(api_keys(vec![String::new()], None).is_err());
-        assert_eq!(api_keys(vec!["x".into()], Some("a, b")).unwrap(), ["x", "a", "b"]);
+        assert_eq!(
+            api_keys(vec!["x".into()], Some("a, b")).unwrap(),
+            ["x", "a", "b"]
+        );
         assert!(api_keys(vec![], None).unwrap().is_empty());
     }
 

@@ -209,7 +209,10 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         max_id_bytes: config.engine.limits.max_id_bytes,
         max_held_bytes: config.engine.limits.max_held_bytes,
         conns: Arc::clone(&conns),
-        origins: Arc::new(http::OriginPolicy::new(local, config.allowed_origins.clone())),
+        origins: Arc::new(http::OriginPolicy::new(
+            local,
+            config.allowed_origins.clone(),
+        )),
     };
     let app = http::router(state);
     info!(
@@ -232,7 +235,15 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         let _ = fired_rx.await;
         tokio::time::sleep(DRAIN_GRACE).await;
     };
-    let served = supervise(async { server.await; Ok(()) }, grace, &mut task).await;
+    let served = supervise(
+        async {
+            server.await;
+            Ok(())
+        },
+        grace,
+        &mut task,
+    )
+    .await;
     if let Some(rpc) = rpc {
         rpc.abort();
     }

@@ -58,6 +58,9 @@ mod tests {
     fn the_default_budget_is_a_share_of_the_machine() {
         assert_eq!(default_budget(Some(1000), 7), 400);
         assert_eq!(default_budget(None, 7), 7);
-        assert!(machine_memory().is_some_and(|m| m > 0), "Linux has /proc/meminfo");
+        assert!(
+            machine_memory().is_some_and(|m| m > 0),
+            "Linux has /proc/meminfo"
+        );
     }
 }

@@ -37,7 +37,11 @@ pub struct QueueConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_delays: Option<Vec<f64>>,
     /// Exponential backoff, used when `retry_delays` is empty.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::strict::opt_object"
+    )]
     pub backoff: Option<Backoff>,
     /// Ready plus delayed messages allowed.
     #[serde(skip_serializing_if = "Option::is_none")]

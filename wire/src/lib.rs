@@ -26,6 +26,7 @@ mod pubsub;
 mod queue;
 mod queue_ws;
 mod stats;
+mod strict;
 
 pub use common::{Deleted, Empty, ErrorBody, Health, Purged, Success};
 pub use config::{Backoff, QueueConfig, RetryPosition};

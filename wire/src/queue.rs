@@ -38,6 +38,7 @@ pub struct PublishRequest {
 #[serde(deny_unknown_fields)]
 pub struct PublishBatchRequest {
     /// The messages, in order.
+    #[serde(deserialize_with = "crate::strict::objects")]
     pub messages: Vec<PublishRequest>,
 }
 
@@ -128,6 +129,7 @@ pub struct AckRequest {
 #[serde(deny_unknown_fields)]
 pub struct AckBatchRequest {
     /// The acks.
+    #[serde(deserialize_with = "crate::strict::objects")]
     pub acks: Vec<AckRequest>,
 }
 

@@ -35,7 +35,8 @@ fn the_server_budget_refuses_publishes_and_recovers_after_a_drain() {
     for _ in 0..4 {
         r.publish_with("a", sized(200)).expect("fits");
     }
-    r.publish_with("b", sized(200)).expect("fits, across queues");
+    r.publish_with("b", sized(200))
+        .expect("fits, across queues");
     assert_eq!(r.engine.held_bytes(), 1_000);
     let refused = r.publish_with("a", sized(10));
     assert!(is_memory_full(&refused, "server"), "{refused:?}");
@@ -75,7 +76,8 @@ fn a_queue_max_bytes_bounds_that_queue_only() {
     r.publish_with("small", sized(300)).expect("fits");
     let refused = r.publish_with("small", sized(300));
     assert!(is_memory_full(&refused, "queue small"), "{refused:?}");
-    r.publish_with("other", sized(300)).expect("another queue has room");
+    r.publish_with("other", sized(300))
+        .expect("another queue has room");
     assert_eq!(r.stats("small").bytes, 300);
     let bad = r.cmd(Command::CreateQueue {
         queue: "zero".into(),

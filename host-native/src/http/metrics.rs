@@ -281,7 +281,10 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiEr
         ),
     ];
     for (name, kind, help, value) in series {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     }
     s.metrics.render(&mut out);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())

@@ -14,7 +14,8 @@
 //!    refused the same way. Requests without either header (curl, the SDKs) pass.
 //! 3. **CORS**: allowed origins get `Access-Control-Allow-Origin` on every answer, and their
 //!    preflight `OPTIONS` is answered 204 with the methods and headers the API takes.
-//! 4. **Content type**: a request with a body must say `application/json` (or `…+json`),
+//! 4. **Size**: a `Content-Length` over `max_body_bytes` is answered 413 before any read.
+//! 5. **Content type**: a request with a body must say `application/json` (or `…+json`),
 //!    else 415 `unsupported_media_type`; browsers cannot send that type cross-origin without
 //!    a preflight, which step 3 answers only for allowed origins.
 
@@ -123,13 +124,18 @@ fn is_json(content_type: &str) -> bool {
             .is_some_and(|sub| sub.ends_with("+json"))
 }
 
-/// Whether the request carries a body.
-fn has_body(headers: &HeaderMap) -> bool {
-    let length = headers
+/// The request's `Content-Length`, if it has a valid one.
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    length.is_some_and(|n| n > 0) || headers.contains_key(header::TRANSFER_ENCODING)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+}
+
+/// Whether the request carries a body.
+fn has_body(headers: &HeaderMap) -> bool {
+    content_length(headers).is_some_and(|n| n > 0)
+        || headers.contains_key(header::TRANSFER_ENCODING)
 }
 
 /// The middleware (see the module docs).
@@ -179,6 +185,22 @@ pub(crate) async fn guard(State(s): State<AppState>, req: Request, next: Next) -
         }
         return resp;
     }
+    if content_length(headers).is_some_and(|n| n > s.max_body_bytes as u64) {
+        // Answered before reading: the body could not be taken anyway.
+        let mut resp = ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body (Content-Length) is larger than the server's limit of {} bytes",
+                s.max_body_bytes
+            ),
+        )
+        .into_response();
+        if let Some(origin) = &allowed {
+            cors(resp.headers_mut(), origin);
+        }
+        return resp;
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap_or(""));
@@ -220,10 +242,21 @@ mod tests {
     #[test]
     fn loopback_hosts_need_the_port() {
         let p = loopback();
-        for ok in ["localhost:15500", "127.0.0.1:15500", "[::1]:15500", "LOCALHOST:15500"] {
+        for ok in [
+            "localhost:15500",
+            "127.0.0.1:15500",
+            "[::1]:15500",
+            "LOCALHOST:15500",
+        ] {
             assert!(p.host_ok(Some(ok)), "{ok}");
         }
-        for bad in ["evil.test:15500", "localhost:80", "localhost", "127.0.0.1:1", "[::1]"] {
+        for bad in [
+            "evil.test:15500",
+            "localhost:80",
+            "localhost",
+            "127.0.0.1:1",
+            "[::1]",
+        ] {
             assert!(!p.host_ok(Some(bad)), "{bad}");
         }
         assert!(p.host_ok(None), "HTTP/1.0 without Host");
@@ -237,9 +270,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:15500"));
         assert!(matches!(caller(&p, &h), Caller::Direct));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:15500"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:15500"),
+        );
         assert!(matches!(caller(&p, &h), Caller::SameOrigin));
-        h.insert(header::ORIGIN, HeaderValue::from_static("http://app.test:3000"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://app.test:3000"),
+        );
         assert!(matches!(caller(&p, &h), Caller::Allowed(_)));
         h.insert(header::ORIGIN, HeaderValue::from_static("http://evil.test"));
         assert!(matches!(caller(&p, &h), Caller::Refused));

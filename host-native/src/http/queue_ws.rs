@@ -262,14 +262,16 @@ impl Conn {
         let mut cmds = Vec::new();
         let slots: Vec<Slot> = frames
             .iter()
-            .map(|text| match text.as_ref().map(|t| self.prepare(t.as_str())) {
-                None => Slot::Answer(Box::new(binary_frame())),
-                Some(Err(v)) => Slot::Answer(v),
-                Some(Ok((call, cmd))) => {
-                    cmds.push(cmd);
-                    Slot::Call(call)
-                }
-            })
+            .map(
+                |text| match text.as_ref().map(|t| self.prepare(t.as_str())) {
+                    None => Slot::Answer(Box::new(binary_frame())),
+                    Some(Err(v)) => Slot::Answer(v),
+                    Some(Ok((call, cmd))) => {
+                        cmds.push(cmd);
+                        Slot::Call(call)
+                    }
+                },
+            )
             .collect();
         let mut replies = if cmds.is_empty() {
             Ok(Vec::new().into_iter())

@@ -106,7 +106,10 @@ impl AsyncWrite for ConnIo {
 /// for requests it cannot parse.
 pub(crate) fn json_answer(head: &[u8]) -> Option<Vec<u8>> {
     let rest = head.strip_prefix(b"HTTP/1.1 ")?;
-    let code = std::str::from_utf8(rest.get(..3)?).ok()?.parse::<u16>().ok()?;
+    let code = std::str::from_utf8(rest.get(..3)?)
+        .ok()?
+        .parse::<u16>()
+        .ok()?;
     if !(400..600).contains(&code) || !head.ends_with(b"\r\n\r\n") {
         return None;
     }

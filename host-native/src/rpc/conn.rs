@@ -371,3 +371,15 @@ pub(super) fn opt_int_arg(args: &[Value], i: usize) -> Result<Option<i64>, Strin
         _ => Ok(None),
     }
 }
+
+/// An optional integer argument that must not be negative (durations, counts, priorities).
+pub(super) fn opt_uint_arg(args: &[Value], i: usize) -> Result<Option<u64>, String> {
+    opt_int_arg(args, i)?
+        .map(|n| u64::try_from(n).map_err(|_| format!("ERR argument {i} must not be negative")))
+        .transpose()
+}
+
+/// Converts a core input error (see `synap_core::input`) to the protocol's error text.
+pub(super) fn input_error(e: synap_core::Error) -> String {
+    crate::http::wire_error(crate::handle::Failure::Core(e))
+}
