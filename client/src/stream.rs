@@ -248,10 +248,12 @@ impl PublishConfirm {
             Frame::Published {
                 message_id,
                 position,
+                duplicate,
                 ..
             } => Ok(PublishResult {
                 message_id,
                 position,
+                duplicate,
             }),
             other => Err(SynapError::Decode(format!(
                 "a publish answered with {other:?}"

@@ -44,6 +44,10 @@ pub struct PublishOptions {
     pub ttl: Option<Duration>,
     /// Overrides the queue's `max_retries` for this message.
     pub max_retries: Option<u32>,
+    /// A retry with the same key within the server's idempotency window (five minutes by
+    /// default) answers with the first publish's result (`duplicate: true`) and adds nothing:
+    /// retry a publish whose reply was lost with the key it was first sent with.
+    pub idempotency_key: Option<String>,
 }
 
 /// The options alone serialize as the wire request without a body.
@@ -64,6 +68,7 @@ impl PublishOptions {
             delay: opt_secs(self.delay),
             ttl: opt_secs(self.ttl),
             max_retries: self.max_retries,
+            idempotency_key: self.idempotency_key.clone(),
         }
     }
 

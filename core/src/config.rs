@@ -237,6 +237,8 @@ pub struct Limits {
     /// messages, across all queues) the engine may hold. A publish that would pass it is
     /// `memory_full`; hosts set it from the machine's memory.
     pub max_held_bytes: u64,
+    /// Live publish idempotency keys held across all queues.
+    pub max_idempotency_keys: usize,
 }
 
 impl Default for Limits {
@@ -271,9 +273,13 @@ impl Default for Limits {
             max_retry_delays: 64,
             max_keys_listed: 10_000,
             max_held_bytes: 2 << 30,
+            max_idempotency_keys: 1_000_000,
         }
     }
 }
+
+/// Five minutes, as SQS FIFO queues deduplicate.
+pub const DEFAULT_IDEMPOTENCY_WINDOW_MS: u64 = 5 * 60 * 1000;
 
 /// Whole-engine configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -288,6 +294,8 @@ pub struct EngineConfig {
     /// Emit `Event::Observed` for every message state change. Hosts that stream events to a
     /// dashboard or simulator keep it on; a benchmark may turn it off.
     pub observe: bool,
+    /// How long a publish idempotency key is remembered after its first publish.
+    pub idempotency_window_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -297,6 +305,7 @@ impl Default for EngineConfig {
             default_queue: QueueConfig::default(),
             limits: Limits::default(),
             observe: true,
+            idempotency_window_ms: DEFAULT_IDEMPOTENCY_WINDOW_MS,
         }
     }
 }

@@ -17,6 +17,9 @@ pub(crate) struct Ctx {
     pub(crate) now: Millis,
     pub(crate) rng: Rng,
     pub(crate) timers: Timers,
+    /// Output not yet drained: not state (hosts drain it after every call), so neither in
+    /// snapshots nor in `state_digest`.
+    #[serde(skip)]
     pub(crate) events: VecDeque<Event>,
     pub(crate) limits: Limits,
     pub(crate) observe: bool,

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use crate::Error;
 use crate::api::{Command, Event, KvEntry, Reply, SessionId};
+use crate::api::{PublishMessage, Published};
+use crate::dedup::ScopedKey;
 use crate::engine::Engine;
 use crate::queue::{Session, check_publish, check_server_memory, publish_bytes};
 
@@ -94,34 +96,16 @@ impl Engine {
     fn dispatch_flow(&mut self, cmd: Command) -> Result<Reply, Error> {
         Ok(match cmd {
             Command::Publish { queue, message } => {
-                check_publish(&self.ctx.limits, &message)?;
-                let bytes = publish_bytes(&message);
-                check_server_memory(&self.ctx, bytes)?;
-                let (q, ctx) = self.publish_target(&queue)?;
-                q.check_room(1)?;
-                q.check_memory(ctx, bytes)?;
-                Reply::Published(q.publish(ctx, message, true))
+                let mut published = self.publish_all(&queue, vec![message], true)?;
+                Reply::Published(published.pop().expect("one message, one answer"))
             }
             Command::PublishBatch { queue, messages } => {
                 let max = self.ctx.limits.max_batch;
                 if messages.len() > max {
                     return Err(Error::limit("messages per batch", max as u64));
                 }
-                for m in &messages {
-                    check_publish(&self.ctx.limits, m)?;
-                }
-                let bytes = messages.iter().map(publish_bytes).sum();
-                check_server_memory(&self.ctx, bytes)?;
-                let (q, ctx) = self.publish_target(&queue)?;
-                q.check_room(messages.len() as u64)?;
-                q.check_memory(ctx, bytes)?;
-                let published = messages
-                    .into_iter()
-                    .map(|m| q.publish(ctx, m, false))
-                    .collect();
-                q.serve(ctx);
                 Reply::PublishedBatch {
-                    messages: published,
+                    messages: self.publish_all(&queue, messages, false)?,
                 }
             }
             Command::Consume {
@@ -470,5 +454,83 @@ impl Engine {
             Command::PubsubStats => Reply::PubsubStats(pubsub.stats()),
             other => unreachable!("{other:?} is not a pub/sub command"),
         })
+    }
+
+    /// Publishes `messages` to `queue`, all or none. A message whose idempotency key was seen
+    /// on the queue within the window, or earlier in the same batch, adds nothing and answers
+    /// with the first publish's id and position. A single publish (`serve`) serves parked
+    /// waiters at once; a batch serves them after its last message.
+    fn publish_all(
+        &mut self,
+        queue: &str,
+        messages: Vec<PublishMessage>,
+        serve: bool,
+    ) -> Result<Vec<Published>, Error> {
+        for m in &messages {
+            check_publish(&self.ctx.limits, m)?;
+        }
+        let now = self.ctx.now;
+        let qid = self.publish_target(queue)?.0.id;
+        // What each message answers without being added: a key seen before, or the index of
+        // the message earlier in this batch that carries the same key.
+        let mut prior: Vec<Option<Result<Published, usize>>> = vec![None; messages.len()];
+        if messages.iter().any(|m| m.idempotency_key.is_some()) {
+            self.dedup.expire(now);
+            let mut new_keys = rustc_hash::FxHashMap::<&str, usize>::default();
+            for (i, m) in messages.iter().enumerate() {
+                let Some(key) = m.idempotency_key.as_deref() else {
+                    continue;
+                };
+                prior[i] = match self.dedup.first(&ScopedKey::new(qid, key)) {
+                    Some(first) => Some(Ok(first.clone())),
+                    None => match new_keys.entry(key) {
+                        std::collections::hash_map::Entry::Occupied(e) => Some(Err(*e.get())),
+                        std::collections::hash_map::Entry::Vacant(e) => {
+                            e.insert(i);
+                            None
+                        }
+                    },
+                };
+            }
+            self.dedup
+                .check_room(new_keys.len(), self.ctx.limits.max_idempotency_keys)?;
+        }
+        let q = self.queues.get_mut(&qid).expect("publish target exists");
+        q.check_room(prior.iter().filter(|p| p.is_none()).count() as u64)?;
+        // Only new messages count against the memory budget: a retried publish whose key was
+        // seen is answered as before, even when the server is full.
+        let bytes = messages
+            .iter()
+            .zip(&prior)
+            .filter(|(_, p)| p.is_none())
+            .map(|(m, _)| publish_bytes(m))
+            .sum();
+        q.check_memory(&self.ctx, bytes)?;
+        let expires_at = now.add_ms(self.config.idempotency_window_ms);
+        let mut out: Vec<Published> = Vec::with_capacity(messages.len());
+        for (m, prior) in messages.into_iter().zip(prior) {
+            let answer = match prior {
+                Some(Ok(first)) => first,
+                Some(Err(earlier)) => out[earlier].clone(),
+                None => {
+                    let key = m.idempotency_key.clone();
+                    let published = q.publish(&mut self.ctx, m, serve);
+                    if let Some(key) = key {
+                        let key = ScopedKey::new(qid, &key);
+                        self.dedup.record(key, published.clone(), expires_at);
+                    }
+                    out.push(published);
+                    continue;
+                }
+            };
+            out.push(Published {
+                duplicate: true,
+                ..answer
+            });
+        }
+        if !serve {
+            q.serve(&mut self.ctx);
+        }
+        Ok(out)
     }
 }

@@ -10,6 +10,7 @@ use crate::Error;
 use crate::api::{Command, Event, MessageId, Reply, SessionId, WaiterId};
 use crate::config::{EngineConfig, QueueConfig, validate_queue_name};
 use crate::ctx::Ctx;
+use crate::dedup::Dedup;
 use crate::kv::Kv;
 use crate::pubsub::PubSub;
 use crate::queue::{Queue, QueueId};
@@ -34,6 +35,9 @@ pub struct Engine {
     pub(crate) next_session: u64,
     pub(crate) kv: Kv,
     pub(crate) pubsub: PubSub,
+    /// Publish idempotency keys (absent from snapshots written before keys existed).
+    #[serde(default)]
+    pub(crate) dedup: Dedup,
 }
 
 impl Engine {
@@ -52,6 +56,7 @@ impl Engine {
             next_session: 1,
             kv: Kv::default(),
             pubsub: PubSub::default(),
+            dedup: Dedup::default(),
         }
     }
 
@@ -59,6 +64,21 @@ impl Engine {
     #[must_use]
     pub fn config(&self) -> &EngineConfig {
         &self.config
+    }
+
+    /// Replaces the configuration, e.g. with a server's config file after its state was restored
+    /// from a snapshot taken under another. Limits and defaults apply from now on: queues keep
+    /// their own configs, and state already held beyond a lowered limit is kept, not cut.
+    pub fn set_config(&mut self, config: EngineConfig) {
+        self.ctx.limits = config.limits.clone();
+        self.ctx.observe = config.observe;
+        self.config = config;
+    }
+
+    /// Publish idempotency keys held (live, or run out and not yet forgotten).
+    #[must_use]
+    pub fn idempotency_keys(&self) -> usize {
+        self.dedup.len()
     }
 
     /// The latest time the engine has seen.

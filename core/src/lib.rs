@@ -36,6 +36,7 @@ mod api;
 mod check;
 mod config;
 mod ctx;
+mod dedup;
 mod digest;
 mod dispatch;
 mod engine;
@@ -60,7 +61,8 @@ pub use api::{
     PublishMessage, Published, PubsubStats, QueueStats, Reply, SessionId, WaiterId,
 };
 pub use config::{
-    Backoff, EngineConfig, Limits, MAX_LEASE_MS, QueueConfig, RetryPosition, validate_queue_name,
+    Backoff, DEFAULT_IDEMPOTENCY_WINDOW_MS, EngineConfig, Limits, MAX_LEASE_MS, QueueConfig,
+    RetryPosition, validate_queue_name,
 };
 pub use engine::Engine;
 pub use error::Error;

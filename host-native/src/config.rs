@@ -171,6 +171,8 @@ struct ServerSection {
     max_connections: Option<usize>,
     rpc_idle_timeout_secs: Option<f64>,
     allowed_origins: Vec<String>,
+    /// How long a publish idempotency key is remembered, in seconds.
+    idempotency_window_secs: Option<f64>,
 }
 
 /// The `limits:` section: the engine limits most worth tuning.
@@ -188,6 +190,7 @@ struct LimitSection {
     max_subscribers: Option<usize>,
     subscriber_buffer: Option<usize>,
     max_held_bytes: Option<u64>,
+    max_idempotency_keys: Option<usize>,
 }
 
 /// The whole config file.
@@ -258,6 +261,10 @@ impl ServerConfig {
         }
         if let Some(v) = file.server.observe {
             engine.observe = v;
+        }
+        if let Some(v) = file.server.idempotency_window_secs {
+            engine.idempotency_window_ms =
+                secs_to_ms("server.idempotency_window_secs", v).map_err(|e| e.to_string())?;
         }
         engine.default_queue = file
             .default_queue
@@ -426,6 +433,9 @@ fn apply_limits(engine: &mut EngineConfig, l: &LimitSection) -> Result<(), Strin
     }
     if let Some(v) = l.max_subscribers {
         lim.max_subscribers = positive("max_subscribers", v)?;
+    }
+    if let Some(v) = l.max_idempotency_keys {
+        lim.max_idempotency_keys = positive("max_idempotency_keys", v)?;
     }
     if let Some(v) = l.subscriber_buffer {
         lim.subscriber_buffer = positive("subscriber_buffer", v)?;

@@ -10,7 +10,7 @@ const HELP: &str = "\
 Usage:
   synap-server simulate SCENARIO.json [options]    simulate a scenario file ('-' = stdin)
   synap-server simulate --preset NAME [options]    simulate a built-in scenario
-  synap-server simulate --replay LOG.jsonl [opts]  replay a recorded command log
+  synap-server simulate --replay LOG|DIR [opts]    replay a command log or a data directory
   synap-server simulate --list-presets             list the built-in scenarios
 
 Options:
@@ -23,7 +23,9 @@ Options:
   -h, --help        this help
 
 The report (JSON on stdout) and the scenario format are described in docs/simulator.md.
-A replay log has one {\"at\": ms, \"command\": {...}} object per line.";
+A replay log has one {\"at\": ms, \"command\": {...}} object per line, or is the output of
+`synap-server data export DIR` (its head gives the seed, config and starting state). A replay's
+report carries the final `state_digest`, equal to the server's at the same time (--until MS).";
 
 /// Parsed command line.
 #[derive(Default)]
@@ -144,7 +146,15 @@ fn load_scenario(o: &Options) -> Result<Scenario, String> {
 }
 
 fn replay(o: &Options, path: &str) -> Result<Report, String> {
-    let records = sim::parse_log(&read(path)?).map_err(|e| format!("{path}: {e}"))?;
+    // A data directory replays as its export would (it is only read: a running server's works).
+    let text = if std::path::Path::new(path).is_dir() {
+        let mut out = Vec::new();
+        crate::storage::inspect::export(std::path::Path::new(path), &mut out)?;
+        String::from_utf8(out).map_err(|e| format!("{path}: {e}"))?
+    } else {
+        read(path)?
+    };
+    let records = sim::parse_log(&text).map_err(|e| format!("{path}: {e}"))?;
     let options = sim::ReplayOptions {
         seed: o.seed.unwrap_or(0),
         sample_interval_ms: o.interval.unwrap_or(60_000),

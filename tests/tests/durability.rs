@@ -2,13 +2,15 @@
 //! the state before (the engine's `state_digest`, taken at one fixed future time so pending
 //! timers run alike), and a crash loop under concurrent publish, consume and ack with
 //! `--fsync always` loses no answered publish (each is still queued, dead-lettered, or was
-//! acked) and never delivers a message again after its ack was answered.
+//! acked) and never delivers a message again after its ack was answered. Its producers publish
+//! with idempotency keys and retry an unanswered publish with its key after the restart: each
+//! key ends as exactly one task.
 //!
 //! The crash loop runs 3 rounds by default; `SYNAP_CRASH_ROUNDS=n` runs more.
 
 mod server_common;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -209,6 +211,24 @@ struct Seen {
     ack_sent: HashSet<String>,
     /// Deliveries of a message whose ack had been answered before: must stay empty.
     redelivered_after_ack: Vec<String>,
+    /// Each producer's next message number: an unanswered publish is sent again with its key.
+    next: HashMap<usize, u64>,
+    /// The id each key's publish was answered with.
+    answered: HashMap<String, String>,
+    /// Every message id seen carrying each key (deliveries, what is left, the DLQ).
+    ids_by_key: HashMap<String, HashSet<String>>,
+}
+
+impl Seen {
+    fn saw(&mut self, d: &Value) {
+        let id = d["message_id"].as_str().expect("id").to_owned();
+        if let Some(key) = d["message"]["key"].as_str() {
+            self.ids_by_key
+                .entry(key.to_owned())
+                .or_default()
+                .insert(id);
+        }
+    }
 }
 
 /// `Err` when the server is gone; `Ok(None)` when it refused (e.g. an ack after the lease
@@ -220,16 +240,25 @@ async fn post(http: &reqwest::Client, url: String, body: Value) -> Result<Option
     Ok(ok.then_some(v))
 }
 
-/// Publishes until the server dies; records each answered publish.
+/// Publishes with idempotency keys until the server dies; records each answered publish. The
+/// publish the crash left unanswered is the first one sent to the next server, with its key.
 async fn producer(http: reqwest::Client, base: String, seen: Arc<Mutex<Seen>>, p: usize) {
-    for n in 0.. {
-        let body = json!({"message": {"p": p, "n": n}});
+    let mut n = seen.lock().unwrap().next.get(&p).copied().unwrap_or(0);
+    loop {
+        let key = format!("p{p}-{n}");
+        let body = json!({"message": {"p": p, "n": n, "key": key}, "idempotency_key": key});
         let Ok(reply) = post(&http, format!("{base}/queue/crash/publish"), body).await else {
+            seen.lock().unwrap().next.insert(p, n);
             return;
         };
         let v = reply.expect("publish accepted");
         let id = v["message_id"].as_str().expect("id").to_owned();
-        seen.lock().unwrap().published.insert(id);
+        let mut seen = seen.lock().unwrap();
+        seen.published.insert(id.clone());
+        if let Some(first) = seen.answered.insert(key.clone(), id.clone()) {
+            assert_eq!(first, id, "{key} answered with two ids");
+        }
+        n += 1;
     }
 }
 
@@ -243,6 +272,7 @@ async fn consumer(http: reqwest::Client, base: String, seen: Arc<Mutex<Seen>>) {
         let v = reply.expect("consume accepted");
         for d in v["messages"].as_array().expect("messages") {
             let id = d["message_id"].as_str().unwrap().to_owned();
+            seen.lock().unwrap().saw(d);
             if seen.lock().unwrap().acked.contains(&id) {
                 seen.lock().unwrap().redelivered_after_ack.push(id.clone());
             }
@@ -295,6 +325,22 @@ async fn a_crash_loop_loses_no_answered_publish_and_redelivers_no_acked_message(
     // Recover once more; once every lease of the last round has ended and every retry delay
     // has passed, each message is ready or dead-lettered.
     let api = start(&dir, &["--fsync", "always"]);
+    // Each producer sends its unanswered publish once more, then stops.
+    let pending: Vec<usize> = seen.lock().unwrap().next.keys().copied().collect();
+    for p in pending {
+        let (s, base) = (Arc::clone(&seen), api.srv.url(""));
+        let n = s.lock().unwrap().next[&p];
+        let key = format!("p{p}-{n}");
+        let body = json!({"message": {"p": p, "n": n, "key": key}, "idempotency_key": key});
+        let v = post(&http, format!("{base}/queue/crash/publish"), body)
+            .await
+            .expect("the server is up")
+            .expect("publish accepted");
+        let id = v["message_id"].as_str().expect("id").to_owned();
+        let mut s = s.lock().unwrap();
+        s.published.insert(id.clone());
+        s.answered.insert(key, id);
+    }
     let settled = |s: &Value| s["in_flight"] == json!(0) && s["delayed"] == json!(0);
     let stats = api
         .wait_stats("crash", "leases and delays over", settled)
@@ -309,13 +355,28 @@ async fn a_crash_loop_loses_no_answered_publish_and_redelivers_no_acked_message(
         }
         for d in got {
             left.insert(d["message_id"].as_str().unwrap().to_owned());
+            seen.lock().unwrap().saw(&d);
         }
     }
     let dlq = api.ok_get("/queue/crash/dlq?limit=1000").await;
     for e in dlq["messages"].as_array().into_iter().flatten() {
         left.insert(e["message_id"].as_str().unwrap().to_owned());
+        seen.lock().unwrap().saw(e);
     }
     let seen = seen.lock().unwrap();
+    let twice: Vec<_> = seen
+        .ids_by_key
+        .iter()
+        .filter(|(_, ids)| ids.len() > 1)
+        .collect();
+    assert!(twice.is_empty(), "keys that made two tasks: {twice:?}");
+    for (key, id) in &seen.answered {
+        let ids = seen.ids_by_key.get(key);
+        assert!(
+            ids.is_none_or(|ids| ids.contains(id)),
+            "{key} answered {id}, but its task is {ids:?}"
+        );
+    }
     assert!(
         seen.published.len() > 10,
         "traffic flowed: {}",
@@ -337,5 +398,54 @@ async fn a_crash_loop_loses_no_answered_publish_and_redelivers_no_acked_message(
     assert!(
         lost.is_empty(),
         "answered publishes lost: {lost:?}; {stats}; dlq {dlq}"
+    );
+}
+
+/// Runs `synap-server simulate --replay DIR --until AT` and returns its report.
+fn replay_dir(dir: &Dir, at: u64) -> Value {
+    let out = std::process::Command::new(synap_tests::server_harness::server_binary())
+        .args(["simulate", "--replay"])
+        .arg(&dir.0)
+        .args(["--until", &at.to_string()])
+        .output()
+        .expect("run the simulator");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("a JSON report")
+}
+
+#[tokio::test]
+async fn a_replay_of_the_data_directory_ends_in_the_servers_state() {
+    let dir = Dir::new("replay");
+    let at = future_ms();
+    let mut api = start(&dir, &["--fsync", "always"]);
+    build_state(&api).await;
+    // A snapshot (the graceful stop's), then more traffic on the log after it.
+    assert!(api.srv.terminate().success());
+    let api = start(&dir, &["--fsync", "always"]);
+    for key in ["a", "b", "a"] {
+        api.publish("keyed", json!({"message": key, "idempotency_key": key}))
+            .await;
+    }
+    let leased = api.consume("jobs", json!({"ack_deadline": 60})).await;
+    api.ok(
+        "/queue/jobs/ack",
+        json!({"message_id": leased[0]["message_id"]}),
+    )
+    .await;
+    api.ok("/kv/set", json!({"key": "later", "value": 2, "ttl": 30}))
+        .await;
+    let live = digest(&api, at).await;
+    // The directory of the running server is only read.
+    let report = replay_dir(&dir, at);
+    assert_eq!(report["state_digest"], json!(live), "{}", report["summary"]);
+    assert!(report["summary"]["published"].as_u64().unwrap() >= 2);
+    assert_eq!(
+        api.stats("keyed").await["published_total"],
+        json!(2),
+        "the repeated key added nothing"
     );
 }

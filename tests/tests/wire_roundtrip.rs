@@ -489,13 +489,14 @@ async fn queue_websocket_frames_round_trip_every_field() {
         id,
         message_id,
         position,
+        duplicate,
     } = published
     else {
         panic!("not a publish confirm: {published:?}");
     };
     assert_eq!(
-        (op.as_str(), id, position),
-        ("publish", Some(json!(1)), Some(1))
+        (op.as_str(), id, position, duplicate),
+        ("publish", Some(json!(1)), Some(1), false)
     );
     let pushed: w::QueueServerFrame = strict("message", ws_next(&mut ws).await.expect("push"));
     let w::QueueServerFrame::Message(d) = pushed else {

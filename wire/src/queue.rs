@@ -31,6 +31,10 @@ pub struct PublishRequest {
     /// Overrides the queue's retry limit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// A retry of a publish with the same key (within the server's idempotency window, five
+    /// minutes by default) answers with the first publish's id and position and adds nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// `POST /queue/{name}/publish_batch`: all messages are accepted or none.
@@ -50,6 +54,10 @@ pub struct Published {
     /// 1-based place in delivery order at publish time; `null` for a delayed message.
     #[serde(deserialize_with = "present")]
     pub position: Option<u64>,
+    /// `true` when the idempotency key was seen already and nothing was added (absent
+    /// otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// `{messages: [{message_id, position}]}` of a batch publish, in the order given.

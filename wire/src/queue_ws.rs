@@ -87,6 +87,9 @@ pub enum QueueServerFrame {
         /// Its place in delivery order; `null` for a delayed message.
         #[serde(deserialize_with = "present")]
         position: Option<u64>,
+        /// `true` when the idempotency key was seen already and nothing was added.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        duplicate: bool,
     },
     /// The answer of an `ack`, `nack` or `extend` frame.
     Ok {

@@ -34,6 +34,10 @@ pub struct PublishMessage {
     /// Overrides the queue's `max_retries` for this message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
+    /// A publish with a key already seen on this queue within the idempotency window answers
+    /// with the first publish's id and position and adds nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// Every input the engine accepts.

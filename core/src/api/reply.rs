@@ -44,6 +44,10 @@ pub struct Published {
     pub message_id: MessageId,
     /// 1-based place in delivery order at publish time; `None` for a delayed message.
     pub position: Option<u64>,
+    /// The idempotency key was seen already: this is the first publish's answer, and nothing
+    /// was added.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 /// What a nack did.

@@ -17,6 +17,7 @@ use crate::timers::TimerKind;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Entry {
+    #[serde(with = "crate::json::as_text")]
     value: Json,
     expires_at: Option<Millis>,
     version: u64,

@@ -12,7 +12,7 @@ use crate::time::Millis;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Body {
-    Json(Json),
+    Json(#[serde(with = "crate::json::as_text")] Json),
     Bytes(Arc<[u8]>),
 }
 

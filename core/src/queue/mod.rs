@@ -192,6 +192,7 @@ impl Queue {
         Published {
             message_id: id,
             position,
+            duplicate: false,
         }
     }
 
@@ -475,6 +476,9 @@ pub(crate) fn check_publish(limits: &Limits, m: &PublishMessage) -> Result<(), E
         return Err(Error::invalid("priority", "must be 0..=9"));
     }
     check_headers(limits, &m.headers)?;
+    if let Some(key) = &m.idempotency_key {
+        crate::dedup::check_key(key, limits.max_id_bytes)?;
+    }
     if m.delay_ms.is_some_and(|d| d > limits.max_delay_ms) {
         return Err(Error::invalid(
             "delay_ms",

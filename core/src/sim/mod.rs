@@ -37,7 +37,7 @@ mod tests;
 
 pub use dist::Dist;
 pub use presets::{PresetInfo, preset, presets};
-pub use replay::{LogRecord, ReplayOptions, parse_log, replay};
+pub use replay::{ExportHead, LogRecord, ReplayLog, ReplayOptions, parse_log, replay};
 pub use report::{
     DeadLetterReasons, Percentiles, PriorityStats, PriorityWait, Report, Sample, Summary,
     WorkerStats,

@@ -17,6 +17,9 @@ pub struct Report {
     pub series: Vec<Sample>,
     /// Totals over the run so far.
     pub summary: Summary,
+    /// A replay's final engine state digest (hex), as a server's `/debug/state_digest`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_digest: Option<String>,
 }
 
 /// The state of the queues at one instant, and what happened in the interval before it.

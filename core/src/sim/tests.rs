@@ -229,7 +229,7 @@ fn log() -> String {
 #[test]
 fn replay_reports_a_recorded_log() {
     let records = parse_log(&log()).unwrap();
-    assert_eq!(records.len(), 5);
+    assert_eq!(records.records.len(), 5);
     let options = ReplayOptions {
         until_ms: Some(20_000),
         sample_interval_ms: 1000,
@@ -241,7 +241,10 @@ fn replay_reports_a_recorded_log() {
     // max_retries 0 both are dead-lettered.
     assert_eq!((s.published, s.deliveries, s.lease_expired), (2, 2, 2));
     assert_eq!((s.completed, s.dead_lettered, s.still_in_system), (0, 2, 0));
-    assert_eq!(s.commands as usize, records.len() + 2 * r.series.len());
+    assert_eq!(
+        s.commands as usize,
+        records.records.len() + 2 * r.series.len()
+    );
     assert_eq!(r.series.first().unwrap().t_ms, 2000);
     assert_eq!(r.series.last().unwrap().t_ms, 20_000);
     assert_eq!(r.series.last().unwrap().dead_letter, 2);
@@ -256,7 +259,7 @@ fn replay_rejects_bad_logs_with_line_numbers() {
         .unwrap_err();
     assert!(err.starts_with("line 2:"), "{err}");
     let mut records = parse_log(&log()).unwrap();
-    records[3].at = 10;
+    records.records[3].at = 10;
     let err = replay(&records, &ReplayOptions::default()).unwrap_err();
     assert!(err.contains("record 4"), "{err}");
 }

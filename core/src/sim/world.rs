@@ -244,6 +244,7 @@ impl World {
                 workers,
                 ..summary_of(d)
             },
+            state_digest: None,
         }
     }
 }

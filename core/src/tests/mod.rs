@@ -2,6 +2,7 @@
 //! contract with an explicit clock. Every step also runs `check_invariants`.
 
 mod edge_cases;
+mod idempotency;
 mod input;
 mod kv;
 mod lease;

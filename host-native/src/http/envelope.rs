@@ -349,6 +349,7 @@ async fn publish(s: &AppState, raw: Option<&RawValue>) -> Outcome {
             .uint("max_retries")
             .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
         headers,
+        idempotency_key: f.str("idempotency_key").map(str::to_owned),
         ..PublishMessage::default()
     };
     let cmd = Command::Publish {
@@ -356,6 +357,9 @@ async fn publish(s: &AppState, raw: Option<&RawValue>) -> Outcome {
         message,
     };
     match call(s, cmd).await? {
+        Reply::Published(p) if p.duplicate => Ok(json!({
+            "message_id": p.message_id, "position": p.position, "duplicate": true
+        })),
         Reply::Published(p) => Ok(json!({"message_id": p.message_id, "position": p.position})),
         r => Err(odd(&r)),
     }

@@ -433,6 +433,7 @@ fn answer(call: Call, reply: Result<Reply, Failure>) -> Frame {
                 id: id.clone(),
                 message_id: p.message_id,
                 position: p.position,
+                duplicate: p.duplicate,
             })
         }
         Ok(Reply::Acked) => Ok(ok(None, None, None)),

@@ -41,6 +41,7 @@ pub(crate) fn publish_message(r: wire::PublishRequest) -> Result<PublishMessage,
         delay_ms: opt_ms("delay", r.delay)?,
         ttl_ms: opt_ms("ttl", r.ttl)?,
         max_retries: r.max_retries,
+        idempotency_key: r.idempotency_key,
     })
 }
 
@@ -96,6 +97,7 @@ pub(crate) fn published(p: &Published) -> wire::Published {
     wire::Published {
         message_id: p.message_id.to_string(),
         position: p.position,
+        duplicate: p.duplicate,
     }
 }
 

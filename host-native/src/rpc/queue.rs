@@ -89,17 +89,24 @@ fn payload_arg(args: &[Value], i: usize) -> Result<Vec<u8>, String> {
     }
 }
 
-/// `QPUBLISH queue payload [priority [max_retries]]` → the message id.
+/// `QPUBLISH queue payload [priority [max_retries [idempotency_key]]]` → the message id (the
+/// first publish's id when the key was seen already). The key is our extension; a `Null` or
+/// absent key publishes without one.
 async fn publish(s: &Session, args: &[Value]) -> Answer {
     let queue = text_arg(args, 0)?;
     let payload = payload_arg(args, 1)?;
     // Out-of-range values are refused by the engine (priority 0–9, `max_retries` limit).
     let priority = opt_uint_arg(args, 2)?.map(|p| u8::try_from(p).unwrap_or(u8::MAX));
     let max_retries = opt_uint_arg(args, 3)?.map(|r| u32::try_from(r).unwrap_or(u32::MAX));
+    let idempotency_key = match args.get(4) {
+        None | Some(Value::Null) => None,
+        Some(_) => Some(text_arg(args, 4)?.to_owned()),
+    };
     let message = PublishMessage {
         payload: Some(payload.into()),
         priority,
         max_retries,
+        idempotency_key,
         ..PublishMessage::default()
     };
     let cmd = Command::Publish {

@@ -42,7 +42,7 @@ fn read_segment(fs: &dyn Fs, dir: &Path, name: &str) -> Result<SegmentReport, St
         seed: None,
     };
     let Some(header) = SegmentHeader::decode(&bytes) else {
-        report.stopped = Some("bad segment header at offset 0".into());
+        report.stopped = Some(format!("{} at offset 0", SegmentHeader::problem(&bytes)));
         return Ok(report);
     };
     report.seed = Some(header.seed);
@@ -164,15 +164,19 @@ pub(crate) fn export(dir: &Path, w: &mut impl Write) -> Result<(), String> {
         .as_ref()
         .map(|s| s.host.seed)
         .or_else(|| segs.iter().find_map(|s| s.seed));
+    // The state the records follow, so a replay of the export starts where they do.
     let head = json!({
         "type": "head",
         "seed": seed,
         "snapshot_index": snap.as_ref().map(|s| s.index),
+        "engine": snap.as_ref().map(|s| s.engine.config()),
+        "state": snap.as_ref().map(|s| &s.engine),
     });
     let io = |e: std::io::Error| format!("cannot write: {e}");
     writeln!(w, "{head}").map_err(io)?;
+    let after = snap.as_ref().map_or(0, |s| s.index);
     for s in &segs {
-        for rec in &s.records {
+        for rec in s.records.iter().filter(|r| r.index > after) {
             let line = serde_json::to_string(rec).map_err(|e| e.to_string())?;
             writeln!(w, "{line}").map_err(io)?;
         }

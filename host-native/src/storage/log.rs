@@ -243,7 +243,7 @@ fn read_segment(
 ) -> Option<(u64, bool, String)> {
     let Some(header) = SegmentHeader::decode(bytes) else {
         let torn = bytes.len() < HEADER_LEN;
-        return Some((0, torn, "bad segment header".into()));
+        return Some((0, torn, SegmentHeader::problem(bytes)));
     };
     if header.first_index != first || expected.is_some_and(|e| e != first) {
         return Some((

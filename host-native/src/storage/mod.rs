@@ -95,10 +95,32 @@ impl Storage {
     ) -> Result<(Self, Recovered), String> {
         prepare_dir(&cfg.dir)?;
         let lock = DirLock::acquire(&cfg.dir)?;
-        let recovered =
+        let mut recovered =
             recovery::recover(fs.as_ref(), &cfg.dir, engine_config, fresh_seed, cfg.repair)?;
         for w in &recovered.warnings {
             warn!("{w}");
+        }
+        // The log replays under the config it was written with, which a snapshot holds: a new
+        // directory, or a config that differs from the recovered one, starts with a snapshot
+        // of the state under this start's config.
+        if recovered.snapshot_index.is_none() || recovered.engine.config() != engine_config {
+            if recovered.snapshot_index.is_some() {
+                info!(
+                    "the engine config differs from the data directory's; it applies from now on"
+                );
+            }
+            recovered.engine.set_config(engine_config.clone());
+            let index = recovered.next_index - 1;
+            write_snapshot(
+                fs.as_ref(),
+                &cfg.dir,
+                index,
+                recovered.last_now.0,
+                &recovered.engine,
+                &recovered.host,
+            )
+            .map_err(|e| format!("cannot write to data directory {}: {e}", cfg.dir.display()))?;
+            recovered.snapshot_index = Some(index);
         }
         let seed = recovered.host.seed;
         let log = LogWriter::open(

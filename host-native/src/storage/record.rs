@@ -49,6 +49,16 @@ impl SegmentHeader {
         b
     }
 
+    /// Why `b` is not a valid header of this version.
+    pub(crate) fn problem(b: &[u8]) -> String {
+        if b.len() >= 12 && &b[..8] == SEGMENT_MAGIC && u32_at(b, 8) != FORMAT_VERSION {
+            let v = u32_at(b, 8);
+            format!("segment format version {v}; this server reads version {FORMAT_VERSION}")
+        } else {
+            "bad segment header".into()
+        }
+    }
+
     /// Reads a header; `None` when the bytes are not a valid header of this version.
     pub(crate) fn decode(b: &[u8]) -> Option<Self> {
         let b = b.get(..HEADER_LEN)?;

@@ -2,8 +2,9 @@
 //!
 //! A snapshot file `<index:020>.snap` is a 40-byte header (magic `SYNAPSNP`, version u32, the
 //! log index it covers u64, the turn's `now` u64, the body's length u64, and a CRC-32C (u32)
-//! over the body and those first 36 header bytes) and a MessagePack body. MessagePack rather than postcard or bincode because the engine holds JSON values,
-//! which only a self-describing format decodes. It is written as a temp file, synced, renamed
+//! over the body and those first 36 header bytes) and a MessagePack body. MessagePack rather
+//! than postcard or bincode because the engine's state has internally tagged enums and
+//! flattened fields, which only a self-describing format decodes. It is written as a temp file, synced, renamed
 //! into place and the directory synced, so a crash leaves either the old or the new snapshot.
 
 use std::collections::BTreeSet;
@@ -17,7 +18,8 @@ use super::fs::Fs;
 use super::log::segments;
 
 const MAGIC: &[u8; 8] = b"SYNAPSNP";
-const VERSION: u32 = 1;
+/// Version 2: JSON bodies are their compact text (a MessagePack string).
+const VERSION: u32 = 2;
 const HEADER: usize = 40;
 
 /// What a snapshot holds besides the engine: host state recovery needs.

@@ -96,6 +96,47 @@ fn an_unwritable_directory_is_a_clear_start_up_error() {
 }
 
 #[test]
+fn a_changed_config_applies_at_restart_and_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let (mut s, r) = open(&cfg);
+    let mut engine = r.engine;
+    let index = turn(&mut engine, &mut s, 1_000, vec![publish(1)]);
+    wait_durable(&s, index);
+    drop(s); // a crash: no shutdown snapshot
+    let lowered = EngineConfig {
+        auto_create_queues: false,
+        idempotency_window_ms: 1_000,
+        ..EngineConfig::default()
+    };
+    let reopen = |c: &EngineConfig| Storage::open(Arc::new(RealFs), &cfg, c, 11).unwrap();
+    let (mut s, r) = reopen(&lowered);
+    assert_eq!(r.engine.config(), &lowered, "the new config applies");
+    assert_eq!(
+        r.snapshot_index,
+        Some(1),
+        "a snapshot holds it from record 1 on"
+    );
+    let mut engine = r.engine;
+    // Under the new config an unknown queue is not created, and the refusal is not logged.
+    let unknown = Command::Publish {
+        queue: "other".into(),
+        message: PublishMessage {
+            message: Some(Json::from_trusted_text("1".to_owned())),
+            ..PublishMessage::default()
+        },
+    };
+    let index = turn(&mut engine, &mut s, 2_000, vec![unknown, publish(2)]);
+    wait_durable(&s, index);
+    let before = digest_at(&engine, 5_000);
+    drop(s);
+    let (_s, r) = reopen(&lowered);
+    assert_eq!(r.engine.config(), &lowered);
+    assert_eq!((r.snapshot_index, r.replayed), (Some(1), 1));
+    assert_eq!(digest_at(&r.engine, 5_000), before);
+}
+
+#[test]
 fn a_second_server_on_the_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
@@ -132,7 +173,8 @@ fn a_restart_without_shutdown_snapshot_replays_to_the_same_state() {
     let (_s, r) = open(&cfg);
     assert_eq!(
         (r.snapshot_index, r.replayed, r.last_now),
-        (None, 201, Millis(2_000))
+        (Some(0), 201, Millis(2_000)),
+        "the first start's snapshot holds the config; the log after it is replayed"
     );
     assert!(
         log::segments(&RealFs, dir.path()).unwrap().len() > 2,
