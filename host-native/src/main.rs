@@ -9,6 +9,8 @@ mod hardening;
 mod http;
 mod listen;
 mod memory;
+#[cfg(test)]
+mod proptests;
 mod rpc;
 mod settings;
 // The subcommand's entry point is `pub` for its own reasons; it is reached only from `main`.

@@ -32,6 +32,8 @@ pub(crate) use auth::{Auth, User};
 pub(crate) use envelope::wire_error;
 pub(crate) use metrics::HttpMetrics;
 pub(crate) use origin::OriginPolicy;
+#[cfg(test)]
+pub(crate) use queue_ws::frame_outcome;
 
 use crate::handle::EngineHandle;
 

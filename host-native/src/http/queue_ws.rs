@@ -538,3 +538,21 @@ impl<'a> FrameHead<'a> {
         }
     }
 }
+
+/// What the connection does with one client frame (`text`, or `None` for a binary frame): the
+/// command it runs, or the answer it sends without one. For the property tests.
+#[cfg(test)]
+pub(crate) fn frame_outcome(s: AppState, text: Option<&str>) -> Result<Command, Frame> {
+    let conn = Conn {
+        s,
+        queue: "q".into(),
+        consumer_id: "c".into(),
+        lease_ms: None,
+        prefetch: 0,
+        session: None,
+    };
+    match text {
+        None => Err(binary_frame()),
+        Some(t) => conn.prepare(t).map(|(_, cmd)| cmd).map_err(|f| *f),
+    }
+}

@@ -49,7 +49,7 @@ impl Session {
 }
 
 /// How reading a frame ended.
-enum ReadError {
+pub(super) enum ReadError {
     /// The peer closed the connection, or the socket failed.
     Closed,
     /// A zero length prefix, or one over the limit.
@@ -61,7 +61,7 @@ enum ReadError {
 /// Reads one frame body, checking the length prefix against `max` before reading on. The
 /// body grows as bytes arrive, so a prefix alone cannot make the server allocate `max`. Once
 /// the first byte is in, the rest of the frame must arrive within `timeout`.
-async fn read_frame<R: AsyncRead + Unpin>(
+pub(super) async fn read_frame<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
     timeout: Duration,

@@ -6,6 +6,8 @@
 
 mod conn;
 mod kv;
+#[cfg(test)]
+mod proptests;
 mod pubsub;
 mod queue;
 mod stream;
