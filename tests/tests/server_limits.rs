@@ -151,3 +151,48 @@ async fn synap_rpc_closes_silent_connections_but_not_busy_ones() {
     let frame = half.recv().await.expect("an error frame");
     assert!(frame.1.is_err(), "{frame:?}");
 }
+
+/// Resident bytes a parked long-poll may cost the server. The release build measures about
+/// 17 KiB (README, "Limits and hardening"); this debug-build bound is generous, and far below
+/// the 75 KiB a parked connection cost before.
+const PARKED_BOUND: u64 = 48 << 10;
+
+#[tokio::test]
+async fn a_parked_consumer_costs_little_memory() {
+    let api = Api::start();
+    api.ok("/queue/q", json!({})).await;
+    let pid = api.srv.pid();
+    let n: u64 = 400;
+    let idle = hardening_common::rss_bytes(pid);
+    let url = api.srv.url("/queue/q/consume");
+    let polls: Vec<_> = (0..n)
+        .map(|i| {
+            // One client each: a connection per parked consumer, as separate workers have.
+            let http = reqwest::Client::new();
+            let url = url.clone();
+            tokio::spawn(async move {
+                http.post(url)
+                    .json(&json!({"timeout": 4, "consumer_id": format!("c{i}")}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    let mut parked = 0;
+    for _ in 0..100 {
+        parked = api.stats("q").await["waiters"].as_u64().unwrap();
+        if parked == n {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(parked, n, "every consumer parked");
+    let held = hardening_common::rss_bytes(pid);
+    let per = held.saturating_sub(idle) / n;
+    println!("{n} parked long-polls: {per} bytes each");
+    assert!(per < PARKED_BOUND, "{per} bytes per parked consumer");
+    for p in polls {
+        assert_eq!(p.await.unwrap().ok(), Some(200));
+    }
+}
