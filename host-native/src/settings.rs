@@ -123,15 +123,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn seconds_convert_to_milliseconds() {
-        assert_eq!(secs_to_ms("t", 0.3).unwrap(), 300);
-        assert_eq!(secs_to_ms("t", 300.0).unwrap(), 300_000);
-        assert!(secs_to_ms("t", -1.0).is_err());
-        assert!(secs_to_ms("t", f64::NAN).is_err());
-        assert!(secs_to_ms("t", 1e12).is_err());
-    }
-
-    #[test]
     fn settings_apply_over_the_default() {
         let s = QueueSettings {
             max_retries: Some(3),

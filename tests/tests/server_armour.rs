@@ -7,7 +7,7 @@ mod hardening_common;
 mod rpc_common;
 mod server_common;
 
-use hardening_common::{assert_json_error, exchange};
+use hardening_common::{exchange, refused};
 use rpc_common::{Rpc, V, s};
 use serde_json::{Value, json};
 use server_common::{Api, Options, Server, ws_connect, ws_next, ws_send};
@@ -38,11 +38,7 @@ async fn cross_origin_requests_are_refused_and_allowed_origins_get_cors() {
         "origin: http://evil.test\r\ncontent-type: text/plain\r\n",
         body,
     );
-    assert_json_error(
-        &exchange(srv.addr, evil.as_bytes()).await,
-        403,
-        "origin_not_allowed",
-    );
+    refused(srv.addr, &evil, 403, "origin_not_allowed").await;
     // No Origin, but not JSON either (a form post).
     let form = raw(
         &srv,
@@ -51,27 +47,15 @@ async fn cross_origin_requests_are_refused_and_allowed_origins_get_cors() {
         "content-type: application/x-www-form-urlencoded\r\n",
         body,
     );
-    assert_json_error(
-        &exchange(srv.addr, form.as_bytes()).await,
-        415,
-        "unsupported_media_type",
-    );
+    refused(srv.addr, &form, 415, "unsupported_media_type").await;
     let none = raw(&srv, "POST", "/kv/set", "", r#"{"key":"k","value":1}"#);
-    assert_json_error(
-        &exchange(srv.addr, none.as_bytes()).await,
-        415,
-        "unsupported_media_type",
-    );
+    refused(srv.addr, &none, 415, "unsupported_media_type").await;
     // DNS rebinding: the page's own host name in Host.
     let rebound = format!(
         "GET /queue/list HTTP/1.1\r\nHost: evil.test:{}\r\nconnection: close\r\n\r\n",
         srv.addr.port()
     );
-    assert_json_error(
-        &exchange(srv.addr, rebound.as_bytes()).await,
-        403,
-        "host_not_allowed",
-    );
+    refused(srv.addr, &rebound, 403, "host_not_allowed").await;
     // A marked cross-site request without Origin (an <img> GET).
     let img = raw(
         &srv,
@@ -80,11 +64,7 @@ async fn cross_origin_requests_are_refused_and_allowed_origins_get_cors() {
         "sec-fetch-site: cross-site\r\n",
         "",
     );
-    assert_json_error(
-        &exchange(srv.addr, img.as_bytes()).await,
-        403,
-        "origin_not_allowed",
-    );
+    refused(srv.addr, &img, 403, "origin_not_allowed").await;
     // Same origin (the web app served at /) and the allowed origin are served.
     let same = format!("origin: http://{}\r\n{json_ct}", srv.addr);
     let (status, text) = exchange(
@@ -127,22 +107,14 @@ async fn cross_origin_requests_are_refused_and_allowed_origins_get_cors() {
         "origin: http://evil.test\r\naccess-control-request-method: POST\r\n",
         "",
     );
-    assert_json_error(
-        &exchange(srv.addr, bad_preflight.as_bytes()).await,
-        403,
-        "origin_not_allowed",
-    );
+    refused(srv.addr, &bad_preflight, 403, "origin_not_allowed").await;
     // A WebSocket upgrade from another origin.
     let ws = format!(
         "GET /queue/q/ws HTTP/1.1\r\nHost: {}\r\nOrigin: http://evil.test\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
         srv.addr
     );
-    assert_json_error(
-        &exchange(srv.addr, ws.as_bytes()).await,
-        403,
-        "origin_not_allowed",
-    );
+    refused(srv.addr, &ws, 403, "origin_not_allowed").await;
     // Only the two accepted publishes reached the queue.
     let api = Api::with(srv);
     assert_eq!(api.stats("q").await["depth"], 2);
@@ -337,32 +309,16 @@ async fn every_bad_input_of_the_list_gets_a_json_4xx() {
     // The HTTP layer's own errors.
     let many: String = (0..120).map(|i| format!("x-h{i}: v\r\n")).collect();
     let big = raw(srv, "GET", "/health", &many, "");
-    assert_json_error(
-        &exchange(srv.addr, big.as_bytes()).await,
-        431,
-        "header_too_large",
-    );
+    refused(srv.addr, &big, 431, "header_too_large").await;
     let long = raw(srv, "GET", &format!("/{}", "a".repeat(70_000)), "", "");
-    assert_json_error(
-        &exchange(srv.addr, long.as_bytes()).await,
-        414,
-        "uri_too_long",
-    );
+    refused(srv.addr, &long, 414, "uri_too_long").await;
     let bad_len = format!(
         "POST /kv/set HTTP/1.1\r\nHost: {}\r\ncontent-length: twelve\r\n\r\n",
         srv.addr
     );
-    assert_json_error(
-        &exchange(srv.addr, bad_len.as_bytes()).await,
-        400,
-        "bad_request",
-    );
+    refused(srv.addr, &bad_len, 400, "bad_request").await;
     let bad_path = format!("GET /a b c HTTP/1.1\r\nHost: {}\r\n\r\n", srv.addr);
-    assert_json_error(
-        &exchange(srv.addr, bad_path.as_bytes()).await,
-        400,
-        "bad_request",
-    );
+    refused(srv.addr, &bad_path, 400, "bad_request").await;
     let (status, v) = api.get("/no/such/route").await;
     assert_eq!(
         (status, v["code"].as_str()),

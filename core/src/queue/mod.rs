@@ -36,6 +36,9 @@ use ready::Ready;
 pub(crate) use session::Session;
 use stats::{Consumers, Counters, WaitWindow};
 
+/// Capacity (entries) below which the message map and ready lanes are never shrunk.
+const COMPACT_MIN: usize = 4096;
+
 /// What a consume asks for, after validation.
 pub(crate) struct ConsumeSpec {
     pub(crate) max_messages: u32,
@@ -131,10 +134,16 @@ impl Queue {
         ctx.held_bytes += bytes;
     }
 
-    /// Counts message bytes that left (acked, purged, dropped from the DLQ).
+    /// Counts message bytes that left (acked, purged, dropped from the DLQ), and gives back
+    /// the room a drained backlog left in the message map and the ready index.
     pub(crate) fn let_go(&mut self, ctx: &mut Ctx, bytes: u64) {
         self.held = self.held.saturating_sub(bytes);
         ctx.held_bytes = ctx.held_bytes.saturating_sub(bytes);
+        let len = self.messages.len();
+        if self.messages.capacity() > COMPACT_MIN && len * 4 < self.messages.capacity() {
+            self.messages.shrink_to(len * 2);
+        }
+        self.ready.compact();
     }
 
     /// Adds a validated message (see `check_publish` and `check_room`). With `serve`, parked

@@ -66,15 +66,6 @@ fn incr_past_the_integer_range_fails() {
 #[test]
 fn control_characters_are_refused_in_ids_and_topics() {
     let mut r = Rig::new();
-    let consume = r.cmd(Command::Consume {
-        queue: "q".into(),
-        wait_ms: 0,
-        lease_ms: None,
-        max_messages: 1,
-        consumer_id: Some("w\01".into()),
-    });
-    // An unknown queue answers first; create it and ask again.
-    assert!(consume.is_err());
     r.publish("q", 1, 5);
     let consume = r.cmd(Command::Consume {
         queue: "q".into(),

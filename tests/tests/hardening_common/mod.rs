@@ -88,6 +88,11 @@ pub fn assert_json_error(answer: &(u16, String), status: u16, code: &str) {
     assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
 }
 
+/// Sends `request` and asserts it is refused with `status` and a JSON error of `code`.
+pub async fn refused(addr: SocketAddr, request: &str, status: u16, code: &str) {
+    assert_json_error(&exchange(addr, request.as_bytes()).await, status, code);
+}
+
 /// The resident memory of a process, in bytes (`VmRSS` of /proc/PID/status).
 pub fn rss_bytes(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
