@@ -72,7 +72,7 @@ fn control_characters_are_refused_in_ids_and_topics() {
         wait_ms: 0,
         lease_ms: None,
         max_messages: 1,
-        consumer_id: Some("w\01".into()),
+        consumer_id: Some("w\0x".into()),
     });
     assert!(invalid(&consume, "consumer_id"), "{consume:?}");
     let attach = r.cmd(Command::Attach {

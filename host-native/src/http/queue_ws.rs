@@ -542,7 +542,7 @@ impl<'a> FrameHead<'a> {
 /// What the connection does with one client frame (`text`, or `None` for a binary frame): the
 /// command it runs, or the answer it sends without one. For the property tests.
 #[cfg(test)]
-pub(crate) fn frame_outcome(s: AppState, text: Option<&str>) -> Result<Command, Frame> {
+pub(crate) fn frame_outcome(s: AppState, text: Option<&str>) -> Result<Command, Box<Frame>> {
     let conn = Conn {
         s,
         queue: "q".into(),
@@ -552,7 +552,7 @@ pub(crate) fn frame_outcome(s: AppState, text: Option<&str>) -> Result<Command, 
         session: None,
     };
     match text {
-        None => Err(binary_frame()),
-        Some(t) => conn.prepare(t).map(|(_, cmd)| cmd).map_err(|f| *f),
+        None => Err(Box::new(binary_frame())),
+        Some(t) => conn.prepare(t).map(|(_, cmd)| cmd),
     }
 }
