@@ -12,7 +12,8 @@
 # the wasm-bindgen crate's exact version (by host-wasm/build.sh), a Python venv with synap-sdk
 # and pytest (tests/python/run.sh), a venv with the Python client and pytest
 # (client/python/run-tests.sh), the TypeScript compiler and `ws` (npm ci in host-wasm, by
-# build.sh), the npm packages of host-wasm/browser and Debian's chromium for the browser test.
+# build.sh), the npm packages of host-wasm/browser and Debian's chromium for the browser test,
+# and the web app's npm packages (npm ci in www, by www/build.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
@@ -82,6 +83,15 @@ if [[ ! -d host-wasm/browser/node_modules/playwright-core ]]; then
   (cd host-wasm/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 run "browser tests" node --test host-wasm/browser/
+
+step "web app (www): bundle, committed copy current, browser tests against the server"
+# build.sh runs npm ci in www when esbuild, uPlot, TypeScript, playwright-core or axe-core is
+# missing, rebuilds www/dist from www/src and host-wasm/pkg, and fails when the result differs
+# from the committed www/dist (the copy the server binary embeds for a fresh clone).
+run "web app bundle" bash www/build.sh --check
+# The server embeds www/dist at compile time: rebuild it so the tests see this bundle.
+cargo build -q -p synap-server
+run "web app browser tests" node --test --test-concurrency=1 www/tests/
 
 echo
 if ((${#failures[@]})); then

@@ -145,6 +145,10 @@ cat > "$pkg/package.json" <<JSON
         "default": "./web/index.js"
       }
     },
+    "./client": {
+      "types": "./client/esm/index.d.ts",
+      "default": "./client/esm/index.js"
+    },
     "./web/raw": {
       "types": "./web/synap_wasm.d.ts",
       "default": "./web/synap_wasm.js"

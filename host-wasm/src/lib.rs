@@ -7,6 +7,8 @@
 //! 64-bit parameters arrive as JS numbers (`f64`) and are checked before conversion, because a
 //! bare `u64` parameter would demand a `BigInt` from every caller.
 
+mod fast;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use synap_core::sim::{self, Scenario, parse_seed};
@@ -81,6 +83,21 @@ fn seed(value: &JsValue) -> Result<u64, JsValue> {
         return Ok(0);
     }
     Err(invalid("seed", "must be a number or a string of digits"))
+}
+
+/// `Simulation.replay`'s options. `seed` may be a number or, like every seed of this API, a
+/// string of digits: a server's engine seed is a full u64, which a JS number cannot hold.
+fn replay_options(options: JsValue) -> Result<sim::ReplayOptions, JsValue> {
+    if options.is_undefined() || options.is_null() {
+        return Ok(sim::ReplayOptions::default());
+    }
+    let mut json: serde_json::Value =
+        serde_wasm_bindgen::from_value(options).map_err(|e| invalid("options", &e.to_string()))?;
+    if let Some(text) = json.get("seed").and_then(serde_json::Value::as_str) {
+        let n = parse_seed(text).map_err(|e| invalid("seed", &e))?;
+        json["seed"] = n.into();
+    }
+    serde_json::from_value(json).map_err(|e| invalid("options", &e.to_string()))
 }
 
 /// The sans-IO engine. Call `handle(nowMs, command)` for every input, `handleTimeout(nowMs)` at
@@ -200,13 +217,10 @@ impl WasmSimulation {
     }
 
     /// `Simulation.replay(jsonLines, options?)`: replays a recorded command log
-    /// (`{"at": ms, "command": {...}}` per line) and returns its report.
+    /// (`{"at": ms, "command": {...}}` per line, or a server's `data export`) and returns its
+    /// report. `options.seed` may be a string of digits.
     pub fn replay(log: &str, options: JsValue) -> Result<JsValue, JsValue> {
-        let options: sim::ReplayOptions = if options.is_undefined() || options.is_null() {
-            sim::ReplayOptions::default()
-        } else {
-            from_js("options", options)?
-        };
+        let options = replay_options(options)?;
         let records = sim::parse_log(log).map_err(|e| invalid("log", &e))?;
         let report = sim::replay(&records, &options).map_err(|e| invalid("log", &e))?;
         to_js(&report)

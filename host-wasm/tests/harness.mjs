@@ -22,11 +22,13 @@ export function serverBinary() {
 
 /**
  * Starts a server; resolves to `{ url, pid, stop() }`. `config` is YAML for `--config`,
- * `env` extra environment (e.g. SYNAP_API_KEY).
+ * `env` extra environment (e.g. SYNAP_API_KEY), `dataDir` a data directory (else in memory).
  */
-export async function startServer({ config, env = {} } = {}) {
+export async function startServer({ config, env = {}, dataDir } = {}) {
   // No SynapRPC: these clients speak HTTP, and parallel servers would contend for its port.
-  const args = ['--bind', '127.0.0.1:0', '--in-memory', '--no-rpc'];
+  // In memory, unless a data directory is given (then every reply waits for an fsync).
+  const storage = dataDir ? ['--data-dir', dataDir, '--fsync', 'always'] : ['--in-memory'];
+  const args = ['--bind', '127.0.0.1:0', ...storage, '--no-rpc'];
   if (config) {
     const file = join(mkdtempSync(join(tmpdir(), 'synap-ts-')), 'synap.yaml');
     writeFileSync(file, config);

@@ -80,4 +80,10 @@ test('replay of a recorded command log', () => {
   assert.equal(r.summary.dead_lettered, 1);
   assert.deepEqual(Simulation.replay(log, { until_ms: 10000, sample_interval_ms: 1000 }), r);
   assert.throws(() => Simulation.replay('{"at": 1}'), (err) => /line 1/.test(err.message));
+  // A server's seed is a full u64: as a string of digits it arrives exact; the message ids
+  // differ from another seed's, so the run hash does too.
+  const big = Simulation.replay(log, { seed: '18446744073709551615', until_ms: 10000 });
+  assert.notEqual(big.summary.run_hash, Simulation.replay(log, { seed: 1, until_ms: 10000 }).summary.run_hash);
+  assert.deepEqual(Simulation.replay(log, { seed: '18446744073709551615', until_ms: 10000 }), big);
+  assert.throws(() => Simulation.replay(log, { seed: '12x' }), (err) => err.code === 'invalid_argument');
 });

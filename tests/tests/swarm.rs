@@ -4,7 +4,8 @@
 //! pub/sub subscribers and fault rates, runs the real engine under a fake clock with an oracle
 //! checking every reply and event, then a fault-free phase that must end with every message
 //! acked or dead-lettered (or deleted with its queue); each seed runs twice and the traces must
-//! hash equal.
+//! hash equal. Keyed publishes whose reply was "lost" are sent again, and must answer with
+//! their first publish.
 
 use synap_tests::swarm::{check_seed, seeds_from_env, summarize};
 
@@ -20,7 +21,13 @@ fn swarm() {
         total["acked"] + total["dead_lettered"] + total["deleted"]
     );
     if seeds.len() >= 100 {
-        for figure in ["session_pushes", "given_back", "pubsub_pushed", "restarts"] {
+        for figure in [
+            "session_pushes",
+            "given_back",
+            "pubsub_pushed",
+            "restarts",
+            "duplicates",
+        ] {
             assert!(total[figure] > 0, "the swarm never exercised {figure}");
         }
     }

@@ -15,6 +15,7 @@ pub(crate) mod passwords;
 mod pubsub;
 mod queue;
 mod queue_ws;
+mod web;
 mod wire;
 
 use std::sync::Arc;
@@ -152,7 +153,12 @@ pub(crate) fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))
+        // Browser-origin checks guard the API; the web app's static files stay reachable from
+        // a link on any site (their API calls are checked).
         .layer(middleware::from_fn_with_state(state.clone(), origin::guard))
+        // The web app, after the auth layer so that it stays public: the page loads, then
+        // asks for an API key for the routes it calls.
+        .merge(web::routes())
         .layer(middleware::from_fn_with_state(
             state.clone(),
             metrics::track,

@@ -366,4 +366,6 @@ impl Compaction {
 pub(crate) mod inspect;
 pub(crate) mod outbox;
 #[cfg(test)]
+mod swarm;
+#[cfg(test)]
 mod tests;

@@ -44,6 +44,10 @@ pub struct SwarmConfig {
     pub p_override_retries: f64,
     /// Chance a publish is a batch.
     pub p_batch: f64,
+    /// A published message carries an idempotency key.
+    pub p_keyed: f64,
+    /// A keyed publish's reply is "lost": the publisher sends it again, later.
+    pub p_lost_reply: f64,
     /// Chance a consume long-polls rather than returning at once.
     pub p_long_poll: f64,
     /// Per-delivery fault chances: the consumer crashes (holds its leases and goes silent),
@@ -178,6 +182,8 @@ impl SwarmConfig {
             p_delay: if chance() < 0.5 { 0.2 } else { 0.0 },
             p_override_retries: if chance() < 0.3 { 0.3 } else { 0.0 },
             p_batch: 0.2,
+            p_keyed: 0.3,
+            p_lost_reply: 0.3,
             p_long_poll: 0.6,
             p_crash: f(rates[0]) / 3.0,
             p_late_ack: f(rates[1]),

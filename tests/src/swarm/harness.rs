@@ -18,6 +18,17 @@ const MAX_REPLAYS: usize = 3;
 /// grants past it are tried).
 pub(crate) const SESSION_WINDOW: u32 = 6;
 
+/// A host's storage for the swarm's restarts: the server's real command log and snapshots (on
+/// a file system that injects faults), instead of the swarm's own in-memory replay.
+pub trait Store {
+    /// An engine call accepted `cmd`, a mutation, at `now`: log it as the server would.
+    fn record(&mut self, now: u64, cmd: &Command);
+    /// The host restarts: the engine as recovered from what was stored. `live` is the engine
+    /// before the restart (a snapshot may be taken of it first); `draw` is a random number
+    /// for the store's fault choices.
+    fn restart(&mut self, live: &Engine, draw: u64) -> Engine;
+}
+
 /// An event addressed to one actor, routed after the command that caused it.
 #[derive(Debug)]
 pub(crate) enum Note {
@@ -44,6 +55,8 @@ pub(crate) struct Tally {
     pub(crate) session_pushes: usize,
     /// Messages given back (by detach or give-back).
     pub(crate) given_back: usize,
+    /// Keyed publishes answered as duplicates.
+    pub(crate) duplicates: usize,
 }
 
 /// Engine, clock, log, trace and oracle of one run.
@@ -66,6 +79,8 @@ pub(crate) struct Harness {
     pub(crate) tally: Tally,
     /// `SIM_TRACE` is set: print every command and event (to read a failing seed).
     verbose: bool,
+    /// Restarts recover from this store when there is one.
+    store: Option<Box<dyn Store>>,
 }
 
 impl Harness {
@@ -76,6 +91,8 @@ impl Harness {
                 max_session_credit: SESSION_WINDOW,
                 ..Limits::default()
             },
+            // Longer than any run: a retried key always finds its first publish.
+            idempotency_window_ms: 1 << 40,
             ..EngineConfig::default()
         };
         Self {
@@ -94,8 +111,19 @@ impl Harness {
             notes: VecDeque::new(),
             tally: Tally::default(),
             verbose: std::env::var_os("SIM_TRACE").is_some(),
+            store: None,
             cfg,
         }
+    }
+
+    /// Restarts go through `store` from now on.
+    pub(crate) fn set_store(&mut self, store: Box<dyn Store>) {
+        self.store = Some(store);
+    }
+
+    /// The engine's configuration in this run.
+    pub(crate) fn engine_config(&self) -> &EngineConfig {
+        &self.engine_cfg
     }
 
     pub(crate) fn chance(&mut self, p: f64) -> bool {
@@ -145,6 +173,12 @@ impl Harness {
         }
         let result = self.engine.handle(Millis(self.now), cmd.clone());
         self.engine.check_invariants();
+        if let Some(store) = &mut self.store
+            && result.is_ok()
+            && cmd.is_mutation()
+        {
+            store.record(self.now, &cmd);
+        }
         let line = format!(
             "{} {} {}\n",
             self.now,
@@ -163,6 +197,10 @@ impl Harness {
             Ok(Reply::Attached { .. }) => self.tally.attaches += 1,
             Ok(Reply::Detached { returned } | Reply::GivenBack { returned }) => {
                 self.tally.given_back += *returned as usize;
+            }
+            Ok(Reply::Published(p)) => self.tally.duplicates += usize::from(p.duplicate),
+            Ok(Reply::PublishedBatch { messages }) => {
+                self.tally.duplicates += messages.iter().filter(|p| p.duplicate).count();
             }
             _ => {}
         }
@@ -257,7 +295,13 @@ impl Harness {
         }
         self.next_restart = self.calls + self.cfg.restart_every;
         let digest = self.engine.state_digest();
-        let rebuilt = if self.replays < MAX_REPLAYS && self.chance(0.3) {
+        let rebuilt = if let Some(store) = &mut self.store {
+            let draw = self.rng.next_u64();
+            let mut e = store.restart(&self.engine, draw);
+            e.handle_timeout(self.engine.now());
+            while e.poll_event().is_some() {}
+            e
+        } else if self.replays < MAX_REPLAYS && self.chance(0.3) {
             self.replays += 1;
             let mut e = Engine::new(self.engine_cfg.clone(), self.cfg.seed);
             for (now, cmd) in &self.log {

@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use synap_core::Command;
 
 pub use config::{QueueSpec, SwarmConfig};
+pub use harness::Store;
 
 use actors::{Listener, Poller, Publisher, Streamer, kv_user};
 use harness::{Harness, Note};
@@ -53,6 +54,8 @@ pub struct SeedReport {
     pub session_pushes: usize,
     /// Messages given back to their queue by a detach or a give-back.
     pub given_back: usize,
+    /// Retried keyed publishes answered with their first publish.
+    pub duplicates: usize,
 }
 
 /// One run: the harness and every actor.
@@ -68,6 +71,18 @@ struct Swarm {
 #[must_use]
 pub fn run(seed: u64) -> SeedReport {
     Swarm::new(SwarmConfig::from_seed(seed)).run()
+}
+
+/// Runs one seed with its restarts recovering from a host's storage; `make` gets the engine
+/// config and seed the store's fresh engine must have.
+pub fn run_on_store(
+    seed: u64,
+    make: impl FnOnce(&synap_core::EngineConfig, u64) -> Box<dyn Store>,
+) -> SeedReport {
+    let mut swarm = Swarm::new(SwarmConfig::from_seed(seed));
+    let store = make(swarm.h.engine_config(), seed);
+    swarm.h.set_store(store);
+    swarm.run()
 }
 
 impl Swarm {
@@ -119,6 +134,7 @@ impl Swarm {
             attaches: self.h.tally.attaches,
             session_pushes: self.h.tally.session_pushes,
             given_back: self.h.tally.given_back,
+            duplicates: self.h.tally.duplicates,
         }
     }
 
@@ -328,6 +344,7 @@ pub fn summarize(reports: &[SeedReport]) -> BTreeMap<&'static str, usize> {
         *m.entry("attaches").or_default() += o.attaches;
         *m.entry("session_pushes").or_default() += o.session_pushes;
         *m.entry("given_back").or_default() += o.given_back;
+        *m.entry("duplicates").or_default() += o.duplicates;
     }
     m
 }

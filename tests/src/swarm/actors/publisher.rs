@@ -15,6 +15,8 @@ pub(crate) struct Publisher {
     topic_total: usize,
     topic_sent: usize,
     next: u64,
+    /// A keyed publish whose reply was lost: sent again (the same command) at a later turn.
+    retry: Option<Command>,
 }
 
 impl Publisher {
@@ -25,11 +27,12 @@ impl Publisher {
             topic_total,
             topic_sent: 0,
             next: 1_000,
+            retry: None,
         }
     }
 
     pub(crate) fn done(&self) -> bool {
-        self.sent >= self.total && self.topic_sent >= self.topic_total
+        self.sent >= self.total && self.topic_sent >= self.topic_total && self.retry.is_none()
     }
 
     pub(crate) fn next_at(&self) -> Option<u64> {
@@ -40,6 +43,15 @@ impl Publisher {
     pub(crate) fn act(&mut self, h: &mut Harness) {
         let gap = h.pick(0, h.cfg.publish_gap_ms);
         self.next = h.now + gap;
+        if self.retry.is_some() && (self.sent >= self.total || h.chance(0.5)) {
+            // The oracle checks that every keyed message answers with its first id.
+            let cmd = self.retry.take().expect("a retry is pending");
+            match h.exec(cmd) {
+                Ok(Reply::Published(_) | Reply::PublishedBatch { .. }) => {}
+                other => panic!("a retried publish answered {other:?}"),
+            }
+            return;
+        }
         let topic_left = self.topic_total - self.topic_sent;
         let queue_left = self.total - self.sent;
         if topic_left > 0 && (queue_left == 0 || h.chance(0.4)) {
@@ -80,6 +92,9 @@ impl Publisher {
             if h.chance(h.cfg.p_override_retries) {
                 m.max_retries = Some(h.pick(0, 3) as u32);
             }
+            if h.chance(h.cfg.p_keyed) {
+                m.idempotency_key = Some(format!("k{k}"));
+            }
             messages.push(m);
         }
         let q = h.any_queue();
@@ -93,11 +108,21 @@ impl Publisher {
         } else {
             Command::PublishBatch { queue, messages }
         };
+        let keyed = match &cmd {
+            Command::Publish { message, .. } => message.idempotency_key.is_some(),
+            Command::PublishBatch { messages, .. } => {
+                messages.iter().any(|m| m.idempotency_key.is_some())
+            }
+            _ => false,
+        };
+        let lost = keyed && self.retry.is_none() && h.chance(h.cfg.p_lost_reply);
+        let again = lost.then(|| cmd.clone());
         match h.exec(cmd) {
             Ok(Reply::Published(_) | Reply::PublishedBatch { .. }) => {}
             // A queue with `max_bytes` refuses what would pass it; nothing of it is kept.
             Err(Error::MemoryFull { .. }) if budgeted => {}
             other => panic!("publish answered {other:?}"),
         }
+        self.retry = again;
     }
 }

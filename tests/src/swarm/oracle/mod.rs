@@ -6,6 +6,7 @@
 //! ledger per message, the parked waiters and attached sessions with their credit, the pub/sub
 //! subscribers and the KV, and predicts each answer. A violation panics with the rule.
 
+mod keys;
 mod kv;
 mod ledger;
 mod pubsub;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use synap_core::{Command, Error, Event, LeaseToken, MessageId, NackAction, Reply, SessionId};
 
 use super::config::SwarmConfig;
+use keys::Keys;
 pub(crate) use kv::KvModel;
 use ledger::Ended;
 pub(crate) use ledger::{Failing, Ledger, Place};
@@ -42,6 +44,8 @@ pub(crate) struct Oracle {
     given_back: Vec<(MessageId, u32)>,
     /// Messages removed with their queue.
     pub(crate) deleted: usize,
+    /// Publish idempotency keys and the ids they were first answered with.
+    keys: Keys,
 }
 
 fn code(result: &Result<Reply, Error>) -> Option<&'static str> {
@@ -61,6 +65,7 @@ impl Oracle {
             max_window,
             given_back: Vec::new(),
             deleted: 0,
+            keys: Keys::default(),
         }
     }
 
@@ -397,22 +402,31 @@ impl Oracle {
                 }
                 self.check_prefetch(self.cfg.queue_index(queue), consumer_id.as_deref());
             }
-            (Command::Publish { message, .. }, Ok(Reply::Published(p))) => {
-                self.ledger
-                    .published(p.message_id, message.max_retries, message.ttl_ms);
+            (Command::Publish { queue, message }, Ok(Reply::Published(p))) => {
+                let fresh = self.keys.fresh(queue, message, p);
+                if fresh {
+                    self.ledger
+                        .published(p.message_id, message.max_retries, message.ttl_ms);
+                }
             }
             (
-                Command::PublishBatch { messages: sent, .. },
+                Command::PublishBatch {
+                    queue,
+                    messages: sent,
+                },
                 Ok(Reply::PublishedBatch { messages }),
             ) => {
                 for (m, p) in sent.iter().zip(messages) {
-                    self.ledger.published(p.message_id, m.max_retries, m.ttl_ms);
+                    if self.keys.fresh(queue, m, p) {
+                        self.ledger.published(p.message_id, m.max_retries, m.ttl_ms);
+                    }
                 }
             }
             (Command::Extend { message_id, .. }, Ok(Reply::Extended { lease_deadline })) => {
                 self.ledger.extended(*message_id, lease_deadline.0);
             }
             (Command::DeleteQueue { queue }, _) => {
+                self.keys.forget_queue(queue);
                 let q = self.cfg.queue_index(queue);
                 let left = self
                     .takers

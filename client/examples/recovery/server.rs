@@ -1,5 +1,6 @@
-//! The server under test: `target/release/synap-server --bind 127.0.0.1:0 --in-memory`, found
-//! next to this example's binary (`target/release/examples/load`), stopped by its PID when the
+//! The server under test: `target/release/synap-server --bind 127.0.0.1:0` (in memory unless
+//! told otherwise), found
+//! next to this example's binary (`target/release/examples/recovery`), stopped by its PID when the
 //! guard drops (on error or panic too).
 
 use std::io::{BufRead, BufReader};
@@ -10,8 +11,13 @@ use std::time::Duration;
 pub(crate) struct Server(Child);
 
 impl Server {
-    /// Starts the server and returns it with its base URL once it logs its address.
+    /// Starts the server in memory and returns it with its base URL once it logs its address.
     pub(crate) fn start() -> Result<(Self, String), String> {
+        Self::start_with(&["--in-memory"])
+    }
+
+    /// Starts the server with `args` (storage options) and returns it with its base URL.
+    pub(crate) fn start_with(args: &[&str]) -> Result<(Self, String), String> {
         let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
         let bin = exe.parent().and_then(|examples| examples.parent());
         let bin = bin.map(|dir| dir.join("synap-server")).unwrap_or_default();
@@ -23,13 +29,8 @@ impl Server {
             ));
         }
         let mut child = Command::new(&bin)
-            .args([
-                "--bind",
-                "127.0.0.1:0",
-                "--in-memory",
-                "--rpc-bind",
-                "127.0.0.1:0",
-            ])
+            .args(["--bind", "127.0.0.1:0", "--rpc-bind", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

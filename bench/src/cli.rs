@@ -1,0 +1,234 @@
+//! Command line: what to run and how hard.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::procs::Durability;
+
+/// Synap's load benchmark: starts its own servers on free loopback ports and runs scenarios
+/// A (4 producers publish), B (16 workers drain) and C (both at once) over every client path,
+/// closed loop and open loop, optionally beside beanstalkd and NATS JetStream.
+#[derive(Debug, Parser)]
+#[command(name = "synap-bench", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// Every Synap path, mode and scenario (the default when no filter is given).
+    #[arg(long, conflicts_with_all = ["path", "mode", "scenario"])]
+    pub(crate) all: bool,
+    /// Also run beanstalkd and NATS JetStream (when installed) with the same workloads.
+    #[arg(long)]
+    pub(crate) peers: bool,
+    /// Only these paths (comma-separated): rest, rest-batch, ws, rpc, rpc-pipe, and the
+    /// peers' beanstalkd, beanstalkd-pipe, nats-w1, nats-w100.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) path: Vec<String>,
+    /// Only these server modes: memory, interval, always (peers: memory, or durable for
+    /// interval and always).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) mode: Vec<String>,
+    /// Only these scenarios: A, B, C (closed loop) and open (C at `--rate`).
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) scenario: Vec<String>,
+    /// A small, fast run: 20,000 messages, 1 run, 1 s of open loop.
+    #[arg(long)]
+    pub(crate) quick: bool,
+    /// Messages per closed-loop scenario [default: 100000; 20000 with --quick].
+    #[arg(long)]
+    pub(crate) messages: Option<u64>,
+    /// Producers in A and C.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) producers: usize,
+    /// Workers in B and C.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) workers: usize,
+    /// Runs of each measurement; the table shows their median [default: 3; 1 with --quick].
+    #[arg(long)]
+    pub(crate) runs: Option<usize>,
+    /// Open loop: messages offered per second.
+    #[arg(long, default_value_t = 10_000.0)]
+    pub(crate) rate: f64,
+    /// Open loop: seconds of offered load [default: 3; 1 with --quick].
+    #[arg(long)]
+    pub(crate) open_secs: Option<f64>,
+    /// Time limit of one scenario in seconds; what was done by then is reported.
+    #[arg(long, default_value_t = 30.0)]
+    pub(crate) timeout: f64,
+    /// Print the results as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// A scenario to report.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, serde::Serialize)]
+pub(crate) enum Scenario {
+    A,
+    B,
+    C,
+    Open,
+}
+
+/// Everything the run needs, with the defaults applied and the filters checked.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) peers: bool,
+    pub(crate) paths: Vec<String>,
+    pub(crate) modes: Vec<Durability>,
+    pub(crate) scenarios: Vec<Scenario>,
+    pub(crate) messages: u64,
+    pub(crate) producers: usize,
+    pub(crate) workers: usize,
+    pub(crate) runs: usize,
+    pub(crate) rate: f64,
+    pub(crate) open_messages: u64,
+    pub(crate) limit: Duration,
+    pub(crate) json: bool,
+}
+
+/// Synap's paths, in table order.
+pub(crate) const SYNAP_PATHS: [&str; 5] = ["rest", "rest-batch", "ws", "rpc", "rpc-pipe"];
+/// The peers' paths, in table order.
+pub(crate) const PEER_PATHS: [&str; 4] = ["beanstalkd", "beanstalkd-pipe", "nats-w1", "nats-w100"];
+
+impl Cli {
+    pub(crate) fn settings(self) -> Result<Settings, String> {
+        let known: Vec<&str> = SYNAP_PATHS.iter().chain(&PEER_PATHS).copied().collect();
+        for p in &self.path {
+            if !known.contains(&p.as_str()) {
+                return Err(format!("unknown path {p:?}; known: {}", known.join(", ")));
+            }
+        }
+        let names_peer = self.path.iter().any(|p| PEER_PATHS.contains(&p.as_str()));
+        let mut paths: Vec<String> = if self.path.is_empty() {
+            SYNAP_PATHS.iter().map(|p| (*p).to_owned()).collect()
+        } else {
+            self.path.clone()
+        };
+        if self.peers && !names_peer {
+            paths.extend(PEER_PATHS.iter().map(|p| (*p).to_owned()));
+        }
+        let modes = if self.mode.is_empty() {
+            vec![Durability::Memory, Durability::Interval, Durability::Always]
+        } else {
+            self.mode
+                .iter()
+                .map(|m| parse_mode(m))
+                .collect::<Result<_, _>>()?
+        };
+        let mut scenarios: Vec<Scenario> = if self.scenario.is_empty() {
+            vec![Scenario::A, Scenario::B, Scenario::C, Scenario::Open]
+        } else {
+            self.scenario
+                .iter()
+                .map(|s| parse_scenario(s))
+                .collect::<Result<_, _>>()?
+        };
+        scenarios.sort();
+        scenarios.dedup();
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            return Err("--rate must be a positive number".into());
+        }
+        if self.producers == 0 || self.workers == 0 {
+            return Err("--producers and --workers must be at least 1".into());
+        }
+        if !(self.timeout.is_finite() && self.timeout > 0.0) {
+            return Err("--timeout must be a positive number of seconds".into());
+        }
+        let open_secs = self.open_secs.unwrap_or(if self.quick { 1.0 } else { 3.0 });
+        if !(open_secs.is_finite() && open_secs > 0.0) {
+            return Err("--open-secs must be a positive number".into());
+        }
+        let messages = self
+            .messages
+            .unwrap_or(if self.quick { 20_000 } else { 100_000 });
+        if messages == 0 {
+            return Err("--messages must be at least 1".into());
+        }
+        Ok(Settings {
+            peers: self.peers || names_peer,
+            paths,
+            modes,
+            scenarios,
+            messages,
+            producers: self.producers,
+            workers: self.workers,
+            runs: self.runs.unwrap_or(if self.quick { 1 } else { 3 }).max(1),
+            rate: self.rate,
+            open_messages: ((self.rate * open_secs).round() as u64).max(1),
+            limit: Duration::from_secs_f64(self.timeout),
+            json: self.json,
+        })
+    }
+}
+
+fn parse_mode(m: &str) -> Result<Durability, String> {
+    match m {
+        "memory" | "in-memory" => Ok(Durability::Memory),
+        "interval" => Ok(Durability::Interval),
+        "always" => Ok(Durability::Always),
+        _ => Err(format!(
+            "unknown mode {m:?}; known: memory, interval, always"
+        )),
+    }
+}
+
+fn parse_scenario(s: &str) -> Result<Scenario, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "A" => Ok(Scenario::A),
+        "B" => Ok(Scenario::B),
+        "C" => Ok(Scenario::C),
+        "OPEN" => Ok(Scenario::Open),
+        _ => Err(format!("unknown scenario {s:?}; known: A, B, C, open")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(args: &[&str]) -> Result<Settings, String> {
+        let argv = std::iter::once("synap-bench").chain(args.iter().copied());
+        Cli::try_parse_from(argv)
+            .map_err(|e| e.to_string())?
+            .settings()
+    }
+
+    #[test]
+    fn defaults_run_every_synap_path_mode_and_scenario() {
+        let s = settings(&[]).expect("defaults");
+        assert_eq!(s.paths, SYNAP_PATHS);
+        assert_eq!(s.modes.len(), 3);
+        assert_eq!(s.scenarios.len(), 4);
+        assert_eq!((s.messages, s.runs, s.open_messages), (100_000, 3, 30_000));
+        assert!(!s.peers);
+    }
+
+    #[test]
+    fn filters_and_quick_narrow_the_run() {
+        let s = settings(&[
+            "--quick",
+            "--path",
+            "rpc,nats-w100",
+            "--mode",
+            "always",
+            "--scenario",
+            "c,open",
+        ])
+        .expect("filters");
+        assert_eq!(s.paths, ["rpc", "nats-w100"]);
+        assert!(s.peers, "naming a peer path runs peers");
+        assert_eq!(s.modes, [Durability::Always]);
+        assert_eq!(s.scenarios, [Scenario::C, Scenario::Open]);
+        assert_eq!((s.messages, s.runs, s.open_messages), (20_000, 1, 10_000));
+        let p = settings(&["--peers", "--path", "ws"]).expect("peers");
+        assert_eq!(p.paths.len(), 1 + PEER_PATHS.len());
+    }
+
+    #[test]
+    fn bad_filters_are_refused() {
+        assert!(settings(&["--path", "smtp"]).is_err());
+        assert!(settings(&["--mode", "sometimes"]).is_err());
+        assert!(settings(&["--scenario", "D"]).is_err());
+        assert!(settings(&["--rate", "0"]).is_err());
+        assert!(settings(&["--all", "--path", "ws"]).is_err());
+    }
+}

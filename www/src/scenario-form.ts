@@ -1,0 +1,253 @@
+/**
+ * The scenario editor: a form over the fields people change most (run length, seed, queue
+ * settings, task types, producers, worker groups) beside the scenario's full JSON. Editing
+ * either updates the other; fields the form does not show stay as the JSON has them.
+ */
+import { errorText, field, h, uid } from './dom.js';
+import type { Json, Scenario } from './types.js';
+
+type Path = (string | number)[];
+type Kind = 'int' | 'float' | 'text' | 'list';
+
+function get(obj: Json, path: Path): Json | undefined {
+  let cur: Json | undefined = obj;
+  for (const k of path) {
+    if (cur === null || typeof cur !== 'object') return undefined;
+    cur = (cur as Record<string | number, Json>)[k as never];
+  }
+  return cur;
+}
+
+function set(obj: Scenario, path: Path, value: Json | undefined): void {
+  let cur = obj as Record<string | number, Json>;
+  for (let i = 0; i < path.length - 1; i++) {
+    const k = path[i];
+    if (cur[k] === null || typeof cur[k] !== 'object') cur[k] = typeof path[i + 1] === 'number' ? [] : {};
+    cur = cur[k] as Record<string | number, Json>;
+  }
+  const last = path[path.length - 1];
+  if (value === undefined) delete cur[last];
+  else cur[last] = value;
+}
+
+/** Distribution fields per `dist`, with defaults for a newly chosen one. */
+const DISTS: Record<string, Record<string, number>> = {
+  constant: { ms: 1000 },
+  uniform: { min_ms: 500, max_ms: 1500 },
+  exponential: { mean_ms: 1000 },
+  normal: { mean_ms: 1000, std_ms: 200 },
+};
+const ARRIVALS: Record<string, Record<string, number>> = {
+  poisson: { rate_per_sec: 1 },
+  constant: { rate_per_sec: 1 },
+  bursts: { every_ms: 60000, size: 10 },
+};
+
+export class ScenarioEditor {
+  readonly el: HTMLElement;
+  private scenario: Scenario = {};
+  private readonly form: HTMLDivElement;
+  private readonly json: HTMLTextAreaElement;
+  private readonly jsonError: HTMLParagraphElement;
+
+  constructor(
+    title: string,
+    private readonly onChange: (s: Scenario) => void,
+  ) {
+    this.form = h('div', { class: 'scenario-form' });
+    const jsonId = uid('json');
+    this.json = h('textarea', {
+      id: jsonId,
+      class: 'json',
+      spellcheck: 'false',
+      rows: 24,
+      'aria-describedby': `${jsonId}-err`,
+      oninput: () => this.fromJson(),
+    });
+    this.jsonError = h('p', { id: `${jsonId}-err`, class: 'error', role: 'status', 'aria-live': 'polite' });
+    this.el = h(
+      'section',
+      { class: 'editor', 'aria-label': title },
+      h('div', { class: 'editor-form' }, h('h3', {}, `${title}: form`), this.form),
+      h('div', { class: 'editor-json' }, h('h3', {}, h('label', { for: jsonId }, `${title}: JSON`)), this.json, this.jsonError),
+    );
+  }
+
+  /** The scenario as edited (a copy). */
+  value(): Scenario {
+    return structuredClone(this.scenario);
+  }
+
+  /** Shows `s` in the form and the JSON view. */
+  load(s: Scenario): void {
+    this.scenario = structuredClone(s);
+    this.renderForm();
+    this.json.value = JSON.stringify(this.scenario, null, 2);
+    this.setJsonError('');
+  }
+
+  private setJsonError(text: string): void {
+    this.jsonError.textContent = text;
+    if (text) this.json.setAttribute('aria-invalid', 'true');
+    else this.json.removeAttribute('aria-invalid');
+  }
+
+  private fromJson(): void {
+    let v: unknown;
+    try {
+      v = JSON.parse(this.json.value);
+    } catch (e) {
+      this.setJsonError(`JSON error: ${errorText(e)}`);
+      return;
+    }
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) {
+      this.setJsonError('The scenario must be a JSON object.');
+      return;
+    }
+    this.setJsonError('');
+    this.scenario = v as Scenario;
+    this.renderForm();
+    this.onChange(this.value());
+  }
+
+  private changed(rebuild = false): void {
+    this.json.value = JSON.stringify(this.scenario, null, 2);
+    this.setJsonError('');
+    if (rebuild) this.renderForm();
+    this.onChange(this.value());
+  }
+
+  /** One input bound to `path`; `scale` converts the stored value to the shown one. */
+  private input(label: string, path: Path, kind: Kind, opts: { scale?: number; min?: number; max?: number; step?: string; hint?: string } = {}): HTMLDivElement {
+    const scale = opts.scale ?? 1;
+    const cur = get(this.scenario, path);
+    let shown = '';
+    if (kind === 'list' && Array.isArray(cur)) shown = cur.map((x) => Number(x) / scale).join(', ');
+    else if (typeof cur === 'number') shown = String(Number((cur / scale).toPrecision(12)));
+    else if (typeof cur === 'string') shown = cur;
+    const el = h('input', {
+      type: kind === 'text' || kind === 'list' ? 'text' : 'number',
+      value: shown,
+      min: opts.min,
+      max: opts.max,
+      step: opts.step ?? (kind === 'int' && scale === 1 ? '1' : 'any'),
+      inputmode: kind === 'list' ? 'decimal' : undefined,
+      'data-path': path.join('.'),
+    });
+    el.addEventListener('change', () => {
+      const raw = el.value.trim();
+      let v: Json | undefined;
+      if (kind === 'text') v = raw;
+      else if (kind === 'list') {
+        const parts = raw === '' ? [] : raw.split(/[,\s]+/).map(Number);
+        if (parts.some((x) => !Number.isFinite(x) || x < 0)) {
+          el.setAttribute('aria-invalid', 'true');
+          return;
+        }
+        v = parts.map((x) => Math.round(x * scale));
+      } else if (raw === '') v = undefined;
+      else {
+        const n = Number(raw) * scale;
+        if (!Number.isFinite(n)) {
+          el.setAttribute('aria-invalid', 'true');
+          return;
+        }
+        v = kind === 'int' ? Math.round(n) : n;
+      }
+      el.removeAttribute('aria-invalid');
+      set(this.scenario, path, v);
+      this.changed();
+    });
+    return field(label, el, opts.hint);
+  }
+
+  private select(label: string, options: string[], current: string, onPick: (v: string) => void): HTMLDivElement {
+    const el = h('select', {}, options.map((o) => h('option', { value: o, selected: o === current }, o)));
+    el.addEventListener('change', () => onPick(el.value));
+    return field(label, el);
+  }
+
+  private group(legend: string, ...fields: HTMLElement[]): HTMLFieldSetElement {
+    return h('fieldset', {}, h('legend', {}, legend), h('div', { class: 'fields' }, fields));
+  }
+
+  private renderForm(): void {
+    const s = this.scenario;
+    const parts: HTMLElement[] = [
+      this.group(
+        'Run',
+        this.input('Name', ['name'], 'text'),
+        this.input('Duration (min)', ['duration_ms'], 'float', { scale: 60_000, min: 0 }),
+        this.input('Seed', ['seed'], 'int', { min: 0 }),
+        this.input('Sample every (s)', ['sample_interval_ms'], 'float', { scale: 1000, min: 0 }),
+      ),
+      this.group(
+        `Queue ${typeof s.queue === 'string' ? s.queue : ''}`.trim(),
+        this.input('Max retries', ['queue_config', 'max_retries'], 'int', { min: 0 }),
+        this.input('Ack deadline (s)', ['queue_config', 'ack_deadline_ms'], 'float', { scale: 1000, min: 0 }),
+        this.input('Retry delays (s)', ['queue_config', 'retry_delays_ms'], 'list', { scale: 1000, hint: 'comma-separated; the last repeats' }),
+        this.input('Prefetch', ['queue_config', 'prefetch'], 'int', { min: 0 }),
+        this.input('Max depth', ['queue_config', 'max_depth'], 'int', { min: 0 }),
+      ),
+    ];
+    const tasks = Array.isArray(s.task_types) ? s.task_types : [];
+    tasks.forEach((t, i) => {
+      const name = typeof get(t, ['name']) === 'string' ? String(get(t, ['name'])) : `task ${i + 1}`;
+      const svc = get(t, ['service']);
+      const dist = typeof get(svc ?? null, ['dist']) === 'string' ? String(get(svc ?? null, ['dist'])) : 'constant';
+      const distFields = Object.keys(DISTS[dist] ?? {}).map((k) =>
+        this.input(`${k.replace(/_ms$/, '').replace('_', ' ')} (ms)`, ['task_types', i, 'service', k], 'int', { min: 0 }),
+      );
+      parts.push(
+        this.group(
+          `Task type ${name}`,
+          this.select('Service time', Object.keys(DISTS), dist, (v) => {
+            set(this.scenario, ['task_types', i, 'service'], { dist: v, ...DISTS[v] });
+            this.changed(true);
+          }),
+          ...distFields,
+          this.input('Failure probability', ['task_types', i, 'failure_probability'], 'float', { min: 0, max: 1, step: '0.01' }),
+          this.input('Poison probability', ['task_types', i, 'poison_probability'], 'float', { min: 0, max: 1, step: '0.01' }),
+        ),
+      );
+    });
+    const producers = Array.isArray(s.producers) ? s.producers : [];
+    producers.forEach((p, i) => {
+      const name = typeof get(p, ['name']) === 'string' ? String(get(p, ['name'])) : `producer ${i + 1}`;
+      const proc = String(get(p, ['arrival', 'process']) ?? 'poisson');
+      const fields =
+        proc === 'bursts'
+          ? [
+              this.input('Every (s)', ['producers', i, 'arrival', 'every_ms'], 'float', { scale: 1000, min: 0 }),
+              this.input('Burst size', ['producers', i, 'arrival', 'size'], 'int', { min: 1, max: 1000 }),
+            ]
+          : [this.input('Rate (per s)', ['producers', i, 'arrival', 'rate_per_sec'], 'float', { min: 0, step: '0.05' })];
+      parts.push(
+        this.group(
+          `Producer ${name}`,
+          this.select('Arrivals', Object.keys(ARRIVALS), proc, (v) => {
+            set(this.scenario, ['producers', i, 'arrival'], { process: v, ...ARRIVALS[v] });
+            this.changed(true);
+          }),
+          ...fields,
+          this.input('Start (min)', ['producers', i, 'start_ms'], 'float', { scale: 60_000, min: 0 }),
+        ),
+      );
+    });
+    const workers = Array.isArray(s.workers) ? s.workers : [];
+    workers.forEach((w, i) => {
+      const name = typeof get(w, ['name']) === 'string' ? String(get(w, ['name'])) : `group ${i + 1}`;
+      parts.push(
+        this.group(
+          `Workers ${name}`,
+          this.input('Count', ['workers', i, 'count'], 'int', { min: 0 }),
+          this.input('Service factor', ['workers', i, 'service_factor'], 'float', { min: 0, step: '0.1', hint: '2 = half as fast' }),
+          this.input('Failure probability', ['workers', i, 'failure_probability'], 'float', { min: 0, max: 1, step: '0.01' }),
+          this.input('Crash probability', ['workers', i, 'crash_probability'], 'float', { min: 0, max: 1, step: '0.01' }),
+        ),
+      );
+    });
+    parts.push(h('p', { class: 'hint' }, 'Add or remove task types, producers and worker groups in the JSON view.'));
+    this.form.replaceChildren(...parts);
+  }
+}

@@ -1,0 +1,86 @@
+/** The summary table of one report, or of two side by side (with the difference). */
+import { fmtInt, fmtMs, fmtPct, h } from './dom.js';
+import type { Report, Summary } from './types.js';
+
+type Row = { label: string; key: string; value: (s: Summary) => number | string | undefined; fmt: (v: number) => string; better?: 'low' | 'high' };
+
+function rows(reports: Report[]): Row[] {
+  const prios = new Set<number>();
+  for (const r of reports) for (const p of r.summary.by_priority) prios.add(p.priority);
+  const byP = (s: Summary, p: number) => s.by_priority.find((x) => x.priority === p);
+  const out: Row[] = [
+    { label: 'Simulated time', key: 'simulated_ms', value: (s) => s.simulated_ms, fmt: fmtMs },
+    { label: 'Published', key: 'published', value: (s) => s.published, fmt: fmtInt },
+    { label: 'Completed', key: 'completed', value: (s) => s.completed, fmt: fmtInt, better: 'high' },
+    { label: 'Dead-lettered', key: 'dead_lettered', value: (s) => s.dead_lettered, fmt: fmtInt, better: 'low' },
+    { label: '… rejected', key: 'dlq_rejected', value: (s) => s.dead_letter_reasons.rejected, fmt: fmtInt },
+    { label: '… out of retries', key: 'dlq_retries', value: (s) => s.dead_letter_reasons.max_retries_exceeded, fmt: fmtInt },
+    { label: '… expired', key: 'dlq_expired', value: (s) => s.dead_letter_reasons.expired, fmt: fmtInt },
+    { label: 'Still in the system', key: 'still_in_system', value: (s) => s.still_in_system, fmt: fmtInt, better: 'low' },
+    { label: 'Deliveries', key: 'deliveries', value: (s) => s.deliveries, fmt: fmtInt },
+    { label: 'Retries', key: 'retries', value: (s) => s.retries, fmt: fmtInt, better: 'low' },
+    { label: 'Leases expired', key: 'lease_expired', value: (s) => s.lease_expired, fmt: fmtInt, better: 'low' },
+    { label: 'Refused publishes', key: 'rejected_publishes', value: (s) => s.rejected_publishes, fmt: fmtInt, better: 'low' },
+    { label: 'Worker utilisation', key: 'utilisation', value: (s) => s.utilisation, fmt: fmtPct },
+  ];
+  for (const p of [...prios].sort((a, b) => b - a)) {
+    out.push(
+      { label: `Priority ${p}: wait p50`, key: `p${p}_wait_p50`, value: (s) => byP(s, p)?.wait_ms.p50, fmt: fmtMs, better: 'low' },
+      { label: `Priority ${p}: wait p99`, key: `p${p}_wait_p99`, value: (s) => byP(s, p)?.wait_ms.p99, fmt: fmtMs, better: 'low' },
+      { label: `Priority ${p}: latency p99`, key: `p${p}_latency_p99`, value: (s) => byP(s, p)?.latency_ms.p99, fmt: fmtMs, better: 'low' },
+    );
+  }
+  out.push({ label: 'Run hash', key: 'run_hash', value: (s) => s.run_hash, fmt: String });
+  return out;
+}
+
+function cell(row: Row, s: Summary): HTMLTableCellElement {
+  const v = row.value(s);
+  const text = v === undefined ? '–' : typeof v === 'string' ? v : row.fmt(v);
+  return h('td', { 'data-key': row.key }, text);
+}
+
+/** The summary of `reports` (one, or two compared: A, B and B − A). */
+export function summaryTable(reports: Report[], names: string[] = ['A', 'B']): HTMLTableElement {
+  const compare = reports.length === 2;
+  const head = h('tr', {}, h('th', { scope: 'col' }, 'Metric'), ...reports.map((_, i) => h('th', { scope: 'col' }, compare ? names[i] : 'Value')));
+  if (compare) head.append(h('th', { scope: 'col' }, 'B − A'));
+  const body = rows(reports).map((row) => {
+    const tr = h('tr', {}, h('th', { scope: 'row' }, row.label), ...reports.map((r) => cell(row, r.summary)));
+    if (compare) {
+      const [a, b] = reports.map((r) => row.value(r.summary));
+      let text = '';
+      let cls = '';
+      if (typeof a === 'number' && typeof b === 'number') {
+        const d = b - a;
+        text = d === 0 ? '=' : `${d > 0 ? '+' : '−'}${row.fmt(Math.abs(d))}`;
+        if (d !== 0 && row.better) cls = (d < 0) === (row.better === 'low') ? 'better' : 'worse';
+      } else if (typeof a === 'string') {
+        text = a === b ? 'same' : 'differs';
+      }
+      tr.append(h('td', { class: cls }, text, cls ? h('span', { class: 'sr-only' }, ` (${cls})`) : null));
+    }
+    return tr;
+  });
+  const table = h('table', { class: 'summary' }, h('caption', {}, compare ? 'Summary, side by side' : 'Summary'), h('thead', {}, head), h('tbody', {}, body));
+  return table;
+}
+
+/** Per worker group: completed, failed, crashes, late, utilisation. */
+export function workersTable(report: Report): HTMLTableElement | null {
+  const ws = report.summary.workers;
+  if (ws.length === 0) return null;
+  return h(
+    'table',
+    { class: 'summary workers' },
+    h('caption', {}, 'Worker groups'),
+    h('thead', {}, h('tr', {}, ...['Group', 'Workers', 'Completed', 'Failed', 'Crashes', 'Late', 'Utilisation'].map((t) => h('th', { scope: 'col' }, t)))),
+    h(
+      'tbody',
+      {},
+      ws.map((w) =>
+        h('tr', {}, h('th', { scope: 'row' }, w.name), h('td', {}, fmtInt(w.count)), h('td', {}, fmtInt(w.completed)), h('td', {}, fmtInt(w.failed)), h('td', {}, fmtInt(w.crashes)), h('td', {}, fmtInt(w.late)), h('td', {}, fmtPct(w.utilisation))),
+      ),
+    ),
+  );
+}

@@ -1,0 +1,99 @@
+/** The simulator's report (docs/simulator.md, core/src/sim/report.rs) and scenario shapes. */
+
+export interface PriorityWait {
+  priority: number;
+  count: number;
+  p50: number;
+  p99: number;
+}
+
+export interface Sample {
+  t_ms: number;
+  ready: number;
+  delayed: number;
+  in_flight: number;
+  dead_letter: number;
+  waiters: number;
+  published: number;
+  completed: number;
+  dead_lettered: number;
+  throughput_per_sec: number;
+  wait_ms: PriorityWait[];
+}
+
+export interface Percentiles {
+  count: number;
+  mean: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+export interface PriorityStats {
+  priority: number;
+  published: number;
+  completed: number;
+  dead_lettered: number;
+  latency_ms: Percentiles;
+  wait_ms: Percentiles;
+}
+
+export interface WorkerStats {
+  name: string;
+  count: number;
+  completed: number;
+  failed: number;
+  crashes: number;
+  late: number;
+  utilisation: number;
+}
+
+export interface Summary {
+  simulated_ms: number;
+  published: number;
+  completed: number;
+  dead_lettered: number;
+  dead_letter_reasons: { rejected: number; max_retries_exceeded: number; expired: number };
+  purged: number;
+  still_in_system: number;
+  deliveries: number;
+  nacked: number;
+  retries: number;
+  lease_expired: number;
+  rejected_publishes: number;
+  by_priority: PriorityStats[];
+  workers: WorkerStats[];
+  utilisation: number;
+  commands: number;
+  events_processed: number;
+  run_hash: string;
+}
+
+export interface Report {
+  name: string;
+  seed: string;
+  finished: boolean;
+  sample_interval_ms: number;
+  series: Sample[];
+  summary: Summary;
+  /** A replay's final engine state digest, as a server's `/debug/state_digest` (hex). */
+  state_digest?: string | null;
+}
+
+/** A scenario as JSON: the app edits the fields it knows and keeps the rest as they are. */
+export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+export type Scenario = { [k: string]: Json };
+
+/** Replay options of `Simulation.replay`. */
+export interface ReplayOptions {
+  seed?: number | string;
+  sample_interval_ms?: number;
+  until_ms?: number;
+}
+
+/** A preset's name and description. */
+export interface PresetInfo {
+  name: string;
+  description: string;
+}

@@ -1,0 +1,187 @@
+/** The live page's tools: the event stream with filters, KV lookup and a test publish. */
+import type { SynapClient } from 'synap-wasm/client';
+import { say } from '../app.js';
+import { errorText, field, h } from '../dom.js';
+
+/** An engine event as `/events` sends it (its SSE name and JSON). */
+export interface LiveEvent {
+  name: string;
+  data: Record<string, unknown>;
+  at: number;
+}
+
+/** Events kept for display. */
+const MAX_EVENTS = 500;
+
+function queueOf(e: LiveEvent): string {
+  const q = e.data.queue;
+  return typeof q === 'string' ? q : '';
+}
+
+function kindOf(e: LiveEvent): string {
+  const k = e.data.kind;
+  return typeof k === 'string' ? k : e.name;
+}
+
+export class EventLog {
+  readonly el: HTMLElement;
+  private readonly list: HTMLOListElement;
+  private readonly queue: HTMLInputElement;
+  private readonly kind: HTMLSelectElement;
+  private readonly pause: HTMLInputElement;
+  private readonly count: HTMLElement;
+  private events: LiveEvent[] = [];
+  private timer = 0;
+
+  constructor() {
+    this.list = h('ol', { class: 'events', id: 'event-list', role: 'log', 'aria-live': 'off', 'aria-label': 'Engine events, newest first' });
+    this.queue = h('input', { id: 'event-queue', type: 'search', placeholder: 'any queue' });
+    const kinds = ['published', 'delivered', 'acked', 'nacked', 'retry_scheduled', 'lease_expired', 'dead_lettered', 'expired', 'redriven', 'purged', 'pub_sub', 'key_expired', 'wait_timed_out'];
+    this.kind = h('select', { id: 'event-kind' }, h('option', { value: '' }, 'every kind'), kinds.map((k) => h('option', { value: k }, k)));
+    this.pause = h('input', { id: 'event-pause', type: 'checkbox' });
+    this.count = h('span', { class: 'hint' });
+    for (const el of [this.queue, this.kind, this.pause]) el.addEventListener('input', () => this.render());
+    this.el = h(
+      'section',
+      { class: 'panel', id: 'events', 'aria-labelledby': 'events-title' },
+      h('h3', { id: 'events-title' }, 'Event stream'),
+      h(
+        'div',
+        { class: 'toolbar' },
+        field('Queue', this.queue),
+        field('Kind', this.kind),
+        h('div', { class: 'field check' }, this.pause, h('label', { for: 'event-pause' }, 'Pause')),
+        h('button', { type: 'button', onclick: () => { this.events = []; this.render(); } }, 'Clear'),
+        this.count,
+      ),
+      this.list,
+    );
+  }
+
+  add(e: LiveEvent): void {
+    this.events.unshift(e);
+    if (this.events.length > MAX_EVENTS) this.events.length = MAX_EVENTS;
+    if (!this.pause.checked && !this.timer) this.timer = window.setTimeout(() => this.render(), 150);
+  }
+
+  private render(): void {
+    this.timer = 0;
+    if (this.pause.checked) return;
+    const q = this.queue.value.trim();
+    const k = this.kind.value;
+    const shown = this.events.filter((e) => (!q || queueOf(e).includes(q)) && (!k || kindOf(e) === k)).slice(0, 200);
+    this.list.replaceChildren(
+      ...shown.map((e) => {
+        const { kind, queue, message_id, type, ...rest } = e.data;
+        void [kind, queue, type];
+        return h(
+          'li',
+          { 'data-kind': kindOf(e) },
+          h('time', {}, new Date(e.at).toLocaleTimeString()),
+          h('span', { class: `kind k-${kindOf(e)}` }, kindOf(e)),
+          h('span', { class: 'q' }, queueOf(e)),
+          typeof message_id === 'string' ? h('code', {}, message_id) : null,
+          h('code', { class: 'rest' }, JSON.stringify(rest)),
+        );
+      }),
+    );
+    this.count.textContent = `${shown.length} shown of ${this.events.length} kept`;
+  }
+}
+
+export class KvLookup {
+  readonly el: HTMLElement;
+  private client: SynapClient | null = null;
+  private readonly key: HTMLInputElement;
+  private readonly out: HTMLElement;
+
+  constructor() {
+    this.key = h('input', { id: 'kv-key', type: 'text', placeholder: 'video:42:status', autocomplete: 'off' });
+    this.out = h('div', { id: 'kv-result', role: 'status', 'aria-live': 'polite' });
+    this.el = h(
+      'section',
+      { class: 'panel', id: 'kv', 'aria-labelledby': 'kv-title' },
+      h('h3', { id: 'kv-title' }, 'KV lookup'),
+      h('form', { class: 'toolbar', onsubmit: (e: Event) => { e.preventDefault(); void this.lookup(); } }, field('Key', this.key), h('button', { type: 'submit', id: 'kv-get' }, 'Get')),
+      this.out,
+    );
+  }
+
+  use(client: SynapClient): void {
+    this.client = client;
+  }
+
+  private async lookup(): Promise<void> {
+    const key = this.key.value;
+    if (!this.client || key === '') return;
+    try {
+      const r = await this.client.kv.get(key);
+      if (!r.found) {
+        this.out.replaceChildren(h('p', {}, `No key ${key}.`));
+        return;
+      }
+      const ttl = r.ttl === null || r.ttl === undefined ? 'no expiry' : `expires in ${r.ttl} s`;
+      this.out.replaceChildren(h('pre', { class: 'json' }, JSON.stringify(r.value, null, 2)), h('p', { class: 'hint' }, ttl));
+    } catch (e) {
+      this.out.replaceChildren(h('p', { class: 'error' }, errorText(e)));
+    }
+  }
+}
+
+export class Publisher {
+  readonly el: HTMLElement;
+  private client: SynapClient | null = null;
+  readonly queue: HTMLInputElement;
+  private readonly message: HTMLTextAreaElement;
+  private readonly priority: HTMLInputElement;
+  private readonly status: HTMLElement;
+
+  constructor(private readonly published: (queue: string) => void) {
+    this.queue = h('input', { id: 'pub-queue', type: 'text', value: 'video-processing', list: 'queue-names', autocomplete: 'off' });
+    this.message = h('textarea', { id: 'pub-message', rows: 3, class: 'json', spellcheck: 'false', value: '{"video_id": 1, "user_id": 7}' });
+    this.priority = h('input', { id: 'pub-priority', type: 'number', min: 0, max: 9, step: '1', value: 5 });
+    this.status = h('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
+    this.el = h(
+      'section',
+      { class: 'panel', id: 'publish', 'aria-labelledby': 'publish-title' },
+      h('h3', { id: 'publish-title' }, 'Publish a test message'),
+      h(
+        'form',
+        { class: 'stack', onsubmit: (e: Event) => { e.preventDefault(); void this.publish(); } },
+        field('Queue', this.queue),
+        field('Message (JSON)', this.message),
+        field('Priority (0–9)', this.priority),
+        h('button', { type: 'submit', id: 'pub-send', class: 'primary' }, 'Publish'),
+      ),
+      this.status,
+    );
+  }
+
+  use(client: SynapClient): void {
+    this.client = client;
+  }
+
+  private async publish(): Promise<void> {
+    if (!this.client) return;
+    let message: unknown;
+    try {
+      message = JSON.parse(this.message.value);
+    } catch (e) {
+      say(this.status, `The message is not JSON: ${errorText(e)}`, true);
+      return;
+    }
+    const priority = Number(this.priority.value);
+    if (!Number.isInteger(priority) || priority < 0 || priority > 9) {
+      say(this.status, 'Priority must be a whole number from 0 to 9.', true);
+      return;
+    }
+    const queue = this.queue.value.trim();
+    try {
+      const r = await this.client.queue.publish(queue, message, { priority });
+      say(this.status, `Published ${r.messageId} to ${queue}.`);
+      this.published(queue);
+    } catch (e) {
+      say(this.status, errorText(e), true);
+    }
+  }
+}

@@ -1,0 +1,246 @@
+/**
+ * Capacity planner: sweeps one parameter of a scenario (worker count, retry delays, ack
+ * deadline, arrival rate), runs the simulation at each value, and plots wait p99 by priority,
+ * dead-lettered tasks and utilisation against it. A target ("priority 9 wait p99 under 10 s")
+ * is answered with the smallest value that meets it.
+ */
+import { type App, type View, say } from '../app.js';
+import { Chart, PALETTE, destroyCharts } from '../charts.js';
+import { errorText, field, fmtInt, fmtMs, fmtPct, h } from '../dom.js';
+import { decodeScenario } from '../hash.js';
+import { MAX_POINTS, PARAMS, type Param, applyParam, currentValue, sweepValues } from '../sweep.js';
+import type { Json, Report, Scenario } from '../types.js';
+
+interface Point {
+  x: number;
+  report: Report;
+}
+
+function p99(r: Report, priority: number): number | null {
+  const p = r.summary.by_priority.find((x) => x.priority === priority);
+  return p && p.wait_ms.count > 0 ? p.wait_ms.p99 : null;
+}
+
+export class PlannerView implements View {
+  readonly el: HTMLElement;
+  private base: Scenario = {};
+  private readonly param: HTMLSelectElement;
+  private readonly group: HTMLSelectElement;
+  private readonly from: HTMLInputElement;
+  private readonly to: HTMLInputElement;
+  private readonly steps: HTMLInputElement;
+  private readonly targetPriority: HTMLSelectElement;
+  private readonly targetSecs: HTMLInputElement;
+  private readonly runButton: HTMLButtonElement;
+  private readonly progress: HTMLProgressElement;
+  private readonly status: HTMLElement;
+  private readonly answer: HTMLElement;
+  private readonly out: HTMLElement;
+  private readonly baseLine: HTMLElement;
+  private charts: Chart[] = [];
+  private points: Point[] = [];
+  private token = 0;
+
+  constructor(private readonly app: App) {
+    this.param = h('select', { id: 'plan-param' }, Object.entries(PARAMS).map(([k, v]) => h('option', { value: k }, v.label)));
+    this.group = h('select', { id: 'plan-group' });
+    this.from = h('input', { id: 'plan-from', type: 'number', min: 0, step: 'any', value: 1 });
+    this.to = h('input', { id: 'plan-to', type: 'number', min: 0, step: 'any', value: 8 });
+    this.steps = h('input', { id: 'plan-steps', type: 'number', min: 2, max: MAX_POINTS, step: '1', value: 8 });
+    this.targetPriority = h('select', { id: 'plan-priority' });
+    this.targetSecs = h('input', { id: 'plan-target', type: 'number', min: 0, step: 'any', value: 10 });
+    this.runButton = h('button', { id: 'plan-run', class: 'primary', type: 'submit' }, 'Sweep');
+    this.progress = h('progress', { id: 'plan-progress', max: 1, value: 0, 'aria-label': 'Sweep progress' });
+    this.status = h('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
+    this.answer = h('p', { id: 'plan-answer', class: 'answer', 'aria-live': 'polite' });
+    this.out = h('section', { class: 'results', id: 'plan-results', 'aria-label': 'Sweep results', 'data-state': 'empty' });
+    this.baseLine = h('p', { class: 'hint' });
+    this.param.addEventListener('change', () => this.paramChanged());
+    this.group.addEventListener('change', () => this.paramChanged());
+    for (const el of [this.targetPriority, this.targetSecs]) el.addEventListener('change', () => this.showAnswer());
+    const form = h(
+      'form',
+      { class: 'toolbar', onsubmit: (e: Event) => { e.preventDefault(); void this.sweep(); } },
+      field('Parameter', this.param),
+      field('Worker group', this.group),
+      field('From', this.from),
+      field('To', this.to),
+      field('Points', this.steps),
+      this.runButton,
+    );
+    const target = h(
+      'div',
+      { class: 'toolbar target' },
+      field('Target: priority', this.targetPriority),
+      field('wait p99 under (s)', this.targetSecs),
+    );
+    this.el = h(
+      'section',
+      { id: 'view-planner', class: 'view', 'aria-labelledby': 'tab-planner' },
+      h('h2', {}, 'Capacity planner'),
+      h('p', { class: 'lede' }, 'Sweeps one parameter of the scenario and plots what happens: how many workers keep premium uploads waiting under 10 s?'),
+      this.baseLine,
+      form,
+      target,
+      h('div', { class: 'progress-line' }, this.progress, this.status),
+      this.answer,
+      this.out,
+    );
+  }
+
+  async open(params: URLSearchParams): Promise<void> {
+    try {
+      const preset = await this.app.preset(params.get('preset') ?? 'video-processing');
+      const encoded = params.get('scenario');
+      this.base = encoded ? await decodeScenario(encoded) : structuredClone(preset.scenario);
+      const seed = params.get('seed');
+      if (seed !== null && /^\d+$/.test(seed)) this.base.seed = Number(seed);
+      this.baseLine.textContent = `Base scenario: ${String(this.base.name ?? 'custom')}, seed ${String(this.base.seed ?? 1)} (edit it in the Simulator).`;
+      const groups = Array.isArray(this.base.workers) ? this.base.workers : [];
+      this.group.replaceChildren(...groups.map((g, i) => h('option', { value: i }, String((g as { name?: Json }).name ?? `group ${i + 1}`))));
+      const prios = new Set<number>();
+      for (const p of Array.isArray(this.base.producers) ? this.base.producers : []) {
+        for (const m of (p as { mix?: { priority?: number }[] }).mix ?? []) if (typeof m.priority === 'number') prios.add(m.priority);
+      }
+      if (prios.size === 0) prios.add(5);
+      const sorted = [...prios].sort((a, b) => b - a);
+      this.targetPriority.replaceChildren(...sorted.map((p) => h('option', { value: p }, String(p))));
+      const param = params.get('param') as Param | null;
+      if (param && param in PARAMS) this.param.value = param;
+      if (params.get('group')) this.group.value = params.get('group') as string;
+      this.paramChanged();
+      for (const [k, el] of [['from', this.from], ['to', this.to], ['steps', this.steps]] as const) {
+        const v = params.get(k);
+        if (v !== null && Number.isFinite(Number(v))) el.value = v;
+      }
+      if (params.get('run') === '1') await this.sweep();
+    } catch (e) {
+      say(this.status, errorText(e), true);
+    }
+  }
+
+  private paramChanged(): void {
+    const param = this.param.value as Param;
+    this.group.disabled = param !== 'workers';
+    this.steps.disabled = PARAMS[param].integer;
+    const g = Number(this.group.value) || 0;
+    const now = currentValue(this.base, param, g);
+    if (param === 'workers') {
+      this.from.value = '1';
+      this.to.value = String(Math.max(now + 5, 8));
+    } else if (param === 'ack') {
+      this.from.value = String(Math.max(1, Math.round(now / 10)));
+      this.to.value = String(now * 2);
+    } else {
+      this.from.value = param === 'rate' ? '0.5' : '0.1';
+      this.to.value = param === 'rate' ? '1.5' : '3';
+    }
+  }
+
+  async sweep(): Promise<void> {
+    const param = this.param.value as Param;
+    const group = Number(this.group.value) || 0;
+    let values: number[];
+    try {
+      values = sweepValues(param, Number(this.from.value), Number(this.to.value), Number(this.steps.value));
+      if (values.length === 0) throw new Error('the range holds no value');
+    } catch (e) {
+      say(this.status, errorText(e), true);
+      return;
+    }
+    this.app.setParams({ view: 'planner', param, group: String(group), from: this.from.value, to: this.to.value, steps: this.steps.value, run: null });
+    this.app.runner.cancel();
+    const token = ++this.token;
+    this.runButton.disabled = true;
+    this.out.dataset.state = 'running';
+    this.progress.value = 0;
+    let done = 0;
+    say(this.status, `Simulating ${values.length} points…`);
+    try {
+      const scenarios = values.map((x) => applyParam(this.base, param, x, group));
+      const reports = await Promise.all(
+        scenarios.map((s) =>
+          this.app.runner.run(s, undefined, 1).then((r) => {
+            done += 1;
+            if (token === this.token) this.progress.value = done / values.length;
+            return r;
+          }),
+        ),
+      );
+      if (token !== this.token) return;
+      this.points = values.map((x, i) => ({ x, report: reports[i] }));
+      this.render(param);
+      say(this.status, `${values.length} points simulated.`);
+    } catch (e) {
+      if (token !== this.token || errorText(e) === 'cancelled') return;
+      this.out.dataset.state = 'error';
+      say(this.status, errorText(e), true);
+    } finally {
+      if (token === this.token) this.runButton.disabled = false;
+    }
+  }
+
+  private render(param: Param): void {
+    destroyCharts(this.charts);
+    const xs = this.points.map((p) => p.x);
+    const prios = [...new Set(this.points.flatMap((p) => p.report.summary.by_priority.map((b) => b.priority)))].sort((a, b) => b - a);
+    const unit = PARAMS[param].unit;
+    const wait = new Chart({
+      title: 'Wait p99 by priority',
+      x: { label: unit },
+      y: { label: 'seconds' },
+      series: prios.map((p, i) => ({ label: `priority ${p}`, color: PALETTE[i % PALETTE.length] })),
+      data: [xs, ...prios.map((pr) => this.points.map((p) => { const v = p99(p.report, pr); return v === null ? null : v / 1000; }))],
+    });
+    const dlq = new Chart({ title: 'Dead-lettered tasks', x: { label: unit }, y: { label: 'tasks' }, series: [{ label: 'dead-lettered' }], data: [xs, this.points.map((p) => p.report.summary.dead_lettered)] });
+    const util = new Chart({ title: 'Worker utilisation', x: { label: unit }, y: { label: '%', max: 100 }, series: [{ label: 'utilisation' }], data: [xs, this.points.map((p) => p.report.summary.utilisation * 100)] });
+    wait.el.dataset.chart = 'sweep-wait';
+    dlq.el.dataset.chart = 'sweep-dlq';
+    util.el.dataset.chart = 'sweep-util';
+    this.charts = [wait, dlq, util];
+    const table = h(
+      'table',
+      { class: 'summary sweep' },
+      h('caption', {}, 'Outcome at each value'),
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, PARAMS[param].label), ...prios.map((p) => h('th', { scope: 'col' }, `p${p} wait p99`)), h('th', { scope: 'col' }, 'Dead-lettered'), h('th', { scope: 'col' }, 'Utilisation'), h('th', { scope: 'col' }, 'Completed'))),
+      h(
+        'tbody',
+        {},
+        this.points.map((p) =>
+          h('tr', {}, h('th', { scope: 'row' }, String(p.x)), ...prios.map((pr) => { const v = p99(p.report, pr); return h('td', {}, v === null ? '–' : fmtMs(v)); }), h('td', {}, fmtInt(p.report.summary.dead_lettered)), h('td', {}, fmtPct(p.report.summary.utilisation)), h('td', {}, fmtInt(p.report.summary.completed))),
+        ),
+      ),
+    );
+    this.out.replaceChildren(h('div', { class: 'chart-grid' }, this.charts.map((c) => c.el)), h('div', { class: 'table-wrap' }, table));
+    for (const c of this.charts) c.mount();
+    this.out.dataset.state = 'done';
+    this.out.dataset.points = String(this.points.length);
+    this.showAnswer();
+  }
+
+  /** The smallest swept value meeting the target, in words. */
+  private showAnswer(): void {
+    if (this.points.length === 0) return;
+    const param = (new URLSearchParams(location.hash.slice(1)).get('param') as Param | null) ?? (this.param.value as Param);
+    const pr = Number(this.targetPriority.value);
+    const limit = Number(this.targetSecs.value) * 1000;
+    const meets = this.points.filter((p) => { const v = p99(p.report, pr); return v !== null && v < limit; });
+    const name = PARAMS[param].label.toLowerCase();
+    if (meets.length === 0) {
+      this.answer.textContent = `No ${name} in the sweep keeps priority ${pr} wait p99 under ${fmtMs(limit)}.`;
+      this.answer.dataset.value = '';
+      return;
+    }
+    if (param !== 'workers' && param !== 'rate') {
+      this.answer.textContent = `Values of ${name} that keep priority ${pr} wait p99 under ${fmtMs(limit)}: ${meets.map((p) => p.x).join(', ')}.`;
+      this.answer.dataset.value = String(meets[0].x);
+      return;
+    }
+    // Fewest workers that suffice; or the highest arrival rate still served in time.
+    const best = param === 'workers' ? meets[0] : meets[meets.length - 1];
+    const v = p99(best.report, pr) as number;
+    const word = param === 'workers' ? 'Smallest' : 'Largest';
+    this.answer.textContent = `${word} ${name} that keeps priority ${pr} wait p99 under ${fmtMs(limit)}: ${best.x} (p99 ${fmtMs(v)}, utilisation ${fmtPct(best.report.summary.utilisation)}).`;
+    this.answer.dataset.value = String(best.x);
+  }
+}
