@@ -30,41 +30,62 @@ async fn cross_origin_requests_are_refused_and_allowed_origins_get_cors() {
     });
     let json_ct = "content-type: application/json\r\n";
     let body = r#"{"message": 1}"#;
-    // A browser's plain cross-origin POST.
-    let evil = raw(
-        &srv,
-        "POST",
-        "/queue/q/publish",
-        "origin: http://evil.test\r\ncontent-type: text/plain\r\n",
-        body,
-    );
-    refused(srv.addr, &evil, 403, "origin_not_allowed").await;
-    // No Origin, but not JSON either (a form post).
-    let form = raw(
-        &srv,
-        "POST",
-        "/queue/q/publish",
-        "content-type: application/x-www-form-urlencoded\r\n",
-        body,
-    );
-    refused(srv.addr, &form, 415, "unsupported_media_type").await;
-    let none = raw(&srv, "POST", "/kv/set", "", r#"{"key":"k","value":1}"#);
-    refused(srv.addr, &none, 415, "unsupported_media_type").await;
+    let kv = r#"{"key":"k","value":1}"#;
+    // (what, method, path, extra headers, body, status, code)
+    let cases = [
+        (
+            "a browser's plain cross-origin POST",
+            "POST",
+            "/queue/q/publish",
+            "origin: http://evil.test\r\ncontent-type: text/plain\r\n",
+            body,
+            403,
+            "origin_not_allowed",
+        ),
+        (
+            "no Origin, but a form post",
+            "POST",
+            "/queue/q/publish",
+            "content-type: application/x-www-form-urlencoded\r\n",
+            body,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "no content type",
+            "POST",
+            "/kv/set",
+            "",
+            kv,
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "a marked cross-site GET without Origin (an <img>)",
+            "GET",
+            "/queue/q/consume/w",
+            "sec-fetch-site: cross-site\r\n",
+            "",
+            403,
+            "origin_not_allowed",
+        ),
+    ];
+    for (what, method, path, headers, body, status, code) in cases {
+        println!("{what}");
+        refused(
+            srv.addr,
+            &raw(&srv, method, path, headers, body),
+            status,
+            code,
+        )
+        .await;
+    }
     // DNS rebinding: the page's own host name in Host.
     let rebound = format!(
         "GET /queue/list HTTP/1.1\r\nHost: evil.test:{}\r\nconnection: close\r\n\r\n",
         srv.addr.port()
     );
     refused(srv.addr, &rebound, 403, "host_not_allowed").await;
-    // A marked cross-site request without Origin (an <img> GET).
-    let img = raw(
-        &srv,
-        "GET",
-        "/queue/q/consume/w",
-        "sec-fetch-site: cross-site\r\n",
-        "",
-    );
-    refused(srv.addr, &img, 403, "origin_not_allowed").await;
     // Same origin (the web app served at /) and the allowed origin are served.
     let same = format!("origin: http://{}\r\n{json_ct}", srv.addr);
     let (status, text) = exchange(
