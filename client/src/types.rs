@@ -279,6 +279,7 @@ impl QueueConfig {
             dlq_max: self.dlq_max,
             default_priority: self.default_priority,
             retry_position: self.retry_position,
+            max_bytes: None,
         }
     }
 }

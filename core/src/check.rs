@@ -11,7 +11,16 @@ impl Engine {
         let ctx = &self.ctx;
         let mut waiters = 0;
         let mut sessions = 0;
+        let mut held_total = 0;
         for q in self.queues.values() {
+            let held: u64 = q.messages.values().map(|m| m.held_bytes()).sum::<u64>()
+                + q.dlq
+                    .entries
+                    .iter()
+                    .map(|e| e.msg.held_bytes())
+                    .sum::<u64>();
+            assert_eq!(held, q.held, "{}: message bytes held", q.name);
+            held_total += held;
             let (mut ready, mut delayed, mut in_flight) = (0u64, 0u64, 0u64);
             for (id, m) in q.messages.iter() {
                 assert_eq!(*id, m.id);
@@ -78,6 +87,10 @@ impl Engine {
                 );
             }
         }
+        assert_eq!(
+            held_total, ctx.held_bytes,
+            "message bytes held by the engine"
+        );
         assert_eq!(waiters, self.waiter_queues.len(), "waiter index size");
         assert_eq!(sessions, self.session_queues.len(), "session index size");
         self.kv.check(ctx);

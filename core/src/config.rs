@@ -56,6 +56,10 @@ pub struct QueueConfig {
     /// Where a message that failed (nack, lease expiry, give-back) stands when it is ready
     /// again.
     pub retry_position: RetryPosition,
+    /// Message bytes (bodies and headers, queued and dead-lettered) the queue may hold; a
+    /// publish beyond it is `memory_full`. `None`: only the server's `max_held_bytes` applies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
 }
 
 /// Where a retried message re-enters its priority's line.
@@ -84,6 +88,7 @@ impl Default for QueueConfig {
             dlq_max: 10_000,
             default_priority: 5,
             retry_position: RetryPosition::Back,
+            max_bytes: None,
         }
     }
 }
@@ -136,6 +141,9 @@ impl QueueConfig {
                 "dlq_max",
                 format!("at most {}", limits.max_dlq),
             ));
+        }
+        if self.max_bytes == Some(0) {
+            return Err(Error::invalid("max_bytes", "must be positive"));
         }
         if self.default_priority > 9 {
             return Err(Error::invalid("default_priority", "must be 0..=9"));
@@ -225,6 +233,10 @@ pub struct Limits {
     pub max_retry_delays: usize,
     /// Most keys one KV listing returns.
     pub max_keys_listed: u64,
+    /// The memory budget: message bytes (bodies and headers of queued and dead-lettered
+    /// messages, across all queues) the engine may hold. A publish that would pass it is
+    /// `memory_full`; hosts set it from the machine's memory.
+    pub max_held_bytes: u64,
     /// Live publish idempotency keys held across all queues.
     pub max_idempotency_keys: usize,
 }
@@ -260,6 +272,7 @@ impl Default for Limits {
             max_page: 1_000,
             max_retry_delays: 64,
             max_keys_listed: 10_000,
+            max_held_bytes: 2 << 30,
             max_idempotency_keys: 1_000_000,
         }
     }

@@ -31,6 +31,10 @@ pub(crate) struct Ctx {
     pub(crate) next_seq: u64,
     /// Waiters answered since the engine last looked; it drops them from its waiter index.
     pub(crate) answered: Vec<crate::api::WaiterId>,
+    /// Message bytes held across all queues (queued and dead-lettered), for the memory
+    /// budget (`Limits::max_held_bytes`).
+    #[serde(default)]
+    pub(crate) held_bytes: u64,
 }
 
 impl Ctx {
@@ -46,6 +50,7 @@ impl Ctx {
             next_waiter: 1,
             next_seq: 1,
             answered: Vec::new(),
+            held_bytes: 0,
         }
     }
 

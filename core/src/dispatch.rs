@@ -8,7 +8,7 @@ use crate::api::{Command, Event, KvEntry, Reply, SessionId};
 use crate::api::{PublishMessage, Published};
 use crate::dedup::ScopedKey;
 use crate::engine::Engine;
-use crate::queue::{Session, check_publish};
+use crate::queue::{Session, check_publish, check_server_memory, publish_bytes};
 
 impl Engine {
     /// Runs one command (timers are caught up already).
@@ -65,7 +65,7 @@ impl Engine {
                 config.validate(&self.ctx.limits)?;
                 let created = self.create_queue(&queue, Some(config.clone()))?;
                 let (q, ctx) = self.queue_mut(&queue)?;
-                q.dlq.trim(config.dlq_max);
+                q.trim_dlq(ctx, config.dlq_max);
                 q.config = config;
                 // A raised prefetch may let parked consumers take ready messages now.
                 q.serve(ctx);
@@ -78,7 +78,10 @@ impl Engine {
                 queues: self.names.keys().map(|n| n.to_string()).collect(),
             },
             Command::Stats { queue } => {
-                Reply::Stats(Box::new(self.queue(&queue)?.stats(self.ctx.now)))
+                let mut stats = self.queue(&queue)?.stats(self.ctx.now);
+                stats.server_held_bytes = self.ctx.held_bytes;
+                stats.server_max_held_bytes = self.ctx.limits.max_held_bytes;
+                Reply::Stats(Box::new(stats))
             }
             Command::Purge { queue } => {
                 let (q, ctx) = self.queue_mut(&queue)?;
@@ -343,9 +346,12 @@ impl Engine {
                 let retried = q.redrive(ctx, message_ids.as_deref());
                 Reply::Redriven { retried }
             }
-            Command::DlqPurge { queue } => Reply::Purged {
-                purged: self.queue_mut(&queue)?.0.dlq.purge(),
-            },
+            Command::DlqPurge { queue } => {
+                let (q, ctx) = self.queue_mut(&queue)?;
+                Reply::Purged {
+                    purged: q.purge_dlq(ctx),
+                }
+            }
             other => unreachable!("{other:?} is not a DLQ command"),
         })
     }
@@ -424,6 +430,9 @@ impl Engine {
                 message,
                 headers,
             } => {
+                // Pub/sub messages wait in bounded subscriber buffers, not in the budget; a
+                // server over its budget refuses them all the same, as it does queue publishes.
+                check_server_memory(ctx, message.len() as u64)?;
                 let (message_id, subscribers_matched) =
                     pubsub.publish(ctx, topic.clone(), message, headers)?;
                 Reply::PubsubPublished {
@@ -488,6 +497,15 @@ impl Engine {
         }
         let q = self.queues.get_mut(&qid).expect("publish target exists");
         q.check_room(prior.iter().filter(|p| p.is_none()).count() as u64)?;
+        // Only new messages count against the memory budget: a retried publish whose key was
+        // seen is answered as before, even when the server is full.
+        let bytes = messages
+            .iter()
+            .zip(&prior)
+            .filter(|(_, p)| p.is_none())
+            .map(|(m, _)| publish_bytes(m))
+            .sum();
+        q.check_memory(&self.ctx, bytes)?;
         let expires_at = now.add_ms(self.config.idempotency_window_ms);
         let mut out: Vec<Published> = Vec::with_capacity(messages.len());
         for (m, prior) in messages.into_iter().zip(prior) {

@@ -229,6 +229,8 @@ impl Engine {
         };
         let mut queue = self.queues.remove(&id).expect("named queue exists");
         let (waiters, sessions) = queue.teardown(&mut self.ctx);
+        let held = queue.held;
+        queue.let_go(&mut self.ctx, held);
         for waiter in waiters {
             self.waiter_queues.remove(&waiter);
             self.ctx
@@ -257,6 +259,13 @@ impl Engine {
     #[must_use]
     pub fn message_footprint(&self) -> usize {
         self.queues.values().map(Queue::footprint).sum()
+    }
+
+    /// Message bytes held across all queues (bodies and headers of queued and dead-lettered
+    /// messages), the figure the memory budget (`Limits::max_held_bytes`) bounds.
+    #[must_use]
+    pub fn held_bytes(&self) -> u64 {
+        self.ctx.held_bytes
     }
 
     /// Pending timers (for tests and benchmarks).

@@ -64,6 +64,18 @@ pub enum Error {
         /// Its value.
         limit: u64,
     },
+    /// Holding the message would take the message bytes held (queued and dead-lettered
+    /// messages) past the server's budget or the queue's `max_bytes`. Publishes are refused
+    /// until consumers drain it; consumes, acks and everything else go on.
+    #[error("memory full: {scope} holds {held} bytes of messages, the limit is {limit}")]
+    MemoryFull {
+        /// `server`, or the queue whose `max_bytes` it is.
+        scope: String,
+        /// Bytes held now.
+        held: u64,
+        /// The budget in bytes.
+        limit: u64,
+    },
     /// The KV key does not exist or has expired.
     #[error("key not found: {key}")]
     KeyNotFound {
@@ -99,6 +111,7 @@ impl Error {
             Self::MessageNotFound { .. } => "message_not_found",
             Self::LeaseMismatch { .. } => "lease_mismatch",
             Self::QueueFull { .. } => "queue_full",
+            Self::MemoryFull { .. } => "memory_full",
             Self::InvalidArgument { .. } => "invalid_argument",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::LimitExceeded { .. } => "limit_exceeded",

@@ -65,16 +65,87 @@ impl From<serde_json::Value> for Json {
     }
 }
 
+// In human-readable formats (JSON, JS values) a `Json` is the value itself. In binary formats
+// (the server's MessagePack log records) it is its compact text as a byte string: no
+// `serde_json::Value` is built when a command is logged, and reading one back only checks the
+// text. Bytes, not a string, because serde hands internally tagged enums (`Command`) buffered
+// content that claims to be human-readable: a byte string still tells the two forms apart, since
+// no JSON value reads as bytes. A structured value is still read in either format.
 impl Serialize for Json {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.to_value().serialize(s)
+        if s.is_human_readable() {
+            self.to_value().serialize(s)
+        } else {
+            s.serialize_bytes(self.0.as_bytes())
+        }
     }
 }
 
 impl<'de> Deserialize<'de> for Json {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let value = serde_json::Value::deserialize(d)?;
-        Ok(Self::from_value(&value))
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+/// Reads a value (building its compact text) or the compact text as bytes (checking it).
+struct JsonVisitor;
+
+impl JsonVisitor {
+    fn value<E>(v: serde_json::Value) -> Result<Json, E> {
+        Ok(Json::from_value(&v))
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for JsonVisitor {
+    type Value = Json;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Json, E> {
+        let text = std::str::from_utf8(b).map_err(E::custom)?;
+        serde_json::from_str::<serde::de::IgnoredAny>(text)
+            .map_err(|e| E::custom(format!("a JSON body that does not parse: {e}")))?;
+        Ok(Json::from_trusted_text(text))
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
+        Self::value(v.into())
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Json, E> {
+        Self::value(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Json, E> {
+        Self::value(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Json, E> {
+        Self::value(v.into())
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Json, E> {
+        Self::value(v.into())
+    }
+    fn visit_unit<E>(self) -> Result<Json, E> {
+        Self::value(serde_json::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Json, E> {
+        Self::value(serde_json::Value::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Json, D::Error> {
+        Ok(Json::from_value(&serde_json::Value::deserialize(d)?))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+        let mut items = Vec::new();
+        while let Some(v) = seq.next_element::<serde_json::Value>()? {
+            items.push(v);
+        }
+        Self::value(serde_json::Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
+            out.insert(k, v);
+        }
+        Self::value(serde_json::Value::Object(out))
     }
 }
 

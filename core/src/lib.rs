@@ -43,6 +43,7 @@ mod engine;
 mod error;
 mod fxmap;
 mod ids;
+pub mod input;
 mod json;
 mod kv;
 mod pubsub;

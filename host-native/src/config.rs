@@ -62,6 +62,27 @@ pub(crate) struct Cli {
     /// (losing the records from there on) instead of refusing to start.
     #[arg(long)]
     pub(crate) repair_log: bool,
+    /// Seconds a request head may take from its first byte [default: 10].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) header_timeout: Option<f64>,
+    /// Seconds a request body may take once its route reads it [default: 30].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) body_timeout: Option<f64>,
+    /// Seconds an HTTP keep-alive connection may wait for its next request [default: 60].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) idle_timeout: Option<f64>,
+    /// Seconds a SynapRPC connection with nothing in flight may stay silent [default: 300].
+    #[arg(long, value_name = "SECS")]
+    pub(crate) rpc_idle_timeout: Option<f64>,
+    /// Most HTTP connections open at once [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub(crate) max_connections: Option<usize>,
+    /// The memory budget: message bytes held across queues [default: 40% of the machine].
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) max_held_bytes: Option<u64>,
+    /// A browser origin allowed to call the server (`http://host:port`); repeat for more.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub(crate) allowed_origins: Vec<String>,
     /// Subcommand.
     #[command(subcommand)]
     pub(crate) command: Option<Sub>,
@@ -144,6 +165,12 @@ struct ServerSection {
     auto_create_queues: Option<bool>,
     max_body_bytes: Option<usize>,
     observe: Option<bool>,
+    header_timeout_secs: Option<f64>,
+    body_timeout_secs: Option<f64>,
+    idle_timeout_secs: Option<f64>,
+    max_connections: Option<usize>,
+    rpc_idle_timeout_secs: Option<f64>,
+    allowed_origins: Vec<String>,
     /// How long a publish idempotency key is remembered, in seconds.
     idempotency_window_secs: Option<f64>,
 }
@@ -162,6 +189,7 @@ struct LimitSection {
     max_value_bytes: Option<usize>,
     max_subscribers: Option<usize>,
     subscriber_buffer: Option<usize>,
+    max_held_bytes: Option<u64>,
     max_idempotency_keys: Option<usize>,
 }
 
@@ -197,6 +225,13 @@ pub(crate) struct ServerConfig {
     /// Largest SynapRPC frame (`None`: sized from the message and value limits).
     pub(crate) rpc_max_frame_bytes: Option<usize>,
     pub(crate) max_body_bytes: usize,
+    /// The HTTP listener's timeouts and connection cap.
+    pub(crate) http: crate::listen::Limits,
+    /// A SynapRPC connection with nothing in flight and no subscription or stream is closed
+    /// after this long.
+    pub(crate) rpc_idle_timeout: std::time::Duration,
+    /// Browser origins allowed besides the server's own (`server.allowed_origins`).
+    pub(crate) allowed_origins: Vec<String>,
     pub(crate) engine: EngineConfig,
     /// Queues to create (or reconfigure) at start.
     pub(crate) queues: BTreeMap<String, QueueConfig>,
@@ -210,7 +245,17 @@ impl ServerConfig {
             None => FileConfig::default(),
         };
         let mut engine = EngineConfig::default();
+        engine.limits.max_held_bytes = crate::memory::default_budget(
+            crate::memory::machine_memory(),
+            engine.limits.max_held_bytes,
+        );
         apply_limits(&mut engine, &file.limits)?;
+        if let Some(v) = cli.max_held_bytes {
+            engine.limits.max_held_bytes = v;
+        }
+        if engine.limits.max_held_bytes == 0 {
+            return Err("the memory budget (max_held_bytes) must be positive".into());
+        }
         if let Some(v) = file.server.auto_create_queues {
             engine.auto_create_queues = v;
         }
@@ -238,15 +283,18 @@ impl ServerConfig {
                 .map_err(|e| format!("queue {name:?}: {e}"))?;
             queues.insert(name.clone(), config);
         }
-        let mut api_keys = file.server.api_keys;
-        api_keys.extend(
-            env_keys
-                .unwrap_or("")
-                .split(',')
-                .map(str::trim)
-                .map(String::from),
-        );
-        api_keys.retain(|k| !k.is_empty());
+        let api_keys = crate::hardening::api_keys(file.server.api_keys, env_keys)?;
+        let net = crate::hardening::NetSettings {
+            header_timeout: cli.header_timeout.or(file.server.header_timeout_secs),
+            body_timeout: cli.body_timeout.or(file.server.body_timeout_secs),
+            idle_timeout: cli.idle_timeout.or(file.server.idle_timeout_secs),
+            rpc_idle_timeout: cli.rpc_idle_timeout.or(file.server.rpc_idle_timeout_secs),
+            max_connections: cli.max_connections.or(file.server.max_connections),
+        };
+        let (http, rpc_idle_timeout) = net.resolve()?;
+        let mut allowed_origins = file.server.allowed_origins;
+        allowed_origins.extend(cli.allowed_origins.iter().cloned());
+        let allowed_origins = crate::hardening::origins(allowed_origins)?;
         let users = load_users(file.server.users)?;
         let rpc = if cli.no_rpc {
             RpcBind::Off
@@ -310,6 +358,9 @@ impl ServerConfig {
             rpc_max_connections: file.server.rpc_max_connections,
             rpc_max_frame_bytes: file.server.rpc_max_frame_bytes,
             max_body_bytes,
+            http,
+            rpc_idle_timeout,
+            allowed_origins,
             engine,
             queues,
         })
@@ -388,6 +439,9 @@ fn apply_limits(engine: &mut EngineConfig, l: &LimitSection) -> Result<(), Strin
     }
     if let Some(v) = l.subscriber_buffer {
         lim.subscriber_buffer = positive("subscriber_buffer", v)?;
+    }
+    if let Some(v) = l.max_held_bytes {
+        lim.max_held_bytes = v;
     }
     Ok(())
 }

@@ -5,7 +5,12 @@ mod clock;
 mod config;
 mod engine_task;
 mod handle;
+mod hardening;
 mod http;
+mod listen;
+mod memory;
+#[cfg(test)]
+mod proptests;
 mod rpc;
 mod settings;
 // The subcommand's entry point is `pub` for its own reasons; it is reached only from `main`.
@@ -16,7 +21,6 @@ mod storage;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use clap::Parser;
 use synap_core::{Command, Engine};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    memory::start_purging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -186,10 +191,16 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     }
     let auth = Arc::new(Auth::new(config.api_keys.clone(), config.users.clone()));
     let rpc = start_rpc(&config, &handle, &auth, &stop_rx).await?;
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let conns = Arc::new(listen::ConnStats::default());
+    let state_stop = stop_rx.clone();
     let state = AppState::new(http::AppShared {
         engine: handle.clone(),
         events: events_tx,
-        shutdown: stop_rx,
+        shutdown: stop_rx.clone(),
         default_queue: Arc::new(config.engine.default_queue.clone()),
         max_batch: config.engine.limits.max_batch,
         auth,
@@ -197,35 +208,44 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         max_body_bytes: config.max_body_bytes,
         max_message_bytes: config.engine.limits.max_payload_bytes,
         max_value_bytes: config.engine.limits.max_value_bytes,
+        max_id_bytes: config.engine.limits.max_id_bytes,
+        max_held_bytes: config.engine.limits.max_held_bytes,
+        conns: Arc::clone(&conns),
+        origins: Arc::new(http::OriginPolicy::new(
+            local,
+            config.allowed_origins.clone(),
+        )),
     });
     let app = http::router(state);
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
-    info!(addr = %local, "synap-server listening");
+    info!(
+        addr = %local,
+        memory_budget = config.engine.limits.max_held_bytes,
+        max_connections = config.http.max_connections,
+        "synap-server listening"
+    );
     let (fired_tx, fired_rx) = tokio::sync::oneshot::channel::<()>();
     let drain_handle = handle.clone();
-    let shutdown = async move {
+    tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutting down: answering parked consumers and draining connections");
         let _ = stop_tx.send(true);
         drain_handle.drain().await;
         let _ = fired_tx.send(());
-    };
-    // Replies, pushed messages and confirms are small writes; without TCP_NODELAY the kernel
-    // holds each back (Nagle) until the peer acknowledges the previous one, up to ~40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
     });
-    let server = axum::serve(listener, app).with_graceful_shutdown(shutdown);
+    let server = listen::serve(listener, app, config.http, conns, state_stop);
     let grace = async {
         let _ = fired_rx.await;
         tokio::time::sleep(DRAIN_GRACE).await;
     };
-    let served = supervise(server.into_future(), grace, &mut task).await;
+    let served = supervise(
+        async {
+            server.await;
+            Ok(())
+        },
+        grace,
+        &mut task,
+    )
+    .await;
     if let Some(rpc) = rpc {
         rpc.abort();
     }
@@ -270,6 +290,8 @@ async fn start_rpc(
         limits,
         max_wait_ms: lim.max_wait_ms,
         max_batch: lim.max_batch,
+        idle_timeout: config.rpc_idle_timeout,
+        body_timeout: config.http.body_timeout,
     });
     Ok(Some(tokio::spawn(rpc::serve(listener, ctx, stop.clone()))))
 }

@@ -4,24 +4,8 @@
 
 use synap_core::{Backoff, Error, QueueConfig, RetryPosition};
 
-/// Longest duration accepted anywhere, in seconds (about 31 years): larger values are surely
-/// mistakes, and the bound keeps the conversion to milliseconds exact.
-const MAX_SECS: f64 = 1e9;
-
-/// Converts seconds (fractions allowed) to milliseconds, rejecting negative, non-finite and
-/// absurd values with an `invalid_argument` naming `field`.
-pub(crate) fn secs_to_ms(field: &str, secs: f64) -> Result<u64, Error> {
-    if !secs.is_finite() || !(0.0..=MAX_SECS).contains(&secs) {
-        return Err(invalid(
-            field,
-            "must be a number of seconds between 0 and 1e9",
-        ));
-    }
-    // In range by the check above, so the cast neither truncates nor saturates.
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-    let ms = (secs * 1000.0).round() as u64;
-    Ok(ms)
-}
+/// Seconds to milliseconds by the rules every transport shares (see `synap_core::input`).
+pub(crate) use synap_core::input::{secs_to_ms, ttl_secs_to_ms};
 
 /// An `invalid_argument` error.
 pub(crate) fn invalid(field: &str, reason: impl Into<String>) -> Error {
@@ -74,7 +58,10 @@ impl ApplySettings for QueueSettings {
             c.max_depth = v;
         }
         if let Some(v) = self.message_ttl {
-            c.message_ttl_ms = Some(secs_to_ms("message_ttl", v)?);
+            c.message_ttl_ms = Some(ttl_secs_to_ms("message_ttl", v)?);
+        }
+        if let Some(v) = self.max_bytes {
+            c.max_bytes = Some(v);
         }
         if let Some(v) = self.prefetch {
             c.prefetch = v;
@@ -121,6 +108,7 @@ pub(crate) fn settings_of(c: &QueueConfig) -> QueueSettings {
             RetryPosition::Back => synap_wire::RetryPosition::Back,
             RetryPosition::Original => synap_wire::RetryPosition::Original,
         }),
+        max_bytes: c.max_bytes,
     }
 }
 
@@ -133,15 +121,6 @@ pub(crate) fn ms_to_secs(ms: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn seconds_convert_to_milliseconds() {
-        assert_eq!(secs_to_ms("t", 0.3).unwrap(), 300);
-        assert_eq!(secs_to_ms("t", 300.0).unwrap(), 300_000);
-        assert!(secs_to_ms("t", -1.0).is_err());
-        assert!(secs_to_ms("t", f64::NAN).is_err());
-        assert!(secs_to_ms("t", 1e12).is_err());
-    }
 
     #[test]
     fn settings_apply_over_the_default() {

@@ -449,3 +449,32 @@ async fn a_replay_of_the_data_directory_ends_in_the_servers_state() {
         "the repeated key added nothing"
     );
 }
+
+#[tokio::test]
+async fn a_restart_applies_the_new_config_to_the_recovered_state() {
+    let dir = Dir::new("config");
+    let mut api = start(&dir, &["--max-held-bytes", "1000000"]);
+    api.publish("jobs", json!({"message": 1})).await;
+    let limit = |s: &Value| s["memory"]["limit_bytes"].clone();
+    assert_eq!(limit(&api.stats("jobs").await), json!(1_000_000));
+    api.srv.kill();
+    let mut api = start(&dir, &["--max-held-bytes", "2000000"]);
+    assert_eq!(
+        limit(&api.stats("jobs").await),
+        json!(2_000_000),
+        "the budget of this start, not the recovered one"
+    );
+    assert!(
+        api.srv
+            .log()
+            .iter()
+            .any(|l| l.contains("engine config differs")),
+        "{:?}",
+        api.srv.log()
+    );
+    // And it is kept by the next crash too (a snapshot holds it).
+    api.srv.kill();
+    let api = start(&dir, &["--max-held-bytes", "2000000"]);
+    assert_eq!(limit(&api.stats("jobs").await), json!(2_000_000));
+    assert_eq!(api.stats("jobs").await["depth"], json!(1));
+}

@@ -264,10 +264,15 @@ async fn kv_commands_have_the_sdk_shapes() {
         ok(&api.cmd("kv.del", json!({"key": "s"})).await)["deleted"],
         false
     );
-    // A zero TTL expires at once.
-    ok(&api
-        .cmd("kv.set", json!({"key": "z", "value": 1, "ttl": 0}))
-        .await);
+    // A zero TTL is refused, as on every transport (not "expire at once"), and so are
+    // negative, fractional-below-1 ms and absurd ones; the key is not written.
+    for ttl in [json!(0), json!(-1), json!(1e300)] {
+        let e = err(&api
+            .cmd("kv.set", json!({"key": "z", "value": 1, "ttl": ttl}))
+            .await)
+        .to_owned();
+        assert!(e.starts_with("Invalid value: ttl"), "{e}");
+    }
     assert_eq!(
         *ok(&api.cmd("kv.get", json!({"key": "z"})).await),
         Value::Null

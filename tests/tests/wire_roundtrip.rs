@@ -109,6 +109,7 @@ fn full_config() -> w::QueueConfig {
         dlq_max: Some(20),
         default_priority: Some(4),
         retry_position: Some(w::RetryPosition::Original),
+        max_bytes: Some(1 << 20),
     }
 }
 

@@ -37,7 +37,11 @@ pub struct QueueConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_delays: Option<Vec<f64>>,
     /// Exponential backoff, used when `retry_delays` is empty.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::strict::opt_object"
+    )]
     pub backoff: Option<Backoff>,
     /// Ready plus delayed messages allowed.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,6 +64,10 @@ pub struct QueueConfig {
     /// Where a retried message stands when it is ready again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_position: Option<RetryPosition>,
+    /// Message bytes (bodies and headers, queued and dead-lettered) the queue may hold;
+    /// publishes past it are refused with 507 `memory_full`. Absent: only the server's budget.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
 }
 
 /// Where a retried message (nack, lease expiry) re-enters its priority's line.

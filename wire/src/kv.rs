@@ -22,6 +22,7 @@ pub struct SetRequest {
 #[serde(deny_unknown_fields)]
 pub struct MsetRequest {
     /// The entries.
+    #[serde(deserialize_with = "crate::strict::objects")]
     pub entries: Vec<SetRequest>,
 }
 

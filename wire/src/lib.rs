@@ -26,6 +26,7 @@ mod pubsub;
 mod queue;
 mod queue_ws;
 mod stats;
+mod strict;
 
 pub use common::{Deleted, Empty, ErrorBody, Health, Purged, Success};
 pub use config::{Backoff, QueueConfig, RetryPosition};
@@ -44,7 +45,7 @@ pub use queue::{
     PublishedBatch, QueueCreated, QueueList, Retried,
 };
 pub use queue_ws::{CreditRequest, QueueClientFrame, QueueOp, QueueServerFrame};
-pub use stats::QueueStats;
+pub use stats::{MemoryStats, QueueStats};
 
 use std::collections::BTreeMap;
 

@@ -42,6 +42,7 @@ pub struct PublishRequest {
 #[serde(deny_unknown_fields)]
 pub struct PublishBatchRequest {
     /// The messages, in order.
+    #[serde(deserialize_with = "crate::strict::objects")]
     pub messages: Vec<PublishRequest>,
 }
 
@@ -136,6 +137,7 @@ pub struct AckRequest {
 #[serde(deny_unknown_fields)]
 pub struct AckBatchRequest {
     /// The acks.
+    #[serde(deserialize_with = "crate::strict::objects")]
     pub acks: Vec<AckRequest>,
 }
 

@@ -43,6 +43,22 @@ pub struct QueueStats {
     pub avg_wait_time_ms: f64,
     /// Age of the oldest ready message, ms.
     pub oldest_ready_age_ms: u64,
+    /// Message bytes the queue holds (bodies and headers, queued and dead-lettered).
+    #[serde(default)]
+    pub bytes: u64,
+    /// The server's memory budget and what all queues hold of it.
+    #[serde(default)]
+    pub memory: MemoryStats,
     /// The queue's settings, durations in seconds.
     pub config: QueueConfig,
+}
+
+/// The server's memory budget: message bytes held across all queues, and the limit past
+/// which publishes are refused with 507 `memory_full`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryStats {
+    /// Message bytes held across all queues.
+    pub held_bytes: u64,
+    /// The budget.
+    pub limit_bytes: u64,
 }

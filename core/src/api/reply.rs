@@ -115,6 +115,16 @@ pub struct QueueStats {
     pub avg_wait_time_ms: f64,
     /// Age of the oldest ready message, from when it entered the queue.
     pub oldest_ready_age_ms: u64,
+    /// Message bytes the queue holds (bodies and headers, queued and dead-lettered), the
+    /// figure its `max_bytes` bounds.
+    #[serde(default)]
+    pub bytes: u64,
+    /// Message bytes held across all queues, the figure the memory budget bounds.
+    #[serde(default)]
+    pub server_held_bytes: u64,
+    /// The memory budget (`Limits::max_held_bytes`).
+    #[serde(default)]
+    pub server_max_held_bytes: u64,
     /// The queue's settings.
     pub config: QueueConfig,
 }

@@ -320,11 +320,12 @@ fn integer_of(value: &Json) -> Option<i64> {
     })
 }
 
+/// A TTL is 1 ms to `max_ttl_ms`: 0 is refused (never "expire at once"), as for messages.
 fn check_ttl(ctx: &Ctx, ttl: u64) -> Result<(), Error> {
-    if ttl > ctx.limits.max_ttl_ms {
+    if ttl == 0 || ttl > ctx.limits.max_ttl_ms {
         return Err(Error::invalid(
             "ttl_ms",
-            format!("at most {} ms", ctx.limits.max_ttl_ms),
+            format!("must be between 1 and {} ms", ctx.limits.max_ttl_ms),
         ));
     }
     Ok(())

@@ -35,6 +35,12 @@ fn check_common(field: &str, s: &str, max_bytes: usize) -> Result<(), Error> {
     if s.len() > max_bytes {
         return Err(Error::too_large(field, s.len(), max_bytes));
     }
+    if crate::input::has_control(s) {
+        return Err(Error::invalid(
+            field,
+            "must not contain control characters (NUL included)",
+        ));
+    }
     if s.split('.').any(str::is_empty) {
         return Err(Error::invalid(field, "segments cannot be empty"));
     }

@@ -37,24 +37,39 @@ impl DeadLetters {
         self.ids.contains(&id)
     }
 
-    pub(crate) fn push(&mut self, msg: Message, reason: DeadLetterReason, at: Millis, max: u64) {
+    /// Keeps `msg`, dropping the oldest entries to make room; returns the message bytes
+    /// dropped (`msg`'s own when the DLQ has no room at all).
+    #[must_use]
+    pub(crate) fn push(
+        &mut self,
+        msg: Message,
+        reason: DeadLetterReason,
+        at: Millis,
+        max: u64,
+    ) -> u64 {
         if max == 0 {
             self.dropped += 1;
-            return;
+            return msg.held_bytes();
         }
-        self.trim(max - 1);
+        let dropped = self.trim(max - 1);
         self.ids.insert(msg.id);
         self.entries.push_back(Entry { msg, reason, at });
+        dropped
     }
 
-    /// Drops the oldest entries (counted) until at most `max` remain.
-    pub(crate) fn trim(&mut self, max: u64) {
+    /// Drops the oldest entries (counted) until at most `max` remain; returns the message
+    /// bytes dropped.
+    #[must_use]
+    pub(crate) fn trim(&mut self, max: u64) -> u64 {
+        let mut bytes = 0;
         while self.entries.len() as u64 > max {
             if let Some(e) = self.entries.pop_front() {
                 self.ids.remove(&e.msg.id);
                 self.dropped += 1;
+                bytes += e.msg.held_bytes();
             }
         }
+        bytes
     }
 
     pub(crate) fn page(&self, queue: &Arc<str>, offset: u64, limit: u64) -> Vec<DeadLetter> {
@@ -81,15 +96,30 @@ impl DeadLetters {
             .collect()
     }
 
-    pub(crate) fn purge(&mut self) -> u64 {
+    /// Empties the DLQ; returns how many entries it held and their message bytes.
+    fn purge(&mut self) -> (u64, u64) {
         let n = self.len();
+        let bytes = self.entries.iter().map(|e| e.msg.held_bytes()).sum();
         self.entries.clear();
         self.ids.clear();
-        n
+        (n, bytes)
     }
 }
 
 impl Queue {
+    /// Empties the DLQ; returns how many entries it held.
+    pub(crate) fn purge_dlq(&mut self, ctx: &mut Ctx) -> u64 {
+        let (n, bytes) = self.dlq.purge();
+        self.let_go(ctx, bytes);
+        n
+    }
+
+    /// Cuts the DLQ to `max` entries, dropping the oldest.
+    pub(crate) fn trim_dlq(&mut self, ctx: &mut Ctx, max: u64) {
+        let bytes = self.dlq.trim(max);
+        self.let_go(ctx, bytes);
+    }
+
     /// Moves DLQ entries (the given ids, or all) back to the queue with attempts reset. Stops
     /// early when the queue is full; returns how many moved.
     pub(crate) fn redrive(&mut self, ctx: &mut Ctx, ids: Option<&[MessageId]>) -> u64 {

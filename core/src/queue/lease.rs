@@ -86,6 +86,7 @@ impl Queue {
         self.release(ctx, id, lease, deadline);
         let msg = self.messages.remove(&id).expect("leased message exists");
         self.cancel_ttl(ctx, &msg);
+        self.let_go(ctx, msg.held_bytes());
         self.counters.acked += 1;
         let now = ctx.now;
         ctx.observe(|| self.observed(ObservedKind::Acked, &msg, now));
@@ -221,11 +222,13 @@ impl Queue {
             reason: Some(reason),
             ..self.observed(ObservedKind::DeadLettered, &msg, now)
         });
-        if self.config.dead_letter {
-            self.dlq.push(msg, reason, now, self.config.dlq_max);
+        let dropped = if self.config.dead_letter {
+            self.dlq.push(msg, reason, now, self.config.dlq_max)
         } else {
             self.dlq.dropped += 1;
-        }
+            msg.held_bytes()
+        };
+        self.let_go(ctx, dropped);
     }
 }
 

@@ -101,6 +101,13 @@ impl Message {
         }
     }
 
+    /// The bytes the memory budget counts for this message: its body and headers, which do
+    /// not change while it lives.
+    pub(crate) fn held_bytes(&self) -> u64 {
+        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        (self.body.len() + headers) as u64
+    }
+
     /// Approximate bytes held for this message (body, headers, bookkeeping).
     pub(crate) fn footprint(&self) -> usize {
         let headers: usize = self

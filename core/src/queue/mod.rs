@@ -36,6 +36,9 @@ use ready::Ready;
 pub(crate) use session::Session;
 use stats::{Consumers, Counters, WaitWindow};
 
+/// Capacity (entries) below which the message map and ready lanes are never shrunk.
+const COMPACT_MIN: usize = 4096;
+
 /// What a consume asks for, after validation.
 pub(crate) struct ConsumeSpec {
     pub(crate) max_messages: u32,
@@ -70,6 +73,9 @@ pub(crate) struct Queue {
     consumers: Consumers,
     counters: Counters,
     waits: WaitWindow,
+    /// Message bytes held: bodies and headers of the messages in `messages` and the DLQ.
+    #[serde(default)]
+    pub(crate) held: u64,
 }
 
 impl Queue {
@@ -88,6 +94,7 @@ impl Queue {
             consumers: Consumers::default(),
             counters: Counters::default(),
             waits: WaitWindow::default(),
+            held: 0,
         }
     }
 
@@ -104,6 +111,39 @@ impl Queue {
             });
         }
         Ok(())
+    }
+
+    /// Checks that `bytes` more message bytes fit the queue's `max_bytes` and the server's
+    /// budget.
+    pub(crate) fn check_memory(&self, ctx: &Ctx, bytes: u64) -> Result<(), Error> {
+        if let Some(limit) = self.config.max_bytes
+            && self.held.saturating_add(bytes) > limit
+        {
+            return Err(Error::MemoryFull {
+                scope: format!("queue {}", self.name),
+                held: self.held,
+                limit,
+            });
+        }
+        check_server_memory(ctx, bytes)
+    }
+
+    /// Counts message bytes that came in.
+    fn hold(&mut self, ctx: &mut Ctx, bytes: u64) {
+        self.held += bytes;
+        ctx.held_bytes += bytes;
+    }
+
+    /// Counts message bytes that left (acked, purged, dropped from the DLQ), and gives back
+    /// the room a drained backlog left in the message map and the ready index.
+    pub(crate) fn let_go(&mut self, ctx: &mut Ctx, bytes: u64) {
+        self.held = self.held.saturating_sub(bytes);
+        ctx.held_bytes = ctx.held_bytes.saturating_sub(bytes);
+        let len = self.messages.len();
+        if self.messages.capacity() > COMPACT_MIN && len * 4 < self.messages.capacity() {
+            self.messages.shrink_to(len * 2);
+        }
+        self.ready.compact();
     }
 
     /// Adds a validated message (see `check_publish` and `check_room`). With `serve`, parked
@@ -137,6 +177,7 @@ impl Queue {
             state: State::Ready,
         };
         self.counters.published += 1;
+        self.hold(ctx, msg.held_bytes());
         let priority = msg.priority;
         ctx.observe(|| self.observed(ObservedKind::Published, &msg, now));
         if let Some(at) = msg.expires_at {
@@ -288,14 +329,18 @@ impl Queue {
             .map(|m| m.id)
             .collect();
         delayed.sort_unstable();
+        let mut bytes = 0;
         for id in &ids {
             let msg = self.messages.remove(id).expect("ready id has a message");
             self.cancel_ttl(ctx, &msg);
+            bytes += msg.held_bytes();
         }
         for id in delayed {
             let msg = self.remove_waiting(ctx, id);
+            bytes += msg.held_bytes();
             ids.push(msg.id);
         }
+        self.let_go(ctx, bytes);
         let n = ids.len() as u64;
         let (now, queue) = (ctx.now, self.name.clone());
         ctx.observe(|| Observed {
@@ -396,6 +441,30 @@ impl Queue {
     }
 }
 
+/// The message bytes a message to publish will hold (see `Message::held_bytes`).
+pub(crate) fn publish_bytes(m: &PublishMessage) -> u64 {
+    let body = match (&m.message, &m.payload) {
+        (Some(j), _) => j.len(),
+        (None, Some(b)) => b.len(),
+        (None, None) => 0,
+    };
+    let headers: usize = m.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+    (body + headers) as u64
+}
+
+/// Checks that `bytes` more message bytes fit the server's budget (`max_held_bytes`).
+pub(crate) fn check_server_memory(ctx: &Ctx, bytes: u64) -> Result<(), Error> {
+    let limit = ctx.limits.max_held_bytes;
+    if ctx.held_bytes.saturating_add(bytes) > limit {
+        return Err(Error::MemoryFull {
+            scope: "server".to_owned(),
+            held: ctx.held_bytes,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 /// Validates a message before anything changes (before a queue is auto-created, too), so a
 /// refused publish leaves no trace and a batch is all or nothing.
 pub(crate) fn check_publish(limits: &Limits, m: &PublishMessage) -> Result<(), Error> {
@@ -440,10 +509,4 @@ pub(crate) fn check_publish(limits: &Limits, m: &PublishMessage) -> Result<(), E
     Ok(())
 }
 
-/// Checks a consumer or subscriber id: 1 to `max` bytes.
-pub(crate) fn check_id(field: &str, id: &str, max: usize) -> Result<(), Error> {
-    if id.is_empty() || id.len() > max {
-        return Err(Error::invalid(field, format!("must be 1-{max} bytes")));
-    }
-    Ok(())
-}
+pub(crate) use crate::input::check_id;

@@ -43,6 +43,17 @@ impl Ready {
         (ahead + at + 1) as u64
     }
 
+    /// Gives back the room of lanes that have emptied out (after a backlog drained): a lane
+    /// holding less than a quarter of its capacity shrinks to twice its length.
+    pub(crate) fn compact(&mut self) {
+        for lane in &mut self.lanes {
+            let len = lane.len();
+            if lane.capacity() > super::COMPACT_MIN && len * 4 < lane.capacity() {
+                lane.shrink_to(len * 2);
+            }
+        }
+    }
+
     /// Takes the next message to deliver.
     pub(crate) fn pop(&mut self) -> Option<MessageId> {
         let lane = self.lanes.iter_mut().rev().find(|l| !l.is_empty())?;

@@ -171,6 +171,9 @@ impl Queue {
             dlq_dropped_total: self.dlq.dropped,
             avg_wait_time_ms: self.waits.mean(),
             oldest_ready_age_ms: oldest,
+            bytes: self.held,
+            server_held_bytes: 0,
+            server_max_held_bytes: 0,
             config: self.config.clone(),
         }
     }

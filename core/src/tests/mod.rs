@@ -3,8 +3,10 @@
 
 mod edge_cases;
 mod idempotency;
+mod input;
 mod kv;
 mod lease;
+mod memory;
 mod pubsub;
 mod queue;
 mod retry_order;

@@ -59,6 +59,42 @@ impl<'a> Fields<'a> {
     pub(super) fn object(&self, k: &str) -> Option<&'a Map<String, Value>> {
         self.get(k).and_then(Value::as_object)
     }
+    /// A TTL in seconds, strictly: absent or `null` is `None`; anything but a positive number
+    /// of seconds (up to 1e9) is an error, as on every transport (`synap_core::input`).
+    pub(super) fn ttl_ms(&self, k: &str) -> Result<Option<u64>, String> {
+        let Some(v) = self.get(k) else {
+            return Ok(None);
+        };
+        let ms = match (v.as_i64(), v.as_f64()) {
+            (Some(whole), _) => synap_core::input::whole_ttl_secs_to_ms(k, whole),
+            (None, Some(secs)) => synap_core::input::ttl_secs_to_ms(k, secs),
+            (None, None) => return Err(format!("Invalid value: {k}: must be a number of seconds")),
+        };
+        ms.map(Some).map_err(|e| wire_error(e.into()))
+    }
+    /// A duration in seconds, strictly: absent or `null` is `None`; a negative, non-number or
+    /// absurd value is an error.
+    pub(super) fn secs_ms(&self, k: &str) -> Result<Option<u64>, String> {
+        let Some(v) = self.get(k) else {
+            return Ok(None);
+        };
+        let secs = v
+            .as_f64()
+            .ok_or_else(|| format!("Invalid value: {k}: must be a number of seconds"))?;
+        synap_core::input::secs_to_ms(k, secs)
+            .map(Some)
+            .map_err(|e| wire_error(e.into()))
+    }
+    /// An integer amount, strictly: absent is `None`; a non-integer or one outside the 64-bit
+    /// signed range is an error.
+    pub(super) fn int(&self, k: &str) -> Result<Option<i64>, String> {
+        match self.get(k) {
+            None => Ok(None),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+                format!("Invalid value: {k}: must be an integer in the 64-bit signed range")
+            }),
+        }
+    }
     /// A required string field.
     pub(super) fn need(&self, k: &str) -> Result<&'a str, String> {
         self.str(k)
@@ -78,6 +114,7 @@ pub(crate) fn wire_error(f: Failure) -> String {
             Error::QueueNotFound { queue } => format!("Queue not found: {queue}"),
             Error::MessageNotFound { message_id } => format!("Message not found: {message_id}"),
             Error::QueueFull { queue, .. } => format!("Queue is full: {queue}"),
+            e @ Error::MemoryFull { .. } => format!("Memory full: {e}"),
             Error::KeyNotFound { key } => format!("Key not found: {key}"),
             Error::InvalidArgument { field, reason } => {
                 format!(
@@ -157,9 +194,15 @@ async fn dispatch(s: &AppState, name: &str, raw: Option<&RawValue>) -> Outcome {
     if name == "queue.publish" {
         return publish(s, raw).await;
     }
-    let p = raw
-        .and_then(|r| serde_json::from_str(r.get()).ok())
-        .unwrap_or_else(|| Value::Object(Map::new()));
+    let p = match raw {
+        None => Value::Object(Map::new()),
+        Some(r) => match serde_json::from_str::<Value>(r.get()) {
+            Ok(v @ Value::Object(_)) => v,
+            Ok(_) => return Err("Invalid request: the payload must be a JSON object".into()),
+            // serde_json stops at 128 levels of nesting: say so, not "missing field".
+            Err(e) => return Err(format!("Invalid request: payload: {e}")),
+        },
+    };
     let f = Fields(&p);
     let unknown = || Err(format!("Unknown command: {name}"));
     if name == "ping" {
@@ -344,15 +387,10 @@ fn sdk_message(d: &Delivery) -> Value {
 
 async fn consume(s: &AppState, f: &Fields<'_>) -> Outcome {
     let queue = f.need("queue")?;
-    let secs = |k: &str| {
-        f.number(k)
-            .map(|n| crate::settings::secs_to_ms(k, n).map_err(|e| wire_error(e.into())))
-            .transpose()
-    };
     let cmd = Command::Consume {
         queue: queue.into(),
-        wait_ms: secs("timeout")?.unwrap_or(0),
-        lease_ms: secs("ack_deadline")?,
+        wait_ms: f.secs_ms("timeout")?.unwrap_or(0),
+        lease_ms: f.secs_ms("ack_deadline")?,
         max_messages: 1,
         consumer_id: f.str("consumer_id").map(String::from),
     };
@@ -381,11 +419,7 @@ async fn ack_or_nack(s: &AppState, ack: bool, f: &Fields<'_>) -> Outcome {
             queue,
             message_id,
             requeue: f.bool("requeue").unwrap_or(true),
-            delay_ms: f
-                .number("delay")
-                .map(|d| crate::settings::secs_to_ms("delay", d))
-                .transpose()
-                .map_err(|e| wire_error(e.into()))?,
+            delay_ms: f.secs_ms("delay")?,
             error: f.str("error").map(String::from),
             lease,
         }

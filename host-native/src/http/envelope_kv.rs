@@ -21,27 +21,15 @@ pub(super) async fn run(s: &AppState, op: &str, f: &Fields<'_>) -> Option<Outcom
         "exists" => keyed(s, f, |key| Command::KvExists { key }).await,
         "ttl" => keyed(s, f, |key| Command::KvTtl { key }).await,
         "persist" => keyed(s, f, |key| Command::KvPersist { key }).await,
-        "expire" => match f.uint("ttl") {
-            Some(ttl) => {
-                let ms = ttl.saturating_mul(1000);
-                keyed(s, f, |key| Command::KvExpire { key, ttl_ms: ms }).await
-            }
-            None => Err("Invalid request: Missing 'ttl' field".into()),
+        "expire" => match f.ttl_ms("ttl") {
+            Ok(Some(ms)) => keyed(s, f, |key| Command::KvExpire { key, ttl_ms: ms }).await,
+            Ok(None) => Err("Invalid request: Missing 'ttl' field".into()),
+            Err(e) => Err(e),
         },
-        "incr" | "decr" => {
-            let by = f
-                .get("amount")
-                .or_else(|| f.get("by"))
-                .or_else(|| f.get("delta"))
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            let by = if op == "decr" {
-                by.saturating_neg()
-            } else {
-                by
-            };
-            keyed(s, f, |key| Command::KvIncr { key, by }).await
-        }
+        "incr" | "decr" => match amount(f, op == "decr") {
+            Ok(by) => keyed(s, f, |key| Command::KvIncr { key, by }).await,
+            Err(e) => Err(e),
+        },
         "keys" | "scan" => keys(s, f).await,
         "mget" => mget(s, f).await,
         "mset" => mset(s, f).await,
@@ -54,6 +42,21 @@ pub(super) async fn run(s: &AppState, op: &str, f: &Fields<'_>) -> Option<Outcom
         "stats" => stats(s).await,
         _ => return None,
     })
+}
+
+/// The amount of `kv.incr`/`kv.decr` (`amount`, `by` or `delta`; 1 when absent), negated
+/// for a decrement; a non-integer, or a decrement by -2^63, is an error.
+fn amount(f: &Fields<'_>, decr: bool) -> Result<i64, String> {
+    let key = ["amount", "by", "delta"]
+        .into_iter()
+        .find(|k| f.get(k).is_some())
+        .unwrap_or("amount");
+    let by = f.int(key)?.unwrap_or(1);
+    if decr {
+        synap_core::input::negate(key, by).map_err(|e| super::envelope::wire_error(e.into()))
+    } else {
+        Ok(by)
+    }
 }
 
 /// Runs a command on the required `key` and shapes its reply.
@@ -82,7 +85,7 @@ async fn set(s: &AppState, f: &Fields<'_>) -> Outcome {
     let cmd = Command::KvSet {
         key: key.to_owned(),
         value: CoreJson::from_value(value),
-        ttl_ms: f.uint("ttl").map(|t| t.saturating_mul(1000)),
+        ttl_ms: f.ttl_ms("ttl")?,
     };
     shape(call(s, cmd).await?)
 }
@@ -159,7 +162,7 @@ fn entry(item: &Value) -> Result<KvEntry, String> {
         Value::Object(m) => (
             m.get("key").and_then(Value::as_str),
             m.get("value").filter(|v| !v.is_null()),
-            m.get("ttl").and_then(Value::as_u64),
+            Fields(item).ttl_ms("ttl")?,
         ),
         Value::Array(pair) if pair.len() == 2 => (pair[0].as_str(), Some(&pair[1]), None),
         _ => return Err(bad()),
@@ -168,7 +171,7 @@ fn entry(item: &Value) -> Result<KvEntry, String> {
         (Some(key), Some(value)) => Ok(KvEntry {
             key: key.to_owned(),
             value: CoreJson::from_value(value),
-            ttl_ms: ttl.map(|t| t.saturating_mul(1000)),
+            ttl_ms: ttl,
         }),
         _ => Err(bad()),
     }

@@ -62,7 +62,7 @@ pub(crate) fn status_of(e: &Error) -> StatusCode {
         Error::LeaseMismatch { .. } => StatusCode::CONFLICT,
         Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
-        Error::QueueFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        Error::QueueFull { .. } | Error::MemoryFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         Error::InvalidArgument { .. } | Error::NotAnInteger { .. } => StatusCode::BAD_REQUEST,
     }
 }
@@ -130,7 +130,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Reads the whole body, mapping the body limit to 413.
+/// Reads the whole body, mapping the body limit to 413 and the body timeout to 408.
 pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -139,25 +139,51 @@ pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Resul
                 "payload_too_large",
                 "request body is larger than the server's limit",
             )
+        } else if let Some(t) = timed_out(&r) {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                t.to_string(),
+            )
         } else {
             ApiError::bad(format!("could not read the request body: {r}"))
         }
     })
 }
 
-/// Parses JSON into `T`; an empty body counts as `{}` so routes whose fields are all optional
-/// accept a bodiless POST.
+/// The body timeout behind a rejection, if that is why the body could not be read.
+fn timed_out<'a>(
+    r: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a crate::listen::BodyTimeout> {
+    let mut e = Some(r);
+    while let Some(err) = e {
+        if let Some(t) = err.downcast_ref::<crate::listen::BodyTimeout>() {
+            return Some(t);
+        }
+        e = err.source();
+    }
+    None
+}
+
+/// Parses a JSON object into `T`; an empty body counts as `{}` so routes whose fields are all
+/// optional accept a bodiless POST. Anything but an object is refused before serde sees it:
+/// serde would take an array as a struct's fields in order (`[0, 3600, 2]` as a consume).
 pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         bytes
     };
-    serde_json::from_slice(text).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+    let invalid = |e: serde_json::Error| ApiError::bad(format!("invalid JSON body: {e}"));
+    if text.trim_ascii_start().first() != Some(&b'{') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(text).map_err(invalid)?;
+        return Err(ApiError::bad("the request body must be a JSON object"));
+    }
+    serde_json::from_slice(text).map_err(invalid)
 }
 
-/// A JSON body whose parse errors are `invalid_argument` 400s. The content type is not
-/// checked: `curl -d` sends form encoding by default, and the body is JSON either way.
+/// A JSON object body whose parse errors are `invalid_argument` 400s (the content type is
+/// checked before, by `origin::guard`).
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -176,11 +202,44 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(q) = parts.uri.query()
+            && !query_is_utf8(q)
+        {
+            return Err(ApiError::bad(
+                "invalid query string: a percent-encoded value is not UTF-8",
+            ));
+        }
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(v)| Self(v))
             .map_err(|e| ApiError::bad(format!("invalid query string: {}", e.body_text())))
     }
+}
+
+/// Whether every value of a query string is UTF-8 once percent-decoded (the form decoder
+/// would replace bad bytes with U+FFFD, so `prefix=%FF` would silently become another prefix).
+fn query_is_utf8(query: &str) -> bool {
+    let bytes = query.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push(u8::try_from(h * 16 + l).unwrap_or(0));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::str::from_utf8(&out).is_ok()
 }
 
 /// Path parameters whose rejections (e.g. `%FF`, not UTF-8) are `invalid_argument` 400s.
@@ -243,6 +302,27 @@ impl<S: Send + Sync> FromRequestParts<S> for QueueName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_strings_must_decode_to_utf8() {
+        assert!(query_is_utf8("prefix=user%3A&limit=5"));
+        assert!(query_is_utf8("prefix=%C3%A9"));
+        assert!(!query_is_utf8("prefix=%FF"));
+        assert!(query_is_utf8("prefix=%"), "a lone % is kept as is");
+    }
+
+    #[test]
+    fn bodies_must_be_objects() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Consume {
+            timeout: Option<f64>,
+        }
+        assert!(parse_json::<Consume>(b"[0, 3600, 2]").is_err());
+        assert!(parse_json::<Consume>(b"7").is_err());
+        assert!(parse_json::<Consume>(b"  {\"timeout\": 1}").is_ok());
+        assert!(parse_json::<Consume>(b"").is_ok(), "empty is {{}}");
+    }
 
     #[test]
     fn engine_fields_are_named_as_the_api_names_them() {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
+use std::sync::atomic::Ordering;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
@@ -143,7 +144,13 @@ type Getter = fn(&QueueStats) -> f64;
 
 /// Per-queue series: name, type, help, value.
 #[allow(clippy::cast_precision_loss)] // Counters far below 2^52.
-const QUEUE_SERIES: [(&str, &str, &str, Getter); 14] = [
+const QUEUE_SERIES: [(&str, &str, &str, Getter); 15] = [
+    (
+        "synap_queue_bytes",
+        "gauge",
+        "Message bytes held (bodies and headers, queued and dead-lettered).",
+        |s| s.bytes as f64,
+    ),
     (
         "synap_queue_depth",
         "gauge",
@@ -239,6 +246,46 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiEr
         "# HELP synap_queues Queues held.\n# TYPE synap_queues gauge\nsynap_queues {}",
         queues.len()
     );
+    let held: u64 = queues.iter().map(|q| q.bytes).sum();
+    let c = &s.conns;
+    let series: [(&str, &str, &str, u64); 5] = [
+        (
+            "synap_memory_held_bytes",
+            "gauge",
+            "Message bytes held across all queues.",
+            held,
+        ),
+        (
+            "synap_memory_limit_bytes",
+            "gauge",
+            "The memory budget: past it publishes are refused with memory_full.",
+            s.max_held_bytes,
+        ),
+        (
+            "synap_http_connections_accepted_total",
+            "counter",
+            "HTTP connections accepted.",
+            c.accepted.load(Ordering::Relaxed),
+        ),
+        (
+            "synap_http_connections_refused_total",
+            "counter",
+            "HTTP connections refused at the connection cap.",
+            c.refused.load(Ordering::Relaxed),
+        ),
+        (
+            "synap_http_connections_timed_out_total",
+            "counter",
+            "HTTP connections closed by the header or idle timeout.",
+            c.timed_out.load(Ordering::Relaxed),
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
     s.metrics.render(&mut out);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

@@ -10,6 +10,7 @@ mod error;
 mod events;
 mod kv;
 mod metrics;
+mod origin;
 pub(crate) mod passwords;
 mod pubsub;
 mod queue;
@@ -31,6 +32,9 @@ use tokio::sync::{broadcast, watch};
 pub(crate) use auth::{Auth, User};
 pub(crate) use envelope::wire_error;
 pub(crate) use metrics::HttpMetrics;
+pub(crate) use origin::OriginPolicy;
+#[cfg(test)]
+pub(crate) use queue_ws::frame_outcome;
 
 use crate::handle::EngineHandle;
 
@@ -76,6 +80,14 @@ pub(crate) struct AppShared {
     pub(crate) max_message_bytes: usize,
     /// Largest KV value (the engine's `max_value_bytes`).
     pub(crate) max_value_bytes: usize,
+    /// Longest consumer or subscriber id (the engine's `max_id_bytes`).
+    pub(crate) max_id_bytes: usize,
+    /// The memory budget (the engine's `max_held_bytes`), for `/metrics`.
+    pub(crate) max_held_bytes: u64,
+    /// The listener's connection counters, for `/metrics`.
+    pub(crate) conns: Arc<crate::listen::ConnStats>,
+    /// Hosts and browser origins answered.
+    pub(crate) origins: Arc<OriginPolicy>,
 }
 
 /// Slack over the largest message in a one-message body: the other fields, whitespace.
@@ -160,6 +172,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require))
+        // Browser-origin checks guard the API; the web app's static files stay reachable from
+        // a link on any site (their API calls are checked).
+        .layer(middleware::from_fn_with_state(state.clone(), origin::guard))
         // The web app, after the auth layer so that it stays public: the page loads, then
         // asks for an API key for the routes it calls.
         .merge(web::routes())
@@ -223,9 +238,14 @@ pub(crate) mod tests {
 
     /// A state over `engine` with default settings, for handler tests.
     pub(crate) fn state(engine: EngineHandle) -> AppState {
+        AppState::new(shared(engine))
+    }
+
+    /// The fields of `state(engine)`, to change some before wrapping them.
+    pub(crate) fn shared(engine: EngineHandle) -> AppShared {
         let (events, _) = broadcast::channel(16);
         let (_stop, shutdown) = watch::channel(false);
-        AppState::new(AppShared {
+        AppShared {
             engine,
             events,
             shutdown,
@@ -236,7 +256,11 @@ pub(crate) mod tests {
             max_body_bytes: 1 << 20,
             max_message_bytes: 1 << 18,
             max_value_bytes: 1 << 18,
-        })
+            max_id_bytes: 255,
+            max_held_bytes: 1 << 30,
+            conns: Arc::default(),
+            origins: Arc::default(),
+        }
     }
 
     #[tokio::test]

@@ -164,6 +164,8 @@ pub(crate) async fn ws(
     let shutdown = s.shutdown.clone();
     Ok(upgrade
         .max_message_size(CLIENT_MESSAGE_LIMIT)
+        .read_buffer_size(super::queue_ws::WS_READ_BUFFER)
+        .write_buffer_size(super::queue_ws::WS_WRITE_BUFFER)
         .max_frame_size(CLIENT_MESSAGE_LIMIT)
         .on_upgrade(move |socket| ws_loop(socket, sub, rx, topics, shutdown))
         .into_response())

@@ -38,6 +38,12 @@ use crate::settings::secs_to_ms;
 const MAX_PREFETCH: u32 = 1000;
 /// Most client frames read and answered together.
 const MAX_BATCH: usize = 256;
+/// The WebSocket read buffer: tungstenite's default of 128 KiB is allocated per connection,
+/// most of the memory an idle worker's connection held; frames larger than it still arrive.
+pub(crate) const WS_READ_BUFFER: usize = 8 << 10;
+/// Bytes of frames written before a write reaches the socket (the connection flushes after
+/// each batch of confirms or pushes anyway).
+pub(crate) const WS_WRITE_BUFFER: usize = 32 << 10;
 /// Longest frame `id` (as JSON text): it is echoed back, so it is kept small.
 const MAX_ID_BYTES: usize = 256;
 
@@ -92,6 +98,9 @@ pub(crate) async fn ws(
         config: None,
     };
     s.engine.call(declare).await?;
+    if let Some(id) = &q.consumer_id {
+        synap_core::input::check_id("consumer_id", id, s.max_id_bytes)?;
+    }
     let consumer_id = q
         .consumer_id
         .unwrap_or_else(|| format!("ws-{}", NEXT.fetch_add(1, Ordering::Relaxed)));
@@ -109,6 +118,8 @@ pub(crate) async fn ws(
     Ok(upgrade
         .max_message_size(limit)
         .max_frame_size(limit)
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(WS_WRITE_BUFFER)
         .on_upgrade(move |socket| conn.run(socket))
         .into_response())
 }
@@ -196,8 +207,13 @@ impl Conn {
                 }
                 incoming = socket.recv() => match incoming {
                     Some(Ok(Message::Text(text))) => {
-                        let (frames, ended) = self.read_ready(socket, text).await;
+                        let (frames, ended) = self.read_ready(socket, Some(text)).await;
                         if !self.on_frames(socket, frames).await || ended {
+                            break;
+                        }
+                    }
+                    Some(Ok(Message::Binary(_))) => {
+                        if !self.on_frames(socket, vec![None]).await {
                             break;
                         }
                     }
@@ -212,11 +228,15 @@ impl Conn {
         }
     }
 
-    /// `first` and the text frames that have already arrived after it (up to `MAX_BATCH`
-    /// frames, or frames of `max_body_bytes` together), to be answered together; true when the
-    /// socket ended after them.
-    async fn read_ready(&self, socket: &mut WebSocket, first: Utf8Bytes) -> (Vec<Utf8Bytes>, bool) {
-        let mut bytes = first.len();
+    /// `first` and the frames that have already arrived after it (up to `MAX_BATCH` frames,
+    /// or frames of `max_body_bytes` together), to be answered together (`None` for a binary
+    /// frame); true when the socket ended after them.
+    async fn read_ready(
+        &self,
+        socket: &mut WebSocket,
+        first: Option<Utf8Bytes>,
+    ) -> (Vec<Option<Utf8Bytes>>, bool) {
+        let mut bytes = first.as_ref().map_or(0, |t| t.len());
         let mut frames = vec![first];
         while frames.len() < MAX_BATCH && bytes < self.s.max_body_bytes {
             // Only what is ready: a pending read ends the batch.
@@ -225,8 +245,9 @@ impl Conn {
                 Poll::Pending => break,
                 Poll::Ready(Some(Ok(Message::Text(text)))) => {
                     bytes += text.len();
-                    frames.push(text);
+                    frames.push(Some(text));
                 }
+                Poll::Ready(Some(Ok(Message::Binary(_)))) => frames.push(None),
                 Poll::Ready(Some(Ok(Message::Close(_)) | Err(_)) | None) => return (frames, true),
                 Poll::Ready(Some(Ok(_))) => {}
             }
@@ -237,17 +258,20 @@ impl Conn {
     /// Answers client frames read together: their commands go to the engine in one request,
     /// and their confirms are written in frame order with one flush. False when the connection
     /// should end.
-    async fn on_frames(&mut self, socket: &mut WebSocket, frames: Vec<Utf8Bytes>) -> bool {
+    async fn on_frames(&mut self, socket: &mut WebSocket, frames: Vec<Option<Utf8Bytes>>) -> bool {
         let mut cmds = Vec::new();
         let slots: Vec<Slot> = frames
             .iter()
-            .map(|text| match self.prepare(text.as_str()) {
-                Err(v) => Slot::Answer(v),
-                Ok((call, cmd)) => {
-                    cmds.push(cmd);
-                    Slot::Call(call)
-                }
-            })
+            .map(
+                |text| match text.as_ref().map(|t| self.prepare(t.as_str())) {
+                    None => Slot::Answer(Box::new(binary_frame())),
+                    Some(Err(v)) => Slot::Answer(v),
+                    Some(Ok((call, cmd))) => {
+                        cmds.push(cmd);
+                        Slot::Call(call)
+                    }
+                },
+            )
             .collect();
         let mut replies = if cmds.is_empty() {
             Ok(Vec::new().into_iter())
@@ -442,6 +466,16 @@ fn not_an_object() -> Frame {
     }
 }
 
+/// The answer to a binary frame: the protocol is JSON text frames.
+fn binary_frame() -> Frame {
+    Frame::Error {
+        op: None,
+        id: None,
+        error: "binary frames are not accepted: send JSON objects as text frames".into(),
+        code: Some("invalid_argument".into()),
+    }
+}
+
 /// The frame sent before closing when consuming fails.
 fn consume_error(error: String, code: &str) -> Frame {
     Frame::Error {
@@ -502,5 +536,23 @@ impl<'a> FrameHead<'a> {
             Some(raw) => Ok(serde_json::from_str(raw.get()).unwrap_or(Value::Null)),
             None => Ok(Value::Null),
         }
+    }
+}
+
+/// What the connection does with one client frame (`text`, or `None` for a binary frame): the
+/// command it runs, or the answer it sends without one. For the property tests.
+#[cfg(test)]
+pub(crate) fn frame_outcome(s: AppState, text: Option<&str>) -> Result<Command, Box<Frame>> {
+    let conn = Conn {
+        s,
+        queue: "q".into(),
+        consumer_id: "c".into(),
+        lease_ms: None,
+        prefetch: 0,
+        session: None,
+    };
+    match text {
+        None => Err(Box::new(binary_frame())),
+        Some(t) => conn.prepare(t).map(|(_, cmd)| cmd),
     }
 }

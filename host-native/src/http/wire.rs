@@ -191,6 +191,11 @@ pub(crate) fn queue_stats(s: &QueueStats) -> wire::QueueStats {
         dlq_dropped_total: s.dlq_dropped_total,
         avg_wait_time_ms: s.avg_wait_time_ms,
         oldest_ready_age_ms: s.oldest_ready_age_ms,
+        bytes: s.bytes,
+        memory: wire::MemoryStats {
+            held_bytes: s.server_held_bytes,
+            limit_bytes: s.server_max_held_bytes,
+        },
         config: settings_of(&s.config),
     }
 }

@@ -63,33 +63,65 @@ impl Session {
 }
 
 /// How reading a frame ended.
-enum ReadError {
+pub(super) enum ReadError {
     /// The peer closed the connection, or the socket failed.
     Closed,
     /// A zero length prefix, or one over the limit.
     BadLength(u32),
+    /// A frame was started and not finished within the body timeout.
+    Slow,
 }
 
 /// Reads one frame body, checking the length prefix against `max` before reading on. The
-/// body grows as bytes arrive, so a prefix alone cannot make the server allocate `max`.
-async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Vec<u8>, ReadError> {
+/// body grows as bytes arrive, so a prefix alone cannot make the server allocate `max`. Once
+/// the first byte is in, the rest of the frame must arrive within `timeout`.
+pub(super) async fn read_frame<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, ReadError> {
     let mut prefix = [0u8; 4];
-    r.read_exact(&mut prefix)
+    r.read_exact(&mut prefix[..1])
         .await
         .map_err(|_| ReadError::Closed)?;
-    let len = u32::from_le_bytes(prefix);
-    if len == 0 || len as usize > max {
-        return Err(ReadError::BadLength(len));
-    }
-    let mut body = Vec::with_capacity((len as usize).min(64 << 10));
-    r.take(u64::from(len))
-        .read_to_end(&mut body)
+    let rest = async {
+        r.read_exact(&mut prefix[1..])
+            .await
+            .map_err(|_| ReadError::Closed)?;
+        let len = u32::from_le_bytes(prefix);
+        if len == 0 || len as usize > max {
+            return Err(ReadError::BadLength(len));
+        }
+        let mut body = Vec::with_capacity((len as usize).min(64 << 10));
+        r.take(u64::from(len))
+            .read_to_end(&mut body)
+            .await
+            .map_err(|_| ReadError::Closed)?;
+        if body.len() != len as usize {
+            return Err(ReadError::Closed);
+        }
+        Ok(body)
+    };
+    tokio::time::timeout(timeout, rest)
         .await
-        .map_err(|_| ReadError::Closed)?;
-    if body.len() != len as usize {
-        return Err(ReadError::Closed);
-    }
-    Ok(body)
+        .unwrap_or(Err(ReadError::Slow))
+}
+
+/// Whether the connection is idle: nothing in flight, no subscription or stream, no lease
+/// held (a worker may process a message for long without a frame).
+fn idle(session: &Session, tasks: &JoinSet<()>) -> bool {
+    tasks.is_empty()
+        && session.fast_in_flight.load(Ordering::Relaxed) == 0
+        && session.subs.lock().expect("subs lock").is_empty()
+        && session.streams.lock().expect("streams lock").is_empty()
+        && session.leases.lock().expect("leases lock").is_empty()
+}
+
+/// What waiting for the next frame gave.
+enum Next {
+    Frame(Result<Vec<u8>, ReadError>),
+    /// The server stops, or the connection was idle past its timeout.
+    Stop,
 }
 
 /// Writes frames as they come, flushing when none is waiting.
@@ -135,16 +167,39 @@ pub(super) async fn run(
     let mut authed = !session.ctx.auth.enabled();
     let mut tasks = JoinSet::new();
     let max = session.ctx.limits.max_frame_bytes;
+    let (idle_timeout, body_timeout) = (session.ctx.idle_timeout, session.ctx.body_timeout);
     let mut eof = false;
     loop {
-        let read = tokio::select! {
-            r = read_frame(&mut rd, max) => r,
-            () = crate::http::stopped(&mut shutdown) => break,
+        let next = {
+            let read = read_frame(&mut rd, max, body_timeout);
+            tokio::pin!(read);
+            loop {
+                while tasks.try_join_next().is_some() {}
+                tokio::select! {
+                    r = &mut read => break Next::Frame(r),
+                    () = crate::http::stopped(&mut shutdown) => break Next::Stop,
+                    () = tokio::time::sleep(idle_timeout) => if idle(&session, &tasks) {
+                        let msg = "ERR idle timeout: no request for too long; closing";
+                        debug!(%peer, "SynapRPC connection idle; closing");
+                        session.send(0, &RpcResult::Err(msg.into())).await;
+                        break Next::Stop;
+                    },
+                }
+            }
+        };
+        let Next::Frame(read) = next else {
+            break;
         };
         let body = match read {
             Ok(body) => body,
             Err(ReadError::Closed) => {
                 eof = true;
+                break;
+            }
+            Err(ReadError::Slow) => {
+                let msg = "ERR frame not complete within the body timeout; closing";
+                debug!(%peer, "{msg}");
+                session.send(0, &RpcResult::Err(msg.into())).await;
                 break;
             }
             Err(ReadError::BadLength(len)) => {
@@ -413,4 +468,16 @@ pub(super) fn opt_int_arg(args: &[Value], i: usize) -> Result<Option<i64>, Strin
             .map_err(|_| format!("ERR argument {i} is not an integer")),
         _ => Ok(None),
     }
+}
+
+/// An optional integer argument that must not be negative (durations, counts, priorities).
+pub(super) fn opt_uint_arg(args: &[Value], i: usize) -> Result<Option<u64>, String> {
+    opt_int_arg(args, i)?
+        .map(|n| u64::try_from(n).map_err(|_| format!("ERR argument {i} must not be negative")))
+        .transpose()
+}
+
+/// Converts a core input error (see `synap_core::input`) to the protocol's error text.
+pub(super) fn input_error(e: synap_core::Error) -> String {
+    crate::http::wire_error(crate::handle::Failure::Core(e))
 }

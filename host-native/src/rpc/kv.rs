@@ -8,7 +8,9 @@
 
 use synap_core::{Command, Json, KvEntry, Reply};
 
-use super::conn::{int_arg, text_arg};
+use synap_core::input::{negate, whole_ttl_ms, whole_ttl_secs_to_ms};
+
+use super::conn::{input_error, int_arg, text_arg};
 use super::value::Value;
 use super::{Answer, RpcContext, engine_error, odd};
 
@@ -21,22 +23,23 @@ pub(super) async fn run(ctx: &RpcContext, command: &str, args: &[Value]) -> Opti
         "EXISTS" => keyed(ctx, args, |key| Command::KvExists { key }).await,
         "INCR" => keyed(ctx, args, |key| Command::KvIncr { key, by: 1 }).await,
         "DECR" => keyed(ctx, args, |key| Command::KvIncr { key, by: -1 }).await,
-        "INCRBY" | "DECRBY" => match int_arg(args, 1) {
-            Ok(n) => {
-                let by = if command == "DECRBY" {
-                    n.saturating_neg()
+        "INCRBY" | "DECRBY" => {
+            let by = int_arg(args, 1).and_then(|n| {
+                if command == "DECRBY" {
+                    negate("by", n).map_err(input_error)
                 } else {
-                    n
-                };
-                keyed(ctx, args, |key| Command::KvIncr { key, by }).await
+                    Ok(n)
+                }
+            });
+            match by {
+                Ok(by) => keyed(ctx, args, |key| Command::KvIncr { key, by }).await,
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
-        "EXPIRE" => match int_arg(args, 1) {
-            Ok(secs) => {
-                let ttl_ms = secs.max(0).unsigned_abs().saturating_mul(1000);
-                keyed(ctx, args, |key| Command::KvExpire { key, ttl_ms }).await
-            }
+        }
+        "EXPIRE" => match int_arg(args, 1)
+            .and_then(|secs| whole_ttl_secs_to_ms("ttl", secs).map_err(input_error))
+        {
+            Ok(ttl_ms) => keyed(ctx, args, |key| Command::KvExpire { key, ttl_ms }).await,
             Err(e) => Err(e),
         },
         "PERSIST" => keyed(ctx, args, |key| Command::KvPersist { key }).await,
@@ -96,10 +99,13 @@ fn ttl_args(args: &[Value]) -> Result<Option<u64>, String> {
         _ => (1000, 2),
     };
     let n = int_arg(args, at)?;
-    if n <= 0 {
-        return Err(format!("ERR argument {at} must be a positive integer"));
-    }
-    Ok(Some(n.unsigned_abs().saturating_mul(ms_per_unit)))
+    // By the rule every transport shares: positive, at most 1e9 seconds.
+    let ms = if ms_per_unit == 1 {
+        whole_ttl_ms("ttl", n)
+    } else {
+        whole_ttl_secs_to_ms("ttl", n)
+    };
+    ms.map(Some).map_err(input_error)
 }
 
 async fn set(ctx: &RpcContext, args: &[Value]) -> Answer {

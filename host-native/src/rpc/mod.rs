@@ -8,6 +8,8 @@ mod conn;
 mod encode;
 mod fast;
 mod kv;
+#[cfg(test)]
+mod proptests;
 mod pubsub;
 mod queue;
 mod stream;
@@ -68,6 +70,11 @@ pub(crate) struct RpcContext {
     pub(crate) max_wait_ms: u64,
     /// Most entries the engine takes in one batch command (`max_batch`).
     pub(crate) max_batch: usize,
+    /// A connection with nothing in flight and no subscription or stream is closed after
+    /// this long without a frame.
+    pub(crate) idle_timeout: std::time::Duration,
+    /// A frame whose length prefix has arrived must be complete within this long.
+    pub(crate) body_timeout: std::time::Duration,
 }
 
 /// A command's result before encoding.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use synap_core::{Command, Delivery, Error, MessageId, PublishMessage, QueueStats, Reply};
 
-use super::conn::{MAX_HELD_LEASES, Session, opt_int_arg, text_arg};
+use super::conn::{MAX_HELD_LEASES, Session, opt_uint_arg, text_arg};
 use super::encode::FrameWriter;
 use super::value::Value;
 use super::{Answer, engine_error, odd};
@@ -36,10 +36,10 @@ async fn call(s: &Session, cmd: Command) -> Result<Reply, String> {
 /// strings are applied (a `max_depth` of 0 means the default).
 async fn create(s: &Session, args: &[Value]) -> Answer {
     let name = text_arg(args, 0)?;
-    let depth = opt_int_arg(args, 1)?.filter(|d| *d > 0);
-    let deadline = opt_int_arg(args, 2)?.filter(|d| *d > 0);
+    let depth = opt_uint_arg(args, 1)?.filter(|d| *d > 0);
+    let deadline = opt_uint_arg(args, 2)?.filter(|d| *d > 0);
     let settings = QueueSettings {
-        max_depth: depth.map(|d| d.unsigned_abs()),
+        max_depth: depth,
         #[allow(clippy::cast_precision_loss)] // Deadlines are far below 2^52 seconds.
         ack_deadline_secs: deadline.map(|d| d as f64),
         ..QueueSettings::default()
@@ -93,9 +93,9 @@ fn payload_arg(args: &mut [Value], i: usize) -> Result<Vec<u8>, String> {
 pub(super) fn publish_command(args: &mut [Value]) -> Result<Command, String> {
     let queue = text_arg(args, 0)?.to_owned();
     let payload = payload_arg(args, 1)?;
-    let priority = opt_int_arg(args, 2)?.map(|p| u8::try_from(p.clamp(0, 255)).unwrap_or(u8::MAX));
-    let max_retries = opt_int_arg(args, 3)?
-        .map(|r| u32::try_from(r.clamp(0, i64::from(u32::MAX))).unwrap_or(u32::MAX));
+    // Out-of-range values are refused by the engine (priority 0–9, `max_retries` limit).
+    let priority = opt_uint_arg(args, 2)?.map(|p| u8::try_from(p).unwrap_or(u8::MAX));
+    let max_retries = opt_uint_arg(args, 3)?.map(|r| u32::try_from(r).unwrap_or(u32::MAX));
     let idempotency_key = match args.get(4) {
         None | Some(Value::Null) => None,
         Some(_) => Some(text_arg(args, 4)?.to_owned()),
@@ -214,8 +214,8 @@ pub(super) fn message_frame(id: u32, d: &Delivery) -> Vec<u8> {
 async fn consume(s: &Session, args: &[Value]) -> Result<Option<Delivery>, String> {
     let queue = text_arg(args, 0)?;
     let consumer = args.get(1).and_then(Value::as_text).unwrap_or("");
-    let wait_ms = opt_int_arg(args, 2)?
-        .map_or(0, |w| w.clamp(0, i64::MAX / 1000).unsigned_abs() * 1000)
+    let wait_ms = opt_uint_arg(args, 2)?
+        .map_or(0, |w| w.saturating_mul(1000))
         .min(s.ctx.max_wait_ms);
     if s.leases.lock().expect("leases lock").len() >= MAX_HELD_LEASES {
         return Err(format!(

@@ -12,7 +12,7 @@ pub(crate) fn kv_op(h: &mut Harness) {
     let now = h.now;
     match h.pick(0, 3) {
         0 => {
-            let ttl_ms = h.chance(0.5).then(|| h.pick(0, 2_000));
+            let ttl_ms = h.chance(0.5).then(|| h.pick(1, 2_000));
             let value = json!(h.pick(0, 100));
             let cmd = Command::KvSet {
                 key: key.clone(),

@@ -2,7 +2,7 @@
 //! retry overrides) and pub/sub messages to the topics.
 
 use serde_json::json;
-use synap_core::{Command, Json, PublishMessage, Reply};
+use synap_core::{Command, Error, Json, PublishMessage, Reply};
 
 use super::listener::TOPICS;
 use crate::swarm::harness::Harness;
@@ -46,8 +46,19 @@ impl Publisher {
         if self.retry.is_some() && (self.sent >= self.total || h.chance(0.5)) {
             // The oracle checks that every keyed message answers with its first id.
             let cmd = self.retry.take().expect("a retry is pending");
+            let budgeted = match &cmd {
+                Command::Publish { queue, .. } | Command::PublishBatch { queue, .. } => h
+                    .cfg
+                    .queues
+                    .iter()
+                    .any(|q| &q.name == queue && q.config.max_bytes.is_some()),
+                _ => false,
+            };
             match h.exec(cmd) {
                 Ok(Reply::Published(_) | Reply::PublishedBatch { .. }) => {}
+                // Messages of the batch without a key (or past the key window) are new, and a
+                // budgeted queue may be full by now.
+                Err(Error::MemoryFull { .. }) if budgeted => {}
                 other => panic!("a retried publish answered {other:?}"),
             }
             return;
@@ -99,6 +110,7 @@ impl Publisher {
         }
         let q = h.any_queue();
         let queue = h.cfg.queues[q].name.clone();
+        let budgeted = h.cfg.queues[q].config.max_bytes.is_some();
         let cmd = if n == 1 {
             Command::Publish {
                 queue,
@@ -116,10 +128,13 @@ impl Publisher {
         };
         let lost = keyed && self.retry.is_none() && h.chance(h.cfg.p_lost_reply);
         let again = lost.then(|| cmd.clone());
-        match h.exec(cmd) {
-            Ok(Reply::Published(_) | Reply::PublishedBatch { .. }) => {}
+        let accepted = match h.exec(cmd) {
+            Ok(Reply::Published(_) | Reply::PublishedBatch { .. }) => true,
+            // A queue with `max_bytes` refuses what would pass it; nothing of it is kept.
+            Err(Error::MemoryFull { .. }) if budgeted => false,
             other => panic!("publish answered {other:?}"),
-        }
-        self.retry = again;
+        };
+        // Only an accepted publish has a reply to lose.
+        self.retry = again.filter(|_| accepted);
     }
 }
