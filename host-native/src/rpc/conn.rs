@@ -175,7 +175,14 @@ pub(super) async fn run(
             tokio::pin!(read);
             loop {
                 while tasks.try_join_next().is_some() {}
+                // Checked here since the read goes first below: a stream of frames cannot
+                // keep a stopping server from seeing it.
+                if *shutdown.borrow() {
+                    break Next::Stop;
+                }
                 tokio::select! {
+                    // A frame already buffered is taken without arming the idle timer.
+                    biased;
                     r = &mut read => break Next::Frame(r),
                     () = crate::http::stopped(&mut shutdown) => break Next::Stop,
                     () = tokio::time::sleep(idle_timeout) => if idle(&session, &tasks) {
