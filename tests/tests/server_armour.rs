@@ -149,6 +149,16 @@ async fn raw_full(srv: &Server, request: &str) -> String {
     String::from_utf8_lossy(&hardening_common::read_to_close(&mut tcp).await).into_owned()
 }
 
+/// A POST that must be refused with 507 `memory_full`.
+async fn refused_full(api: &Api, path: &str, body: Value) {
+    let (status, v) = api.post(path, body).await;
+    assert_eq!(
+        (status, v["code"].as_str()),
+        (507, Some("memory_full")),
+        "{path}: {v}"
+    );
+}
+
 #[tokio::test]
 async fn the_memory_budget_refuses_publishes_everywhere_and_recovers() {
     let srv = Server::start_with(Options {
@@ -160,33 +170,14 @@ async fn the_memory_budget_refuses_publishes_everywhere_and_recovers() {
     let body = "x".repeat(900);
     api.publish("q", json!({ "message": body })).await;
     api.publish("q", json!({ "message": body })).await;
-    let (status, v) = api
-        .post("/queue/q/publish", json!({ "message": body }))
-        .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (507, Some("memory_full")),
-        "{v}"
-    );
-    let (status, v) = api
-        .post(
-            "/queue/q/publish_batch",
-            json!({"messages": [{"message": body}]}),
-        )
-        .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (507, Some("memory_full")),
-        "{v}"
-    );
-    let (status, v) = api
-        .post("/pubsub/t.a/publish", json!({ "message": body }))
-        .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (507, Some("memory_full")),
-        "{v}"
-    );
+    refused_full(&api, "/queue/q/publish", json!({ "message": body })).await;
+    refused_full(
+        &api,
+        "/queue/q/publish_batch",
+        json!({"messages": [{"message": body}]}),
+    )
+    .await;
+    refused_full(&api, "/pubsub/t.a/publish", json!({ "message": body })).await;
     let env = api
         .cmd(
             "queue.publish",
@@ -224,14 +215,7 @@ async fn the_memory_budget_refuses_publishes_everywhere_and_recovers() {
     api.publish("q", json!({ "message": body })).await;
     // A queue's own max_bytes.
     api.ok("/queue/small", json!({"max_bytes": 100})).await;
-    let (status, v) = api
-        .post("/queue/small/publish", json!({ "message": body }))
-        .await;
-    assert_eq!(
-        (status, v["code"].as_str()),
-        (507, Some("memory_full")),
-        "{v}"
-    );
+    refused_full(&api, "/queue/small/publish", json!({ "message": body })).await;
     assert_eq!(api.stats("small").await["config"]["max_bytes"], 100);
 }
 
