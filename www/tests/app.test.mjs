@@ -102,10 +102,15 @@ test('a sweep of the worker count draws its curves and answers the target', asyn
 test('a shared URL reproduces the same summary', async () => {
   const page = await open(env.browser, env.base);
   await page.goto(`${env.base}/#preset=steady`);
+  // Edit only once the preset is in the form (it loads with the engine, asynchronously), and
+  // run only once the edits are in the URL, so a late load cannot undo them.
+  await page.waitForLoadState('networkidle');
+  await page.waitForFunction(() => document.querySelector('#sim-seed')?.value !== '');
   await page.locator('#sim-seed').fill('7');
   await page.locator('#sim-seed').dispatchEvent('change');
   await page.locator('input[data-path="workers.0.count"]').first().fill('3');
   await page.locator('input[data-path="workers.0.count"]').first().dispatchEvent('change');
+  await page.waitForFunction(() => location.hash.includes('scenario=') && location.hash.includes('seed=7'));
   await page.locator('#sim-run').click();
   await page.locator('#view-simulator .results[data-state=done]').waitFor({ timeout: 60_000 });
   const hash = await summaryValue(page, 'run_hash');

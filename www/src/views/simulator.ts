@@ -35,6 +35,10 @@ export class SimulatorView implements View {
   private presetScenario: Scenario = {};
   private running = 0;
   private urlTimer = 0;
+  /** Counts `open` calls, so only the newest one loads its scenario. */
+  private opens = 0;
+  /** Counts URL writes, so a slower older one never lands after a newer one (or a share). */
+  private urlWrites = 0;
 
   constructor(private readonly app: App) {
     this.presetSelect = h('select', { id: 'sim-preset' });
@@ -75,17 +79,24 @@ export class SimulatorView implements View {
   }
 
   async open(params: URLSearchParams): Promise<void> {
+    // A newer open (the hash changed again while this one awaited the engine) wins: a stale
+    // one must not load its scenario over the newer one, or over edits made since.
+    const gen = ++this.opens;
+    const stale = () => gen !== this.opens;
     try {
       const presets = await this.app.presets();
+      if (stale()) return;
       if (this.presetSelect.options.length === 0) {
         for (const p of presets) this.presetSelect.append(h('option', { value: p.name, title: p.description }, p.name));
       }
       this.preset = params.get('preset') ?? 'video-processing';
       const p = await this.app.preset(this.preset);
+      if (stale()) return;
       this.presetSelect.value = p.name;
       this.presetScenario = p.scenario;
       const encoded = params.get('scenario');
       const a = encoded ? await decodeScenario(encoded) : structuredClone(p.scenario);
+      if (stale()) return;
       const seed = params.get('seed');
       if (seed !== null && /^\d+$/.test(seed)) a.seed = Number(seed);
       this.editorA.load(a);
@@ -95,6 +106,7 @@ export class SimulatorView implements View {
       this.bBox.hidden = b === null;
       if (b !== null) {
         const sb = b === '1' ? moreWorkers(a) : await decodeScenario(b);
+        if (stale()) return;
         sb.seed = a.seed ?? 1;
         this.editorB.load(sb);
       }
@@ -141,6 +153,7 @@ export class SimulatorView implements View {
   }
 
   private async writeUrl(): Promise<Record<string, string | null>> {
+    const write = ++this.urlWrites;
     const a = this.editorA.value();
     const sameAsPreset = JSON.stringify({ ...a, seed: 0 }) === JSON.stringify({ ...this.presetScenario, seed: 0 });
     const update: Record<string, string | null> = {
@@ -155,11 +168,12 @@ export class SimulatorView implements View {
       const b = this.editorB.value();
       update.compare = JSON.stringify(b) === JSON.stringify(moreWorkers(a)) ? '1' : await encodeScenario(b);
     }
-    this.app.setParams(update);
+    if (write === this.urlWrites) this.app.setParams(update);
     return update;
   }
 
   private async share(): Promise<void> {
+    clearTimeout(this.urlTimer);
     await this.writeUrl();
     this.app.setParams({ run: '1' });
     try {
