@@ -33,6 +33,14 @@ impl Json {
         Self(text.into())
     }
 
+    /// Text read back from storage (written as this type's compact text): checked to be one
+    /// JSON value, without building it, then kept as it is.
+    fn checked_text(text: &str) -> Result<Self, String> {
+        serde_json::from_str::<serde::de::IgnoredAny>(text)
+            .map_err(|e| format!("a JSON body that does not parse: {e}"))?;
+        Ok(Self::from_trusted_text(text))
+    }
+
     /// The compact JSON text.
     #[must_use]
     pub fn as_str(&self) -> &str {
@@ -105,9 +113,7 @@ impl<'de> serde::de::Visitor<'de> for JsonVisitor {
 
     fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Json, E> {
         let text = std::str::from_utf8(b).map_err(E::custom)?;
-        serde_json::from_str::<serde::de::IgnoredAny>(text)
-            .map_err(|e| E::custom(format!("a JSON body that does not parse: {e}")))?;
-        Ok(Json::from_trusted_text(text))
+        Json::checked_text(text).map_err(E::custom)
     }
     fn visit_bool<E>(self, v: bool) -> Result<Json, E> {
         Self::value(v.into())
@@ -167,9 +173,6 @@ pub(crate) mod as_text {
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Json, D::Error> {
         let text = <Cow<'de, str>>::deserialize(d)?;
-        serde_json::from_str::<serde::de::IgnoredAny>(&text).map_err(|e| {
-            serde::de::Error::custom(format!("a JSON body that does not parse: {e}"))
-        })?;
-        Ok(Json::from_trusted_text(text.into_owned()))
+        Json::checked_text(&text).map_err(serde::de::Error::custom)
     }
 }
