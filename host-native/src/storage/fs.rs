@@ -7,6 +7,14 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::Arc;
+
+/// A second handle on an open file that only syncs it, so one thread can sync while another
+/// goes on appending through the file's own handle.
+pub(crate) trait FsSync: Send + Sync {
+    /// Flushes the file's data to stable storage (fdatasync).
+    fn sync(&self) -> io::Result<()>;
+}
 
 /// An open file the log appends to.
 pub(crate) trait FsFile: Send {
@@ -16,6 +24,8 @@ pub(crate) trait FsFile: Send {
     fn sync(&mut self) -> io::Result<()>;
     /// Cuts the file to `len` bytes (later writes append from there).
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// A handle that syncs this file from another thread.
+    fn syncer(&self) -> io::Result<Arc<dyn FsSync>>;
 
     /// Writes all of `buf`, continuing after short writes.
     fn write_all(&mut self, mut buf: &[u8]) -> io::Result<()> {
@@ -55,6 +65,12 @@ pub(crate) struct RealFs;
 
 struct RealFile(File);
 
+impl FsSync for File {
+    fn sync(&self) -> io::Result<()> {
+        self.sync_data()
+    }
+}
+
 impl FsFile for RealFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.0.write(buf)
@@ -64,6 +80,9 @@ impl FsFile for RealFile {
     }
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.0.set_len(len)
+    }
+    fn syncer(&self) -> io::Result<Arc<dyn FsSync>> {
+        Ok(Arc::new(self.0.try_clone()?))
     }
 }
 
@@ -117,7 +136,7 @@ mod faulty {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-    use super::{Fs, FsFile, RealFile, RealFs};
+    use super::{Fs, FsFile, FsSync, RealFile, RealFs};
 
     /// Switches for the faults `FaultyFs` injects; shared, so a test flips them while a writer runs.
     #[derive(Debug, Default)]
@@ -142,6 +161,26 @@ mod faulty {
     struct FaultyFile {
         inner: RealFile,
         faults: Arc<Faults>,
+    }
+
+    /// A sync handle that fails while `fail_sync` is on.
+    struct FaultySync {
+        inner: Arc<dyn FsSync>,
+        faults: Arc<Faults>,
+    }
+
+    fn injected_sync_failure(faults: &Faults) -> io::Result<()> {
+        if faults.fail_sync.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        Ok(())
+    }
+
+    impl FsSync for FaultySync {
+        fn sync(&self) -> io::Result<()> {
+            injected_sync_failure(&self.faults)?;
+            self.inner.sync()
+        }
     }
 
     /// The error a full disk gives.
@@ -173,13 +212,17 @@ mod faulty {
             self.inner.write(buf)
         }
         fn sync(&mut self) -> io::Result<()> {
-            if self.faults.fail_sync.load(Ordering::SeqCst) {
-                return Err(io::Error::other("injected fsync failure"));
-            }
+            injected_sync_failure(&self.faults)?;
             self.inner.sync()
         }
         fn set_len(&mut self, len: u64) -> io::Result<()> {
             self.inner.set_len(len)
+        }
+        fn syncer(&self) -> io::Result<Arc<dyn FsSync>> {
+            Ok(Arc::new(FaultySync {
+                inner: self.inner.syncer()?,
+                faults: Arc::clone(&self.faults),
+            }))
         }
     }
 
@@ -213,9 +256,7 @@ mod faulty {
             RealFs.truncate(path, len)
         }
         fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-            if self.faults.fail_sync.load(Ordering::SeqCst) {
-                return Err(io::Error::other("injected fsync failure"));
-            }
+            injected_sync_failure(&self.faults)?;
             RealFs.sync_dir(dir)
         }
     }

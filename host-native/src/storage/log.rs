@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::fs::{Fs, FsFile};
+use super::fs::{Fs, FsFile, FsSync};
 use super::record::{Frame, HEADER_LEN, Record, SegmentHeader, decode_frame};
 
 /// The file name of the segment starting at `first_index`.
@@ -39,6 +39,8 @@ pub(crate) struct LogWriter {
     seed: u64,
     segment_bytes: u64,
     file: Box<dyn FsFile>,
+    /// A handle that syncs the current segment from another thread.
+    syncer: Arc<dyn FsSync>,
     /// Bytes of the current segment known to be whole (header and complete records).
     len: u64,
     /// Index of the next record.
@@ -60,6 +62,7 @@ impl LogWriter {
             dir: dir.to_path_buf(),
             seed,
             segment_bytes: segment_bytes.max(HEADER_LEN as u64 + 1),
+            syncer: file.syncer()?,
             file,
             len: HEADER_LEN as u64,
             next_index,
@@ -94,6 +97,12 @@ impl LogWriter {
         self.file.sync()
     }
 
+    /// A handle that syncs what has been appended to the current segment, for a thread that
+    /// syncs while appends go on.
+    pub(crate) fn syncer(&self) -> Arc<dyn FsSync> {
+        Arc::clone(&self.syncer)
+    }
+
     /// True once the segment has passed its size: time to `roll`.
     pub(crate) fn is_full(&self) -> bool {
         self.len >= self.segment_bytes
@@ -102,7 +111,9 @@ impl LogWriter {
     /// Syncs the current segment and starts a new one at the next index.
     pub(crate) fn roll(&mut self) -> io::Result<()> {
         self.file.sync()?;
-        self.file = new_segment(self.fs.as_ref(), &self.dir, self.seed, self.next_index)?;
+        let file = new_segment(self.fs.as_ref(), &self.dir, self.seed, self.next_index)?;
+        self.syncer = file.syncer()?;
+        self.file = file;
         self.len = HEADER_LEN as u64;
         Ok(())
     }

@@ -2,10 +2,11 @@
 //!
 //! The data directory holds `LOCK`, log segments `<first index>.log` and snapshots
 //! `<index>.snap`. The engine task calls `Storage::append` once per turn with the turn's `now`
-//! and its accepted mutating commands; the record goes to the writer thread (`writer`), and
-//! the task holds the turn's replies until `Storage::durable` reaches its index. Past
-//! `snapshot_bytes` of log the task clones the engine and `start_snapshot` encodes and installs
-//! it on a thread of its own, after which the segments it covers are deleted.
+//! and its accepted mutating commands; the writer (`writer`) writes the record, syncs it per
+//! policy and reports the durable index, and the task holds the turn's replies until that
+//! index reaches the record's. Past `snapshot_bytes` of log, `start_snapshot` rolls the log and
+//! builds the snapshot on a thread of its own from the previous one and the closed segments;
+//! once installed, the segments it covers are deleted.
 
 pub(crate) mod fs;
 pub(crate) mod log;
@@ -15,7 +16,7 @@ pub(crate) mod snapshot;
 pub(crate) mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, mpsc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use synap_core::{Command, Engine, EngineConfig, Millis};
@@ -26,7 +27,7 @@ use self::fs::{DirLock, Fs};
 use self::log::LogWriter;
 use self::recovery::Recovered;
 use self::snapshot::HostState;
-use self::writer::{Durability, SyncPolicy, ToWriter, Writer};
+use self::writer::{Durability, LogSink, SyncPolicy};
 
 /// Default size at which a log segment is closed and a new one started.
 pub(crate) const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -53,9 +54,8 @@ pub(crate) struct Storage {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
     seed: u64,
-    tx: Option<mpsc::Sender<ToWriter>>,
+    sink: LogSink,
     status: watch::Receiver<Durability>,
-    writer: Option<JoinHandle<()>>,
     next_index: u64,
     last_now: Millis,
     since_snapshot: u64,
@@ -136,9 +136,7 @@ impl Storage {
             ..Durability::default()
         };
         let (status_tx, status) = watch::channel(durable);
-        let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(log, cfg.policy, status_tx)
-            .spawn(rx)
+        let sink = LogSink::start(log, cfg.policy, status_tx)
             .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
         info!(
             dir = %cfg.dir.display(),
@@ -151,9 +149,8 @@ impl Storage {
             fs,
             dir: cfg.dir.clone(),
             seed,
-            tx: Some(tx),
+            sink,
             status,
-            writer: Some(writer),
             next_index: recovered.next_index,
             last_now: recovered.last_now,
             since_snapshot: 0,
@@ -166,24 +163,17 @@ impl Storage {
     }
 
     /// Logs one turn: its time and accepted mutating commands. Returns the record's index, the
-    /// durable index its replies wait for.
+    /// durable index its replies wait for (under `interval` and `never` it is written, and so
+    /// durable, when this returns, unless the disk is full).
     pub(crate) fn append(&mut self, now: Millis, commands: &[Command]) -> u64 {
         let index = self.next_index;
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(256 * commands.len());
         record::encode_record(&mut bytes, index, now, commands);
         self.since_snapshot += bytes.len() as u64;
-        self.send(ToWriter::Frames { bytes, count: 1 });
+        self.sink.frames(bytes, 1);
         self.next_index += 1;
         self.last_now = now;
         index
-    }
-
-    fn send(&self, m: ToWriter) {
-        if let Some(tx) = &self.tx {
-            // The writer only stops when `tx` is dropped; a send error means it panicked, and
-            // `durable` then never advances: replies wait and the failure shows in `status`.
-            let _ = tx.send(m);
-        }
     }
 
     /// The index of the last record appended (0 if none).
@@ -218,7 +208,7 @@ impl Storage {
     pub(crate) fn start_snapshot(&mut self) {
         let upto = self.last_index();
         self.since_snapshot = 0;
-        self.send(ToWriter::Roll);
+        self.sink.roll();
         let job = Compaction {
             fs: Arc::clone(&self.fs),
             dir: self.dir.clone(),
@@ -255,10 +245,7 @@ impl Storage {
         if let Some(h) = self.snapshotting.take() {
             let _ = h.join();
         }
-        self.tx = None;
-        if let Some(h) = self.writer.take() {
-            let _ = h.join();
-        }
+        self.sink.stop();
         let status = self.status.borrow().clone();
         if status.failed.is_some() || status.full || status.durable < self.last_index() {
             warn!("no shutdown snapshot: the command log is not fully written");
@@ -279,10 +266,7 @@ impl Drop for Storage {
     /// The writer thread ends with its `Storage` (writing what it holds), so the lock is only
     /// released once nothing writes to the directory any more.
     fn drop(&mut self) {
-        self.tx = None;
-        if let Some(h) = self.writer.take() {
-            let _ = h.join();
-        }
+        self.sink.stop();
         if let Some(h) = self.snapshotting.take() {
             let _ = h.join();
         }

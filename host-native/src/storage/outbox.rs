@@ -172,6 +172,11 @@ impl TaskStorage {
             let index = self.storage.append(now, &self.log);
             self.log.clear();
             self.held.push_back((index, std::mem::take(&mut self.turn)));
+            // Under `interval` and `never` the record is written by now (the writer updates
+            // its report without waking this task): the turn's replies leave at once.
+            let ready = self.released();
+            self.snapshot_if_due();
+            return ready;
         } else if !self.turn.is_empty() {
             // Replies without mutations wait behind the newest record, so they never show
             // state that is not durable yet; but not while the disk is full or storage failed,
@@ -182,10 +187,14 @@ impl TaskStorage {
                 _ => return std::mem::take(&mut self.turn),
             }
         }
+        self.snapshot_if_due();
+        Vec::new()
+    }
+
+    fn snapshot_if_due(&mut self) {
         if self.storage.wants_snapshot() {
             self.storage.start_snapshot();
         }
-        Vec::new()
     }
 
     /// Waits until the writer reports something new (never returns if it stopped).

@@ -1,23 +1,30 @@
-//! The log writer thread: group commit off the engine task.
+//! The command log's writer: group commit beside the engine task.
 //!
-//! The engine task hands over one framed record per turn and goes on with the next turn; the
-//! thread writes everything that has arrived since its last write in one write, syncs it per
-//! policy, and publishes the highest durable index on a watch channel. Replies wait for that
-//! index, so the task never blocks on a write or an fsync.
+//! Under `--fsync always` the engine task hands over one framed record per turn and goes on
+//! with the next turn; a thread writes everything that has arrived since its last write in one
+//! write, syncs it, and publishes the highest durable index on a watch channel. Replies wait
+//! for that index, so the task never blocks on an fsync.
+//!
+//! Under `interval` and `never` a record counts as durable once written, so the task writes
+//! it itself (one `write` per turn into the page cache, a few microseconds) and its replies
+//! leave in the same turn: no thread hop on the reply path. The thread then only syncs, at
+//! most `interval` after a write, through a second handle on the segment, so the task never
+//! waits for an fsync either; and it retries records a full disk held back.
 //!
 //! Faults: a full disk keeps the unwritten records and retries them every `RETRY` (the
 //! segment is cut back to its last whole record each time) and reports `full` until a write
-//! succeeds. Any other write error and any failed fsync is final: the thread stops writing and
-//! reports `failed`, since after a failed fsync the kernel may have dropped the dirty pages
-//! and a retry that succeeds proves nothing.
+//! succeeds. Any other write error and any failed fsync is final: writing stops and `failed`
+//! is reported, since after a failed fsync the kernel may have dropped the dirty pages and a
+//! retry that succeeds proves nothing.
 
-use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use super::fs::FsSync;
 use super::fs::is_full;
 use super::log::LogWriter;
 
@@ -60,7 +67,8 @@ pub(crate) struct Durability {
     pub(crate) failed: Option<Arc<str>>,
 }
 
-/// The writer thread's state.
+/// The writer's state (on its thread, or shared with the engine task under `interval` and
+/// `never`).
 pub(crate) struct Writer {
     log: LogWriter,
     policy: SyncPolicy,
@@ -72,6 +80,14 @@ pub(crate) struct Writer {
     roll_after: bool,
     /// Written but not yet synced (interval policy), since when.
     dirty_since: Option<Instant>,
+    /// The engine task writes and the thread only syncs and retries.
+    inline: bool,
+    /// The thread has something new to wait for (inline mode): a first unsynced write, or
+    /// records a full disk held back.
+    wake: bool,
+    /// The engine task is writing (inline mode): it reads the durable index itself when the
+    /// write returns, so the report is updated without waking it.
+    quiet: bool,
 }
 
 impl Writer {
@@ -89,11 +105,14 @@ impl Writer {
             pending_count: 0,
             roll_after: false,
             dirty_since: None,
+            inline: false,
+            wake: false,
+            quiet: false,
         }
     }
 
     /// Runs until the sender side is dropped, then writes and syncs what is left.
-    pub(crate) fn run(mut self, rx: &Receiver<ToWriter>) {
+    fn run(mut self, rx: &Receiver<ToWriter>) {
         loop {
             let msg = match self.wait() {
                 None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -201,6 +220,7 @@ impl Writer {
         }
         if let (SyncPolicy::Interval(every), Some(since)) = (self.policy, self.dirty_since)
             && since.elapsed() >= every
+            && !self.inline
         {
             self.sync();
         }
@@ -215,7 +235,10 @@ impl Writer {
                 }
             }
             SyncPolicy::Interval(_) => {
-                self.dirty_since.get_or_insert_with(Instant::now);
+                if self.dirty_since.is_none() {
+                    self.dirty_since = Some(Instant::now());
+                    self.wake = true;
+                }
             }
             SyncPolicy::Never => {}
         }
@@ -223,9 +246,13 @@ impl Writer {
         if was_full {
             info!("disk space is back: the command log is being written again");
         }
-        self.status.send_modify(|s| {
+        let quiet = self.quiet && !was_full;
+        // A quiet update is a documented silent modification: the new index shows in every
+        // later `borrow`, but no receiver is woken for it.
+        self.status.send_if_modified(|s| {
             s.durable = durable;
             s.full = false;
+            !quiet
         });
     }
 
@@ -244,6 +271,7 @@ impl Writer {
     }
 
     fn report_full(&mut self) {
+        self.wake = true;
         if !self.status.borrow().full {
             warn!(
                 "disk full: the command log cannot be written; mutations are refused until space returns"
@@ -258,14 +286,155 @@ impl Writer {
         self.status.send_modify(|s| s.failed = Some(why));
     }
 
-    /// Runs a writer on its own thread; dropping every sender of `rx` stops it.
-    pub(crate) fn spawn(
-        self,
-        rx: Receiver<ToWriter>,
-    ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        std::thread::Builder::new()
-            .name("synap-log-writer".into())
-            .spawn(move || self.run(&rx))
+    /// A handle for a thread to sync what is written, if a sync is due (inline mode; `force`
+    /// when stopping). The sync covers every write made before it starts; later writes mark
+    /// the log dirty again.
+    fn due_sync(&mut self, force: bool) -> Option<Arc<dyn FsSync>> {
+        let (SyncPolicy::Interval(every), Some(since)) = (self.policy, self.dirty_since) else {
+            return None;
+        };
+        if self.failed() || !(force || since.elapsed() >= every) {
+            return None;
+        }
+        self.dirty_since = None;
+        Some(self.log.syncer())
+    }
+
+    /// Notes the outcome of a sync made through `due_sync`'s handle.
+    fn synced(&mut self, result: std::io::Result<()>) {
+        if let Err(e) = result {
+            self.fail(format!("fsync of the command log failed: {e}"));
+        }
+    }
+
+    /// The thread of inline mode: syncs when due, retries held-back records, and at the end
+    /// writes and syncs what is left.
+    fn run_inline(shared: &Mutex<Self>, rx: &Receiver<()>) {
+        loop {
+            let wait = lock(shared).wait();
+            let open = match wait {
+                None => rx.recv().is_ok(),
+                Some(t) => !matches!(rx.recv_timeout(t), Err(RecvTimeoutError::Disconnected)),
+            };
+            while rx.try_recv().is_ok() {}
+            let due = {
+                let mut w = lock(shared);
+                w.wake = false;
+                w.flush();
+                w.due_sync(!open)
+            };
+            if let Some(syncer) = due {
+                let result = syncer.sync();
+                lock(shared).synced(result);
+            }
+            if !open {
+                let w = lock(shared);
+                if !w.pending.is_empty() {
+                    warn!(
+                        records = w.pending_count,
+                        "stopping with unwritten log records (disk full)"
+                    );
+                }
+                return;
+            }
+        }
+    }
+}
+
+fn lock(w: &Mutex<Writer>) -> MutexGuard<'_, Writer> {
+    // A panic while holding the lock leaves the writer's fields consistent (each step is
+    // complete or not started), so the state is used as it is.
+    w.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// How the engine task hands records to the writer.
+enum Sink {
+    /// `always`: to the writer thread.
+    Thread(mpsc::Sender<ToWriter>),
+    /// `interval`, `never`: written in the task; the thread is woken to sync or retry.
+    Inline {
+        writer: Arc<Mutex<Writer>>,
+        wake: mpsc::Sender<()>,
+    },
+}
+
+/// The engine task's end of the log writer. Dropping it (or `stop`) writes and syncs what is
+/// left and ends the thread.
+pub(crate) struct LogSink {
+    sink: Option<Sink>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LogSink {
+    /// Starts the writer for `log` under `policy`, reporting on `status`.
+    pub(crate) fn start(
+        log: LogWriter,
+        policy: SyncPolicy,
+        status: watch::Sender<Durability>,
+    ) -> std::io::Result<Self> {
+        let mut writer = Writer::new(log, policy, status);
+        let thread = std::thread::Builder::new().name("synap-log-writer".into());
+        let (sink, thread) = if policy == SyncPolicy::Always {
+            let (tx, rx) = mpsc::channel();
+            (Sink::Thread(tx), thread.spawn(move || writer.run(&rx))?)
+        } else {
+            writer.inline = true;
+            let writer = Arc::new(Mutex::new(writer));
+            let (wake, rx) = mpsc::channel();
+            let shared = Arc::clone(&writer);
+            let handle = thread.spawn(move || Writer::run_inline(&shared, &rx))?;
+            (Sink::Inline { writer, wake }, handle)
+        };
+        Ok(Self {
+            sink: Some(sink),
+            thread: Some(thread),
+        })
+    }
+
+    /// Hands over `count` framed records (the next indexes). Inline, they are written before
+    /// this returns and the status says so.
+    pub(crate) fn frames(&mut self, bytes: Vec<u8>, count: u64) {
+        self.send(ToWriter::Frames { bytes, count });
+    }
+
+    /// Starts a new segment at the next index (after the records handed over so far).
+    pub(crate) fn roll(&mut self) {
+        self.send(ToWriter::Roll);
+    }
+
+    fn send(&mut self, m: ToWriter) {
+        match &self.sink {
+            // The thread only stops when the sender is dropped; a send error means it
+            // panicked, and `durable` then never advances: replies wait.
+            Some(Sink::Thread(tx)) => drop(tx.send(m)),
+            Some(Sink::Inline { writer, wake }) => {
+                let mut w = lock(writer);
+                w.quiet = true;
+                w.take(m);
+                w.flush();
+                w.quiet = false;
+                if std::mem::take(&mut w.wake) {
+                    let _ = wake.send(());
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Writes and syncs what is left and waits for the thread to end.
+    pub(crate) fn stop(&mut self) {
+        self.sink = None;
+        if let Some(h) = self.thread.take()
+            && h.join().is_err()
+        {
+            warn!("the log writer thread panicked");
+        }
+    }
+}
+
+impl Drop for LogSink {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -273,145 +442,4 @@ impl Writer {
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_millis(10);
 
 #[cfg(test)]
-mod tests {
-    use std::sync::atomic::Ordering;
-    use std::sync::mpsc;
-
-    use synap_core::{Command, Millis};
-
-    use super::super::fs::{Faults, FaultyFs, Fs, RealFs};
-    use super::super::log::scan;
-    use super::super::record::encode_record;
-    use super::*;
-
-    struct Running {
-        tx: Option<mpsc::Sender<ToWriter>>,
-        status: watch::Receiver<Durability>,
-        thread: Option<std::thread::JoinHandle<()>>,
-        faults: Arc<Faults>,
-        next: u64,
-    }
-
-    impl Running {
-        fn start(dir: &std::path::Path, policy: SyncPolicy) -> Self {
-            let fs = FaultyFs::default();
-            let faults = Arc::clone(&fs.faults);
-            let log = LogWriter::open(Arc::new(fs), dir, 1, 1, 1 << 20).unwrap();
-            let (status_tx, status) = watch::channel(Durability::default());
-            let (tx, rx) = mpsc::channel();
-            let thread = Writer::new(log, policy, status_tx).spawn(rx).unwrap();
-            Self {
-                tx: Some(tx),
-                status,
-                thread: Some(thread),
-                faults,
-                next: 1,
-            }
-        }
-
-        fn send(&mut self) -> u64 {
-            let mut bytes = Vec::new();
-            let cmd = Command::KvDel { key: "k".into() };
-            encode_record(&mut bytes, self.next, Millis(self.next), &[cmd]);
-            self.tx
-                .as_ref()
-                .unwrap()
-                .send(ToWriter::Frames { bytes, count: 1 })
-                .unwrap();
-            self.next += 1;
-            self.next - 1
-        }
-
-        /// Waits (up to 10 s) until the status satisfies `f`.
-        fn wait_for(&mut self, f: impl Fn(&Durability) -> bool) -> Durability {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let s = self.status.borrow().clone();
-                if f(&s) {
-                    return s;
-                }
-                assert!(Instant::now() < deadline, "status stuck at {s:?}");
-                std::thread::sleep(Duration::from_millis(2));
-            }
-        }
-
-        fn stop(&mut self) {
-            self.tx = None;
-            self.thread.take().unwrap().join().unwrap();
-        }
-    }
-
-    fn records(dir: &std::path::Path) -> u64 {
-        scan(&RealFs as &dyn Fs, dir, 0, false).unwrap().last_index
-    }
-
-    #[test]
-    fn every_policy_reports_what_it_wrote() {
-        for policy in [
-            SyncPolicy::Always,
-            SyncPolicy::Interval(DEFAULT_INTERVAL),
-            SyncPolicy::Never,
-        ] {
-            let dir = tempfile::tempdir().unwrap();
-            let mut w = Running::start(dir.path(), policy);
-            for _ in 0..50 {
-                w.send();
-            }
-            w.wait_for(|s| s.durable == 50);
-            w.stop();
-            assert_eq!(records(dir.path()), 50, "{policy:?}");
-        }
-    }
-
-    #[test]
-    fn a_full_disk_holds_records_and_writes_them_when_space_returns() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut w = Running::start(dir.path(), SyncPolicy::Always);
-        w.send();
-        w.wait_for(|s| s.durable == 1);
-        w.faults.disk_full.store(true, Ordering::SeqCst);
-        w.send();
-        w.send();
-        let s = w.wait_for(|s| s.full);
-        assert_eq!(s.durable, 1, "nothing past the full disk counts as durable");
-        w.faults.disk_full.store(false, Ordering::SeqCst);
-        let s = w.wait_for(|s| s.durable == 3);
-        assert!(!s.full && s.failed.is_none());
-        w.stop();
-        let found = scan(&RealFs as &dyn Fs, dir.path(), 0, false).unwrap();
-        assert_eq!((found.last_index, found.warnings.len()), (3, 0));
-    }
-
-    #[test]
-    fn a_failed_fsync_stops_writing_for_good() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut w = Running::start(dir.path(), SyncPolicy::Always);
-        w.send();
-        w.wait_for(|s| s.durable == 1);
-        w.faults.fail_sync.store(true, Ordering::SeqCst);
-        w.send();
-        let s = w.wait_for(|s| s.failed.is_some());
-        assert_eq!(s.durable, 1, "the unsynced record is not durable");
-        assert!(s.failed.unwrap().contains("fsync"));
-        // Even with fsync working again, nothing more is written or confirmed.
-        w.faults.fail_sync.store(false, Ordering::SeqCst);
-        w.send();
-        std::thread::sleep(RETRY * 2);
-        assert_eq!(w.status.borrow().durable, 1);
-        w.stop();
-    }
-
-    #[test]
-    fn a_roll_starts_the_next_segment_at_the_next_index() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut w = Running::start(dir.path(), SyncPolicy::Never);
-        w.send();
-        w.tx.as_ref().unwrap().send(ToWriter::Roll).unwrap();
-        w.send();
-        w.wait_for(|s| s.durable == 2);
-        w.stop();
-        let segs = super::super::log::segments(&RealFs, dir.path()).unwrap();
-        assert_eq!(segs.iter().map(|s| s.0).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(records(dir.path()), 2);
-    }
-}
+mod tests;
