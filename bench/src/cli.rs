@@ -56,6 +56,10 @@ pub(crate) struct Cli {
     /// Print the results as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     pub(crate) json: bool,
+    /// Worker threads of each `synap-server` (its `--threads`) [default: the server's own,
+    /// one per core].
+    #[arg(long, value_name = "N")]
+    pub(crate) server_threads: Option<usize>,
 }
 
 /// A scenario to report.
@@ -82,6 +86,7 @@ pub(crate) struct Settings {
     pub(crate) open_messages: u64,
     pub(crate) limit: Duration,
     pub(crate) json: bool,
+    pub(crate) server_threads: Option<usize>,
 }
 
 /// Synap's paths, in table order.
@@ -130,6 +135,9 @@ impl Cli {
         if self.producers == 0 || self.workers == 0 {
             return Err("--producers and --workers must be at least 1".into());
         }
+        if self.server_threads == Some(0) {
+            return Err("--server-threads must be at least 1".into());
+        }
         if !(self.timeout.is_finite() && self.timeout > 0.0) {
             return Err("--timeout must be a positive number of seconds".into());
         }
@@ -156,6 +164,7 @@ impl Cli {
             open_messages: ((self.rate * open_secs).round() as u64).max(1),
             limit: Duration::from_secs_f64(self.timeout),
             json: self.json,
+            server_threads: self.server_threads,
         })
     }
 }

@@ -67,6 +67,8 @@ fn main() {
 /// The programs a run starts.
 struct Tools {
     synap: PathBuf,
+    /// `synap-server --threads`, if given.
+    synap_threads: Option<usize>,
     beanstalkd: Option<PathBuf>,
     nats: Option<PathBuf>,
 }
@@ -131,6 +133,7 @@ fn row(system: &'static str, path: &str, mode: &'static str, durable: bool) -> R
 async fn bench(s: &Settings) -> Result<(), String> {
     let tools = Tools {
         synap: procs::synap_binary()?,
+        synap_threads: s.server_threads,
         beanstalkd: procs::find_program("beanstalkd"),
         nats: procs::find_program("nats-server"),
     };
@@ -197,6 +200,9 @@ async fn bench(s: &Settings) -> Result<(), String> {
         load_before,
         load_average()
     );
+    if let Some(n) = s.server_threads {
+        println!("synap-server runs with --threads {n}");
+    }
     println!(
         "{} messages of ~140 B JSON, {} producers, {} workers; median of {} run(s); took {:.0} s\n",
         s.messages,
@@ -255,7 +261,7 @@ impl Server {
                     m if m == Durability::Interval.label() => Durability::Interval,
                     _ => Durability::Always,
                 };
-                let s = procs::start_synap(&tools.synap, mode)?;
+                let s = procs::start_synap(&tools.synap, mode, tools.synap_threads)?;
                 let client = SynapClient::new(&format!("http://{}", s.http))
                     .map_err(|e| format!("client: {e}"))?;
                 Ok(Self::Synap {

@@ -110,14 +110,22 @@ pub(crate) struct Synap {
     pub(crate) rpc: SocketAddr,
 }
 
-/// Starts `synap-server` on free ports in `mode`, and waits until it logs both addresses.
-pub(crate) fn start_synap(bin: &Path, mode: Durability) -> Result<Synap, String> {
+/// Starts `synap-server` on free ports in `mode` (with `threads` worker threads, if given),
+/// and waits until it logs both addresses.
+pub(crate) fn start_synap(
+    bin: &Path,
+    mode: Durability,
+    threads: Option<usize>,
+) -> Result<Synap, String> {
     let dir = match mode {
         Durability::Memory => None,
         _ => Some(TempDir::new("synap")?),
     };
     let mut cmd = Command::new(bin);
     cmd.args(["--bind", "127.0.0.1:0", "--rpc-bind", "127.0.0.1:0"]);
+    if let Some(n) = threads {
+        cmd.arg("--threads").arg(n.to_string());
+    }
     match (&dir, mode) {
         (_, Durability::Memory) => drop(cmd.arg("--in-memory")),
         (Some(d), m) => {

@@ -58,6 +58,11 @@ pub(crate) struct Cli {
     /// The `interval` policy's period in milliseconds [default: 10].
     #[arg(long, value_name = "MS")]
     pub(crate) fsync_interval_ms: Option<u64>,
+    /// Worker threads of the async runtime [default: one per core]. The engine is one task
+    /// either way; with the load generator on the same few cores, 1 avoids cross-thread
+    /// wake-ups.
+    #[arg(long, value_name = "N")]
+    pub(crate) threads: Option<usize>,
     /// Start even if the command log is damaged before its end: cut it at the damage
     /// (losing the records from there on) instead of refusing to start.
     #[arg(long)]
@@ -155,6 +160,7 @@ struct ServerSection {
     in_memory: Option<bool>,
     fsync: Option<Fsync>,
     fsync_interval_ms: Option<u64>,
+    threads: Option<usize>,
     segment_bytes: Option<u64>,
     snapshot_bytes: Option<u64>,
     api_keys: Vec<String>,
@@ -204,6 +210,9 @@ struct FileConfig {
     queues: BTreeMap<String, QueueSettings>,
 }
 
+/// Most worker threads `--threads` accepts.
+const MAX_THREADS: usize = 1024;
+
 /// Everything the server runs with.
 #[derive(Debug)]
 pub(crate) struct ServerConfig {
@@ -212,6 +221,8 @@ pub(crate) struct ServerConfig {
     pub(crate) in_memory: bool,
     pub(crate) fsync: Fsync,
     pub(crate) fsync_interval_ms: u64,
+    /// Worker threads of the async runtime (`None`: one per core).
+    pub(crate) threads: Option<usize>,
     pub(crate) segment_bytes: u64,
     pub(crate) snapshot_bytes: u64,
     pub(crate) repair_log: bool,
@@ -320,6 +331,12 @@ impl ServerConfig {
         if !(1..=10_000).contains(&fsync_interval_ms) {
             return Err("the fsync interval must be between 1 and 10000 ms".into());
         }
+        let threads = cli.threads.or(file.server.threads);
+        if threads.is_some_and(|n| !(1..=MAX_THREADS).contains(&n)) {
+            return Err(format!(
+                "the number of threads must be between 1 and {MAX_THREADS}"
+            ));
+        }
         let segment_bytes = file
             .server
             .segment_bytes
@@ -346,6 +363,7 @@ impl ServerConfig {
             in_memory: cli.in_memory || file.server.in_memory.unwrap_or(false),
             fsync: cli.fsync.or(file.server.fsync).unwrap_or_default(),
             fsync_interval_ms,
+            threads,
             segment_bytes,
             snapshot_bytes,
             repair_log: cli.repair_log,
@@ -483,6 +501,23 @@ mod tests {
         assert!(load_users(vec![user("alice", "plain-text")]).is_err());
         assert!(load_users(vec![user("a:b", &good)]).is_err());
         assert!(load_users(vec![user("alice", &good), user("alice", &good)]).is_err());
+    }
+
+    #[test]
+    fn threads_come_from_the_flag_or_the_file_within_bounds() {
+        use clap::Parser;
+        let load = |args: &[&str]| {
+            let cli =
+                Cli::try_parse_from(std::iter::once("synap-server").chain(args.iter().copied()))
+                    .unwrap();
+            ServerConfig::load(&cli, None).map(|c| c.threads)
+        };
+        assert_eq!(load(&[]), Ok(None), "one per core by default");
+        assert_eq!(load(&["--threads", "1"]), Ok(Some(1)));
+        let e = load(&["--threads", "0"]).unwrap_err();
+        assert!(e.contains("between 1 and"), "{e}");
+        let file: FileConfig = serde_norway::from_str("server:\n  threads: 3\n").unwrap();
+        assert_eq!(file.server.threads, Some(3));
     }
 
     #[test]
