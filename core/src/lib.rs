@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod api;
+mod bytes;
 #[cfg(any(test, feature = "invariants"))]
 mod check;
 mod config;

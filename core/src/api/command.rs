@@ -17,7 +17,11 @@ pub struct PublishMessage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<Json>,
     /// The body as raw bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "crate::bytes::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub payload: Option<Arc<[u8]>>,
     /// 0–9, higher first; the queue's `default_priority` when absent.
     #[serde(skip_serializing_if = "Option::is_none")]

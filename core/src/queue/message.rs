@@ -13,7 +13,7 @@ use crate::time::Millis;
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Body {
     Json(#[serde(with = "crate::json::as_text")] Json),
-    Bytes(Arc<[u8]>),
+    Bytes(#[serde(with = "crate::bytes::arc")] Arc<[u8]>),
 }
 
 impl Body {
