@@ -85,10 +85,11 @@ impl EngineTask {
         let Some(storage) = self.storage.as_mut().filter(|_| cmd.is_mutation()) else {
             return self.engine.handle(self.now, cmd);
         };
-        let copy = cmd.clone();
+        // Encoded before it runs (the engine takes it by value), taken back if refused.
+        let mark = storage.record(&cmd);
         let result = self.engine.handle(self.now, cmd);
-        if result.is_ok() {
-            storage.record(copy);
+        if result.is_err() {
+            storage.unrecord(mark);
         }
         result
     }

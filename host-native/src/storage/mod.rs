@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use synap_core::{Command, Engine, EngineConfig, Millis};
+use synap_core::{Engine, EngineConfig, Millis};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -165,10 +165,10 @@ impl Storage {
     /// Logs one turn: its time and accepted mutating commands. Returns the record's index, the
     /// durable index its replies wait for (under `interval` and `never` it is written, and so
     /// durable, when this returns, unless the disk is full).
-    pub(crate) fn append(&mut self, now: Millis, commands: &[Command]) -> u64 {
+    pub(crate) fn append(&mut self, now: Millis, turn: &mut record::TurnLog) -> u64 {
         let index = self.next_index;
-        let mut bytes = Vec::with_capacity(256 * commands.len());
-        record::encode_record(&mut bytes, index, now, commands);
+        let mut bytes = Vec::new();
+        turn.frame_into(&mut bytes, index, now);
         self.since_snapshot += bytes.len() as u64;
         self.sink.frames(bytes, 1);
         self.next_index += 1;

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::warn;
 
 use super::Storage;
+use super::record::{Mark, TurnLog};
 use super::snapshot::HostState;
 use super::writer::Durability;
 use crate::engine_task::{ConsumeResult, SessionPush};
@@ -117,8 +118,8 @@ impl Outgoing {
 pub(crate) struct TaskStorage {
     storage: Storage,
     status: watch::Receiver<Durability>,
-    /// This turn's accepted mutating commands.
-    log: Vec<Command>,
+    /// This turn's accepted mutating commands, encoded.
+    log: TurnLog,
     /// This turn's replies.
     turn: Vec<Outgoing>,
     /// Replies waiting for a record index to be durable, oldest first.
@@ -133,7 +134,7 @@ impl TaskStorage {
         Self {
             status: storage.status(),
             storage,
-            log: Vec::new(),
+            log: TurnLog::default(),
             turn: Vec::new(),
             held: VecDeque::new(),
             stale,
@@ -150,9 +151,15 @@ impl TaskStorage {
         }
     }
 
-    /// Notes an accepted mutating command of this turn.
-    pub(crate) fn record(&mut self, cmd: Command) {
-        self.log.push(cmd);
+    /// Logs a mutating command of this turn before it runs; `unrecord` takes it back if the
+    /// engine refuses it.
+    pub(crate) fn record(&mut self, cmd: &Command) -> Mark {
+        self.log.push(cmd)
+    }
+
+    /// Takes back a command the engine refused.
+    pub(crate) fn unrecord(&mut self, mark: Mark) {
+        self.log.undo(mark);
     }
 
     /// Queues a reply of this turn.
@@ -169,8 +176,7 @@ impl TaskStorage {
     /// newest record, starts a snapshot if one is due. Returns what can be sent at once.
     pub(crate) fn end_turn(&mut self, now: Millis) -> Vec<Outgoing> {
         if !self.log.is_empty() {
-            let index = self.storage.append(now, &self.log);
-            self.log.clear();
+            let index = self.storage.append(now, &mut self.log);
             self.held.push_back((index, std::mem::take(&mut self.turn)));
             // Under `interval` and `never` the record is written by now (the writer updates
             // its report without waking this task): the turn's replies leave at once.

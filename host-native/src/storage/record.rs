@@ -8,8 +8,9 @@
 //! Why MessagePack (rmp-serde, maps with field names): `Command` is an internally tagged enum
 //! with a flattened field, which only self-describing formats decode (postcard and bincode
 //! cannot). A JSON body travels as its compact text, a MessagePack byte string (see
-//! `synap_core::Json`), so logging a command neither parses nor builds a JSON tree; byte payloads
-//! are sequences of small integers. `measure_encodings` below compares sizes and decode times
+//! `synap_core::Json`), so logging a command neither parses nor builds a JSON tree; a byte payload
+//! is a byte string too. The engine task encodes each accepted command as it runs
+//! (`TurnLog`), so a turn's commands are never cloned to be logged. `measure_encodings` below compares sizes and decode times
 //! with JSON records (run it with `--ignored --nocapture`).
 
 use serde::{Deserialize, Serialize};
@@ -82,7 +83,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
-/// One engine turn as logged, borrowed for encoding.
+/// One engine turn as logged, borrowed for encoding (what `TurnLog` writes by hand).
+#[cfg(test)]
 #[derive(Serialize)]
 struct RecordRef<'a> {
     index: u64,
@@ -108,20 +110,72 @@ impl Record {
     }
 }
 
-/// Appends the framed record of one turn to `out`.
+/// Appends the framed record of one turn to `out` (the engine task streams its turns through
+/// `TurnLog` instead).
+#[cfg(test)]
 pub(crate) fn encode_record(out: &mut Vec<u8>, index: u64, now: Millis, commands: &[Command]) {
-    let start = out.len();
-    out.extend_from_slice(&[0u8; FRAME_LEN]);
-    let rec = RecordRef {
-        index,
-        now: now.0,
-        commands,
-    };
-    rmp_serde::encode::write_named(out, &rec).expect("commands encode to MessagePack");
-    let len = u32::try_from(out.len() - start - FRAME_LEN).expect("a record under 4 GiB");
-    let crc = crc32c::crc32c(&out[start + FRAME_LEN..]);
-    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    let mut turn = TurnLog::default();
+    for cmd in commands {
+        turn.push(cmd);
+    }
+    turn.frame_into(out, index, now);
+}
+
+/// The commands of one turn, encoded as they are accepted (the record's `commands` array,
+/// without its header), then framed as one record: the bytes are exactly those of
+/// `RecordRef` written by rmp-serde (a test checks it).
+#[derive(Debug, Default)]
+pub(crate) struct TurnLog {
+    encoded: Vec<u8>,
+    count: u32,
+}
+
+/// Where a `TurnLog` stood before a command, to take it back.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mark(usize);
+
+impl TurnLog {
+    /// Encodes `cmd` as the turn's next command; the mark takes it back.
+    pub(crate) fn push(&mut self, cmd: &Command) -> Mark {
+        let mark = Mark(self.encoded.len());
+        rmp_serde::encode::write_named(&mut self.encoded, cmd)
+            .expect("commands encode to MessagePack");
+        self.count += 1;
+        mark
+    }
+
+    /// Takes back the command pushed at `mark` (the engine refused it).
+    pub(crate) fn undo(&mut self, mark: Mark) {
+        self.encoded.truncate(mark.0);
+        self.count -= 1;
+    }
+
+    /// No command was logged this turn.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Appends the framed record `{index, now, commands}` to `out` and starts over.
+    pub(crate) fn frame_into(&mut self, out: &mut Vec<u8>, index: u64, now: Millis) {
+        let start = out.len();
+        out.reserve(FRAME_LEN + 40 + self.encoded.len());
+        out.extend_from_slice(&[0u8; FRAME_LEN]);
+        // Writing to a Vec cannot fail.
+        let _ = rmp::encode::write_map_len(out, 3);
+        let _ = rmp::encode::write_str(out, "index");
+        let _ = rmp::encode::write_uint(out, index);
+        let _ = rmp::encode::write_str(out, "now");
+        let _ = rmp::encode::write_uint(out, now.0);
+        let _ = rmp::encode::write_str(out, "commands");
+        let _ = rmp::encode::write_array_len(out, self.count);
+        out.extend_from_slice(&self.encoded);
+        self.encoded.clear();
+        self.count = 0;
+        let len = u32::try_from(out.len() - start - FRAME_LEN).expect("a record under 4 GiB");
+        let crc = crc32c::crc32c(&out[start + FRAME_LEN..]);
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
 }
 
 /// What is found at an offset of a segment.
@@ -207,6 +261,37 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_streamed_turn_is_the_record_serde_writes() {
+        let cmds = [
+            publish(1),
+            bytes_publish(),
+            Command::KvDel { key: "k".into() },
+        ];
+        for n in [0, 1, 3] {
+            let mut streamed = Vec::new();
+            encode_record(&mut streamed, 300, Millis(1 << 40), &cmds[..n]);
+            let rec = RecordRef {
+                index: 300,
+                now: 1 << 40,
+                commands: &cmds[..n],
+            };
+            let payload = rmp_serde::to_vec_named(&rec).unwrap();
+            assert_eq!(&streamed[FRAME_LEN..], &payload[..], "{n} commands");
+        }
+        // A command taken back leaves no trace.
+        let mut turn = TurnLog::default();
+        turn.push(&cmds[0]);
+        let mark = turn.push(&cmds[1]);
+        turn.undo(mark);
+        let mut out = Vec::new();
+        turn.frame_into(&mut out, 1, Millis(1));
+        let mut expected = Vec::new();
+        encode_record(&mut expected, 1, Millis(1), &cmds[..1]);
+        assert_eq!(out, expected);
+        assert!(turn.is_empty());
     }
 
     #[test]

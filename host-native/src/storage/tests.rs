@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use synap_core::{Command, Engine, EngineConfig, Json, Millis, PublishMessage, Reply};
 
 use super::fs::{FaultyFs, RealFs};
+use super::record::TurnLog;
 use super::snapshot::HostState;
 use super::writer::{DEFAULT_INTERVAL, SyncPolicy};
 use super::*;
@@ -39,14 +40,19 @@ fn publish(n: usize) -> Command {
 
 /// Runs `cmds` as one turn at `now` and logs the accepted mutations, as the engine task does.
 fn turn(engine: &mut Engine, storage: &mut Storage, now: u64, cmds: Vec<Command>) -> u64 {
-    let mut logged = Vec::new();
+    let mut logged = TurnLog::default();
     for c in cmds {
-        if engine.handle(Millis(now), c.clone()).is_ok() && c.is_mutation() {
-            logged.push(c);
+        if !c.is_mutation() {
+            let _ = engine.handle(Millis(now), c);
+        } else {
+            let mark = logged.push(&c);
+            if engine.handle(Millis(now), c).is_err() {
+                logged.undo(mark);
+            }
         }
         while engine.poll_event().is_some() {}
     }
-    storage.append(Millis(now), &logged)
+    storage.append(Millis(now), &mut logged)
 }
 
 fn wait_durable(storage: &Storage, index: u64) {
