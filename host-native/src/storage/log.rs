@@ -117,6 +117,23 @@ impl LogWriter {
         self.len = HEADER_LEN as u64;
         Ok(())
     }
+
+    /// Starts a new segment at the next index without syncing anything, for a caller that
+    /// must not wait for the disk: the returned handle syncs the old segment, and the old
+    /// segment, the new one (`syncer`) and the directory (`dir_handle`) must be synced soon after.
+    pub(crate) fn roll_unsynced(&mut self) -> io::Result<Arc<dyn FsSync>> {
+        let file = create_segment(self.fs.as_ref(), &self.dir, self.seed, self.next_index)?;
+        let syncer = file.syncer()?;
+        self.file = file;
+        self.len = HEADER_LEN as u64;
+        Ok(std::mem::replace(&mut self.syncer, syncer))
+    }
+
+    /// The file system and directory, to make a new segment's entry durable from another
+    /// thread.
+    pub(crate) fn dir_handle(&self) -> (Arc<dyn Fs>, PathBuf) {
+        (Arc::clone(&self.fs), self.dir.clone())
+    }
 }
 
 /// Creates (or resets: recovery found no record in it) the segment at `first_index`, writes its
@@ -127,12 +144,23 @@ fn new_segment(
     seed: u64,
     first_index: u64,
 ) -> io::Result<Box<dyn FsFile>> {
+    let mut file = create_segment(fs, dir, seed, first_index)?;
+    file.sync()?;
+    fs.sync_dir(dir)?;
+    Ok(file)
+}
+
+/// Creates (or resets) the segment at `first_index` and writes its header, syncing nothing.
+fn create_segment(
+    fs: &dyn Fs,
+    dir: &Path,
+    seed: u64,
+    first_index: u64,
+) -> io::Result<Box<dyn FsFile>> {
     let path = dir.join(segment_name(first_index));
     let mut file = fs.open_append(&path)?;
     file.set_len(0)?;
     file.write_all(&SegmentHeader { seed, first_index }.encode())?;
-    file.sync()?;
-    fs.sync_dir(dir)?;
     Ok(file)
 }
 

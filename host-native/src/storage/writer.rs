@@ -88,6 +88,17 @@ pub(crate) struct Writer {
     /// The engine task is writing (inline mode): it reads the durable index itself when the
     /// write returns, so the report is updated without waking it.
     quiet: bool,
+    /// Segments closed by a roll in inline mode, still to be synced with the new segment and
+    /// the directory (by the thread, at once).
+    closed: Vec<Arc<dyn FsSync>>,
+}
+
+/// What the thread syncs in inline mode.
+struct SyncJob {
+    /// Files, in order.
+    files: Vec<Arc<dyn FsSync>>,
+    /// Then the directory (after a roll).
+    dir: Option<(Arc<dyn super::fs::Fs>, std::path::PathBuf)>,
 }
 
 impl Writer {
@@ -108,6 +119,7 @@ impl Writer {
             inline: false,
             wake: false,
             quiet: false,
+            closed: Vec::new(),
         }
     }
 
@@ -156,6 +168,9 @@ impl Writer {
     fn wait(&self) -> Option<Duration> {
         if self.failed() {
             return None;
+        }
+        if !self.closed.is_empty() {
+            return Some(Duration::ZERO);
         }
         if !self.pending.is_empty() || self.roll_after {
             return Some(RETRY);
@@ -206,10 +221,22 @@ impl Writer {
             }
         }
         if self.roll_after || self.log.is_full() {
-            match self.log.roll() {
+            // Inline, the engine task must not wait for the disk: the thread syncs the closed
+            // segment, the new one and the directory right after.
+            let rolled = if self.inline {
+                self.log.roll_unsynced().map(|old| {
+                    self.closed.push(old);
+                    self.wake = true;
+                })
+            } else {
+                self.log.roll()
+            };
+            match rolled {
                 Ok(()) => {
                     self.roll_after = false;
-                    self.dirty_since = None;
+                    if !self.inline {
+                        self.dirty_since = None;
+                    }
                 }
                 Err(e) if is_full(&e) => {
                     self.roll_after = true;
@@ -286,21 +313,37 @@ impl Writer {
         self.status.send_modify(|s| s.failed = Some(why));
     }
 
-    /// A handle for a thread to sync what is written, if a sync is due (inline mode; `force`
-    /// when stopping). The sync covers every write made before it starts; later writes mark
-    /// the log dirty again.
-    fn due_sync(&mut self, force: bool) -> Option<Arc<dyn FsSync>> {
+    /// What a thread should sync now, if anything (inline mode; `force` when stopping): the
+    /// segments a roll closed, with the new one and the directory, at once; otherwise the
+    /// current segment once the interval has passed since its first unsynced write. A sync
+    /// covers every write made before it starts; later writes mark the log dirty again.
+    fn due_sync(&mut self, force: bool) -> Option<SyncJob> {
+        if self.failed() {
+            return None;
+        }
+        if !self.closed.is_empty() {
+            let mut files = std::mem::take(&mut self.closed);
+            files.push(self.log.syncer());
+            self.dirty_since = None;
+            return Some(SyncJob {
+                files,
+                dir: Some(self.log.dir_handle()),
+            });
+        }
         let (SyncPolicy::Interval(every), Some(since)) = (self.policy, self.dirty_since) else {
             return None;
         };
-        if self.failed() || !(force || since.elapsed() >= every) {
+        if !(force || since.elapsed() >= every) {
             return None;
         }
         self.dirty_since = None;
-        Some(self.log.syncer())
+        Some(SyncJob {
+            files: vec![self.log.syncer()],
+            dir: None,
+        })
     }
 
-    /// Notes the outcome of a sync made through `due_sync`'s handle.
+    /// Notes the outcome of a sync job.
     fn synced(&mut self, result: std::io::Result<()>) {
         if let Err(e) = result {
             self.fail(format!("fsync of the command log failed: {e}"));
@@ -323,8 +366,12 @@ impl Writer {
                 w.flush();
                 w.due_sync(!open)
             };
-            if let Some(syncer) = due {
-                let result = syncer.sync();
+            if let Some(job) = due {
+                // Outside the lock: the engine task goes on writing meanwhile.
+                let mut result = job.files.iter().try_for_each(|f| f.sync());
+                if let (Ok(()), Some((fs, dir))) = (&result, &job.dir) {
+                    result = fs.sync_dir(dir);
+                }
                 lock(shared).synced(result);
             }
             if !open {

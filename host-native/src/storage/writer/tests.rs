@@ -155,8 +155,37 @@ fn interval_writes_in_the_caller_and_syncs_on_the_thread() {
 
 #[test]
 fn a_roll_starts_the_next_segment_at_the_next_index() {
+    for policy in [
+        SyncPolicy::Always,
+        SyncPolicy::Interval(DEFAULT_INTERVAL),
+        SyncPolicy::Never,
+    ] {
+        roll_under(policy);
+    }
+}
+
+#[test]
+fn a_failed_sync_after_an_inline_roll_stops_writing() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = Running::start(dir.path(), SyncPolicy::Never);
+    w.send();
+    w.faults.fail_sync.store(true, Ordering::SeqCst);
+    // The roll itself does not wait for the disk; the thread's sync of it fails.
+    w.sink.as_mut().unwrap().roll();
+    let s = w.wait_for(|s| s.failed.is_some());
+    assert_eq!(s.durable, 1);
+    w.send();
+    assert_eq!(
+        w.status.borrow().durable,
+        1,
+        "nothing is written after the failure"
+    );
+    w.stop();
+}
+
+fn roll_under(policy: SyncPolicy) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = Running::start(dir.path(), policy);
     w.send();
     w.sink.as_mut().unwrap().roll();
     w.send();
