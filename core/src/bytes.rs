@@ -1,46 +1,13 @@
 //! Byte bodies (`Arc<[u8]>`) as byte strings: serde writes a slice as a sequence of numbers,
 //! which MessagePack (the command log) stores and reads one number at a time. These helpers
-//! write one byte string instead (the JSON text, an array of numbers, is the same in the digest
-//! and in exports) and read either form, so logs and snapshots written before still load.
+//! write one byte string through `serde_bytes` instead (the JSON text, an array of numbers, is
+//! the same in the digest and in exports) and read either form (`serde_bytes::ByteBuf` takes a
+//! byte string or a sequence), so logs and snapshots written before still load.
 
-use std::fmt;
 use std::sync::Arc;
 
-use serde::de::{self, SeqAccess, Visitor};
-use serde::{Deserializer, Serializer};
-
-/// Largest byte body read back (far above `Limits::max_message_bytes`; a bound for damaged
-/// input that claims a huge length).
-const MAX_BYTES: usize = 64 << 20;
-
-struct BytesVisitor;
-
-impl<'de> Visitor<'de> for BytesVisitor {
-    type Value = Arc<[u8]>;
-
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a byte string or a sequence of bytes")
-    }
-
-    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
-        Ok(v.into())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MAX_BYTES));
-        while let Some(b) = seq.next_element::<u8>()? {
-            if out.len() == MAX_BYTES {
-                return Err(de::Error::custom("byte body too long"));
-            }
-            out.push(b);
-        }
-        Ok(out.into())
-    }
-}
+use serde::{Deserialize, Deserializer, Serializer};
+use serde_bytes::ByteBuf;
 
 /// `#[serde(with = "crate::bytes::arc")]` for `Arc<[u8]>`.
 pub(crate) mod arc {
@@ -51,7 +18,7 @@ pub(crate) mod arc {
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<[u8]>, D::Error> {
-        d.deserialize_bytes(BytesVisitor)
+        Ok(ByteBuf::deserialize(d)?.into_vec().into())
     }
 }
 
@@ -60,46 +27,14 @@ pub(crate) mod option {
     use super::*;
 
     pub(crate) fn serialize<S: Serializer>(b: &Option<Arc<[u8]>>, s: S) -> Result<S::Ok, S::Error> {
-        match b {
-            Some(b) => s.serialize_some(&Wrapped(b)),
-            None => s.serialize_none(),
-        }
+        serde_bytes::serialize(&b.as_deref(), s)
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<Arc<[u8]>>, D::Error> {
-        d.deserialize_option(OptionVisitor)
-    }
-
-    struct Wrapped<'a>(&'a [u8]);
-
-    impl serde::Serialize for Wrapped<'_> {
-        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-            s.serialize_bytes(self.0)
-        }
-    }
-
-    struct OptionVisitor;
-
-    impl<'de> Visitor<'de> for OptionVisitor {
-        type Value = Option<Arc<[u8]>>;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("nothing, or a byte string or a sequence of bytes")
-        }
-
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_bytes(BytesVisitor).map(Some)
-        }
+        let b = Option::<ByteBuf>::deserialize(d)?;
+        Ok(b.map(|b| b.into_vec().into()))
     }
 }
 

@@ -111,11 +111,9 @@ impl LogWriter {
     /// Syncs the current segment and starts a new one at the next index.
     pub(crate) fn roll(&mut self) -> io::Result<()> {
         self.file.sync()?;
-        let file = new_segment(self.fs.as_ref(), &self.dir, self.seed, self.next_index)?;
-        self.syncer = file.syncer()?;
-        self.file = file;
-        self.len = HEADER_LEN as u64;
-        Ok(())
+        self.roll_unsynced()?;
+        self.file.sync()?;
+        self.fs.sync_dir(&self.dir)
     }
 
     /// Starts a new segment at the next index without syncing anything, for a caller that

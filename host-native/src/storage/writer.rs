@@ -153,12 +153,7 @@ impl Writer {
                 if self.dirty_since.is_some() {
                     self.sync();
                 }
-                if !self.pending.is_empty() {
-                    warn!(
-                        records = self.pending_count,
-                        "stopping with unwritten log records (disk full)"
-                    );
-                }
+                self.warn_unwritten();
                 return;
             }
         }
@@ -285,15 +280,22 @@ impl Writer {
 
     /// Syncs the log; false (and failed for good) if the sync failed.
     fn sync(&mut self) -> bool {
-        match self.log.sync() {
-            Ok(()) => {
-                self.dirty_since = None;
-                true
-            }
-            Err(e) => {
-                self.fail(format!("fsync of the command log failed: {e}"));
-                false
-            }
+        let result = self.log.sync();
+        let ok = result.is_ok();
+        if ok {
+            self.dirty_since = None;
+        }
+        self.synced(result);
+        ok
+    }
+
+    /// At the end: says what a full disk kept from being written.
+    fn warn_unwritten(&self) {
+        if !self.pending.is_empty() {
+            warn!(
+                records = self.pending_count,
+                "stopping with unwritten log records (disk full)"
+            );
         }
     }
 
@@ -343,7 +345,7 @@ impl Writer {
         })
     }
 
-    /// Notes the outcome of a sync job.
+    /// Notes the outcome of a sync (a failure is final).
     fn synced(&mut self, result: std::io::Result<()>) {
         if let Err(e) = result {
             self.fail(format!("fsync of the command log failed: {e}"));
@@ -375,13 +377,7 @@ impl Writer {
                 lock(shared).synced(result);
             }
             if !open {
-                let w = lock(shared);
-                if !w.pending.is_empty() {
-                    warn!(
-                        records = w.pending_count,
-                        "stopping with unwritten log records (disk full)"
-                    );
-                }
+                lock(shared).warn_unwritten();
                 return;
             }
         }
