@@ -2,8 +2,9 @@
 //! engine's memory per queued message. Run with `cargo bench -p synap-core --bench cycles`.
 //!
 //! Three shapes over 1,000,000 messages each: one message at a time (publish, consume, ack),
-//! batches of 100 (batch publish, consume 100, 100 acks), and a queue filled to 1,000,000 then
-//! drained. Observability events are on (as in the server) unless the line says otherwise.
+//! batches of 100 (batch publish, consume 100, 100 acks), and a queue filled to 1,000,000
+//! messages, each with its own body, then drained. Observability events are on (as in the
+//! server) unless the line says otherwise.
 
 // The benchmark is a host: it reads the wall clock to time the engine, which itself reads none.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -127,14 +128,37 @@ fn batches_of_100(observe: bool) -> f64 {
     MESSAGES as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Fills the queue to `MESSAGES`, measures memory, then drains it. Returns
-/// (publishes/s, consume+ack/s, footprint bytes/message, resident bytes/message).
-fn fill_then_drain() -> (f64, f64, f64, f64) {
+/// A message with a body of its own (`body()` shares one), as a queue filled by real
+/// producers holds: the same length as `body()`, with `n` in it.
+fn distinct_body(n: u64) -> PublishMessage {
+    let id = 100_000 + n % 900_000;
+    json_message(json!({
+        "video_id": id, "user_id": 42, "kind": "transcode",
+        "resolution": "1080p", "source": format!("s3://uploads/raw/{id}.mp4")
+    }))
+}
+
+/// What the fill-then-drain run measured.
+struct Filled {
+    publish_rate: f64,
+    drain_rate: f64,
+    /// Bytes per message the engine counts (`Engine::message_footprint`).
+    footprint: f64,
+    /// Resident bytes per message.
+    resident: f64,
+    /// Payload bytes per message (body and headers, `Engine::held_bytes`).
+    payload: f64,
+}
+
+/// Fills the queue to `MESSAGES` messages, each with its own body, measures memory, then
+/// drains it.
+fn fill_then_drain() -> Filled {
     let rss_before = resident_bytes();
     let mut e = engine(false);
-    let start = Instant::now();
-    for _ in 0..MESSAGES / 100 {
-        let messages = (0..100).map(|_| body()).collect();
+    let mut publishing = std::time::Duration::ZERO;
+    for b in 0..MESSAGES / 100 {
+        let messages = (0..100).map(|i| distinct_body(b * 100 + i)).collect();
+        let start = Instant::now();
         e.handle(
             Millis(1),
             Command::PublishBatch {
@@ -143,17 +167,24 @@ fn fill_then_drain() -> (f64, f64, f64, f64) {
             },
         )
         .expect("batch");
+        publishing += start.elapsed();
     }
-    let publish_rate = MESSAGES as f64 / start.elapsed().as_secs_f64();
-    let footprint = e.message_footprint() as f64 / MESSAGES as f64;
-    let resident = resident_bytes().saturating_sub(rss_before) as f64 / MESSAGES as f64;
+    let n = MESSAGES as f64;
+    let footprint = e.message_footprint() as f64 / n;
+    let resident = resident_bytes().saturating_sub(rss_before) as f64 / n;
+    let payload = e.held_bytes() as f64 / n;
     let start = Instant::now();
     for _ in 0..MESSAGES / 100 {
         let got = consume(&mut e, Millis(2), 100);
         ack_all(&mut e, Millis(2), got);
     }
-    let drain_rate = MESSAGES as f64 / start.elapsed().as_secs_f64();
-    (publish_rate, drain_rate, footprint, resident)
+    Filled {
+        publish_rate: n / publishing.as_secs_f64(),
+        drain_rate: n / start.elapsed().as_secs_f64(),
+        footprint,
+        resident,
+        payload,
+    }
 }
 
 /// Resident set size from /proc (Linux); 0 elsewhere.
@@ -189,9 +220,17 @@ fn main() {
         "batches of 100, events off: {:>10.0} cycles/s",
         batches_of_100(false)
     );
-    let (publish, drain, footprint, resident) = fill_then_drain();
-    println!("fill to 1M: {publish:>10.0} publishes/s; drain: {drain:>10.0} consume+ack/s");
+    let f = fill_then_drain();
     println!(
-        "memory per queued message: {footprint:.0} B counted by the engine, {resident:.0} B resident"
+        "fill to 1M: {:>10.0} publishes/s; drain: {:>10.0} consume+ack/s",
+        f.publish_rate, f.drain_rate
+    );
+    println!(
+        "memory per queued message: {:.0} B counted by the engine, {:.0} B resident; \
+         payload {:.0} B, so {:.0} B resident beyond it",
+        f.footprint,
+        f.resident,
+        f.payload,
+        f.resident - f.payload
     );
 }

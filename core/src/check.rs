@@ -22,8 +22,8 @@ impl Engine {
             assert_eq!(held, q.held, "{}: message bytes held", q.name);
             held_total += held;
             let (mut ready, mut delayed, mut in_flight) = (0u64, 0u64, 0u64);
-            for (id, m) in q.messages.iter() {
-                assert_eq!(*id, m.id);
+            for m in q.messages.values() {
+                let id = m.id;
                 assert!(m.priority <= 9);
                 match &m.state {
                     State::Ready => ready += 1,
@@ -40,17 +40,11 @@ impl Engine {
                         m.state
                     );
                 }
-                if let (Some(at), false) = (m.expires_at, m.expired) {
-                    let t = TimerKind::MessageTtl {
-                        queue: q.id,
-                        id: *id,
-                    };
+                if let (Some(at), false) = (m.expires_at(), m.expired) {
+                    let t = TimerKind::MessageTtl { queue: q.id, id };
                     assert!(ctx.timers.contains(at, &t), "ttl of {id} has no timer");
                 }
-                assert!(
-                    !q.dlq.contains(*id),
-                    "{id} is both queued and dead-lettered"
-                );
+                assert!(!q.dlq.contains(id), "{id} is both queued and dead-lettered");
             }
             let stats = q.stats(ctx.now);
             assert_eq!(stats.ready, ready, "ready index size");

@@ -84,10 +84,10 @@ impl DeadLetters {
                     message,
                     payload,
                     priority: e.msg.priority,
-                    headers: e.msg.headers.clone(),
+                    headers: e.msg.headers().clone(),
                     reason: e.reason,
                     attempts: e.msg.attempts,
-                    last_error: e.msg.last_error.clone(),
+                    last_error: e.msg.last_error().map(str::to_owned),
                     origin_queue: queue.clone(),
                     published_at: e.msg.published_at,
                     dead_lettered_at: e.at,
@@ -144,9 +144,9 @@ impl Queue {
             msg.enqueued_at = now;
             msg.ready_since = now;
             msg.expired = false;
-            msg.expires_at = msg.ttl_ms.map(|t| now.add_ms(t));
+            msg.restart_ttl(now);
             msg.state = State::Ready;
-            if let Some(at) = msg.expires_at {
+            if let Some(at) = msg.expires_at() {
                 ctx.timers.add(
                     at,
                     TimerKind::MessageTtl {
@@ -157,7 +157,7 @@ impl Queue {
             }
             ctx.observe(|| self.observed(ObservedKind::Redriven, &msg, now));
             self.ready.insert(msg.priority, msg.seq, msg.id);
-            self.messages.insert(msg.id, msg);
+            self.messages.insert(msg);
             moved += 1;
         }
         self.dlq.entries = kept;

@@ -115,7 +115,7 @@ impl Queue {
         let now = ctx.now;
         let error = error.map(|e| truncate(e, ctx.limits.max_error_bytes));
         let msg = self.messages.get_mut(&id).expect("leased message exists");
-        msg.last_error = error;
+        msg.set_last_error(error);
         let msg = &self.messages[&id];
         ctx.observe(|| self.observed(ObservedKind::Nacked, msg, now));
         let action = self.fail(ctx, id, requeue, delay_ms);
@@ -155,7 +155,7 @@ impl Queue {
         self.counters.lease_expired += 1;
         let now = ctx.now;
         let msg = self.messages.get_mut(&id).expect("leased message exists");
-        msg.last_error = Some(LEASE_EXPIRED.to_owned());
+        msg.set_last_error(Some(LEASE_EXPIRED.to_owned()));
         let msg = &self.messages[&id];
         ctx.observe(|| self.observed(ObservedKind::LeaseExpired, msg, now));
         self.fail(ctx, id, true, None);

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::api::{Delivery, Headers, LeaseToken, MessageId, SessionId};
 use crate::json::Json;
@@ -52,14 +52,14 @@ pub(crate) enum State {
     },
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A queued message. What most messages never have (headers, a TTL, an error) is kept in
+/// `extra`, boxed, so a plain message stays small: the queue holds millions of them.
+#[derive(Clone, Debug)]
 pub(crate) struct Message {
     pub(crate) id: MessageId,
     /// Publish order, kept across retries so a retried message keeps its place.
     pub(crate) seq: u64,
     pub(crate) body: Body,
-    pub(crate) priority: u8,
-    pub(crate) headers: Headers,
     pub(crate) published_at: Millis,
     /// When it entered this queue (publish or redrive).
     pub(crate) enqueued_at: Millis,
@@ -68,16 +68,110 @@ pub(crate) struct Message {
     /// Deliveries so far.
     pub(crate) attempts: u32,
     pub(crate) max_retries: u32,
-    /// Its TTL as published, so a redriven message gets a fresh expiry.
-    pub(crate) ttl_ms: Option<u64>,
-    pub(crate) expires_at: Option<Millis>,
+    pub(crate) priority: u8,
     /// Its TTL passed while it was in flight: it is dead-lettered when the lease ends.
     pub(crate) expired: bool,
-    pub(crate) last_error: Option<String>,
+    extra: Option<Box<Extra>>,
     pub(crate) state: State,
 }
 
+/// The rarer parts of a message; `None` in `Message::extra` when all are empty.
+#[derive(Clone, Debug, Default)]
+struct Extra {
+    headers: Headers,
+    /// Its TTL as published, so a redriven message gets a fresh expiry.
+    ttl_ms: Option<u64>,
+    expires_at: Option<Millis>,
+    last_error: Option<String>,
+}
+
+impl Extra {
+    fn is_empty(&self) -> bool {
+        self.headers.is_empty()
+            && self.ttl_ms.is_none()
+            && self.expires_at.is_none()
+            && self.last_error.is_none()
+    }
+
+    fn boxed(self) -> Option<Box<Self>> {
+        (!self.is_empty()).then(|| Box::new(self))
+    }
+}
+
+/// What a new message is made of; the rest starts at its zero.
+pub(crate) struct NewMessage {
+    pub(crate) id: MessageId,
+    pub(crate) seq: u64,
+    pub(crate) body: Body,
+    pub(crate) priority: u8,
+    pub(crate) headers: Headers,
+    pub(crate) now: Millis,
+    pub(crate) max_retries: u32,
+    pub(crate) ttl_ms: Option<u64>,
+}
+
+static NO_HEADERS: Headers = Headers::new();
+
 impl Message {
+    /// A message just published: ready, never delivered.
+    pub(crate) fn new(m: NewMessage) -> Self {
+        let extra = Extra {
+            headers: m.headers,
+            ttl_ms: m.ttl_ms,
+            expires_at: m.ttl_ms.map(|t| m.now.add_ms(t)),
+            last_error: None,
+        };
+        Self {
+            id: m.id,
+            seq: m.seq,
+            body: m.body,
+            published_at: m.now,
+            enqueued_at: m.now,
+            ready_since: m.now,
+            attempts: 0,
+            max_retries: m.max_retries,
+            priority: m.priority,
+            expired: false,
+            extra: extra.boxed(),
+            state: State::Ready,
+        }
+    }
+
+    pub(crate) fn headers(&self) -> &Headers {
+        self.extra.as_ref().map_or(&NO_HEADERS, |x| &x.headers)
+    }
+
+    pub(crate) fn ttl_ms(&self) -> Option<u64> {
+        self.extra.as_ref().and_then(|x| x.ttl_ms)
+    }
+
+    pub(crate) fn expires_at(&self) -> Option<Millis> {
+        self.extra.as_ref().and_then(|x| x.expires_at)
+    }
+
+    pub(crate) fn last_error(&self) -> Option<&str> {
+        self.extra.as_ref().and_then(|x| x.last_error.as_deref())
+    }
+
+    fn edit_extra(&mut self, edit: impl FnOnce(&mut Extra)) {
+        let mut extra = self.extra.take().map_or_else(Extra::default, |b| *b);
+        edit(&mut extra);
+        self.extra = extra.boxed();
+    }
+
+    pub(crate) fn set_last_error(&mut self, error: Option<String>) {
+        if error.is_some() || self.extra.is_some() {
+            self.edit_extra(|x| x.last_error = error);
+        }
+    }
+
+    /// Starts its TTL (if it has one) again from `now`.
+    pub(crate) fn restart_ttl(&mut self, now: Millis) {
+        if let Some(ttl) = self.ttl_ms() {
+            self.edit_extra(|x| x.expires_at = Some(now.add_ms(ttl)));
+        }
+    }
+
     pub(crate) fn delivery(&self, queue: &Arc<str>) -> Delivery {
         let State::InFlight {
             lease, deadline, ..
@@ -94,7 +188,7 @@ impl Message {
             priority: self.priority,
             retry_count: self.attempts.saturating_sub(1),
             max_retries: self.max_retries,
-            headers: self.headers.clone(),
+            headers: self.headers().clone(),
             lease,
             lease_deadline: deadline,
             published_at: self.published_at,
@@ -104,17 +198,107 @@ impl Message {
     /// The bytes the memory budget counts for this message: its body and headers, which do
     /// not change while it lives.
     pub(crate) fn held_bytes(&self) -> u64 {
-        let headers: usize = self.headers.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let headers: usize = self.headers().iter().map(|(k, v)| k.len() + v.len()).sum();
         (self.body.len() + headers) as u64
     }
 
-    /// Approximate bytes held for this message (body, headers, bookkeeping).
+    /// Approximate bytes this message's own allocations hold (the body with its shared
+    /// counts, the boxed extras with their headers); its slot is counted by the store.
     pub(crate) fn footprint(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 48)
-            .sum();
-        size_of::<Self>() + self.body.len() + headers
+        let body = self.body.len() + 2 * size_of::<usize>();
+        let extra = self.extra.as_ref().map_or(0, |x| {
+            let headers: usize = x.headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+            size_of::<Extra>() + headers + x.last_error.as_ref().map_or(0, String::capacity)
+        });
+        body + extra
+    }
+}
+
+/// The serialized form: every field, in the order snapshots and `state_digest` have always
+/// used.
+#[derive(Serialize)]
+struct MessageRef<'a> {
+    id: &'a MessageId,
+    seq: u64,
+    body: &'a Body,
+    priority: u8,
+    headers: &'a Headers,
+    published_at: Millis,
+    enqueued_at: Millis,
+    ready_since: Millis,
+    attempts: u32,
+    max_retries: u32,
+    ttl_ms: Option<u64>,
+    expires_at: Option<Millis>,
+    expired: bool,
+    last_error: Option<&'a str>,
+    state: &'a State,
+}
+
+#[derive(Deserialize)]
+struct MessageOwned {
+    id: MessageId,
+    seq: u64,
+    body: Body,
+    priority: u8,
+    headers: Headers,
+    published_at: Millis,
+    enqueued_at: Millis,
+    ready_since: Millis,
+    attempts: u32,
+    max_retries: u32,
+    ttl_ms: Option<u64>,
+    expires_at: Option<Millis>,
+    expired: bool,
+    last_error: Option<String>,
+    state: State,
+}
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        MessageRef {
+            id: &self.id,
+            seq: self.seq,
+            body: &self.body,
+            priority: self.priority,
+            headers: self.headers(),
+            published_at: self.published_at,
+            enqueued_at: self.enqueued_at,
+            ready_since: self.ready_since,
+            attempts: self.attempts,
+            max_retries: self.max_retries,
+            ttl_ms: self.ttl_ms(),
+            expires_at: self.expires_at(),
+            expired: self.expired,
+            last_error: self.last_error(),
+            state: &self.state,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let m = MessageOwned::deserialize(d)?;
+        let extra = Extra {
+            headers: m.headers,
+            ttl_ms: m.ttl_ms,
+            expires_at: m.expires_at,
+            last_error: m.last_error,
+        };
+        Ok(Self {
+            id: m.id,
+            seq: m.seq,
+            body: m.body,
+            published_at: m.published_at,
+            enqueued_at: m.enqueued_at,
+            ready_since: m.ready_since,
+            attempts: m.attempts,
+            max_retries: m.max_retries,
+            priority: m.priority,
+            expired: m.expired,
+            extra: extra.boxed(),
+            state: m.state,
+        })
     }
 }

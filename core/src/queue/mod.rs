@@ -11,6 +11,7 @@ mod ready;
 mod retry;
 mod session;
 mod stats;
+mod store;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -23,7 +24,6 @@ use crate::api::{
 };
 use crate::config::{Limits, MAX_LEASE_MS, QueueConfig, RetryPosition, check_headers};
 use crate::ctx::Ctx;
-use crate::fxmap::SortedMap;
 use crate::json::Json;
 use crate::time::Millis;
 use crate::timers::TimerKind;
@@ -31,10 +31,11 @@ use crate::timers::TimerKind;
 pub use crate::ids::QueueId;
 pub(crate) use dead_letter::DeadLetters;
 pub(crate) use deliver::{Lessee, Taker};
-pub(crate) use message::{Body, Message, State};
+pub(crate) use message::{Body, Message, NewMessage, State};
 use ready::Ready;
 pub(crate) use session::Session;
 use stats::{Consumers, Counters, WaitWindow};
+use store::Messages;
 
 /// Capacity (entries) below which the message map and ready lanes are never shrunk.
 const COMPACT_MIN: usize = 4096;
@@ -62,7 +63,7 @@ pub(crate) struct Queue {
     pub(crate) id: QueueId,
     pub(crate) name: Arc<str>,
     pub(crate) config: QueueConfig,
-    pub(crate) messages: SortedMap<MessageId, Message>,
+    pub(crate) messages: Messages,
     ready: Ready,
     delayed: u64,
     in_flight: u64,
@@ -84,7 +85,7 @@ impl Queue {
             id,
             name: name.into(),
             config,
-            messages: SortedMap::<MessageId, Message>::default(),
+            messages: Messages::default(),
             ready: Ready::default(),
             delayed: 0,
             in_flight: 0,
@@ -139,10 +140,7 @@ impl Queue {
     pub(crate) fn let_go(&mut self, ctx: &mut Ctx, bytes: u64) {
         self.held = self.held.saturating_sub(bytes);
         ctx.held_bytes = ctx.held_bytes.saturating_sub(bytes);
-        let len = self.messages.len();
-        if self.messages.capacity() > COMPACT_MIN && len * 4 < self.messages.capacity() {
-            self.messages.shrink_to(len * 2);
-        }
+        self.messages.compact();
         self.ready.compact();
     }
 
@@ -158,29 +156,21 @@ impl Queue {
             (None, Some(b)) => Body::Bytes(b),
             (None, None) => unreachable!("check_publish requires a body"),
         };
-        let ttl_ms = m.ttl_ms.or(self.config.message_ttl_ms);
-        let mut msg = Message {
+        let mut msg = Message::new(NewMessage {
             id,
             seq,
             body,
             priority: m.priority.unwrap_or(self.config.default_priority),
             headers: m.headers,
-            published_at: now,
-            enqueued_at: now,
-            ready_since: now,
-            attempts: 0,
+            now,
             max_retries: m.max_retries.unwrap_or(self.config.max_retries),
-            ttl_ms,
-            expires_at: ttl_ms.map(|t| now.add_ms(t)),
-            expired: false,
-            last_error: None,
-            state: State::Ready,
-        };
+            ttl_ms: m.ttl_ms.or(self.config.message_ttl_ms),
+        });
         self.counters.published += 1;
         self.hold(ctx, msg.held_bytes());
         let priority = msg.priority;
         ctx.observe(|| self.observed(ObservedKind::Published, &msg, now));
-        if let Some(at) = msg.expires_at {
+        if let Some(at) = msg.expires_at() {
             ctx.timers
                 .add(at, TimerKind::MessageTtl { queue: self.id, id });
         }
@@ -194,7 +184,7 @@ impl Queue {
             }
             None => Some(self.ready.insert(priority, seq, id)),
         };
-        self.messages.insert(id, msg);
+        self.messages.insert(msg);
         if serve && position.is_some() {
             self.serve(ctx);
         }
@@ -308,7 +298,7 @@ impl Queue {
     }
 
     fn cancel_ttl(&self, ctx: &mut Ctx, msg: &Message) {
-        if let (Some(at), false) = (msg.expires_at, msg.expired) {
+        if let (Some(at), false) = (msg.expires_at(), msg.expired) {
             ctx.timers.remove(
                 at,
                 TimerKind::MessageTtl {
@@ -360,7 +350,7 @@ impl Queue {
     /// Removes every timer, waiter and session of a queue that is being deleted; returns the
     /// waiters and sessions, whose hosts must be told.
     pub(crate) fn teardown(&mut self, ctx: &mut Ctx) -> (Vec<WaiterId>, Vec<SessionId>) {
-        let mut ids: Vec<MessageId> = self.messages.keys().copied().collect();
+        let mut ids: Vec<MessageId> = self.messages.ids().collect();
         ids.sort_unstable();
         for id in ids {
             let msg = &self.messages[&id];
@@ -421,7 +411,8 @@ impl Queue {
             .values()
             .map(Message::footprint)
             .sum::<usize>()
-            + self.messages.capacity() * (size_of::<(MessageId, Message)>() + 1)
+            + self.messages.footprint()
+            + self.ready.footprint()
     }
 }
 

@@ -54,6 +54,12 @@ impl Ready {
         }
     }
 
+    /// Bytes the lanes hold (for the memory benchmark).
+    pub(crate) fn footprint(&self) -> usize {
+        let slots: usize = self.lanes.iter().map(VecDeque::capacity).sum();
+        slots * size_of::<(u64, MessageId)>()
+    }
+
     /// Takes the next message to deliver.
     pub(crate) fn pop(&mut self) -> Option<MessageId> {
         let lane = self.lanes.iter_mut().rev().find(|l| !l.is_empty())?;

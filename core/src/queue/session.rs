@@ -126,7 +126,7 @@ impl Queue {
         self.counters.nacked += 1;
         let now = ctx.now;
         let msg = self.messages.get_mut(&id).expect("leased message exists");
-        msg.last_error = Some(GIVEN_BACK.to_owned());
+        msg.set_last_error(Some(GIVEN_BACK.to_owned()));
         let msg = &self.messages[&id];
         ctx.observe(|| self.observed(ObservedKind::Nacked, msg, now));
         self.fail(ctx, id, true, Some(0));
