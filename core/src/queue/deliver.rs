@@ -70,7 +70,8 @@ impl Queue {
         let now = ctx.now;
         let lease = ctx.lease_token();
         let deadline = now.add_ms(to.lease_ms);
-        let msg = self.messages.get_mut(&id).expect("ready id has a message");
+        let slot = self.messages.slot_of(&id).expect("ready id has a message");
+        let msg = self.messages.at_mut(slot);
         debug_assert_eq!(msg.state, State::Ready);
         msg.attempts += 1;
         msg.state = State::InFlight {
@@ -90,7 +91,7 @@ impl Queue {
         if let Some(s) = to.session.and_then(|s| self.sessions.get_mut(&s)) {
             s.hold(id, lease);
         }
-        let msg = &self.messages[&id];
+        let msg = self.messages.at(slot);
         let delivery = msg.delivery(&self.name);
         ctx.observe(|| Observed {
             ms: Some(wait),

@@ -39,7 +39,8 @@ impl Messages {
         self.index.len()
     }
 
-    fn slot_of(&self, id: &MessageId) -> Option<usize> {
+    /// The slot holding `id`: valid until the next insert or remove (see `at`, `at_mut`).
+    pub(crate) fn slot_of(&self, id: &MessageId) -> Option<usize> {
         let slots = &self.slots;
         self.index
             .find(hash(id), |&s| {
@@ -60,6 +61,15 @@ impl Messages {
     pub(crate) fn get_mut(&mut self, id: &MessageId) -> Option<&mut Message> {
         let s = self.slot_of(id)?;
         self.slots[s].as_mut()
+    }
+
+    /// The message in a slot `slot_of` gave, saving a second lookup.
+    pub(crate) fn at(&self, slot: usize) -> &Message {
+        self.slots[slot].as_ref().expect("a full slot")
+    }
+
+    pub(crate) fn at_mut(&mut self, slot: usize) -> &mut Message {
+        self.slots[slot].as_mut().expect("a full slot")
     }
 
     /// Adds a message whose id is not here yet.
