@@ -1,5 +1,6 @@
 //! A message and the states it moves through.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -215,33 +216,14 @@ impl Message {
 }
 
 /// The serialized form: every field, in the order snapshots and `state_digest` have always
-/// used.
-#[derive(Serialize)]
-struct MessageRef<'a> {
-    id: &'a MessageId,
-    seq: u64,
-    body: &'a Body,
-    priority: u8,
-    headers: &'a Headers,
-    published_at: Millis,
-    enqueued_at: Millis,
-    ready_since: Millis,
-    attempts: u32,
-    max_retries: u32,
-    ttl_ms: Option<u64>,
-    expires_at: Option<Millis>,
-    expired: bool,
-    last_error: Option<&'a str>,
-    state: &'a State,
-}
-
-#[derive(Deserialize)]
-struct MessageOwned {
+/// used. Serializing borrows from the message; deserializing owns.
+#[derive(Serialize, Deserialize)]
+struct Form<'a> {
     id: MessageId,
     seq: u64,
-    body: Body,
+    body: Cow<'a, Body>,
     priority: u8,
-    headers: Headers,
+    headers: Cow<'a, Headers>,
     published_at: Millis,
     enqueued_at: Millis,
     ready_since: Millis,
@@ -250,18 +232,18 @@ struct MessageOwned {
     ttl_ms: Option<u64>,
     expires_at: Option<Millis>,
     expired: bool,
-    last_error: Option<String>,
-    state: State,
+    last_error: Option<Cow<'a, str>>,
+    state: Cow<'a, State>,
 }
 
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        MessageRef {
-            id: &self.id,
+        Form {
+            id: self.id,
             seq: self.seq,
-            body: &self.body,
+            body: Cow::Borrowed(&self.body),
             priority: self.priority,
-            headers: self.headers(),
+            headers: Cow::Borrowed(self.headers()),
             published_at: self.published_at,
             enqueued_at: self.enqueued_at,
             ready_since: self.ready_since,
@@ -270,8 +252,8 @@ impl Serialize for Message {
             ttl_ms: self.ttl_ms(),
             expires_at: self.expires_at(),
             expired: self.expired,
-            last_error: self.last_error(),
-            state: &self.state,
+            last_error: self.last_error().map(Cow::Borrowed),
+            state: Cow::Borrowed(&self.state),
         }
         .serialize(s)
     }
@@ -279,17 +261,17 @@ impl Serialize for Message {
 
 impl<'de> Deserialize<'de> for Message {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let m = MessageOwned::deserialize(d)?;
+        let m = Form::deserialize(d)?;
         let extra = Extra {
-            headers: m.headers,
+            headers: m.headers.into_owned(),
             ttl_ms: m.ttl_ms,
             expires_at: m.expires_at,
-            last_error: m.last_error,
+            last_error: m.last_error.map(Cow::into_owned),
         };
         Ok(Self {
             id: m.id,
             seq: m.seq,
-            body: m.body,
+            body: m.body.into_owned(),
             published_at: m.published_at,
             enqueued_at: m.enqueued_at,
             ready_since: m.ready_since,
@@ -298,7 +280,7 @@ impl<'de> Deserialize<'de> for Message {
             priority: m.priority,
             expired: m.expired,
             extra: extra.boxed(),
-            state: m.state,
+            state: m.state.into_owned(),
         })
     }
 }
