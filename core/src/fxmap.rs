@@ -1,9 +1,10 @@
 //! A fast hash map with a fixed hasher whose serialized form is sorted by key.
 //!
-//! The engine looks messages up by id on every ack, so it uses `FxHashMap` (a fixed hasher,
-//! never std's `RandomState`). Hash order would make snapshots and `state_digest` depend on
-//! insertion history, so serialization sorts the entries: two engines with the same contents
-//! serialize to the same bytes.
+//! The idempotency keys are looked up on every keyed publish, so they live in an `FxHashMap` (a
+//! fixed hasher, never std's `RandomState`). Hash order would make snapshots and
+//! `state_digest` depend on insertion history, so serialization sorts the entries: two engines
+//! with the same contents serialize to the same bytes. (A queue's messages have a store of
+//! their own, `queue/store.rs`, serialized the same way.)
 
 use std::hash::Hash;
 use std::ops::{Deref, DerefMut};

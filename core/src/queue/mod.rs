@@ -37,7 +37,7 @@ pub(crate) use session::Session;
 use stats::{Consumers, Counters, WaitWindow};
 use store::Messages;
 
-/// Capacity (entries) below which the message map and ready lanes are never shrunk.
+/// Size (entries) below which the message store and ready lanes are never shrunk.
 const COMPACT_MIN: usize = 4096;
 
 /// What a consume asks for, after validation.
@@ -136,7 +136,7 @@ impl Queue {
     }
 
     /// Counts message bytes that left (acked, purged, dropped from the DLQ), and gives back
-    /// the room a drained backlog left in the message map and the ready index.
+    /// the room a drained backlog left in the message store and the ready index.
     pub(crate) fn let_go(&mut self, ctx: &mut Ctx, bytes: u64) {
         self.held = self.held.saturating_sub(bytes);
         ctx.held_bytes = ctx.held_bytes.saturating_sub(bytes);
