@@ -30,8 +30,8 @@ impl Queue {
                 message_id: id.to_string(),
             });
         };
-        match (msg.state.clone(), lease) {
-            (State::InFlight { lease: current, .. }, Some(given)) if current != given => {
+        match (&msg.state, lease) {
+            (State::InFlight { lease: current, .. }, Some(given)) if *current != given => {
                 Err(mismatch(
                     id,
                     &format!("lease {given} is stale, the current lease is {current}"),
@@ -42,7 +42,7 @@ impl Queue {
                     lease, deadline, ..
                 },
                 _,
-            ) => Ok((lease, deadline)),
+            ) => Ok((*lease, *deadline)),
             (State::Ready, _) => Err(mismatch(id, "the message is not leased (it is ready)")),
             (State::Delayed { .. }, _) => Err(mismatch(
                 id,
