@@ -45,10 +45,7 @@ fn engine(observe: bool) -> Engine {
 /// handed an already-parsed body (sharing its text, as the server does).
 fn body() -> PublishMessage {
     thread_local! {
-        static BODY: PublishMessage = json_message(json!({
-            "video_id": 123456, "user_id": 42, "kind": "transcode",
-            "resolution": "1080p", "source": "s3://uploads/raw/123456.mp4"
-        }));
+        static BODY: PublishMessage = distinct_body(23_456);
     }
     BODY.with(Clone::clone)
 }
@@ -129,7 +126,7 @@ fn batches_of_100(observe: bool) -> f64 {
 }
 
 /// A message with a body of its own (`body()` shares one), as a queue filled by real
-/// producers holds: the same length as `body()`, with `n` in it.
+/// producers holds: always the same length, with a video id made from `n`.
 fn distinct_body(n: u64) -> PublishMessage {
     let id = 100_000 + n % 900_000;
     json_message(json!({

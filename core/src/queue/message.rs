@@ -154,10 +154,22 @@ impl Message {
         self.extra.as_ref().and_then(|x| x.last_error.as_deref())
     }
 
+    /// Changes the extras in place (boxing them when they were empty, dropping the box when
+    /// they become so).
     fn edit_extra(&mut self, edit: impl FnOnce(&mut Extra)) {
-        let mut extra = self.extra.take().map_or_else(Extra::default, |b| *b);
-        edit(&mut extra);
-        self.extra = extra.boxed();
+        match &mut self.extra {
+            Some(x) => {
+                edit(x);
+                if x.is_empty() {
+                    self.extra = None;
+                }
+            }
+            None => {
+                let mut x = Extra::default();
+                edit(&mut x);
+                self.extra = x.boxed();
+            }
+        }
     }
 
     pub(crate) fn set_last_error(&mut self, error: Option<String>) {

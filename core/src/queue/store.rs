@@ -34,6 +34,11 @@ fn hash(id: &MessageId) -> u64 {
     FxBuildHasher.hash_one(id.as_u128())
 }
 
+/// Whether an index entry names the slot holding `id`.
+fn holds<'a>(slots: &'a [Option<Message>], id: &'a MessageId) -> impl Fn(&u32) -> bool + 'a {
+    move |&s| slots[s as usize].as_ref().is_some_and(|m| m.id == *id)
+}
+
 impl Messages {
     pub(crate) fn len(&self) -> usize {
         self.index.len()
@@ -41,11 +46,8 @@ impl Messages {
 
     /// The slot holding `id`: valid until the next insert or remove (see `at`, `at_mut`).
     pub(crate) fn slot_of(&self, id: &MessageId) -> Option<usize> {
-        let slots = &self.slots;
         self.index
-            .find(hash(id), |&s| {
-                slots[s as usize].as_ref().is_some_and(|m| m.id == *id)
-            })
+            .find(hash(id), holds(&self.slots, id))
             .map(|&s| s as usize)
     }
 
@@ -94,12 +96,9 @@ impl Messages {
     }
 
     pub(crate) fn remove(&mut self, id: &MessageId) -> Option<Message> {
-        let slots = &self.slots;
         let entry = self
             .index
-            .find_entry(hash(id), |&s| {
-                slots[s as usize].as_ref().is_some_and(|m| m.id == *id)
-            })
+            .find_entry(hash(id), holds(&self.slots, id))
             .ok()?;
         let (s, _) = entry.remove();
         self.free.push(s);
