@@ -178,6 +178,11 @@ impl Replies {
     pub(crate) async fn wait(self) -> Result<Vec<Result<Reply, Failure>>, Failure> {
         self.0.await.map_err(|_| Failure::Unavailable)
     }
+
+    /// As `wait`, by reference: dropped before the replies came, it can be awaited again.
+    pub(crate) async fn recv(&mut self) -> Result<Vec<Result<Reply, Failure>>, Failure> {
+        (&mut self.0).await.map_err(|_| Failure::Unavailable)
+    }
 }
 
 /// A consume sent to the engine, its answer not read yet.

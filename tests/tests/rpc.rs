@@ -1,8 +1,8 @@
 //! Goal: the SynapRPC listener of the real `synap-server` binary speaks SYNAP_RPC.md: ids
 //! multiplexed and answered in any order, `AUTH` with auth off and on (API keys and users),
 //! the error strings the SDKs read, the leniencies for what the SDKs really send, bad frames
-//! closing only their connection, and what a connection holds (leases, subscriptions) released
-//! when it closes, with bounded memory for a subscriber that never reads.
+//! closing only their connection, and what a connection holds (leases, long-polls,
+//! subscriptions) released when it closes, with bounded memory for a subscriber that never reads.
 //! Method: a fresh in-memory server per test on free 127.0.0.1 ports, driven by a raw client
 //! (tests/tests/rpc_common) that writes and reads frames by hand.
 
@@ -419,6 +419,35 @@ async fn a_dropped_connection_gives_back_its_leases() {
     let got = b.ok("QCONSUME", &[s("jobs"), s("b"), V::Int(10)]).await;
     assert_eq!(got.get("id"), Some(&id));
     assert_eq!(got.get("retry_count"), Some(&V::Int(1)));
+}
+
+#[tokio::test]
+async fn a_dropped_connection_withdraws_its_long_polls() {
+    let server = Server::start();
+    let mut a = connect(&server).await;
+    a.ok("QCREATE", &[s("jobs")]).await;
+    // Parked for 30 s, then the connection drops without a word.
+    a.send("QCONSUME", &[s("jobs"), s("a"), V::Int(30)]).await;
+    a.ok("PING", &[]).await;
+    drop(a);
+    let mut b = connect(&server).await;
+    let waiting = b.send("QCONSUME", &[s("jobs"), s("b"), V::Int(10)]).await;
+    // Long enough for the server to see the close before the publish (a waiter is served
+    // in the order it parked).
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut p = connect(&server).await;
+    let id = p
+        .ok("QPUBLISH", &[s("jobs"), V::Bytes(b"j".to_vec())])
+        .await;
+    let (fid, got) = b.recv().await.expect("open");
+    assert_eq!(fid, waiting);
+    let got = got.expect("a message");
+    assert_eq!(got.get("id"), Some(&id), "delivered to the live waiter");
+    assert_eq!(
+        got.get("retry_count"),
+        Some(&V::Int(0)),
+        "never leased to the gone one"
+    );
 }
 
 #[tokio::test]

@@ -1,27 +1,32 @@
-//! One SynapRPC connection: a reader that decodes frames and starts one task per request, a
-//! writer that sends replies and pushes in the order they are ready, and the connection's
-//! state (authentication, leases it holds, subscriptions), all released when it closes.
+//! One SynapRPC connection: a reader that decodes frames, hands the commands sent most to the
+//! engine itself (fast.rs) and starts one task for each other request; a writer (writer.rs)
+//! that answers what the reader handed it and sends the other tasks' replies and pushes in
+//! the order they are ready; and the connection's state (authentication, leases it holds,
+//! subscriptions), all released when it closes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use synap_core::{Command, LeaseRef, LeaseToken, MessageId, SessionId};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::{AbortHandle, JoinSet};
+use tokio::time::Instant;
 use tracing::debug;
 
-use super::fast::{self, Batch, Sent};
+use super::fast::{self, Batch};
 use super::value::{BadFrame, PUSH_ID, Request, RpcResult, Value, decode_request, encode_frame};
+use super::writer::{self, Pending};
 use super::{MAX_IN_FLIGHT, RpcContext, kv, pubsub, queue, stream};
 
-/// Frames waiting for the socket; a peer that stops reading holds back replies and pushes.
+/// Frames waiting for the writer; a peer that stops reading holds back replies and pushes.
 const OUT_QUEUE: usize = 512;
+/// Requests handed to the writer and not taken by it yet.
+const PENDING_QUEUE: usize = 64;
 /// Leases one connection may hold unsettled; `QCONSUME` past it is refused.
 pub(super) const MAX_HELD_LEASES: usize = 65_536;
 /// Subscriptions one connection may open.
@@ -37,14 +42,35 @@ pub(super) struct Session {
     pub(super) out: mpsc::Sender<Vec<u8>>,
     /// Leases taken by `QCONSUME` and not settled yet, given back when the connection closes.
     pub(super) leases: Mutex<HashMap<(String, MessageId), LeaseToken>>,
+    /// Set (under the `leases` lock) once the close has given the leases back: a lease taken
+    /// later is given back at once (see `hold`).
+    leases_closed: AtomicBool,
     /// Subscriptions opened by `SUBSCRIBE`: subscriber id and the task forwarding its pushes.
     pub(super) subs: Mutex<Vec<(String, AbortHandle)>>,
     /// Consumer sessions opened by `QSTREAM`, and the tasks forwarding their deliveries.
     pub(super) streams: Mutex<Vec<(SessionId, AbortHandle)>>,
     /// Turns true once the peer has shut down its write side: long-polls in flight end now.
     pub(super) eof: watch::Sender<bool>,
-    /// Fast-path requests (fast.rs) read and not answered yet.
+    /// Requests handed to the writer (fast.rs, `QCONSUME`) and not answered yet.
     pub(super) fast_in_flight: AtomicUsize,
+}
+
+impl Session {
+    /// Records the lease of a message delivered on this connection, so `QACK`/`QNACK` act
+    /// under it and the close gives it back; once closed, gives it back at once.
+    pub(super) fn hold(&self, queue: &str, message_id: MessageId, lease: LeaseToken) {
+        let mut leases = self.leases.lock().expect("leases lock");
+        if !self.leases_closed.load(Ordering::Relaxed) {
+            leases.insert((queue.to_owned(), message_id), lease);
+            return;
+        }
+        drop(leases);
+        let cmd = Command::GiveBack {
+            queue: queue.into(),
+            leases: vec![LeaseRef { message_id, lease }],
+        };
+        self.ctx.engine.spawn_call(cmd);
+    }
 }
 
 impl Session {
@@ -124,21 +150,6 @@ enum Next {
     Stop,
 }
 
-/// Writes frames as they come, flushing when none is waiting.
-async fn write_loop(wr: OwnedWriteHalf, mut rx: mpsc::Receiver<Vec<u8>>) {
-    let mut wr = BufWriter::new(wr);
-    while let Some(frame) = rx.recv().await {
-        if wr.write_all(&frame).await.is_err() {
-            return;
-        }
-        if rx.is_empty() && wr.flush().await.is_err() {
-            return;
-        }
-    }
-    let _ = wr.flush().await;
-    let _ = wr.shutdown().await;
-}
-
 /// Serves one connection until the peer closes it, sends a malformed frame or `QUIT`, or the
 /// server stops. A peer that only shuts down its write side gets every answer still due
 /// before the connection closes.
@@ -151,25 +162,35 @@ pub(super) async fn run(
     let (rd, wr) = tcp.into_split();
     let mut rd = BufReader::new(rd);
     let (out, out_rx) = mpsc::channel(OUT_QUEUE);
-    let writer = tokio::spawn(write_loop(wr, out_rx));
     let session = Arc::new(Session {
         ctx,
         out,
         leases: Mutex::new(HashMap::new()),
+        leases_closed: AtomicBool::new(false),
         subs: Mutex::new(Vec::new()),
         streams: Mutex::new(Vec::new()),
         eof: watch::Sender::new(false),
         fast_in_flight: AtomicUsize::new(0),
     });
-    let (sent, sent_rx) = mpsc::channel(fast::PENDING_BATCHES);
-    let mut replier = tokio::spawn(fast::replier(Arc::clone(&session), sent_rx));
+    let (sent, sent_rx) = mpsc::channel(PENDING_QUEUE);
+    let (settled, mut settled_rx) = oneshot::channel();
+    let writer = writer::Writer::new(Arc::clone(&session), wr, sent_rx, settled);
+    let writer = tokio::spawn(writer.run(out_rx));
     let mut batch = Batch::default();
     let mut authed = !session.ctx.auth.enabled();
     let mut tasks = JoinSet::new();
     let max = session.ctx.limits.max_frame_bytes;
     let (idle_timeout, body_timeout) = (session.ctx.idle_timeout, session.ctx.body_timeout);
     let mut eof = false;
+    // One timer and one stop signal for the connection's life, not one per frame: the timer
+    // is moved on only when it fires early.
+    let idle_timer = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle_timer);
+    let mut stop_rx = shutdown.clone();
+    let stop = crate::http::stopped(&mut stop_rx);
+    tokio::pin!(stop);
     loop {
+        let waiting_since = Instant::now();
         let next = {
             let read = read_frame(&mut rd, max, body_timeout);
             tokio::pin!(read);
@@ -181,15 +202,22 @@ pub(super) async fn run(
                     break Next::Stop;
                 }
                 tokio::select! {
-                    // A frame already buffered is taken without arming the idle timer.
                     biased;
                     r = &mut read => break Next::Frame(r),
-                    () = crate::http::stopped(&mut shutdown) => break Next::Stop,
-                    () = tokio::time::sleep(idle_timeout) => if idle(&session, &tasks) {
-                        let msg = "ERR idle timeout: no request for too long; closing";
-                        debug!(%peer, "SynapRPC connection idle; closing");
-                        session.send(0, &RpcResult::Err(msg.into())).await;
-                        break Next::Stop;
+                    () = &mut stop => break Next::Stop,
+                    () = &mut idle_timer => {
+                        let (due, now) = (waiting_since + idle_timeout, Instant::now());
+                        if now < due {
+                            idle_timer.as_mut().reset(due);
+                            continue;
+                        }
+                        if idle(&session, &tasks) {
+                            let msg = "ERR idle timeout: no request for too long; closing";
+                            debug!(%peer, "SynapRPC connection idle; closing");
+                            session.send(0, &RpcResult::Err(msg.into())).await;
+                            break Next::Stop;
+                        }
+                        idle_timer.as_mut().reset(now + idle_timeout);
                     },
                 }
             }
@@ -248,12 +276,14 @@ pub(super) async fn run(
         }
     }
     batch.flush(&session, &sent).await;
-    drop(sent);
     if eof {
         // The peer shut down its write side (or closed): it may still read. What it asked
         // is answered, long-polls end with nothing now, unless the server stops or the
-        // writer finds the peer gone.
+        // writer finds the peer gone. (Set before the writer sees the reader gone.)
         session.eof.send_replace(true);
+    }
+    drop(sent);
+    if eof {
         loop {
             tokio::select! {
                 joined = tasks.join_next() => if joined.is_none() { break },
@@ -263,19 +293,19 @@ pub(super) async fn run(
         }
     }
     tasks.shutdown().await;
-    if eof {
-        // The fast path's answers: the replier ends once it has written the last batch.
-        tokio::select! {
-            _ = &mut replier => {}
-            () = crate::http::stopped(&mut shutdown) => {}
-            () = session.out.closed() => {}
-        }
+    // What the writer holds: after an EOF every answer, else the batches only (long-polls are
+    // withdrawn), so the leases are all recorded before the close gives them back.
+    tokio::select! {
+        _ = &mut settled_rx => {}
+        () = crate::http::stopped(&mut shutdown) => {}
+        () = session.out.closed() => {}
     }
-    replier.abort();
     close(&session).await;
     drop(session);
+    let abort = writer.abort_handle();
     if tokio::time::timeout(FLUSH_GRACE, writer).await.is_err() {
         debug!(%peer, "peer not reading; closing without flushing");
+        abort.abort();
     }
 }
 
@@ -285,7 +315,7 @@ struct Conn<'a> {
     authed: &'a mut bool,
     tasks: &'a mut JoinSet<()>,
     batch: &'a mut Batch,
-    sent: &'a mpsc::Sender<Sent>,
+    sent: &'a mpsc::Sender<Pending>,
 }
 
 /// Whether `buf` starts with a whole frame (or a length prefix `read_frame` refuses at once).
@@ -349,13 +379,21 @@ impl Conn<'_> {
         }
         // Fast commands read before this one reach the engine first.
         self.batch.flush(session, self.sent).await;
+        if command == "QCONSUME" {
+            // Handed to the writer, which answers it when the engine does: no task of its own.
+            match queue::start_consume(session, id, &args).await {
+                Ok(wait) => {
+                    session.fast_in_flight.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.sent.send(Pending::Consume(wait)).await;
+                }
+                Err(frame) => {
+                    let _ = session.out.send(frame).await;
+                }
+            }
+            return true;
+        }
         let session = Arc::clone(session);
         self.tasks.spawn(async move {
-            if command == "QCONSUME" {
-                let frame = queue::consume_frame(&session, id, &args).await;
-                let _ = session.out.send(frame).await;
-                return;
-            }
             let outcome = match dispatch(&session, &command, args).await {
                 Ok(v) => RpcResult::Ok(v),
                 Err(e) => RpcResult::Err(e),
@@ -416,7 +454,11 @@ async fn close(session: &Session) {
         };
         let _ = session.ctx.engine.call(cmd).await;
     }
-    let leases = std::mem::take(&mut *session.leases.lock().expect("leases lock"));
+    let leases = {
+        let mut held = session.leases.lock().expect("leases lock");
+        session.leases_closed.store(true, Ordering::Relaxed);
+        std::mem::take(&mut *held)
+    };
     if !leases.is_empty() {
         debug!(
             count = leases.len(),

@@ -1,10 +1,9 @@
 //! The fast path of the commands sent most, `QPUBLISH`, `QACK` and `QNACK`: no task per
 //! request. The reader parses them into a batch; once no further whole frame is buffered (or
 //! the batch is full) the batch goes to the engine as one request (`call_many`, run in one
-//! turn), and the connection's replier awaits the batches in order and writes each batch's
-//! answers as one buffer. Answers are written straight as MessagePack (encode.rs).
+//! turn), and the connection's writer (writer.rs) awaits the batches in order and writes each
+//! batch's answers at once. Answers are written straight as MessagePack (encode.rs).
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use synap_core::Command;
@@ -15,12 +14,11 @@ use super::encode::FrameWriter;
 use super::engine_error;
 use super::queue::{self, Settling};
 use super::value::Value;
-use crate::handle::Replies;
+use super::writer::Pending;
+use crate::handle::{Failure, Replies};
 
 /// Most commands in one batch.
 pub(super) const MAX_BATCH: usize = 128;
-/// Batches sent to the engine and not answered yet, per connection.
-pub(super) const PENDING_BATCHES: usize = 64;
 
 /// What an answer needs besides the engine's reply.
 enum Kind {
@@ -35,7 +33,7 @@ pub(super) struct Batch {
     cmds: Vec<Command>,
 }
 
-/// A batch the engine has, for the replier.
+/// A batch the engine has, for the writer.
 pub(super) struct Sent {
     kinds: Vec<(u32, Kind)>,
     replies: Replies,
@@ -75,8 +73,8 @@ impl Batch {
         Some(())
     }
 
-    /// Sends what is waiting to the engine and hands it to the replier.
-    pub(super) async fn flush(&mut self, s: &Session, replier: &mpsc::Sender<Sent>) {
+    /// Sends what is waiting to the engine and hands it to the writer.
+    pub(super) async fn flush(&mut self, s: &Session, writer: &mpsc::Sender<Pending>) {
         if self.cmds.is_empty() {
             return;
         }
@@ -84,7 +82,7 @@ impl Batch {
         let kinds = std::mem::take(&mut self.kinds);
         match s.ctx.engine.call_many(cmds).await {
             Ok(replies) => {
-                let _ = replier.send(Sent { kinds, replies }).await;
+                let _ = writer.send(Pending::Batch(Sent { kinds, replies })).await;
             }
             Err(f) => {
                 let mut out = Vec::new();
@@ -98,36 +96,35 @@ impl Batch {
     }
 }
 
-/// Awaits the batches in the order sent and writes their answers, until the reader is done.
-pub(super) async fn replier(s: Arc<Session>, mut sent: mpsc::Receiver<Sent>) {
-    while let Some(Sent { kinds, replies }) = sent.recv().await {
-        let n = kinds.len();
-        let mut out = Vec::with_capacity(n * 56);
-        match replies.wait().await {
+/// The engine's replies to a batch, one per command.
+pub(super) type Results = Result<Vec<Result<synap_core::Reply, Failure>>, Failure>;
+
+impl Sent {
+    /// Waits for the engine's replies; dropped before they came, nothing is lost.
+    pub(super) async fn ready(&mut self) -> Results {
+        self.replies.recv().await
+    }
+
+    /// Appends the answers to `out`; returns how many requests it answered.
+    pub(super) fn write(self, s: &Session, results: Results, out: &mut Vec<u8>) -> usize {
+        let n = self.kinds.len();
+        match results {
             Ok(results) => {
-                for ((id, kind), result) in kinds.into_iter().zip(results) {
-                    out.extend(answer(&s, id, kind, result));
+                for ((id, kind), result) in self.kinds.into_iter().zip(results) {
+                    out.extend(answer(s, id, kind, result));
                 }
             }
             Err(f) => {
-                for (id, _) in kinds {
+                for (id, _) in self.kinds {
                     out.extend(FrameWriter::err(id, &engine_error(f.clone())));
                 }
             }
         }
-        s.fast_in_flight.fetch_sub(n, Ordering::Relaxed);
-        if s.out.send(out).await.is_err() {
-            return;
-        }
+        n
     }
 }
 
-fn answer(
-    s: &Session,
-    id: u32,
-    kind: Kind,
-    result: Result<synap_core::Reply, crate::handle::Failure>,
-) -> Vec<u8> {
+fn answer(s: &Session, id: u32, kind: Kind, result: Result<synap_core::Reply, Failure>) -> Vec<u8> {
     match kind {
         Kind::Publish => queue::publish_answer(id, result),
         Kind::Settle(settling) => queue::settle_answer(s, id, settling, result),

@@ -14,6 +14,7 @@ mod pubsub;
 mod queue;
 mod stream;
 mod value;
+mod writer;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! Queue commands: `QCREATE`, `QDELETE`, `QLIST`, `QPUBLISH`, `QCONSUME`, `QACK`, `QNACK`,
 //! `QSTATS`, `QPURGE` (SYNAP_RPC.md §7). `QPUBLISH`, `QACK` and `QNACK` take the fast path
-//! (fast.rs): parsed here, answered without a task of their own. Priorities and retry limits are read from an `Int`
+//! (fast.rs), and `QCONSUME` is answered by the connection's writer: parsed here, answered
+//! without a task of their own. Priorities and retry limits are read from an `Int`
 //! or a decimal `Str` (Python and TypeScript send strings), and `requeue` false in every
 //! spelling the SDKs use. A message `QCONSUME` leases stays with the connection until it is
 //! acked or nacked; the connection's close gives it back.
@@ -13,7 +14,7 @@ use super::conn::{MAX_HELD_LEASES, Session, opt_uint_arg, text_arg};
 use super::encode::FrameWriter;
 use super::value::Value;
 use super::{Answer, engine_error, odd};
-use crate::handle::Failure;
+use crate::handle::{Consuming, Failure};
 use crate::settings::{ApplySettings as _, QueueSettings};
 
 /// Runs `command` if it is a queue command.
@@ -187,19 +188,89 @@ pub(super) fn write_message_pairs(w: &mut FrameWriter, d: &Delivery) {
     }
 }
 
-/// `QCONSUME queue consumer_id [wait_secs]` → a message or `Null`, as a whole answer frame
-/// written straight from the delivery. The third argument, a Synap extension, long-polls up to
-/// that many seconds (capped by the server's limit).
-pub(super) async fn consume_frame(s: &Session, id: u32, args: &[Value]) -> Vec<u8> {
-    match consume(s, args).await {
-        Ok(Some(d)) => message_frame(id, &d),
-        Ok(None) => {
-            let mut w = FrameWriter::ok(id, 8);
-            w.null();
-            w.finish()
+/// A `QCONSUME` the engine has, its answer not written yet.
+pub(super) struct ConsumeWait {
+    id: u32,
+    queue: String,
+    /// Whether it long-polls (and so ends with nothing once the peer stops sending).
+    long: bool,
+    consuming: Consuming,
+}
+
+/// `QCONSUME queue consumer_id [wait_secs]` → a message or `Null`, sent to the engine; the
+/// answer is written by `ConsumeWait::answer`. The third argument, a Synap extension,
+/// long-polls up to that many seconds (capped by the server's limit). A request refused here
+/// gets its error frame.
+pub(super) async fn start_consume(
+    s: &Session,
+    id: u32,
+    args: &[Value],
+) -> Result<ConsumeWait, Vec<u8>> {
+    let parsed = (|| {
+        let queue = text_arg(args, 0)?;
+        let consumer = args.get(1).and_then(Value::as_text).unwrap_or("");
+        let wait_ms = opt_uint_arg(args, 2)?
+            .map_or(0, |w| w.saturating_mul(1000))
+            .min(s.ctx.max_wait_ms);
+        if s.leases.lock().expect("leases lock").len() >= MAX_HELD_LEASES {
+            return Err(format!(
+                "ERR too many unsettled messages on this connection (limit {MAX_HELD_LEASES})"
+            ));
         }
-        Err(e) => FrameWriter::err(id, &e),
+        Ok((queue, consumer, wait_ms))
+    })();
+    let (queue, consumer, wait_ms) = parsed.map_err(|e| FrameWriter::err(id, &e))?;
+    let cmd = Command::Consume {
+        queue: queue.into(),
+        wait_ms,
+        lease_ms: None,
+        max_messages: 1,
+        consumer_id: (!consumer.is_empty()).then(|| consumer.to_owned()),
+    };
+    match s.ctx.engine.start_consume(cmd).await {
+        Ok(consuming) => Ok(ConsumeWait {
+            id,
+            queue: queue.to_owned(),
+            long: wait_ms > 0,
+            consuming,
+        }),
+        Err(e) => Err(FrameWriter::err(id, &engine_error(e))),
     }
+}
+
+impl ConsumeWait {
+    /// Waits for the engine's answer and writes it as a whole frame, straight from the
+    /// delivery, the lease recorded first. Dropped before the answer, it withdraws the waiter
+    /// and gives back what it may have been leased (see `Consuming`).
+    pub(super) async fn answer(self, s: Arc<Session>) -> Vec<u8> {
+        let consumed = if self.long {
+            // A peer that shut down its write side ends its long-polls with nothing.
+            tokio::select! {
+                r = self.consuming.wait() => r,
+                () = s.reading_ended() => Ok(Vec::new()),
+            }
+        } else {
+            self.consuming.wait().await
+        };
+        match consumed {
+            Ok(messages) => match messages.into_iter().next() {
+                Some(d) => {
+                    s.hold(&self.queue, d.message_id, d.lease);
+                    message_frame(self.id, &d)
+                }
+                None => null_frame(self.id),
+            },
+            // As over HTTP: a queue that does not exist yet has nothing to consume.
+            Err(Failure::Core(Error::QueueNotFound { .. })) => null_frame(self.id),
+            Err(e) => FrameWriter::err(self.id, &engine_error(e)),
+        }
+    }
+}
+
+fn null_frame(id: u32) -> Vec<u8> {
+    let mut w = FrameWriter::ok(id, 8);
+    w.null();
+    w.finish()
 }
 
 /// The frame answering `id` with `message_value(d)`, written straight from the delivery.
@@ -209,51 +280,6 @@ pub(super) fn message_frame(id: u32, d: &Delivery) -> Vec<u8> {
     w.map(MESSAGE_PAIRS);
     write_message_pairs(&mut w, d);
     w.finish()
-}
-
-async fn consume(s: &Session, args: &[Value]) -> Result<Option<Delivery>, String> {
-    let queue = text_arg(args, 0)?;
-    let consumer = args.get(1).and_then(Value::as_text).unwrap_or("");
-    let wait_ms = opt_uint_arg(args, 2)?
-        .map_or(0, |w| w.saturating_mul(1000))
-        .min(s.ctx.max_wait_ms);
-    if s.leases.lock().expect("leases lock").len() >= MAX_HELD_LEASES {
-        return Err(format!(
-            "ERR too many unsettled messages on this connection (limit {MAX_HELD_LEASES})"
-        ));
-    }
-    let cmd = Command::Consume {
-        queue: queue.into(),
-        wait_ms,
-        lease_ms: None,
-        max_messages: 1,
-        consumer_id: (!consumer.is_empty()).then(|| consumer.to_owned()),
-    };
-    let consumed = if wait_ms == 0 {
-        s.ctx.engine.consume(cmd).await
-    } else {
-        // A peer that shut down its write side ends its long-polls with nothing; dropping
-        // the consume withdraws the waiter and gives back what it may have been leased.
-        tokio::select! {
-            r = s.ctx.engine.consume(cmd) => r,
-            () = s.reading_ended() => Ok(Vec::new()),
-        }
-    };
-    match consumed {
-        Ok(messages) => match messages.into_iter().next() {
-            Some(d) => {
-                s.leases
-                    .lock()
-                    .expect("leases lock")
-                    .insert((queue.to_owned(), d.message_id), d.lease);
-                Ok(Some(d))
-            }
-            None => Ok(None),
-        },
-        // As over HTTP: a queue that does not exist yet has nothing to consume.
-        Err(Failure::Core(Error::QueueNotFound { .. })) => Ok(None),
-        Err(e) => Err(engine_error(e)),
-    }
 }
 
 /// `requeue`: `Bool`, `Int` ≠ 0, or text; `false`, `0`, `no` and `off` in any case are false.

@@ -123,10 +123,7 @@ async fn forward(s: Arc<Session>, session_id: SessionId, mut pushes: mpsc::Recei
         match push {
             SessionPush::Messages(messages) => {
                 for d in &messages {
-                    s.leases
-                        .lock()
-                        .expect("leases lock")
-                        .insert((d.queue.to_string(), d.message_id), d.lease);
+                    s.hold(&d.queue, d.message_id, d.lease);
                     if s.out.send(delivery_frame(session_id, d)).await.is_err() {
                         return;
                     }
