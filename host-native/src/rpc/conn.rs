@@ -294,11 +294,14 @@ pub(super) async fn run(
     }
     tasks.shutdown().await;
     // What the writer holds: after an EOF every answer, else the batches only (long-polls are
-    // withdrawn), so the leases are all recorded before the close gives them back.
+    // withdrawn), so the leases are all recorded before the close gives them back. A writer
+    // stuck on a peer that does not read is not waited for long: a lease it records after
+    // the close goes back at once (`Session::hold`).
     tokio::select! {
         _ = &mut settled_rx => {}
         () = crate::http::stopped(&mut shutdown) => {}
         () = session.out.closed() => {}
+        () = tokio::time::sleep(FLUSH_GRACE) => {}
     }
     close(&session).await;
     drop(session);

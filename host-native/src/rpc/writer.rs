@@ -19,9 +19,10 @@ use super::conn::Session;
 use super::fast::Sent;
 use super::queue::ConsumeWait;
 
-/// Bytes waiting for the socket past which the writer takes nothing more, so a peer that
-/// stops reading holds back the reader (through the bounded queues) instead of memory.
-const MAX_UNWRITTEN: usize = 256 << 10;
+/// Bytes waiting for the socket past which the writer takes nothing more and writes: a busy
+/// stream of pushes still goes out in pieces of about this size, and a peer that stops
+/// reading holds back the reader (through the bounded queues) instead of memory.
+const MAX_UNWRITTEN: usize = 64 << 10;
 
 /// What the reader hands the writer to answer once the engine has.
 pub(super) enum Pending {
