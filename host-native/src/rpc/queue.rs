@@ -206,20 +206,7 @@ pub(super) async fn start_consume(
     id: u32,
     args: &[Value],
 ) -> Result<ConsumeWait, Vec<u8>> {
-    let parsed = (|| {
-        let queue = text_arg(args, 0)?;
-        let consumer = args.get(1).and_then(Value::as_text).unwrap_or("");
-        let wait_ms = opt_uint_arg(args, 2)?
-            .map_or(0, |w| w.saturating_mul(1000))
-            .min(s.ctx.max_wait_ms);
-        if s.leases.lock().expect("leases lock").len() >= MAX_HELD_LEASES {
-            return Err(format!(
-                "ERR too many unsettled messages on this connection (limit {MAX_HELD_LEASES})"
-            ));
-        }
-        Ok((queue, consumer, wait_ms))
-    })();
-    let (queue, consumer, wait_ms) = parsed.map_err(|e| FrameWriter::err(id, &e))?;
+    let (queue, consumer, wait_ms) = consume_args(s, args).map_err(|e| FrameWriter::err(id, &e))?;
     let cmd = Command::Consume {
         queue: queue.into(),
         wait_ms,
@@ -236,6 +223,21 @@ pub(super) async fn start_consume(
         }),
         Err(e) => Err(FrameWriter::err(id, &engine_error(e))),
     }
+}
+
+/// `QCONSUME`'s queue, consumer id and wait in milliseconds, checked.
+fn consume_args<'a>(s: &Session, args: &'a [Value]) -> Result<(&'a str, &'a str, u64), String> {
+    let queue = text_arg(args, 0)?;
+    let consumer = args.get(1).and_then(Value::as_text).unwrap_or("");
+    let wait_ms = opt_uint_arg(args, 2)?
+        .map_or(0, |w| w.saturating_mul(1000))
+        .min(s.ctx.max_wait_ms);
+    if s.leases.lock().expect("leases lock").len() >= MAX_HELD_LEASES {
+        return Err(format!(
+            "ERR too many unsettled messages on this connection (limit {MAX_HELD_LEASES})"
+        ));
+    }
+    Ok((queue, consumer, wait_ms))
 }
 
 impl ConsumeWait {

@@ -111,8 +111,9 @@ impl Writer {
                     }
                     _ => return,
                 },
-                // Nothing is ready and nothing can be: the reader is gone, answers are done.
-                else => {}
+                // Not reached: with room the front-batch branch is enabled, without room the
+                // write is. Were it reached, the writer ends rather than spin.
+                else => return,
             }
             self.settle();
         }
