@@ -1,9 +1,10 @@
 //! The engine task: the one owner of the sans-IO `Engine`.
 //!
-//! Handlers send `Request`s over a bounded channel. Each turn the task takes a batch of
-//! requests (or fires the single timer), calls the engine with the clock's `now`, replies, routes
-//! the events the engine produced, and re-arms one `Sleep` from `poll_timeout()`. No tokio timer
-//! exists per message or per waiter: the engine keeps all deadlines.
+//! Handlers hand it `Request`s (see `shared`): one runs at once in the handler's own task when
+//! nothing waits before it, else it queues and the task's loop runs a batch. Each turn calls the
+//! engine with the clock's `now`, replies, and routes the events the engine produced; the loop
+//! re-arms one `Sleep` from `poll_timeout()`. No tokio timer exists per message or per waiter:
+//! the engine keeps all deadlines.
 //!
 //! With persistence on, each turn runs at one `now`; its accepted mutating commands are logged
 //! as one record, and its replies and pushes are held until that record is durable (see
@@ -11,6 +12,7 @@
 //! refused before they run.
 
 mod durable;
+mod shared;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -23,8 +25,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{debug, warn};
 
 use crate::clock::Clock;
-use crate::handle::Failure;
+use crate::handle::{EngineHandle, Failure};
 use crate::storage::outbox::{Outgoing, TaskStorage};
+pub(crate) use shared::Shared;
 
 /// Requests handlers may queue before `send` waits: back-pressure instead of unbounded memory.
 pub(crate) const REQUEST_QUEUE: usize = 4096;
@@ -143,54 +146,18 @@ impl EngineTask {
         }
     }
 
-    /// Runs until every request sender is gone.
-    pub(crate) async fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        let sleep = tokio::time::sleep_until(self.clock.instant_at(self.clock.now()));
-        tokio::pin!(sleep);
-        let mut armed_for = None;
-        let mut batch = Vec::with_capacity(BATCH);
-        self.begin_turn();
-        self.cancel_stale();
-        self.end_turn();
-        while self.stopped.is_none() {
-            // Check the clock before polling the sleep: an elapsed sleep may stay pending
-            // under tokio's cooperative budget, and the engine is the source of truth anyway.
-            let deadline = self.engine.poll_timeout();
-            if deadline.is_some_and(|d| d <= self.clock.now()) {
-                self.timeout_turn();
-                continue;
-            }
-            if deadline != armed_for {
-                if let Some(at) = deadline {
-                    sleep.as_mut().reset(self.clock.instant_at(at));
-                }
-                armed_for = deadline;
-            }
-            // Past the writer's backlog, requests wait in the channel (back-pressure).
-            let backlogged = self.storage.as_ref().is_some_and(TaskStorage::backlogged);
-            tokio::select! {
-                n = rx.recv_many(&mut batch, BATCH), if !backlogged => {
-                    if n == 0 {
-                        break;
-                    }
-                    self.begin_turn();
-                    for req in batch.drain(..) {
-                        self.on_request(req);
-                    }
-                    self.end_turn();
-                }
-                () = &mut sleep, if armed_for.is_some() => {
-                    self.timeout_turn();
-                    // Force a reset next turn even if the deadline value did not change.
-                    armed_for = None;
-                }
-                () = durable::changed(&mut self.storage) => self.release(),
-            }
-        }
-        self.begin_turn();
-        self.drain_parked();
-        self.end_turn();
-        self.finish().await;
+    /// Starts the task's loop; returns the handle handlers call it through, and the loop's
+    /// join handle (it ends after a `Stop`).
+    pub(crate) fn start(self) -> (EngineHandle, tokio::task::JoinHandle<()>) {
+        let status = self.storage.as_ref().map(TaskStorage::watch);
+        let shared = Arc::new(Shared::new(self));
+        let task = tokio::spawn(Arc::clone(&shared).run(status));
+        (EngineHandle::new(shared), task)
+    }
+
+    /// True when so many turns wait for the log writer that requests must queue.
+    fn backlogged(&self) -> bool {
+        self.storage.as_ref().is_some_and(TaskStorage::backlogged)
     }
 
     /// A turn that only runs the timers due now.

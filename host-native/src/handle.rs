@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use synap_core::{Command, Delivery, Error, Millis, PubMessage, QueueStats, Reply, SessionId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine_task::{ConsumeResult, Request, SessionPush};
+use crate::engine_task::{ConsumeResult, Request, SessionPush, Shared};
 
 /// Why a call did not reach a reply.
 #[derive(Clone, Debug)]
@@ -34,18 +34,18 @@ impl From<Error> for Failure {
     }
 }
 
-/// A cloneable sender of requests to the engine task.
+/// A cloneable way to the engine task (`EngineTask::start` makes it).
 #[derive(Clone)]
 pub(crate) struct EngineHandle {
-    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
     next_token: Arc<AtomicU64>,
 }
 
 impl EngineHandle {
-    /// A handle over the task's request channel.
-    pub(crate) fn new(tx: mpsc::Sender<Request>) -> Self {
+    /// A handle over the task's shared state.
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
-            tx,
+            shared,
             next_token: Arc::new(AtomicU64::new(1)),
         }
     }
@@ -53,11 +53,12 @@ impl EngineHandle {
     /// True once the engine task is gone (it panicked, or the server is stopping): every
     /// request would fail.
     pub(crate) fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        self.shared.is_closed()
     }
 
+    /// Runs `req` (in this task when nothing waits before it) or queues it for the loop.
     async fn send(&self, req: Request) -> Result<(), Failure> {
-        self.tx.send(req).await.map_err(|_| Failure::Unavailable)
+        self.shared.submit(req).await
     }
 
     /// Runs one command and returns its reply.
@@ -90,7 +91,7 @@ impl EngineHandle {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Consume { cmd, token, reply }).await?;
         Ok(Consuming(AbandonGuard {
-            tx: self.tx.clone(),
+            shared: Arc::clone(&self.shared),
             token,
             rx: Some(rx),
         }))
@@ -204,7 +205,7 @@ impl Consuming {
 /// messages of a reply that had already been sent, which would otherwise die in the channel
 /// while still leased.
 struct AbandonGuard {
-    tx: mpsc::Sender<Request>,
+    shared: Arc<Shared>,
     token: u64,
     /// `None` once the reply was read.
     rx: Option<oneshot::Receiver<ConsumeResult>>,
@@ -223,107 +224,142 @@ impl Drop for AbandonGuard {
             Ok(Ok(messages)) => messages,
             _ => Vec::new(),
         };
-        let req = Request::Abandon {
+        self.shared.submit_now(Request::Abandon {
             token: self.token,
             returned,
-        };
-        if let Err(mpsc::error::TrySendError::Full(req)) = self.tx.try_send(req) {
-            // The channel is busy; a Drop cannot wait, so a small task delivers it.
-            let tx = self.tx.clone();
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = tx.send(req).await;
-                });
-            }
-        }
+        });
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    //! Goal: a consume dropped unread gives back what it was answered with, a parked one is
+    //! withdrawn, and a read one leaves its lease alone; requests queued behind others still
+    //! run in the order sent.
 
-    fn delivery() -> Delivery {
-        Delivery {
-            queue: "q".into(),
-            message_id: synap_core::MessageId::from_u128(1),
-            message: None,
-            payload: None,
-            priority: 5,
-            retry_count: 0,
-            max_retries: 3,
-            headers: synap_core::Headers::default(),
-            lease: synap_core::LeaseToken(7),
-            lease_deadline: Millis(60_000),
-            published_at: Millis(0),
-        }
+    use synap_core::{Engine, EngineConfig, Json, PublishMessage, QueueStats};
+    use tokio::sync::broadcast;
+
+    use super::*;
+    use crate::clock::Clock;
+    use crate::engine_task::EngineTask;
+
+    fn start() -> EngineHandle {
+        let (events, _) = broadcast::channel(16);
+        let task = EngineTask::new(
+            Engine::new(EngineConfig::default(), 7),
+            events,
+            Clock::new(),
+        );
+        task.start().0
     }
 
-    fn consume_cmd() -> Command {
+    fn consume_cmd(wait_ms: u64) -> Command {
         Command::Consume {
             queue: "q".into(),
-            wait_ms: 1_000,
-            lease_ms: None,
+            wait_ms,
+            lease_ms: Some(60_000),
             max_messages: 1,
             consumer_id: None,
         }
     }
 
-    /// A consume future that has sent its request, and that request as the engine sees it.
-    async fn sent_consume<'h>(
-        handle: &'h EngineHandle,
-        engine: &mut mpsc::Receiver<Request>,
-    ) -> (
-        std::pin::Pin<Box<impl Future<Output = Result<Vec<Delivery>, Failure>> + 'h>>,
-        u64,
-        oneshot::Sender<ConsumeResult>,
-    ) {
-        let mut fut = Box::pin(handle.consume(consume_cmd()));
-        assert!(futures_util::poll!(&mut fut).is_pending());
-        match engine.try_recv() {
-            Ok(Request::Consume { token, reply, .. }) => (fut, token, reply),
-            _ => panic!("expected the consume request"),
+    fn publish_cmd() -> Command {
+        Command::Publish {
+            queue: "q".into(),
+            message: PublishMessage {
+                message: Some(Json::from_trusted_text("1")),
+                ..PublishMessage::default()
+            },
+        }
+    }
+
+    async fn stats(h: &EngineHandle) -> QueueStats {
+        match h.call(Command::Stats { queue: "q".into() }).await {
+            Ok(Reply::Stats(s)) => *s,
+            other => panic!("stats: {other:?}"),
         }
     }
 
     #[tokio::test]
     async fn an_answer_sent_but_never_read_is_handed_back_on_drop() {
-        let (tx, mut engine) = mpsc::channel(8);
-        let handle = EngineHandle::new(tx);
-        let (fut, token, reply) = sent_consume(&handle, &mut engine).await;
-        reply.send(Ok(vec![delivery()])).expect("receiver open");
-        drop(fut);
-        match engine.try_recv() {
-            Ok(Request::Abandon { token: t, returned }) => {
-                assert_eq!((t, returned), (token, vec![delivery()]));
-            }
-            _ => panic!("expected an abandon carrying the unread messages"),
-        }
+        let h = start();
+        h.call(publish_cmd()).await.expect("published");
+        let consuming = h.start_consume(consume_cmd(1_000)).await.expect("sent");
+        assert_eq!(stats(&h).await.in_flight, 1, "leased by the unread answer");
+        drop(consuming);
+        let s = stats(&h).await;
+        assert_eq!((s.ready, s.in_flight), (1, 0), "{s:?}");
     }
 
     #[tokio::test]
-    async fn a_drop_before_the_answer_closes_the_reply_channel() {
-        let (tx, mut engine) = mpsc::channel(8);
-        let handle = EngineHandle::new(tx);
-        let (fut, token, reply) = sent_consume(&handle, &mut engine).await;
-        drop(fut);
-        match engine.try_recv() {
-            Ok(Request::Abandon { token: t, returned }) => {
-                assert_eq!((t, returned.len()), (token, 0));
-            }
-            _ => panic!("expected an abandon"),
-        }
-        // A later answer fails to send, so the engine task keeps its messages to give back.
-        assert!(reply.send(Ok(vec![delivery()])).is_err());
+    async fn a_drop_before_the_answer_withdraws_the_waiter() {
+        let h = start();
+        let create = Command::ConfigureQueue {
+            queue: "q".into(),
+            config: synap_core::QueueConfig::default(),
+        };
+        h.call(create).await.expect("created");
+        let consuming = h.start_consume(consume_cmd(60_000)).await.expect("sent");
+        assert_eq!(stats(&h).await.waiters, 1, "parked");
+        drop(consuming);
+        assert_eq!(stats(&h).await.waiters, 0, "withdrawn");
+        h.call(publish_cmd()).await.expect("published");
+        let s = stats(&h).await;
+        assert_eq!((s.ready, s.in_flight, s.nacked_total), (1, 0, 0), "{s:?}");
     }
 
     #[tokio::test]
     async fn a_read_answer_abandons_nothing() {
-        let (tx, mut engine) = mpsc::channel(8);
-        let handle = EngineHandle::new(tx);
-        let (fut, _, reply) = sent_consume(&handle, &mut engine).await;
-        reply.send(Ok(vec![delivery()])).expect("receiver open");
-        assert_eq!(fut.await.expect("answered"), vec![delivery()]);
-        assert!(engine.try_recv().is_err(), "no abandon after a read answer");
+        let h = start();
+        h.call(publish_cmd()).await.expect("published");
+        let got = h.consume(consume_cmd(1_000)).await.expect("answered");
+        assert_eq!(got.len(), 1);
+        let s = stats(&h).await;
+        assert_eq!((s.ready, s.in_flight), (0, 1), "{s:?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn requests_queued_behind_a_busy_engine_run_in_the_order_sent() {
+        let h = start();
+        h.call(publish_cmd()).await.expect("published");
+        // Many senders at once: some run in place, the rest queue; each sender's own
+        // requests (a consume, then the ack of what it got) must still run in order.
+        let mut tasks = Vec::new();
+        for _ in 0..64 {
+            let h = h.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..20 {
+                    h.call(publish_cmd()).await.expect("published");
+                    let got = h.consume(consume_cmd(0)).await.expect("consumed");
+                    for d in got {
+                        let ack = Command::Ack {
+                            queue: "q".into(),
+                            message_id: d.message_id,
+                            lease: Some(d.lease),
+                        };
+                        h.call(ack).await.expect("acked while leased");
+                    }
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("no panic");
+        }
+        let s = stats(&h).await;
+        assert_eq!(s.published_total, 1 + 64 * 20);
+        assert_eq!(s.acked_total + s.ready, s.published_total, "{s:?}");
+        assert_eq!(s.in_flight, 0);
+    }
+
+    #[tokio::test]
+    async fn a_stopped_engine_answers_unavailable() {
+        let h = start();
+        h.stop().await;
+        assert!(h.is_closed());
+        assert!(matches!(
+            h.call(publish_cmd()).await,
+            Err(Failure::Unavailable)
+        ));
     }
 }

@@ -23,11 +23,11 @@ use std::sync::Arc;
 
 use clap::Parser;
 use synap_core::{Command, Engine};
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{broadcast, watch};
 use tracing::{error, info, warn};
 
 use crate::config::{Cli, Fsync, ServerConfig, Sub};
-use crate::engine_task::{EVENT_BUFFER, EngineTask, REQUEST_QUEUE};
+use crate::engine_task::{EVENT_BUFFER, EngineTask};
 use crate::handle::EngineHandle;
 use crate::http::{AppState, Auth};
 use crate::storage::fs::RealFs;
@@ -174,13 +174,11 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
     // One clock for the engine and the connections that track its lease deadlines.
     let (engine, clock, storage) = open_storage(&config)?;
     let (events_tx, _) = broadcast::channel(EVENT_BUFFER);
-    let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
     let mut engine_task = EngineTask::new(engine, events_tx.clone(), clock);
     if let Some(storage) = storage {
         engine_task = engine_task.with_storage(storage);
     }
-    let mut task = tokio::spawn(engine_task.run(rx));
-    let handle = EngineHandle::new(tx);
+    let (handle, mut task) = engine_task.start();
     configure_queues(&handle, &config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     if !config.api_keys.is_empty() || !config.users.is_empty() {

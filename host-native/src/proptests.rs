@@ -14,11 +14,11 @@ use axum::http::{Method, Request};
 use proptest::prelude::*;
 use serde_json::{Map, Value};
 use synap_core::{Command, Engine, EngineConfig, Millis};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tower_service::Service as _;
 
 use crate::clock::Clock;
-use crate::engine_task::{EngineTask, REQUEST_QUEUE};
+use crate::engine_task::EngineTask;
 use crate::handle::EngineHandle;
 use crate::http::{self, AppState};
 use crate::storage::record::{Frame, decode_frame, encode_record};
@@ -166,9 +166,7 @@ fn server() -> &'static (tokio::runtime::Runtime, Router, AppState) {
                 events.clone(),
                 Clock::new(),
             );
-            let (tx, rx) = mpsc::channel(REQUEST_QUEUE);
-            tokio::spawn(task.run(rx));
-            let mut s = http::tests::shared(EngineHandle::new(tx));
+            let mut s = http::tests::shared(task.start().0);
             s.events = events;
             AppState::new(s)
         });

@@ -10,14 +10,6 @@ use crate::handle::Failure;
 use crate::storage::outbox::{Outgoing, TaskStorage, Undelivered};
 use crate::storage::snapshot::HostState;
 
-/// Resolves when the log writer reports progress; never without storage.
-pub(super) async fn changed(storage: &mut Option<TaskStorage>) {
-    match storage {
-        Some(s) => s.changed().await,
-        None => std::future::pending().await,
-    }
-}
-
 impl EngineTask {
     /// Logs every turn to `storage`; the stale waiters, sessions and subscribers it recovered
     /// are cancelled in the first turn.

@@ -265,10 +265,12 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn health_is_503_once_the_engine_task_is_gone() {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        let s = state(EngineHandle::new(tx));
+        let (events, _) = broadcast::channel(16);
+        let engine = synap_core::Engine::new(synap_core::EngineConfig::default(), 7);
+        let task = crate::engine_task::EngineTask::new(engine, events, crate::clock::Clock::new());
+        let s = state(task.start().0);
         assert_eq!(health(State(s.clone())).await.status(), StatusCode::OK);
-        drop(rx);
+        s.engine.stop().await;
         let resp = health(State(s)).await;
         assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     }

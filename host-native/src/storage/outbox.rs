@@ -203,11 +203,9 @@ impl TaskStorage {
         }
     }
 
-    /// Waits until the writer reports something new (never returns if it stopped).
-    pub(crate) async fn changed(&mut self) {
-        if self.status.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+    /// The writer's reports, to wait on for replies to release.
+    pub(crate) fn watch(&self) -> watch::Receiver<Durability> {
+        self.status.clone()
     }
 
     /// The replies the writer's latest report releases. After a storage failure, the held
