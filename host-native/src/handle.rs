@@ -352,6 +352,64 @@ mod tests {
         assert_eq!(s.in_flight, 0);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_pipelined_sender_keeps_its_order_while_other_threads_run_turns() {
+        use std::sync::atomic::AtomicBool;
+        let h = start();
+        // Other threads keep taking the engine's lock, so many of this sender's requests
+        // find it taken and are run by whichever thread holds it.
+        let busy = Arc::new(AtomicBool::new(true));
+        let mut noise = Vec::new();
+        for _ in 0..6 {
+            let (h, busy) = (h.clone(), Arc::clone(&busy));
+            noise.push(tokio::spawn(async move {
+                while busy.load(Ordering::Relaxed) {
+                    let _ = h
+                        .call(Command::Stats {
+                            queue: "other".into(),
+                        })
+                        .await;
+                }
+            }));
+        }
+        // Each publish is sent (put in the inbox) when first polled, in index order, and
+        // none waits for the one before it to be answered.
+        let publishes = (0..2000).map(|i| {
+            h.call(Command::Publish {
+                queue: "q".into(),
+                message: PublishMessage {
+                    message: Some(Json::from_trusted_text(i.to_string())),
+                    ..PublishMessage::default()
+                },
+            })
+        });
+        let replies = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            futures_util::future::join_all(publishes),
+        )
+        .await
+        .expect("every request is answered: none is left in the inbox");
+        busy.store(false, Ordering::Relaxed);
+        for t in noise {
+            t.await.expect("no panic");
+        }
+        assert!(replies.iter().all(Result::is_ok));
+        let mut bodies = Vec::new();
+        while bodies.len() < 2000 {
+            let mut cmd = consume_cmd(0);
+            if let Command::Consume { max_messages, .. } = &mut cmd {
+                *max_messages = 100;
+            }
+            let got = h.consume(cmd).await.expect("consumed");
+            assert!(!got.is_empty(), "only {} delivered", bodies.len());
+            bodies.extend(got.iter().map(|d| {
+                let m = d.message.as_ref().expect("JSON body");
+                m.as_str().parse::<u32>().expect("a number")
+            }));
+        }
+        assert_eq!(bodies, (0..2000).collect::<Vec<u32>>());
+    }
+
     #[tokio::test]
     async fn a_stopped_engine_answers_unavailable() {
         let h = start();

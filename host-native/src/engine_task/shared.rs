@@ -1,20 +1,24 @@
-//! Where handlers meet the engine: the `EngineTask` behind one lock, run in place by the
-//! handler that asks, or by the engine task's loop.
+//! Where handlers meet the engine: the `EngineTask` behind one lock, and an inbox in front of
+//! it.
 //!
-//! A request whose sender finds nothing queued before it runs at once, in the sender's own
-//! task, as a turn of its own: no hop to another task and back, which on a socket's round trip
-//! was most of the cost. Requests queue (in order) while others wait, while the log writer is
-//! backlogged, or when the lock is taken by the thread that asks (a `Drop` during a turn); the
-//! loop runs those in batches. Because a request runs in place only when nothing is queued,
+//! A sender puts its request in the inbox (its lock is held only to push or take), then tries
+//! the engine's lock without waiting. Whoever holds that lock runs what the inbox holds, in
+//! order, as one turn per batch: the sender's own request in its own task when nobody else is
+//! running turns (no hop to another task and back, which on a socket's round trip was most
+//! of the cost), or another sender's requests along with its own. A sender that finds the
+//! lock taken leaves at once: the holder looks at the inbox again after letting the lock go,
+//! so nothing is stranded, and no worker thread sleeps on the lock. Requests from several
+//! connections then share one turn and one log record. Because everything runs from one FIFO,
 //! requests from one sender still run in the order sent.
 //!
-//! The loop also fires the engine's timer, releases replies the log writer made durable, and
-//! stops the task. A turn in place that brings the next deadline forward, or stops the task,
-//! wakes it.
+//! A sender runs at most one batch in place; more waiting, and while the log writer is
+//! backlogged, the engine task's loop takes over. The loop also fires the engine's timer,
+//! releases replies the log writer made durable, and stops the task. A turn that brings the
+//! next deadline forward, or stops the task, wakes it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, TryLockError};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use synap_core::Millis;
 use tokio::sync::{Notify, watch};
@@ -26,9 +30,13 @@ use crate::storage::writer::Durability;
 /// The engine task's state and what waits for it.
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
-    /// Wakes the loop: requests queued, an earlier deadline, a stop.
+    /// Requests not yet run, oldest first: at most `REQUEST_QUEUE` from senders that can wait.
+    inbox: Mutex<VecDeque<Request>>,
+    /// How many the inbox holds, readable without its lock.
+    waiting: AtomicUsize,
+    /// Wakes the loop: requests left for it, an earlier deadline, a stop.
     wake: Notify,
-    /// Wakes senders waiting for room in the queue.
+    /// Wakes senders waiting for room in the inbox.
     room: Notify,
     /// Set once the loop has ended (or a turn panicked): every request fails.
     closed: AtomicBool,
@@ -38,23 +46,37 @@ pub(crate) struct Shared {
 struct Inner {
     /// `None` once the loop has taken it to finish.
     task: Option<EngineTask>,
-    /// Requests waiting for the loop, oldest first; at most `REQUEST_QUEUE` from senders
-    /// that can wait.
-    queued: VecDeque<Request>,
     /// The deadline the loop's timer is set for.
     armed: Option<Millis>,
+    /// The batch being run (kept to reuse its allocation).
+    batch: Vec<Request>,
 }
 
 /// What the loop does next.
 enum Step {
     /// Run the loop again at once.
     Again,
-    /// Give other tasks a turn, then run again (more requests are queued).
+    /// Give other tasks a turn, then run again (more requests wait).
     Yield,
-    /// Wait for a wake, the timer (set for this deadline) or the log writer.
-    Wait(Option<Millis>),
+    /// Wait for a wake, the timer (set for `deadline`) or the log writer (`held`: the
+    /// requests waiting wait for it).
+    Wait {
+        deadline: Option<Millis>,
+        held: bool,
+    },
     /// The task was stopped.
     Stop,
+}
+
+/// How a batch went.
+#[derive(PartialEq, Eq)]
+enum Ran {
+    /// The inbox was empty: nothing ran.
+    Nothing,
+    /// A batch of this many ran.
+    Batch(usize),
+    /// The log writer is backlogged: the requests wait for it.
+    Held,
 }
 
 impl Shared {
@@ -63,9 +85,11 @@ impl Shared {
             clock: task.clock,
             inner: Mutex::new(Inner {
                 task: Some(task),
-                queued: VecDeque::new(),
                 armed: None,
+                batch: Vec::with_capacity(BATCH),
             }),
+            inbox: Mutex::new(VecDeque::new()),
+            waiting: AtomicUsize::new(0),
             wake: Notify::new(),
             room: Notify::new(),
             closed: AtomicBool::new(false),
@@ -76,107 +100,183 @@ impl Shared {
         self.closed.load(Ordering::Acquire)
     }
 
-    /// The lock; `None` if a turn panicked while holding it (the task is then unusable).
+    /// The engine's lock, waiting for it (the loop only); `None` if a turn panicked while
+    /// holding it.
     fn lock(&self) -> Option<MutexGuard<'_, Inner>> {
         match self.inner.lock() {
             Ok(g) => Some(g),
             Err(_) => {
-                self.closed.store(true, Ordering::Release);
+                self.poisoned();
                 None
             }
         }
     }
 
-    /// Runs `req` now or queues it, waiting while the queue is full.
+    /// A turn panicked while holding the engine's lock: the task is unusable. The requests
+    /// waiting go (their callers read `Unavailable`).
+    fn poisoned(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.drop_waiting();
+    }
+
+    fn inbox(&self) -> MutexGuard<'_, VecDeque<Request>> {
+        // Only a push or a take runs under it, and neither stops halfway.
+        self.inbox.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Puts `req` at the end of the inbox; gives it back when the inbox is full, unless
+    /// `force`.
+    fn push(&self, req: Request, force: bool) -> Option<Request> {
+        let mut q = self.inbox();
+        if q.len() >= REQUEST_QUEUE && !force {
+            return Some(req);
+        }
+        q.push_back(req);
+        self.waiting.store(q.len(), Ordering::SeqCst);
+        None
+    }
+
+    /// Moves up to `BATCH` requests from the inbox into `into`, waking senders waiting for
+    /// room if the inbox was full.
+    fn take(&self, into: &mut Vec<Request>) {
+        let was = {
+            let mut q = self.inbox();
+            let was = q.len();
+            into.extend(q.drain(..was.min(BATCH)));
+            self.waiting.store(q.len(), Ordering::SeqCst);
+            was
+        };
+        if was >= REQUEST_QUEUE {
+            self.room.notify_waiters();
+        }
+    }
+
+    /// Drops every waiting request: their reply senders go, and the callers read
+    /// `Unavailable`.
+    fn drop_waiting(&self) {
+        let all = {
+            let mut q = self.inbox();
+            self.waiting.store(0, Ordering::SeqCst);
+            std::mem::take(&mut *q)
+        };
+        drop(all);
+        self.room.notify_waiters();
+    }
+
+    /// Puts `req` in the inbox and runs what waits there unless another thread is running
+    /// turns; waits while the inbox is full.
     pub(crate) async fn submit(&self, mut req: Request) -> Result<(), Failure> {
         loop {
-            let room = self.room.notified();
-            {
-                let mut g = self.lock().ok_or(Failure::Unavailable)?;
-                match self.offer(&mut g, req, false) {
-                    None => return Ok(()),
-                    Some(back) => req = back,
-                }
+            if self.is_closed() {
+                return Err(Failure::Unavailable);
             }
-            // Registered before the lock was let go, so a wake sent since is not missed.
+            let room = self.room.notified();
+            match self.push(req, false) {
+                None => {
+                    self.run_waiting();
+                    return Ok(());
+                }
+                Some(back) => req = back,
+            }
+            // Created before the push was refused, so a wake sent since is not missed.
             room.await;
         }
     }
 
-    /// As `submit`, for a context that cannot wait (a `Drop`): past a full queue, or when
-    /// the lock is busy (perhaps held by this very thread), a small task submits it.
-    pub(crate) fn submit_now(self: &std::sync::Arc<Self>, req: Request) {
-        let req = match self.inner.try_lock() {
-            Ok(mut g) => match self.offer(&mut g, req, true) {
-                None => return,
-                Some(back) => back,
-            },
-            Err(TryLockError::Poisoned(_)) => return,
-            Err(TryLockError::WouldBlock) => req,
-        };
-        let shared = std::sync::Arc::clone(self);
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
-                let _ = shared.submit(req).await;
-            });
+    /// As `submit`, for a context that cannot wait (a `Drop`): past a full inbox too. If
+    /// this very thread holds the engine's lock (a `Drop` during a turn), the request runs
+    /// after that turn.
+    pub(crate) fn submit_now(&self, req: Request) {
+        if self.push(req, true).is_none() {
+            self.run_waiting();
         }
     }
 
-    /// Runs `req` in place if nothing is queued before it, else queues it (past the limit
-    /// only if `force`). Gives it back when the queue is full.
-    fn offer(&self, g: &mut Inner, req: Request, force: bool) -> Option<Request> {
-        let Some(task) = g.task.as_mut() else {
-            // Dropped: its reply sender goes with it, and the caller reads `Unavailable`.
-            return None;
-        };
-        if g.queued.is_empty() && !task.backlogged() {
-            task.begin_turn();
-            task.on_request(req);
-            task.end_turn();
-            let deadline = task.engine.poll_timeout();
-            let earlier = deadline.is_some() && (g.armed.is_none() || deadline < g.armed);
-            if earlier || task.stopped.is_some() {
-                self.wake.notify_one();
+    /// Runs the waiting requests, up to `BATCH` of them, unless another thread holds the
+    /// engine's lock; more than that is left to the loop.
+    fn run_waiting(&self) {
+        let mut ran = 0;
+        loop {
+            // With the fence after a holder lets the lock go: either this try finds the lock
+            // free, or that holder finds this request in the inbox and runs it.
+            fence(Ordering::SeqCst);
+            let outcome = match self.inner.try_lock() {
+                Ok(mut g) => self.run_batch(&mut g),
+                Err(TryLockError::WouldBlock) => return,
+                Err(TryLockError::Poisoned(_)) => return self.poisoned(),
+            };
+            fence(Ordering::SeqCst);
+            match outcome {
+                // The loop runs them once the writer catches up.
+                Ran::Held => return,
+                Ran::Nothing | Ran::Batch(_) if self.waiting.load(Ordering::SeqCst) == 0 => {
+                    return;
+                }
+                Ran::Nothing => {}
+                Ran::Batch(n) => {
+                    ran += n;
+                    if ran >= BATCH {
+                        self.wake.notify_one();
+                        return;
+                    }
+                }
             }
-            return None;
         }
-        if g.queued.len() >= REQUEST_QUEUE && !force {
-            return Some(req);
+    }
+
+    /// Runs one batch from the inbox as one turn, under the engine's lock.
+    fn run_batch(&self, g: &mut Inner) -> Ran {
+        let Some(task) = g.task.as_mut() else {
+            // The task has finished.
+            self.drop_waiting();
+            return Ran::Nothing;
+        };
+        if task.backlogged() {
+            return Ran::Held;
         }
-        g.queued.push_back(req);
-        self.wake.notify_one();
-        None
+        self.take(&mut g.batch);
+        let n = g.batch.len();
+        if n == 0 {
+            return Ran::Nothing;
+        }
+        task.begin_turn();
+        for req in g.batch.drain(..) {
+            task.on_request(req);
+        }
+        task.end_turn();
+        let deadline = task.engine.poll_timeout();
+        let earlier = deadline.is_some() && (g.armed.is_none() || deadline < g.armed);
+        if earlier || task.stopped.is_some() {
+            self.wake.notify_one();
+        }
+        Ran::Batch(n)
     }
 
     /// The loop's next step, taken under the lock.
     fn step(&self) -> Step {
         let mut g = self.lock().expect("an engine turn panicked");
         let g = &mut *g;
-        let task = g.task.as_mut().expect("present until the loop ends");
-        if task.stopped.is_some() {
-            return Step::Stop;
-        }
-        let deadline = task.engine.poll_timeout();
-        if deadline.is_some_and(|d| d <= task.clock.now()) {
-            task.timeout_turn();
+        let (deadline, now) = {
+            let task = g.task.as_mut().expect("present until the loop ends");
+            if task.stopped.is_some() {
+                return Step::Stop;
+            }
+            (task.engine.poll_timeout(), task.clock.now())
+        };
+        if deadline.is_some_and(|d| d <= now) {
+            if let Some(task) = g.task.as_mut() {
+                task.timeout_turn();
+            }
             return Step::Again;
         }
-        if !g.queued.is_empty() && !task.backlogged() {
-            let n = g.queued.len().min(BATCH);
-            task.begin_turn();
-            for req in g.queued.drain(..n) {
-                task.on_request(req);
-            }
-            task.end_turn();
-            self.room.notify_waiters();
-            return if g.queued.is_empty() {
-                Step::Again
-            } else {
-                Step::Yield
-            };
-        }
+        let held = match self.run_batch(g) {
+            Ran::Batch(_) if self.waiting.load(Ordering::SeqCst) > 0 => return Step::Yield,
+            Ran::Batch(_) => return Step::Again,
+            Ran::Held => true,
+            Ran::Nothing => false,
+        };
         g.armed = deadline;
-        Step::Wait(deadline)
+        Step::Wait { deadline, held }
     }
 
     fn with_task(&self, f: impl FnOnce(&mut EngineTask)) {
@@ -208,7 +308,14 @@ impl Shared {
                     continue;
                 }
                 Step::Stop => break,
-                Step::Wait(deadline) => deadline,
+                Step::Wait { deadline, held } => {
+                    // As in `run_waiting`: a sender that found the lock taken by `step`.
+                    fence(Ordering::SeqCst);
+                    if !held && self.waiting.load(Ordering::SeqCst) > 0 {
+                        continue;
+                    }
+                    deadline
+                }
             };
             if deadline != armed_for {
                 if let Some(at) = deadline {
@@ -226,14 +333,12 @@ impl Shared {
                 () = changed(&mut status) => self.with_task(EngineTask::release),
             }
         }
-        let (task, queued) = {
+        let task = {
             let mut g = self.lock().expect("an engine turn panicked");
             self.closed.store(true, Ordering::Release);
-            (g.task.take(), std::mem::take(&mut g.queued))
+            g.task.take()
         };
-        // Their reply senders go: those callers read `Unavailable`.
-        drop(queued);
-        self.room.notify_waiters();
+        self.drop_waiting();
         if let Some(mut task) = task {
             task.begin_turn();
             task.drain_parked();
