@@ -40,8 +40,15 @@ pub(crate) struct HttpMetrics {
 
 #[derive(Default)]
 struct Inner {
-    requests: BTreeMap<(&'static str, String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
+    /// Per route template.
+    routes: BTreeMap<String, RouteMetrics>,
+}
+
+#[derive(Default)]
+struct RouteMetrics {
+    /// Requests by (method, status): a handful per route.
+    counts: Vec<((&'static str, u16), u64)>,
+    latency: Histogram,
 }
 
 /// The label of a request method: one of the methods Synap's routes can answer, else `other`.
@@ -65,11 +72,17 @@ impl HttpMetrics {
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *inner
-            .requests
-            .entry((method, route.to_owned(), status))
-            .or_default() += 1;
-        let h = inner.latency.entry(route.to_owned()).or_default();
+        // Looked up by the borrowed template first: a route's key is allocated only the
+        // first time it is seen, not on every request.
+        let r = match inner.routes.get_mut(route) {
+            Some(r) => r,
+            None => inner.routes.entry(route.to_owned()).or_default(),
+        };
+        match r.counts.iter_mut().find(|(k, _)| *k == (method, status)) {
+            Some((_, n)) => *n += 1,
+            None => r.counts.push(((method, status), 1)),
+        }
+        let h = &mut r.latency;
         for (i, le) in BUCKETS.iter().enumerate() {
             if secs <= *le {
                 h.counts[i] += 1;
@@ -88,7 +101,17 @@ impl HttpMetrics {
             "# HELP synap_http_requests_total HTTP requests by method, route and status.\n",
         );
         out.push_str("# TYPE synap_http_requests_total counter\n");
-        for ((method, route, status), n) in &inner.requests {
+        let mut requests: Vec<_> = inner
+            .routes
+            .iter()
+            .flat_map(|(route, r)| {
+                r.counts
+                    .iter()
+                    .map(move |((method, status), n)| (*method, route, *status, *n))
+            })
+            .collect();
+        requests.sort_unstable();
+        for (method, route, status, n) in requests {
             let _ = writeln!(
                 out,
                 "synap_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
@@ -96,7 +119,7 @@ impl HttpMetrics {
         }
         out.push_str("# HELP synap_http_request_duration_seconds HTTP request latency (long-polls included).\n");
         out.push_str("# TYPE synap_http_request_duration_seconds histogram\n");
-        for (route, h) in &inner.latency {
+        for (route, h) in inner.routes.iter().map(|(route, r)| (route, &r.latency)) {
             for (i, le) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
                     out,
@@ -129,14 +152,12 @@ pub(crate) async fn track(State(s): State<AppState>, req: Request, next: Next) -
     let method = method_label(req.method());
     // The matched template (e.g. `/queue/{name}/publish`), bounded by the route table; requests
     // no route matched share one label.
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = req.extensions().get::<MatchedPath>().cloned();
     let response = next.run(req).await;
     let secs = started.elapsed().as_secs_f64();
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     s.metrics
-        .record(method, &route, response.status().as_u16(), secs);
+        .record(method, route, response.status().as_u16(), secs);
     response
 }
 
