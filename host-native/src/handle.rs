@@ -410,6 +410,34 @@ mod tests {
         assert_eq!(bodies, (0..2000).collect::<Vec<u32>>());
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_request_that_finds_the_lock_taken_is_run_by_its_holder() {
+        let h = start();
+        // Rounds of eight senders at once and nothing after: a request pushed while another
+        // thread held the lock is answered only if that holder looks at the inbox again
+        // after letting go, since no later request comes to pick it up.
+        for round in 0..300 {
+            let barrier = Arc::new(tokio::sync::Barrier::new(8));
+            let senders: Vec<_> = (0..8)
+                .map(|_| {
+                    let (h, barrier) = (h.clone(), Arc::clone(&barrier));
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        h.call(Command::Stats {
+                            queue: "other".into(),
+                        })
+                        .await
+                    })
+                })
+                .collect();
+            let all = futures_util::future::join_all(senders);
+            let done = tokio::time::timeout(std::time::Duration::from_secs(10), all)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: a request was never run"));
+            assert!(done.into_iter().all(|r| r.is_ok()));
+        }
+    }
+
     #[tokio::test]
     async fn a_stopped_engine_answers_unavailable() {
         let h = start();
