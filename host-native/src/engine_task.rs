@@ -1,10 +1,10 @@
 //! The engine task: the one owner of the sans-IO `Engine`.
 //!
-//! Handlers hand it `Request`s (see `shared`): one runs at once in the handler's own task when
-//! nothing waits before it, else it queues and the task's loop runs a batch. Each turn calls the
-//! engine with the clock's `now`, replies, and routes the events the engine produced; the loop
-//! re-arms one `Sleep` from `poll_timeout()`. No tokio timer exists per message or per waiter:
-//! the engine keeps all deadlines.
+//! Handlers hand it `Request`s through an inbox (see `shared`): whichever handler finds the
+//! engine's lock free runs what the inbox holds as a turn, in its own task, and the task's loop
+//! runs what is left. Each turn calls the engine with the clock's `now`, replies, and routes the
+//! events the engine produced; the loop re-arms one `Sleep` from `poll_timeout()`. No tokio
+//! timer exists per message or per waiter: the engine keeps all deadlines.
 //!
 //! With persistence on, each turn runs at one `now`; its accepted mutating commands are logged
 //! as one record, and its replies and pushes are held until that record is durable (see
@@ -31,7 +31,7 @@ pub(crate) use shared::Shared;
 
 /// Requests handlers may queue before `send` waits: back-pressure instead of unbounded memory.
 pub(crate) const REQUEST_QUEUE: usize = 4096;
-/// Requests taken per turn; replies go out after each one, so a batch only saves wake-ups.
+/// Requests taken per turn: they share its `now` and, with persistence, its log record.
 const BATCH: usize = 256;
 /// Engine events buffered for `/events` listeners; a slow listener skips (it is told so).
 pub(crate) const EVENT_BUFFER: usize = 4096;
