@@ -56,7 +56,8 @@ impl EngineHandle {
         self.shared.is_closed()
     }
 
-    /// Runs `req` (in this task when nothing waits before it) or queues it for the loop.
+    /// Puts `req` in the engine's inbox; if the engine's lock is free, runs what the inbox
+    /// holds here, in this task.
     async fn send(&self, req: Request) -> Result<(), Failure> {
         self.shared.submit(req).await
     }
