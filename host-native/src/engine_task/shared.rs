@@ -41,6 +41,10 @@ pub(crate) struct Shared {
     /// Set once the loop has ended (or a turn panicked): every request fails.
     closed: AtomicBool,
     clock: crate::clock::Clock,
+    /// Tests: run by the loop's step under the engine's lock, once, when it found nothing to
+    /// run and is about to wait.
+    #[cfg(test)]
+    before_wait: Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 struct Inner {
@@ -93,6 +97,8 @@ impl Shared {
             wake: Notify::new(),
             room: Notify::new(),
             closed: AtomicBool::new(false),
+            #[cfg(test)]
+            before_wait: Mutex::new(None),
         }
     }
 
@@ -275,6 +281,10 @@ impl Shared {
             Ran::Held => true,
             Ran::Nothing => false,
         };
+        #[cfg(test)]
+        if let Some(f) = self.before_wait.lock().expect("hook lock").take() {
+            f();
+        }
         g.armed = deadline;
         Step::Wait { deadline, held }
     }
@@ -357,5 +367,54 @@ async fn changed(status: &mut Option<watch::Receiver<Durability>>) {
             }
         }
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Goal: a request pushed while the loop's own step holds the engine's lock is not left
+    //! in the inbox (the loop looks again before it waits).
+
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use synap_core::{Command, Engine, EngineConfig};
+    use tokio::sync::{broadcast, oneshot};
+
+    use super::*;
+    use crate::clock::Clock;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_sent_while_the_loop_holds_the_lock_is_run_by_the_loop() {
+        let (events, _) = broadcast::channel(16);
+        let task = EngineTask::new(
+            Engine::new(EngineConfig::default(), 7),
+            events,
+            Clock::new(),
+        );
+        let shared = Arc::new(Shared::new(task));
+        let (reply, answered) = oneshot::channel();
+        let sender = Arc::clone(&shared);
+        let hook: Box<dyn FnOnce() + Send> = Box::new(move || {
+            // A sender on another thread, while the step holds the lock: its try finds the
+            // lock taken, so it leaves the request in the inbox and returns. Nothing else is
+            // sent after it, and nothing wakes the loop.
+            let cmd = Command::Stats { queue: "q".into() };
+            std::thread::spawn(move || sender.submit_now(Request::Call { cmd, reply }))
+                .join()
+                .expect("the sender thread");
+        });
+        *shared.before_wait.lock().expect("hook lock") = Some(hook);
+        let run = tokio::spawn(Arc::clone(&shared).run(None));
+        tokio::time::timeout(Duration::from_secs(10), answered)
+            .await
+            .expect("the loop ran the request before waiting")
+            .expect("a reply, not a dropped request")
+            .expect_err("no queue named q");
+        assert_eq!(shared.waiting.load(Ordering::SeqCst), 0);
+        let (done, stopped) = oneshot::channel();
+        shared.submit(Request::Stop { done }).await.expect("sent");
+        stopped.await.expect("stopped");
+        run.await.expect("the loop ended");
     }
 }
