@@ -1,4 +1,6 @@
-//! `synap-bench`: Synap's load benchmark (issue 10, DESIGN.md §10).
+//! `synap-bench`: Synap's load benchmark: its paths and fsync modes beside beanstalkd and NATS
+//! JetStream, closed and open loop. Start at `cli.rs` (the flags) and `harness.rs` (one
+//! measurement); docs/benchmarks.md has the latest figures and how to read them.
 //!
 //! ```text
 //! cargo build --release -p synap-server -p synap-bench

@@ -1,5 +1,5 @@
 //! Results: each scenario's measure per run, their medians, the ratios to the peers, and the
-//! tables (Markdown, so they paste into the README) or JSON.
+//! tables (Markdown, so they paste into docs/benchmarks.md) or JSON.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -1,5 +1,7 @@
 //! Async Rust client for Synap, a task-queue server: queues with leases, retries and a
-//! dead-letter queue, a key-value store with TTL, and topic pub/sub.
+//! dead-letter queue, a key-value store with TTL, and topic pub/sub. Start at [`SynapClient`]:
+//! `connect`, then the `queue_*`, `kv_*` and `pubsub_*` calls; docs/clients.md has the quick
+//! start and the video sample.
 //!
 //! Every call goes over HTTP (`reqwest`) to the REST routes of Synap's server; subscriptions
 //! ([`SynapClient::pubsub_subscribe`]) and the streaming consumer

@@ -153,7 +153,7 @@ async fn synap_rpc_closes_silent_connections_but_not_busy_ones() {
 }
 
 /// Resident bytes a parked long-poll may cost the server. The release build measures about
-/// 17 KiB (README, "Limits and hardening"); this debug-build bound is generous, and far below
+/// 17 KiB (docs/operations.md, "Limits and hardening"); this debug-build bound is generous, and far below
 /// the 75 KiB a parked connection cost before.
 const PARKED_BOUND: u64 = 48 << 10;
 

@@ -16,6 +16,9 @@
 //!
 //! The command envelope of Synap's SDKs (`POST /api/v1/command`) is not here: its shapes are
 //! Synap's own and the server keeps it as a separate adapter.
+//!
+//! Where to begin: `queue.rs` (publish, consume, ack and their answers), `queue_ws.rs` (the
+//! queue WebSocket's frames), `kv.rs`, `pubsub.rs`, `config.rs` (a queue's settings).
 
 #![warn(missing_docs)]
 
@@ -35,8 +38,8 @@ pub use kv::{
     KvStats, KvTtl, MgetRequest, MgetResponse, MsetRequest, SetRequest, Updated,
 };
 pub use pubsub::{
-    PubsubConnected, PubsubMessage, PubsubPublishRequest, PubsubPublished, PubsubStats,
-    SseConnected,
+    PubsubConnected, PubsubError, PubsubMessage, PubsubPublishRequest, PubsubPublished,
+    PubsubStats, SseConnected,
 };
 pub use queue::{
     AckBatchRequest, AckBatchResult, AckFailure, AckRequest, ConsumeRequest, DeadLetter,

@@ -187,9 +187,29 @@ pub(crate) fn export(dir: &Path, w: &mut impl Write) -> Result<(), String> {
     Ok(())
 }
 
+/// `synap-server data --help`.
+const DATA_HELP: &str = "\
+Read a data directory (the server may be stopped or running; nothing is written).
+
+Usage: synap-server data <COMMAND> DIR
+
+Commands:
+  inspect DIR  The snapshot, the log segments and their records, and each queue's counts
+  export DIR   A head line (seed, config, the snapshot's state), then the command log as JSON lines
+
+Replay an export, or the directory itself, with `synap-server simulate --replay DIR`.";
+
 /// Entry point of `synap-server data …`.
 pub(crate) fn main(args: &[String]) -> ExitCode {
     let usage = "usage: synap-server data inspect DIR | synap-server data export DIR";
+    if args.is_empty() || args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{DATA_HELP}");
+        return if args.is_empty() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
     let result = match args {
         [cmd, dir] if cmd == "inspect" => inspect(Path::new(dir)).map(|text| print!("{text}")),
         [cmd, dir] if cmd == "export" => export(Path::new(dir), &mut std::io::stdout().lock()),
