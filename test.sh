@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Synap's one test command: installs what the tests need when it is missing, then runs every
 # test — Rust (unit, simulation swarm, end-to-end against the real server, official Rust SDK
-# compatibility, the sample's Rust programs), Python (the official Python SDK against the
-# server; the Python client `synap` and its sample programs), Node (the npm package of the wasm
-# build with the TypeScript client and its sample programs) and browser (headless Chromium).
+# compatibility, the sample's Rust programs, the docs' links and snippets), the API docs
+# (cargo doc), Python (the official Python SDK against the server; the Python client `synap`
+# and its sample programs), Node (the npm package of the wasm build with the TypeScript client
+# and its sample programs) and browser (headless Chromium).
 #
 #   ./test.sh            everything
 #   SIM_RUNS=5000 ./test.sh    a wider swarm (SIM_SEED=n pins one seed)
@@ -52,7 +53,10 @@ step "format and lints"
 run "cargo fmt" cargo fmt --all -- --check
 run "cargo clippy" cargo clippy -q --workspace --all-targets -- -D warnings
 
-step "Rust tests (unit, swarm, end-to-end, SDK compatibility)"
+step "API docs: cargo doc builds without warnings"
+run "cargo doc" env RUSTDOCFLAGS="-D warnings" cargo doc -q --workspace --no-deps
+
+step "Rust tests (unit, swarm, end-to-end, SDK compatibility, docs)"
 # The end-to-end tests start the real binaries; build them first so no test times out
 # waiting for a build.
 cargo build -q --workspace --bins --examples

@@ -1,7 +1,7 @@
 //! Synap for WebAssembly: `#[wasm_bindgen]` wrappers of the core's `Engine` and `Simulation`,
 //! built into the npm package `synap-wasm` by `host-wasm/build.sh` (with the TypeScript client
-//! beside them). Start at [`Engine`] and [`Simulation`]; docs/simulator.md and docs/clients.md
-//! show them from JavaScript.
+//! beside them). Start at [`WasmEngine`] (`Engine` in JavaScript) and [`WasmSimulation`]
+//! (`Simulation`); docs/simulator.md and docs/clients.md show them from JavaScript.
 //!
 //! These wrappers only convert and forward. Commands, replies, events, scenarios and reports
 //! cross as plain JSON-compatible objects in the core's serde vocabulary (written with
