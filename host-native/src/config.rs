@@ -142,6 +142,34 @@ struct UserSection {
     name: String,
     /// Argon2 PHC string, from `synap-server hash-password`.
     password_hash: String,
+    /// `kind:pattern:action` permissions (DESIGN.md §15); full access when absent.
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
+}
+
+/// A `server.api_keys` entry: a plain string (full access) or a named key with permissions.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum KeySection {
+    /// A key with full access.
+    Plain(String),
+    /// A named key, stored as is or as an Argon2 hash.
+    Entry(KeyEntry),
+}
+
+/// The object form of a `server.api_keys` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyEntry {
+    name: String,
+    #[serde(default)]
+    key: Option<String>,
+    /// Argon2 PHC string, from `synap-server hash-password`.
+    #[serde(default)]
+    key_hash: Option<String>,
+    /// `kind:pattern:action` permissions; full access when absent.
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
 }
 
 /// Subcommands.
@@ -177,7 +205,7 @@ struct ServerSection {
     threads: Option<usize>,
     segment_bytes: Option<u64>,
     snapshot_bytes: Option<u64>,
-    api_keys: Vec<String>,
+    api_keys: Vec<KeySection>,
     users: Vec<UserSection>,
     rpc_bind: Option<RpcBind>,
     rpc_max_connections: Option<usize>,
@@ -241,7 +269,7 @@ pub(crate) struct ServerConfig {
     pub(crate) segment_bytes: u64,
     pub(crate) snapshot_bytes: u64,
     pub(crate) repair_log: bool,
-    pub(crate) api_keys: Vec<String>,
+    pub(crate) api_keys: Vec<crate::http::ApiKey>,
     /// Users who sign in with a password.
     pub(crate) users: Vec<crate::http::User>,
     /// Where SynapRPC listens (`None`: off).
@@ -311,7 +339,7 @@ impl ServerConfig {
                 .map_err(|e| format!("queue {name:?}: {e}"))?;
             queues.insert(name.clone(), config);
         }
-        let api_keys = crate::hardening::api_keys(file.server.api_keys, env_keys)?;
+        let api_keys = load_keys(file.server.api_keys, env_keys)?;
         let net = crate::hardening::NetSettings {
             header_timeout: cli.header_timeout.or(file.server.header_timeout_secs),
             body_timeout: cli.body_timeout.or(file.server.body_timeout_secs),
@@ -408,6 +436,58 @@ impl ServerConfig {
     }
 }
 
+/// Reads `server.api_keys` and `SYNAP_API_KEY`: strings are keys with full access; entries
+/// have a name, exactly one of `key` and `key_hash`, and valid permissions. An entry that is
+/// wrong is a start-up error naming it.
+fn load_keys(
+    section: Vec<KeySection>,
+    env_keys: Option<&str>,
+) -> Result<Vec<crate::http::ApiKey>, String> {
+    use crate::http::{ApiKey, Secret};
+    let mut plain = Vec::new();
+    let mut entries = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (i, k) in section.into_iter().enumerate() {
+        let e = match k {
+            KeySection::Plain(key) => {
+                plain.push(key);
+                continue;
+            }
+            KeySection::Entry(e) => e,
+        };
+        let what = format!("server.api_keys[{i}] ({:?})", e.name);
+        if e.name.is_empty() {
+            return Err(format!("server.api_keys[{i}]: the name is empty"));
+        }
+        if names.contains(&e.name) {
+            return Err(format!("{what}: the name is listed twice"));
+        }
+        names.push(e.name.clone());
+        let secret = match (e.key, e.key_hash) {
+            (Some(k), None) if !k.trim().is_empty() => Secret::Plain(k),
+            (Some(_), None) => return Err(format!("{what}: the key is empty")),
+            (None, Some(h)) => {
+                crate::http::passwords::validate(&h)
+                    .map_err(|e| format!("{what}: key_hash: {e}"))?;
+                Secret::Hash(h)
+            }
+            _ => return Err(format!("{what}: give exactly one of `key` and `key_hash`")),
+        };
+        let principal = crate::permissions::Principal::new(&e.name, e.permissions.as_deref())
+            .map_err(|err| format!("{what}: {err}"))?;
+        entries.push(ApiKey {
+            secret,
+            principal: std::sync::Arc::new(principal),
+        });
+    }
+    let mut keys: Vec<ApiKey> = crate::hardening::api_keys(plain, env_keys)?
+        .into_iter()
+        .map(ApiKey::full)
+        .collect();
+    keys.extend(entries);
+    Ok(keys)
+}
+
 /// Checks the users: names non-empty, without `:` (Basic auth's separator) and distinct, and
 /// every hash a PHC string the server can verify.
 fn load_users(section: Vec<UserSection>) -> Result<Vec<crate::http::User>, String> {
@@ -424,9 +504,12 @@ fn load_users(section: Vec<UserSection>) -> Result<Vec<crate::http::User>, Strin
         }
         crate::http::passwords::validate(&u.password_hash)
             .map_err(|e| format!("server.users: user {:?}: {e}", u.name))?;
+        let principal = crate::permissions::Principal::new(&u.name, u.permissions.as_deref())
+            .map_err(|e| format!("server.users: user {:?}: {e}", u.name))?;
         users.push(crate::http::User {
             name: u.name,
             password_hash: u.password_hash,
+            principal: std::sync::Arc::new(principal),
         });
     }
     Ok(users)
@@ -518,6 +601,7 @@ mod tests {
         let user = |name: &str, hash: &str| UserSection {
             name: name.into(),
             password_hash: hash.into(),
+            permissions: None,
         };
         let good = crate::http::passwords::hash("pw").unwrap();
         assert!(load_users(vec![user("alice", &good)]).is_ok());
@@ -541,6 +625,37 @@ mod tests {
         assert!(e.contains("between 1 and"), "{e}");
         let file: FileConfig = serde_norway::from_str("server:\n  threads: 3\n").unwrap();
         assert_eq!(file.server.threads, Some(3));
+    }
+
+    #[test]
+    fn key_entries_parse_and_bad_ones_name_themselves() {
+        let hash = crate::http::passwords::hash("k2").unwrap();
+        let text = format!(
+            "server:\n  api_keys:\n    - plain-key\n    - {{ name: uploads, key_hash: \"{hash}\", permissions: [\"queue:video-*:publish\", \"kv:video:*:read\"] }}\n    - {{ name: workers, key: k3, permissions: [\"queue:video-*:consume\", \"topic:notifications.#:publish\"] }}\n  users:\n    - {{ name: ops, password_hash: \"{hash}\", permissions: [\"queue:*:*\"] }}\n"
+        );
+        let file: FileConfig = serde_norway::from_str(&text).unwrap();
+        let keys = load_keys(file.server.api_keys, Some("env-key")).unwrap();
+        assert_eq!(keys.len(), 4);
+        assert!(keys[0].principal.full_access() && keys[1].principal.full_access());
+        assert_eq!(keys[2].principal.name, "uploads");
+        assert!(matches!(keys[2].secret, crate::http::Secret::Hash(_)));
+        assert!(!keys[3].principal.full_access());
+        let users = load_users(file.server.users).unwrap();
+        assert_eq!(users[0].principal.permission_texts(), vec!["queue:*:*"]);
+
+        let bad = |entry: &str| {
+            let text = format!("server:\n  api_keys:\n    - {entry}\n");
+            let file: FileConfig = serde_norway::from_str(&text).unwrap();
+            load_keys(file.server.api_keys, None).unwrap_err()
+        };
+        let e = bad("{ name: w, key: k, permissions: [\"queue:x:write\"] }");
+        assert!(e.contains("\"w\"") && e.contains("queue:x:write"), "{e}");
+        let e = bad("{ name: w, key: k, key_hash: h }");
+        assert!(e.contains("exactly one"), "{e}");
+        let e = bad("{ name: w, key_hash: plain }");
+        assert!(e.contains("key_hash"), "{e}");
+        let e = bad("{ name: w, key: k, permissions: [\"topic:a.#.b:subscribe\"] }");
+        assert!(e.contains("a.#.b"), "{e}");
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub(crate) enum Failure {
     Unavailable,
     /// Storage cannot take the mutation (see `StorageFault`).
     Storage(StorageFault),
+    /// The caller lacks a permission (see `permissions`); nothing reached the engine.
+    Forbidden(crate::permissions::Denied),
 }
 
 /// Why the command log cannot take a mutation.
@@ -26,6 +28,12 @@ pub(crate) enum StorageFault {
     Full,
     /// Storage failed for good (a failed fsync, an I/O error): why. Nothing more is written.
     Failed(Arc<str>),
+}
+
+impl From<crate::permissions::Denied> for Failure {
+    fn from(d: crate::permissions::Denied) -> Self {
+        Self::Forbidden(d)
+    }
 }
 
 impl From<Error> for Failure {
@@ -67,6 +75,29 @@ impl EngineHandle {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Call { cmd, reply }).await?;
         rx.await.map_err(|_| Failure::Unavailable)?
+    }
+
+    /// Runs one command for `who`: refused (before reaching the engine) without the
+    /// permission it needs; a list reply keeps only what `who` may see.
+    pub(crate) async fn call_as(
+        &self,
+        who: &crate::permissions::Principal,
+        cmd: Command,
+    ) -> Result<Reply, Failure> {
+        who.check(&cmd)?;
+        let mut reply = self.call(cmd).await?;
+        who.filter(&mut reply);
+        Ok(reply)
+    }
+
+    /// `consume` for `who`, checked as `call_as`.
+    pub(crate) async fn consume_as(
+        &self,
+        who: &crate::permissions::Principal,
+        cmd: Command,
+    ) -> Result<Vec<Delivery>, Failure> {
+        who.check(&cmd)?;
+        self.consume(cmd).await
     }
 
     /// Sends `cmds` to run in order in one engine turn, without waiting: the replies (one per

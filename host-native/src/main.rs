@@ -13,6 +13,7 @@ mod hardening;
 mod http;
 mod listen;
 mod memory;
+mod permissions;
 #[cfg(test)]
 mod proptests;
 mod rpc;

@@ -30,6 +30,7 @@ const GUIDES: &[&str] = &[
     "architecture.md",
     "testing.md",
     "compatibility.md",
+    "securing.md",
 ];
 
 const RUN_COMMAND: &str = "cargo run --release -p synap-server";

@@ -13,6 +13,7 @@ use synap_core::Millis;
 
 use super::AppState;
 use super::error::ApiError;
+use crate::permissions::{Action, Kind};
 
 /// The query of `GET /debug/state_digest`.
 #[derive(Debug, Deserialize)]
@@ -24,8 +25,11 @@ pub(super) struct DigestQuery {
 /// Answers `{"state_digest": "<16 hex digits>", "at_ms": <time it was taken at>}`.
 pub(super) async fn state_digest(
     State(s): State<AppState>,
+    super::auth::Who(who): super::auth::Who,
     Query(q): Query<DigestQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    // Server operations: full access or `server:debug:read`.
+    who.require(Kind::Server, Action::Read, "debug")?;
     let (digest, at) = s.engine.digest(q.at_ms.map(Millis)).await?;
     Ok(Json(json!({
         "state_digest": format!("{digest:016x}"),

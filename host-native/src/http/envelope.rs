@@ -21,10 +21,12 @@ use serde_json::{Map, Value, json};
 use synap_core::{Command, Delivery, Error, PublishMessage, Reply};
 
 use super::AppState;
+use super::auth::Who;
 use super::byte_array::ByteArray;
 use super::error::{ApiError, body_bytes};
 use super::{envelope_kv, envelope_pubsub};
 use crate::handle::{Failure, StorageFault};
+use crate::permissions::Principal;
 use crate::settings::{ApplySettings as _, QueueSettings};
 
 /// A command's outcome: the response payload, or the error string.
@@ -102,9 +104,13 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// How a refusal's error text starts.
+const FORBIDDEN: &str = "Forbidden: ";
+
 /// An engine error as the SDKs expect to read it (SYNAP_WIRE.md §10).
 pub(crate) fn wire_error(f: Failure) -> String {
     match f {
+        Failure::Forbidden(d) => format!("{FORBIDDEN}{d}"),
         Failure::Unavailable => "Service unavailable: the server is shutting down".into(),
         Failure::Storage(StorageFault::Full) => {
             "Storage full: the disk is full, writes are refused until space returns".into()
@@ -132,9 +138,25 @@ pub(super) fn odd(reply: &Reply) -> String {
     format!("Internal error: unexpected engine reply {reply:?}")
 }
 
-/// Runs a command through the engine, with envelope error strings.
-pub(super) async fn call(s: &AppState, cmd: Command) -> Result<Reply, String> {
-    s.engine.call(cmd).await.map_err(wire_error)
+/// What a command runs with: the server's state and the caller.
+pub(super) struct Env<'a> {
+    s: &'a AppState,
+    /// Who sent the envelope.
+    pub(super) who: &'a Principal,
+}
+
+impl std::ops::Deref for Env<'_> {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        self.s
+    }
+}
+
+/// Runs a command through the engine as the caller (checked, its reply filtered; see
+/// `EngineHandle::call_as`), with envelope error strings.
+pub(super) async fn call(s: &Env<'_>, cmd: Command) -> Result<Reply, String> {
+    s.engine.call_as(s.who, cmd).await.map_err(wire_error)
 }
 
 /// The envelope, its fields kept as raw JSON text (borrowed from the body) until needed.
@@ -160,7 +182,7 @@ fn parse_envelope(bytes: &[u8]) -> Result<Envelope<'_>, ApiError> {
 }
 
 /// `POST /api/v1/command`.
-pub(crate) async fn command(State(s): State<AppState>, req: Request) -> Response {
+pub(crate) async fn command(State(s): State<AppState>, Who(who): Who, req: Request) -> Response {
     let bytes = match body_bytes(req, &s).await {
         Ok(b) => b,
         Err(e) => return e.into_response(),
@@ -178,10 +200,16 @@ pub(crate) async fn command(State(s): State<AppState>, req: Request) -> Response
     };
     let request_id = envelope.request_id;
     let payload = envelope.payload.filter(|p| p.get() != "null");
-    let body = match dispatch(&s, &name, payload).await {
+    let env = Env { s: &s, who: &who };
+    let body = match dispatch(&env, &name, payload).await {
         Ok(payload) => {
             json!({"success": true, "request_id": request_id, "payload": payload, "error": null})
         }
+        // A refusal also carries the code the other transports answer.
+        Err(error) if error.starts_with(FORBIDDEN) => json!({
+            "success": false, "request_id": request_id, "payload": null, "error": error,
+            "code": "forbidden",
+        }),
         Err(error) => {
             json!({"success": false, "request_id": request_id, "payload": null, "error": error})
         }
@@ -189,7 +217,7 @@ pub(crate) async fn command(State(s): State<AppState>, req: Request) -> Response
     Json(body).into_response()
 }
 
-async fn dispatch(s: &AppState, name: &str, raw: Option<&RawValue>) -> Outcome {
+async fn dispatch(s: &Env<'_>, name: &str, raw: Option<&RawValue>) -> Outcome {
     // The one command whose payload may be large; every other payload is small.
     if name == "queue.publish" {
         return publish(s, raw).await;
@@ -221,7 +249,7 @@ async fn dispatch(s: &AppState, name: &str, raw: Option<&RawValue>) -> Outcome {
     }
 }
 
-async fn queue_op(s: &AppState, op: &str, f: &Fields<'_>) -> Option<Outcome> {
+async fn queue_op(s: &Env<'_>, op: &str, f: &Fields<'_>) -> Option<Outcome> {
     Some(match op {
         "create" => create(s, f).await,
         "consume" => consume(s, f).await,
@@ -278,7 +306,7 @@ fn queue_settings(f: &Fields<'_>) -> QueueSettings {
     }
 }
 
-async fn create(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn create(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let name = f.str("name").or_else(|| f.str("queue"));
     let name = name.ok_or("Invalid request: Missing 'name' field")?;
     let settings = queue_settings(f);
@@ -321,7 +349,7 @@ fn split_publish(raw: Option<&RawValue>) -> Result<(Option<&RawValue>, Value), S
     Ok((array, Value::Object(rest)))
 }
 
-async fn publish(s: &AppState, raw: Option<&RawValue>) -> Outcome {
+async fn publish(s: &Env<'_>, raw: Option<&RawValue>) -> Outcome {
     let (array, rest) = split_publish(raw)?;
     let f = &Fields(&rest);
     let queue = f.need("queue")?;
@@ -385,7 +413,7 @@ fn sdk_message(d: &Delivery) -> Value {
     })
 }
 
-async fn consume(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn consume(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let queue = f.need("queue")?;
     let cmd = Command::Consume {
         queue: queue.into(),
@@ -394,7 +422,7 @@ async fn consume(s: &AppState, f: &Fields<'_>) -> Outcome {
         max_messages: 1,
         consumer_id: f.str("consumer_id").map(String::from),
     };
-    match s.engine.consume(cmd).await {
+    match s.engine.consume_as(s.who, cmd).await {
         Ok(messages) => Ok(json!({"message": messages.first().map(sdk_message)})),
         // Consuming from a queue that does not exist yet finds nothing, as in Synap's SDKs.
         Err(Failure::Core(Error::QueueNotFound { .. })) => Ok(json!({ "message": null })),
@@ -402,7 +430,7 @@ async fn consume(s: &AppState, f: &Fields<'_>) -> Outcome {
     }
 }
 
-async fn ack_or_nack(s: &AppState, ack: bool, f: &Fields<'_>) -> Outcome {
+async fn ack_or_nack(s: &Env<'_>, ack: bool, f: &Fields<'_>) -> Outcome {
     let queue = f.need("queue")?.to_owned();
     let id_text = f.need("message_id")?;
     let message_id = synap_core::MessageId::parse_str(id_text)
@@ -431,7 +459,7 @@ async fn ack_or_nack(s: &AppState, ack: bool, f: &Fields<'_>) -> Outcome {
     }
 }
 
-async fn stats(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn stats(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let queue = f.need("queue")?;
     match call(
         s,
@@ -454,7 +482,7 @@ async fn stats(s: &AppState, f: &Fields<'_>) -> Outcome {
     }
 }
 
-async fn delete(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn delete(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let queue = f.str("queue").or_else(|| f.str("name"));
     let queue = queue.ok_or("Invalid request: Missing 'queue' field")?;
     match call(

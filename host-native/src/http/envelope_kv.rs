@@ -8,12 +8,12 @@
 use serde_json::{Value, json};
 use synap_core::{Command, Json as CoreJson, KvEntry, Reply};
 
-use super::AppState;
+use super::envelope::Env;
 use super::envelope::{Fields, Outcome, call, odd};
 use super::kv::hit_rate;
 
 /// Runs `kv.<op>`; `None` for an unknown op.
-pub(super) async fn run(s: &AppState, op: &str, f: &Fields<'_>) -> Option<Outcome> {
+pub(super) async fn run(s: &Env<'_>, op: &str, f: &Fields<'_>) -> Option<Outcome> {
     Some(match op {
         "set" => set(s, f).await,
         "get" => get(s, f).await,
@@ -60,7 +60,7 @@ fn amount(f: &Fields<'_>, decr: bool) -> Result<i64, String> {
 }
 
 /// Runs a command on the required `key` and shapes its reply.
-async fn keyed(s: &AppState, f: &Fields<'_>, make: impl FnOnce(String) -> Command) -> Outcome {
+async fn keyed(s: &Env<'_>, f: &Fields<'_>, make: impl FnOnce(String) -> Command) -> Outcome {
     let key = f.need("key")?;
     shape(call(s, make(key.to_owned())).await?)
 }
@@ -77,7 +77,7 @@ fn shape(reply: Reply) -> Outcome {
     })
 }
 
-async fn set(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn set(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let key = f.need("key")?;
     let value = f
         .get("value")
@@ -99,7 +99,7 @@ fn bare(value: Option<&CoreJson>) -> Value {
     }
 }
 
-async fn get(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn get(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let key = f.need("key")?;
     match call(s, Command::KvGet { key: key.into() }).await? {
         Reply::KvValue(v) => Ok(bare(v.value.as_ref().filter(|_| v.found))),
@@ -109,7 +109,7 @@ async fn get(s: &AppState, f: &Fields<'_>) -> Outcome {
 
 /// `{prefix}` (Rust) or `{pattern}` (Python, TS): a glob pattern is read as the prefix before
 /// its first wildcard, so `user:*` lists keys starting with `user:`.
-async fn keys(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn keys(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let raw = f.str("prefix").or_else(|| f.str("pattern")).unwrap_or("");
     let prefix = raw.split(['*', '?', '[']).next().unwrap_or("");
     let cmd = Command::KvKeys {
@@ -123,7 +123,7 @@ async fn keys(s: &AppState, f: &Fields<'_>) -> Outcome {
 }
 
 /// The string keys of the required `keys` array (at most `max_batch`).
-fn key_list(s: &AppState, f: &Fields<'_>) -> Result<Vec<String>, String> {
+fn key_list(s: &Env<'_>, f: &Fields<'_>) -> Result<Vec<String>, String> {
     let keys: Vec<String> = f
         .get("keys")
         .and_then(Value::as_array)
@@ -141,7 +141,7 @@ fn key_list(s: &AppState, f: &Fields<'_>) -> Result<Vec<String>, String> {
 }
 
 /// `{keys}` → `{values}`: each stored value as itself (a string, number, object…), or `null`.
-async fn mget(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn mget(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let keys = key_list(s, f)?;
     match call(s, Command::KvMget { keys }).await? {
         Reply::KvValues { values } => {
@@ -179,7 +179,7 @@ fn entry(item: &Value) -> Result<KvEntry, String> {
 
 /// `{pairs: [{key, value}…]}` (also `[key, value]` pairs, or `entries` as the list or as an
 /// object of key → value): every entry is validated, then all are set together.
-async fn mset(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn mset(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let list = f.get("pairs").or_else(|| f.get("entries"));
     let entries: Vec<KvEntry> = match list {
         Some(Value::Array(items)) => items.iter().map(entry).collect::<Result<_, _>>()?,
@@ -207,11 +207,16 @@ async fn mset(s: &AppState, f: &Fields<'_>) -> Outcome {
 }
 
 /// `{keys}` → `{deleted: n}`, how many of them existed.
-async fn mdel(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn mdel(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let cmds: Vec<Command> = key_list(s, f)?
         .into_iter()
         .map(|key| Command::KvDel { key })
         .collect();
+    for cmd in &cmds {
+        s.who
+            .check(cmd)
+            .map_err(|d| super::envelope::wire_error(d.into()))?;
+    }
     let replies = s
         .engine
         .call_many(cmds)
@@ -231,7 +236,7 @@ async fn mdel(s: &AppState, f: &Fields<'_>) -> Outcome {
     Ok(json!({ "deleted": deleted }))
 }
 
-async fn stats(s: &AppState) -> Outcome {
+async fn stats(s: &Env<'_>) -> Outcome {
     match call(s, Command::KvStats).await? {
         Reply::KvStats(st) => Ok(json!({
             "total_keys": st.total_keys,

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 use synap_core::{Command, Json as CoreJson, Reply};
 
-use super::AppState;
+use super::envelope::Env;
 use super::envelope::{Fields, Outcome, call, odd};
 use super::wire::pub_message_json;
 
 /// Runs `pubsub.<op>`; `None` for an unknown op.
-pub(super) async fn run(s: &AppState, op: &str, f: &Fields<'_>) -> Option<Outcome> {
+pub(super) async fn run(s: &Env<'_>, op: &str, f: &Fields<'_>) -> Option<Outcome> {
     Some(match op {
         "publish" => publish(s, f).await,
         "subscribe" => subscribe(s, f).await,
@@ -41,7 +41,7 @@ fn strings(v: Option<&Value>) -> Option<Vec<String>> {
     })
 }
 
-async fn publish(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn publish(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let topic = f.need("topic")?;
     if topic.is_empty() {
         return Err("Invalid value: Topic cannot be empty".into());
@@ -76,7 +76,7 @@ async fn publish(s: &AppState, f: &Fields<'_>) -> Outcome {
 /// `pubsub.poll` (or a renewed `pubsub.subscribe`).
 const POLLING_SUBSCRIBER_IDLE_MS: u64 = 300_000;
 
-async fn subscribe(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn subscribe(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let topics = strings(f.get("topics")).ok_or("Invalid request: Missing 'topics' field")?;
     // As in Synap, the server names the subscriber; a client-chosen id is ignored. It has no
     // connection whose end would remove it, so it is removed after a quiet spell instead.
@@ -99,7 +99,7 @@ async fn subscribe(s: &AppState, f: &Fields<'_>) -> Outcome {
     }
 }
 
-async fn unsubscribe(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn unsubscribe(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let id = f.need("subscriber_id")?;
     let cmd = Command::Unsubscribe {
         subscriber_id: id.to_owned(),
@@ -111,7 +111,7 @@ async fn unsubscribe(s: &AppState, f: &Fields<'_>) -> Outcome {
     }
 }
 
-async fn poll(s: &AppState, f: &Fields<'_>) -> Outcome {
+async fn poll(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let id = f.need("subscriber_id")?;
     let max = f
         .uint("max")
@@ -129,7 +129,7 @@ async fn poll(s: &AppState, f: &Fields<'_>) -> Outcome {
     }
 }
 
-async fn stats(s: &AppState, topics_only: bool) -> Outcome {
+async fn stats(s: &Env<'_>, topics_only: bool) -> Outcome {
     match call(s, Command::PubsubStats).await? {
         Reply::PubsubStats(st) if topics_only => {
             Ok(json!({"count": st.topics.len(), "topics": st.topics}))

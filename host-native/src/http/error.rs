@@ -31,6 +31,15 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "invalid_argument", message)
     }
 
+    /// A 403 `forbidden`: the caller lacks a permission.
+    pub(crate) fn forbidden(d: crate::permissions::Denied) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("forbidden: {d}"),
+        )
+    }
+
     /// An error with an explicit status and code.
     pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -97,10 +106,17 @@ pub(crate) fn api_field(core: &str) -> &str {
     }
 }
 
+impl From<crate::permissions::Denied> for ApiError {
+    fn from(d: crate::permissions::Denied) -> Self {
+        Self::forbidden(d)
+    }
+}
+
 impl From<Failure> for ApiError {
     fn from(f: Failure) -> Self {
         match f {
             Failure::Core(e) => e.into(),
+            Failure::Forbidden(d) => Self::forbidden(d),
             Failure::Unavailable => Self::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",

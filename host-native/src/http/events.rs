@@ -1,4 +1,6 @@
-//! `GET /events`: every engine event as server-sent events, for the live dashboard.
+//! `GET /events`: the engine events the caller may see (`Principal::sees_event`: queues it may
+//! read, topics it may subscribe to, keys it may read; all with full access) as server-sent
+//! events, for the live dashboard.
 //!
 //! Each SSE event is named after the engine event's `type` (`observed`, `delivered`,
 //! `wait_timed_out`, `pushed`, `session_ended`, `pub_sub`, `key_expired`) and carries its JSON. A listener too slow for
@@ -32,6 +34,8 @@ fn sse_event(event: &Event) -> SseEvent {
 }
 
 struct Listener {
+    /// Only the events this caller may see are sent (see `Principal::sees_event`).
+    who: crate::permissions::Caller,
     rx: broadcast::Receiver<Arc<Event>>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     hello: bool,
@@ -40,8 +44,10 @@ struct Listener {
 /// `GET /events`.
 pub(crate) async fn events(
     State(s): State<AppState>,
+    super::auth::Who(who): super::auth::Who,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let state = Listener {
+        who,
         rx: s.events.subscribe(),
         shutdown: s.shutdown.clone(),
         hello: true,
@@ -53,15 +59,18 @@ pub(crate) async fn events(
             let ev = SseEvent::default().event("connected").data("{}");
             return Some((Ok(ev), st));
         }
-        let ev = tokio::select! {
-            r = st.rx.recv() => match r {
-                Ok(event) => sse_event(&event),
-                Err(RecvError::Lagged(n)) => SseEvent::default()
-                    .event("lagged")
-                    .data(json!({"skipped": n}).to_string()),
-                Err(RecvError::Closed) => return None,
-            },
-            () = super::stopped(&mut st.shutdown) => return None,
+        let ev = loop {
+            break tokio::select! {
+                r = st.rx.recv() => match r {
+                    Ok(event) if st.who.sees_event(&event) => sse_event(&event),
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(n)) => SseEvent::default()
+                        .event("lagged")
+                        .data(json!({"skipped": n}).to_string()),
+                    Err(RecvError::Closed) => return None,
+                },
+                () = super::stopped(&mut st.shutdown) => return None,
+            };
         };
         Some((Ok(ev), st))
     });

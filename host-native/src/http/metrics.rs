@@ -253,7 +253,16 @@ const QUEUE_SERIES: [(&str, &str, &str, Getter); 15] = [
 ];
 
 /// `GET /metrics`.
-pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+pub(crate) async fn metrics(
+    State(s): State<AppState>,
+    super::auth::Who(who): super::auth::Who,
+) -> Result<Response, ApiError> {
+    // Every queue's figures: full access or `server:metrics:read`.
+    who.require(
+        crate::permissions::Kind::Server,
+        crate::permissions::Action::Read,
+        "metrics",
+    )?;
     let queues = s.engine.snapshot().await?;
     let mut out = String::with_capacity(4096);
     for (name, kind, help, get) in QUEUE_SERIES {

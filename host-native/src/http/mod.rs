@@ -30,7 +30,7 @@ use axum::routing::{delete, get, post};
 use synap_core::{Event, QueueConfig};
 use tokio::sync::{broadcast, watch};
 
-pub(crate) use auth::{Auth, User};
+pub(crate) use auth::{ApiKey, Auth, Secret, User};
 pub(crate) use envelope::wire_error;
 pub(crate) use metrics::HttpMetrics;
 pub(crate) use origin::OriginPolicy;
@@ -163,6 +163,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/pubsub/stats", get(pubsub::stats))
         .route("/api/v1/command", post(envelope::command).layer(envelope))
         .route("/events", get(events::events))
+        .route("/auth/me", get(auth::me))
         .route("/metrics", get(metrics::metrics))
         .route("/health", get(health))
         .route("/debug/state_digest", get(debug::state_digest));

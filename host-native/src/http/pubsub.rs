@@ -20,6 +20,7 @@ use synap_wire as w;
 use tokio::sync::mpsc;
 
 use super::AppState;
+use super::auth::Who;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, WsUpgrade};
 use super::queue::unexpected;
 use super::wire::pub_message;
@@ -36,6 +37,7 @@ const CLIENT_MESSAGE_LIMIT: usize = 4096;
 /// `POST /pubsub/{topic}/publish`.
 pub(crate) async fn publish(
     State(s): State<AppState>,
+    Who(who): Who,
     ApiPath(topic): ApiPath<String>,
     ApiJson(body): ApiJson<w::PubsubPublishRequest>,
 ) -> Result<Json<w::PubsubPublished>, ApiError> {
@@ -49,7 +51,7 @@ pub(crate) async fn publish(
         message: CoreJson::from_value(&message),
         headers: body.headers.or(body.metadata).unwrap_or_default(),
     };
-    match s.engine.call(cmd).await? {
+    match s.engine.call_as(&who, cmd).await? {
         Reply::PubsubPublished {
             message_id,
             topic,
@@ -64,8 +66,11 @@ pub(crate) async fn publish(
 }
 
 /// `GET /pubsub/stats`.
-pub(crate) async fn stats(State(s): State<AppState>) -> Result<Json<w::PubsubStats>, ApiError> {
-    match s.engine.call(Command::PubsubStats).await? {
+pub(crate) async fn stats(
+    State(s): State<AppState>,
+    Who(who): Who,
+) -> Result<Json<w::PubsubStats>, ApiError> {
+    match s.engine.call_as(&who, Command::PubsubStats).await? {
         Reply::PubsubStats(st) => Ok(Json(w::PubsubStats {
             subscribers: st.subscribers,
             subscriptions: st.subscriptions,
@@ -128,8 +133,11 @@ impl Drop for Subscription {
 
 async fn subscribe(
     s: &AppState,
+    who: &crate::permissions::Principal,
     topics: Vec<String>,
 ) -> Result<(Subscription, mpsc::Receiver<PubMessage>), ApiError> {
+    // Refused before the upgrade: a 403, no subscriber.
+    who.check_subscribe(&topics)?;
     let (tx, rx) = mpsc::channel(SINK_CAPACITY);
     let id = s.engine.subscribe(topics, tx).await?;
     let sub = Subscription {
@@ -159,11 +167,12 @@ async fn regrant(sub: &Subscription, rx: &mpsc::Receiver<PubMessage>, written: &
 /// A client's close unsubscribes at once.
 pub(crate) async fn ws(
     State(s): State<AppState>,
+    Who(who): Who,
     ApiQuery(q): ApiQuery<TopicsQuery>,
     WsUpgrade(upgrade): WsUpgrade,
 ) -> Result<Response, ApiError> {
     let topics = parse_topics(q.topics.as_deref())?;
-    let (sub, rx) = subscribe(&s, topics.clone()).await?;
+    let (sub, rx) = subscribe(&s, &who, topics.clone()).await?;
     let shutdown = s.shutdown.clone();
     Ok(upgrade
         .max_message_size(CLIENT_MESSAGE_LIMIT)
@@ -259,10 +268,11 @@ fn client_frame_error(code: &str, error: &str) -> Message {
 /// same JSON as the WebSocket frames.
 pub(crate) async fn sse(
     State(s): State<AppState>,
+    Who(who): Who,
     ApiQuery(q): ApiQuery<TopicsQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let topics = parse_topics(q.topics.as_deref())?;
-    let (sub, rx) = subscribe(&s, topics.clone()).await?;
+    let (sub, rx) = subscribe(&s, &who, topics.clone()).await?;
     let hello = w::SseConnected {
         subscriber_id: sub.id.clone(),
         topics,

@@ -9,11 +9,13 @@ use synap_core::{Command, Reply};
 use synap_wire as w;
 
 use super::AppState;
+use super::auth::Who;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, QueueName};
 use super::wire::{
     ack_command, consume_command, dead_letter, delivery, extend_command, nack_action, nack_command,
     parse_message_id, publish_message, published, queue_stats,
 };
+use crate::permissions::Principal;
 use crate::settings::{ApplySettings as _, QueueSettings};
 
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -31,6 +33,7 @@ pub(crate) fn unexpected(reply: &Reply) -> ApiError {
 /// `POST /queue/{name}`: create the queue, or set its config when settings are given.
 pub(crate) async fn create(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(name): QueueName,
     ApiJson(settings): ApiJson<QueueSettings>,
 ) -> ApiResult<w::QueueCreated> {
@@ -46,7 +49,7 @@ pub(crate) async fn create(
             config,
         }
     };
-    match s.engine.call(cmd).await? {
+    match s.engine.call_as(&who, cmd).await? {
         Reply::QueueCreated { queue, created } => Ok(Json(w::QueueCreated {
             success: true,
             queue,
@@ -57,8 +60,8 @@ pub(crate) async fn create(
 }
 
 /// `GET /queue/list`.
-pub(crate) async fn list(State(s): State<AppState>) -> ApiResult<w::QueueList> {
-    match s.engine.call(Command::ListQueues).await? {
+pub(crate) async fn list(State(s): State<AppState>, Who(who): Who) -> ApiResult<w::QueueList> {
+    match s.engine.call_as(&who, Command::ListQueues).await? {
         Reply::Queues { queues } => Ok(Json(w::QueueList { queues })),
         other => Err(unexpected(&other)),
     }
@@ -67,9 +70,14 @@ pub(crate) async fn list(State(s): State<AppState>) -> ApiResult<w::QueueList> {
 /// `DELETE /queue/{name}`.
 pub(crate) async fn delete(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
 ) -> ApiResult<w::Deleted> {
-    match s.engine.call(Command::DeleteQueue { queue }).await? {
+    match s
+        .engine
+        .call_as(&who, Command::DeleteQueue { queue })
+        .await?
+    {
         Reply::QueueDeleted { deleted } => Ok(Json(w::Deleted { deleted })),
         other => Err(unexpected(&other)),
     }
@@ -78,11 +86,16 @@ pub(crate) async fn delete(
 /// `POST /queue/{name}/publish`.
 pub(crate) async fn publish(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
     ApiJson(body): ApiJson<w::PublishRequest>,
 ) -> ApiResult<w::Published> {
     let message = publish_message(body)?;
-    match s.engine.call(Command::Publish { queue, message }).await? {
+    match s
+        .engine
+        .call_as(&who, Command::Publish { queue, message })
+        .await?
+    {
         Reply::Published(p) => Ok(Json(published(&p))),
         other => Err(unexpected(&other)),
     }
@@ -91,6 +104,7 @@ pub(crate) async fn publish(
 /// `POST /queue/{name}/publish_batch`: all messages are accepted or none.
 pub(crate) async fn publish_batch(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
     ApiJson(body): ApiJson<w::PublishBatchRequest>,
 ) -> ApiResult<w::PublishedBatch> {
@@ -104,7 +118,7 @@ pub(crate) async fn publish_batch(
         .collect::<Result<Vec<_>, _>>()?;
     match s
         .engine
-        .call(Command::PublishBatch { queue, messages })
+        .call_as(&who, Command::PublishBatch { queue, messages })
         .await?
     {
         Reply::PublishedBatch { messages } => Ok(Json(w::PublishedBatch {
@@ -114,8 +128,8 @@ pub(crate) async fn publish_batch(
     }
 }
 
-async fn consume_with(s: &AppState, cmd: Command) -> ApiResult<w::Deliveries> {
-    let messages = s.engine.consume(cmd).await?;
+async fn consume_with(s: &AppState, who: &Principal, cmd: Command) -> ApiResult<w::Deliveries> {
+    let messages = s.engine.consume_as(who, cmd).await?;
     Ok(Json(w::Deliveries {
         messages: messages.iter().map(delivery).collect(),
     }))
@@ -124,32 +138,35 @@ async fn consume_with(s: &AppState, cmd: Command) -> ApiResult<w::Deliveries> {
 /// `POST /queue/{name}/consume`.
 pub(crate) async fn consume(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
     ApiJson(body): ApiJson<w::ConsumeRequest>,
 ) -> ApiResult<w::Deliveries> {
     let cmd = consume_command(body, queue)?;
-    consume_with(&s, cmd).await
+    consume_with(&s, &who, cmd).await
 }
 
 /// `GET /queue/{name}/consume/{consumer_id}` with the options in the query string.
 pub(crate) async fn consume_get(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
     ApiPath(params): ApiPath<HashMap<String, String>>,
     ApiQuery(mut body): ApiQuery<w::ConsumeRequest>,
 ) -> ApiResult<w::Deliveries> {
     body.consumer_id = params.get("consumer_id").cloned();
     let cmd = consume_command(body, queue)?;
-    consume_with(&s, cmd).await
+    consume_with(&s, &who, cmd).await
 }
 
 /// `POST /queue/{name}/ack`.
 pub(crate) async fn ack(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
     ApiJson(body): ApiJson<w::AckRequest>,
 ) -> ApiResult<w::Success> {
-    match s.engine.call(ack_command(&body, queue)?).await? {
+    match s.engine.call_as(&who, ack_command(&body, queue)?).await? {
         Reply::Acked => Ok(Json(w::Success::OK)),
         other => Err(unexpected(&other)),
     }
@@ -158,6 +175,7 @@ pub(crate) async fn ack(
 /// `POST /queue/{name}/ack_batch`: each ack succeeds or fails on its own.
 pub(crate) async fn ack_batch(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
     ApiJson(body): ApiJson<w::AckBatchRequest>,
 ) -> ApiResult<w::AckBatchResult> {
@@ -178,7 +196,7 @@ pub(crate) async fn ack_batch(
             failed.push(fail("invalid_argument"));
             continue;
         };
-        match s.engine.call(cmd).await {
+        match s.engine.call_as(&who, cmd).await {
             Ok(_) => acked += 1,
             Err(crate::handle::Failure::Core(e)) => failed.push(fail(e.code())),
             Err(f) => return Err(f.into()),
@@ -190,10 +208,11 @@ pub(crate) async fn ack_batch(
 /// `POST /queue/{name}/nack`.
 pub(crate) async fn nack(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
     ApiJson(body): ApiJson<w::NackRequest>,
 ) -> ApiResult<w::Nacked> {
-    match s.engine.call(nack_command(body, queue)?).await? {
+    match s.engine.call_as(&who, nack_command(body, queue)?).await? {
         Reply::Nacked { action } => Ok(Json(w::Nacked {
             success: true,
             action: nack_action(action),
@@ -205,10 +224,15 @@ pub(crate) async fn nack(
 /// `POST /queue/{name}/extend`.
 pub(crate) async fn extend(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
     ApiJson(body): ApiJson<w::ExtendRequest>,
 ) -> ApiResult<w::Extended> {
-    match s.engine.call(extend_command(&body, queue)?).await? {
+    match s
+        .engine
+        .call_as(&who, extend_command(&body, queue)?)
+        .await?
+    {
         Reply::Extended { lease_deadline } => Ok(Json(w::Extended {
             success: true,
             lease_deadline: lease_deadline.0,
@@ -221,9 +245,10 @@ pub(crate) async fn extend(
 /// `POST /queue/{name}` takes it.
 pub(crate) async fn stats(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
 ) -> ApiResult<w::QueueStats> {
-    match s.engine.call(Command::Stats { queue }).await? {
+    match s.engine.call_as(&who, Command::Stats { queue }).await? {
         Reply::Stats(st) => Ok(Json(queue_stats(&st))),
         other => Err(unexpected(&other)),
     }
@@ -232,6 +257,7 @@ pub(crate) async fn stats(
 /// `GET /queue/{name}/dlq?offset=&limit=`.
 pub(crate) async fn dlq(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
     ApiQuery(q): ApiQuery<w::DlqQuery>,
 ) -> ApiResult<w::DlqPage> {
@@ -240,7 +266,7 @@ pub(crate) async fn dlq(
         offset: q.offset.unwrap_or(0),
         limit: q.limit.unwrap_or(100),
     };
-    match s.engine.call(cmd).await? {
+    match s.engine.call_as(&who, cmd).await? {
         Reply::DeadLetters { total, messages } => Ok(Json(w::DlqPage {
             total,
             messages: messages.iter().map(dead_letter).collect(),
@@ -252,6 +278,7 @@ pub(crate) async fn dlq(
 /// `POST /queue/{name}/dlq/retry`.
 pub(crate) async fn dlq_retry(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
     ApiJson(body): ApiJson<w::DlqRetryRequest>,
 ) -> ApiResult<w::Retried> {
@@ -261,7 +288,7 @@ pub(crate) async fn dlq_retry(
         .transpose()?;
     match s
         .engine
-        .call(Command::DlqRetry { queue, message_ids })
+        .call_as(&who, Command::DlqRetry { queue, message_ids })
         .await?
     {
         Reply::Redriven { retried } => Ok(Json(w::Retried { retried })),
@@ -272,21 +299,23 @@ pub(crate) async fn dlq_retry(
 /// `POST /queue/{name}/dlq/purge`.
 pub(crate) async fn dlq_purge(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
 ) -> ApiResult<w::Purged> {
-    purged(&s, Command::DlqPurge { queue }).await
+    purged(&s, &who, Command::DlqPurge { queue }).await
 }
 
 /// `POST /queue/{name}/purge`.
 pub(crate) async fn purge(
     State(s): State<AppState>,
+    Who(who): Who,
     QueueName(queue): QueueName,
 ) -> ApiResult<w::Purged> {
-    purged(&s, Command::Purge { queue }).await
+    purged(&s, &who, Command::Purge { queue }).await
 }
 
-async fn purged(s: &AppState, cmd: Command) -> ApiResult<w::Purged> {
-    match s.engine.call(cmd).await? {
+async fn purged(s: &AppState, who: &Principal, cmd: Command) -> ApiResult<w::Purged> {
+    match s.engine.call_as(who, cmd).await? {
         Reply::Purged { purged } => Ok(Json(w::Purged { purged })),
         other => Err(unexpected(&other)),
     }

@@ -37,6 +37,7 @@ use super::wire::{
 use super::ws_close;
 use crate::engine_task::{SESSION_SINK, SessionPush};
 use crate::handle::Failure;
+use crate::permissions::{Action, Kind};
 use crate::settings::secs_to_ms;
 
 /// Most credit one connection may ask for when it connects.
@@ -72,6 +73,8 @@ pub(crate) struct WsQuery {
 
 struct Conn {
     s: AppState,
+    /// Who connected: each frame's command is checked against it.
+    who: crate::permissions::Caller,
     queue: String,
     consumer_id: String,
     lease_ms: Option<u64>,
@@ -83,6 +86,7 @@ struct Conn {
 /// `GET /queue/{name}/ws?consumer_id=&prefetch=&ack_deadline=`.
 pub(crate) async fn ws(
     State(s): State<AppState>,
+    super::auth::Who(who): super::auth::Who,
     QueueName(queue): QueueName,
     ApiQuery(q): ApiQuery<WsQuery>,
     WsUpgrade(upgrade): WsUpgrade,
@@ -96,13 +100,24 @@ pub(crate) async fn ws(
         .ack_deadline
         .map(|d| secs_to_ms("ack_deadline", d))
         .transpose()?;
-    // Connecting declares the queue (get-or-create, like AMQP's queue.declare), so a worker
-    // may connect before the first publish; an existing queue keeps its config.
-    let declare = Command::CreateQueue {
-        queue: queue.clone(),
-        config: None,
+    // Connecting needs `consume` on the queue for a consuming connection, `publish` for a
+    // publish-only one (refused with a 403 before the upgrade); each frame is checked too.
+    let need = if prefetch > 0 {
+        Action::Consume
+    } else {
+        Action::Publish
     };
-    s.engine.call(declare).await?;
+    who.require(Kind::Queue, need, &queue)?;
+    // Connecting declares the queue (get-or-create, like AMQP's queue.declare), so a worker
+    // may connect before the first publish; an existing queue keeps its config. Declaring is
+    // creating: only for callers who may `admin` the queue (others need it to exist).
+    if who.may(Kind::Queue, Action::Admin, &queue) {
+        let declare = Command::CreateQueue {
+            queue: queue.clone(),
+            config: None,
+        };
+        s.engine.call(declare).await?;
+    }
     if let Some(id) = &q.consumer_id {
         synap_core::input::check_id("consumer_id", id, s.max_id_bytes)?;
     }
@@ -114,6 +129,7 @@ pub(crate) async fn ws(
     let limit = s.max_body_bytes;
     let conn = Conn {
         s,
+        who,
         queue,
         consumer_id,
         lease_ms,
@@ -178,6 +194,7 @@ impl Conn {
             credit: self.prefetch,
             lease_ms: self.lease_ms,
         };
+        self.who.check(&cmd)?;
         let (session_id, _) = self.s.engine.attach(cmd, sink).await?;
         self.session = Some(session_id);
         Ok(Some(pushes))
@@ -368,6 +385,10 @@ impl Conn {
                 format!("frame is {} bytes, the limit is {limit}", text.len()),
             )),
         };
+        // The permission check of every command: a refused frame gets a `forbidden` error
+        // frame and never reaches the engine.
+        let command =
+            command.and_then(|cmd| self.who.check(&cmd).map(|()| cmd).map_err(ApiError::from));
         match command {
             Ok(cmd) => Ok((Call { op, id }, cmd)),
             Err(e) => Err(Box::new(error_frame(&op, id, &e))),
@@ -590,6 +611,7 @@ impl<'a> FrameHead<'a> {
 pub(crate) fn frame_outcome(s: AppState, text: Option<&str>) -> Result<Command, Box<Frame>> {
     let conn = Conn {
         s,
+        who: crate::permissions::Principal::anonymous(),
         queue: "q".into(),
         consumer_id: "c".into(),
         lease_ms: None,

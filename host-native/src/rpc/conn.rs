@@ -22,6 +22,7 @@ use super::fast::{self, Batch};
 use super::value::{BadFrame, PUSH_ID, Request, RpcResult, Value, decode_request, encode_frame};
 use super::writer::{self, Pending};
 use super::{MAX_IN_FLIGHT, RpcContext, kv, pubsub, queue, stream};
+use crate::permissions::{Caller, Principal};
 
 /// Frames waiting for the writer; a peer that stops reading holds back replies and pushes.
 const OUT_QUEUE: usize = 512;
@@ -53,6 +54,9 @@ pub(super) struct Session {
     pub(super) eof: watch::Sender<bool>,
     /// Requests handed to the writer (fast.rs, `QCONSUME`) and not answered yet.
     pub(super) fast_in_flight: AtomicUsize,
+    /// Who the connection authenticated as (`AUTH`): full access with auth off, nothing
+    /// before an `AUTH` with auth on.
+    caller: Mutex<Caller>,
 }
 
 impl Session {
@@ -70,6 +74,29 @@ impl Session {
             leases: vec![LeaseRef { message_id, lease }],
         };
         self.ctx.engine.spawn_call(cmd);
+    }
+}
+
+impl Session {
+    /// Who is calling.
+    pub(super) fn who(&self) -> Caller {
+        Arc::clone(&self.caller.lock().expect("caller lock"))
+    }
+
+    /// Runs a command as the connection's caller (see `EngineHandle::call_as`), with
+    /// SynapRPC error texts.
+    pub(super) async fn call(&self, cmd: Command) -> Result<synap_core::Reply, String> {
+        let who = self.who();
+        self.ctx
+            .engine
+            .call_as(&who, cmd)
+            .await
+            .map_err(super::engine_error)
+    }
+
+    /// Checks `cmd` against the connection's caller, with the SynapRPC error text.
+    pub(super) fn check(&self, cmd: &Command) -> Result<(), String> {
+        self.who().check(cmd).map_err(|d| super::forbidden(&d))
     }
 }
 
@@ -162,6 +189,7 @@ pub(super) async fn run(
     let (rd, wr) = tcp.into_split();
     let mut rd = BufReader::new(rd);
     let (out, out_rx) = mpsc::channel(OUT_QUEUE);
+    let ctx_auth_enabled = ctx.auth.enabled();
     let session = Arc::new(Session {
         ctx,
         out,
@@ -171,6 +199,11 @@ pub(super) async fn run(
         streams: Mutex::new(Vec::new()),
         eof: watch::Sender::new(false),
         fast_in_flight: AtomicUsize::new(0),
+        caller: Mutex::new(if ctx_auth_enabled {
+            Arc::new(Principal::new("unauthenticated", Some(&[])).expect("no permissions parse"))
+        } else {
+            Principal::anonymous()
+        }),
     });
     let (sent, sent_rx) = mpsc::channel(PENDING_QUEUE);
     let (settled, mut settled_rx) = oneshot::channel();
@@ -412,14 +445,17 @@ impl Conn<'_> {
 async fn auth(session: &Session, authed: &mut bool, args: &[Value]) -> RpcResult {
     let texts: Option<Vec<&str>> = args.iter().map(Value::as_text).collect();
     let auth = &session.ctx.auth;
-    let ok = match texts.as_deref() {
-        Some([token]) => {
-            !auth.enabled() || auth.accepts(token) || auth.check_user("default", token).await
-        }
-        Some([user, pass]) => !auth.enabled() || auth.check_user(user, pass).await,
+    let who = match texts.as_deref() {
+        Some(_) if !auth.enabled() => Some(Principal::anonymous()),
+        Some([token]) => match auth.check_key(token).await {
+            Some(who) => Some(who),
+            None => auth.check_user("default", token).await,
+        },
+        Some([user, pass]) => auth.check_user(user, pass).await,
         _ => return RpcResult::Err("ERR invalid arguments for 'AUTH'".into()),
     };
-    if ok {
+    if let Some(who) = who {
+        *session.caller.lock().expect("caller lock") = who;
         *authed = true;
         RpcResult::Ok(Value::str("OK"))
     } else {
@@ -435,7 +471,7 @@ async fn dispatch(session: &Arc<Session>, command: &str, args: Vec<Value>) -> su
     if let Some(reply) = stream::run(session, command, &args).await {
         return reply;
     }
-    if let Some(reply) = kv::run(&session.ctx, command, &args).await {
+    if let Some(reply) = kv::run(session, command, &args).await {
         return reply;
     }
     match pubsub::run(session, command, &args).await {

@@ -60,6 +60,8 @@ impl Batch {
                 .map(|(cmd, settling)| (cmd, Kind::Settle(settling))),
             _ => return None,
         };
+        // Refused here, before the engine sees it: the permission check of every command.
+        let parsed = parsed.and_then(|(cmd, kind)| s.check(&cmd).map(|()| (cmd, kind)));
         match parsed {
             Ok((cmd, kind)) => {
                 s.fast_in_flight.fetch_add(1, Ordering::Relaxed);

@@ -10,12 +10,12 @@ use synap_core::{Command, Json, KvEntry, Reply};
 
 use synap_core::input::{negate, whole_ttl_ms, whole_ttl_secs_to_ms};
 
-use super::conn::{input_error, int_arg, text_arg};
+use super::conn::{Session, input_error, int_arg, text_arg};
 use super::value::Value;
-use super::{Answer, RpcContext, engine_error, odd};
+use super::{Answer, engine_error, odd};
 
 /// Runs `command` if it is a KV command.
-pub(super) async fn run(ctx: &RpcContext, command: &str, args: &[Value]) -> Option<Answer> {
+pub(super) async fn run(ctx: &Session, command: &str, args: &[Value]) -> Option<Answer> {
     Some(match command {
         "SET" => set(ctx, args).await,
         "GET" => get(ctx, args).await,
@@ -52,12 +52,12 @@ pub(super) async fn run(ctx: &RpcContext, command: &str, args: &[Value]) -> Opti
     })
 }
 
-async fn call(ctx: &RpcContext, cmd: Command) -> Result<Reply, String> {
-    ctx.engine.call(cmd).await.map_err(engine_error)
+async fn call(ctx: &Session, cmd: Command) -> Result<Reply, String> {
+    ctx.call(cmd).await
 }
 
 /// Runs a command on the key in argument 0 and shapes its reply.
-async fn keyed(ctx: &RpcContext, args: &[Value], make: impl FnOnce(String) -> Command) -> Answer {
+async fn keyed(ctx: &Session, args: &[Value], make: impl FnOnce(String) -> Command) -> Answer {
     let key = text_arg(args, 0)?.to_owned();
     match call(ctx, make(key)).await? {
         Reply::KvExists { exists } => Ok(Value::Bool(exists)),
@@ -108,7 +108,7 @@ fn ttl_args(args: &[Value]) -> Result<Option<u64>, String> {
     ms.map(Some).map_err(input_error)
 }
 
-async fn set(ctx: &RpcContext, args: &[Value]) -> Answer {
+async fn set(ctx: &Session, args: &[Value]) -> Answer {
     let key = text_arg(args, 0)?.to_owned();
     let value = value_arg(args, 1)?;
     let ttl_ms = ttl_args(args)?;
@@ -129,7 +129,7 @@ fn read_value(value: Option<&Json>) -> Value {
     }
 }
 
-async fn get(ctx: &RpcContext, args: &[Value]) -> Answer {
+async fn get(ctx: &Session, args: &[Value]) -> Answer {
     let key = text_arg(args, 0)?.to_owned();
     match call(ctx, Command::KvGet { key }).await? {
         Reply::KvValue(v) => Ok(read_value(v.value.as_ref().filter(|_| v.found))),
@@ -138,7 +138,7 @@ async fn get(ctx: &RpcContext, args: &[Value]) -> Answer {
 }
 
 /// `DEL key…` → how many existed. Arguments that are not text are skipped, as in Synap.
-async fn del(ctx: &RpcContext, args: &[Value]) -> Answer {
+async fn del(ctx: &Session, args: &[Value]) -> Answer {
     let cmds: Vec<Command> = args
         .iter()
         .filter_map(Value::as_text)
@@ -149,7 +149,11 @@ async fn del(ctx: &RpcContext, args: &[Value]) -> Answer {
     if cmds.is_empty() {
         return Err("ERR missing argument 0".into());
     }
+    for cmd in &cmds {
+        ctx.check(cmd)?;
+    }
     let replies = ctx
+        .ctx
         .engine
         .call_many(cmds)
         .await
@@ -168,9 +172,11 @@ async fn del(ctx: &RpcContext, args: &[Value]) -> Answer {
     Ok(Value::Int(deleted))
 }
 
-async fn ttl(ctx: &RpcContext, args: &[Value]) -> Answer {
+async fn ttl(ctx: &Session, args: &[Value]) -> Answer {
     let key = text_arg(args, 0)?.to_owned();
-    match ctx.engine.call(Command::KvTtl { key }).await {
+    let cmd = Command::KvTtl { key };
+    ctx.check(&cmd)?;
+    match ctx.ctx.engine.call(cmd).await {
         Ok(Reply::KvTtl { ttl_ms }) => Ok(Value::Int(ttl_ms.map_or(-1, |ms| {
             i64::try_from(ms.div_ceil(1000)).unwrap_or(i64::MAX)
         }))),
@@ -212,7 +218,7 @@ fn glob(pattern: &[char], text: &[char]) -> bool {
 
 /// `KEYS pattern`: the engine lists keys by the prefix before the first wildcard; the rest of
 /// a glob pattern (`*`, `?`) is matched here.
-async fn keys(ctx: &RpcContext, args: &[Value]) -> Answer {
+async fn keys(ctx: &Session, args: &[Value]) -> Answer {
     let pattern = args.first().and_then(Value::as_text).unwrap_or("*");
     let prefix = pattern.split(['*', '?']).next().unwrap_or("").to_owned();
     let cmd = Command::KvKeys {
@@ -232,7 +238,7 @@ async fn keys(ctx: &RpcContext, args: &[Value]) -> Answer {
     Ok(Value::Array(listed))
 }
 
-async fn mget(ctx: &RpcContext, args: &[Value]) -> Answer {
+async fn mget(ctx: &Session, args: &[Value]) -> Answer {
     let keys: Vec<String> = args
         .iter()
         .map(|k| k.as_text().map(String::from))
@@ -247,7 +253,7 @@ async fn mget(ctx: &RpcContext, args: &[Value]) -> Answer {
 }
 
 /// `MSET k v [k v …]`: every pair validated first, then all set together.
-async fn mset(ctx: &RpcContext, args: &[Value]) -> Answer {
+async fn mset(ctx: &Session, args: &[Value]) -> Answer {
     if args.is_empty() || !args.len().is_multiple_of(2) {
         return Err("ERR wrong number of arguments for 'MSET'".into());
     }
@@ -265,7 +271,7 @@ async fn mset(ctx: &RpcContext, args: &[Value]) -> Answer {
     }
 }
 
-async fn stats(ctx: &RpcContext, size_only: bool) -> Answer {
+async fn stats(ctx: &Session, size_only: bool) -> Answer {
     let st = match call(ctx, Command::KvStats).await? {
         Reply::KvStats(st) => st,
         r => return Err(odd(&r)),

@@ -88,9 +88,19 @@ pub(crate) struct RpcContext {
 /// A command's result before encoding.
 type Answer = Result<value::Value, String>;
 
-/// An engine failure as SynapRPC clients read it: the same text as over HTTP.
+/// An engine failure as SynapRPC clients read it: the same text as over HTTP, except a
+/// refusal, which starts `NOPERM forbidden:` (the prefix the SDKs read as an auth error, the
+/// code as on the other transports).
 fn engine_error(f: Failure) -> String {
-    wire_error(f)
+    match f {
+        Failure::Forbidden(d) => forbidden(&d),
+        f => wire_error(f),
+    }
+}
+
+/// A refusal's error text.
+fn forbidden(d: &crate::permissions::Denied) -> String {
+    format!("NOPERM forbidden: {d}")
 }
 
 /// A reply variant a command cannot produce.

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::conn::{MAX_SUBSCRIPTIONS, Session, text_arg};
 use super::value::{PUSH_ID, RpcResult as Wire, Value, encode_frame};
-use super::{Answer, RpcContext, engine_error, odd};
+use super::{Answer, engine_error, odd};
 use crate::handle::EngineHandle;
 
 /// Messages a subscription may hold between the engine and the connection's writer.
@@ -24,16 +24,16 @@ const SINK_CAPACITY: usize = 256;
 /// Runs `command` if it is a pub/sub command.
 pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Option<Answer> {
     Some(match command {
-        "PUBLISH" => publish(&s.ctx, args).await,
+        "PUBLISH" => publish(s, args).await,
         "SUBSCRIBE" => subscribe(s, args).await,
         "UNSUBSCRIBE" => unsubscribe(s, args).await,
-        "TOPICS" | "PSSTATS" => stats(&s.ctx, command == "TOPICS").await,
+        "TOPICS" | "PSSTATS" => stats(s, command == "TOPICS").await,
         _ => return None,
     })
 }
 
 /// `PUBLISH topic payload`: the payload is parsed as JSON, or kept as a JSON string.
-async fn publish(ctx: &RpcContext, args: &[Value]) -> Answer {
+async fn publish(ctx: &Session, args: &[Value]) -> Answer {
     let topic = text_arg(args, 0)?;
     if topic.is_empty() {
         return Err("Invalid value: Topic cannot be empty".into());
@@ -52,7 +52,7 @@ async fn publish(ctx: &RpcContext, args: &[Value]) -> Answer {
         message: Json::from_value(&json),
         headers: synap_core::Headers::default(),
     };
-    match ctx.engine.call(cmd).await.map_err(engine_error)? {
+    match ctx.call(cmd).await? {
         Reply::PubsubPublished {
             message_id,
             topic,
@@ -91,6 +91,9 @@ async fn subscribe(s: &Arc<Session>, args: &[Value]) -> Answer {
             "ERR too many subscriptions on this connection (limit {MAX_SUBSCRIPTIONS})"
         ));
     }
+    s.who()
+        .check_subscribe(&topics)
+        .map_err(|d| super::forbidden(&d))?;
     let (tx, rx) = mpsc::channel(SINK_CAPACITY);
     let id = s
         .ctx
@@ -153,7 +156,7 @@ async fn unsubscribe(s: &Session, args: &[Value]) -> Answer {
         subscriber_id: id.clone(),
         patterns: (!all).then_some(topics),
     };
-    let reply = s.ctx.engine.call(cmd).await.map_err(engine_error)?;
+    let reply = s.call(cmd).await?;
     if all {
         let mut subs = s.subs.lock().expect("subs lock");
         if let Some(i) = subs.iter().position(|(sid, _)| *sid == id) {
@@ -166,11 +169,10 @@ async fn unsubscribe(s: &Session, args: &[Value]) -> Answer {
     }
 }
 
-async fn stats(ctx: &RpcContext, topics_only: bool) -> Answer {
-    let st = match ctx.engine.call(Command::PubsubStats).await {
-        Ok(Reply::PubsubStats(st)) => st,
-        Ok(r) => return Err(odd(&r)),
-        Err(e) => return Err(engine_error(e)),
+async fn stats(ctx: &Session, topics_only: bool) -> Answer {
+    let st = match ctx.call(Command::PubsubStats).await? {
+        Reply::PubsubStats(st) => st,
+        r => return Err(odd(&r)),
     };
     if topics_only {
         return Ok(Value::Array(

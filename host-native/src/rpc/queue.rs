@@ -30,7 +30,7 @@ pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Opti
 }
 
 async fn call(s: &Session, cmd: Command) -> Result<Reply, String> {
-    s.ctx.engine.call(cmd).await.map_err(engine_error)
+    s.call(cmd).await
 }
 
 /// `QCREATE name [max_depth [ack_deadline_secs]]`: the options Python and TypeScript send as
@@ -214,6 +214,7 @@ pub(super) async fn start_consume(
         max_messages: 1,
         consumer_id: (!consumer.is_empty()).then(|| consumer.to_owned()),
     };
+    s.check(&cmd).map_err(|e| FrameWriter::err(id, &e))?;
     match s.ctx.engine.start_consume(cmd).await {
         Ok(consuming) => Ok(ConsumeWait {
             id,

@@ -87,6 +87,7 @@ async fn attach(s: &Arc<Session>, args: &[Value]) -> Answer {
         credit,
         lease_ms,
     };
+    s.check(&cmd)?;
     let (session_id, consumer_id) = s.ctx.engine.attach(cmd, sink).await.map_err(engine_error)?;
     let forwarder = tokio::spawn(forward(Arc::clone(s), session_id, pushes));
     s.streams
