@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::procs::Durability;
+use crate::procs::{Auth, Durability};
 
 /// Synap's load benchmark: starts its own servers on free loopback ports and runs scenarios
 /// A (4 producers publish), B (16 workers drain) and C (both at once) over every client path,
@@ -60,6 +60,12 @@ pub(crate) struct Cli {
     /// one per core].
     #[arg(long, value_name = "N")]
     pub(crate) server_threads: Option<usize>,
+    /// How Synap's clients authenticate, on every Synap path (REST, the queue WebSocket,
+    /// SynapRPC): `none`, `key` (the server's config holds one full-access API key, sent as
+    /// Bearer or `AUTH`) or `scoped` (one key limited to `queue:bench-*:*`, so every command
+    /// also passes the permission check). Peers run without auth either way.
+    #[arg(long, value_enum, default_value_t = Auth::None)]
+    pub(crate) auth: Auth,
 }
 
 /// A scenario to report.
@@ -87,6 +93,7 @@ pub(crate) struct Settings {
     pub(crate) limit: Duration,
     pub(crate) json: bool,
     pub(crate) server_threads: Option<usize>,
+    pub(crate) auth: Auth,
 }
 
 /// Synap's paths, in table order.
@@ -165,6 +172,7 @@ impl Cli {
             limit: Duration::from_secs_f64(self.timeout),
             json: self.json,
             server_threads: self.server_threads,
+            auth: self.auth,
         })
     }
 }
@@ -209,6 +217,23 @@ mod tests {
         assert_eq!(s.scenarios.len(), 4);
         assert_eq!((s.messages, s.runs, s.open_messages), (100_000, 3, 30_000));
         assert!(!s.peers);
+        assert_eq!(s.auth, Auth::None);
+    }
+
+    #[test]
+    fn auth_takes_none_key_or_scoped() {
+        assert_eq!(settings(&["--auth", "key"]).expect("key").auth, Auth::Key);
+        let s = settings(&[
+            "--quick",
+            "--path",
+            "rest",
+            "--scenario",
+            "C",
+            "--auth",
+            "scoped",
+        ]);
+        assert_eq!(s.expect("scoped").auth, Auth::Scoped);
+        assert!(settings(&["--auth", "password"]).is_err());
     }
 
     #[test]

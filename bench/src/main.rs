@@ -5,7 +5,7 @@
 //! ```text
 //! cargo build --release -p synap-server -p synap-bench
 //! target/release/synap-bench [--all] [--peers] [--quick] [--path ...] [--mode ...]
-//!     [--scenario A,B,C,open] [--runs 3] [--rate 10000] [--json]
+//!     [--scenario A,B,C,open] [--runs 3] [--rate 10000] [--auth none|key|scoped] [--json]
 //! ```
 //!
 //! Each measurement starts a fresh server (the release `synap-server` beside this binary,
@@ -39,7 +39,7 @@ use synap_client::{QueueConfig, SynapClient};
 
 use cli::{PEER_PATHS, Scenario, Settings};
 use harness::{Kind, Plan, Shared, Target};
-use procs::{Durability, Proc};
+use procs::{Auth, Durability, Proc};
 use report::{Measure, Row};
 
 /// What the progress line shows: the measurement's label and its counters.
@@ -71,6 +71,8 @@ struct Tools {
     synap: PathBuf,
     /// `synap-server --threads`, if given.
     synap_threads: Option<usize>,
+    /// How Synap's clients authenticate (`--auth`).
+    auth: Auth,
     beanstalkd: Option<PathBuf>,
     nats: Option<PathBuf>,
 }
@@ -136,6 +138,7 @@ async fn bench(s: &Settings) -> Result<(), String> {
     let tools = Tools {
         synap: procs::synap_binary()?,
         synap_threads: s.server_threads,
+        auth: s.auth,
         beanstalkd: procs::find_program("beanstalkd"),
         nats: procs::find_program("nats-server"),
     };
@@ -186,6 +189,7 @@ async fn bench(s: &Settings) -> Result<(), String> {
             "open_rate": s.rate,
             "open_messages": s.open_messages,
             "seconds": took.as_secs_f64(),
+            "auth": s.auth,
             "notes": notes,
             "rows": rows,
         });
@@ -204,6 +208,9 @@ async fn bench(s: &Settings) -> Result<(), String> {
     );
     if let Some(n) = s.server_threads {
         println!("synap-server runs with --threads {n}");
+    }
+    if s.auth != Auth::None {
+        println!("Synap auth: {}", s.auth.label());
     }
     println!(
         "{} messages of ~140 B JSON, {} producers, {} workers; median of {} run(s); took {:.0} s\n",
@@ -243,6 +250,8 @@ enum Server {
         proc: Proc,
         client: SynapClient,
         rpc: std::net::SocketAddr,
+        /// The key SynapRPC connections send with `AUTH`, if any.
+        key: Option<&'static str>,
     },
     Beanstalk {
         proc: Proc,
@@ -263,13 +272,17 @@ impl Server {
                     m if m == Durability::Interval.label() => Durability::Interval,
                     _ => Durability::Always,
                 };
-                let s = procs::start_synap(&tools.synap, mode, tools.synap_threads)?;
-                let client = SynapClient::new(&format!("http://{}", s.http))
+                let s = procs::start_synap(&tools.synap, mode, tools.synap_threads, tools.auth)?;
+                let mut client = SynapClient::new(&format!("http://{}", s.http))
                     .map_err(|e| format!("client: {e}"))?;
+                if let Some(key) = tools.auth.key() {
+                    client = client.with_api_key(key);
+                }
                 Ok(Self::Synap {
                     proc: s.proc,
                     client,
                     rpc: s.rpc,
+                    key: tools.auth.key(),
                 })
             }
             "beanstalkd" => {
@@ -302,7 +315,9 @@ impl Server {
     fn target(&self, path: &str) -> Arc<dyn Target> {
         use synap_http::{Http, SynapHttp};
         match self {
-            Self::Synap { client, rpc, .. } => match path {
+            Self::Synap {
+                client, rpc, key, ..
+            } => match path {
                 "rest" | "rest-batch" | "ws" => Arc::new(SynapHttp {
                     how: match path {
                         "rest" => Http::Rest,
@@ -314,6 +329,7 @@ impl Server {
                 _ => Arc::new(synap_rpc::SynapRpc {
                     addr: *rpc,
                     pipelined: path == "rpc-pipe",
+                    key: *key,
                 }),
             },
             Self::Beanstalk { addr, .. } => Arc::new(beanstalk::Beanstalk {

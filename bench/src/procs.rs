@@ -36,11 +36,11 @@ impl Drop for TempDir {
     }
 }
 
-/// A server process; dropping it stops that PID and removes its data directory.
+/// A server process; dropping it stops that PID and removes its directories (data, config).
 pub(crate) struct Proc {
     child: Child,
     name: &'static str,
-    _dir: Option<TempDir>,
+    _dirs: Vec<TempDir>,
 }
 
 impl Proc {
@@ -103,6 +103,64 @@ pub(crate) fn synap_binary() -> Result<PathBuf, String> {
     }
 }
 
+/// How the benchmark's clients authenticate to `synap-server` (`--auth`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum Auth {
+    /// No auth: the server has no key (the default).
+    None,
+    /// One API key with full access (a plain string in `server.api_keys`).
+    Key,
+    /// One API key limited to the benchmark's queues ([`SCOPED_PERMISSION`]), so every
+    /// command also goes through the permission check.
+    Scoped,
+}
+
+/// The scoped key's one permission: every action on the queues the benchmark names
+/// (`bench-<pid>-<run>-<tag>`, created by the benchmark itself, so `admin` is needed too).
+pub(crate) const SCOPED_PERMISSION: &str = "queue:bench-*:*";
+
+impl Auth {
+    /// The key the clients send (Bearer on HTTP, `AUTH` on SynapRPC), if any: random per
+    /// process, so no fixed secret is ever configured.
+    pub(crate) fn key(self) -> Option<&'static str> {
+        static KEY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        (self != Self::None).then(|| {
+            KEY.get_or_init(|| {
+                let nanos = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                format!("bench-key-{}-{nanos:x}", std::process::id())
+            })
+            .as_str()
+        })
+    }
+
+    /// The `--config` file for this mode, if any: the key as the only `server.api_keys`
+    /// entry.
+    pub(crate) fn config(self) -> Option<String> {
+        let key = self.key()?;
+        Some(match self {
+            Self::None => unreachable!("no key without auth"),
+            Self::Key => format!("server:\n  api_keys:\n    - \"{key}\"\n"),
+            Self::Scoped => format!(
+                "server:\n  api_keys:\n    - {{ name: bench, key: \"{key}\", permissions: [\"{SCOPED_PERMISSION}\"] }}\n"
+            ),
+        })
+    }
+
+    /// How the run is described in the report.
+    pub(crate) fn label(self) -> String {
+        match self {
+            Self::None => "no auth".into(),
+            Self::Key => "one API key with full access (Bearer / AUTH)".into(),
+            Self::Scoped => {
+                format!("one scoped API key, permissions [{SCOPED_PERMISSION}] (Bearer / AUTH)")
+            }
+        }
+    }
+}
+
 /// A running Synap server with its HTTP and SynapRPC addresses.
 pub(crate) struct Synap {
     pub(crate) proc: Proc,
@@ -110,12 +168,13 @@ pub(crate) struct Synap {
     pub(crate) rpc: SocketAddr,
 }
 
-/// Starts `synap-server` on free ports in `mode` (with `threads` worker threads, if given),
-/// and waits until it logs both addresses.
+/// Starts `synap-server` on free ports in `mode` (with `threads` worker threads, if given, and
+/// a config file holding the key of `auth`), and waits until it logs both addresses.
 pub(crate) fn start_synap(
     bin: &Path,
     mode: Durability,
     threads: Option<usize>,
+    auth: Auth,
 ) -> Result<Synap, String> {
     let dir = match mode {
         Durability::Memory => None,
@@ -123,6 +182,17 @@ pub(crate) fn start_synap(
     };
     let mut cmd = Command::new(bin);
     cmd.args(["--bind", "127.0.0.1:0", "--rpc-bind", "127.0.0.1:0"]);
+    // The config file lives in its own directory: the data directory is the server's.
+    let config_dir = match auth.config() {
+        None => None,
+        Some(yaml) => {
+            let d = TempDir::new("config")?;
+            let file = d.path().join("synap.yaml");
+            std::fs::write(&file, yaml).map_err(|e| format!("{}: {e}", file.display()))?;
+            cmd.arg("--config").arg(&file);
+            Some(d)
+        }
+    };
     if let Some(n) = threads {
         cmd.arg("--threads").arg(n.to_string());
     }
@@ -141,6 +211,7 @@ pub(crate) fn start_synap(
         (None, _) => unreachable!("durable modes have a directory"),
     }
     let mut child = cmd
+        .env_remove("SYNAP_API_KEY")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -152,7 +223,7 @@ pub(crate) fn start_synap(
     let proc = Proc {
         child,
         name: "synap-server",
-        _dir: dir,
+        _dirs: dir.into_iter().chain(config_dir).collect(),
     };
     let (tx, rx) = std::sync::mpsc::channel::<(bool, SocketAddr)>();
     // Keep draining the log so the server never blocks on a full pipe; pass on what is not
@@ -244,7 +315,7 @@ fn spawn_peer(
     let proc = Proc {
         child,
         name,
-        _dir: dir,
+        _dirs: dir.into_iter().collect(),
     };
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let until = Instant::now() + START_WAIT;
@@ -317,6 +388,59 @@ mod tests {
             Some(SocketAddr::from(([127, 0, 0, 1], 4001)))
         );
         assert_eq!(field("no address here", "addr="), None);
+    }
+
+    #[test]
+    fn auth_modes_give_their_config() {
+        assert_eq!(Auth::None.key(), None);
+        assert_eq!(Auth::None.config(), None);
+        let key = Auth::Key.key().expect("a key");
+        assert_eq!(Auth::Scoped.key(), Some(key), "one key per process");
+        let full = Auth::Key.config().expect("config");
+        assert!(full.contains(&format!("- \"{key}\"")), "{full}");
+        assert!(!full.contains("permissions"), "{full}");
+        let scoped = Auth::Scoped.config().expect("config");
+        assert!(
+            scoped.contains(&format!("permissions: [\"{SCOPED_PERMISSION}\"]")),
+            "{scoped}"
+        );
+    }
+
+    /// Starts the `synap-server` built beside this test binary (`target/debug` or
+    /// `target/release`) with a scoped key, when there is one, and checks the key is needed
+    /// and accepted on the benchmark's queues only.
+    #[test]
+    fn a_scoped_server_takes_the_key_on_bench_queues_only() {
+        let Some(bin) = std::env::current_exe()
+            .ok()
+            .and_then(|e| Some(e.parent()?.parent()?.join("synap-server")))
+            .filter(|b| b.is_file())
+        else {
+            eprintln!("synap-server is not built; skipped");
+            return;
+        };
+        let s = start_synap(&bin, Durability::Memory, Some(1), Auth::Scoped).expect("start");
+        let key = Auth::Scoped.key().expect("key");
+        let post = |path: &str, key: Option<&str>| -> u16 {
+            let auth = key.map(|k| format!("authorization: Bearer {k}\r\n"));
+            let req = format!(
+                "POST {path} HTTP/1.1\r\nhost: {}\r\n{}content-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}",
+                s.http,
+                auth.unwrap_or_default()
+            );
+            let mut tcp = TcpStream::connect(s.http).expect("connect");
+            std::io::Write::write_all(&mut tcp, req.as_bytes()).expect("write");
+            let mut answer = String::new();
+            std::io::Read::read_to_string(&mut tcp, &mut answer).expect("read");
+            answer
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(0)
+        };
+        assert_eq!(post("/queue/bench-1-0-c", None), 401);
+        assert_eq!(post("/queue/bench-1-0-c", Some(key)), 200);
+        assert_eq!(post("/queue/other", Some(key)), 403);
     }
 
     #[test]

@@ -26,38 +26,52 @@ const POLL: Duration = Duration::from_millis(250);
 pub(crate) struct SynapRpc {
     pub(crate) addr: SocketAddr,
     pub(crate) pipelined: bool,
+    /// Sent with `AUTH` as each connection's first frame, if any.
+    pub(crate) key: Option<&'static str>,
 }
 
 impl Target for SynapRpc {
     fn producer(&self, sh: Arc<Shared>, index: usize, quota: u64) -> Task {
-        let (addr, pipelined) = (self.addr, self.pipelined);
+        let (addr, pipelined, key) = (self.addr, self.pipelined, self.key);
         Box::pin(async move {
             if pipelined {
-                pipelined_producer(&sh, addr, index, quota).await?;
+                pipelined_producer(&sh, (addr, key), index, quota).await?;
             } else {
-                simple_producer(&sh, addr, index, quota).await?;
+                simple_producer(&sh, (addr, key), index, quota).await?;
             }
             Ok(hist())
         })
     }
 
     fn worker(&self, sh: Arc<Shared>, index: usize) -> Task {
-        let (addr, pipelined) = (self.addr, self.pipelined);
+        let (addr, pipelined, key) = (self.addr, self.pipelined, self.key);
         Box::pin(async move {
             if pipelined {
-                stream_worker(&sh, addr, index).await
+                stream_worker(&sh, (addr, key), index).await
             } else {
-                simple_worker(&sh, addr, index).await
+                simple_worker(&sh, (addr, key), index).await
             }
         })
     }
 }
 
-async fn connect(addr: SocketAddr) -> Result<TcpStream, String> {
-    let tcp = TcpStream::connect(addr)
+/// Where a connection goes: the server's address and the key to `AUTH` with, if any.
+type Dest = (SocketAddr, Option<&'static str>);
+
+/// Connects and, with a key, authenticates (`AUTH key`, answered before anything else is
+/// sent, so the connection's later ids may start at 1 again).
+async fn connect((addr, key): Dest) -> Result<TcpStream, String> {
+    let mut tcp = TcpStream::connect(addr)
         .await
         .map_err(ctx("SynapRPC connect"))?;
     tcp.set_nodelay(true).map_err(ctx("TCP_NODELAY"))?;
+    if let Some(key) = key {
+        let mut out = Vec::with_capacity(64);
+        put_request(&mut out, 1, "AUTH", &[V::Str(key.to_owned())]);
+        tcp.write_all(&out).await.map_err(ctx("AUTH"))?;
+        let (_, result) = InBuf::new().frame(&mut tcp).await?;
+        result.map_err(ctx("AUTH"))?;
+    }
     Ok(tcp)
 }
 
@@ -70,9 +84,9 @@ struct Conn {
 }
 
 impl Conn {
-    async fn open(addr: SocketAddr) -> Result<Self, String> {
+    async fn open(dest: Dest) -> Result<Self, String> {
         Ok(Self {
-            tcp: connect(addr).await?,
+            tcp: connect(dest).await?,
             inbuf: InBuf::new(),
             out: Vec::with_capacity(1024),
             next_id: 1,
@@ -94,13 +108,8 @@ impl Conn {
     }
 }
 
-async fn simple_producer(
-    sh: &Shared,
-    addr: SocketAddr,
-    index: usize,
-    quota: u64,
-) -> Result<(), String> {
-    let mut conn = Conn::open(addr).await?;
+async fn simple_producer(sh: &Shared, dest: Dest, index: usize, quota: u64) -> Result<(), String> {
+    let mut conn = Conn::open(dest).await?;
     let mut ticks = sh.ticker(index);
     for _ in 0..quota {
         if sh.late() {
@@ -116,8 +125,8 @@ async fn simple_producer(
     Ok(())
 }
 
-async fn simple_worker(sh: &Shared, addr: SocketAddr, w: usize) -> Result<Hist, String> {
-    let mut conn = Conn::open(addr).await?;
+async fn simple_worker(sh: &Shared, dest: Dest, w: usize) -> Result<Hist, String> {
+    let mut conn = Conn::open(dest).await?;
     let mut lat = hist();
     let (queue, consumer) = (V::Str(sh.queue.clone()), V::Str(format!("bench-w{w}")));
     while !sh.workers_done() {
@@ -155,11 +164,11 @@ impl Confirms for PublishConfirms {
 
 async fn pipelined_producer(
     sh: &Shared,
-    addr: SocketAddr,
+    dest: Dest,
     index: usize,
     quota: u64,
 ) -> Result<(), String> {
-    let (rd, wr) = connect(addr).await?.into_split();
+    let (rd, wr) = connect(dest).await?.into_split();
     let confirms = PublishConfirms {
         rd,
         inbuf: InBuf::new(),
@@ -186,8 +195,8 @@ fn delivery(v: &V) -> Result<Option<(String, u64)>, String> {
     }
 }
 
-async fn stream_worker(sh: &Shared, addr: SocketAddr, w: usize) -> Result<Hist, String> {
-    let mut tcp = connect(addr).await?;
+async fn stream_worker(sh: &Shared, dest: Dest, w: usize) -> Result<Hist, String> {
+    let mut tcp = connect(dest).await?;
     let mut inbuf = InBuf::new();
     let mut out = Vec::with_capacity(8 << 10);
     let queue = V::Str(sh.queue.clone());

@@ -1,4 +1,5 @@
-/** The live page's DLQ browser: one queue's dead letters, with retry and purge. */
+/** The live page's DLQ browser: one queue's dead letters, with retry and purge (which need the
+ * permission `queue:<name>:admin`; without it they are disabled and a note says so). */
 import type { DeadLetter, SynapClient } from 'synap-wasm/client';
 import { say } from '../app.js';
 import { errorText, fmtInt, h } from '../dom.js';
@@ -16,6 +17,9 @@ export class DlqBrowser {
   private readonly status: HTMLElement;
   private readonly range: HTMLElement;
   private readonly purge: HTMLButtonElement;
+  private readonly retrySelected: HTMLButtonElement;
+  private readonly retryAll: HTMLButtonElement;
+  private readonly access: HTMLElement;
   private readonly prev: HTMLButtonElement;
   private readonly next: HTMLButtonElement;
   private client: SynapClient | null = null;
@@ -23,12 +27,17 @@ export class DlqBrowser {
   private offset = 0;
   private total = 0;
   private armed = false;
+  /** Whether the caller may retry and purge (`queue:<name>:admin`). */
+  private admin = true;
 
   constructor(private readonly changed: () => void) {
     this.body = h('tbody');
     this.status = h('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
     this.range = h('span', { class: 'range' });
     this.purge = h('button', { type: 'button', id: 'dlq-purge', class: 'danger', onclick: () => void this.purgeClicked() }, 'Purge DLQ');
+    this.retrySelected = h('button', { type: 'button', id: 'dlq-retry', onclick: () => void this.retry(true) }, 'Retry selected');
+    this.retryAll = h('button', { type: 'button', id: 'dlq-retry-all', onclick: () => void this.retry(false) }, 'Retry all');
+    this.access = h('p', { class: 'hint', id: 'dlq-access', hidden: true });
     this.prev = h('button', { type: 'button', onclick: () => void this.page(-PAGE) }, 'Previous');
     this.next = h('button', { type: 'button', onclick: () => void this.page(PAGE) }, 'Next');
     const all = h('input', { type: 'checkbox', id: 'dlq-all', 'aria-label': 'Select every entry on this page' });
@@ -43,13 +52,14 @@ export class DlqBrowser {
         'div',
         { class: 'toolbar' },
         h('button', { type: 'button', id: 'dlq-refresh', onclick: () => void this.load() }, 'Refresh'),
-        h('button', { type: 'button', id: 'dlq-retry', onclick: () => void this.retry(true) }, 'Retry selected'),
-        h('button', { type: 'button', id: 'dlq-retry-all', onclick: () => void this.retry(false) }, 'Retry all'),
+        this.retrySelected,
+        this.retryAll,
         this.purge,
         this.prev,
         this.next,
         this.range,
       ),
+      this.access,
       this.status,
       h(
         'div',
@@ -65,12 +75,19 @@ export class DlqBrowser {
     );
   }
 
-  /** Shows `queue`'s DLQ (from its first page). */
-  async show(client: SynapClient, queue: string): Promise<void> {
+  /** Shows `queue`'s DLQ (from its first page); `admin`: whether the caller may retry and
+   * purge it. */
+  async show(client: SynapClient, queue: string, admin = true): Promise<void> {
     this.client = client;
     if (queue !== this.queue) this.offset = 0;
     this.queue = queue;
+    this.admin = admin;
     this.disarm();
+    this.retrySelected.disabled = !admin;
+    this.retryAll.disabled = !admin;
+    this.purge.disabled = !admin || this.total === 0;
+    this.access.hidden = admin;
+    this.access.textContent = admin ? '' : `Retry and purge need the permission queue:${queue}:admin, which this key does not have.`;
     await this.load();
   }
 
@@ -116,11 +133,11 @@ export class DlqBrowser {
     this.range.textContent = this.total === 0 ? '' : `${fmtInt(this.offset + 1)}–${fmtInt(last)} of ${fmtInt(this.total)}`;
     this.prev.disabled = this.offset === 0;
     this.next.disabled = last >= this.total;
-    this.purge.disabled = this.total === 0;
+    this.purge.disabled = !this.admin || this.total === 0;
   }
 
   private async retry(selected: boolean): Promise<void> {
-    if (!this.client) return;
+    if (!this.client || !this.admin) return;
     const ids = [...this.body.querySelectorAll<HTMLInputElement>('input[type=checkbox]:checked')].map((b) => b.value);
     if (selected && ids.length === 0) {
       say(this.status, 'Select the entries to retry first.', true);
@@ -143,7 +160,7 @@ export class DlqBrowser {
 
   /** Purging asks twice: the first press arms the button, the second purges. */
   private async purgeClicked(): Promise<void> {
-    if (!this.client) return;
+    if (!this.client || !this.admin) return;
     if (!this.armed) {
       this.armed = true;
       this.purge.textContent = `Confirm: delete ${fmtInt(this.total)} dead letters`;

@@ -2,6 +2,7 @@
 import type { SynapClient } from 'synap-wasm/client';
 import { say } from '../app.js';
 import { errorText, field, h } from '../dom.js';
+import { Access } from './live-access.js';
 
 /** An engine event as `/events` sends it (its SSE name and JSON). */
 export interface LiveEvent {
@@ -92,28 +93,47 @@ export class EventLog {
 export class KvLookup {
   readonly el: HTMLElement;
   private client: SynapClient | null = null;
+  private access = new Access(null);
   private readonly key: HTMLInputElement;
+  private readonly get: HTMLButtonElement;
+  private readonly note: HTMLElement;
   private readonly out: HTMLElement;
 
   constructor() {
     this.key = h('input', { id: 'kv-key', type: 'text', placeholder: 'video:42:status', autocomplete: 'off' });
+    this.get = h('button', { type: 'submit', id: 'kv-get' }, 'Get');
+    this.note = h('p', { class: 'hint', id: 'kv-access', hidden: true });
     this.out = h('div', { id: 'kv-result', role: 'status', 'aria-live': 'polite' });
+    this.key.addEventListener('input', () => this.check());
     this.el = h(
       'section',
       { class: 'panel', id: 'kv', 'aria-labelledby': 'kv-title' },
       h('h3', { id: 'kv-title' }, 'KV lookup'),
-      h('form', { class: 'toolbar', onsubmit: (e: Event) => { e.preventDefault(); void this.lookup(); } }, field('Key', this.key), h('button', { type: 'submit', id: 'kv-get' }, 'Get')),
+      h('form', { class: 'toolbar', onsubmit: (e: Event) => { e.preventDefault(); void this.lookup(); } }, field('Key', this.key), this.get),
+      this.note,
       this.out,
     );
   }
 
-  use(client: SynapClient): void {
+  /** Uses `client`; hidden when the caller may read no key, Get disabled for a key it may not read. */
+  use(client: SynapClient, access: Access): void {
     this.client = client;
+    this.access = access;
+    this.el.hidden = !access.canAny('kv', 'read');
+    this.check();
+  }
+
+  private check(): void {
+    const key = this.key.value;
+    const ok = key === '' || this.access.can('kv', 'read', key);
+    this.get.disabled = !ok;
+    this.note.hidden = ok;
+    this.note.textContent = ok ? '' : `Reading this key needs the permission ${Access.needs('kv', 'read', key)}.`;
   }
 
   private async lookup(): Promise<void> {
     const key = this.key.value;
-    if (!this.client || key === '') return;
+    if (!this.client || key === '' || !this.access.can('kv', 'read', key)) return;
     try {
       const r = await this.client.kv.get(key);
       if (!r.found) {
@@ -131,9 +151,12 @@ export class KvLookup {
 export class Publisher {
   readonly el: HTMLElement;
   private client: SynapClient | null = null;
+  private access = new Access(null);
   readonly queue: HTMLInputElement;
   private readonly message: HTMLTextAreaElement;
   private readonly priority: HTMLInputElement;
+  private readonly send: HTMLButtonElement;
+  private readonly note: HTMLElement;
   private readonly status: HTMLElement;
 
   constructor(private readonly published: (queue: string) => void) {
@@ -141,6 +164,9 @@ export class Publisher {
     this.message = h('textarea', { id: 'pub-message', rows: 3, class: 'json', spellcheck: 'false', value: '{"video_id": 1, "user_id": 7}' });
     this.priority = h('input', { id: 'pub-priority', type: 'number', min: 0, max: 9, step: '1', value: 5 });
     this.status = h('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
+    this.send = h('button', { type: 'submit', id: 'pub-send', class: 'primary' }, 'Publish');
+    this.note = h('p', { class: 'hint', id: 'pub-access', hidden: true });
+    this.queue.addEventListener('input', () => this.check());
     this.el = h(
       'section',
       { class: 'panel', id: 'publish', 'aria-labelledby': 'publish-title' },
@@ -151,18 +177,33 @@ export class Publisher {
         field('Queue', this.queue),
         field('Message (JSON)', this.message),
         field('Priority (0–9)', this.priority),
-        h('button', { type: 'submit', id: 'pub-send', class: 'primary' }, 'Publish'),
+        this.send,
       ),
+      this.note,
       this.status,
     );
   }
 
-  use(client: SynapClient): void {
+  /** Uses `client`; hidden when the caller may publish to no queue, Publish disabled for a
+   * queue it may not publish to. */
+  use(client: SynapClient, access: Access): void {
     this.client = client;
+    this.access = access;
+    this.el.hidden = !access.canAny('queue', 'publish');
+    this.check();
+  }
+
+  /** Enables Publish for a queue the caller may publish to (call after setting `queue`). */
+  check(): void {
+    const queue = this.queue.value.trim();
+    const ok = queue === '' || this.access.can('queue', 'publish', queue);
+    this.send.disabled = !ok;
+    this.note.hidden = ok;
+    this.note.textContent = ok ? '' : `Publishing to this queue needs the permission ${Access.needs('queue', 'publish', queue)}.`;
   }
 
   private async publish(): Promise<void> {
-    if (!this.client) return;
+    if (!this.client || !this.access.can('queue', 'publish', this.queue.value.trim())) return;
     let message: unknown;
     try {
       message = JSON.parse(this.message.value);

@@ -2,12 +2,15 @@
  * Live: connects to a Synap server (the one serving the page by default) with the TypeScript
  * client. Queue stats come from the stats route, refreshed when `/events` reports a change to
  * a queue and every few seconds; the selected queue gets charts over wall-clock time, a DLQ
- * browser, and beside them the event stream, KV lookup and a test publish.
+ * browser, and beside them the event stream, KV lookup and a test publish. On connecting it
+ * reads `GET /auth/me` and shows the caller's name; controls its permissions do not allow are
+ * disabled (with a note naming the permission) or, when it may use them nowhere, hidden.
  */
 import { SynapClient, type QueueStats } from 'synap-wasm/client';
 import { type App, type View, say } from '../app.js';
 import { Chart, destroyCharts } from '../charts.js';
-import { errorText, field, fmtInt, fmtMs, h } from '../dom.js';
+import { errorText, field, fill, fmtInt, fmtMs, h } from '../dom.js';
+import { Access, whoAmI } from './live-access.js';
 import { DlqBrowser } from './live-dlq.js';
 import { EventLog, KvLookup, type LiveEvent, Publisher } from './live-tools.js';
 
@@ -34,6 +37,9 @@ export class LiveView implements View {
   private readonly key: HTMLInputElement;
   private readonly status: HTMLElement;
   private readonly streamState: HTMLElement;
+  private readonly who: HTMLElement;
+  private readonly purgeQueue: HTMLButtonElement;
+  private readonly queueStatus: HTMLElement;
   private readonly rows: HTMLTableSectionElement;
   private readonly names: HTMLDataListElement;
   private readonly detail: HTMLElement;
@@ -44,6 +50,8 @@ export class LiveView implements View {
   private readonly kv = new KvLookup();
   private readonly publisher = new Publisher((q) => void this.refreshAll(q));
   private client: SynapClient | null = null;
+  private access = new Access(null);
+  private purgeArmed = false;
   private source: EventSource | null = null;
   private stats = new Map<string, QueueStats>();
   private history = new Map<string, Point[]>();
@@ -58,11 +66,21 @@ export class LiveView implements View {
     this.key = h('input', { id: 'live-key', type: 'password', autocomplete: 'off', placeholder: 'only when auth is on' });
     this.status = h('p', { class: 'status', id: 'live-status', role: 'status', 'aria-live': 'polite' });
     this.streamState = h('span', { class: 'badge', id: 'live-stream' }, 'disconnected');
+    this.who = h('p', { class: 'hint', id: 'live-who', hidden: true });
+    this.purgeQueue = h('button', { type: 'button', id: 'queue-purge', class: 'danger', onclick: () => void this.purgeClicked() }, 'Purge queue');
+    this.queueStatus = h('p', { class: 'status', id: 'queue-status', role: 'status', 'aria-live': 'polite' });
     this.rows = h('tbody', { id: 'queue-rows' });
     this.names = h('datalist', { id: 'queue-names' });
     this.detailTitle = h('h3', { id: 'detail-title' });
     this.chartBox = h('div', { class: 'chart-grid' });
-    this.detail = h('section', { class: 'panel', id: 'queue-detail', 'aria-labelledby': 'detail-title', hidden: true }, this.detailTitle, this.chartBox);
+    this.detail = h(
+      'section',
+      { class: 'panel', id: 'queue-detail', 'aria-labelledby': 'detail-title', hidden: true },
+      this.detailTitle,
+      h('div', { class: 'toolbar' }, this.purgeQueue),
+      this.queueStatus,
+      this.chartBox,
+    );
     const form = h(
       'form',
       { class: 'toolbar', onsubmit: (e: Event) => { e.preventDefault(); void this.connect(); } },
@@ -78,6 +96,7 @@ export class LiveView implements View {
       h('h2', {}, 'Live dashboard'),
       form,
       this.status,
+      this.who,
       this.names,
       h(
         'section',
@@ -115,9 +134,11 @@ export class LiveView implements View {
   private async connect(): Promise<void> {
     this.disconnect();
     let client: SynapClient;
+    let access: Access;
     try {
       client = new SynapClient({ url: this.url.value.trim(), apiKey: this.key.value || undefined });
       await client.queue.list();
+      access = new Access(await whoAmI(client.url, this.key.value || undefined));
     } catch (e) {
       const text = errorText(e);
       say(this.status, /unauthorized|credentials/i.test(text) ? `${text}. Enter an API key.` : `Cannot reach the server: ${text}`, true);
@@ -126,14 +147,33 @@ export class LiveView implements View {
       return;
     }
     this.client = client;
+    this.access = access;
     sessionStorage.setItem(SESSION_KEY, JSON.stringify({ url: this.url.value.trim(), key: this.key.value }));
-    this.kv.use(client);
-    this.publisher.use(client);
+    this.showWho();
+    this.kv.use(client, access);
+    this.publisher.use(client, access);
     say(this.status, `Connected to ${client.url}.`);
     this.el.dataset.state = 'connected';
     this.openStream(client);
     await this.refreshAll();
     this.poll = window.setInterval(() => void this.refreshAll(), POLL_MS);
+  }
+
+  /** Names the caller and what it may do (`GET /auth/me`). */
+  private showWho(): void {
+    const me = this.access.me;
+    this.who.hidden = false;
+    if (me === null) {
+      this.who.textContent = 'This server does not say who the key is (no /auth/me): every control is shown.';
+    } else if (!me.authEnabled) {
+      this.who.textContent = 'The server has auth off: full access.';
+    } else if (me.fullAccess) {
+      fill(this.who, 'Signed in as ', h('strong', { id: 'live-who-name' }, me.name), ' with full access.');
+    } else {
+      const list = me.permissions.length === 0 ? 'no permissions' : `the permissions ${me.permissions.join(', ')}`;
+      fill(this.who, 'Signed in as ', h('strong', { id: 'live-who-name' }, me.name), ` with ${list}; controls it may not use are disabled or hidden.`);
+    }
+    this.el.dataset.access = me === null || me.fullAccess ? 'full' : 'scoped';
   }
 
   private disconnect(): void {
@@ -176,8 +216,10 @@ export class LiveView implements View {
     const client = this.client;
     if (!client) return;
     try {
-      const names = (await client.queue.list()).slice(0, MAX_QUEUES);
-      if (also && !names.includes(also)) names.push(also);
+      // Stats need `queue:<name>:read`: queues listed for another permission are left out
+      // rather than asked for (and refused) every few seconds.
+      const names = (await client.queue.list()).filter((n) => this.access.can('queue', 'read', n)).slice(0, MAX_QUEUES);
+      if (also && !names.includes(also) && this.access.can('queue', 'read', also)) names.push(also);
       for (const gone of [...this.stats.keys()].filter((n) => !names.includes(n))) this.stats.delete(gone);
       await Promise.all(names.map((n) => this.refresh(n, false)));
       this.renderRows();
@@ -188,7 +230,7 @@ export class LiveView implements View {
 
   private async refresh(queue: string, render = true): Promise<void> {
     const client = this.client;
-    if (!client || !queue) return;
+    if (!client || !queue || !this.access.can('queue', 'read', queue)) return;
     try {
       const s = await client.queue.stats(queue);
       this.stats.set(queue, s);
@@ -236,6 +278,11 @@ export class LiveView implements View {
   private async select(queue: string): Promise<void> {
     this.selected = queue;
     this.publisher.queue.value = queue;
+    this.publisher.check();
+    const admin = this.access.can('queue', 'admin', queue);
+    this.disarmPurge();
+    this.purgeQueue.disabled = !admin;
+    say(this.queueStatus, admin ? '' : `Purging needs the permission ${Access.needs('queue', 'admin', queue)}, which this key does not have.`);
     this.detail.hidden = false;
     this.dlq.el.hidden = false;
     this.detailTitle.textContent = `Queue ${queue}`;
@@ -255,7 +302,33 @@ export class LiveView implements View {
     for (const c of this.charts) c.mount();
     this.renderRows();
     this.updateCharts();
-    if (this.client) await this.dlq.show(this.client, queue);
+    if (this.client) await this.dlq.show(this.client, queue, admin);
+  }
+
+  private disarmPurge(): void {
+    this.purgeArmed = false;
+    this.purgeQueue.textContent = 'Purge queue';
+  }
+
+  /** Purging the selected queue (its ready and delayed messages) asks twice, as the DLQ's. */
+  private async purgeClicked(): Promise<void> {
+    const client = this.client;
+    const queue = this.selected;
+    if (!client || !queue || !this.access.can('queue', 'admin', queue)) return;
+    if (!this.purgeArmed) {
+      this.purgeArmed = true;
+      this.purgeQueue.textContent = `Confirm: delete the waiting messages of ${queue}`;
+      say(this.queueStatus, 'Press again to delete every ready and delayed message of this queue (in-flight ones stay).');
+      return;
+    }
+    this.disarmPurge();
+    try {
+      const n = await client.queue.purge(queue);
+      say(this.queueStatus, `${fmtInt(n)} message${n === 1 ? '' : 's'} deleted from ${queue}.`);
+      await this.refresh(queue);
+    } catch (e) {
+      say(this.queueStatus, errorText(e), true);
+    }
   }
 
   private updateCharts(): void {
