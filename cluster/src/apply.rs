@@ -5,12 +5,16 @@ use raft::eraftpb::{Entry, EntryType};
 use synap_core::{Command, Error, Reply};
 
 use crate::entry::{EntryData, Payload};
-use crate::node::{Answer, Applied, Node, TurnResult};
+use crate::node::{Answer, Applied, AppliedKind, EntryEvent, Node, TurnResult};
 
 impl Node {
-    /// Applies committed entries in order; then tells raft-rs how far it got.
+    /// Applies committed entries in order; then tells raft-rs how far it got. A committed
+    /// entry that does not decode stops the node ([`Node::halted`]).
     pub(crate) fn apply_entries(&mut self, entries: Vec<Entry>) {
         for e in entries {
+            if self.halted.is_some() {
+                return;
+            }
             if e.index <= self.applied {
                 continue;
             }
@@ -19,17 +23,19 @@ impl Node {
                 self.applied + 1,
                 "entries apply in order without gaps"
             );
-            self.apply_entry(&e);
+            if let Err(err) = self.apply_entry(&e) {
+                self.halt(format!("committed entry {} is corrupt: {err}", e.index));
+                return;
+            }
             self.applied = e.index;
         }
         self.sync_raft_applied();
     }
 
-    fn apply_entry(&mut self, e: &Entry) {
+    fn apply_entry(&mut self, e: &Entry) -> Result<(), String> {
         let index = e.index;
         let data = if e.get_entry_type() == EntryType::EntryNormal {
-            EntryData::decode(&e.data)
-                .unwrap_or_else(|err| panic!("committed entry {index} is corrupt: {err}"))
+            EntryData::decode(&e.data)?
         } else {
             None
         };
@@ -58,10 +64,12 @@ impl Node {
                 term: e.term,
                 hash: xxhash_rust::xxh3::xxh3_64(&e.data),
                 digest,
-                snapshot: false,
+                kind: AppliedKind::Entry,
                 now,
+                replayed: index <= self.replay_through,
             });
         }
+        Ok(())
     }
 
     /// Runs one payload on the engine; the replies of a turn's commands.
@@ -90,8 +98,13 @@ impl Node {
     }
 
     fn drain_events(&mut self, index: u64) {
-        while let Some(ev) = self.engine.poll_event() {
-            self.events.push_back((index, ev));
+        let replayed = index <= self.replay_through;
+        while let Some(event) = self.engine.poll_event() {
+            self.events.push_back(EntryEvent {
+                index,
+                event,
+                replayed,
+            });
         }
     }
 }

@@ -21,8 +21,10 @@
 //! hands back at start. The host's loop (the swarm in `tests/src/cluster_swarm/` is one):
 //!
 //! 1. Inputs, each with the host's `now`: [`Node::tick`] when [`Node::poll_timeout`] is due,
-//!    [`Node::step`] for every Raft message received, [`Node::propose`] for a turn of client
-//!    commands (refused with [`Refused::NotLeader`] and the leader's id on a follower).
+//!    [`Node::step`] for every Raft message received (only the types peers send, see
+//!    [`from_peer`]), [`Node::propose`] for a turn of client commands (refused with
+//!    [`Refused::NotLeader`] and the leader's id on a follower, [`Refused::Busy`] on a leader
+//!    that cannot take proposals right now).
 //! 2. After each input drain the outputs:
 //!    - [`Node::poll_message`]: send to the peer named by `to`. Messages that must wait for
 //!      persistence (a follower's votes and append answers) are only released here after
@@ -38,7 +40,11 @@
 //!    - [`Node::poll_event`]: engine events from applied entries (long-poll deliveries,
 //!      session pushes, observability), the same on every replica.
 //! 3. On restart, build the node again from what was stored ([`Recovered`]): it installs the
-//!    snapshot's engine and applies the committed entries after it again.
+//!    snapshot's engine and applies the committed entries after it again; their events come
+//!    tagged [`EntryEvent::replayed`] and must not be delivered again.
+//! 4. [`Node::halted`]: a node that met state it cannot go on from (a snapshot from the
+//!    leader that does not decode) stops and says why; the host reports it and takes the
+//!    node down.
 //!
 //! Reads go through the log (a read command is proposed like a mutation and answered after
 //! commit and apply), so a deposed or partitioned leader never answers from stale state.
@@ -57,7 +63,10 @@ pub mod storage;
 #[cfg(test)]
 mod tests;
 
-pub use node::{Answer, Applied, Node, NodeConfig, ProposalId, Refused, TurnResult};
+pub use node::{
+    Answer, Applied, AppliedKind, EntryEvent, Node, NodeConfig, ProposalId, Refused, TurnResult,
+    from_peer,
+};
 pub use raft::StateRole;
 pub use raft::eraftpb::{Entry, HardState, Message, MessageType, Snapshot};
 pub use storage::{MemDisk, Persist, Recovered, SnapshotKind};

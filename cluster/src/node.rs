@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use raft::eraftpb::Message;
-use raft::{RawNode, SnapshotStatus, StateRole};
+use raft::eraftpb::{Message, MessageType};
+use raft::{RawNode, SnapshotStatus, StateRole, Storage};
 use synap_core::{Command, Engine, EngineConfig, Error, Event, Millis, Reply, Rng};
 
 use crate::entry::{EntryData, Origin, Payload, encode_turn};
@@ -81,6 +81,16 @@ pub enum Refused {
         /// The leader this node knows of.
         leader: Option<u64>,
     },
+    /// This node leads but Raft dropped the proposal (a leadership transfer is in progress).
+    /// Nothing was done: resend it shortly, to this node or to the leader it then names.
+    #[error("the leader is busy (leadership transfer); retry shortly")]
+    Busy,
+    /// The node stopped on an unrecoverable error (see [`Node::halted`]). Nothing was done.
+    #[error("the node stopped: {reason}")]
+    Stopped {
+        /// Why it stopped.
+        reason: String,
+    },
 }
 
 /// A proposal's committed and applied turn.
@@ -104,21 +114,54 @@ pub struct Answer {
     pub outcome: Result<TurnResult, Refused>,
 }
 
-/// One entry (or installed snapshot) applied to the engine, when `observe_applied` is on.
+/// What an [`Applied`] record is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AppliedKind {
+    /// A committed entry applied to the engine.
+    Entry,
+    /// A snapshot installed from the leader (the indexes up to it were skipped).
+    Installed,
+    /// A snapshot this node made of its engine at `index` (its log was compacted there).
+    /// Nothing was applied: the record carries the engine's digest at that index.
+    Compacted,
+}
+
+/// One entry applied to the engine, snapshot installed or snapshot made, when
+/// `observe_applied` is on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Applied {
     /// Log index.
     pub index: u64,
-    /// The entry's term.
+    /// The entry's term (the snapshot's for a snapshot).
     pub term: u64,
-    /// xxh3 of the entry's data (of the snapshot's data for an installed snapshot).
+    /// xxh3 of the entry's data (of the snapshot's data for a snapshot).
     pub hash: u64,
-    /// The engine's `state_digest` after it, every `digest_every` indexes and at snapshots.
+    /// The engine's `state_digest` after it: every `digest_every` indexes, and always for
+    /// snapshots (installed or made).
     pub digest: Option<u64>,
-    /// True for a snapshot installed from the leader (the indexes up to it were skipped).
-    pub snapshot: bool,
+    /// Entry, installed snapshot or snapshot made.
+    pub kind: AppliedKind,
     /// The entry's `now` (none for raft-rs's empty entries and for snapshots).
     pub now: Option<Millis>,
+    /// The index is at or below the commit index the node recovered at start: this node
+    /// applied it before its restart too (see [`EntryEvent::replayed`]).
+    pub replayed: bool,
+}
+
+/// An engine event, from the entry applied at `index`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntryEvent {
+    /// The index of the entry that produced it.
+    pub index: u64,
+    /// The event.
+    pub event: Event,
+    /// Produced again while a restarted node re-applied its committed log: `index` is at or
+    /// below the commit index it recovered ([`Recovered`]'s hard state, raised to the
+    /// snapshot's index). The node produced (and handed out) this event before its restart,
+    /// so a host must not deliver it again. Events of entries applied before the crash whose
+    /// commit index was not yet stored come again untagged; they name waiters and sessions
+    /// of the previous process, which a restarted host does not hold.
+    pub replayed: bool,
 }
 
 /// A proposal waiting for its entry.
@@ -128,7 +171,15 @@ pub(crate) struct Pending {
     pub(crate) term: u64,
 }
 
-/// Most Raft ticks one call runs (a host that slept long does not spin).
+/// Most Raft ticks one call runs (a host that slept long does not spin); the ticks beyond it
+/// are dropped, not owed.
+///
+/// After a stall (the host paused for many tick lengths) the ticks still run back to back in
+/// one call, with no message handled in between. That burst is longer than any election
+/// timeout (`election_ticks` to twice that), so a follower campaigns (pre-vote) at once, and
+/// a leader's check-quorum finds no peer heard from since its last check and steps down. A
+/// node resuming from a stall thus behaves like one that was cut off: pre-vote keeps it from
+/// deposing a healthy leader, and a deposed leader's proposals are answered `Lost`.
 const MAX_TICKS_PER_CALL: usize = 64;
 
 /// A replica: Raft consensus (tikv's raft-rs) over a log of engine turns, and the engine those
@@ -141,6 +192,13 @@ pub struct Node {
     /// The latest host time seen.
     pub(crate) clock: Millis,
     pub(crate) next_tick_at: Millis,
+    /// A failed `Tick` proposal is tried again no sooner than this (the next Raft tick), and
+    /// `poll_timeout` offers no engine deadline before it.
+    pub(crate) tick_retry_at: Millis,
+    /// Set when the node stopped on an unrecoverable error; every input is then refused.
+    pub(crate) halted: Option<String>,
+    /// The commit index recovered at start: entries up to it are applied again (replayed).
+    pub(crate) replay_through: u64,
     /// The highest `now` of any entry in the log or stamped by this node.
     pub(crate) max_now: Millis,
     /// Term and role last seen, to catch changes.
@@ -161,13 +219,16 @@ pub struct Node {
     pub(crate) held: VecDeque<(u64, Vec<Message>)>,
     pub(crate) persist: VecDeque<Persist>,
     pub(crate) answers: VecDeque<Answer>,
-    pub(crate) events: VecDeque<(u64, Event)>,
+    pub(crate) events: VecDeque<EntryEvent>,
     pub(crate) applied_log: VecDeque<Applied>,
 }
 
 impl Node {
     /// A node built from what its host stored (`Recovered::default()` for a new cluster), at
-    /// host time `now`. Committed entries after the stored snapshot are applied again at once.
+    /// host time `now`. Committed entries after the stored snapshot are applied again at once;
+    /// their events and applied records are tagged `replayed`.
+    ///
+    /// Errors: a stored snapshot or entry does not decode, or raft-rs refuses the state.
     pub fn new(cfg: NodeConfig, recovered: Recovered, now: Millis) -> Result<Self, String> {
         let snap_index = recovered
             .snapshot
@@ -184,6 +245,11 @@ impl Node {
             }
         }
         let store = LogStore::new(recovered, &cfg.voters);
+        let replay_through = store
+            .initial_state()
+            .map_err(|e| e.to_string())?
+            .hard_state
+            .commit;
         let raft_cfg = raft::Config {
             id: cfg.id,
             election_tick: cfg.election_ticks,
@@ -201,6 +267,9 @@ impl Node {
             rng: Rng::new(cfg.jitter_seed ^ 0x5EED_CAFE_F00D_D00D),
             clock: now,
             next_tick_at: now.add_ms(cfg.tick_ms),
+            tick_retry_at: Millis::ZERO,
+            halted: None,
+            replay_through,
             max_now,
             term: raw.raft.term,
             role: raw.raft.state,
@@ -223,7 +292,10 @@ impl Node {
         // raft-rs drew the first election timeout from an unseeded RNG: draw it again.
         node.rejitter();
         node.after_input();
-        Ok(node)
+        match node.halted {
+            Some(reason) => Err(reason),
+            None => Ok(node),
+        }
     }
 
     // ---- inputs -------------------------------------------------------------------------
@@ -232,6 +304,9 @@ impl Node {
     /// `Tick` entry when an engine timer is due. Call it at (or after) `poll_timeout()`.
     pub fn tick(&mut self, now: Millis) {
         self.observe_clock(now);
+        if self.halted.is_some() {
+            return;
+        }
         let mut ticks = 0;
         while self.clock >= self.next_tick_at && ticks < MAX_TICKS_PER_CALL {
             self.raw.tick();
@@ -245,10 +320,25 @@ impl Node {
         self.after_input();
     }
 
-    /// A Raft message from a peer. Errors (a message from an unknown peer, a local message
-    /// type) change nothing.
+    /// A Raft message from a peer. Errors change nothing: a message for another node, one
+    /// from an unknown peer, or of a type peers do not send (see [`from_peer`]: proposals,
+    /// leadership transfers and raft-rs's local messages are refused, so a peer cannot inject
+    /// entries or move leadership), or the node stopped.
     pub fn step(&mut self, now: Millis, msg: Message) -> Result<(), String> {
         self.observe_clock(now);
+        if let Some(reason) = &self.halted {
+            return Err(format!("the node stopped: {reason}"));
+        }
+        if msg.to != self.cfg.id {
+            return Err(format!(
+                "a message for node {}, this is {}",
+                msg.to, self.cfg.id
+            ));
+        }
+        let kind = msg.get_msg_type();
+        if !from_peer(kind) {
+            return Err(format!("{kind:?} is not a message peers send"));
+        }
         let result = self.raw.step(msg).map_err(|e| e.to_string());
         self.after_input();
         result
@@ -259,6 +349,11 @@ impl Node {
     /// leader accepts; reads go through the log too, so every answer is linearizable.
     pub fn propose(&mut self, now: Millis, commands: &[Command]) -> Result<ProposalId, Refused> {
         self.observe_clock(now);
+        if let Some(reason) = &self.halted {
+            return Err(Refused::Stopped {
+                reason: reason.clone(),
+            });
+        }
         if self.raw.raft.state != StateRole::Leader {
             return Err(Refused::NotLeader {
                 leader: self.leader(),
@@ -272,9 +367,9 @@ impl Node {
         let stamp = self.stamp();
         let data = encode_turn(Some(origin), stamp, commands);
         if self.raw.propose(Vec::new(), data).is_err() {
-            return Err(Refused::NotLeader {
-                leader: self.leader(),
-            });
+            // Still the leader, but raft-rs dropped it (a leadership transfer is under way).
+            // Naming this node as the leader would send the client straight back here.
+            return Err(Refused::Busy);
         }
         self.next_seq += 1;
         self.max_now = stamp;
@@ -291,6 +386,9 @@ impl Node {
     /// messages that waited for it and let Raft count the entries as persisted.
     pub fn on_persisted(&mut self, now: Millis, number: u64) {
         self.observe_clock(now);
+        if self.halted.is_some() {
+            return;
+        }
         while self.unconfirmed.front().is_some_and(|&n| n <= number) {
             self.unconfirmed.pop_front();
         }
@@ -301,6 +399,9 @@ impl Node {
     /// The transport delivered (`ok`) or failed to deliver a snapshot message to `to`.
     pub fn report_snapshot(&mut self, now: Millis, to: u64, ok: bool) {
         self.observe_clock(now);
+        if self.halted.is_some() {
+            return;
+        }
         let status = if ok {
             SnapshotStatus::Finish
         } else {
@@ -313,6 +414,9 @@ impl Node {
     /// The transport could not reach `to`.
     pub fn report_unreachable(&mut self, now: Millis, to: u64) {
         self.observe_clock(now);
+        if self.halted.is_some() {
+            return;
+        }
         self.raw.report_unreachable(to);
         self.after_input();
     }
@@ -336,8 +440,9 @@ impl Node {
     }
 
     /// The next engine event, with the index of the entry that produced it. Every replica
-    /// produces the same events; a host routes those for connections it holds.
-    pub fn poll_event(&mut self) -> Option<(u64, Event)> {
+    /// produces the same events; a host routes those for connections it holds, and skips the
+    /// ones tagged [`EntryEvent::replayed`] (re-applied after a restart).
+    pub fn poll_event(&mut self) -> Option<EntryEvent> {
         self.events.pop_front()
     }
 
@@ -347,13 +452,18 @@ impl Node {
     }
 
     /// When to call [`Node::tick`] next: the next Raft tick, or sooner on a leader with an
-    /// engine timer due.
+    /// engine timer due. Never in the past for long: after a `Tick` proposal raft-rs dropped
+    /// (a leadership transfer), the engine's deadline waits for the next Raft tick. A stopped
+    /// node ([`Node::halted`]) has nothing to do (`Millis(u64::MAX)`).
     #[must_use]
     pub fn poll_timeout(&self) -> Millis {
+        if self.halted.is_some() {
+            return Millis(u64::MAX);
+        }
         let mut at = self.next_tick_at;
         if self.is_leader() && self.tick_in_flight.is_none() {
             if let Some(deadline) = self.engine.poll_timeout() {
-                at = at.min(deadline);
+                at = at.min(deadline.max(self.tick_retry_at));
             }
         }
         at
@@ -421,6 +531,18 @@ impl Node {
         self.raw.store().snapshot_ref().get_metadata().index
     }
 
+    /// Why the node stopped, if it did: state it cannot go on from. Every input is refused
+    /// from then on (`poll_timeout` is `Millis(u64::MAX)`); the host should report the reason
+    /// and take the node down. Causes:
+    /// - a snapshot from the leader whose data does not decode (another snapshot version):
+    ///   it is not handed out to persist, so a restart from the disk asks the leader again;
+    /// - a committed entry that does not decode: it is stored already, so a restart fails
+    ///   with the same error from [`Node::new`] (never a panic).
+    #[must_use]
+    pub fn halted(&self) -> Option<&str> {
+        self.halted.as_deref()
+    }
+
     /// Proposals waiting for their entry.
     #[must_use]
     pub fn pending_proposals(&self) -> usize {
@@ -443,13 +565,16 @@ impl Node {
     /// due `Tick`.
     fn after_input(&mut self) {
         self.settle();
-        if self.maybe_propose_tick() {
+        if self.halted.is_none() && self.maybe_propose_tick() {
             self.settle();
         }
     }
 
     fn settle(&mut self) {
         loop {
+            if self.halted.is_some() {
+                return;
+            }
             self.observe_role();
             if !self.raw.has_ready() {
                 break;
@@ -457,6 +582,19 @@ impl Node {
             self.handle_ready();
         }
         self.report_applied();
+    }
+
+    /// Stops the node: raft-rs is left mid-ready and never driven again. Proposals waiting
+    /// are answered `Lost` (the cluster may still commit them).
+    pub(crate) fn halt(&mut self, reason: String) {
+        for (seq, _) in std::mem::take(&mut self.pending) {
+            self.answers.push_back(Answer {
+                proposal: ProposalId(seq),
+                outcome: Err(Refused::Lost { leader: None }),
+            });
+        }
+        self.tick_in_flight = None;
+        self.halted = Some(reason);
     }
 
     /// Draws the randomized election timeout from the node's seeded PRNG, replacing the one
@@ -510,7 +648,7 @@ impl Node {
     /// A leader whose engine has a timer due by its stamp proposes one `Tick` entry (one at
     /// a time).
     fn maybe_propose_tick(&mut self) -> bool {
-        if !self.is_leader() || self.tick_in_flight.is_some() {
+        if !self.is_leader() || self.tick_in_flight.is_some() || self.clock < self.tick_retry_at {
             return false;
         }
         let stamp = self.stamp();
@@ -522,6 +660,9 @@ impl Node {
             payload: Payload::Tick { now: stamp },
         };
         if self.raw.propose(Vec::new(), data.encode()).is_err() {
+            // Dropped (a leadership transfer is under way): try again at the next Raft tick,
+            // and keep `poll_timeout` from offering the deadline already past meanwhile.
+            self.tick_retry_at = self.next_tick_at;
             return false;
         }
         self.max_now = stamp;
@@ -534,6 +675,28 @@ impl Node {
     }
 }
 
+/// Whether a message of type `t` is one a peer sends. raft-rs's `RawNode::step` refuses only
+/// its local types (`MsgHup`, `MsgBeat`, ...); it would take a `MsgPropose` from the wire
+/// (entries the host never proposed) and a `MsgTransferLeader` (moving leadership). This node
+/// proposes only on the leader and never transfers leadership, so its peers send none of
+/// those, nor `MsgTimeoutNow` (sent only during a transfer) or read-index messages (reads go
+/// through the log).
+#[must_use]
+pub fn from_peer(t: MessageType) -> bool {
+    matches!(
+        t,
+        MessageType::MsgAppend
+            | MessageType::MsgAppendResponse
+            | MessageType::MsgRequestVote
+            | MessageType::MsgRequestVoteResponse
+            | MessageType::MsgRequestPreVote
+            | MessageType::MsgRequestPreVoteResponse
+            | MessageType::MsgSnapshot
+            | MessageType::MsgHeartbeat
+            | MessageType::MsgHeartbeatResponse
+    )
+}
+
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node")
@@ -542,6 +705,7 @@ impl std::fmt::Debug for Node {
             .field("term", &self.raw.raft.term)
             .field("applied", &self.applied)
             .field("commit", &self.commit_index())
+            .field("halted", &self.halted)
             .finish_non_exhaustive()
     }
 }

@@ -5,7 +5,9 @@ use raft::Storage;
 use raft::eraftpb::{Entry, Snapshot};
 
 use crate::entry::{EntryData, Origin};
-use crate::node::{Answer, Applied, Node, ProposalId, Refused};
+use synap_core::Engine;
+
+use crate::node::{Answer, Applied, AppliedKind, Node, ProposalId, Refused};
 use crate::snapshot;
 use crate::storage::{Persist, SnapshotKind};
 
@@ -14,18 +16,37 @@ impl Node {
     /// install a snapshot, write entries and hard state to the in-memory log and hand them
     /// to the host, hold a follower's messages until that is persisted, advance, then apply
     /// the committed entries.
+    ///
+    /// A snapshot whose data does not decode stops the node ([`Node::halted`]) before
+    /// anything of this ready is sent or handed out to persist: the bad snapshot never
+    /// reaches the disk, so a restart does not meet it again (it asks the leader anew).
     pub(crate) fn handle_ready(&mut self) {
         let mut rd = self.raw.ready();
         let number = rd.number();
+        let received = if rd.snapshot().is_empty() {
+            None
+        } else {
+            let snap = rd.snapshot().clone();
+            match snapshot::decode(snap.get_data()) {
+                Ok(engine) => Some((snap, engine)),
+                Err(e) => {
+                    let meta = snap.get_metadata();
+                    self.halt(format!(
+                        "the snapshot at index {} (term {}) from the leader: {e}",
+                        meta.index, meta.term
+                    ));
+                    return;
+                }
+            }
+        };
         self.outbox.extend(rd.take_messages());
         let mut batch = Persist {
             ready: Some(number),
             must_sync: rd.must_sync(),
             ..Persist::default()
         };
-        if !rd.snapshot().is_empty() {
-            let snap = rd.snapshot().clone();
-            self.install_snapshot(&snap);
+        if let Some((snap, engine)) = received {
+            self.install_snapshot(&snap, engine);
             batch.snapshot = Some((snap, SnapshotKind::Received));
         }
         let committed = rd.take_committed_entries();
@@ -84,12 +105,12 @@ impl Node {
         }
     }
 
-    /// Replaces the engine with a snapshot's: proposals at or below its index can no longer
-    /// be matched to their entries, so they are answered as lost.
-    pub(crate) fn install_snapshot(&mut self, snap: &Snapshot) {
+    /// Replaces the engine with a snapshot's (`engine`, decoded from it): proposals at or
+    /// below its index can no longer be matched to their entries, so they are answered as
+    /// lost.
+    pub(crate) fn install_snapshot(&mut self, snap: &Snapshot, engine: Engine) {
         let index = snap.get_metadata().index;
-        self.engine =
-            snapshot::decode(snap.get_data()).expect("a snapshot from the leader decodes");
+        self.engine = engine;
         self.max_now = self.max_now.max(self.engine.now());
         self.applied = index;
         self.raw.mut_store().install(snap.clone());
@@ -103,8 +124,9 @@ impl Node {
                 term: snap.get_metadata().term,
                 hash: xxhash_rust::xxh3::xxh3_64(snap.get_data()),
                 digest: Some(self.engine.state_digest()),
-                snapshot: true,
+                kind: AppliedKind::Installed,
                 now: None,
+                replayed: false,
             });
         }
     }
@@ -171,6 +193,19 @@ impl Node {
         meta.index = index;
         meta.term = term;
         meta.set_conf_state(conf);
+        if self.cfg.observe_applied {
+            // The digest at every snapshot made, so a follower installing it (at whatever
+            // index) is compared against the replica that made it.
+            self.applied_log.push_back(Applied {
+                index,
+                term,
+                hash: xxhash_rust::xxh3::xxh3_64(snap.get_data()),
+                digest: Some(self.engine.state_digest()),
+                kind: AppliedKind::Compacted,
+                now: None,
+                replayed: index <= self.replay_through,
+            });
+        }
         self.raw.mut_store().compact(snap.clone());
         self.persist.push_back(Persist {
             ready: None,

@@ -1,10 +1,18 @@
-//! The Raft log as the node sees it ([`LogStore`], raft-rs's `Storage`), what the host must make
+//! The Raft log as the node sees it (`LogStore`, raft-rs's `Storage`), what the host must make
 //! durable ([`Persist`]), and what it hands back at start ([`Recovered`]).
 //!
 //! The node keeps its log in memory (bounded by compaction) and reads nothing from disk: the
 //! host is handed every change to store, in order, and builds the node again from what it
 //! stored. [`MemDisk`] is the reference of how a host applies [`Persist`] batches: the swarm
 //! uses it as each node's disk, and an on-disk host must behave the same.
+//!
+//! Ordering: a batch must not become durable before the batches handed out ahead of it. A
+//! host that writes a commit-only hard state lazily (`must_sync == false`) must still not let
+//! a later batch, in particular a compaction (`ready: None`, `must_sync == false`, which drops
+//! the stored entries up to its index), survive a crash that the lazy hard state did not.
+//! Should it happen anyway, [`Recovered`] would hold a commit index below the snapshot's; the
+//! node then raises the commit index to the snapshot's index (everything a snapshot covers
+//! was committed) rather than let raft-rs refuse to start.
 
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, Storage, StorageError};
@@ -46,7 +54,10 @@ pub struct Persist {
     /// The new hard state, if it changed.
     pub hard_state: Option<HardState>,
     /// True when this must be synced before confirming (a new term or vote, entries or a
-    /// snapshot); false when only the commit index moved, which may be written lazily.
+    /// snapshot); false when only the commit index moved, which may be written lazily, and
+    /// for a compaction. Lazily or not, batches become durable in the order handed out: a
+    /// compaction must not survive a crash that a batch queued ahead of it did not (see the
+    /// module docs).
     pub must_sync: bool,
 }
 
@@ -120,6 +131,12 @@ pub(crate) struct LogStore {
 impl LogStore {
     /// A log rebuilt from what the host stored; `voters` is the membership when the host
     /// stored no snapshot.
+    ///
+    /// The hard state is raised to at least the snapshot's index (commit) and term: the
+    /// snapshot holds only committed state, and raft-rs panics ("hs.commit out of range")
+    /// on a commit index below its first index. That happens when a lazily written,
+    /// commit-only hard state was lost but a compaction queued after it survived (a host
+    /// that broke the write order; see the module docs).
     pub(crate) fn new(recovered: Recovered, voters: &[u64]) -> Self {
         let snapshot = recovered.snapshot.unwrap_or_default();
         let conf_state = if snapshot.get_metadata().index > 0 {
@@ -128,6 +145,14 @@ impl LogStore {
             ConfState::from((voters.to_vec(), vec![]))
         };
         let snap_index = snapshot.get_metadata().index;
+        let mut hard_state = recovered.hard_state;
+        let snap_term = snapshot.get_metadata().term;
+        if hard_state.term < snap_term {
+            // The vote stored was cast in an older term.
+            hard_state.term = snap_term;
+            hard_state.vote = 0;
+        }
+        hard_state.commit = hard_state.commit.max(snap_index);
         let entries: Vec<Entry> = recovered
             .entries
             .into_iter()
@@ -141,7 +166,7 @@ impl LogStore {
             );
         }
         Self {
-            hard_state: recovered.hard_state,
+            hard_state,
             conf_state,
             snapshot,
             entries,

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use synap_core::{Command, Delivery, Json, PublishMessage, QueueConfig, Reply};
+use synap_core::{Command, Delivery, Json, PublishMessage, QueueConfig, Reply, WaiterId};
 
 use super::world::{Outcome, World};
 
@@ -78,7 +78,7 @@ impl Conn {
                 self.target = w.any_node();
                 self.next_at = w.now + w.pick(20, 200);
             }
-            Outcome::Lost => {
+            Outcome::Lost | Outcome::Busy => {
                 self.next_at = w.now + w.pick(1, 100);
             }
             _ => return false,
@@ -175,6 +175,8 @@ impl Publisher {
         self.conn.send(w, cmd, 0);
     }
 
+    /// The answer to the request out. (The oracle already saw it, and every other answer
+    /// to a publish, when the node gave it: `World::answer`.)
     pub(crate) fn on(&mut self, w: &mut World, outcome: Outcome) {
         if self.conn.redirect(w, &outcome) {
             return;
@@ -182,10 +184,9 @@ impl Publisher {
         self.conn.out = None;
         match outcome {
             Outcome::Reply {
-                result: Ok(Reply::Published(p)),
+                result: Ok(Reply::Published(_)),
                 ..
             } => {
-                w.oracle.publish_acknowledged(&self.key(), p.message_id);
                 self.next += 1;
                 self.conn.next_at = w.now + w.pick(1, 300);
             }
@@ -306,11 +307,18 @@ impl Consumer {
         let doing = self.doing.take();
         match (outcome, doing) {
             (Outcome::Reply { result, index }, Some(Doing::Consume)) => match result {
-                Ok(Reply::Messages { messages }) => self.take(w, messages, index),
+                Ok(Reply::Messages { messages }) => self.take(w, messages, index, None),
                 other => panic!("consume answered {other:?}"),
             },
-            (Outcome::Delivered { messages, index }, Some(Doing::Consume)) => {
-                self.take(w, messages, index);
+            (
+                Outcome::Delivered {
+                    messages,
+                    index,
+                    waiter,
+                },
+                Some(Doing::Consume),
+            ) => {
+                self.take(w, messages, index, Some(waiter));
             }
             (Outcome::WaitEnded, Some(Doing::Consume)) => self.conn.next_at = w.now,
             (Outcome::Reply { result, index }, Some(Doing::Settle(d, v))) => {
@@ -328,13 +336,19 @@ impl Consumer {
         }
     }
 
-    fn take(&mut self, w: &mut World, messages: Vec<Delivery>, index: u64) {
+    fn take(
+        &mut self,
+        w: &mut World,
+        messages: Vec<Delivery>,
+        index: u64,
+        waiter: Option<WaiterId>,
+    ) {
         if messages.is_empty() {
             self.conn.next_at = w.now + w.pick(50, 400);
             return;
         }
         for d in messages {
-            w.oracle.delivered_to_client(d.message_id, index);
+            w.oracle.delivered_to_client(&d, index, waiter);
             let roll = w.pick(0, 99);
             let verdict = match roll {
                 0..=69 => Verdict::Ack,

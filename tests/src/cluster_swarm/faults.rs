@@ -73,7 +73,7 @@ impl World {
             .inbox
             .into_iter()
             .map(|(c, _)| c)
-            .chain(host.in_flight.into_values().flatten())
+            .chain(host.in_flight.into_values().flatten().map(|(c, _)| c))
             .chain(host.parked.into_values());
         for caller in callers {
             self.outcomes.push_back((caller, Outcome::Lost));

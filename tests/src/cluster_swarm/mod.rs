@@ -43,6 +43,13 @@ pub struct ClusterReport {
     pub leader_terms: usize,
     /// Snapshots installed from a leader.
     pub snapshots_installed: usize,
+    /// Publish answers for a key already answered (a resend after a lost reply or a `Lost`),
+    /// each checked to name the same message.
+    pub repeat_publish_answers: usize,
+    /// Deliveries clients got, each checked against the log's.
+    pub client_deliveries: usize,
+    /// Entries restarted nodes applied again (events tagged replayed).
+    pub replayed: usize,
     /// Faults and losses exercised.
     pub tally: Tally,
 }
@@ -114,7 +121,8 @@ impl Clients {
         }
     }
 
-    /// Hands every outcome to the client that is still waiting for it.
+    /// Hands every outcome to the client that is still waiting for it (the oracle saw every
+    /// publish answer already, late ones included, when the node gave it).
     fn dispatch(&mut self, w: &mut World) {
         while let Some(((client, req), outcome)) = w.outcomes.pop_front() {
             let np = self.publishers.len();
@@ -195,6 +203,9 @@ pub fn run_config(cfg: ClusterConfig) -> ClusterReport {
         dead: w.oracle.settled_dead,
         leader_terms: w.oracle.leader_terms,
         snapshots_installed: w.oracle.snapshots_installed,
+        repeat_publish_answers: w.oracle.repeat_publish_answers,
+        client_deliveries: w.oracle.client_deliveries,
+        replayed: w.oracle.replayed,
         tally: w.tally,
     }
 }
@@ -244,6 +255,9 @@ pub fn summarize(reports: &[ClusterReport]) -> BTreeMap<&'static str, usize> {
             ("dead_lettered", r.dead),
             ("leader_terms", r.leader_terms),
             ("snapshots_installed", r.snapshots_installed),
+            ("repeat_publish_answers", r.repeat_publish_answers),
+            ("client_deliveries", r.client_deliveries),
+            ("replayed", r.replayed),
             ("crashes", t.crashes),
             ("partitions", t.partitions),
             ("dropped", t.dropped),

@@ -3,19 +3,23 @@
 //! - at most one leader per term;
 //! - a committed (applied) entry never changes: one `(term, hash)` per index across nodes and
 //!   restarts;
-//! - replicas are equal at equal applied index: the engine digests recorded at an index, and
-//!   the events each replica produced applying it, agree;
-//! - in log order (the first replica to apply an index feeds its `Observed` events here): no
-//!   message is leased while leased, nothing is delivered or settled after it was acked or
-//!   dead-lettered, each message is settled once;
-//! - for clients: a key acknowledged twice names the same message; no client gets a delivery
-//!   produced after an ack it was told succeeded; at the end every acknowledged publish is
-//!   acked or dead-lettered, and there are exactly as many messages as keys.
+//! - replicas are equal at equal applied index: the engine digests recorded at an index (every
+//!   4th entry, every snapshot made and every snapshot installed), and the events each replica
+//!   produced applying it, agree; an entry a restarted node replays was applied before;
+//! - in log order (the first replica to apply an index feeds its events here): no message is
+//!   leased while leased, nothing is delivered or settled after it was acked or dead-lettered,
+//!   each message is settled once;
+//! - for clients, against that log: every publish answer a node gives (late ones and lost
+//!   replies included) names one message per key; every delivery a client gets (from a consume's reply or a long-poll) is
+//!   one the log made at that index (to that waiter, with that lease), so no client gets a
+//!   delivery after its message was acked; every ack a client is told succeeded is the log's
+//!   ack of that message at that index; at the end every acknowledged publish is acked or
+//!   dead-lettered, and there are exactly as many messages as keys.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use synap_cluster::Applied;
-use synap_core::{Event, MessageId, Millis, ObservedKind};
+use synap_cluster::{Applied, AppliedKind};
+use synap_core::{Delivery, Event, LeaseToken, MessageId, Millis, ObservedKind, WaiterId};
 use xxhash_rust::xxh3::Xxh3;
 
 /// Where a message stands in log order.
@@ -39,13 +43,23 @@ pub(crate) struct Oracle {
     ledger: BTreeMap<MessageId, State>,
     /// Idempotency key → the message its publishes were acknowledged with.
     keys: BTreeMap<String, MessageId>,
-    /// Message → the index of the first ack a client was told succeeded.
-    acked: BTreeMap<MessageId, u64>,
+    /// `(index, message)` → the attempt number the log delivered it with there.
+    deliveries: BTreeMap<(u64, MessageId), u32>,
+    /// `(index, waiter)` → what the log handed that long-poll there.
+    waiter_deliveries: BTreeMap<(u64, WaiterId), Vec<(MessageId, LeaseToken)>>,
+    /// Message → the index the log acked it at.
+    acked_at: BTreeMap<MessageId, u64>,
     pub(crate) published: usize,
     pub(crate) settled_acked: usize,
     pub(crate) settled_dead: usize,
     pub(crate) leader_terms: usize,
     pub(crate) snapshots_installed: usize,
+    /// Publish answers for a key already answered.
+    pub(crate) repeat_publish_answers: usize,
+    /// Deliveries a client got, each checked against the log.
+    pub(crate) client_deliveries: usize,
+    /// Entries a restarted node applied again.
+    pub(crate) replayed: usize,
 }
 
 impl Oracle {
@@ -59,8 +73,9 @@ impl Oracle {
         self.leader_terms = self.leaders.len();
     }
 
-    /// `node` applied an entry (or installed a snapshot) and produced `events`. The first
-    /// replica to apply an index feeds its events to the ledger; the others must match it.
+    /// `node` applied an entry (or installed or made a snapshot) and produced `events`. The
+    /// first replica to apply an index feeds its events to the ledger; the others must match
+    /// it.
     pub(crate) fn applied(&mut self, node: u64, a: &Applied, events: &[Event]) {
         let mut h = Xxh3::new();
         for e in events {
@@ -75,9 +90,24 @@ impl Oracle {
                 a.index
             );
         }
-        if a.snapshot {
-            self.snapshots_installed += 1;
-            return;
+        match a.kind {
+            AppliedKind::Installed => {
+                self.snapshots_installed += 1;
+                return;
+            }
+            AppliedKind::Compacted => {
+                assert!(a.digest.is_some(), "a snapshot made without its digest");
+                return;
+            }
+            AppliedKind::Entry => {}
+        }
+        if a.replayed {
+            self.replayed += 1;
+            assert!(
+                self.committed.contains_key(&a.index),
+                "node {node} replayed entry {} that no replica applied before",
+                a.index
+            );
         }
         let first = *self.committed.entry(a.index).or_insert((a.term, a.hash));
         assert_eq!(
@@ -126,8 +156,28 @@ impl Oracle {
 
     /// One event in log order.
     fn canon(&mut self, index: u64, e: &Event) {
-        let Event::Observed(o) = e else { return };
+        let o = match e {
+            Event::Observed(o) => o,
+            Event::Delivered {
+                waiter_id,
+                messages,
+            } => {
+                let handed = messages.iter().map(|d| (d.message_id, d.lease)).collect();
+                self.waiter_deliveries.insert((index, *waiter_id), handed);
+                return;
+            }
+            _ => return,
+        };
         let Some(id) = o.message_id else { return };
+        match o.kind {
+            ObservedKind::Delivered => {
+                self.deliveries.insert((index, id), o.attempts);
+            }
+            ObservedKind::Acked => {
+                self.acked_at.insert(id, index);
+            }
+            _ => {}
+        }
         let state = self.ledger.get(&id).copied();
         let next = match (o.kind, state) {
             (ObservedKind::Published, None) => {
@@ -157,24 +207,54 @@ impl Oracle {
         self.ledger.insert(id, next);
     }
 
-    /// A client was told its publish with `key` succeeded as `id`.
+    /// A node answered a publish with `key` as `id`: every such answer, whether the client
+    /// still waits for it, gave up on it (a late answer) or never gets it (a lost reply).
     pub(crate) fn publish_acknowledged(&mut self, key: &str, id: MessageId) {
-        let first = *self.keys.entry(key.to_owned()).or_insert(id);
-        assert_eq!(first, id, "key {key} acknowledged as two messages");
+        match self.keys.get(key) {
+            Some(&first) => {
+                self.repeat_publish_answers += 1;
+                assert_eq!(first, id, "key {key} acknowledged as two messages");
+            }
+            None => {
+                self.keys.insert(key.to_owned(), id);
+            }
+        }
     }
 
-    /// A client was told its ack of `id` (applied at `index`) succeeded.
+    /// A client was told its ack of `id`, applied at `index`, succeeded: the log acked that
+    /// message at that index.
     pub(crate) fn ack_acknowledged(&mut self, id: MessageId, index: u64) {
-        let at = self.acked.entry(id).or_insert(index);
-        *at = (*at).min(index);
+        assert_eq!(
+            self.acked_at.get(&id),
+            Some(&index),
+            "a client was told its ack of {id} at index {index} succeeded"
+        );
     }
 
-    /// A client got a delivery of `id` produced at `index`.
-    pub(crate) fn delivered_to_client(&mut self, id: MessageId, index: u64) {
-        if let Some(&acked) = self.acked.get(&id) {
+    /// A client got delivery `d` produced at `index`, by a consume's reply or, through
+    /// `waiter`, a long-poll: the log delivered that message there (that attempt), to that
+    /// waiter with that lease. With the ledger (nothing is delivered after it was acked),
+    /// this also means no client gets a delivery after an ack it was told succeeded.
+    pub(crate) fn delivered_to_client(
+        &mut self,
+        d: &Delivery,
+        index: u64,
+        waiter: Option<WaiterId>,
+    ) {
+        self.client_deliveries += 1;
+        let id = d.message_id;
+        let attempts = self.deliveries.get(&(index, id));
+        assert_eq!(
+            attempts,
+            Some(&(d.retry_count + 1)),
+            "a client got {id} (retry {}) at index {index}, which the log did not deliver there",
+            d.retry_count
+        );
+        if let Some(w) = waiter {
+            let handed = self.waiter_deliveries.get(&(index, w));
             assert!(
-                index < acked,
-                "{id} delivered at index {index} after its ack at {acked} was acknowledged"
+                handed.is_some_and(|h| h.contains(&(id, d.lease))),
+                "long-poll {w:?} got {id} at index {index}, but the log handed it {handed:?}"
             );
         }
     }

@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use synap_cluster::{
-    MemDisk, Message, MessageType, Node, NodeConfig, Persist, ProposalId, Refused, decode_message,
-    encode_message,
+    EntryEvent, MemDisk, Message, MessageType, Node, NodeConfig, Persist, ProposalId, Refused,
+    decode_message, encode_message,
 };
 use synap_core::{
     Command, Delivery, EngineConfig, Error, Event, Limits, Millis, Reply, Rng, WaiterId,
@@ -25,14 +25,20 @@ pub(crate) enum Outcome {
         result: Result<Reply, Error>,
         index: u64,
     },
-    /// A long-poll's deliveries, produced at `index`.
-    Delivered { messages: Vec<Delivery>, index: u64 },
+    /// A long-poll's deliveries, produced at `index` for `waiter`.
+    Delivered {
+        messages: Vec<Delivery>,
+        index: u64,
+        waiter: WaiterId,
+    },
     /// A long-poll ended with nothing.
     WaitEnded,
     /// Not the leader (or the node is down); the leader it knows of.
     NotLeader(Option<u64>),
     /// The outcome is unknown: the proposal was lost, or the connection dropped.
     Lost,
+    /// The leader took nothing (a leadership transfer): send it again shortly.
+    Busy,
 }
 
 /// A client's request waiting in a host.
@@ -42,7 +48,8 @@ pub(crate) type Caller = (usize, u64);
 #[derive(Debug, Default)]
 pub(crate) struct Host {
     pub(crate) inbox: Vec<(Caller, Command)>,
-    pub(crate) in_flight: BTreeMap<ProposalId, Vec<Caller>>,
+    /// Each proposal's callers, with the idempotency key of a publish.
+    pub(crate) in_flight: BTreeMap<ProposalId, Vec<(Caller, Option<String>)>>,
     pub(crate) parked: BTreeMap<WaiterId, Caller>,
     pub(crate) was_leader: bool,
 }
@@ -56,7 +63,7 @@ pub(crate) struct Peer {
     pub(crate) skew: i64,
     pub(crate) restart_at: Option<u64>,
     pub(crate) host: Host,
-    pub(crate) events: VecDeque<(u64, Event)>,
+    pub(crate) events: VecDeque<EntryEvent>,
 }
 
 /// Counts of what a run exercised.
@@ -348,6 +355,9 @@ impl World {
         while let Some(a) = node.poll_answer() {
             answers.push(a);
         }
+        if let Some(reason) = node.halted() {
+            panic!("node {id} stopped: {reason}");
+        }
         while let Some(ev) = node.poll_event() {
             peer.events.push_back(ev);
         }
@@ -376,12 +386,22 @@ impl World {
             while self.peers[i]
                 .events
                 .front()
-                .is_some_and(|(x, _)| *x == a.index)
+                .is_some_and(|e| e.index == a.index)
             {
-                evs.push(self.peers[i].events.pop_front().expect("checked").1);
+                let e = self.peers[i].events.pop_front().expect("checked");
+                assert_eq!(
+                    e.replayed, a.replayed,
+                    "event and entry {} disagree",
+                    a.index
+                );
+                evs.push(e.event);
             }
-            for e in &evs {
-                self.route_event(i, a.index, e);
+            // A restarted node's replayed events were handed out before its crash: never
+            // delivered again (its host holds no connection from before anyway).
+            if !a.replayed {
+                for e in &evs {
+                    self.route_event(i, a.index, e);
+                }
             }
             self.oracle.applied(id, &a, &evs);
             self.note(&[1, id, a.index, a.hash]);
@@ -409,7 +429,11 @@ impl World {
         match outcome {
             Ok(turn) => {
                 assert_eq!(turn.replies.len(), callers.len(), "one reply per command");
-                for (caller, result) in callers.into_iter().zip(turn.replies) {
+                for ((caller, key), result) in callers.into_iter().zip(turn.replies) {
+                    // Every publish answer, whether or not it reaches a client still waiting.
+                    if let (Some(key), Ok(Reply::Published(p))) = (&key, &result) {
+                        self.oracle.publish_acknowledged(key, p.message_id);
+                    }
                     if self.faults && self.chance(self.cfg.p_lose_reply) {
                         self.tally.lost_replies += 1;
                         continue;
@@ -428,16 +452,19 @@ impl World {
                 }
             }
             Err(Refused::NotLeader { leader }) => {
-                for caller in callers {
+                for (caller, _) in callers {
                     self.outcomes
                         .push_back((caller, Outcome::NotLeader(leader)));
                 }
             }
             Err(Refused::Lost { .. }) => {
                 self.tally.lost_proposals += 1;
-                for caller in callers {
+                for (caller, _) in callers {
                     self.outcomes.push_back((caller, Outcome::Lost));
                 }
+            }
+            Err(other @ (Refused::Busy | Refused::Stopped { .. })) => {
+                panic!("node {} answered a proposal {other:?}", i + 1)
             }
         }
     }
@@ -453,6 +480,7 @@ impl World {
                 Outcome::Delivered {
                     messages: messages.clone(),
                     index,
+                    waiter: *waiter_id,
                 },
             ),
             Event::WaitTimedOut { waiter_id } => (*waiter_id, Outcome::WaitEnded),
@@ -490,6 +518,11 @@ impl World {
             let (callers, cmds): (Vec<Caller>, Vec<Command>) = inbox.into_iter().unzip();
             match node.propose(clock, &cmds) {
                 Ok(p) => {
+                    let keys = cmds.iter().map(|c| match c {
+                        Command::Publish { message, .. } => message.idempotency_key.clone(),
+                        _ => None,
+                    });
+                    let callers = callers.into_iter().zip(keys).collect();
                     self.peers[i].host.in_flight.insert(p, callers);
                 }
                 Err(Refused::NotLeader { leader } | Refused::Lost { leader }) => {
@@ -498,6 +531,12 @@ impl World {
                             .push_back((caller, Outcome::NotLeader(leader)));
                     }
                 }
+                Err(Refused::Busy) => {
+                    for caller in callers {
+                        self.outcomes.push_back((caller, Outcome::Busy));
+                    }
+                }
+                Err(Refused::Stopped { reason }) => panic!("node {} stopped: {reason}", i + 1),
             }
             self.drain(i);
         }
