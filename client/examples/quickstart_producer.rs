@@ -8,7 +8,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let synap = SynapClient::connect(&url).await?;
     for video_id in 1..=3 {
         let task = serde_json::json!({ "type": "transcode", "video_id": video_id });
-        let opts = PublishOptions { priority: Some(9), ..Default::default() };
+        let opts = PublishOptions {
+            priority: Some(9),
+            ..Default::default()
+        };
         let queued = synap.queue_publish("video-processing", &task, opts).await?;
         println!("queued video {video_id} as {}", queued.message_id);
     }

@@ -15,9 +15,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         consumer_id: Some("quickstart-worker".into()),
     };
     let queue = "video-processing";
-    while let Some(task) = synap.queue_consume::<serde_json::Value>(queue, Some(opts.clone())).await? {
+    while let Some(task) = synap
+        .queue_consume::<serde_json::Value>(queue, Some(opts.clone()))
+        .await?
+    {
         println!("transcoding video {}", task.body["video_id"]);
-        synap.queue_ack_with_lease(queue, &task.id, task.lease).await?;
+        synap
+            .queue_ack_with_lease(queue, &task.id, task.lease)
+            .await?;
     }
     Ok(())
 }

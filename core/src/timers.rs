@@ -62,6 +62,18 @@ pub enum TimerKind {
         /// The write it belongs to.
         version: u64,
     },
+    /// The oldest finished job a queue keeps reaches its retention age.
+    Retention {
+        /// The queue.
+        queue: QueueId,
+    },
+    /// A schedule's next run is due.
+    Schedule {
+        /// The queue.
+        queue: QueueId,
+        /// The schedule's id.
+        id: std::sync::Arc<str>,
+    },
 }
 
 /// The ordered set of pending deadlines.

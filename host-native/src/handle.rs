@@ -338,6 +338,7 @@ mod tests {
                             queue: "q".into(),
                             message_id: d.message_id,
                             lease: Some(d.lease),
+                            result: None,
                         };
                         h.call(ack).await.expect("acked while leased");
                     }

@@ -64,7 +64,8 @@ pub(crate) struct Message {
     pub(crate) published_at: Millis,
     /// When it entered this queue (publish or redrive).
     pub(crate) enqueued_at: Millis,
-    /// When it last became ready (for the wait-time statistic).
+    /// When it last became ready (for the wait-time statistic); in flight, when its current
+    /// delivery began (a lookup's `started_at`).
     pub(crate) ready_since: Millis,
     /// Deliveries so far.
     pub(crate) attempts: u32,
@@ -72,6 +73,8 @@ pub(crate) struct Message {
     pub(crate) priority: u8,
     /// Its TTL passed while it was in flight: it is dead-lettered when the lease ends.
     pub(crate) expired: bool,
+    /// Cancelled while in flight: its delivery's end settles it as cancelled.
+    pub(crate) cancel_requested: bool,
     extra: Option<Box<Extra>>,
     pub(crate) state: State,
 }
@@ -84,6 +87,8 @@ struct Extra {
     ttl_ms: Option<u64>,
     expires_at: Option<Millis>,
     last_error: Option<String>,
+    /// The last progress its worker reported.
+    progress: Option<Json>,
 }
 
 impl Extra {
@@ -92,6 +97,7 @@ impl Extra {
             && self.ttl_ms.is_none()
             && self.expires_at.is_none()
             && self.last_error.is_none()
+            && self.progress.is_none()
     }
 
     fn boxed(self) -> Option<Box<Self>> {
@@ -121,6 +127,7 @@ impl Message {
             ttl_ms: m.ttl_ms,
             expires_at: m.ttl_ms.map(|t| m.now.add_ms(t)),
             last_error: None,
+            progress: None,
         };
         Self {
             id: m.id,
@@ -133,6 +140,7 @@ impl Message {
             max_retries: m.max_retries,
             priority: m.priority,
             expired: false,
+            cancel_requested: false,
             extra: extra.boxed(),
             state: State::Ready,
         }
@@ -152,6 +160,14 @@ impl Message {
 
     pub(crate) fn last_error(&self) -> Option<&str> {
         self.extra.as_ref().and_then(|x| x.last_error.as_deref())
+    }
+
+    pub(crate) fn progress(&self) -> Option<&Json> {
+        self.extra.as_ref().and_then(|x| x.progress.as_ref())
+    }
+
+    pub(crate) fn set_progress(&mut self, progress: Json) {
+        self.edit_extra(|x| x.progress = Some(progress));
     }
 
     /// Changes the extras in place (boxing them when they were empty, dropping the box when
@@ -221,7 +237,10 @@ impl Message {
         let body = self.body.len() + 2 * size_of::<usize>();
         let extra = self.extra.as_ref().map_or(0, |x| {
             let headers: usize = x.headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
-            size_of::<Extra>() + headers + x.last_error.as_ref().map_or(0, String::capacity)
+            size_of::<Extra>()
+                + headers
+                + x.last_error.as_ref().map_or(0, String::capacity)
+                + x.progress.as_ref().map_or(0, Json::len)
         });
         body + extra
     }
@@ -246,7 +265,16 @@ struct Form<'a> {
     expired: bool,
     last_error: Option<Cow<'a, str>>,
     state: Cow<'a, State>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    progress: Option<Cow<'a, ProgressText>>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    cancel_requested: bool,
 }
+
+/// A progress report in the serialized form: its compact JSON text, as bodies are.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(transparent)]
+struct ProgressText(#[serde(with = "crate::json::as_text")] Json);
 
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -266,6 +294,8 @@ impl Serialize for Message {
             expired: self.expired,
             last_error: self.last_error().map(Cow::Borrowed),
             state: Cow::Borrowed(&self.state),
+            progress: self.progress().map(|p| Cow::Owned(ProgressText(p.clone()))),
+            cancel_requested: self.cancel_requested,
         }
         .serialize(s)
     }
@@ -279,6 +309,7 @@ impl<'de> Deserialize<'de> for Message {
             ttl_ms: m.ttl_ms,
             expires_at: m.expires_at,
             last_error: m.last_error.map(Cow::into_owned),
+            progress: m.progress.map(|p| p.into_owned().0),
         };
         Ok(Self {
             id: m.id,
@@ -291,6 +322,7 @@ impl<'de> Deserialize<'de> for Message {
             max_retries: m.max_retries,
             priority: m.priority,
             expired: m.expired,
+            cancel_requested: m.cancel_requested,
             extra: extra.boxed(),
             state: m.state.into_owned(),
         })

@@ -413,6 +413,7 @@ async fn ack_or_nack(s: &AppState, ack: bool, f: &Fields<'_>) -> Outcome {
             queue,
             message_id,
             lease,
+            result: None,
         }
     } else {
         Command::Nack {

@@ -209,7 +209,7 @@ pub(crate) async fn extend(
     ApiJson(body): ApiJson<w::ExtendRequest>,
 ) -> ApiResult<w::Extended> {
     match s.engine.call(extend_command(&body, queue)?).await? {
-        Reply::Extended { lease_deadline } => Ok(Json(w::Extended {
+        Reply::Extended { lease_deadline, .. } => Ok(Json(w::Extended {
             success: true,
             lease_deadline: lease_deadline.0,
         })),

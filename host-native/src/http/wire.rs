@@ -67,6 +67,7 @@ pub(crate) fn ack_command(r: &wire::AckRequest, queue: String) -> Result<Command
         queue,
         message_id: parse_message_id(&r.message_id)?,
         lease: r.lease.map(LeaseToken),
+        result: None,
     })
 }
 

@@ -323,6 +323,7 @@ pub(super) fn settle_command(
             queue,
             message_id,
             lease,
+            result: None,
         }
     } else {
         Command::Nack {

@@ -158,7 +158,7 @@ impl Hands {
             lease_ms,
             lease: Some(d.lease),
         };
-        let Ok(Reply::Extended { lease_deadline }) = h.exec(cmd) else {
+        let Ok(Reply::Extended { lease_deadline, .. }) = h.exec(cmd) else {
             return;
         };
         let deadline = lease_deadline.0;
@@ -181,6 +181,7 @@ fn ack(h: &mut Harness, d: &Delivery, lease: LeaseToken) {
         queue: d.queue.to_string(),
         message_id: d.message_id,
         lease: Some(lease),
+        result: None,
     });
     if let Ok(r) = result {
         assert_eq!(r, Reply::Acked);

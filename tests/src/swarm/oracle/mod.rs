@@ -422,7 +422,7 @@ impl Oracle {
                     }
                 }
             }
-            (Command::Extend { message_id, .. }, Ok(Reply::Extended { lease_deadline })) => {
+            (Command::Extend { message_id, .. }, Ok(Reply::Extended { lease_deadline, .. })) => {
                 self.ledger.extended(*message_id, lease_deadline.0);
             }
             (Command::DeleteQueue { queue }, _) => {
