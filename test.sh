@@ -49,6 +49,19 @@ core_purity() {
 }
 run "core purity" core_purity
 
+step "synap-cluster purity: no runtime, sockets, clock or OS randomness of its own"
+cluster_purity() {
+  # raft-rs itself links rand (its unseeded election jitter is overwritten from the node's
+  # seeded PRNG on every term or role change), so getrandom is allowed here, tokio and mio not.
+  local bad
+  bad=$(cargo tree -q -p synap-cluster -e normal --prefix none | awk '{print $1}' | grep -xE 'tokio|mio' || true)
+  if [[ -n $bad ]]; then echo "synap-cluster depends on: $bad"; return 1; fi
+  if grep -rnE 'Instant::now|SystemTime::now|thread_rng|from_entropy|std::collections::Hash(Map|Set)|std::net' cluster/src; then
+    echo "cluster/src reads a clock, OS randomness, sockets or a RandomState map"; return 1
+  fi
+}
+run "cluster purity" cluster_purity
+
 step "format and lints"
 run "cargo fmt" cargo fmt --all -- --check
 run "cargo clippy" cargo clippy -q --workspace --all-targets -- -D warnings

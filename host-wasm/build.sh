@@ -34,11 +34,13 @@ fi
 have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)"
 if [ "$have" != "$want" ]; then
   echo "build.sh: installing wasm-bindgen-cli $want (found: ${have:-none})"
-  # --locked first; if the registry lacks one of the CLI's locked dependency versions, let
-  # cargo pick compatible ones (the CLI version itself stays pinned). --force: cargo may record
-  # the CLI as installed while the binary on PATH is missing or another version.
-  cargo install wasm-bindgen-cli --version "$want" --locked --force \
-    || cargo install wasm-bindgen-cli --version "$want" --force
+  # Not --locked: the Cargo.lock published with wasm-bindgen-cli pins a dependency version
+  # that has since been yanked, so a --locked install fails every time and only ever added a
+  # failed attempt (and its build time) before the unlocked one. One path, always the same:
+  # the CLI pinned to exactly the locked version ("=": never a newer patch release), its own
+  # dependencies resolved by cargo as for any unlocked install. --force: cargo may record the
+  # CLI as installed while the binary on PATH is missing or another version.
+  cargo install wasm-bindgen-cli --version "=$want" --force
 fi
 
 cargo build -p synap-wasm --target wasm32-unknown-unknown --profile wasm-release

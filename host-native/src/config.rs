@@ -16,6 +16,8 @@ pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:15500";
 pub(crate) const DEFAULT_RPC_BIND: &str = "127.0.0.1:15501";
 /// Default largest HTTP request body: room for a full batch of typical messages.
 pub(crate) const DEFAULT_MAX_BODY: usize = 8 << 20;
+/// Default time shutdown waits for open requests before cutting them.
+pub(crate) const DEFAULT_SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// When the command log is flushed to disk; replies wait for their record per the policy.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, ValueEnum)]
@@ -32,62 +34,74 @@ pub(crate) enum Fsync {
 
 /// Synap's task-queue server.
 #[derive(Debug, Parser)]
-#[command(name = "synap-server", version, about, long_about = None)]
+#[command(
+    name = "synap-server",
+    version,
+    about,
+    long_about = None,
+    after_help = "Environment: SYNAP_API_KEY (API keys, comma-separated; turns auth on), \
+                  RUST_LOG (log filter) [default: info].\n\
+                  Every flag has a config-file key; see docs/configuration.md."
+)]
 pub(crate) struct Cli {
-    /// Address to listen on [default: 127.0.0.1:15500].
-    #[arg(long, value_name = "ADDR")]
+    /// YAML config file: server settings, limits, queues (see docs/configuration.md).
+    #[arg(long, value_name = "FILE", help_heading = "Config file")]
+    pub(crate) config: Option<PathBuf>,
+    /// HTTP address to listen on [default: 127.0.0.1:15500].
+    #[arg(long, value_name = "ADDR", help_heading = "Network")]
     pub(crate) bind: Option<SocketAddr>,
     /// SynapRPC (`synap://`) address, or `off` [default: 127.0.0.1:15501].
-    #[arg(long, value_name = "ADDR|off")]
+    #[arg(long, value_name = "ADDR|off", help_heading = "Network")]
     pub(crate) rpc_bind: Option<RpcBind>,
-    /// Do not serve SynapRPC (same as `--rpc-bind off`).
-    #[arg(long, conflicts_with = "rpc_bind")]
+    /// Do not serve SynapRPC (same as `--rpc-bind off`) [default: served].
+    #[arg(long, conflicts_with = "rpc_bind", help_heading = "Network")]
     pub(crate) no_rpc: bool,
-    /// YAML config file (server settings, limits, per-queue settings).
-    #[arg(long, value_name = "FILE")]
-    pub(crate) config: Option<PathBuf>,
+    /// A browser origin allowed to call the server, `http://host:port`; repeatable [default: none].
+    #[arg(
+        long = "allowed-origin",
+        value_name = "ORIGIN",
+        help_heading = "Network"
+    )]
+    pub(crate) allowed_origins: Vec<String>,
     /// Data directory for the command log and snapshots [default: ./synap-data].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = "Storage")]
     pub(crate) data_dir: Option<PathBuf>,
-    /// Keep all state in memory (no data directory; a restart loses everything).
-    #[arg(long)]
+    /// Keep all state in memory: nothing on disk, a restart loses everything [default: off].
+    #[arg(long, help_heading = "Storage")]
     pub(crate) in_memory: bool,
     /// When the command log is synced to disk [default: interval].
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, help_heading = "Storage")]
     pub(crate) fsync: Option<Fsync>,
     /// The `interval` policy's period in milliseconds [default: 10].
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", help_heading = "Storage")]
     pub(crate) fsync_interval_ms: Option<u64>,
-    /// Worker threads of the async runtime [default: one per core]. The engine is one task
-    /// either way; with the load generator on the same few cores, 1 avoids cross-thread
-    /// wake-ups.
-    #[arg(long, value_name = "N")]
-    pub(crate) threads: Option<usize>,
-    /// Start even if the command log is damaged before its end: cut it at the damage
-    /// (losing the records from there on) instead of refusing to start.
-    #[arg(long)]
+    /// Cut a command log damaged before its end at the damage, instead of refusing to start [default: off].
+    #[arg(long, help_heading = "Storage")]
     pub(crate) repair_log: bool,
     /// Seconds a request head may take from its first byte [default: 10].
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", help_heading = "Limits and timeouts")]
     pub(crate) header_timeout: Option<f64>,
     /// Seconds a request body may take once its route reads it [default: 30].
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", help_heading = "Limits and timeouts")]
     pub(crate) body_timeout: Option<f64>,
     /// Seconds an HTTP keep-alive connection may wait for its next request [default: 60].
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", help_heading = "Limits and timeouts")]
     pub(crate) idle_timeout: Option<f64>,
     /// Seconds a SynapRPC connection with nothing in flight may stay silent [default: 300].
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", help_heading = "Limits and timeouts")]
     pub(crate) rpc_idle_timeout: Option<f64>,
-    /// Most HTTP connections open at once [default: 10000].
-    #[arg(long, value_name = "N")]
+    /// Most HTTP connections open at once; lowered at start to fit the open-file limit [default: 10000].
+    #[arg(long, value_name = "N", help_heading = "Limits and timeouts")]
     pub(crate) max_connections: Option<usize>,
-    /// The memory budget: message bytes held across queues [default: 40% of the machine].
-    #[arg(long, value_name = "BYTES")]
+    /// Seconds shutdown waits for open requests to finish before cutting them [default: 10].
+    #[arg(long, value_name = "SECS", help_heading = "Limits and timeouts")]
+    pub(crate) shutdown_grace: Option<f64>,
+    /// Memory budget: message bytes held across queues [default: 40% of the machine's memory].
+    #[arg(long, value_name = "BYTES", help_heading = "Limits and timeouts")]
     pub(crate) max_held_bytes: Option<u64>,
-    /// A browser origin allowed to call the server (`http://host:port`); repeat for more.
-    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
-    pub(crate) allowed_origins: Vec<String>,
+    /// Worker threads of the async runtime; the engine is one task either way [default: one per core].
+    #[arg(long, value_name = "N", help_heading = "Runtime")]
+    pub(crate) threads: Option<usize>,
     /// Subcommand.
     #[command(subcommand)]
     pub(crate) command: Option<Sub>,
@@ -176,6 +190,7 @@ struct ServerSection {
     idle_timeout_secs: Option<f64>,
     max_connections: Option<usize>,
     rpc_idle_timeout_secs: Option<f64>,
+    shutdown_grace_secs: Option<f64>,
     allowed_origins: Vec<String>,
     /// How long a publish idempotency key is remembered, in seconds.
     idempotency_window_secs: Option<f64>,
@@ -241,6 +256,8 @@ pub(crate) struct ServerConfig {
     /// A SynapRPC connection with nothing in flight and no subscription or stream is closed
     /// after this long.
     pub(crate) rpc_idle_timeout: std::time::Duration,
+    /// How long shutdown waits for open requests before cutting them.
+    pub(crate) shutdown_grace: std::time::Duration,
     /// Browser origins allowed besides the server's own (`server.allowed_origins`).
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) engine: EngineConfig,
@@ -303,6 +320,11 @@ impl ServerConfig {
             max_connections: cli.max_connections.or(file.server.max_connections),
         };
         let (http, rpc_idle_timeout) = net.resolve()?;
+        let shutdown_grace = crate::hardening::timeout(
+            "shutdown_grace",
+            cli.shutdown_grace.or(file.server.shutdown_grace_secs),
+            DEFAULT_SHUTDOWN_GRACE,
+        )?;
         let mut allowed_origins = file.server.allowed_origins;
         allowed_origins.extend(cli.allowed_origins.iter().cloned());
         let allowed_origins = crate::hardening::origins(allowed_origins)?;
@@ -378,6 +400,7 @@ impl ServerConfig {
             max_body_bytes,
             http,
             rpc_idle_timeout,
+            shutdown_grace,
             allowed_origins,
             engine,
             queues,

@@ -42,7 +42,12 @@ impl NetSettings {
     }
 }
 
-fn timeout(name: &str, secs: Option<f64>, default: Duration) -> Result<Duration, String> {
+/// A duration in seconds from the flags or the config file, between 1 ms and a day.
+pub(crate) fn timeout(
+    name: &str,
+    secs: Option<f64>,
+    default: Duration,
+) -> Result<Duration, String> {
     let Some(secs) = secs else {
         return Ok(default);
     };

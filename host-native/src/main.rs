@@ -1,9 +1,13 @@
-//! `synap-server`: Synap's native server. An engine task owns the sans-IO engine; axum serves
-//! REST, the SDK command envelope, WebSocket and SSE on top of it. See docs/api.md.
+//! `synap-server`: Synap's native server. The engine sits behind one lock with an inbox in front
+//! of it (`engine_task`); axum serves REST, the SDK command envelope, WebSocket and SSE on top
+//! of it (`http`), SynapRPC has its own listener (`rpc`), and `storage` keeps the command log
+//! and snapshots. Start at `serve` below; docs/architecture.md draws the whole, docs/api.md is
+//! the reference.
 
 mod clock;
 mod config;
 mod engine_task;
+mod fdlimit;
 mod handle;
 mod hardening;
 mod http;
@@ -35,8 +39,9 @@ use crate::storage::outbox::TaskStorage;
 use crate::storage::writer::SyncPolicy;
 use crate::storage::{Storage, StorageConfig};
 
-/// How long shutdown waits for open connections before exiting anyway.
-const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long, after the grace period, requests cut short have to write their 503 before the
+/// process exits.
+const CUT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
@@ -170,7 +175,27 @@ async fn configure_queues(handle: &EngineHandle, config: &ServerConfig) -> Resul
     Ok(())
 }
 
-async fn serve(config: ServerConfig) -> Result<(), String> {
+/// Raises the open-file limit and lowers the connection caps if it cannot hold them.
+fn fit_connection_caps(config: &mut ServerConfig) {
+    let wanted = fdlimit::Caps {
+        http: config.http.max_connections,
+        rpc: config.rpc_bind.map(|_| {
+            config
+                .rpc_max_connections
+                .unwrap_or(rpc::DEFAULT_MAX_CONNECTIONS)
+        }),
+    };
+    let refusing = listen::MAX_REFUSING + rpc::MAX_REFUSING;
+    let data_dir = (!config.in_memory).then_some(config.data_dir.as_path());
+    let caps = fdlimit::apply(wanted, refusing, data_dir);
+    config.http.max_connections = caps.http;
+    if caps.rpc != wanted.rpc {
+        config.rpc_max_connections = caps.rpc;
+    }
+}
+
+async fn serve(mut config: ServerConfig) -> Result<(), String> {
+    fit_connection_caps(&mut config);
     // One clock for the engine and the connections that track its lease deadlines.
     let (engine, clock, storage) = open_storage(&config)?;
     let (events_tx, _) = broadcast::channel(EVENT_BUFFER);
@@ -189,12 +214,12 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         );
     }
     let auth = Arc::new(Auth::new(config.api_keys.clone(), config.users.clone()));
-    let rpc = start_rpc(&config, &handle, &auth, &stop_rx).await?;
+    let conns = Arc::new(listen::ConnStats::default());
+    let rpc = start_rpc(&config, &handle, &auth, &conns, &stop_rx).await?;
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
-    let conns = Arc::new(listen::ConnStats::default());
     let state_stop = stop_rx.clone();
     let state = AppState::new(http::AppShared {
         engine: handle.clone(),
@@ -231,10 +256,21 @@ async fn serve(config: ServerConfig) -> Result<(), String> {
         drain_handle.drain().await;
         let _ = fired_tx.send(());
     });
-    let server = listen::serve(listener, app, config.http, conns, state_stop);
+    // Turns true when the grace period is over: request bodies still arriving are answered
+    // 503 `shutting_down`, which they have `CUT_GRACE` to write.
+    let (cut_tx, cut_rx) = watch::channel(false);
+    let shutdown = listen::Shutdown {
+        stop: state_stop,
+        cut: cut_rx,
+    };
+    let server = listen::serve(listener, app, config.http, conns, shutdown);
+    let grace_period = config.shutdown_grace;
     let grace = async {
         let _ = fired_rx.await;
-        tokio::time::sleep(DRAIN_GRACE).await;
+        tokio::time::sleep(grace_period).await;
+        info!("shutdown grace period over: cutting the requests still open");
+        let _ = cut_tx.send(true);
+        tokio::time::sleep(CUT_GRACE).await;
     };
     let served = supervise(
         async {
@@ -265,6 +301,7 @@ async fn start_rpc(
     config: &ServerConfig,
     handle: &EngineHandle,
     auth: &Arc<Auth>,
+    conns: &Arc<listen::ConnStats>,
     stop: &watch::Receiver<bool>,
 ) -> Result<Option<tokio::task::JoinHandle<()>>, String> {
     let Some(addr) = config.rpc_bind else {
@@ -291,6 +328,7 @@ async fn start_rpc(
         max_batch: lim.max_batch,
         idle_timeout: config.rpc_idle_timeout,
         body_timeout: config.http.body_timeout,
+        conns: Arc::clone(conns),
     });
     Ok(Some(tokio::spawn(rpc::serve(listener, ctx, stop.clone()))))
 }

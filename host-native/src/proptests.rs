@@ -297,6 +297,7 @@ proptest! {
             let v = serde_json::to_value(&frame).unwrap();
             prop_assert_eq!(&v["type"], "error", "{}", v);
             prop_assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{}", v);
+            prop_assert!(v["code"].as_str().is_some_and(|c| !c.is_empty()), "{}", v);
         }
     }
 

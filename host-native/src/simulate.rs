@@ -201,22 +201,22 @@ fn summary_table(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "\npriority  published  completed  dead  latency p50/p90/p99 (s)     wait p50/p99 (s)"
+        "\npriority  published  completed  dead  latency p50      p90      p99    wait p50      p99"
     );
     for p in &s.by_priority {
         let (l, w) = (&p.latency_ms, &p.wait_ms);
         let _ = writeln!(
             out,
-            "{:>8}  {:>9}  {:>9}  {:>4}  {:>8.1} {:>8.1} {:>8.1}   {:>8.1} {:>8.1}",
+            "{:>8}  {:>9}  {:>9}  {:>4}  {:>11} {:>8} {:>8} {:>11} {:>8}",
             p.priority,
             p.published,
             p.completed,
             p.dead_lettered,
-            secs(l.p50),
-            secs(l.p90),
-            secs(l.p99),
-            secs(w.p50),
-            secs(w.p99)
+            duration(l.p50),
+            duration(l.p90),
+            duration(l.p99),
+            duration(w.p50),
+            duration(w.p99)
         );
     }
     if !s.workers.is_empty() {
@@ -241,6 +241,35 @@ fn summary_table(r: &Report) -> String {
     out
 }
 
-fn secs(ms: u64) -> f64 {
-    ms as f64 / 1000.0
+/// A duration in the unit that reads best, as the web app's `fmtMs` (www/src/dom.ts) does but
+/// keeping milliseconds up to 10 s: `850 ms`, `9999 ms`, `12.3 s`, `4.5 min`, `2.0 h`.
+fn duration(ms: u64) -> String {
+    let ms_f = ms as f64;
+    match ms {
+        0..10_000 => format!("{ms} ms"),
+        10_000..60_000 => format!("{:.1} s", ms_f / 1_000.0),
+        60_000..3_600_000 => format!("{:.1} min", ms_f / 60_000.0),
+        _ => format!("{:.1} h", ms_f / 3_600_000.0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::duration;
+
+    #[test]
+    fn durations_pick_their_unit() {
+        let cases = [
+            (0, "0 ms"),
+            (4, "4 ms"),
+            (850, "850 ms"),
+            (9_999, "9999 ms"),
+            (12_345, "12.3 s"),
+            (270_000, "4.5 min"),
+            (7_200_000, "2.0 h"),
+        ];
+        for (ms, text) in cases {
+            assert_eq!(duration(ms), text, "{ms} ms");
+        }
+    }
 }

@@ -61,6 +61,10 @@ pub struct Options<'a> {
     pub config_yaml: Option<&'a str>,
     /// Persist to this data directory (instead of `--in-memory`).
     pub data_dir: Option<&'a Path>,
+    /// Start under these open-file limits `(soft, hard)` (bash's `ulimit -Sn`/`-Hn`, which
+    /// then `exec`s the server, so the PID is still the server's). `None` for the hard limit
+    /// keeps it.
+    pub nofile: Option<(u64, Option<u64>)>,
 }
 
 /// Writes `text` to a fresh temporary file and returns its path.
@@ -80,7 +84,20 @@ impl Server {
 
     /// A server with extra options.
     pub fn start_with(opts: Options<'_>) -> Self {
-        let mut cmd = Command::new(server_binary());
+        let mut cmd = match opts.nofile {
+            None => Command::new(server_binary()),
+            Some((soft, hard)) => {
+                // The soft limit first: a hard limit below the soft one is refused.
+                let hard = hard
+                    .map(|h| format!("ulimit -Hn {h} && "))
+                    .unwrap_or_default();
+                let mut bash = Command::new("bash");
+                bash.arg("-c")
+                    .arg(format!("ulimit -Sn {soft} && {hard}exec \"$0\" \"$@\""))
+                    .arg(server_binary());
+                bash
+            }
+        };
         cmd.args(["--bind", "127.0.0.1:0"]);
         match opts.data_dir {
             Some(dir) => cmd.arg("--data-dir").arg(dir),
@@ -119,10 +136,13 @@ impl Server {
                 if let Some(addr) = rpc_line_addr(&line) {
                     *rpc_seen.lock().unwrap() = Some(addr);
                 }
-                if let Some(addr) = listening_addr(&line) {
+                // Kept before the address is announced, so the log holds every line up to
+                // the listening one when `start_with` returns.
+                let addr = listening_addr(&line);
+                sink.lock().unwrap().push(line);
+                if let Some(addr) = addr {
                     let _ = tx.send(addr);
                 }
-                sink.lock().unwrap().push(line);
             }
         });
         let addr = match rx.recv_timeout(Duration::from_secs(60)) {

@@ -277,6 +277,9 @@ async fn websocket_messages_over_the_limits_close_the_connection() {
     assert_eq!(ws_next(&mut ws).await.unwrap()["type"], "published");
     let big = json!({"op": "publish", "id": 2, "message": "b".repeat(20_000)});
     ws_send_text(&mut ws, big.to_string()).await;
+    // Answered with an error frame, then closed (1009: tests/edges.rs checks the code).
+    let refused = ws_next(&mut ws).await.expect("an error frame");
+    assert_eq!(refused["code"], "payload_too_large", "{refused}");
     assert_eq!(
         ws_next(&mut ws).await,
         None,
@@ -287,7 +290,9 @@ async fn websocket_messages_over_the_limits_close_the_connection() {
     let mut sub = ws_connect(&api.srv.ws_url("/pubsub/ws?topics=t")).await;
     assert_eq!(ws_next(&mut sub).await.unwrap()["type"], "connected");
     ws_send_text(&mut sub, "p".repeat(6000)).await;
-    // Without a limit the frame would be read and ignored, and the socket would stay open.
+    // Without a limit the frame would be read and answered, and the socket would stay open.
+    let refused = ws_next(&mut sub).await.expect("an error frame");
+    assert_eq!(refused["code"], "payload_too_large", "{refused}");
     assert_eq!(
         ws_next(&mut sub).await,
         None,

@@ -70,6 +70,18 @@ pub struct PubsubConnected {
     pub subscription_count: u64,
 }
 
+/// An error frame of `GET /pubsub/ws`: `{"type": "error", error, code}`, sent for a client
+/// frame the socket does not take (`invalid_frame`) or one over its limit
+/// (`payload_too_large`, then the server closes with 1009).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "error")]
+pub struct PubsubError {
+    /// A human-readable message.
+    pub error: String,
+    /// The machine code.
+    pub code: String,
+}
+
 /// The data of the first SSE event (`event: connected`) of `GET /pubsub/sse`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename = "connected")]

@@ -123,7 +123,9 @@ pub enum QueueServerFrame {
         id: Option<Value>,
         /// A human-readable message.
         error: String,
-        /// The machine code; absent for a frame that is not a JSON object.
+        /// The machine code. Synap's server always sends one (`invalid_frame` for a frame
+        /// that is not a JSON object, `payload_too_large` for one over the limit); it is
+        /// optional here so frames of older servers, which left it out, still read.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         code: Option<String>,
     },

@@ -130,16 +130,23 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Reads the whole body, mapping the body limit to 413 and the body timeout to 408.
+/// Reads the whole body, mapping the body limit to 413, the body timeout to 408, and a body
+/// cut short by the end of the shutdown grace period to 503 `shutting_down`.
 pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if cause::<crate::listen::ShuttingDown>(&r).is_some() {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down; retry on another server or after its restart",
+            )
+        } else if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "request body is larger than the server's limit",
             )
-        } else if let Some(t) = timed_out(&r) {
+        } else if let Some(t) = cause::<crate::listen::BodyTimeout>(&r) {
             ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
@@ -151,13 +158,14 @@ pub(crate) async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Resul
     })
 }
 
-/// The body timeout behind a rejection, if that is why the body could not be read.
-fn timed_out<'a>(
+/// The error of type `E` behind a rejection (the body timeout, say), if that is why the body
+/// could not be read.
+fn cause<'a, E: std::error::Error + 'static>(
     r: &'a (dyn std::error::Error + 'static),
-) -> Option<&'a crate::listen::BodyTimeout> {
+) -> Option<&'a E> {
     let mut e = Some(r);
     while let Some(err) = e {
-        if let Some(t) = err.downcast_ref::<crate::listen::BodyTimeout>() {
+        if let Some(t) = err.downcast_ref::<E>() {
             return Some(t);
         }
         e = err.source();

@@ -307,6 +307,16 @@ pub(crate) async fn metrics(State(s): State<AppState>) -> Result<Response, ApiEr
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP synap_accept_errors_total Failed accepts by listener (e.g. out of file \
+         descriptors); each pauses that listener briefly.\n\
+         # TYPE synap_accept_errors_total counter\n\
+         synap_accept_errors_total{{listener=\"http\"}} {}\n\
+         synap_accept_errors_total{{listener=\"rpc\"}} {}",
+        c.accept_errors.load(Ordering::Relaxed),
+        c.rpc_accept_errors.load(Ordering::Relaxed),
+    );
     s.metrics.render(&mut out);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

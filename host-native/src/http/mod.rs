@@ -17,6 +17,7 @@ mod queue;
 mod queue_ws;
 mod web;
 mod wire;
+mod ws_close;
 
 use std::sync::Arc;
 

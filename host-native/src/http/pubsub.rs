@@ -23,6 +23,7 @@ use super::AppState;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, WsUpgrade};
 use super::queue::unexpected;
 use super::wire::pub_message;
+use super::ws_close;
 use crate::handle::EngineHandle;
 
 /// Messages a connection may hold between the engine and its socket (its credit).
@@ -152,8 +153,10 @@ async fn regrant(sub: &Subscription, rx: &mpsc::Receiver<PubMessage>, written: &
 }
 
 /// `GET /pubsub/ws?topics=a.*,b.#`: first frame `{"type":"connected", subscriber_id, topics}`,
-/// then one text frame per message. The client sends nothing (pings are answered); a message
-/// over `CLIENT_MESSAGE_LIMIT` closes the connection.
+/// then one text frame per message. The client sends nothing but control frames (pings are
+/// answered): a text or binary frame gets an `invalid_frame` error frame, and a message over
+/// `CLIENT_MESSAGE_LIMIT` a `payload_too_large` one and close 1009. Shutdown closes with 1001.
+/// A client's close unsubscribes at once.
 pub(crate) async fn ws(
     State(s): State<AppState>,
     ApiQuery(q): ApiQuery<TopicsQuery>,
@@ -193,27 +196,63 @@ async fn ws_loop(
         return;
     }
     let mut written = 0u32;
-    loop {
+    let last: Vec<Message> = loop {
         tokio::select! {
             m = rx.recv() => {
-                let Some(m) = m else { break };
+                let Some(m) = m else { break Vec::new() };
                 let frame = to_text(&pub_message(&m));
                 if socket.send(Message::text(frame)).await.is_err() {
-                    break;
+                    break Vec::new();
                 }
                 written += 1;
                 regrant(&sub, &rx, &mut written).await;
             }
             incoming = socket.recv() => match incoming {
-                Some(Ok(Message::Close(_)) | Err(_)) | None => break,
+                Some(Ok(Message::Text(_) | Message::Binary(_))) => {
+                    let frame = client_frame_error(
+                        "invalid_frame",
+                        "the pub/sub WebSocket takes no client frames but ping and close \
+                         (choose topics with ?topics= when connecting)",
+                    );
+                    if socket.send(frame).await.is_err() {
+                        break Vec::new();
+                    }
+                }
+                Some(Ok(Message::Close(_))) => {
+                    // Unsubscribed before the close is answered, so a publish from now on
+                    // no longer counts this subscriber.
+                    drop(sub);
+                    ws_close::answer_close(&mut socket).await;
+                    return;
+                }
+                Some(Err(e)) if ws_close::is_too_big(&e) => {
+                    let error = client_frame_error(
+                        "payload_too_large",
+                        &format!(
+                            "a client message may be at most {CLIENT_MESSAGE_LIMIT} bytes; closing"
+                        ),
+                    );
+                    break vec![error, ws_close::too_big()];
+                }
                 Some(Ok(_)) => {}
+                Some(Err(_)) | None => break Vec::new(),
             },
-            () = super::stopped(&mut shutdown) => {
-                let _ = socket.send(Message::Close(None)).await;
-                break;
-            }
+            () = super::stopped(&mut shutdown) => break vec![ws_close::going_away()],
         }
+    };
+    drop(sub);
+    if !last.is_empty() {
+        ws_close::send_last(&mut socket, last).await;
     }
+}
+
+/// An error frame answering a client frame: `{"type": "error", "error", "code"}`.
+fn client_frame_error(code: &str, error: &str) -> Message {
+    let frame = w::PubsubError {
+        error: error.to_owned(),
+        code: code.to_owned(),
+    };
+    Message::text(to_text(&frame))
 }
 
 /// `GET /pubsub/sse?topics=...`: a `connected` event, then `message` events whose data is the

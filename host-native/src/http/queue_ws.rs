@@ -9,6 +9,10 @@
 //! commands reach the engine in one request, in order, and their confirms are written with one
 //! flush. When the socket closes, the session is detached and the engine gives back the
 //! messages it still holds. The frame format is documented in docs/api.md.
+//!
+//! Every close the server starts has a status code (ws_close.rs): 1001 at shutdown, 1009
+//! after a client frame over `max_body_bytes` (answered first with a `payload_too_large`
+//! error frame), 1000 after an error frame that ends the connection.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +34,7 @@ use super::error::{ApiError, ApiQuery, QueueName, WsUpgrade};
 use super::wire::{
     ack_command, delivery, extend_command, nack_action, nack_command, publish_message, published,
 };
+use super::ws_close;
 use crate::engine_task::{SESSION_SINK, SessionPush};
 use crate::handle::Failure;
 use crate::settings::secs_to_ms;
@@ -133,8 +138,11 @@ impl Conn {
                 // sessions, a bad lease), so report it and close.
                 let e = ApiError::from(f);
                 let frame = consume_error(e.message().to_owned(), e.code());
-                let _ = socket.send(text(&frame)).await;
-                let _ = socket.send(Message::Close(None)).await;
+                ws_close::send_last(
+                    &mut socket,
+                    vec![text(&frame), ws_close::done("consume failed")],
+                )
+                .await;
                 return;
             }
         };
@@ -200,42 +208,65 @@ impl Conn {
                         self.session = None;
                         let error = format!("queue not found: {}", self.queue);
                         let frame = consume_error(error, "queue_not_found");
-                        let _ = socket.send(text(&frame)).await;
-                        let _ = socket.send(Message::Close(None)).await;
+                        let last = vec![text(&frame), ws_close::done("queue not found")];
+                        ws_close::send_last(socket, last).await;
                         break;
                     }
                 }
-                incoming = socket.recv() => match incoming {
-                    Some(Ok(Message::Text(text))) => {
-                        let (frames, ended) = self.read_ready(socket, Some(text)).await;
-                        if !self.on_frames(socket, frames).await || ended {
-                            break;
-                        }
+                incoming = socket.recv() => {
+                    let (frames, end) = match incoming {
+                        Some(Ok(Message::Text(text))) => self.read_ready(socket, Some(text)).await,
+                        Some(Ok(Message::Binary(_))) => (vec![None], None),
+                        Some(Ok(Message::Close(_))) => (Vec::new(), Some(End::Closed)),
+                        Some(Err(e)) if ws_close::is_too_big(&e) => (Vec::new(), Some(End::TooBig)),
+                        Some(Err(_)) | None => (Vec::new(), Some(End::Failed)),
+                        Some(Ok(_)) => continue,
+                    };
+                    if !frames.is_empty() && !self.on_frames(socket, frames).await {
+                        break;
                     }
-                    Some(Ok(Message::Binary(_))) => {
-                        if !self.on_frames(socket, vec![None]).await {
-                            break;
-                        }
+                    if let Some(end) = end {
+                        self.end(socket, end).await;
+                        break;
                     }
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => break,
-                    Some(Ok(_)) => {}
-                },
+                }
                 () = super::stopped(&mut shutdown) => {
-                    let _ = socket.send(Message::Close(None)).await;
+                    ws_close::send_last(socket, vec![ws_close::going_away()]).await;
                     break;
                 }
             }
         }
     }
 
+    /// Ends the connection after the client's side ended as `end` says.
+    async fn end(&self, socket: &mut WebSocket, end: End) {
+        match end {
+            End::Closed => ws_close::answer_close(socket).await,
+            End::TooBig => {
+                let limit = self.s.max_body_bytes;
+                let frame = Frame::Error {
+                    op: None,
+                    id: None,
+                    error: format!(
+                        "a client frame or message may be at most {limit} bytes (max_body_bytes); \
+                         closing"
+                    ),
+                    code: Some("payload_too_large".into()),
+                };
+                ws_close::send_last(socket, vec![text(&frame), ws_close::too_big()]).await;
+            }
+            End::Failed => {}
+        }
+    }
+
     /// `first` and the frames that have already arrived after it (up to `MAX_BATCH` frames,
     /// or frames of `max_body_bytes` together), to be answered together (`None` for a binary
-    /// frame); true when the socket ended after them.
+    /// frame); and how the socket ended after them, if it did.
     async fn read_ready(
         &self,
         socket: &mut WebSocket,
         first: Option<Utf8Bytes>,
-    ) -> (Vec<Option<Utf8Bytes>>, bool) {
+    ) -> (Vec<Option<Utf8Bytes>>, Option<End>) {
         let mut bytes = first.as_ref().map_or(0, |t| t.len());
         let mut frames = vec![first];
         while frames.len() < MAX_BATCH && bytes < self.s.max_body_bytes {
@@ -248,11 +279,15 @@ impl Conn {
                     frames.push(Some(text));
                 }
                 Poll::Ready(Some(Ok(Message::Binary(_)))) => frames.push(None),
-                Poll::Ready(Some(Ok(Message::Close(_)) | Err(_)) | None) => return (frames, true),
+                Poll::Ready(Some(Ok(Message::Close(_)))) => return (frames, Some(End::Closed)),
+                Poll::Ready(Some(Err(e))) if ws_close::is_too_big(&e) => {
+                    return (frames, Some(End::TooBig));
+                }
+                Poll::Ready(Some(Err(_)) | None) => return (frames, Some(End::Failed)),
                 Poll::Ready(Some(Ok(_))) => {}
             }
         }
-        (frames, false)
+        (frames, None)
     }
 
     /// Answers client frames read together: their commands go to the engine in one request,
@@ -462,7 +497,7 @@ fn not_an_object() -> Frame {
         op: None,
         id: None,
         error: "a frame must be a JSON object".into(),
-        code: None,
+        code: Some("invalid_frame".into()),
     }
 }
 
@@ -484,6 +519,16 @@ fn consume_error(error: String, code: &str) -> Frame {
         error,
         code: Some(code.to_owned()),
     }
+}
+
+/// How the client's side of the socket ended.
+enum End {
+    /// The client sent a close frame.
+    Closed,
+    /// A frame or message over the limit arrived (it was not read).
+    TooBig,
+    /// The connection failed or ended without a close frame.
+    Failed,
 }
 
 /// A frame whose command went to the engine, waiting for its reply.

@@ -9,6 +9,11 @@
 //!   being answered (a parked long-poll, an SSE stream) is not idle; a WebSocket is not timed.
 //! - **Connection cap**: past `max_connections` open connections (WebSockets included), a new
 //!   connection is answered 503 `too_many_connections` with a JSON body and closed.
+//! - **Shutdown**: once `stop` turns true the listener is closed at once (new connections are
+//!   refused by the OS instead of waiting in its queue), idle keep-alive connections close,
+//!   and requests being answered finish. When `cut` turns true (the grace period is over), a
+//!   request body still arriving ends with `ShuttingDown`, which routes answer with 503
+//!   `shutting_down`.
 //!
 //! A watchdog per connection enforces the header and idle timeouts from what the socket and
 //! the requests record (`track`); hyper itself runs without timers.
@@ -32,8 +37,8 @@ use tokio::sync::{Semaphore, watch};
 use tower_service::Service as _;
 use tracing::{debug, warn};
 
-pub(crate) use body::BodyTimeout;
 use body::{AnswerBody, TimedBody};
+pub(crate) use body::{BodyTimeout, ShuttingDown};
 use io::ConnIo;
 use track::{Timeouts, Track, Verdict};
 
@@ -45,11 +50,16 @@ pub(crate) const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default most open connections.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
-/// Connections being refused at once; more are closed without an answer.
-const MAX_REFUSING: usize = 64;
+/// Connections being refused at once; more wait (in the OS's listen queue) for a turn.
+pub(crate) const MAX_REFUSING: usize = 64;
 /// How long a refusal waits for the request before answering (so the peer reads the answer
 /// instead of a reset).
 const REFUSAL_READ: Duration = Duration::from_millis(200);
+/// How long the accept loop pauses after `accept` fails (out of file descriptors, say), so a
+/// persistent failure neither spins a core nor floods the log.
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Failed accepts are logged at most once per this period, with the count since the last.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// The listener's limits.
 #[derive(Clone, Copy, Debug)]
@@ -84,30 +94,70 @@ pub(crate) struct ConnStats {
     pub(crate) refused: AtomicU64,
     /// Connections closed by the header or idle timeout.
     pub(crate) timed_out: AtomicU64,
+    /// Failed `accept` calls of the HTTP listener (e.g. out of file descriptors).
+    pub(crate) accept_errors: AtomicU64,
+    /// Failed `accept` calls of the SynapRPC listener.
+    pub(crate) rpc_accept_errors: AtomicU64,
 }
 
-/// Serves `app` until `stop` turns true, then lets open connections finish their requests
-/// (the caller bounds how long).
+/// Counts a failed `accept`, logs it (at most once per `ACCEPT_LOG_EVERY`), and pauses.
+pub(crate) async fn accept_failed(
+    listener: &'static str,
+    error: &std::io::Error,
+    counter: &AtomicU64,
+    last_log: &mut Option<(tokio::time::Instant, u64)>,
+) {
+    let total = counter.fetch_add(1, Ordering::Relaxed) + 1;
+    let now = tokio::time::Instant::now();
+    let due = last_log.is_none_or(|(at, _)| now.duration_since(at) >= ACCEPT_LOG_EVERY);
+    if due {
+        let since = total - last_log.map_or(0, |(_, n)| n);
+        warn!(
+            listener,
+            %error,
+            failed_since_last_report = since,
+            "accept failed; pausing {} ms before the next (see synap_accept_errors_total)",
+            ACCEPT_BACKOFF.as_millis()
+        );
+        *last_log = Some((now, total));
+    }
+    tokio::time::sleep(ACCEPT_BACKOFF).await;
+}
+
+/// When the server stops accepting and when it cuts what is left.
+#[derive(Clone)]
+pub(crate) struct Shutdown {
+    /// Turns true when shutdown starts: the listener closes, connections finish.
+    pub(crate) stop: watch::Receiver<bool>,
+    /// Turns true when the grace period is over: bodies still arriving end with
+    /// `ShuttingDown`.
+    pub(crate) cut: watch::Receiver<bool>,
+}
+
+/// Serves `app` until `stop` turns true, then closes the listener and lets open connections
+/// finish their requests (the caller bounds how long).
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
     stats: Arc<ConnStats>,
-    mut stop: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let mut stop = shutdown.stop.clone();
+    let mut last_log = None;
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            // Stopping first: once it has begun, nothing more is accepted.
+            biased;
             () = crate::http::stopped(&mut stop) => break,
+            a = listener.accept() => a,
         };
         let (tcp, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // Out of file descriptors and the like: wait a little instead of spinning.
-                warn!(error = %e, "HTTP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                accept_failed("http", &e, &stats.accept_errors, &mut last_log).await;
                 continue;
             }
         };
@@ -118,15 +168,17 @@ pub(crate) async fn serve(
         }
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             stats.refused.fetch_add(1, Ordering::Relaxed);
-            if let Ok(permit) = Arc::clone(&refusing).try_acquire_owned() {
-                let max = limits.max_connections;
-                tokio::spawn(async move {
-                    refuse(tcp, peer, max).await;
-                    drop(permit);
-                });
-            } else {
-                debug!(%peer, "connection cap reached; closed without an answer");
-            }
+            // A refusal takes twice `REFUSAL_READ` at most, so waiting for a turn is short
+            // (the connections behind this one wait in the listen queue meanwhile), and every
+            // connection over the cap is answered.
+            let Ok(permit) = Arc::clone(&refusing).acquire_owned().await else {
+                continue;
+            };
+            let max = limits.max_connections;
+            tokio::spawn(async move {
+                refuse(tcp, peer, max).await;
+                drop(permit);
+            });
             continue;
         };
         stats.accepted.fetch_add(1, Ordering::Relaxed);
@@ -139,9 +191,12 @@ pub(crate) async fn serve(
             track,
             limits,
             Arc::clone(&stats),
-            stop.clone(),
+            shutdown.clone(),
         ));
     }
+    // Closed now, not when the open connections are done: a client connecting during the
+    // drain is refused at once instead of waiting in the listen queue until it gives up.
+    drop(listener);
     // Every slot back means every connection (WebSockets too) has closed.
     let _ = slots
         .acquire_many(u32::try_from(limits.max_connections).unwrap_or(u32::MAX))
@@ -156,14 +211,17 @@ async fn connection(
     track: Arc<Track>,
     limits: Limits,
     stats: Arc<ConnStats>,
-    mut stop: watch::Receiver<bool>,
+    shutdown: Shutdown,
 ) {
     let svc_track = Arc::clone(&track);
     let body_timeout = limits.body_timeout;
+    let cut = shutdown.cut;
+    let mut stop = shutdown.stop;
     let service = hyper::service::service_fn(move |req: Request<Incoming>| {
         svc_track.request_started();
         let track = Arc::clone(&svc_track);
-        let req = req.map(|b| axum::body::Body::new(TimedBody::new(b, body_timeout)));
+        let cut = cut.clone();
+        let req = req.map(|b| axum::body::Body::new(TimedBody::new(b, body_timeout, cut)));
         let mut app = app.clone();
         async move {
             let resp = app.call(req).await?;
@@ -223,6 +281,9 @@ async fn refuse(mut tcp: TcpStream, peer: SocketAddr, max: usize) {
          content-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n{body}",
         body.len()
     );
-    let _ = tcp.write_all(answer.as_bytes()).await;
-    let _ = tcp.shutdown().await;
+    let write = async {
+        tcp.write_all(answer.as_bytes()).await?;
+        tcp.shutdown().await
+    };
+    let _ = tokio::time::timeout(REFUSAL_READ, write).await;
 }

@@ -23,7 +23,7 @@ use synap_core::QueueConfig;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::handle::{EngineHandle, Failure};
 use crate::http::{Auth, wire_error};
@@ -33,6 +33,11 @@ use value::{RpcResult, encode_frame};
 pub(crate) const MAX_IN_FLIGHT: usize = 256;
 /// Default most open connections.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Connections being refused at once (each gets an error frame); more wait in the OS's listen
+/// queue for a turn.
+pub(crate) const MAX_REFUSING: usize = 16;
+/// How long a refusal may take to write its error frame.
+const REFUSAL_WRITE: std::time::Duration = std::time::Duration::from_millis(200);
 /// Room in a frame beyond its largest message or value: command, key, other arguments.
 const FRAME_SLACK: usize = 64 << 10;
 
@@ -76,6 +81,8 @@ pub(crate) struct RpcContext {
     pub(crate) idle_timeout: std::time::Duration,
     /// A frame whose length prefix has arrived must be complete within this long.
     pub(crate) body_timeout: std::time::Duration,
+    /// Connection counters (failed accepts) for `/metrics`.
+    pub(crate) conns: Arc<crate::listen::ConnStats>,
 }
 
 /// A command's result before encoding.
@@ -91,26 +98,29 @@ fn odd(reply: &synap_core::Reply) -> String {
     format!("ERR unexpected engine reply {reply:?}")
 }
 
-/// Accepts connections until `shutdown` turns true; each connection runs on its own task and
-/// ends with the server.
+/// Accepts connections until `shutdown` turns true, then closes the listener (new connections
+/// are refused at once); each connection runs on its own task and ends with the server.
 pub(crate) async fn serve(
     listener: TcpListener,
     ctx: Arc<RpcContext>,
     shutdown: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(ctx.limits.max_connections));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let mut stop = shutdown.clone();
+    let mut last_log = None;
     loop {
         let accepted = tokio::select! {
-            a = listener.accept() => a,
+            // Stopping first: once it has begun, nothing more is accepted.
+            biased;
             () = crate::http::stopped(&mut stop) => break,
+            a = listener.accept() => a,
         };
         let (mut tcp, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // Out of file descriptors and the like: wait a little instead of spinning.
-                warn!(error = %e, "SynapRPC accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                let errors = &ctx.conns.rpc_accept_errors;
+                crate::listen::accept_failed("rpc", &e, errors, &mut last_log).await;
                 continue;
             }
         };
@@ -118,10 +128,16 @@ pub(crate) async fn serve(
             debug!(error = %e, "could not set TCP_NODELAY");
         }
         let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            // Each refusal holds a file descriptor until written, so only a few run at once.
+            let Ok(turn) = Arc::clone(&refusing).acquire_owned().await else {
+                continue;
+            };
             let limit = ctx.limits.max_connections;
             tokio::spawn(async move {
                 let msg = format!("ERR too many connections (limit {limit})");
-                let _ = tcp.write_all(&encode_frame(0, &RpcResult::Err(msg))).await;
+                let frame = encode_frame(0, &RpcResult::Err(msg));
+                let _ = tokio::time::timeout(REFUSAL_WRITE, tcp.write_all(&frame)).await;
+                drop(turn);
             });
             continue;
         };
@@ -132,6 +148,7 @@ pub(crate) async fn serve(
             drop(permit);
         });
     }
+    drop(listener);
 }
 
 /// Binds the SynapRPC address.

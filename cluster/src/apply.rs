@@ -1,0 +1,97 @@
+//! Applying committed entries to the engine, in log order, and answering the proposals they
+//! carry.
+
+use raft::eraftpb::{Entry, EntryType};
+use synap_core::{Command, Error, Reply};
+
+use crate::entry::{EntryData, Payload};
+use crate::node::{Answer, Applied, Node, TurnResult};
+
+impl Node {
+    /// Applies committed entries in order; then tells raft-rs how far it got.
+    pub(crate) fn apply_entries(&mut self, entries: Vec<Entry>) {
+        for e in entries {
+            if e.index <= self.applied {
+                continue;
+            }
+            assert_eq!(
+                e.index,
+                self.applied + 1,
+                "entries apply in order without gaps"
+            );
+            self.apply_entry(&e);
+            self.applied = e.index;
+        }
+        self.sync_raft_applied();
+    }
+
+    fn apply_entry(&mut self, e: &Entry) {
+        let index = e.index;
+        let data = if e.get_entry_type() == EntryType::EntryNormal {
+            EntryData::decode(&e.data)
+                .unwrap_or_else(|err| panic!("committed entry {index} is corrupt: {err}"))
+        } else {
+            None
+        };
+        let now = data.as_ref().map(|d| d.payload.now());
+        if let Some(data) = data {
+            let replies = self.run(index, data.payload.clone());
+            if let Some(proposal) = self.take_pending(data.origin, index, e.term) {
+                self.answers.push_back(Answer {
+                    proposal,
+                    outcome: Ok(TurnResult {
+                        index,
+                        now: data.payload.now(),
+                        replies,
+                    }),
+                });
+            }
+        }
+        // Anything proposed here before this index and not matched was overwritten.
+        self.lose_pending_through(index);
+        self.clear_tick_through(index);
+        if self.cfg.observe_applied {
+            let every = self.cfg.digest_every;
+            let digest = (every > 0 && index % every == 0).then(|| self.engine.state_digest());
+            self.applied_log.push_back(Applied {
+                index,
+                term: e.term,
+                hash: xxhash_rust::xxh3::xxh3_64(&e.data),
+                digest,
+                snapshot: false,
+                now,
+            });
+        }
+    }
+
+    /// Runs one payload on the engine; the replies of a turn's commands.
+    fn run(&mut self, index: u64, payload: Payload) -> Vec<Result<Reply, Error>> {
+        let replies = match payload {
+            Payload::Turn { now, commands } => commands
+                .into_iter()
+                .map(|cmd| {
+                    let reply = self.engine.handle(now, cmd);
+                    self.drain_events(index);
+                    reply
+                })
+                .collect(),
+            Payload::Tick { now } => {
+                self.engine.handle_timeout(now);
+                Vec::new()
+            }
+            Payload::NewTerm { now } => {
+                let dropped = self.engine.handle(now, Command::DropConsumers);
+                debug_assert!(dropped.is_ok(), "drop consumers: {dropped:?}");
+                Vec::new()
+            }
+        };
+        self.drain_events(index);
+        replies
+    }
+
+    fn drain_events(&mut self, index: u64) {
+        while let Some(ev) = self.engine.poll_event() {
+            self.events.push_back((index, ev));
+        }
+    }
+}
