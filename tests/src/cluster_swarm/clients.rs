@@ -276,6 +276,7 @@ impl Consumer {
                 queue,
                 message_id,
                 lease,
+                result: None,
             },
             Verdict::Retry | Verdict::Reject => Command::Nack {
                 queue,
