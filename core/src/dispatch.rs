@@ -42,6 +42,7 @@ impl Engine {
             | C::ListSchedules { .. }
             | C::DeleteSchedule { .. }
             | C::RunSchedule { .. }
+            | C::Tick
             | C::Resume { .. }) => self.dispatch_job(c),
             c @ (C::KvSet { .. }
             | C::KvGet { .. }

@@ -129,6 +129,16 @@ impl Engine {
         self.ctx.timers.next().map(|(at, _)| *at)
     }
 
+    /// Whether a schedule's run is due at `now`: a host that logs commands sends
+    /// `Command::Tick` then (rather than calling `handle_timeout`), so the run is logged.
+    #[must_use]
+    pub fn run_due(&self, now: Millis) -> bool {
+        self.ctx
+            .timers
+            .due(now)
+            .any(|k| matches!(k, TimerKind::Schedule { .. }))
+    }
+
     /// What the earliest deadline is for (for logs and tests).
     #[must_use]
     pub fn next_timeout_reason(&self) -> Option<TimerKind> {

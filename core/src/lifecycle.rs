@@ -55,6 +55,8 @@ impl Engine {
             Command::RunSchedule { queue, schedule_id } => {
                 self.run_schedule(&queue, &schedule_id)?
             }
+            // The timers due ran in `handle`.
+            Command::Tick => Reply::Ticked,
             // Caught up in `handle`, before the timers due at `now` ran.
             Command::Resume { .. } => Reply::Resumed { caught_up: 0 },
             other => unreachable!("{other:?} is not a job command"),

@@ -105,6 +105,14 @@ impl Timers {
         }
     }
 
+    /// The kinds of the timers due at `now`.
+    pub(crate) fn due(&self, now: Millis) -> impl Iterator<Item = &TimerKind> {
+        self.set
+            .iter()
+            .take_while(move |(at, _)| *at <= now)
+            .map(|(_, kind)| kind)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.set.len()
     }

@@ -277,6 +277,10 @@ pub enum Command {
         /// The schedule.
         schedule_id: String,
     },
+    /// Runs the timers due at `now`, as `handle_timeout` does, as a command a host can log:
+    /// the server logs one when a schedule's run is due, so the job that run publishes is in
+    /// the log and a restart replays it.
+    Tick,
     /// The host has started again after being down since `since`: timers due by `since` run
     /// first, then each schedule that missed slots after it makes one catch-up run now, not
     /// one per missed slot. A host sends it first after recovery, with `since` = the

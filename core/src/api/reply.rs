@@ -372,6 +372,8 @@ pub enum Reply {
         /// False if there was no such schedule.
         deleted: bool,
     },
+    /// `Tick`.
+    Ticked,
     /// `Resume`.
     Resumed {
         /// Schedules that missed runs and make one catch-up run now.

@@ -471,15 +471,15 @@ impl Oracle {
             Err(Error::MessageNotFound { .. }) => None,
             other => panic!("lookup of {id} answered {other:?}"),
         };
-        let ok = match (place, state) {
+        let ok = matches!(
+            (place, state),
             (Some(Place::Waiting), Some(S::Ready | S::Delayed))
-            | (Some(Place::InFlight { .. }), Some(S::InFlight))
-            | (Some(Place::Dead(_)), Some(S::DeadLettered))
-            | (Some(Place::Acked), Some(S::Completed) | None)
-            | (Some(Place::Cancelled), Some(S::Cancelled) | None)
-            | (None, None) => true,
-            _ => false,
-        };
+                | (Some(Place::InFlight { .. }), Some(S::InFlight))
+                | (Some(Place::Dead(_)), Some(S::DeadLettered))
+                | (Some(Place::Acked), Some(S::Completed) | None)
+                | (Some(Place::Cancelled), Some(S::Cancelled) | None)
+                | (None, None)
+        );
         assert!(ok, "lookup of {id}: ledger {place:?}, engine {state:?}");
     }
 
