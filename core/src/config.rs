@@ -58,7 +58,7 @@ pub struct QueueConfig {
     pub retry_position: RetryPosition,
     /// Message bytes (bodies and headers, queued and dead-lettered) the queue may hold; a
     /// publish beyond it is `memory_full`. `None`: only the server's `max_held_bytes` applies.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// (Always serialized: snapshots encode structs as arrays, and fields follow it.)
     pub max_bytes: Option<u64>,
     /// Completed jobs kept for lookup (with their results), by count and age.
     pub keep_completed: Keep,

@@ -37,7 +37,7 @@ pub(crate) struct Ctx {
     #[serde(default)]
     pub(crate) held_bytes: u64,
     /// Bytes of finished jobs kept for lookup across all queues (`Limits::max_kept_bytes`).
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default)]
     pub(crate) kept_bytes: u64,
     /// Jobs that finished (or left their queue unfinished) since the engine last looked: it
     /// releases their `until_finished` keys and answers the waits on them. Not state: drained
@@ -130,10 +130,6 @@ impl JobWaiters {
     pub(crate) fn waiters(&self) -> Vec<WaiterId> {
         self.by_waiter.keys().copied().collect()
     }
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 impl Ctx {

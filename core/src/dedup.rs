@@ -104,6 +104,9 @@ impl Dedup {
     /// Records a key held while its job is unfinished; it replaces any earlier entry of the
     /// key (a debounced publish that started a new job).
     pub(crate) fn record_held(&mut self, key: ScopedKey, first: Published) {
+        // Snapshots encode `Published` as an array whose trailing flags are left out when
+        // false: a first publish has neither.
+        debug_assert!(!first.duplicate && !first.replaced);
         if let Some(old) = self.seen.get(&key).filter(|s| s.held) {
             self.owners.remove(&(key.queue, old.first.message_id));
         }

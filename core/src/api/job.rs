@@ -92,32 +92,34 @@ pub enum DedupMode {
     UntilFinished,
 }
 
-/// A recurring publish: every `every_ms`, or on a 5-field UTC cron pattern.
+/// A recurring publish: every `every_ms`, or on a 5-field UTC cron pattern. Every field is
+/// serialized (snapshots encode structs as arrays, where a left-out field would shift the
+/// others).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleSpec {
     /// A run every this long (at least 1 s), counted from `start_at` or the schedule's creation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub every_ms: Option<u64>,
     /// A 5-field cron pattern (minute hour day-of-month month day-of-week), in UTC.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub cron: Option<String>,
     /// The body each run publishes.
     pub message: Json,
     /// 0–9; the queue's `default_priority` when absent.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub priority: Option<u8>,
     /// Headers each run's message carries.
-    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    #[serde(default)]
     pub headers: Headers,
     /// No run before this time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub start_at: Option<Millis>,
     /// No run after this time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub end_at: Option<Millis>,
     /// Runs after which the schedule ends.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub max_runs: Option<u64>,
 }
 

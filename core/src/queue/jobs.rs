@@ -26,7 +26,6 @@ use super::{Message, Queue, State};
 pub(crate) struct Record {
     pub(crate) msg: Message,
     pub(crate) state: JobState,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) result: Option<Json>,
     pub(crate) started_at: Option<Millis>,
     pub(crate) finished_at: Millis,
@@ -54,10 +53,6 @@ pub(crate) struct Kept {
 }
 
 impl Kept {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.timer.is_none()
-    }
-
     pub(crate) fn len(&self) -> u64 {
         self.records.len() as u64
     }

@@ -265,16 +265,21 @@ struct Form<'a> {
     expired: bool,
     last_error: Option<Cow<'a, str>>,
     state: Cow<'a, State>,
+    /// Last, and absent for a message that uses none of the job lifecycle, so a plain
+    /// message serializes as it always has (snapshots encode structs as arrays: only a
+    /// trailing field may be left out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    progress: Option<Cow<'a, ProgressText>>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    cancel_requested: bool,
+    lifecycle: Option<LifecycleForm>,
 }
 
-/// A progress report in the serialized form: its compact JSON text, as bodies are.
+/// A message's job-lifecycle fields in the serialized form.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(transparent)]
-struct ProgressText(#[serde(with = "crate::json::as_text")] Json);
+struct LifecycleForm {
+    /// Its last progress report, as compact JSON text (as bodies are).
+    #[serde(with = "crate::json::as_text_option")]
+    progress: Option<Json>,
+    cancel_requested: bool,
+}
 
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -294,8 +299,12 @@ impl Serialize for Message {
             expired: self.expired,
             last_error: self.last_error().map(Cow::Borrowed),
             state: Cow::Borrowed(&self.state),
-            progress: self.progress().map(|p| Cow::Owned(ProgressText(p.clone()))),
-            cancel_requested: self.cancel_requested,
+            lifecycle: (self.progress().is_some() || self.cancel_requested).then(|| {
+                LifecycleForm {
+                    progress: self.progress().cloned(),
+                    cancel_requested: self.cancel_requested,
+                }
+            }),
         }
         .serialize(s)
     }
@@ -309,7 +318,7 @@ impl<'de> Deserialize<'de> for Message {
             ttl_ms: m.ttl_ms,
             expires_at: m.expires_at,
             last_error: m.last_error.map(Cow::into_owned),
-            progress: m.progress.map(|p| p.into_owned().0),
+            progress: m.lifecycle.as_ref().and_then(|l| l.progress.clone()),
         };
         Ok(Self {
             id: m.id,
@@ -322,7 +331,7 @@ impl<'de> Deserialize<'de> for Message {
             max_retries: m.max_retries,
             priority: m.priority,
             expired: m.expired,
-            cancel_requested: m.cancel_requested,
+            cancel_requested: m.lifecycle.is_some_and(|l| l.cancel_requested),
             extra: extra.boxed(),
             state: m.state.into_owned(),
         })

@@ -80,7 +80,7 @@ pub(crate) struct Queue {
     #[serde(default)]
     pub(crate) held: u64,
     /// Finished jobs kept for lookup.
-    #[serde(default, skip_serializing_if = "Kept::is_empty")]
+    #[serde(default)]
     pub(crate) kept: Kept,
     /// Schedules, by id.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]

@@ -225,4 +225,7 @@ fn a_replayed_log_makes_the_same_runs() {
     let back: Engine = serde_json::from_str(&text).unwrap();
     assert_eq!(back.state_digest(), digest);
     back.check_invariants();
+    let bytes = rmp_serde::to_vec(&r.engine).unwrap();
+    let back: Engine = rmp_serde::from_slice(&bytes).unwrap();
+    assert_eq!(back.state_digest(), digest);
 }
