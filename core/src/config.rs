@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+/// Upper bound of a queue's `max_result_bytes`: 1 MiB.
+pub const MAX_RESULT_BYTES: u64 = 1 << 20;
+
 /// Longest lease (ack deadline) a consumer may ask for: 12 hours.
 pub const MAX_LEASE_MS: u64 = 12 * 3600 * 1000;
 
@@ -198,10 +201,10 @@ impl QueueConfig {
         }
         self.keep_completed.validate("keep_completed", limits)?;
         self.keep_cancelled.validate("keep_cancelled", limits)?;
-        if self.max_result_bytes > limits.max_payload_bytes as u64 {
+        if self.max_result_bytes > MAX_RESULT_BYTES {
             return Err(Error::invalid(
                 "max_result_bytes",
-                format!("at most {}", limits.max_payload_bytes),
+                format!("at most {MAX_RESULT_BYTES}"),
             ));
         }
         Ok(())

@@ -65,8 +65,8 @@ pub use api::{
     ScheduleSpec, SessionId, WaiterId,
 };
 pub use config::{
-    Backoff, DEFAULT_IDEMPOTENCY_WINDOW_MS, EngineConfig, Keep, Limits, MAX_LEASE_MS, QueueConfig,
-    RetryPosition, validate_queue_name,
+    Backoff, DEFAULT_IDEMPOTENCY_WINDOW_MS, EngineConfig, Keep, Limits, MAX_LEASE_MS,
+    MAX_RESULT_BYTES, QueueConfig, RetryPosition, validate_queue_name,
 };
 pub use engine::Engine;
 pub use error::Error;
