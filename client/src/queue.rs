@@ -182,6 +182,7 @@ impl SynapClient {
         let body = wire::AckRequest {
             message_id: message_id.to_owned(),
             lease,
+            result: None,
         };
         let _: wire::Success = self
             .call(Method::POST, &["queue", queue, "ack"], Some(&body))
@@ -205,6 +206,7 @@ impl SynapClient {
                 .map(|&(message_id, lease)| wire::AckRequest {
                     message_id: message_id.to_owned(),
                     lease,
+                    result: None,
                 })
                 .collect(),
         };

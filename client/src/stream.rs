@@ -254,6 +254,7 @@ impl PublishConfirm {
                 message_id,
                 position,
                 duplicate,
+                replaced: false,
             }),
             other => Err(SynapError::Decode(format!(
                 "a publish answered with {other:?}"
@@ -298,6 +299,7 @@ impl<T: DeserializeOwned> QueueStream<T> {
         let op = QueueOp::Ack(wire::AckRequest {
             message_id: message_id.to_owned(),
             lease,
+            result: None,
         });
         confirm(self.send(op).await?).await.map(drop)
     }

@@ -69,6 +69,8 @@ impl PublishOptions {
             ttl: opt_secs(self.ttl),
             max_retries: self.max_retries,
             idempotency_key: self.idempotency_key.clone(),
+            dedup: None,
+            debounce: None,
         }
     }
 
@@ -280,6 +282,9 @@ impl QueueConfig {
             default_priority: self.default_priority,
             retry_position: self.retry_position,
             max_bytes: None,
+            keep_completed: None,
+            keep_cancelled: None,
+            max_result_bytes: None,
         }
     }
 }

@@ -79,6 +79,7 @@ fn ack_all(e: &mut Engine, now: Millis, got: Vec<synap_core::Delivery>) {
             queue: QUEUE.into(),
             message_id: d.message_id,
             lease: Some(d.lease),
+            result: None,
         };
         e.handle(now, cmd).expect("ack");
     }

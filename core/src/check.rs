@@ -1,5 +1,6 @@
 //! Internal invariants, checked after every step by tests and the simulation swarm.
 
+use crate::api::JobState;
 use crate::engine::Engine;
 use crate::queue::{Queue, State, Taker};
 use crate::timers::TimerKind;
@@ -85,6 +86,7 @@ impl Engine {
             held_total, ctx.held_bytes,
             "message bytes held by the engine"
         );
+        self.check_lifecycle();
         assert_eq!(waiters, self.waiter_queues.len(), "waiter index size");
         assert_eq!(sessions, self.session_queues.len(), "session index size");
         self.kv.check(ctx);
@@ -138,4 +140,72 @@ fn check_sessions(q: &Queue, engine: &Engine, max_credit: u32) {
         .filter(|t| matches!(t, Taker::Session(_)))
         .count();
     assert_eq!(in_line, q.sessions.len(), "sessions in the line");
+}
+
+impl Engine {
+    /// Kept jobs stay within their retention and byte budget; every schedule's next run and
+    /// every job wait has its timer; held idempotency keys name unfinished jobs.
+    fn check_lifecycle(&self) {
+        let ctx = &self.ctx;
+        let mut kept_bytes = 0;
+        for q in self.queues.values() {
+            let (completed, cancelled) = q.kept.counts();
+            assert!(
+                completed <= q.config.keep_completed.count,
+                "{}: completed kept",
+                q.name
+            );
+            assert!(
+                cancelled <= q.config.keep_cancelled.count,
+                "{}: cancelled kept",
+                q.name
+            );
+            assert_eq!(
+                completed + cancelled,
+                q.kept.len(),
+                "{}: kept index",
+                q.name
+            );
+            for r in q.kept.records() {
+                kept_bytes += r.bytes();
+                assert!(r.state == JobState::Completed || r.state == JobState::Cancelled);
+                assert!(
+                    !q.messages.contains_key(&r.msg.id),
+                    "{} kept and queued",
+                    r.msg.id
+                );
+                assert!(
+                    !q.dlq.contains(r.msg.id),
+                    "{} kept and dead-lettered",
+                    r.msg.id
+                );
+            }
+            for (id, s) in &q.schedules {
+                if let Some(at) = s.next_run_at {
+                    let t = TimerKind::Schedule {
+                        queue: q.id,
+                        id: id.clone(),
+                    };
+                    assert!(ctx.timers.contains(at, &t), "schedule {id} has no timer");
+                }
+            }
+        }
+        assert_eq!(kept_bytes, ctx.kept_bytes, "bytes of kept jobs");
+        assert!(ctx.kept_bytes <= ctx.limits.max_kept_bytes);
+        for (w, (_, _, deadline)) in &ctx.job_waiters.by_waiter {
+            let t = TimerKind::Wait { waiter: *w };
+            assert!(
+                ctx.timers.contains(*deadline, &t),
+                "job waiter {w:?} has no timer"
+            );
+            assert!(!self.waiter_queues.contains_key(w), "{w:?} waits twice");
+        }
+        for (qid, id) in self.dedup.held() {
+            let q = self.queues.get(&qid).expect("a held key's queue exists");
+            assert!(
+                q.messages.contains_key(&id),
+                "{id}: a finished job holds its key"
+            );
+        }
+    }
 }

@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
+/// Upper bound of a queue's `max_result_bytes`: 1 MiB.
+pub const MAX_RESULT_BYTES: u64 = 1 << 20;
+
 /// Longest lease (ack deadline) a consumer may ask for: 12 hours.
 pub const MAX_LEASE_MS: u64 = 12 * 3600 * 1000;
 
@@ -58,8 +61,53 @@ pub struct QueueConfig {
     pub retry_position: RetryPosition,
     /// Message bytes (bodies and headers, queued and dead-lettered) the queue may hold; a
     /// publish beyond it is `memory_full`. `None`: only the server's `max_held_bytes` applies.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// (Always serialized: snapshots encode structs as arrays, and fields follow it.)
     pub max_bytes: Option<u64>,
+    /// Completed jobs kept for lookup (with their results), by count and age.
+    pub keep_completed: Keep,
+    /// Cancelled jobs kept for lookup, by count and age.
+    pub keep_cancelled: Keep,
+    /// Largest `result` an ack may carry (compact JSON bytes).
+    pub max_result_bytes: u64,
+}
+
+/// How many finished jobs of a kind a queue keeps for lookup, and for how long: a finished
+/// job is forgotten when `count` newer ones of its kind were kept, or `age_ms` after it
+/// finished, whichever comes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Keep {
+    /// Most jobs kept (0 keeps none).
+    pub count: u64,
+    /// Longest time a job is kept after it finished.
+    pub age_ms: u64,
+}
+
+impl Default for Keep {
+    fn default() -> Self {
+        Self {
+            count: 1_000,
+            age_ms: 3_600_000,
+        }
+    }
+}
+
+impl Keep {
+    fn validate(&self, field: &str, limits: &Limits) -> Result<(), Error> {
+        if self.count > limits.max_kept_jobs {
+            return Err(Error::invalid(
+                field,
+                format!("count is at most {}", limits.max_kept_jobs),
+            ));
+        }
+        if self.age_ms == 0 || self.age_ms > limits.max_ttl_ms {
+            return Err(Error::invalid(
+                field,
+                format!("age must be between 1 and {} ms", limits.max_ttl_ms),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where a retried message re-enters its priority's line.
@@ -89,6 +137,9 @@ impl Default for QueueConfig {
             default_priority: 5,
             retry_position: RetryPosition::Back,
             max_bytes: None,
+            keep_completed: Keep::default(),
+            keep_cancelled: Keep::default(),
+            max_result_bytes: 64 * 1024,
         }
     }
 }
@@ -147,6 +198,14 @@ impl QueueConfig {
         }
         if self.default_priority > 9 {
             return Err(Error::invalid("default_priority", "must be 0..=9"));
+        }
+        self.keep_completed.validate("keep_completed", limits)?;
+        self.keep_cancelled.validate("keep_cancelled", limits)?;
+        if self.max_result_bytes > MAX_RESULT_BYTES {
+            return Err(Error::invalid(
+                "max_result_bytes",
+                format!("at most {MAX_RESULT_BYTES}"),
+            ));
         }
         Ok(())
     }
@@ -239,6 +298,18 @@ pub struct Limits {
     pub max_held_bytes: u64,
     /// Live publish idempotency keys held across all queues.
     pub max_idempotency_keys: usize,
+    /// Largest progress report (compact JSON bytes).
+    pub max_progress_bytes: usize,
+    /// Upper bound a queue's `keep_completed.count` and `keep_cancelled.count` may be set to.
+    pub max_kept_jobs: u64,
+    /// Bytes of finished jobs kept for lookup (bodies, headers, results, progress) across all
+    /// queues. A job that would pass it makes room by forgetting its queue's oldest kept jobs,
+    /// or is not kept.
+    pub max_kept_bytes: u64,
+    /// Schedules across all queues.
+    pub max_schedules: usize,
+    /// Parked waits for a job to finish, across all queues.
+    pub max_job_waiters: usize,
 }
 
 impl Default for Limits {
@@ -274,6 +345,11 @@ impl Default for Limits {
             max_keys_listed: 10_000,
             max_held_bytes: 2 << 30,
             max_idempotency_keys: 1_000_000,
+            max_progress_bytes: 4 * 1024,
+            max_kept_jobs: 100_000,
+            max_kept_bytes: 256 << 20,
+            max_schedules: 10_000,
+            max_job_waiters: 10_000,
         }
     }
 }

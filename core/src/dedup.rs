@@ -8,13 +8,13 @@
 //! deleted and created again starts with no keys). At most `limits.max_idempotency_keys` live
 //! keys are held across the engine; a publish that would add one more is refused.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::api::Published;
+use crate::api::{MessageId, Published};
 use crate::fxmap::SortedMap;
 use crate::ids::QueueId;
 use crate::time::Millis;
@@ -39,6 +39,9 @@ impl ScopedKey {
 struct Seen {
     first: Published,
     expires_at: Millis,
+    /// Held while its job is unfinished (`until_finished`, debounce), not for a window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    held: bool,
 }
 
 /// The live keys, and the order in which they run out.
@@ -48,6 +51,13 @@ pub(crate) struct Dedup {
     /// Keys in the order they were recorded with their expiry. The window is the same for every
     /// key recorded under one config, so the front runs out first.
     order: VecDeque<(Millis, ScopedKey)>,
+    /// The job each held key names, so the key is released when the job finishes.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        with = "crate::fxmap::pairs"
+    )]
+    owners: BTreeMap<(QueueId, MessageId), Arc<str>>,
 }
 
 impl Dedup {
@@ -78,10 +88,74 @@ impl Dedup {
         Ok(())
     }
 
-    /// Records the first publish of a key.
+    /// Records the first publish of a key, held for the window.
     pub(crate) fn record(&mut self, key: ScopedKey, first: Published, expires_at: Millis) {
         self.order.push_back((expires_at, key.clone()));
-        self.seen.insert(key, Seen { first, expires_at });
+        self.seen.insert(
+            key,
+            Seen {
+                first,
+                expires_at,
+                held: false,
+            },
+        );
+    }
+
+    /// Records a key held while its job is unfinished; it replaces any earlier entry of the
+    /// key (a debounced publish that started a new job).
+    pub(crate) fn record_held(&mut self, key: ScopedKey, first: Published) {
+        // Snapshots encode `Published` as an array whose trailing flags are left out when
+        // false: a first publish has neither.
+        debug_assert!(!first.duplicate && !first.replaced);
+        if let Some(old) = self.seen.get(&key).filter(|s| s.held) {
+            self.owners.remove(&(key.queue, old.first.message_id));
+        }
+        self.owners
+            .insert((key.queue, first.message_id), Arc::clone(&key.key));
+        self.seen.insert(
+            key,
+            Seen {
+                first,
+                expires_at: Millis(u64::MAX),
+                held: true,
+            },
+        );
+    }
+
+    /// A job finished (or left its queue): release the key it held.
+    pub(crate) fn release(&mut self, queue: QueueId, id: MessageId) {
+        if self.owners.is_empty() {
+            return;
+        }
+        let Some(key) = self.owners.remove(&(queue, id)) else {
+            return;
+        };
+        let key = ScopedKey { queue, key };
+        if self
+            .seen
+            .get(&key)
+            .is_some_and(|s| s.held && s.first.message_id == id)
+        {
+            self.seen.remove(&key);
+        }
+    }
+
+    /// Releases every held key of a deleted queue.
+    pub(crate) fn forget_queue(&mut self, queue: QueueId) {
+        let ids: Vec<MessageId> = self
+            .owners
+            .range((queue, MessageId::nil())..=(queue, MessageId::max()))
+            .map(|((_, id), _)| *id)
+            .collect();
+        for id in ids {
+            self.release(queue, id);
+        }
+    }
+
+    /// Held keys and the jobs they name, for the invariants.
+    #[cfg(any(test, feature = "invariants"))]
+    pub(crate) fn held(&self) -> impl Iterator<Item = (QueueId, MessageId)> + '_ {
+        self.owners.keys().copied()
     }
 
     /// Live keys held.

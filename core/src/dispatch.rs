@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::Error;
 use crate::api::{Command, Event, KvEntry, Reply, SessionId};
-use crate::api::{PublishMessage, Published};
+use crate::api::{DedupMode, PublishMessage, Published};
 use crate::dedup::ScopedKey;
 use crate::engine::Engine;
 use crate::queue::{Session, check_publish, check_server_memory, publish_bytes};
@@ -34,6 +34,16 @@ impl Engine {
             c @ (C::DlqList { .. } | C::DlqRetry { .. } | C::DlqPurge { .. }) => {
                 self.dispatch_dlq(c)
             }
+            c @ (C::GetJob { .. }
+            | C::WaitJob { .. }
+            | C::Progress { .. }
+            | C::Cancel { .. }
+            | C::PutSchedule { .. }
+            | C::ListSchedules { .. }
+            | C::DeleteSchedule { .. }
+            | C::RunSchedule { .. }
+            | C::Tick
+            | C::Resume { .. }) => self.dispatch_job(c),
             c @ (C::KvSet { .. }
             | C::KvGet { .. }
             | C::KvDel { .. }
@@ -67,6 +77,8 @@ impl Engine {
                 let (q, ctx) = self.queue_mut(&queue)?;
                 q.trim_dlq(ctx, config.dlq_max);
                 q.config = config;
+                // A lowered retention forgets kept jobs now.
+                q.apply_retention(ctx);
                 // A raised prefetch may let parked consumers take ready messages now.
                 q.serve(ctx);
                 Reply::QueueCreated { queue, created }
@@ -95,6 +107,9 @@ impl Engine {
 
     fn dispatch_flow(&mut self, cmd: Command) -> Result<Reply, Error> {
         Ok(match cmd {
+            Command::Publish { queue, message } if message.debounce => {
+                Reply::Published(self.publish_debounced(&queue, message)?)
+            }
             Command::Publish { queue, message } => {
                 let mut published = self.publish_all(&queue, vec![message], true)?;
                 Reply::Published(published.pop().expect("one message, one answer"))
@@ -122,7 +137,7 @@ impl Engine {
                         .get_mut(&q)
                         .and_then(|q| q.unpark(&mut self.ctx, waiter_id))
                         .is_some(),
-                    None => false,
+                    None => self.cancel_job_wait(waiter_id),
                 };
                 Reply::WaitCancelled { cancelled }
             }
@@ -168,9 +183,10 @@ impl Engine {
                 queue,
                 message_id,
                 lease,
+                result,
             } => {
                 let (q, ctx) = self.queue_mut(&queue)?;
-                q.ack(ctx, message_id, lease)?;
+                q.ack(ctx, message_id, lease, result)?;
                 Reply::Acked
             }
             Command::Nack {
@@ -193,7 +209,11 @@ impl Engine {
             } => {
                 let (q, ctx) = self.queue_mut(&queue)?;
                 let lease_deadline = q.extend(ctx, message_id, lease, lease_ms)?;
-                Reply::Extended { lease_deadline }
+                let cancelled = q.messages[&message_id].cancel_requested;
+                Reply::Extended {
+                    lease_deadline,
+                    cancelled,
+                }
             }
             other => unreachable!("{other:?} is not a lease command"),
         })
@@ -317,6 +337,7 @@ impl Engine {
         }
         self.waiter_queues.clear();
         self.session_queues.clear();
+        waiters += self.drop_job_waiters();
         Reply::ConsumersDropped { waiters, sessions }
     }
 
@@ -460,7 +481,7 @@ impl Engine {
     /// on the queue within the window, or earlier in the same batch, adds nothing and answers
     /// with the first publish's id and position. A single publish (`serve`) serves parked
     /// waiters at once; a batch serves them after its last message.
-    fn publish_all(
+    pub(crate) fn publish_all(
         &mut self,
         queue: &str,
         messages: Vec<PublishMessage>,
@@ -468,6 +489,12 @@ impl Engine {
     ) -> Result<Vec<Published>, Error> {
         for m in &messages {
             check_publish(&self.ctx.limits, m)?;
+            if m.debounce && messages.len() > 1 {
+                return Err(Error::invalid(
+                    "debounce",
+                    "a debounced message is published alone, not in a batch",
+                ));
+            }
         }
         let now = self.ctx.now;
         let qid = self.publish_target(queue)?.0.id;
@@ -514,10 +541,15 @@ impl Engine {
                 Some(Err(earlier)) => out[earlier].clone(),
                 None => {
                     let key = m.idempotency_key.clone();
+                    let held = m.dedup == Some(DedupMode::UntilFinished);
                     let published = q.publish(&mut self.ctx, m, serve);
                     if let Some(key) = key {
                         let key = ScopedKey::new(qid, &key);
-                        self.dedup.record(key, published.clone(), expires_at);
+                        if held {
+                            self.dedup.record_held(key, published.clone());
+                        } else {
+                            self.dedup.record(key, published.clone(), expires_at);
+                        }
                     }
                     out.push(published);
                     continue;

@@ -89,10 +89,23 @@ impl Engine {
 
     /// Applies one command at `now`, after running every timer already due.
     pub fn handle(&mut self, now: Millis, cmd: Command) -> Result<Reply, Error> {
+        // After downtime, schedules that missed slots make one catch-up run, not one per
+        // slot: their timers move before the timers due at `now` run.
+        let caught_up = match cmd {
+            Command::Resume { since } => {
+                self.handle_timeout(since);
+                Some(self.resume(now.max(self.ctx.now)))
+            }
+            _ => None,
+        };
         self.handle_timeout(now);
         let reply = self.dispatch(cmd);
         self.forget_answered_waiters();
-        reply
+        self.settle_finished();
+        match (caught_up, reply) {
+            (Some(caught_up), Ok(Reply::Resumed { .. })) => Ok(Reply::Resumed { caught_up }),
+            (_, reply) => reply,
+        }
     }
 
     /// Runs every timer due at `now`. Extra calls are harmless.
@@ -114,6 +127,16 @@ impl Engine {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Millis> {
         self.ctx.timers.next().map(|(at, _)| *at)
+    }
+
+    /// Whether a schedule's run is due at `now`: a host that logs commands sends
+    /// `Command::Tick` then (rather than calling `handle_timeout`), so the run is logged.
+    #[must_use]
+    pub fn run_due(&self, now: Millis) -> bool {
+        self.ctx
+            .timers
+            .due(now)
+            .any(|k| matches!(k, TimerKind::Schedule { .. }))
     }
 
     /// What the earliest deadline is for (for logs and tests).
@@ -143,6 +166,7 @@ impl Engine {
             TimerKind::MessageTtl { queue, id } => {
                 self.with_queue_id(queue, |q, ctx| q.on_ttl(ctx, id));
             }
+            TimerKind::Wait { waiter } if self.job_wait_ended(waiter) => {}
             TimerKind::Wait { waiter } => {
                 if let Some(queue) = self.waiter_queues.remove(&waiter) {
                     self.with_queue_id(queue, |q, ctx| {
@@ -158,8 +182,13 @@ impl Engine {
                 subscriber,
                 version,
             } => self.pubsub.on_idle(&subscriber, version),
+            TimerKind::Retention { queue } => {
+                self.with_queue_id(queue, |q, ctx| q.apply_retention(ctx));
+            }
+            TimerKind::Schedule { queue, id } => self.fire_schedule(queue, &id),
         }
         self.forget_answered_waiters();
+        self.settle_finished();
     }
 
     pub(crate) fn with_queue_id(&mut self, id: QueueId, f: impl FnOnce(&mut Queue, &mut Ctx)) {
@@ -229,6 +258,21 @@ impl Engine {
         };
         let mut queue = self.queues.remove(&id).expect("named queue exists");
         let (waiters, sessions) = queue.teardown(&mut self.ctx);
+        queue.forget_kept(&mut self.ctx);
+        for (sid, s) in &queue.schedules {
+            if let Some(at) = s.next_run_at {
+                self.ctx.timers.remove(
+                    at,
+                    TimerKind::Schedule {
+                        queue: id,
+                        id: sid.clone(),
+                    },
+                );
+            }
+        }
+        // Jobs purged or settled by the teardown are gone with the queue.
+        self.ctx.finished.retain(|f| f.queue != id);
+        self.forget_queue_jobs(id);
         let held = queue.held;
         queue.let_go(&mut self.ctx, held);
         for waiter in waiters {

@@ -94,6 +94,20 @@ pub enum Error {
         /// The session asked for.
         session_id: u64,
     },
+    /// The job is finished (completed, dead-lettered or cancelled): it cannot be cancelled.
+    #[error("job {message_id} is already finished ({state})")]
+    AlreadyFinished {
+        /// The job.
+        message_id: String,
+        /// `completed`, `dead_lettered` or `cancelled`.
+        state: String,
+    },
+    /// No schedule with this id on the queue.
+    #[error("schedule not found: {schedule_id}")]
+    ScheduleNotFound {
+        /// The id asked for.
+        schedule_id: String,
+    },
     /// No subscriber with this id is registered.
     #[error("subscriber not found: {subscriber_id}")]
     SubscriberNotFound {
@@ -119,6 +133,8 @@ impl Error {
             Self::NotAnInteger { .. } => "not_an_integer",
             Self::SubscriberNotFound { .. } => "subscriber_not_found",
             Self::SessionNotFound { .. } => "session_not_found",
+            Self::AlreadyFinished { .. } => "already_finished",
+            Self::ScheduleNotFound { .. } => "schedule_not_found",
         }
     }
 

@@ -176,3 +176,25 @@ pub(crate) mod as_text {
         Json::checked_text(&text).map_err(serde::de::Error::custom)
     }
 }
+
+/// `Option<Json>` as its compact text, for the engine's own state.
+pub(crate) mod as_text_option {
+    use std::borrow::Cow;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::Json;
+
+    pub(crate) fn serialize<S: Serializer>(j: &Option<Json>, s: S) -> Result<S::Ok, S::Error> {
+        match j {
+            Some(j) => s.serialize_some(&*j.0),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Json>, D::Error> {
+        let text = <Option<Cow<'de, str>>>::deserialize(d)?;
+        text.map(|t| Json::checked_text(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

@@ -47,9 +47,11 @@ mod ids;
 pub mod input;
 mod json;
 mod kv;
+mod lifecycle;
 mod pubsub;
 mod queue;
 mod rng;
+mod schedule;
 pub mod sim;
 #[cfg(test)]
 mod tests;
@@ -57,18 +59,20 @@ mod time;
 mod timers;
 
 pub use api::{
-    Command, DeadLetter, DeadLetterReason, Delivery, Event, Headers, KvEntry, KvStats, KvValue,
-    LeaseRef, LeaseToken, MessageId, NackAction, Observed, ObservedKind, PubMessage,
-    PublishMessage, Published, PubsubStats, QueueStats, Reply, SessionId, WaiterId,
+    Command, DeadLetter, DeadLetterReason, DedupMode, Delivery, Event, Headers, Job, JobState,
+    KvEntry, KvStats, KvValue, LeaseRef, LeaseToken, MessageId, NackAction, Observed, ObservedKind,
+    PubMessage, PublishMessage, Published, PubsubStats, QueueStats, Reply, ScheduleInfo,
+    ScheduleSpec, SessionId, WaiterId,
 };
 pub use config::{
-    Backoff, DEFAULT_IDEMPOTENCY_WINDOW_MS, EngineConfig, Limits, MAX_LEASE_MS, QueueConfig,
-    RetryPosition, validate_queue_name,
+    Backoff, DEFAULT_IDEMPOTENCY_WINDOW_MS, EngineConfig, Keep, Limits, MAX_LEASE_MS,
+    MAX_RESULT_BYTES, QueueConfig, RetryPosition, validate_queue_name,
 };
 pub use engine::Engine;
 pub use error::Error;
 pub use json::Json;
 pub use queue::{QueueId, json_message};
 pub use rng::Rng;
+pub use schedule::MIN_EVERY_MS;
 pub use time::Millis;
 pub use timers::TimerKind;

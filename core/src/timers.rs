@@ -62,6 +62,18 @@ pub enum TimerKind {
         /// The write it belongs to.
         version: u64,
     },
+    /// The oldest finished job a queue keeps reaches its retention age.
+    Retention {
+        /// The queue.
+        queue: QueueId,
+    },
+    /// A schedule's next run is due.
+    Schedule {
+        /// The queue.
+        queue: QueueId,
+        /// The schedule's id.
+        id: std::sync::Arc<str>,
+    },
 }
 
 /// The ordered set of pending deadlines.
@@ -91,6 +103,14 @@ impl Timers {
         } else {
             None
         }
+    }
+
+    /// The kinds of the timers due at `now`.
+    pub(crate) fn due(&self, now: Millis) -> impl Iterator<Item = &TimerKind> {
+        self.set
+            .iter()
+            .take_while(move |(at, _)| *at <= now)
+            .map(|(_, kind)| kind)
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -72,6 +72,13 @@ pub(crate) enum Request {
         token: u64,
         reply: oneshot::Sender<ConsumeResult>,
     },
+    /// A `Command::WaitJob` that may park until the job finishes; `token` names it for
+    /// `Abandon`. Answered with `Reply::Job`, or `message_not_found` if the job is gone.
+    WaitJob {
+        cmd: Command,
+        token: u64,
+        reply: oneshot::Sender<Result<Reply, Failure>>,
+    },
     /// The client behind consume `token` hung up: withdraw its waiter if still parked, and give
     /// back the messages its reply carried if they were never read.
     Abandon { token: u64, returned: Vec<Delivery> },
@@ -115,6 +122,8 @@ pub(crate) struct EngineTask {
     engine: Engine,
     clock: Clock,
     parked: HashMap<WaiterId, Parked>,
+    /// Parked waits for a job to finish, with their tokens.
+    parked_jobs: HashMap<WaiterId, (u64, oneshot::Sender<Result<Reply, Failure>>)>,
     by_token: HashMap<u64, WaiterId>,
     sinks: HashMap<String, mpsc::Sender<PubMessage>>,
     sessions: HashMap<SessionId, mpsc::Sender<SessionPush>>,
@@ -135,6 +144,7 @@ impl EngineTask {
             engine,
             clock,
             parked: HashMap::new(),
+            parked_jobs: HashMap::new(),
             by_token: HashMap::new(),
             sinks: HashMap::new(),
             sessions: HashMap::new(),
@@ -163,7 +173,12 @@ impl EngineTask {
     /// A turn that only runs the timers due now.
     fn timeout_turn(&mut self) {
         self.begin_turn();
-        self.engine.handle_timeout(self.now);
+        if self.storage.is_some() && self.engine.run_due(self.now) {
+            // A schedule's run publishes a job: logged as a tick, so a restart replays it.
+            let _ = self.apply(Command::Tick);
+        } else {
+            self.engine.handle_timeout(self.now);
+        }
         self.route_events();
         self.end_turn();
     }
@@ -179,6 +194,7 @@ impl EngineTask {
                 self.answer(Outgoing::Many(reply, results));
             }
             Request::Consume { cmd, token, reply } => self.consume(cmd, token, reply),
+            Request::WaitJob { cmd, token, reply } => self.wait_job(cmd, token, reply),
             Request::Abandon { token, returned } => {
                 self.abandon(token);
                 self.give_back(returned);
@@ -287,11 +303,54 @@ impl EngineTask {
         }
     }
 
+    fn wait_job(
+        &mut self,
+        mut cmd: Command,
+        token: u64,
+        reply: oneshot::Sender<Result<Reply, Failure>>,
+    ) {
+        if self.draining
+            && let Command::WaitJob { wait_ms, .. } = &mut cmd
+        {
+            // No new waiters while shutting down: answer with the job as it is.
+            *wait_ms = 0;
+        }
+        if let Some(refused) = self.refusal(&cmd) {
+            self.answer(Outgoing::Call(reply, Err(refused)));
+            return;
+        }
+        match self.apply(cmd) {
+            Ok(Reply::Waiting { waiter_id }) => {
+                self.by_token.insert(token, waiter_id);
+                self.parked_jobs.insert(waiter_id, (token, reply));
+            }
+            other => self.answer(Outgoing::Call(reply, other.map_err(Into::into))),
+        }
+    }
+
+    /// Answers a parked job wait: the job, or (`None`) it is gone.
+    fn job_waited(&mut self, waiter_id: WaiterId, job: Option<Box<synap_core::Job>>) -> bool {
+        let Some((token, reply)) = self.parked_jobs.remove(&waiter_id) else {
+            return false;
+        };
+        self.by_token.remove(&token);
+        let answer = match job {
+            Some(job) => Ok(Reply::Job(job)),
+            None => Err(Error::MessageNotFound {
+                message_id: "the job is gone (purged, or its queue deleted)".into(),
+            }
+            .into()),
+        };
+        self.answer(Outgoing::Call(reply, answer));
+        true
+    }
+
     fn abandon(&mut self, token: u64) {
         let Some(waiter_id) = self.by_token.remove(&token) else {
             return;
         };
         self.parked.remove(&waiter_id);
+        self.parked_jobs.remove(&waiter_id);
         let _ = self.apply(Command::CancelWait { waiter_id });
         debug!(?waiter_id, "parked consumer hung up; wait cancelled");
     }
@@ -347,6 +406,14 @@ impl EngineTask {
             let _ = self.apply(Command::CancelWait { waiter_id });
             self.answer(Outgoing::Consume(p.reply, Ok(Vec::new())));
         }
+        for (waiter_id, (_, reply)) in std::mem::take(&mut self.parked_jobs) {
+            let _ = self.apply(Command::CancelWait { waiter_id });
+            let err = Error::LimitExceeded {
+                what: "waits (the server is shutting down)".into(),
+                limit: 0,
+            };
+            self.answer(Outgoing::Call(reply, Err(err.into())));
+        }
         self.by_token.clear();
         self.route_events();
     }
@@ -362,6 +429,10 @@ impl EngineTask {
                     waiter_id,
                     messages,
                 } => self.deliver(waiter_id, messages),
+                Event::JobWaited { waiter_id, job } => {
+                    self.job_waited(waiter_id, Some(job));
+                }
+                Event::WaitTimedOut { waiter_id } if self.job_waited(waiter_id, None) => {}
                 Event::WaitTimedOut { waiter_id } => {
                     if let Some(p) = self.parked.remove(&waiter_id) {
                         self.by_token.remove(&p.token);
@@ -382,7 +453,7 @@ impl EngineTask {
                         self.answer(Outgoing::Push(session_id, sink, SessionPush::Ended));
                     }
                 }
-                Event::Observed(_) | Event::KeyExpired { .. } => {}
+                Event::Observed(_) | Event::KeyExpired { .. } | Event::Progress { .. } => {}
             }
         }
     }

@@ -116,6 +116,32 @@ impl EngineHandle {
         self.start_consume(cmd).await?.wait().await
     }
 
+    /// Runs a `Command::WaitJob`, waiting while it is parked; dropping the future (the client
+    /// hung up) withdraws the wait.
+    pub(crate) async fn wait_job(&self, cmd: Command) -> Result<Reply, Failure> {
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        let (reply, rx) = oneshot::channel();
+        self.send(Request::WaitJob { cmd, token, reply }).await?;
+        let mut guard = WaitGuard {
+            shared: Arc::clone(&self.shared),
+            token,
+            armed: true,
+        };
+        let answer = rx.await.map_err(|_| Failure::Unavailable)?;
+        guard.armed = false;
+        answer
+    }
+
+    /// `wait_job` for `who`, checked as `call_as`.
+    pub(crate) async fn wait_job_as(
+        &self,
+        who: &crate::permissions::Principal,
+        cmd: Command,
+    ) -> Result<Reply, Failure> {
+        who.check(&cmd)?;
+        self.wait_job(cmd).await
+    }
+
     /// Sends a `Command::Consume` without waiting for its answer, which is read from what it
     /// returns; dropping that unread abandons the consume as dropping `consume` would.
     pub(crate) async fn start_consume(&self, cmd: Command) -> Result<Consuming, Failure> {
@@ -241,6 +267,24 @@ struct AbandonGuard {
     token: u64,
     /// `None` once the reply was read.
     rx: Option<oneshot::Receiver<ConsumeResult>>,
+}
+
+/// Withdraws a job wait whose client hung up before the answer.
+struct WaitGuard {
+    shared: Arc<Shared>,
+    token: u64,
+    armed: bool,
+}
+
+impl Drop for WaitGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.submit_now(Request::Abandon {
+                token: self.token,
+                returned: Vec::new(),
+            });
+        }
+    }
 }
 
 impl Drop for AbandonGuard {
@@ -369,6 +413,7 @@ mod tests {
                             queue: "q".into(),
                             message_id: d.message_id,
                             lease: Some(d.lease),
+                            result: None,
                         };
                         h.call(ack).await.expect("acked while leased");
                     }

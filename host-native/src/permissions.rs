@@ -560,6 +560,8 @@ impl Principal {
                 self.may(Kind::Topic, Action::Subscribe, &message.topic)
             }
             Event::KeyExpired { key, .. } => self.may(Kind::Kv, Action::Read, key),
+            Event::Progress { queue: q, .. } => queue(q),
+            Event::JobWaited { job, .. } => queue(&job.queue),
             Event::WaitTimedOut { .. } | Event::SessionEnded { .. } => false,
         }
     }
@@ -602,7 +604,11 @@ pub(crate) fn required(cmd: &Command) -> Need<'_> {
         | Command::DeleteQueue { queue }
         | Command::DlqRetry { queue, .. }
         | Command::DlqPurge { queue }
-        | Command::Purge { queue } => Need::One(Queue, Admin, queue),
+        | Command::Purge { queue }
+        | Command::Cancel { queue, .. }
+        | Command::PutSchedule { queue, .. }
+        | Command::DeleteSchedule { queue, .. }
+        | Command::RunSchedule { queue, .. } => Need::One(Queue, Admin, queue),
         Command::Publish { queue, .. } | Command::PublishBatch { queue, .. } => {
             Need::One(Queue, Publish, queue)
         }
@@ -610,8 +616,13 @@ pub(crate) fn required(cmd: &Command) -> Need<'_> {
         | Command::Attach { queue, .. }
         | Command::Ack { queue, .. }
         | Command::Nack { queue, .. }
-        | Command::Extend { queue, .. } => Need::One(Queue, Consume, queue),
-        Command::Stats { queue } | Command::DlqList { queue, .. } => Need::One(Queue, Read, queue),
+        | Command::Extend { queue, .. }
+        | Command::Progress { queue, .. } => Need::One(Queue, Consume, queue),
+        Command::Stats { queue }
+        | Command::DlqList { queue, .. }
+        | Command::GetJob { queue, .. }
+        | Command::WaitJob { queue, .. }
+        | Command::ListSchedules { queue } => Need::One(Queue, Read, queue),
         Command::KvGet { key } | Command::KvExists { key } | Command::KvTtl { key } => {
             Need::One(Kv, Read, key)
         }
@@ -638,7 +649,10 @@ pub(crate) fn required(cmd: &Command) -> Need<'_> {
         | Command::SessionCredit { .. }
         | Command::Detach { .. }
         | Command::GiveBack { .. }
-        | Command::DropConsumers => Need::None,
+        | Command::DropConsumers
+        // The host's own: schedule runs due and the catch-up after a restart.
+        | Command::Tick
+        | Command::Resume { .. } => Need::None,
     }
 }
 

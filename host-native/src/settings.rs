@@ -75,6 +75,15 @@ impl ApplySettings for QueueSettings {
         if let Some(v) = self.default_priority {
             c.default_priority = v;
         }
+        if let Some(k) = self.keep_completed {
+            c.keep_completed = keep_of("keep_completed.age_secs", k)?;
+        }
+        if let Some(k) = self.keep_cancelled {
+            c.keep_cancelled = keep_of("keep_cancelled.age_secs", k)?;
+        }
+        if let Some(v) = self.max_result_bytes {
+            c.max_result_bytes = v;
+        }
         if let Some(v) = self.retry_position {
             c.retry_position = match v {
                 synap_wire::RetryPosition::Back => RetryPosition::Back,
@@ -109,6 +118,23 @@ pub(crate) fn settings_of(c: &QueueConfig) -> QueueSettings {
             RetryPosition::Original => synap_wire::RetryPosition::Original,
         }),
         max_bytes: c.max_bytes,
+        keep_completed: Some(keep_secs(c.keep_completed)),
+        keep_cancelled: Some(keep_secs(c.keep_cancelled)),
+        max_result_bytes: Some(c.max_result_bytes),
+    }
+}
+
+fn keep_of(field: &str, k: synap_wire::Keep) -> Result<synap_core::Keep, Error> {
+    Ok(synap_core::Keep {
+        count: k.count,
+        age_ms: secs_to_ms(field, k.age_secs)?,
+    })
+}
+
+fn keep_secs(k: synap_core::Keep) -> synap_wire::Keep {
+    synap_wire::Keep {
+        count: k.count,
+        age_secs: ms_to_secs(k.age_ms),
     }
 }
 

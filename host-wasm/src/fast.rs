@@ -145,6 +145,7 @@ impl WasmEngine {
                     queue: queue.to_owned(),
                     message_id: d.message_id,
                     lease: Some(d.lease),
+                    result: None,
                 };
                 self.inner.handle(now, ack).map_err(|e| error_to_js(&e))?;
                 done.acked += 1;

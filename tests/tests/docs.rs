@@ -31,6 +31,7 @@ const GUIDES: &[&str] = &[
     "testing.md",
     "compatibility.md",
     "securing.md",
+    "tracking-jobs.md",
 ];
 
 const RUN_COMMAND: &str = "cargo run --release -p synap-server";

@@ -97,6 +97,7 @@ async fn rest(
         "GET" => http.get(url),
         "POST" => http.post(url),
         "DELETE" => http.delete(url),
+        "PUT" => http.put(url),
         m => panic!("method {m}"),
     };
     rb = rb.header("authorization", bearer(key));
@@ -327,6 +328,50 @@ fn rest_routes() -> Vec<(&'static str, String, Option<Value>, Vec<&'static str>)
         ("GET", "/metrics".into(), None, vec!["ops"]),
         ("GET", "/debug/state_digest".into(), None, vec!["ops"]),
         // Names outside every scoped key's patterns.
+        // Jobs: lookup and waiting need read, progress consume, cancel and schedules admin.
+        (
+            "GET",
+            format!("/queue/q1/messages/{ID}"),
+            None,
+            vec!["read"],
+        ),
+        (
+            "GET",
+            format!("/queue/q1/messages/{ID}/wait?timeout=0"),
+            None,
+            vec!["read"],
+        ),
+        (
+            "POST",
+            "/queue/q1/progress".into(),
+            Some(json!({"message_id": ID, "progress": 1})),
+            vec!["con", "worker"],
+        ),
+        (
+            "POST",
+            "/queue/q1/cancel".into(),
+            Some(id.clone()),
+            vec!["qadmin"],
+        ),
+        (
+            "PUT",
+            "/queue/q1/schedules/s1".into(),
+            Some(json!({"every_secs": 3600, "message": 1})),
+            vec!["qadmin"],
+        ),
+        ("GET", "/queue/q1/schedules".into(), None, vec!["read"]),
+        (
+            "POST",
+            "/queue/q1/schedules/s1/run".into(),
+            None,
+            vec!["qadmin"],
+        ),
+        (
+            "DELETE",
+            "/queue/q1/schedules/s1".into(),
+            None,
+            vec!["qadmin"],
+        ),
         (
             "POST",
             "/queue/other/publish".into(),

@@ -5,7 +5,9 @@
 //! checking every reply and event, then a fault-free phase that must end with every message
 //! acked or dead-lettered (or deleted with its queue); each seed runs twice and the traces must
 //! hash equal. Keyed publishes whose reply was "lost" are sent again, and must answer with
-//! their first publish.
+//! their first publish. Jobs are looked up and cancelled, workers report progress and ack
+//! with results, schedules publish (one job per slot, across restarts with downtime), and
+//! `until_finished` keys hold while their job is unfinished.
 
 use synap_tests::swarm::{check_seed, seeds_from_env, summarize};
 
@@ -18,7 +20,7 @@ fn swarm() {
     assert!(total["published"] > 0, "the swarm published nothing");
     assert_eq!(
         total["published"],
-        total["acked"] + total["dead_lettered"] + total["deleted"]
+        total["acked"] + total["dead_lettered"] + total["deleted"] + total["cancelled"]
     );
     if seeds.len() >= 100 {
         for figure in [
@@ -27,6 +29,8 @@ fn swarm() {
             "pubsub_pushed",
             "restarts",
             "duplicates",
+            "cancelled",
+            "scheduled",
         ] {
             assert!(total[figure] > 0, "the swarm never exercised {figure}");
         }

@@ -110,6 +110,15 @@ fn full_config() -> w::QueueConfig {
         default_priority: Some(4),
         retry_position: Some(w::RetryPosition::Original),
         max_bytes: Some(1 << 20),
+        keep_completed: Some(w::Keep {
+            count: 10,
+            age_secs: 60.0,
+        }),
+        keep_cancelled: Some(w::Keep {
+            count: 0,
+            age_secs: 1.5,
+        }),
+        max_result_bytes: Some(1024),
     }
 }
 
@@ -198,6 +207,7 @@ async fn queue_routes_round_trip_every_field() {
     let ack = w::AckRequest {
         message_id: da.message_id.clone(),
         lease: Some(da.lease),
+        result: None,
     };
     let acked: w::Success = api.post("/queue/rt/ack", &ack).await;
     assert_eq!(acked, w::Success::OK);
@@ -235,10 +245,12 @@ async fn queue_routes_round_trip_every_field() {
             w::AckRequest {
                 message_id: d3.message_id.clone(),
                 lease: Some(d3.lease),
+                result: None,
             },
             w::AckRequest {
                 message_id: "not-an-id".into(),
                 lease: None,
+                result: None,
             },
         ],
     };
@@ -555,6 +567,7 @@ async fn queue_websocket_frames_round_trip_every_field() {
         op: w::QueueOp::Ack(w::AckRequest {
             message_id: d.message_id.clone(),
             lease: Some(d.lease),
+            result: None,
         }),
     };
     let refused = ws_call(&mut ws, &late_ack).await;

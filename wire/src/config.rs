@@ -68,6 +68,26 @@ pub struct QueueConfig {
     /// publishes past it are refused with 507 `memory_full`. Absent: only the server's budget.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_bytes: Option<u64>,
+    /// Completed jobs kept for lookup (with their results): `{count, age_secs}`, 1,000 for
+    /// an hour by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_completed: Option<Keep>,
+    /// Cancelled jobs kept for lookup: `{count, age_secs}`, 1,000 for an hour by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_cancelled: Option<Keep>,
+    /// Largest `result` an ack may carry, in bytes of compact JSON (64 KiB by default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_result_bytes: Option<u64>,
+}
+
+/// How many finished jobs of a kind a queue keeps for lookup, and for how long.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keep {
+    /// Most jobs kept (0 keeps none).
+    pub count: u64,
+    /// Seconds a job is kept after it finished.
+    pub age_secs: f64,
 }
 
 /// Where a retried message (nack, lease expiry) re-enters its priority's line.

@@ -24,6 +24,7 @@
 
 mod common;
 mod config;
+mod job;
 mod kv;
 mod pubsub;
 mod queue;
@@ -32,7 +33,11 @@ mod stats;
 mod strict;
 
 pub use common::{Deleted, Empty, ErrorBody, Health, Purged, Success};
-pub use config::{Backoff, QueueConfig, RetryPosition};
+pub use config::{Backoff, Keep, QueueConfig, RetryPosition};
+pub use job::{
+    CancelRequest, Cancelled, DedupMode, Job, JobState, ProgressRequest, Progressed, Schedule,
+    ScheduleList, ScheduleRequest, ScheduleSet, WaitQuery,
+};
 pub use kv::{
     Exists, ExpireRequest, IncrRequest, IntValue, KeyRequest, KeysQuery, KeysResponse, KvGet,
     KvStats, KvTtl, MgetRequest, MgetResponse, MsetRequest, SetRequest, Updated,

@@ -35,6 +35,14 @@ pub struct PublishRequest {
     /// minutes by default) answers with the first publish's id and position and adds nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// How long the idempotency key holds: `window` (the default) or `until_finished` (while
+    /// the job it names is unfinished, whatever the window).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<crate::DedupMode>,
+    /// With an idempotency key and a `delay`: a publish whose key names a job still delayed
+    /// replaces that job's message and restarts its delay (the trailing call wins).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<bool>,
 }
 
 /// `POST /queue/{name}/publish_batch`: all messages are accepted or none.
@@ -58,6 +66,10 @@ pub struct Published {
     /// otherwise).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// `true` when a debounced publish replaced the message of a still-delayed job (absent
+    /// otherwise).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replaced: bool,
 }
 
 /// `{messages: [{message_id, position}]}` of a batch publish, in the order given.
@@ -130,6 +142,9 @@ pub struct AckRequest {
     /// The lease being settled; the current one when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<u64>,
+    /// The job's result (any JSON), kept with the completed job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
 }
 
 /// `POST /queue/{name}/ack_batch`: each ack succeeds or fails on its own.
@@ -189,6 +204,8 @@ pub enum NackAction {
     Delayed,
     /// Moved to the dead-letter queue (or dropped if the queue keeps none).
     DeadLettered,
+    /// The job had been cancelled: settled as cancelled, never retried.
+    Cancelled,
 }
 
 /// `{success: true, action}` of a nack.

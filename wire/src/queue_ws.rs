@@ -149,6 +149,7 @@ mod tests {
             op: QueueOp::Ack(AckRequest {
                 message_id: "m".into(),
                 lease: Some(7),
+                result: None,
             }),
         };
         let v = serde_json::to_value(&f).unwrap();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Headers, LeaseToken, MessageId, SessionId, WaiterId};
+use super::{DedupMode, Headers, LeaseToken, MessageId, ScheduleSpec, SessionId, WaiterId};
 use crate::Json;
 use crate::config::QueueConfig;
 
@@ -42,6 +42,14 @@ pub struct PublishMessage {
     /// with the first publish's id and position and adds nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// How long the idempotency key holds: the window (the default), or until the job it
+    /// names is finished.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dedup: Option<DedupMode>,
+    /// With an idempotency key and a delay: a publish whose key names a job still delayed
+    /// replaces that job's message and restarts its delay (the trailing call wins).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub debounce: bool,
 }
 
 /// Every input the engine accepts.
@@ -163,6 +171,10 @@ pub enum Command {
         /// The lease token of the delivery being acked; any current lease when absent.
         #[serde(default)]
         lease: Option<LeaseToken>,
+        /// The job's result, kept with the completed job (up to the queue's
+        /// `max_result_bytes`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        result: Option<Json>,
     },
     /// Rejects a leased message: retry it (`requeue`) or dead-letter it.
     Nack {
@@ -194,6 +206,88 @@ pub enum Command {
         /// The lease token of the delivery being extended.
         #[serde(default)]
         lease: Option<LeaseToken>,
+    },
+    /// A job by id: queued, in flight, or finished and still kept.
+    GetJob {
+        /// Queue name.
+        queue: String,
+        /// The job.
+        message_id: MessageId,
+    },
+    /// Waits until a job is finished: answers at once with a finished job (or with any job
+    /// when `wait_ms` is 0), else parks (`Reply::Waiting`), answered by `Event::JobWaited` when
+    /// it finishes or the wait ends.
+    WaitJob {
+        /// Queue name.
+        queue: String,
+        /// The job.
+        message_id: MessageId,
+        /// Longest wait (capped at `limits.max_wait_ms`).
+        #[serde(default)]
+        wait_ms: u64,
+    },
+    /// A worker reports progress on a job it holds, optionally extending its lease.
+    Progress {
+        /// Queue name.
+        queue: String,
+        /// The job.
+        message_id: MessageId,
+        /// The lease token of the delivery.
+        #[serde(default)]
+        lease: Option<LeaseToken>,
+        /// Any JSON up to `limits.max_progress_bytes`.
+        progress: Json,
+        /// Also extends the lease to `now + extend_ms`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        extend_ms: Option<u64>,
+    },
+    /// Cancels a job: a ready or delayed job at once; an in-flight job is marked, and settles
+    /// as cancelled when its delivery ends.
+    Cancel {
+        /// Queue name.
+        queue: String,
+        /// The job.
+        message_id: MessageId,
+    },
+    /// Creates or replaces a schedule of the queue.
+    PutSchedule {
+        /// Queue name (created as a publish would create it).
+        queue: String,
+        /// Its id: 1–128 characters of `A-Za-z0-9._:-`.
+        schedule_id: String,
+        /// What it publishes and when.
+        schedule: ScheduleSpec,
+    },
+    /// The queue's schedules, by id.
+    ListSchedules {
+        /// Queue name.
+        queue: String,
+    },
+    /// Removes a schedule.
+    DeleteSchedule {
+        /// Queue name.
+        queue: String,
+        /// The schedule.
+        schedule_id: String,
+    },
+    /// Publishes one run of a schedule now, outside its timetable.
+    RunSchedule {
+        /// Queue name.
+        queue: String,
+        /// The schedule.
+        schedule_id: String,
+    },
+    /// Runs the timers due at `now`, as `handle_timeout` does, as a command a host can log:
+    /// the server logs one when a schedule's run is due, so the job that run publishes is in
+    /// the log and a restart replays it.
+    Tick,
+    /// The host has started again after being down since `since`: timers due by `since` run
+    /// first, then each schedule that missed slots after it makes one catch-up run now, not
+    /// one per missed slot. A host sends it first after recovery, with `since` = the
+    /// recovered engine's `now()`; it is logged, so a replay makes the same runs.
+    Resume {
+        /// When the host went down (the latest time the engine had seen).
+        since: crate::Millis,
     },
     /// Queue statistics.
     Stats {
@@ -380,6 +474,8 @@ impl Command {
             Self::ListQueues
                 | Self::Stats { .. }
                 | Self::DlqList { .. }
+                | Self::GetJob { .. }
+                | Self::ListSchedules { .. }
                 | Self::KvGet { .. }
                 | Self::KvExists { .. }
                 | Self::KvTtl { .. }

@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{DeadLetterReason, Delivery, MessageId, PubMessage, SessionId, WaiterId};
+use super::{DeadLetterReason, Delivery, Job, MessageId, PubMessage, SessionId, WaiterId};
+use crate::Json;
 use crate::Millis;
 
 /// The kind of a message state change reported by `Event::Observed`.
@@ -31,6 +32,8 @@ pub enum ObservedKind {
     Redriven,
     /// Removed by purge (`count` messages, no id).
     Purged,
+    /// Cancelled: removed at once, or settled as cancelled when its delivery ended.
+    Cancelled,
 }
 
 /// A message state change, for dashboards and the simulator's metrics.
@@ -96,6 +99,26 @@ pub enum Event {
     },
     /// A message state change.
     Observed(Observed),
+    /// A worker reported progress on a job (emitted when observation is on).
+    Progress {
+        /// The queue.
+        queue: Arc<str>,
+        /// The job.
+        message_id: MessageId,
+        /// What it reported.
+        progress: Json,
+        /// When.
+        at: Millis,
+    },
+    /// A parked `WaitJob` is answered: the job finished (or its wait ended, and `job` is
+    /// unfinished). A job that is gone (its queue deleted, or purged) ends the wait with
+    /// `WaitTimedOut` instead.
+    JobWaited {
+        /// The waiter.
+        waiter_id: WaiterId,
+        /// The job as a lookup answers it now.
+        job: Box<Job>,
+    },
     /// A KV key's TTL passed and it was removed.
     KeyExpired {
         /// The key.

@@ -11,11 +11,13 @@ use uuid::Uuid;
 
 mod command;
 mod event;
+mod job;
 mod reply;
 
 pub use crate::ids::{LeaseToken, SessionId, WaiterId};
 pub use command::{Command, KvEntry, LeaseRef, PublishMessage};
 pub use event::{Event, Observed, ObservedKind};
+pub use job::{DedupMode, Job, JobState, ScheduleInfo, ScheduleSpec};
 pub use reply::{
     DeadLetter, DeadLetterReason, Delivery, KvStats, KvValue, NackAction, PubMessage, Published,
     PubsubStats, QueueStats, Reply,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Headers, LeaseToken, MessageId, SessionId, WaiterId};
+use super::{Headers, Job, JobState, LeaseToken, MessageId, ScheduleInfo, SessionId, WaiterId};
 use crate::config::QueueConfig;
 use crate::{Json, Millis};
 
@@ -48,6 +48,10 @@ pub struct Published {
     /// was added.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// A debounced publish replaced the message of this still-delayed job and restarted its
+    /// delay.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replaced: bool,
 }
 
 /// What a nack did.
@@ -60,6 +64,8 @@ pub enum NackAction {
     Delayed,
     /// Moved to the dead-letter queue (or dropped if the queue keeps none).
     DeadLettered,
+    /// The job had been cancelled: it is settled as cancelled, never retried.
+    Cancelled,
 }
 
 /// Why a message was dead-lettered.
@@ -72,6 +78,18 @@ pub enum DeadLetterReason {
     MaxRetriesExceeded,
     /// Its TTL passed before it was acked.
     Expired,
+}
+
+impl DeadLetterReason {
+    /// The snake_case name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rejected => "rejected",
+            Self::MaxRetriesExceeded => "max_retries_exceeded",
+            Self::Expired => "expired",
+        }
+    }
 }
 
 /// Statistics of one queue (DESIGN.md §3).
@@ -109,6 +127,15 @@ pub struct QueueStats {
     pub dead_lettered_total: u64,
     /// Messages whose TTL passed.
     pub expired_total: u64,
+    /// Jobs cancelled.
+    #[serde(default)]
+    pub cancelled_total: u64,
+    /// Finished jobs kept for lookup.
+    #[serde(default)]
+    pub kept_jobs: u64,
+    /// Schedules of the queue.
+    #[serde(default)]
+    pub schedules: u64,
     /// DLQ entries dropped because the DLQ was full or disabled.
     pub dlq_dropped_total: u64,
     /// Mean ready-to-delivery time over the last 1,000 deliveries.
@@ -307,6 +334,50 @@ pub enum Reply {
     Extended {
         /// The new lease deadline.
         lease_deadline: Millis,
+        /// The job was cancelled meanwhile: stop working on it.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        cancelled: bool,
+    },
+    /// `GetJob`, and `WaitJob` answered at once.
+    Job(Box<Job>),
+    /// `Progress`.
+    Progressed {
+        /// The job was cancelled meanwhile: stop working on it.
+        cancelled: bool,
+        /// The lease deadline (moved when `extend_ms` was given).
+        lease_deadline: Millis,
+    },
+    /// `Cancel`.
+    Cancelled {
+        /// `cancelled`, or `in_flight` for a job marked to settle as cancelled when its
+        /// delivery ends.
+        state: JobState,
+    },
+    /// `PutSchedule`.
+    ScheduleSet {
+        /// The schedule.
+        schedule_id: String,
+        /// Its next run; `None` if it will never run.
+        next_run_at: Option<Millis>,
+        /// False when it replaced one with the same id.
+        created: bool,
+    },
+    /// `ListSchedules`.
+    Schedules {
+        /// Sorted by id.
+        schedules: Vec<ScheduleInfo>,
+    },
+    /// `DeleteSchedule`.
+    ScheduleDeleted {
+        /// False if there was no such schedule.
+        deleted: bool,
+    },
+    /// `Tick`.
+    Ticked,
+    /// `Resume`.
+    Resumed {
+        /// Schedules that missed runs and make one catch-up run now.
+        caught_up: u64,
     },
     /// `Stats`.
     Stats(Box<QueueStats>),

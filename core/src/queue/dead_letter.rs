@@ -37,6 +37,14 @@ impl DeadLetters {
         self.ids.contains(&id)
     }
 
+    /// The entry of a dead-lettered message (a scan, only when it is here).
+    pub(crate) fn find(&self, id: MessageId) -> Option<&Entry> {
+        if !self.contains(id) {
+            return None;
+        }
+        self.entries.iter().find(|e| e.msg.id == id)
+    }
+
     /// Keeps `msg`, dropping the oldest entries to make room; returns the message bytes
     /// dropped (`msg`'s own when the DLQ has no room at all).
     #[must_use]

@@ -81,6 +81,7 @@ impl Queue {
             session: to.session,
         };
         let wait = now.since(msg.ready_since);
+        msg.ready_since = now;
         ctx.timers.add(deadline, self.lease_timer(id, lease));
         self.in_flight += 1;
         self.counters.consumed += 1;

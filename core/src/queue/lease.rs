@@ -5,11 +5,13 @@ use std::sync::Arc;
 use crate::Error;
 use crate::api::{DeadLetterReason, LeaseToken, MessageId, NackAction, Observed, ObservedKind};
 use crate::config::{MAX_LEASE_MS, RetryPosition};
-use crate::ctx::Ctx;
+use crate::ctx::{Ctx, Finished};
 use crate::time::Millis;
 use crate::timers::TimerKind;
 
-use super::{Message, Queue, State};
+use super::{Message, Queue, Record, State};
+use crate::api::JobState;
+use crate::json::Json;
 
 /// Text recorded as a message's last error when its lease runs out.
 pub(crate) const LEASE_EXPIRED: &str = "lease expired";
@@ -76,20 +78,47 @@ impl Queue {
         self.in_flight -= 1;
     }
 
+    /// Acks a delivery: the job is completed (kept with `result` for lookup), or, if it was
+    /// cancelled meanwhile, settled as cancelled.
     pub(crate) fn ack(
         &mut self,
         ctx: &mut Ctx,
         id: MessageId,
         lease: Option<LeaseToken>,
+        result: Option<Json>,
     ) -> Result<(), Error> {
+        if let Some(r) = &result
+            && r.len() as u64 > self.config.max_result_bytes
+        {
+            return Err(Error::too_large(
+                "result",
+                r.len(),
+                self.config.max_result_bytes as usize,
+            ));
+        }
         let (lease, deadline) = self.leased(id, lease)?;
         self.release(ctx, id, lease, deadline);
         let msg = self.messages.remove(&id).expect("leased message exists");
         self.cancel_ttl(ctx, &msg);
-        self.let_go(ctx, msg.held_bytes());
-        self.counters.acked += 1;
         let now = ctx.now;
-        ctx.observe(|| self.observed(ObservedKind::Acked, &msg, now));
+        let started_at = Some(msg.ready_since);
+        if msg.cancel_requested {
+            self.settle_cancelled(ctx, msg, result, started_at);
+        } else {
+            self.counters.acked += 1;
+            ctx.observe(|| self.observed(ObservedKind::Acked, &msg, now));
+            self.let_go(ctx, msg.held_bytes());
+            self.keep(
+                ctx,
+                Record {
+                    msg,
+                    state: JobState::Completed,
+                    result,
+                    started_at,
+                    finished_at: now,
+                },
+            );
+        }
         self.serve(ctx);
         Ok(())
     }
@@ -172,6 +201,13 @@ impl Queue {
         delay_ms: Option<u64>,
     ) -> NackAction {
         let msg = &self.messages[&id];
+        if msg.cancel_requested {
+            let msg = self.messages.remove(&id).expect("message exists");
+            self.cancel_ttl(ctx, &msg);
+            let started_at = Some(msg.ready_since);
+            self.settle_cancelled(ctx, msg, None, started_at);
+            return NackAction::Cancelled;
+        }
         let reason = if msg.expired {
             Some(DeadLetterReason::Expired)
         } else if !requeue {
@@ -217,6 +253,16 @@ impl Queue {
     /// keeps no DLQ).
     pub(crate) fn dead_letter(&mut self, ctx: &mut Ctx, msg: Message, reason: DeadLetterReason) {
         let now = ctx.now;
+        let job = ctx.job_waiters.watches(self.id, msg.id).then(|| {
+            let mut job = self.job_of(&msg, JobState::DeadLettered, None, None, Some(now));
+            job.dead_letter_reason = Some(reason);
+            Box::new(job)
+        });
+        ctx.finished.push(Finished {
+            queue: self.id,
+            id: msg.id,
+            job,
+        });
         self.counters.dead_lettered += 1;
         ctx.observe(|| Observed {
             reason: Some(reason),

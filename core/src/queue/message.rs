@@ -64,7 +64,8 @@ pub(crate) struct Message {
     pub(crate) published_at: Millis,
     /// When it entered this queue (publish or redrive).
     pub(crate) enqueued_at: Millis,
-    /// When it last became ready (for the wait-time statistic).
+    /// When it last became ready (for the wait-time statistic); in flight, when its current
+    /// delivery began (a lookup's `started_at`).
     pub(crate) ready_since: Millis,
     /// Deliveries so far.
     pub(crate) attempts: u32,
@@ -72,6 +73,8 @@ pub(crate) struct Message {
     pub(crate) priority: u8,
     /// Its TTL passed while it was in flight: it is dead-lettered when the lease ends.
     pub(crate) expired: bool,
+    /// Cancelled while in flight: its delivery's end settles it as cancelled.
+    pub(crate) cancel_requested: bool,
     extra: Option<Box<Extra>>,
     pub(crate) state: State,
 }
@@ -84,6 +87,8 @@ struct Extra {
     ttl_ms: Option<u64>,
     expires_at: Option<Millis>,
     last_error: Option<String>,
+    /// The last progress its worker reported.
+    progress: Option<Json>,
 }
 
 impl Extra {
@@ -92,6 +97,7 @@ impl Extra {
             && self.ttl_ms.is_none()
             && self.expires_at.is_none()
             && self.last_error.is_none()
+            && self.progress.is_none()
     }
 
     fn boxed(self) -> Option<Box<Self>> {
@@ -121,6 +127,7 @@ impl Message {
             ttl_ms: m.ttl_ms,
             expires_at: m.ttl_ms.map(|t| m.now.add_ms(t)),
             last_error: None,
+            progress: None,
         };
         Self {
             id: m.id,
@@ -133,6 +140,7 @@ impl Message {
             max_retries: m.max_retries,
             priority: m.priority,
             expired: false,
+            cancel_requested: false,
             extra: extra.boxed(),
             state: State::Ready,
         }
@@ -152,6 +160,14 @@ impl Message {
 
     pub(crate) fn last_error(&self) -> Option<&str> {
         self.extra.as_ref().and_then(|x| x.last_error.as_deref())
+    }
+
+    pub(crate) fn progress(&self) -> Option<&Json> {
+        self.extra.as_ref().and_then(|x| x.progress.as_ref())
+    }
+
+    pub(crate) fn set_progress(&mut self, progress: Json) {
+        self.edit_extra(|x| x.progress = Some(progress));
     }
 
     /// Changes the extras in place (boxing them when they were empty, dropping the box when
@@ -221,7 +237,10 @@ impl Message {
         let body = self.body.len() + 2 * size_of::<usize>();
         let extra = self.extra.as_ref().map_or(0, |x| {
             let headers: usize = x.headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
-            size_of::<Extra>() + headers + x.last_error.as_ref().map_or(0, String::capacity)
+            size_of::<Extra>()
+                + headers
+                + x.last_error.as_ref().map_or(0, String::capacity)
+                + x.progress.as_ref().map_or(0, Json::len)
         });
         body + extra
     }
@@ -246,6 +265,20 @@ struct Form<'a> {
     expired: bool,
     last_error: Option<Cow<'a, str>>,
     state: Cow<'a, State>,
+    /// Last, and absent for a message that uses none of the job lifecycle, so a plain
+    /// message serializes as it always has (snapshots encode structs as arrays: only a
+    /// trailing field may be left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    lifecycle: Option<LifecycleForm>,
+}
+
+/// A message's job-lifecycle fields in the serialized form.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct LifecycleForm {
+    /// Its last progress report, as compact JSON text (as bodies are).
+    #[serde(with = "crate::json::as_text_option")]
+    progress: Option<Json>,
+    cancel_requested: bool,
 }
 
 impl Serialize for Message {
@@ -266,6 +299,12 @@ impl Serialize for Message {
             expired: self.expired,
             last_error: self.last_error().map(Cow::Borrowed),
             state: Cow::Borrowed(&self.state),
+            lifecycle: (self.progress().is_some() || self.cancel_requested).then(|| {
+                LifecycleForm {
+                    progress: self.progress().cloned(),
+                    cancel_requested: self.cancel_requested,
+                }
+            }),
         }
         .serialize(s)
     }
@@ -279,6 +318,7 @@ impl<'de> Deserialize<'de> for Message {
             ttl_ms: m.ttl_ms,
             expires_at: m.expires_at,
             last_error: m.last_error.map(Cow::into_owned),
+            progress: m.lifecycle.as_ref().and_then(|l| l.progress.clone()),
         };
         Ok(Self {
             id: m.id,
@@ -291,6 +331,7 @@ impl<'de> Deserialize<'de> for Message {
             max_retries: m.max_retries,
             priority: m.priority,
             expired: m.expired,
+            cancel_requested: m.lifecycle.is_some_and(|l| l.cancel_requested),
             extra: extra.boxed(),
             state: m.state.into_owned(),
         })

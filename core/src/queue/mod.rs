@@ -5,6 +5,7 @@
 
 mod dead_letter;
 mod deliver;
+mod jobs;
 mod lease;
 mod message;
 mod ready;
@@ -31,6 +32,7 @@ use crate::timers::TimerKind;
 pub use crate::ids::QueueId;
 pub(crate) use dead_letter::DeadLetters;
 pub(crate) use deliver::{Lessee, Taker};
+pub(crate) use jobs::{Kept, Record};
 pub(crate) use message::{Body, Message, NewMessage, State};
 use ready::Ready;
 pub(crate) use session::Session;
@@ -77,6 +79,12 @@ pub(crate) struct Queue {
     /// Message bytes held: bodies and headers of the messages in `messages` and the DLQ.
     #[serde(default)]
     pub(crate) held: u64,
+    /// Finished jobs kept for lookup.
+    #[serde(default)]
+    pub(crate) kept: Kept,
+    /// Schedules, by id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) schedules: BTreeMap<Arc<str>, crate::schedule::Schedule>,
 }
 
 impl Queue {
@@ -96,6 +104,8 @@ impl Queue {
             counters: Counters::default(),
             waits: WaitWindow::default(),
             held: 0,
+            kept: Kept::default(),
+            schedules: BTreeMap::new(),
         }
     }
 
@@ -148,8 +158,20 @@ impl Queue {
     /// waiters are served at once; a batch serves them once after its last message, so a
     /// waiter gets the batch's messages in priority order.
     pub(crate) fn publish(&mut self, ctx: &mut Ctx, m: PublishMessage, serve: bool) -> Published {
-        let now = ctx.now;
         let id = ctx.new_id();
+        self.publish_as(ctx, m, serve, id)
+    }
+
+    /// Adds a validated message under a given id (a debounced publish replacing a delayed
+    /// job keeps its id).
+    pub(crate) fn publish_as(
+        &mut self,
+        ctx: &mut Ctx,
+        m: PublishMessage,
+        serve: bool,
+        id: MessageId,
+    ) -> Published {
+        let now = ctx.now;
         let seq = ctx.seq();
         let body = match (m.message, m.payload) {
             (Some(j), _) => Body::Json(j),
@@ -192,6 +214,7 @@ impl Queue {
             message_id: id,
             position,
             duplicate: false,
+            replaced: false,
         }
     }
 
@@ -279,7 +302,7 @@ impl Queue {
     }
 
     /// Takes a ready or delayed message out of the queue (its timers too).
-    fn remove_waiting(&mut self, ctx: &mut Ctx, id: MessageId) -> Message {
+    pub(crate) fn remove_waiting(&mut self, ctx: &mut Ctx, id: MessageId) -> Message {
         let msg = self.messages.remove(&id).expect("message exists");
         match msg.state {
             State::Ready => {
@@ -321,11 +344,21 @@ impl Queue {
         delayed.sort_unstable();
         let mut bytes = 0;
         for id in &ids {
+            ctx.finished.push(crate::ctx::Finished {
+                queue: self.id,
+                id: *id,
+                job: None,
+            });
             let msg = self.messages.remove(id).expect("ready id has a message");
             self.cancel_ttl(ctx, &msg);
             bytes += msg.held_bytes();
         }
         for id in delayed {
+            ctx.finished.push(crate::ctx::Finished {
+                queue: self.id,
+                id,
+                job: None,
+            });
             let msg = self.remove_waiting(ctx, id);
             bytes += msg.held_bytes();
             ids.push(msg.id);
@@ -391,7 +424,7 @@ impl Queue {
         }
     }
 
-    fn observed(&self, kind: ObservedKind, msg: &Message, at: Millis) -> Observed {
+    pub(crate) fn observed(&self, kind: ObservedKind, msg: &Message, at: Millis) -> Observed {
         Observed {
             kind,
             queue: self.name.clone(),

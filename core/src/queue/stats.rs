@@ -25,6 +25,12 @@ pub(crate) struct Counters {
     pub(crate) lease_expired: u64,
     pub(crate) dead_lettered: u64,
     pub(crate) expired: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub(crate) cancelled: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Ready-to-delivery times of the last `WAIT_WINDOW` deliveries, with their running sum.
@@ -168,6 +174,9 @@ impl Queue {
             lease_expired_total: c.lease_expired,
             dead_lettered_total: c.dead_lettered,
             expired_total: c.expired,
+            cancelled_total: c.cancelled,
+            kept_jobs: self.kept.len(),
+            schedules: self.schedules.len() as u64,
             dlq_dropped_total: self.dlq.dropped,
             avg_wait_time_ms: self.waits.mean(),
             oldest_ready_age_ms: oldest,

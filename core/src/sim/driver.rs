@@ -98,7 +98,9 @@ impl Driver {
                 Event::PubSub { .. }
                 | Event::KeyExpired { .. }
                 | Event::Pushed { .. }
-                | Event::SessionEnded { .. } => {}
+                | Event::SessionEnded { .. }
+                | Event::Progress { .. }
+                | Event::JobWaited { .. } => {}
             }
         }
     }

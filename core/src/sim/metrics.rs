@@ -178,6 +178,12 @@ impl Metrics {
                 self.dead_lettered_back(o);
             }
             ObservedKind::Expired => {}
+            // The simulator cancels nothing; a cancelled job leaves the open set all the same.
+            ObservedKind::Cancelled => {
+                if let Some(id) = o.message_id {
+                    self.open.remove(&id);
+                }
+            }
         }
     }
 

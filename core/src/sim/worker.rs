@@ -208,6 +208,7 @@ impl WorkerActor {
             queue: queue.clone(),
             message_id: d.message_id,
             lease: Some(d.lease),
+            result: None,
         };
         if let Err(e) = stage.driver.handle(now, cmd) {
             // The lease ended while the task ran: the message is someone else's now.

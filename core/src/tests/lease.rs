@@ -76,6 +76,7 @@ fn ack_without_a_lease_token_acks_the_current_delivery() {
         queue: "q".into(),
         message_id: id,
         lease: None,
+        result: None,
     });
     assert_eq!(reply, Ok(Reply::Acked));
 }
@@ -89,6 +90,7 @@ fn ack_of_a_ready_message_is_lease_mismatch() {
             queue: "q".into(),
             message_id: id,
             lease: None,
+            result: None,
         })
         .unwrap_err();
     assert_eq!(err.code(), "lease_mismatch");
@@ -317,7 +319,8 @@ fn extend_moves_the_deadline() {
     assert_eq!(
         reply,
         Reply::Extended {
-            lease_deadline: crate::Millis(r.now + 100)
+            lease_deadline: crate::Millis(r.now + 100),
+            cancelled: false,
         }
     );
     r.advance(90);

@@ -4,12 +4,14 @@
 mod edge_cases;
 mod idempotency;
 mod input;
+mod jobs;
 mod kv;
 mod lease;
 mod memory;
 mod pubsub;
 mod queue;
 mod retry_order;
+mod schedules;
 mod session;
 mod state;
 
@@ -124,6 +126,7 @@ impl Rig {
             queue: queue.into(),
             message_id: d.message_id,
             lease: Some(d.lease),
+            result: None,
         })
     }
 

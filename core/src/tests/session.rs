@@ -427,6 +427,7 @@ fn a_session_survives_a_snapshot_restore() {
                 queue: "q".into(),
                 message_id: held[0].message_id,
                 lease: Some(held[0].lease),
+                result: None,
             },
         )
         .expect("ack");

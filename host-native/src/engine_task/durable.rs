@@ -103,6 +103,19 @@ impl EngineTask {
             return;
         };
         let stale = std::mem::take(&mut s.stale);
+        // The server was down since the latest time the recovered engine saw: schedules that
+        // missed slots meanwhile make one catch-up run each, not one per slot.
+        let since = self.engine.now();
+        match self.apply(Command::Resume { since }) {
+            Ok(Reply::Resumed { caught_up }) if caught_up > 0 => {
+                info!(
+                    caught_up,
+                    "schedules that missed runs while down run once now"
+                );
+            }
+            _ => {}
+        }
+        self.route_events();
         let count = stale.waiters.len() + stale.sessions.len() + stale.subscribers.len();
         if count == 0 {
             return;

@@ -69,6 +69,7 @@ fn a_batch_of_calls_runs_in_order_with_one_reply_each() {
         queue: "q".into(),
         message_id: first[0].message_id,
         lease: Some(first[0].lease),
+        result: None,
     };
     let (reply, mut rx) = oneshot::channel();
     let cmds = vec![ack.clone(), ack, Command::Stats { queue: "q".into() }];
@@ -131,6 +132,7 @@ fn giving_back_a_settled_or_redelivered_lease_changes_nothing() {
         queue: "q".into(),
         message_id: second[0].message_id,
         lease: Some(second[0].lease),
+        result: None,
     };
     call(&mut t, ack).expect("the second lease still holds");
 }

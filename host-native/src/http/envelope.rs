@@ -441,6 +441,7 @@ async fn ack_or_nack(s: &Env<'_>, ack: bool, f: &Fields<'_>) -> Outcome {
             queue,
             message_id,
             lease,
+            result: None,
         }
     } else {
         Command::Nack {

@@ -67,8 +67,9 @@ pub(crate) fn status_of(e: &Error) -> StatusCode {
         | Error::MessageNotFound { .. }
         | Error::KeyNotFound { .. }
         | Error::SubscriberNotFound { .. }
-        | Error::SessionNotFound { .. } => StatusCode::NOT_FOUND,
-        Error::LeaseMismatch { .. } => StatusCode::CONFLICT,
+        | Error::SessionNotFound { .. }
+        | Error::ScheduleNotFound { .. } => StatusCode::NOT_FOUND,
+        Error::LeaseMismatch { .. } | Error::AlreadyFinished { .. } => StatusCode::CONFLICT,
         Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::QueueFull { .. } | Error::MemoryFull { .. } => StatusCode::INSUFFICIENT_STORAGE,

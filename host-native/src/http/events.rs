@@ -3,7 +3,8 @@
 //! events, for the live dashboard.
 //!
 //! Each SSE event is named after the engine event's `type` (`observed`, `delivered`,
-//! `wait_timed_out`, `pushed`, `session_ended`, `pub_sub`, `key_expired`) and carries its JSON. A listener too slow for
+//! `wait_timed_out`, `pushed`, `session_ended`, `pub_sub`, `key_expired`, `progress`,
+//! `job_waited`) and carries its JSON. A listener too slow for
 //! the bounded broadcast buffer gets a `lagged` event with the number of events it missed.
 
 use std::convert::Infallible;
@@ -28,6 +29,8 @@ fn sse_event(event: &Event) -> SseEvent {
         Event::KeyExpired { .. } => "key_expired",
         Event::Pushed { .. } => "pushed",
         Event::SessionEnded { .. } => "session_ended",
+        Event::Progress { .. } => "progress",
+        Event::JobWaited { .. } => "job_waited",
     };
     let data = serde_json::to_string(event).unwrap_or_else(|_| "{}".into());
     SseEvent::default().event(name).data(data)

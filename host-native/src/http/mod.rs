@@ -139,6 +139,19 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/queue/{name}/dlq/retry", post(queue::dlq_retry))
         .route("/queue/{name}/dlq/purge", post(queue::dlq_purge))
         .route("/queue/{name}/purge", post(queue::purge))
+        .route("/queue/{name}/messages/{id}", get(queue::job))
+        .route("/queue/{name}/messages/{id}/wait", get(queue::wait_job))
+        .route("/queue/{name}/progress", post(queue::progress))
+        .route("/queue/{name}/cancel", post(queue::cancel))
+        .route("/queue/{name}/schedules", get(queue::list_schedules))
+        .route(
+            "/queue/{name}/schedules/{id}",
+            axum::routing::put(queue::put_schedule).delete(queue::delete_schedule),
+        )
+        .route(
+            "/queue/{name}/schedules/{id}/run",
+            post(queue::run_schedule),
+        )
         .route("/queue/{name}/ws", get(queue_ws::ws));
     let kv = Router::new()
         .route("/kv/set", post(kv::set).layer(value))

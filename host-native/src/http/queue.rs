@@ -12,8 +12,9 @@ use super::AppState;
 use super::auth::Who;
 use super::error::{ApiError, ApiJson, ApiPath, ApiQuery, QueueName};
 use super::wire::{
-    ack_command, consume_command, dead_letter, delivery, extend_command, nack_action, nack_command,
-    parse_message_id, publish_message, published, queue_stats,
+    ack_command, consume_command, dead_letter, delivery, extend_command, job as job_of, job_state,
+    nack_action, nack_command, parse_message_id, publish_message, published, queue_stats, schedule,
+    schedule_spec,
 };
 use crate::permissions::Principal;
 use crate::settings::{ApplySettings as _, QueueSettings};
@@ -233,7 +234,7 @@ pub(crate) async fn extend(
         .call_as(&who, extend_command(&body, queue)?)
         .await?
     {
-        Reply::Extended { lease_deadline } => Ok(Json(w::Extended {
+        Reply::Extended { lease_deadline, .. } => Ok(Json(w::Extended {
             success: true,
             lease_deadline: lease_deadline.0,
         })),
@@ -317,6 +318,175 @@ pub(crate) async fn purge(
 async fn purged(s: &AppState, who: &Principal, cmd: Command) -> ApiResult<w::Purged> {
     match s.engine.call_as(who, cmd).await? {
         Reply::Purged { purged } => Ok(Json(w::Purged { purged })),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `GET /queue/{name}/messages/{id}`: a job as it is now.
+pub(crate) async fn job(
+    State(s): State<AppState>,
+    Who(who): Who,
+    ApiPath((name, id)): ApiPath<(String, String)>,
+) -> ApiResult<w::Job> {
+    synap_core::validate_queue_name(&name)?;
+    let cmd = Command::GetJob {
+        queue: name,
+        message_id: parse_message_id(&id)?,
+    };
+    match s.engine.call_as(&who, cmd).await? {
+        Reply::Job(j) => Ok(Json(job_of(&j))),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// Longest a job wait holds when the request names no `timeout`, in seconds.
+const DEFAULT_JOB_WAIT_SECS: f64 = 30.0;
+
+/// `GET /queue/{name}/messages/{id}/wait?timeout=`: the job once it is finished (completed,
+/// dead-lettered or cancelled), or as it is when the wait ends.
+pub(crate) async fn wait_job(
+    State(s): State<AppState>,
+    Who(who): Who,
+    ApiPath((name, id)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<w::WaitQuery>,
+) -> ApiResult<w::Job> {
+    synap_core::validate_queue_name(&name)?;
+    let cmd = Command::WaitJob {
+        queue: name,
+        message_id: parse_message_id(&id)?,
+        wait_ms: crate::settings::secs_to_ms(
+            "timeout",
+            q.timeout.unwrap_or(DEFAULT_JOB_WAIT_SECS),
+        )?,
+    };
+    match s.engine.wait_job_as(&who, cmd).await? {
+        Reply::Job(j) => Ok(Json(job_of(&j))),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `POST /queue/{name}/progress`.
+pub(crate) async fn progress(
+    State(s): State<AppState>,
+    Who(who): Who,
+    QueueName(queue): QueueName,
+    ApiJson(body): ApiJson<w::ProgressRequest>,
+) -> ApiResult<w::Progressed> {
+    let cmd = Command::Progress {
+        queue,
+        message_id: parse_message_id(&body.message_id)?,
+        lease: body.lease.map(synap_core::LeaseToken),
+        progress: synap_core::Json::from_value(&body.progress),
+        extend_ms: super::wire::opt_ms("extend", body.extend)?,
+    };
+    match s.engine.call_as(&who, cmd).await? {
+        Reply::Progressed {
+            cancelled,
+            lease_deadline,
+        } => Ok(Json(w::Progressed {
+            success: true,
+            cancelled,
+            lease_deadline: lease_deadline.0,
+        })),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `POST /queue/{name}/cancel`.
+pub(crate) async fn cancel(
+    State(s): State<AppState>,
+    Who(who): Who,
+    QueueName(queue): QueueName,
+    ApiJson(body): ApiJson<w::CancelRequest>,
+) -> ApiResult<w::Cancelled> {
+    let cmd = Command::Cancel {
+        queue,
+        message_id: parse_message_id(&body.message_id)?,
+    };
+    match s.engine.call_as(&who, cmd).await? {
+        Reply::Cancelled { state } => Ok(Json(w::Cancelled {
+            success: true,
+            state: job_state(state),
+        })),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `PUT /queue/{name}/schedules/{id}`: create or replace a schedule.
+pub(crate) async fn put_schedule(
+    State(s): State<AppState>,
+    Who(who): Who,
+    ApiPath((name, id)): ApiPath<(String, String)>,
+    ApiJson(body): ApiJson<w::ScheduleRequest>,
+) -> ApiResult<w::ScheduleSet> {
+    synap_core::validate_queue_name(&name)?;
+    let cmd = Command::PutSchedule {
+        queue: name,
+        schedule_id: id,
+        schedule: schedule_spec(body)?,
+    };
+    match s.engine.call_as(&who, cmd).await? {
+        Reply::ScheduleSet {
+            schedule_id,
+            next_run_at,
+            created,
+        } => Ok(Json(w::ScheduleSet {
+            id: schedule_id,
+            next_run_at: next_run_at.map(|t| t.0),
+            created,
+        })),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `GET /queue/{name}/schedules`.
+pub(crate) async fn list_schedules(
+    State(s): State<AppState>,
+    Who(who): Who,
+    QueueName(queue): QueueName,
+) -> ApiResult<w::ScheduleList> {
+    match s
+        .engine
+        .call_as(&who, Command::ListSchedules { queue })
+        .await?
+    {
+        Reply::Schedules { schedules } => Ok(Json(w::ScheduleList {
+            schedules: schedules.iter().map(schedule).collect(),
+        })),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `DELETE /queue/{name}/schedules/{id}`.
+pub(crate) async fn delete_schedule(
+    State(s): State<AppState>,
+    Who(who): Who,
+    ApiPath((name, id)): ApiPath<(String, String)>,
+) -> ApiResult<w::Deleted> {
+    synap_core::validate_queue_name(&name)?;
+    let cmd = Command::DeleteSchedule {
+        queue: name,
+        schedule_id: id,
+    };
+    match s.engine.call_as(&who, cmd).await? {
+        Reply::ScheduleDeleted { deleted } => Ok(Json(w::Deleted { deleted })),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `POST /queue/{name}/schedules/{id}/run`: publish one run now.
+pub(crate) async fn run_schedule(
+    State(s): State<AppState>,
+    Who(who): Who,
+    ApiPath((name, id)): ApiPath<(String, String)>,
+) -> ApiResult<w::Published> {
+    synap_core::validate_queue_name(&name)?;
+    let cmd = Command::RunSchedule {
+        queue: name,
+        schedule_id: id,
+    };
+    match s.engine.call_as(&who, cmd).await? {
+        Reply::Published(p) => Ok(Json(published(&p))),
         other => Err(unexpected(&other)),
     }
 }

@@ -494,7 +494,7 @@ fn answer(call: Call, reply: Result<Reply, Failure>) -> Frame {
         }
         Ok(Reply::Acked) => Ok(ok(None, None, None)),
         Ok(Reply::Nacked { action }) => Ok(ok(Some(nack_action(action)), None, None)),
-        Ok(Reply::Extended { lease_deadline }) => Ok(ok(None, Some(lease_deadline.0), None)),
+        Ok(Reply::Extended { lease_deadline, .. }) => Ok(ok(None, Some(lease_deadline.0), None)),
         Ok(Reply::SessionCredited { credit }) => Ok(ok(None, None, Some(credit))),
         Ok(other) => Err(super::queue::unexpected(&other)),
         Err(f) => Err(ApiError::from(f)),

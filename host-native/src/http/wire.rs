@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use synap_core::{
-    Command, DeadLetter, DeadLetterReason, Delivery, Json, LeaseToken, MessageId, NackAction,
-    PubMessage, PublishMessage, Published, QueueStats,
+    Command, DeadLetter, DeadLetterReason, DedupMode, Delivery, Job, JobState, Json, LeaseToken,
+    MessageId, NackAction, PubMessage, PublishMessage, Published, QueueStats, ScheduleInfo,
+    ScheduleSpec,
 };
 use synap_wire as wire;
 
@@ -42,6 +43,11 @@ pub(crate) fn publish_message(r: wire::PublishRequest) -> Result<PublishMessage,
         ttl_ms: opt_ms("ttl", r.ttl)?,
         max_retries: r.max_retries,
         idempotency_key: r.idempotency_key,
+        dedup: r.dedup.map(|d| match d {
+            wire::DedupMode::Window => DedupMode::Window,
+            wire::DedupMode::UntilFinished => DedupMode::UntilFinished,
+        }),
+        debounce: r.debounce.unwrap_or(false),
     })
 }
 
@@ -67,6 +73,7 @@ pub(crate) fn ack_command(r: &wire::AckRequest, queue: String) -> Result<Command
         queue,
         message_id: parse_message_id(&r.message_id)?,
         lease: r.lease.map(LeaseToken),
+        result: r.result.as_ref().map(Json::from_value),
     })
 }
 
@@ -98,6 +105,7 @@ pub(crate) fn published(p: &Published) -> wire::Published {
         message_id: p.message_id.to_string(),
         position: p.position,
         duplicate: p.duplicate,
+        replaced: p.replaced,
     }
 }
 
@@ -107,11 +115,12 @@ pub(crate) const fn nack_action(a: NackAction) -> wire::NackAction {
         NackAction::Requeued => wire::NackAction::Requeued,
         NackAction::Delayed => wire::NackAction::Delayed,
         NackAction::DeadLettered => wire::NackAction::DeadLettered,
+        NackAction::Cancelled => wire::NackAction::Cancelled,
     }
 }
 
 /// Why a message was dead-lettered.
-const fn dead_letter_reason(r: DeadLetterReason) -> wire::DeadLetterReason {
+pub(crate) const fn dead_letter_reason(r: DeadLetterReason) -> wire::DeadLetterReason {
     match r {
         DeadLetterReason::Rejected => wire::DeadLetterReason::Rejected,
         DeadLetterReason::MaxRetriesExceeded => wire::DeadLetterReason::MaxRetriesExceeded,
@@ -231,4 +240,74 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Value {
 pub(crate) fn parse_message_id(text: &str) -> Result<MessageId, ApiError> {
     MessageId::parse_str(text.trim())
         .map_err(|_| ApiError::bad(format!("message_id: {text:?} is not a valid message id")))
+}
+
+/// A job's state on the wire.
+pub(crate) const fn job_state(s: JobState) -> wire::JobState {
+    match s {
+        JobState::Delayed => wire::JobState::Delayed,
+        JobState::Ready => wire::JobState::Ready,
+        JobState::InFlight => wire::JobState::InFlight,
+        JobState::Completed => wire::JobState::Completed,
+        JobState::DeadLettered => wire::JobState::DeadLettered,
+        JobState::Cancelled => wire::JobState::Cancelled,
+    }
+}
+
+/// A job as a lookup answers it.
+pub(crate) fn job(j: &Job) -> wire::Job {
+    let (message, payload) = body_fields(j.message.as_ref(), j.payload.as_ref());
+    wire::Job {
+        message_id: j.message_id.to_string(),
+        queue: j.queue.to_string(),
+        state: job_state(j.state),
+        priority: j.priority,
+        group: None,
+        attempts: j.attempts,
+        progress: j.progress.as_ref().map(Json::to_value),
+        result: j.result.as_ref().map(Json::to_value),
+        last_error: j.last_error.clone(),
+        published_at: j.published_at.0,
+        started_at: j.started_at.map(|t| t.0),
+        finished_at: j.finished_at.map(|t| t.0),
+        message,
+        payload,
+        headers: j.headers.clone(),
+        cancel_requested: j.cancel_requested,
+        dead_letter_reason: j.dead_letter_reason.map(dead_letter_reason),
+    }
+}
+
+/// The engine's schedule of a `PUT /queue/{name}/schedules/{id}` body.
+pub(crate) fn schedule_spec(r: wire::ScheduleRequest) -> Result<ScheduleSpec, ApiError> {
+    Ok(ScheduleSpec {
+        every_ms: opt_ms("every_secs", r.every_secs)?,
+        cron: r.cron,
+        message: Json::from_value(&r.message),
+        priority: r.priority,
+        headers: r.headers,
+        start_at: r.start_at.map(synap_core::Millis),
+        end_at: r.end_at.map(synap_core::Millis),
+        max_runs: r.max_runs,
+    })
+}
+
+/// One schedule of a listing.
+pub(crate) fn schedule(s: &ScheduleInfo) -> wire::Schedule {
+    wire::Schedule {
+        id: s.schedule_id.clone(),
+        every_secs: s.spec.every_ms.map(ms_to_secs),
+        cron: s.spec.cron.clone(),
+        message: s.spec.message.to_value(),
+        priority: s.spec.priority,
+        headers: s.spec.headers.clone(),
+        start_at: s.spec.start_at.map(|t| t.0),
+        end_at: s.spec.end_at.map(|t| t.0),
+        max_runs: s.spec.max_runs,
+        next_run_at: s.next_run_at.map(|t| t.0),
+        last_run_at: s.last_run_at.map(|t| t.0),
+        runs: s.runs,
+        last_message_id: s.last_message_id.map(|id| id.to_string()),
+        last_error: s.last_error.clone(),
+    }
 }

@@ -324,6 +324,7 @@ pub(super) fn settle_command(
             queue,
             message_id,
             lease,
+            result: None,
         }
     } else {
         Command::Nack {

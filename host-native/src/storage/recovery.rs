@@ -128,7 +128,9 @@ pub(crate) fn replay(engine: &mut Engine, host: &mut HostState, rec: Record) -> 
         }
         while let Some(event) = engine.poll_event() {
             match event {
-                Event::Delivered { waiter_id, .. } | Event::WaitTimedOut { waiter_id } => {
+                Event::Delivered { waiter_id, .. }
+                | Event::WaitTimedOut { waiter_id }
+                | Event::JobWaited { waiter_id, .. } => {
                     host.waiters.remove(&waiter_id);
                 }
                 Event::SessionEnded { session_id } => {
@@ -155,7 +157,9 @@ enum Track {
 /// registers for a push connection: no idle timer and credit to push with.
 fn track_of(cmd: &Command) -> Track {
     match cmd {
-        Command::Consume { wait_ms, .. } if *wait_ms > 0 => Track::Waiter,
+        Command::Consume { wait_ms, .. } | Command::WaitJob { wait_ms, .. } if *wait_ms > 0 => {
+            Track::Waiter
+        }
         Command::CancelWait { waiter_id } => Track::Cancel(*waiter_id),
         Command::Subscribe {
             subscriber_id: None,

@@ -277,6 +277,7 @@ impl Consumer {
                 queue,
                 message_id,
                 lease,
+                result: None,
             },
             Verdict::Retry | Verdict::Reject => Command::Nack {
                 queue,

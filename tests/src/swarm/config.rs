@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use synap_core::{Backoff, QueueConfig, RetryPosition, Rng};
+use synap_core::{Backoff, Keep, QueueConfig, RetryPosition, Rng};
 
 /// One queue of a run: its name and settings.
 #[derive(Clone, Debug)]
@@ -81,6 +81,18 @@ pub struct SwarmConfig {
     pub p_redrive: f64,
     /// Engine calls between restarts (log replay or snapshot round trip).
     pub restart_every: usize,
+    /// Per-step chance a job is looked up and then cancelled.
+    pub p_cancel: f64,
+    /// Per-delivery chance a worker reports progress first / acks with a result.
+    pub p_progress: f64,
+    /// See `p_progress`.
+    pub p_result: f64,
+    /// A keyed publish holds its key until its job is finished (`dedup: until_finished`).
+    pub p_until_finished: f64,
+    /// Per queue: a schedule `(every_ms, max_runs)` put at the start, if any.
+    pub schedules: Vec<Option<(u64, u64)>>,
+    /// Longest downtime before a restart (the host then sends `Resume`).
+    pub downtime_ms: u64,
 }
 
 fn queue_config(pick: &mut impl FnMut(u64, u64) -> u64) -> QueueConfig {
@@ -119,6 +131,7 @@ fn queue_config(pick: &mut impl FnMut(u64, u64) -> u64) -> QueueConfig {
         default_priority: 5,
         retry_position,
         max_bytes: None,
+        ..QueueConfig::default()
     }
 }
 
@@ -165,6 +178,29 @@ impl SwarmConfig {
         for q in &mut queues {
             q.config.max_bytes = (pick(0, 3) == 0).then(|| pick(60, 400));
         }
+        // The job lifecycle's knobs come from a PRNG of their own, so the draws above (and the
+        // seeds of regressions.rs) are unchanged.
+        let mut rng3 = Rng::new(seed ^ 0x11FE_C7C1_E000_0000);
+        let mut pick3 = |lo: u64, hi: u64| lo + rng3.next_u64() % (hi - lo + 1);
+        for q in &mut queues {
+            q.config.keep_completed = Keep {
+                count: pick3(0, 6),
+                age_ms: pick3(100, 5_000),
+            };
+            q.config.keep_cancelled = Keep {
+                count: pick3(0, 3),
+                age_ms: pick3(100, 5_000),
+            };
+        }
+        let schedules = queues
+            .iter()
+            .map(|_| (pick3(0, 2) == 0).then(|| (pick3(1_000, 4_000), pick3(1, 5))))
+            .collect();
+        let lifecycle = pick3(0, 3) > 0;
+        let p3 = |x: f64| if lifecycle { x } else { 0.0 };
+        let (p_cancel, p_progress, p_result, p_until_finished) =
+            (p3(pick3(0, 10) as f64 / 100.0), p3(0.2), p3(0.3), p3(0.5));
+        let downtime_ms = [0, 2_000, 10_000][pick3(0, 2) as usize];
         let mut rng2 = Rng::new(seed);
         let mut chance = move || rng2.next_f64();
         Self {
@@ -203,6 +239,12 @@ impl SwarmConfig {
                 0.0
             },
             restart_every,
+            p_cancel,
+            p_progress,
+            p_result,
+            p_until_finished,
+            schedules,
+            downtime_ms,
         }
     }
 
@@ -264,6 +306,16 @@ impl fmt::Display for SwarmConfig {
             self.p_redrive,
             self.p_delete,
             self.restart_every
+        )?;
+        write!(
+            f,
+            "\n  lifecycle: cancel={:.2} progress={} result={} until_finished={} schedules={:?} downtime_ms={}",
+            self.p_cancel,
+            self.p_progress,
+            self.p_result,
+            self.p_until_finished,
+            self.schedules,
+            self.downtime_ms
         )
     }
 }

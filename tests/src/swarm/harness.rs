@@ -163,6 +163,7 @@ impl Harness {
                 | Command::DropConsumers
                 | Command::GiveBack { .. }
                 | Command::DeleteQueue { .. }
+                | Command::Cancel { .. }
         );
         if needs_fresh_state && self.next_timer().is_some_and(|t| t <= self.now) {
             self.timeout();
@@ -250,7 +251,10 @@ impl Harness {
                 }
                 Event::SessionEnded { session_id } => Note::Ended(session_id),
                 Event::PubSub { subscriber_id, .. } => Note::PubSub(subscriber_id),
-                Event::Observed(_) | Event::KeyExpired { .. } => continue,
+                Event::Observed(_)
+                | Event::KeyExpired { .. }
+                | Event::Progress { .. }
+                | Event::JobWaited { .. } => continue,
             };
             self.notes.push_back(note);
         }
@@ -278,6 +282,28 @@ impl Harness {
     pub(crate) fn check_queues(&mut self) {
         for q in 0..self.cfg.queues.len() {
             let s = self.stats(q);
+            let c = self.cfg.queue(q);
+            assert!(
+                s.kept_jobs <= c.keep_completed.count + c.keep_cancelled.count,
+                "{}: retention kept {} jobs",
+                s.queue,
+                s.kept_jobs
+            );
+            if s.schedules > 0 {
+                let queue = s.queue.clone();
+                let Ok(Reply::Schedules { schedules }) =
+                    self.exec(Command::ListSchedules { queue })
+                else {
+                    panic!("schedules of {} not listed", s.queue);
+                };
+                let runs: u64 = schedules.iter().map(|x| x.runs).sum();
+                assert_eq!(
+                    runs,
+                    self.oracle.schedule_runs[q].len() as u64,
+                    "{}: schedule runs against jobs published",
+                    s.queue
+                );
+            }
             self.oracle.ledger.check_stats(q, &s);
             let prefetch = self.cfg.queue(q).prefetch;
             self.oracle
@@ -318,6 +344,16 @@ impl Harness {
         assert_eq!(rebuilt.state_digest(), digest, "restart changed the state");
         self.engine = rebuilt;
         self.restarts += 1;
+        // The host was down a while; its first command says since when, so each schedule
+        // makes one catch-up run for the slots it missed.
+        let since = self.engine.now();
+        if self.cfg.downtime_ms > 0 {
+            self.now += self.pick(0, self.cfg.downtime_ms);
+        }
+        assert!(matches!(
+            self.exec(Command::Resume { since }),
+            Ok(Reply::Resumed { .. })
+        ));
         assert!(matches!(
             self.exec(Command::DropConsumers),
             Ok(Reply::ConsumersDropped { .. })

@@ -56,6 +56,10 @@ pub struct SeedReport {
     pub given_back: usize,
     /// Retried keyed publishes answered with their first publish.
     pub duplicates: usize,
+    /// Jobs cancelled.
+    pub cancelled: usize,
+    /// Jobs published by schedules.
+    pub scheduled: usize,
 }
 
 /// One run: the harness and every actor.
@@ -104,6 +108,26 @@ impl Swarm {
             };
             self.h.exec(cmd).expect("queue created");
         }
+        for (q, spec) in self.h.cfg.schedules.clone().into_iter().enumerate() {
+            let Some((every_ms, max_runs)) = spec else {
+                continue;
+            };
+            let cmd = Command::PutSchedule {
+                queue: self.h.cfg.queues[q].name.clone(),
+                schedule_id: format!("s{q}"),
+                schedule: synap_core::ScheduleSpec {
+                    every_ms: Some(every_ms),
+                    cron: None,
+                    message: synap_core::Json::from_value(&serde_json::json!({ "scheduled": q })),
+                    priority: None,
+                    headers: Default::default(),
+                    start_at: None,
+                    end_at: None,
+                    max_runs: Some(max_runs),
+                },
+            };
+            self.h.exec(cmd).expect("schedule put");
+        }
         let mut steps = 0;
         while self.h.faults {
             steps += 1;
@@ -122,6 +146,7 @@ impl Swarm {
             self.step();
         }
         let (acked, dead) = self.h.oracle.ledger.settled_counts();
+        let (cancelled, scheduled) = self.h.oracle.ledger.lifecycle_counts();
         SeedReport {
             trace_hash: self.h.digest(),
             steps: steps + calm,
@@ -135,6 +160,8 @@ impl Swarm {
             session_pushes: self.h.tally.session_pushes,
             given_back: self.h.tally.given_back,
             duplicates: self.h.tally.duplicates,
+            cancelled,
+            scheduled,
         }
     }
 
@@ -235,6 +262,16 @@ impl Swarm {
                 message_ids: None,
             })
             .expect("redrive");
+        }
+        if h.faults && h.chance(h.cfg.p_cancel) && !h.oracle.ledger.map.is_empty() {
+            let i = h.pick(0, h.oracle.ledger.map.len() as u64 - 1) as usize;
+            let (id, e) = h.oracle.ledger.map.iter().nth(i).expect("in range");
+            let (message_id, queue) = (*id, h.cfg.queues[e.queue].name.clone());
+            let _ = h.exec(Command::GetJob {
+                queue: queue.clone(),
+                message_id,
+            });
+            let _ = h.exec(Command::Cancel { queue, message_id });
         }
         if h.chance(h.cfg.p_delete) {
             let q = h.any_queue();
@@ -345,6 +382,8 @@ pub fn summarize(reports: &[SeedReport]) -> BTreeMap<&'static str, usize> {
         *m.entry("session_pushes").or_default() += o.session_pushes;
         *m.entry("given_back").or_default() += o.given_back;
         *m.entry("duplicates").or_default() += o.duplicates;
+        *m.entry("cancelled").or_default() += o.cancelled;
+        *m.entry("scheduled").or_default() += o.scheduled;
     }
     m
 }

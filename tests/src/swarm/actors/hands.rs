@@ -2,7 +2,7 @@
 //! plan per delivery (ack, late ack, double ack, stale ack, nack, reject, extend, crash) and
 //! the calls that carry it out.
 
-use synap_core::{Command, Delivery, LeaseToken, MessageId, Reply};
+use synap_core::{Command, Delivery, Json, LeaseToken, MessageId, Reply};
 
 use crate::swarm::harness::Harness;
 
@@ -125,7 +125,15 @@ impl Hands {
     pub(crate) fn settle(&mut self, h: &mut Harness, held: Held) {
         let d = held.d;
         match held.plan {
-            Plan::Ack | Plan::LateAck => ack(h, &d, d.lease),
+            Plan::Ack | Plan::LateAck => {
+                if h.chance(h.cfg.p_progress) {
+                    progress(h, &d);
+                }
+                let result = h
+                    .chance(h.cfg.p_result)
+                    .then(|| Json::from_value(&serde_json::json!({ "done": d.message_id })));
+                ack_with(h, &d, d.lease, result);
+            }
             Plan::DupAck => {
                 ack(h, &d, d.lease);
                 ack(h, &d, d.lease);
@@ -158,7 +166,7 @@ impl Hands {
             lease_ms,
             lease: Some(d.lease),
         };
-        let Ok(Reply::Extended { lease_deadline }) = h.exec(cmd) else {
+        let Ok(Reply::Extended { lease_deadline, .. }) = h.exec(cmd) else {
             return;
         };
         let deadline = lease_deadline.0;
@@ -177,10 +185,27 @@ impl Hands {
 }
 
 fn ack(h: &mut Harness, d: &Delivery, lease: LeaseToken) {
+    ack_with(h, d, lease, None);
+}
+
+/// Reports progress on a delivery, sometimes extending its lease too.
+fn progress(h: &mut Harness, d: &Delivery) {
+    let extend_ms = h.chance(0.3).then(|| h.pick(10, 2_000));
+    let _ = h.exec(Command::Progress {
+        queue: d.queue.to_string(),
+        message_id: d.message_id,
+        lease: Some(d.lease),
+        progress: Json::from_value(&serde_json::json!({ "pct": 50 })),
+        extend_ms,
+    });
+}
+
+fn ack_with(h: &mut Harness, d: &Delivery, lease: LeaseToken, result: Option<Json>) {
     let result = h.exec(Command::Ack {
         queue: d.queue.to_string(),
         message_id: d.message_id,
         lease: Some(lease),
+        result,
     });
     if let Ok(r) = result {
         assert_eq!(r, Reply::Acked);

@@ -105,6 +105,9 @@ impl Publisher {
             }
             if h.chance(h.cfg.p_keyed) {
                 m.idempotency_key = Some(format!("k{k}"));
+                if h.chance(h.cfg.p_until_finished) {
+                    m.dedup = Some(synap_core::DedupMode::UntilFinished);
+                }
             }
             messages.push(m);
         }

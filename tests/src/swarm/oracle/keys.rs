@@ -5,16 +5,27 @@
 
 use std::collections::BTreeMap;
 
-use synap_core::{MessageId, PublishMessage, Published};
+use synap_core::{DedupMode, MessageId, PublishMessage, Published};
 
 #[derive(Debug, Default)]
 pub(crate) struct Keys {
-    first: BTreeMap<(String, String), MessageId>,
+    /// The id each key was first answered with, and whether it holds only while that job is
+    /// unfinished (`dedup: until_finished`).
+    first: BTreeMap<(String, String), (MessageId, bool)>,
 }
 
 impl Keys {
     /// Checks one published message's answer; true when it added a new message.
-    pub(crate) fn fresh(&mut self, queue: &str, m: &PublishMessage, p: &Published) -> bool {
+    ///
+    /// An `until_finished` key holds while its job is unfinished (`unfinished`), whatever the
+    /// window: a second publish is a duplicate then, and a new job once the first is done.
+    pub(crate) fn fresh(
+        &mut self,
+        queue: &str,
+        m: &PublishMessage,
+        p: &Published,
+        unfinished: impl Fn(MessageId) -> bool,
+    ) -> bool {
         let Some(key) = &m.idempotency_key else {
             assert!(
                 !p.duplicate,
@@ -23,7 +34,12 @@ impl Keys {
             return true;
         };
         let slot = (queue.to_owned(), key.clone());
-        match self.first.get(&slot) {
+        let held = m.dedup == Some(DedupMode::UntilFinished);
+        let live = self
+            .first
+            .get(&slot)
+            .filter(|(first, until)| !until || unfinished(*first));
+        match live.map(|(first, _)| first) {
             Some(first) => {
                 assert!(
                     p.duplicate,
@@ -34,7 +50,7 @@ impl Keys {
             }
             None => {
                 assert!(!p.duplicate, "key {key} on {queue} answered as seen before");
-                self.first.insert(slot, p.message_id);
+                self.first.insert(slot, (p.message_id, held));
                 true
             }
         }

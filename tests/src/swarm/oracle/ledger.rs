@@ -29,6 +29,8 @@ pub(crate) enum Place {
     Acked,
     /// In the DLQ.
     Dead(DeadLetterReason),
+    /// Cancelled: gone for good, never delivered again.
+    Cancelled,
 }
 
 impl Place {
@@ -66,6 +68,10 @@ pub(crate) struct Entry {
     pub(crate) delivered_at: u64,
     /// Lease tokens it was ever delivered under.
     pub(crate) leases: Vec<LeaseToken>,
+    /// A cancel was accepted for it: it ends cancelled, never retried.
+    pub(crate) cancel_requested: bool,
+    /// Published by a schedule's run (no publish command claimed it).
+    pub(crate) scheduled: bool,
 }
 
 /// A failure the oracle expects the engine to report as `Nacked`: a consumer's nack, or a
@@ -116,6 +122,8 @@ impl Ledger {
                 ttl_ms: cfg.message_ttl_ms,
                 delivered_at: 0,
                 leases: Vec::new(),
+                cancel_requested: false,
+                scheduled: false,
             };
             assert!(
                 self.map.insert(id, fresh).is_none(),
@@ -152,7 +160,17 @@ impl Ledger {
             }
             ObservedKind::Acked => {
                 assert!(matches!(e.place, Place::InFlight { deadline: Some(d), .. } if at < d));
+                assert!(!e.cancel_requested, "{id}: a cancelled job completed");
                 e.place = Place::Acked;
+            }
+            ObservedKind::Cancelled => {
+                assert!(e.cancel_requested, "{id} cancelled by nobody");
+                assert!(
+                    matches!(e.place, Place::Waiting | Place::InFlight { .. }),
+                    "{id} cancelled while {:?}",
+                    e.place
+                );
+                e.place = Place::Cancelled;
             }
             ObservedKind::Nacked => {
                 assert!(matches!(e.place, Place::InFlight { deadline: Some(d), .. } if at < d));
@@ -178,6 +196,10 @@ impl Ledger {
             }
             ObservedKind::RetryScheduled => {
                 assert_eq!(e.place, Place::Waiting);
+                assert!(
+                    !e.cancel_requested,
+                    "{id}: a cancelled job is never retried"
+                );
                 assert!(!e.expired, "an expired message is never retried");
                 assert!(
                     e.deliveries <= e.max_retries,
@@ -192,6 +214,10 @@ impl Ledger {
                 e.expired = true;
             }
             ObservedKind::DeadLettered => {
+                assert!(
+                    !e.cancel_requested,
+                    "{id}: a cancelled job was dead-lettered"
+                );
                 let reason = o.reason.expect("dead_lettered carries a reason");
                 match reason {
                     DeadLetterReason::Expired => assert!(e.expired),
@@ -217,7 +243,10 @@ impl Ledger {
         }
         if matches!(
             o.kind,
-            ObservedKind::Acked | ObservedKind::Nacked | ObservedKind::LeaseExpired
+            ObservedKind::Acked
+                | ObservedKind::Nacked
+                | ObservedKind::LeaseExpired
+                | ObservedKind::Cancelled
         ) {
             ended
         } else {
@@ -287,10 +316,17 @@ impl Ledger {
             Some(Place::InFlight { lease: Some(l), deadline: Some(d), .. }) if *l == lease && now < *d)
     }
 
-    /// The error an invalid ack, nack or extend must get.
-    pub(crate) fn expected_error(&self, id: MessageId) -> &'static str {
+    /// The error an invalid ack, nack or extend must get at `now`: a cancelled job whose
+    /// lease ran out (its timer runs first) is gone.
+    pub(crate) fn expected_error(&self, id: MessageId, now: u64) -> &'static str {
+        if let Some(e) = self.map.get(&id)
+            && e.cancel_requested
+            && matches!(e.place, Place::InFlight { deadline: Some(d), .. } if now >= d)
+        {
+            return "message_not_found";
+        }
         match self.map.get(&id).map(|e| &e.place) {
-            None | Some(Place::Acked) => "message_not_found",
+            None | Some(Place::Acked | Place::Cancelled) => "message_not_found",
             Some(_) => "lease_mismatch",
         }
     }
@@ -342,7 +378,25 @@ impl Ledger {
     pub(crate) fn all_settled(&self) -> bool {
         self.map
             .values()
-            .all(|e| matches!(e.place, Place::Acked | Place::Dead(_)))
+            .all(|e| matches!(e.place, Place::Acked | Place::Dead(_) | Place::Cancelled))
+    }
+
+    /// Whether `id` is known and not finished.
+    pub(crate) fn unfinished(&self, id: MessageId) -> bool {
+        self.map
+            .get(&id)
+            .is_some_and(|e| matches!(e.place, Place::Waiting | Place::InFlight { .. }))
+    }
+
+    /// Messages cancelled, and messages a schedule published.
+    pub(crate) fn lifecycle_counts(&self) -> (usize, usize) {
+        let cancelled = self
+            .map
+            .values()
+            .filter(|e| e.place == Place::Cancelled)
+            .count();
+        let scheduled = self.map.values().filter(|e| e.scheduled).count();
+        (cancelled, scheduled)
     }
 
     /// Messages in each end state: (acked, dead).

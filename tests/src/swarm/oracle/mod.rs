@@ -46,6 +46,11 @@ pub(crate) struct Oracle {
     pub(crate) deleted: usize,
     /// Publish idempotency keys and the ids they were first answered with.
     keys: Keys,
+    /// Messages published in the current call not (yet) claimed by a publish command: runs
+    /// of a schedule.
+    unclaimed: Vec<MessageId>,
+    /// Per queue, the publish times of its schedule's runs (each slot at most once).
+    pub(crate) schedule_runs: Vec<Vec<u64>>,
 }
 
 fn code(result: &Result<Reply, Error>) -> Option<&'static str> {
@@ -66,6 +71,8 @@ impl Oracle {
             given_back: Vec::new(),
             deleted: 0,
             keys: Keys::default(),
+            unclaimed: Vec::new(),
+            schedule_runs: vec![Vec::new(); cfg.queues.len()],
         }
     }
 
@@ -88,7 +95,7 @@ impl Oracle {
         let want = if self.ledger.lease_valid(id, lease, now) {
             None
         } else {
-            Some(self.ledger.expected_error(id))
+            Some(self.ledger.expected_error(id, now))
         };
         assert_eq!(
             code(result),
@@ -110,6 +117,32 @@ impl Oracle {
             } => {
                 self.check_lease_use(*message_id, *lease, now, result);
             }
+            Command::Progress {
+                message_id, lease, ..
+            } => {
+                self.check_lease_use(*message_id, *lease, now, result);
+                if let Ok(reply) = result {
+                    let e = &self.ledger.map[message_id];
+                    let Place::InFlight {
+                        deadline: Some(d), ..
+                    } = e.place
+                    else {
+                        unreachable!("checked above");
+                    };
+                    let want = Reply::Progressed {
+                        cancelled: e.cancel_requested,
+                        lease_deadline: synap_core::Millis(d),
+                    };
+                    // An extend moves the deadline: only `cancelled` is predicted then.
+                    match reply {
+                        Reply::Progressed { cancelled, .. } => {
+                            assert_eq!(*cancelled, e.cancel_requested, "progress of {message_id}");
+                        }
+                        other => panic!("progress answered {other:?}, expected {want:?}"),
+                    }
+                }
+            }
+            Command::Cancel { message_id, .. } => self.cancel(*message_id, now, result),
             Command::Nack {
                 message_id,
                 lease,
@@ -244,6 +277,48 @@ impl Oracle {
         self.deleted += before - self.ledger.map.len();
     }
 
+    /// A cancel: a waiting job ends cancelled now, an in-flight one when its delivery ends, a
+    /// finished one is refused (or forgotten already).
+    fn cancel(&mut self, id: MessageId, now: u64, result: &Result<Reply, Error>) {
+        let Some(e) = self.ledger.map.get_mut(&id) else {
+            assert_eq!(
+                code(result),
+                Some("message_not_found"),
+                "cancel of unknown {id}"
+            );
+            return;
+        };
+        let want = match &e.place {
+            Place::Waiting => synap_core::JobState::Cancelled,
+            Place::InFlight {
+                deadline: Some(d), ..
+            } if now < *d => synap_core::JobState::InFlight,
+            Place::InFlight { .. } => panic!("{id}: a lease ran out without its timer"),
+            Place::Dead(_) => {
+                assert_eq!(
+                    code(result),
+                    Some("already_finished"),
+                    "cancel of dead {id}"
+                );
+                return;
+            }
+            Place::Acked | Place::Cancelled => {
+                let c = code(result);
+                assert!(
+                    matches!(c, Some("already_finished" | "message_not_found")),
+                    "cancel of finished {id} answered {result:?}"
+                );
+                return;
+            }
+        };
+        assert_eq!(
+            result,
+            &Ok(Reply::Cancelled { state: want }),
+            "cancel of {id}"
+        );
+        e.cancel_requested = true;
+    }
+
     fn nack(
         &mut self,
         now: u64,
@@ -256,7 +331,7 @@ impl Oracle {
         if !self.ledger.lease_valid(id, lease, now) {
             assert_eq!(
                 code(result),
-                Some(self.ledger.expected_error(id)),
+                Some(self.ledger.expected_error(id, now)),
                 "nack of {id}"
             );
             return;
@@ -265,6 +340,11 @@ impl Oracle {
             panic!("valid nack of {id} answered {result:?}");
         };
         let e = &self.ledger.map[&id];
+        if e.cancel_requested {
+            assert_eq!(*action, NackAction::Cancelled, "nack of cancelled {id}");
+            self.ledger.failing = Some(Failing::Nack(id, requeue));
+            return;
+        }
         let expired = e.expired || e.expires_at.is_some_and(|x| x <= now);
         let dead = expired || !requeue || e.deliveries > e.max_retries;
         assert_eq!(
@@ -306,6 +386,9 @@ impl Oracle {
         match event {
             Event::Observed(o) => {
                 let q = self.cfg.queue_index(&o.queue);
+                if o.kind == synap_core::ObservedKind::Published {
+                    self.unclaimed.extend(o.message_id);
+                }
                 let ended = self.ledger.observe(o, q, self.cfg.queue(q));
                 if let (Ended::Delivery(Some(s)), Some(id)) = (ended, o.message_id) {
                     self.takers.returned(s, id);
@@ -369,7 +452,35 @@ impl Oracle {
                 message,
             } => self.pubsub.pushed(subscriber_id, message),
             Event::KeyExpired { key, at } => self.kv.expired(key, at.0),
+            Event::Progress { message_id, .. } => {
+                assert!(
+                    matches!(self.ledger.map[message_id].place, Place::InFlight { .. }),
+                    "progress of {message_id} not in flight"
+                );
+            }
+            Event::JobWaited { .. } => panic!("the swarm parks no job waiter"),
         }
+    }
+
+    /// A lookup agrees with the ledger (a finished job may have been forgotten).
+    fn check_lookup(&self, id: MessageId, result: &Result<Reply, Error>) {
+        use synap_core::JobState as S;
+        let place = self.ledger.map.get(&id).map(|e| &e.place);
+        let state = match result {
+            Ok(Reply::Job(j)) => Some(j.state),
+            Err(Error::MessageNotFound { .. }) => None,
+            other => panic!("lookup of {id} answered {other:?}"),
+        };
+        let ok = matches!(
+            (place, state),
+            (Some(Place::Waiting), Some(S::Ready | S::Delayed))
+                | (Some(Place::InFlight { .. }), Some(S::InFlight))
+                | (Some(Place::Dead(_)), Some(S::DeadLettered))
+                | (Some(Place::Acked), Some(S::Completed) | None)
+                | (Some(Place::Cancelled), Some(S::Cancelled) | None)
+                | (None, None)
+        );
+        assert!(ok, "lookup of {id}: ledger {place:?}, engine {state:?}");
     }
 
     fn check_prefetch(&self, queue: usize, consumer: Option<&str>) {
@@ -403,7 +514,11 @@ impl Oracle {
                 self.check_prefetch(self.cfg.queue_index(queue), consumer_id.as_deref());
             }
             (Command::Publish { queue, message }, Ok(Reply::Published(p))) => {
-                let fresh = self.keys.fresh(queue, message, p);
+                self.unclaimed.retain(|id| *id != p.message_id);
+                let ledger = &self.ledger;
+                let fresh = self
+                    .keys
+                    .fresh(queue, message, p, |id| ledger.unfinished(id));
                 if fresh {
                     self.ledger
                         .published(p.message_id, message.max_retries, message.ttl_ms);
@@ -417,16 +532,37 @@ impl Oracle {
                 Ok(Reply::PublishedBatch { messages }),
             ) => {
                 for (m, p) in sent.iter().zip(messages) {
-                    if self.keys.fresh(queue, m, p) {
+                    self.unclaimed.retain(|id| *id != p.message_id);
+                    let ledger = &self.ledger;
+                    if self.keys.fresh(queue, m, p, |id| ledger.unfinished(id)) {
                         self.ledger.published(p.message_id, m.max_retries, m.ttl_ms);
                     }
                 }
             }
-            (Command::Extend { message_id, .. }, Ok(Reply::Extended { lease_deadline })) => {
+            (
+                Command::Extend { message_id, .. },
+                Ok(Reply::Extended {
+                    lease_deadline,
+                    cancelled,
+                }),
+            ) => {
+                let e = &self.ledger.map[message_id];
+                assert_eq!(*cancelled, e.cancel_requested, "extend of {message_id}");
                 self.ledger.extended(*message_id, lease_deadline.0);
             }
+            (
+                Command::Progress {
+                    message_id,
+                    extend_ms: Some(_),
+                    ..
+                },
+                Ok(Reply::Progressed { lease_deadline, .. }),
+            ) => self.ledger.extended(*message_id, lease_deadline.0),
+            (Command::GetJob { message_id, .. }, _) => self.check_lookup(*message_id, result),
             (Command::DeleteQueue { queue }, _) => {
                 self.keys.forget_queue(queue);
+                let q = self.cfg.queue_index(queue);
+                self.schedule_runs[q].clear();
                 let q = self.cfg.queue_index(queue);
                 let left = self
                     .takers
@@ -450,6 +586,22 @@ impl Oracle {
     /// The end of one engine call (command or timeout): every give-back left its messages
     /// ready again or dead-lettered, every expected session end and pub/sub push happened.
     pub(crate) fn end_of_call(&mut self) {
+        // What no publish command claimed was published by a schedule's run: a slot never
+        // yields two jobs.
+        for id in std::mem::take(&mut self.unclaimed) {
+            let Some(e) = self.ledger.map.get_mut(&id) else {
+                continue;
+            };
+            e.scheduled = true;
+            let runs = &mut self.schedule_runs[e.queue];
+            assert!(
+                !runs.contains(&e.published_at),
+                "the slot at {} of queue {} yielded two jobs",
+                e.published_at,
+                e.queue
+            );
+            runs.push(e.published_at);
+        }
         for (id, before) in std::mem::take(&mut self.given_back) {
             let e = &self.ledger.map[&id];
             match &e.place {
@@ -461,6 +613,7 @@ impl Oracle {
                     );
                 }
                 Place::Acked => panic!("given-back {id} acked"),
+                Place::Cancelled => assert!(e.cancel_requested),
             }
         }
         self.ledger.failing = None;
