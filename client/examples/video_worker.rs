@@ -1,5 +1,7 @@
 //! The worker side of Synap's reference workload. It long-polls `video-processing` (30 s wait,
-//! 300 s lease), keeps `video:{id}:status` and `video:{id}:progress` in KV with a 3600 s TTL and
+//! 300 s lease), reports progress on the job (which also extends its lease; a cancelled job is
+//! acked and so settled as cancelled), acks with a result, keeps `video:{id}:status` and
+//! `video:{id}:progress` in KV with a 3600 s TTL and
 //! a `worker:{id}:heartbeat` key with a short TTL, queues a thumbnail task after each transcode,
 //! stores the thumbnail's key, publishes `notifications.user.{userId}`, and nacks failures with
 //! an error text so Synap retries them and finally dead-letters them. On Ctrl-C (SIGINT) it stops
@@ -37,6 +39,8 @@ enum Outcome {
     Interrupted,
     /// The lease was lost (it expired and the task went to someone else): touch nothing.
     LeaseLost,
+    /// An operator cancelled the job: stop and ack it, which settles it as cancelled.
+    Cancelled,
 }
 
 struct Worker {
@@ -154,7 +158,13 @@ impl Worker {
                     msg.body.kind(),
                     msg.body.video_id()
                 );
-                self.ack(&msg).await
+                let result = match &msg.body {
+                    VideoTask::Transcode { .. } => serde_json::json!({"status": "transcoded"}),
+                    VideoTask::Thumbnail { .. } => {
+                        serde_json::json!({"thumbnail": format!("thumbnails/{}.jpg", msg.body.video_id())})
+                    }
+                };
+                self.ack(&msg, Some(result)).await
             }
             Outcome::Failed(error) => {
                 self.failed += 1;
@@ -195,14 +205,35 @@ impl Worker {
                 )
             }
             Outcome::LeaseLost => Ok(()),
+            Outcome::Cancelled => {
+                println!("{}: {} cancelled", self.id, msg.body.video_id());
+                self.client
+                    .kv_set(&status_key, &"cancelled", Some(STATUS_TTL))
+                    .await?;
+                self.ack(&msg, None).await
+            }
         }
     }
 
-    async fn ack(&self, msg: &QueueMessage<VideoTask>) -> Result<(), synap_client::SynapError> {
-        let r = self
-            .client
-            .queue_ack_with_lease(QUEUE, &msg.id, msg.lease)
-            .await;
+    /// Acks under the delivery's lease, with the job's result when there is one (kept with
+    /// the completed job for a producer's lookup or wait).
+    async fn ack(
+        &self,
+        msg: &QueueMessage<VideoTask>,
+        result: Option<serde_json::Value>,
+    ) -> Result<(), synap_client::SynapError> {
+        let r = match result {
+            Some(result) => {
+                self.client
+                    .queue_ack_with_result(QUEUE, &msg.id, msg.lease, &result)
+                    .await
+            }
+            None => {
+                self.client
+                    .queue_ack_with_lease(QUEUE, &msg.id, msg.lease)
+                    .await
+            }
+        };
         self.answer(r)
     }
 
@@ -242,6 +273,7 @@ impl Worker {
                     "transcoder exited with status 1 at {percent}%"
                 )));
             }
+            // KV progress stays for readers of `video:{id}:progress`.
             client
                 .kv_set(
                     &format!("video:{video}:progress"),
@@ -249,19 +281,23 @@ impl Worker {
                     Some(STATUS_TTL),
                 )
                 .await?;
-            // Keep the lease a full deadline ahead of the work, as a long transcode must.
+            // The job keeps its progress too, and the same call keeps the lease a full deadline
+            // ahead of the work, as a long transcode must.
             let deadline = self
                 .consume
                 .ack_deadline
                 .unwrap_or(Duration::from_secs(300));
-            if let Err(e) = client
-                .queue_extend(QUEUE, &msg.id, deadline, msg.lease)
+            let report = serde_json::json!({"pct": percent, "stage": "transcode"});
+            match client
+                .progress(QUEUE, &msg.id, msg.lease, &report, Some(deadline))
                 .await
             {
-                if e.is_lease_mismatch() || e.is_not_found() {
+                Ok(false) => {}
+                Ok(true) => return Ok(Outcome::Cancelled),
+                Err(e) if e.is_lease_mismatch() || e.is_not_found() => {
                     return Ok(Outcome::LeaseLost);
                 }
-                return Err(e);
+                Err(e) => return Err(e),
             }
         }
         let follow_up = VideoTask::Thumbnail {

@@ -1,6 +1,7 @@
 //! The sample's Rust worker, several in one process: each `VideoWorker` long-polls
 //! `video-processing` (30 s wait, 300 s lease), runs `transcode`, `thumbnail`, `upload_cdn` and
-//! `notify_user` tasks, keeps `video:{id}:status` / `:progress` / `:thumbnail` and
+//! `notify_user` tasks, reports a transcode's progress on the job (a cancelled job is nacked and
+//! so settled as cancelled), keeps `video:{id}:status` / `:progress` / `:thumbnail` and
 //! `worker:{id}:heartbeat` in KV with TTLs, queues each task's follow-up, publishes
 //! `notifications.user.{user_id}` for `notify_user`, and nacks a failure (with its error, under
 //! the delivery's lease) so Synap retries it and finally dead-letters it. A task of an unknown
@@ -188,7 +189,8 @@ impl VideoWorker {
             ));
         }
         let r = match task.task_type {
-            TaskType::Transcode => self.transcode_video(&task).await,
+            // Its error text already says whether the job was cancelled.
+            TaskType::Transcode => return self.transcode_video(&task, msg).await,
             TaskType::Thumbnail => self.generate_thumbnail(&task).await,
             TaskType::UploadCdn => self.upload_to_cdn(&task).await,
             TaskType::NotifyUser => self.notify_user(&task).await,
@@ -196,7 +198,11 @@ impl VideoWorker {
         r.map_err(|e| e.to_string())
     }
 
-    async fn transcode_video(&self, task: &VideoTask) -> Result<()> {
+    async fn transcode_video(
+        &self,
+        task: &VideoTask,
+        msg: &QueueMessage<serde_json::Value>,
+    ) -> std::result::Result<(), String> {
         println!("Transcoding video {}", task.video_id);
         let client = &self.shared.client;
         for progress in [25, 50, 75, 100] {
@@ -206,8 +212,25 @@ impl VideoWorker {
             } else {
                 "transcoded"
             };
-            update_progress(client, &task.video_id, progress, status).await?;
+            // KV progress stays for readers of `video:{id}:progress`; the job keeps it too.
+            update_progress(client, &task.video_id, progress, status)
+                .await
+                .map_err(|e| e.to_string())?;
+            let report = json!({ "progress": progress, "status": status });
+            let cancelled = client
+                .progress(QUEUE, &msg.id, msg.lease, &report, None)
+                .await
+                .map_err(|e| e.to_string())?;
+            if cancelled {
+                // The nack that follows settles the job as cancelled; it is never retried.
+                return Err(format!("transcode of {} cancelled", task.video_id));
+            }
         }
+        self.finish_transcode(task).await.map_err(|e| e.to_string())
+    }
+
+    async fn finish_transcode(&self, task: &VideoTask) -> Result<()> {
+        let client = &self.shared.client;
         // Update status in KV store
         client
             .kv_set(

@@ -139,6 +139,15 @@ impl SynapClient {
         self.send(self.http.get(url), REQUEST_TIMEOUT).await
     }
 
+    /// A GET built elsewhere that the server may hold open for `wait` (a long-poll).
+    pub(crate) async fn send_get_long<R: DeserializeOwned>(
+        &self,
+        url: Url,
+        wait: Duration,
+    ) -> Result<R> {
+        self.send(self.http.get(url), REQUEST_TIMEOUT + wait).await
+    }
+
     async fn send<R: DeserializeOwned>(&self, req: RequestBuilder, timeout: Duration) -> Result<R> {
         let req = match &self.api_key {
             Some(key) => req.bearer_auth(key),

@@ -77,6 +77,12 @@ impl SynapError {
             || matches!(self.code(), Some("queue_full" | "limit_exceeded"))
     }
 
+    /// True when a cancel named a job that is already finished (`already_finished`).
+    #[must_use]
+    pub fn is_already_finished(&self) -> bool {
+        self.code() == Some("already_finished")
+    }
+
     /// True when the server refused the API key (or none was sent and one is required).
     #[must_use]
     pub fn is_unauthorized(&self) -> bool {

@@ -1,7 +1,8 @@
 //! Async Rust client for Synap, a task-queue server: queues with leases, retries and a
 //! dead-letter queue, a key-value store with TTL, and topic pub/sub. Start at [`SynapClient`]:
-//! `connect`, then the `queue_*`, `kv_*` and `pubsub_*` calls; docs/clients.md has the quick
-//! start and the video sample.
+//! `connect`, then the `queue_*`, `kv_*` and `pubsub_*` calls, and the job lifecycle (`job`,
+//! `wait_for`, `progress`, `cancel`, `schedule_*`); docs/clients.md has the quick start and the
+//! video sample.
 //!
 //! Every call goes over HTTP (`reqwest`) to the REST routes of Synap's server; subscriptions
 //! ([`SynapClient::pubsub_subscribe`]) and the streaming consumer
@@ -49,6 +50,7 @@
 
 mod client;
 mod error;
+mod job;
 mod kv;
 mod pubsub;
 mod queue;
@@ -58,10 +60,11 @@ mod ws;
 
 pub use client::SynapClient;
 pub use error::{Result, SynapError};
+pub use job::ScheduleOptions;
 pub use pubsub::{PubSubPublished, Subscription};
 pub use stream::{PublishConfirm, QueueStream, StreamOptions};
 pub use types::{
-    AckBatchResult, AckFailure, Backoff, ConsumeOptions, DeadLetter, DlqPage, Headers, NackAction,
-    NackOptions, PubSubMessage, PublishOptions, PublishResult, QueueConfig, QueueMessage,
-    QueueStats, RetryPosition,
+    AckBatchResult, AckFailure, Backoff, Cancelled, ConsumeOptions, DeadLetter, DedupMode, DlqPage,
+    Headers, Job, JobState, Keep, NackAction, NackOptions, PubSubMessage, PublishOptions,
+    PublishResult, QueueConfig, QueueMessage, QueueStats, RetryPosition, Schedule, ScheduleSet,
 };

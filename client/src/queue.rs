@@ -179,10 +179,39 @@ impl SynapClient {
         message_id: &str,
         lease: Option<u64>,
     ) -> Result<()> {
+        self.ack(queue, message_id, lease, None).await
+    }
+
+    /// Acknowledges the delivery holding `lease` (the current one for `None`) with the job's
+    /// `result` (any `Serialize` value, sent as JSON), kept with the completed job for
+    /// [`job`](Self::job) and [`wait_for`](Self::wait_for). An ack of a job cancelled while in
+    /// flight settles it as cancelled and still keeps the result.
+    ///
+    /// # Errors
+    /// As [`queue_ack`](Self::queue_ack), and `invalid_argument` for a result over the queue's
+    /// `max_result_bytes` (64 KiB by default).
+    pub async fn queue_ack_with_result<R: Serialize + ?Sized>(
+        &self,
+        queue: &str,
+        message_id: &str,
+        lease: Option<u64>,
+        result: &R,
+    ) -> Result<()> {
+        let result = serde_json::to_value(result)?;
+        self.ack(queue, message_id, lease, Some(result)).await
+    }
+
+    async fn ack(
+        &self,
+        queue: &str,
+        message_id: &str,
+        lease: Option<u64>,
+        result: Option<serde_json::Value>,
+    ) -> Result<()> {
         let body = wire::AckRequest {
             message_id: message_id.to_owned(),
             lease,
-            result: None,
+            result,
         };
         let _: wire::Success = self
             .call(Method::POST, &["queue", queue, "ack"], Some(&body))

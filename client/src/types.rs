@@ -12,7 +12,10 @@ use synap_wire as wire;
 
 use crate::error::{Result, SynapError};
 
-pub use synap_wire::{AckBatchResult, AckFailure, NackAction, QueueStats, RetryPosition};
+pub use synap_wire::{
+    AckBatchResult, AckFailure, Cancelled, DedupMode, Job, JobState, Keep, NackAction, QueueStats,
+    RetryPosition, Schedule, ScheduleSet,
+};
 
 /// String headers carried with a message.
 pub type Headers = wire::Headers;
@@ -48,6 +51,13 @@ pub struct PublishOptions {
     /// default) answers with the first publish's result (`duplicate: true`) and adds nothing:
     /// retry a publish whose reply was lost with the key it was first sent with.
     pub idempotency_key: Option<String>,
+    /// How long `idempotency_key` holds: [`DedupMode::Window`] (the server's default) or
+    /// [`DedupMode::UntilFinished`] (while the job it names is unfinished, whatever the window).
+    pub dedup: Option<DedupMode>,
+    /// With `idempotency_key` and `delay`: a publish whose key names a job that is still delayed
+    /// replaces that job's message and restarts its delay (the trailing call wins; the answer
+    /// says `replaced: true`).
+    pub debounce: bool,
 }
 
 /// The options alone serialize as the wire request without a body.
@@ -69,8 +79,8 @@ impl PublishOptions {
             ttl: opt_secs(self.ttl),
             max_retries: self.max_retries,
             idempotency_key: self.idempotency_key.clone(),
-            dedup: None,
-            debounce: None,
+            dedup: self.dedup,
+            debounce: self.debounce.then_some(true),
         }
     }
 
@@ -257,6 +267,13 @@ pub struct QueueConfig {
     /// Where a retried message stands when it is ready again. Server default: the back of
     /// its priority.
     pub retry_position: Option<RetryPosition>,
+    /// Completed jobs kept for lookup with their results ([`Keep`]: count and age). Server
+    /// default 1,000 for an hour.
+    pub keep_completed: Option<Keep>,
+    /// Cancelled jobs kept for lookup. Server default 1,000 for an hour.
+    pub keep_cancelled: Option<Keep>,
+    /// Largest `result` an ack may carry, in bytes of compact JSON. Server default 64 KiB.
+    pub max_result_bytes: Option<u64>,
 }
 
 impl QueueConfig {
@@ -282,9 +299,9 @@ impl QueueConfig {
             default_priority: self.default_priority,
             retry_position: self.retry_position,
             max_bytes: None,
-            keep_completed: None,
-            keep_cancelled: None,
-            max_result_bytes: None,
+            keep_completed: self.keep_completed,
+            keep_cancelled: self.keep_cancelled,
+            max_result_bytes: self.max_result_bytes,
         }
     }
 }
@@ -398,6 +415,23 @@ mod tests {
             v,
             serde_json::json!({"ack_deadline_secs": 2.0, "retry_delays": [0.1, 1.5]})
         );
+    }
+
+    #[test]
+    fn dedup_and_debounce_go_out_only_when_set() {
+        let opts = PublishOptions {
+            idempotency_key: Some("k".into()),
+            dedup: Some(DedupMode::UntilFinished),
+            debounce: true,
+            ..PublishOptions::default()
+        };
+        let v = serde_json::to_value(&opts).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"idempotency_key": "k", "dedup": "until_finished", "debounce": true})
+        );
+        let v = serde_json::to_value(PublishOptions::default()).unwrap();
+        assert_eq!(v, serde_json::json!({}));
     }
 
     #[test]

@@ -1,9 +1,10 @@
 """The sample's Python worker, several in one process (SYNAP_WORKERS, default 3, as the
 sample's ``run_workers(count=3)``). Each long-polls ``video-processing`` (30 s wait, 300 s
-lease), runs transcode, thumbnail, upload_cdn and notify_user tasks, keeps status, progress and
-heartbeat keys in KV with TTLs, queues each task's follow-up, publishes a notification for
-notify_user, nacks on error (with the error text, under the delivery's lease), and stops
-gracefully on SIGINT.
+lease), runs transcode, thumbnail, upload_cdn and notify_user tasks, reports a transcode's
+progress on the job (a cancelled job is nacked and so settled as cancelled), keeps status,
+progress and heartbeat keys in KV with TTLs, queues each task's follow-up, publishes a
+notification for notify_user, nacks on error (with the error text, under the delivery's
+lease), and stops gracefully on SIGINT.
 
     SYNAP_URL=http://127.0.0.1:15500 python client/python/examples/worker.py
 """
@@ -94,7 +95,7 @@ class VideoWorker:
         if self.rng.random() < FAIL_RATE:
             raise RuntimeError(f"injected failure in {task_type} of {task.get('video_id')}")
         if task_type == TaskType.TRANSCODE:
-            await self.transcode_video(task)
+            await self.transcode_video(task, msg)
         elif task_type == TaskType.THUMBNAIL:
             await self.generate_thumbnail(task)
         elif task_type == TaskType.UPLOAD_CDN:
@@ -108,14 +109,21 @@ class VideoWorker:
             {"type": task_type.value, "video_id": task["video_id"], "user_id": task["user_id"]},
             priority=priority)
 
-    async def transcode_video(self, task: dict) -> None:
+    async def transcode_video(self, task: dict, msg: QueueMessage) -> None:
         video_id = task["video_id"]
         print(f"Transcoding video {video_id}", flush=True)
         # Simulate transcoding, reporting progress
         for progress in (25, 50, 75, 100):
             await work(1.25)
-            await update_progress(self.client, video_id, progress,
-                                  "transcoding" if progress < 100 else "transcoded")
+            status = "transcoding" if progress < 100 else "transcoded"
+            # KV progress stays for readers of video:{id}:progress; the job keeps it too.
+            await update_progress(self.client, video_id, progress, status)
+            reported = await self.client.queue.progress(
+                self.queue_name, msg.message_id, {"progress": progress, "status": status},
+                lease=msg.lease)
+            if reported.cancelled:
+                # The nack that follows settles the job as cancelled; it is never retried.
+                raise RuntimeError(f"transcode of {video_id} cancelled")
         # Update status
         await self.client.kv.set(f"video:{video_id}:status",
                                  {"status": "transcoded", "completed_at": time.time()}, ttl=3600)

@@ -1,7 +1,8 @@
 // The sample's worker as a class, used by worker.ts (one per process) and workers.ts (several
 // in one process). It long-polls `video-processing` (30 s wait, 300 s lease), runs transcode,
-// thumbnail, upload_cdn and notify_user tasks, keeps status, progress and heartbeat keys in
-// KV with TTLs, queues each task's follow-up, publishes a notification for notify_user, nacks
+// thumbnail, upload_cdn and notify_user tasks, reports a transcode's progress on the job (a
+// cancelled job is nacked and so settled as cancelled), keeps status, progress and heartbeat
+// keys in KV with TTLs, queues each task's follow-up, publishes a notification for notify_user, nacks
 // on error (with the error text, under the delivery's lease) and stops gracefully.
 import { SynapClient, type QueueMessage } from 'synap-wasm';
 import { Chance, TaskType, settings, work, type VideoTask } from './common.js';
@@ -85,7 +86,7 @@ export class VideoWorker {
     }
     switch (task.type) {
       case TaskType.TRANSCODE:
-        await this.transcodeVideo(task);
+        await this.transcodeVideo(task, msg);
         break;
       case TaskType.THUMBNAIL:
         await this.generateThumbnail(task);
@@ -101,12 +102,17 @@ export class VideoWorker {
     }
   }
 
-  private async transcodeVideo(task: VideoTask): Promise<void> {
+  private async transcodeVideo(task: VideoTask, msg: QueueMessage<VideoTask>): Promise<void> {
     console.log(`Transcoding video ${task.videoId}`);
     // Simulate video transcoding (would use FFmpeg in reality), reporting progress.
     for (const progress of [25, 50, 75, 100]) {
       await work(1250);
-      await updateProgress(this.synap, task.videoId, progress, progress < 100 ? 'transcoding' : 'transcoded');
+      const status = progress < 100 ? 'transcoding' : 'transcoded';
+      // KV progress stays for readers of `video:{id}:progress`; the job keeps it too.
+      await updateProgress(this.synap, task.videoId, progress, status);
+      const reported = await this.synap.queue.progress(this.queueName, msg.messageId, { progress, status }, { lease: msg.lease });
+      // Cancelled by an operator: the nack that follows settles the job as cancelled, never retried.
+      if (reported.cancelled) throw new Error(`transcode of ${task.videoId} cancelled`);
     }
     await this.synap.kv.set(`video:${task.videoId}:status`, { status: 'transcoded', completedAt: Date.now() }, 3600);
     // Queue next task (thumbnail generation)

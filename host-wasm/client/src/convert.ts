@@ -1,5 +1,7 @@
 import { SynapError } from './errors.js';
-import type { DeadLetter, PublishOptions, PublishResult, PubSubMessage, QueueMessage } from './types.js';
+import type {
+  DeadLetter, Job, JobState, PublishOptions, PublishResult, PubSubMessage, QueueMessage, Schedule,
+} from './types.js';
 
 type Raw = Record<string, unknown>;
 
@@ -82,7 +84,66 @@ export function toPubSubMessage<T>(v: unknown): PubSubMessage<T> {
 export function toPublishResult(v: unknown): PublishResult {
   const r = obj(v, 'publish answer');
   const position = r.position;
-  return { messageId: str(r, 'message_id'), position: typeof position === 'number' ? position : null };
+  const p: PublishResult = { messageId: str(r, 'message_id'), position: typeof position === 'number' ? position : null };
+  if (r.duplicate === true) p.duplicate = true;
+  if (r.replaced === true) p.replaced = true;
+  return p;
+}
+
+function optNum(r: Raw, k: string): number | null {
+  const v = r[k];
+  return typeof v === 'number' ? v : null;
+}
+
+function optStr(r: Raw, k: string): string | null {
+  const v = r[k];
+  return typeof v === 'string' ? v : null;
+}
+
+/** A job lookup (`GET /queue/{name}/messages/{id}`) as a `Job`; bodies stay as sent. */
+export function toJob<T, R>(v: unknown): Job<T, R> {
+  const r = obj(v, 'job');
+  const j: Job<T, R> = {
+    messageId: str(r, 'message_id'),
+    queue: str(r, 'queue'),
+    state: str(r, 'state') as JobState,
+    priority: num(r, 'priority'),
+    group: optStr(r, 'group'),
+    attempts: num(r, 'attempts'),
+    progress: r.progress ?? null,
+    result: (r.result ?? null) as R | null,
+    lastError: optStr(r, 'last_error'),
+    publishedAt: num(r, 'published_at'),
+    startedAt: optNum(r, 'started_at'),
+    finishedAt: optNum(r, 'finished_at'),
+    message: r.message as T,
+    headers: headers(r),
+    cancelRequested: r.cancel_requested === true,
+  };
+  if (Array.isArray(r.payload)) j.payload = r.payload as number[];
+  if (typeof r.dead_letter_reason === 'string') j.deadLetterReason = r.dead_letter_reason;
+  return j;
+}
+
+/** A schedule of `GET /queue/{name}/schedules` as a `Schedule`. */
+export function toSchedule<T>(v: unknown): Schedule<T> {
+  const r = obj(v, 'schedule');
+  return {
+    id: str(r, 'id'),
+    everySecs: optNum(r, 'every_secs'),
+    cron: optStr(r, 'cron'),
+    message: r.message as T,
+    priority: optNum(r, 'priority'),
+    headers: headers(r),
+    startAt: optNum(r, 'start_at'),
+    endAt: optNum(r, 'end_at'),
+    maxRuns: optNum(r, 'max_runs'),
+    nextRunAt: optNum(r, 'next_run_at'),
+    lastRunAt: optNum(r, 'last_run_at'),
+    runs: num(r, 'runs'),
+    lastMessageId: optStr(r, 'last_message_id'),
+    lastError: optStr(r, 'last_error'),
+  };
 }
 
 /** A publish body: the message plus its options in the server's snake_case. */
@@ -93,5 +154,8 @@ export function publishBody(message: unknown, opts: PublishOptions = {}): Raw {
   if (opts.delay !== undefined) body.delay = opts.delay;
   if (opts.ttl !== undefined) body.ttl = opts.ttl;
   if (opts.maxRetries !== undefined) body.max_retries = opts.maxRetries;
+  if (opts.idempotencyKey !== undefined) body.idempotency_key = opts.idempotencyKey;
+  if (opts.dedup !== undefined) body.dedup = opts.dedup;
+  if (opts.debounce !== undefined) body.debounce = opts.debounce;
   return body;
 }

@@ -4,7 +4,7 @@
  */
 export { SynapClient } from './client.js';
 export { SynapError } from './errors.js';
-export { QueueApi } from './queue.js';
+export { QueueApi, ScheduleApi } from './queue.js';
 export { QueueStream, type StreamNackOptions } from './stream.js';
 export { KvApi } from './kv.js';
 export { PubSubApi, Subscription } from './pubsub.js';

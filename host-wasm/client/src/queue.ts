@@ -1,15 +1,63 @@
 import { SynapError } from './errors.js';
 import { QueueStream } from './stream.js';
 import { camelize, seg, type Transport } from './transport.js';
-import { obj, publishBody, toDeadLetter, toPublishResult, toQueueMessage } from './convert.js';
+import {
+  obj, publishBody, toDeadLetter, toJob, toPublishResult, toQueueMessage, toSchedule,
+} from './convert.js';
 import type {
-  AckBatchResult, AckEntry, BatchMessage, ConsumeOptions, DlqPage, NackAction, NackOptions,
-  PublishOptions, PublishResult, QueueConfig, QueueMessage, QueueStats, StreamOptions,
+  AckBatchResult, AckEntry, AckOptions, BatchMessage, CancelResult, ConsumeOptions, DlqPage, Job,
+  JobState, NackAction, NackOptions, ProgressOptions, ProgressResult, PublishOptions, PublishResult,
+  QueueConfig, QueueMessage, QueueStats, Schedule, ScheduleSet, ScheduleSpec, StreamOptions,
 } from './types.js';
+
+/** A queue's schedules: `client.queue.schedules`. Each run publishes the schedule's message as a job. */
+export class ScheduleApi {
+  constructor(private readonly t: Transport) {}
+
+  /** Creates or replaces schedule `id` of queue `name` (a replaced one keeps its runs). */
+  async put(name: string, id: string, spec: ScheduleSpec): Promise<ScheduleSet> {
+    const body: Record<string, unknown> = { message: spec.message === undefined ? null : spec.message };
+    if (spec.everySecs !== undefined) body.every_secs = spec.everySecs;
+    if (spec.cron !== undefined) body.cron = spec.cron;
+    if (spec.priority !== undefined) body.priority = spec.priority;
+    if (spec.headers !== undefined) body.headers = spec.headers;
+    if (spec.startAt !== undefined) body.start_at = spec.startAt;
+    if (spec.endAt !== undefined) body.end_at = spec.endAt;
+    if (spec.maxRuns !== undefined) body.max_runs = spec.maxRuns;
+    const r = obj(await this.t.request('PUT', `/queue/${seg(name)}/schedules/${seg(id)}`, body), 'schedule put');
+    return {
+      id: String(r.id),
+      nextRunAt: typeof r.next_run_at === 'number' ? r.next_run_at : null,
+      created: r.created === true,
+    };
+  }
+
+  /** The queue's schedules by id, with `nextRunAt`, `lastRunAt` and `runs`. */
+  async list<T = unknown>(name: string): Promise<Schedule<T>[]> {
+    const r = obj(await this.t.request('GET', `/queue/${seg(name)}/schedules`), 'schedules');
+    return (r.schedules as unknown[]).map((s) => toSchedule<T>(s));
+  }
+
+  /** Deletes a schedule; false if there was none. */
+  async delete(name: string, id: string): Promise<boolean> {
+    const r = obj(await this.t.request('DELETE', `/queue/${seg(name)}/schedules/${seg(id)}`), 'schedule delete');
+    return r.deleted === true;
+  }
+
+  /** Publishes one run of the schedule now. */
+  async run(name: string, id: string): Promise<PublishResult> {
+    return toPublishResult(await this.t.request('POST', `/queue/${seg(name)}/schedules/${seg(id)}/run`));
+  }
+}
 
 /** Queue operations: `client.queue`. Durations are seconds (fractions allowed). */
 export class QueueApi {
-  constructor(private readonly t: Transport) {}
+  /** Recurring work: `put`, `list`, `delete` and `run` a queue's schedules. */
+  readonly schedules: ScheduleApi;
+
+  constructor(private readonly t: Transport) {
+    this.schedules = new ScheduleApi(t);
+  }
 
   /** Creates a queue, or sets an existing one's settings when `config` has any. */
   async create(name: string, config: QueueConfig = {}): Promise<{ created: boolean }> {
@@ -75,9 +123,51 @@ export class QueueApi {
     return (r.messages as unknown[]).map((m) => toQueueMessage<T>(m));
   }
 
-  /** Acks a message; with `lease`, a stale delivery's ack is refused (`lease_mismatch`). */
-  async ack(name: string, messageId: string, lease?: number): Promise<void> {
-    await this.t.request('POST', `/queue/${seg(name)}/ack`, { message_id: messageId, ...(lease === undefined ? {} : { lease }) });
+  /**
+   * Acks a message; with `lease`, a stale delivery's ack is refused (`lease_mismatch`). With
+   * `result`, the completed job keeps it for `job` and `waitFor`.
+   */
+  async ack(name: string, messageId: string, lease?: number, opts: AckOptions = {}): Promise<void> {
+    const body: Record<string, unknown> = { message_id: messageId };
+    if (lease !== undefined) body.lease = lease;
+    if (opts.result !== undefined) body.result = opts.result;
+    await this.t.request('POST', `/queue/${seg(name)}/ack`, body);
+  }
+
+  /** A job as it is now; 404 `message_not_found` once a finished job is no longer kept. */
+  async job<T = unknown, R = unknown>(name: string, messageId: string): Promise<Job<T, R>> {
+    return toJob<T, R>(await this.t.request('GET', `/queue/${seg(name)}/messages/${seg(messageId)}`));
+  }
+
+  /**
+   * Waits up to `timeout` seconds (default 30, capped by the server) for a job to finish
+   * (completed, dead-lettered or cancelled); answers it then, or as it is when the wait ends.
+   */
+  async waitFor<T = unknown, R = unknown>(name: string, messageId: string, opts: { timeout?: number } = {}): Promise<Job<T, R>> {
+    const qs = opts.timeout === undefined ? '' : `?timeout=${encodeURIComponent(String(opts.timeout))}`;
+    return toJob<T, R>(await this.t.request('GET', `/queue/${seg(name)}/messages/${seg(messageId)}/wait${qs}`));
+  }
+
+  /**
+   * Reports progress (any JSON up to 4 KiB) on a leased job; `extend` also extends its lease.
+   * `cancelled: true` says the job was cancelled: stop and ack or nack it.
+   */
+  async progress(name: string, messageId: string, progress: unknown, opts: ProgressOptions = {}): Promise<ProgressResult> {
+    const body: Record<string, unknown> = { message_id: messageId, progress: progress === undefined ? null : progress };
+    if (opts.lease !== undefined) body.lease = opts.lease;
+    if (opts.extend !== undefined) body.extend = opts.extend;
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/progress`, body), 'progress');
+    return { cancelled: r.cancelled === true, leaseDeadline: Number(r.lease_deadline) };
+  }
+
+  /**
+   * Cancels a job: a ready or delayed one at once (`state: 'cancelled'`), an in-flight one is
+   * marked (`state: 'in_flight'`) and settles as cancelled when its delivery ends. A finished
+   * job is refused with 409 `already_finished`.
+   */
+  async cancel(name: string, messageId: string): Promise<CancelResult> {
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/cancel`, { message_id: messageId }), 'cancel');
+    return { state: r.state as JobState };
   }
 
   /** Acks several messages; those refused are listed with their codes. */

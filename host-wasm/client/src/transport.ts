@@ -1,7 +1,7 @@
 import { SynapError } from './errors.js';
 
 /** An HTTP method the server's routes answer. */
-export type Method = 'GET' | 'POST' | 'DELETE';
+export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 
 /**
  * Sends JSON requests to one Synap server and turns refusals into `SynapError`s. Uses the

@@ -18,7 +18,25 @@ export interface PublishOptions {
   ttl?: number;
   /** Retries after the first delivery for this message, instead of the queue's setting. */
   maxRetries?: number;
+  /**
+   * A publish repeating this key answers the first one's result (`duplicate: true`) and adds
+   * nothing, for as long as `dedup` says.
+   */
+  idempotencyKey?: string;
+  /**
+   * How long `idempotencyKey` holds: `window` (the server's idempotency window, the default) or
+   * `until_finished` (while the job it names is unfinished, whatever the window).
+   */
+  dedup?: DedupMode;
+  /**
+   * With `idempotencyKey` and `delay`: a publish whose key names a job still delayed replaces
+   * that job's message and restarts its delay (the trailing call wins, `replaced: true`).
+   */
+  debounce?: boolean;
 }
+
+/** How long a publish's idempotency key holds. */
+export type DedupMode = 'window' | 'until_finished';
 
 /** One message of `queue.publishBatch`: its body plus its publish options. */
 export interface BatchMessage extends PublishOptions {
@@ -32,6 +50,10 @@ export interface PublishResult {
   messageId: string;
   /** Its place among the ready messages, or `null` when it was published with a delay. */
   position: number | null;
+  /** True when the idempotency key was seen already and nothing was added. */
+  duplicate?: boolean;
+  /** True when a debounced publish replaced the message of a still-delayed job. */
+  replaced?: boolean;
 }
 
 /** Options of `queue.consume`; durations are seconds. */
@@ -82,8 +104,8 @@ export interface NackOptions {
   lease?: number;
 }
 
-/** What a nack did. */
-export type NackAction = 'requeued' | 'delayed' | 'dead_lettered';
+/** What a nack did (`cancelled`: the job was cancelled while in flight and is settled). */
+export type NackAction = 'requeued' | 'delayed' | 'dead_lettered' | 'cancelled';
 
 /** One entry of `queue.ackBatch`. */
 export interface AckEntry {
@@ -217,4 +239,116 @@ export interface StreamOptions {
   prefetch?: number;
   /** Seconds of lease (default: the queue's). */
   ackDeadline?: number;
+}
+
+/** Options of `queue.ack`. */
+export interface AckOptions {
+  /** The job's result (any JSON, up to the queue's `max_result_bytes`), kept with the completed job. */
+  result?: unknown;
+}
+
+/** Where a job is in its life. */
+export type JobState = 'delayed' | 'ready' | 'in_flight' | 'completed' | 'dead_lettered' | 'cancelled';
+
+/** A job as it is now (`queue.job`, `queue.waitFor`). Times are Unix ms. */
+export interface Job<T = unknown, R = unknown> {
+  messageId: string;
+  queue: string;
+  state: JobState;
+  priority: number;
+  /** Always `null` on this server. */
+  group: string | null;
+  /** Deliveries so far. */
+  attempts: number;
+  /** The last progress its worker reported, `null` if none. */
+  progress: unknown;
+  /** The result its ack carried, `null` if none. */
+  result: R | null;
+  /** The last nack's error (or `lease expired`), `null` if none. */
+  lastError: string | null;
+  publishedAt: number;
+  /** When its latest delivery began, `null` before any. */
+  startedAt: number | null;
+  /** When it finished, `null` while unfinished. */
+  finishedAt: number | null;
+  /** Its body as JSON. */
+  message: T;
+  /** The bytes of a message published as bytes; absent otherwise. */
+  payload?: number[];
+  headers: Record<string, string>;
+  /** In flight and cancelled: it settles as cancelled when its delivery ends. */
+  cancelRequested: boolean;
+  /** Why it was dead-lettered (dead-lettered jobs only). */
+  deadLetterReason?: string;
+}
+
+/** Options of `queue.progress`. */
+export interface ProgressOptions {
+  /** The lease of the delivery reporting (409 `lease_mismatch` when stale). */
+  lease?: number;
+  /** Also extend the lease to now + this many seconds. */
+  extend?: number;
+}
+
+/** What `queue.progress` answers. */
+export interface ProgressResult {
+  /** The job was cancelled: stop working on it and ack or nack it (it settles as cancelled). */
+  cancelled: boolean;
+  /** The lease deadline, Unix ms. */
+  leaseDeadline: number;
+}
+
+/** What `queue.cancel` answers: `cancelled`, or `in_flight` for a job marked to settle as cancelled. */
+export interface CancelResult {
+  state: JobState;
+}
+
+/** A schedule of `queue.schedules.put`: exactly one of `everySecs` and `cron`. Times are Unix ms. */
+export interface ScheduleSpec {
+  /** A run every this many seconds (at least 1), from `startAt` or now. */
+  everySecs?: number;
+  /** A 5-field cron pattern (minute hour day-of-month month day-of-week), in UTC. */
+  cron?: string;
+  /** The body each run publishes (any JSON). */
+  message: unknown;
+  /** 0–9; the queue's default priority when absent. */
+  priority?: number;
+  /** Headers of each run's message. */
+  headers?: Record<string, string>;
+  /** No run before this time. */
+  startAt?: number;
+  /** No run after this time. */
+  endAt?: number;
+  /** Runs after which the schedule ends. */
+  maxRuns?: number;
+}
+
+/** What `queue.schedules.put` answers. */
+export interface ScheduleSet {
+  id: string;
+  /** Its next run (Unix ms), `null` if it will never run. */
+  nextRunAt: number | null;
+  /** False when it replaced a schedule with the same id (which keeps its history). */
+  created: boolean;
+}
+
+/** One schedule of `queue.schedules.list`. Times are Unix ms. */
+export interface Schedule<T = unknown> {
+  id: string;
+  everySecs: number | null;
+  cron: string | null;
+  message: T;
+  priority: number | null;
+  headers: Record<string, string>;
+  startAt: number | null;
+  endAt: number | null;
+  maxRuns: number | null;
+  nextRunAt: number | null;
+  lastRunAt: number | null;
+  /** Runs made. */
+  runs: number;
+  /** The message its latest run published. */
+  lastMessageId: string | null;
+  /** Why its latest run published nothing. */
+  lastError: string | null;
 }

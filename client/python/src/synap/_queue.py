@@ -7,16 +7,22 @@ from typing import Any, Dict, List, Optional, Sequence
 from ._errors import SynapError
 from ._stream import QueueStream
 from ._transport import Transport, seg
-from ._types import AckBatchResult, DeadLetter, DlqPage, PublishResult, QueueMessage, QueueStats
+from ._types import (AckBatchResult, DeadLetter, DlqPage, Job, ProgressResult, PublishResult,
+                     QueueMessage, QueueStats, Schedule, ScheduleSet)
+
+#: The server's wait for ``wait_for`` without a timeout, in seconds.
+DEFAULT_JOB_WAIT = 30.0
 
 
 def publish_body(message: Any, priority: Optional[int] = None, headers: Optional[Dict[str, str]] = None,
                  delay: Optional[float] = None, ttl: Optional[float] = None,
-                 max_retries: Optional[int] = None) -> Dict[str, Any]:
+                 max_retries: Optional[int] = None, idempotency_key: Optional[str] = None,
+                 dedup: Optional[str] = None, debounce: Optional[bool] = None) -> Dict[str, Any]:
     """A publish body in the server's shape; absent options are left out."""
     body: Dict[str, Any] = {"message": message}
     for k, v in (("priority", priority), ("headers", headers), ("delay", delay), ("ttl", ttl),
-                 ("max_retries", max_retries)):
+                 ("max_retries", max_retries), ("idempotency_key", idempotency_key),
+                 ("dedup", dedup), ("debounce", debounce)):
         if v is not None:
             body[k] = v
     return body
@@ -48,9 +54,16 @@ class QueueApi:
 
     async def publish(self, name: str, message: Any, *, priority: Optional[int] = None,
                       headers: Optional[Dict[str, str]] = None, delay: Optional[float] = None,
-                      ttl: Optional[float] = None, max_retries: Optional[int] = None) -> PublishResult:
-        """Publishes one message (any JSON)."""
-        body = publish_body(message, priority, headers, delay, ttl, max_retries)
+                      ttl: Optional[float] = None, max_retries: Optional[int] = None,
+                      idempotency_key: Optional[str] = None, dedup: Optional[str] = None,
+                      debounce: Optional[bool] = None) -> PublishResult:
+        """Publishes one message (any JSON). A repeat of ``idempotency_key`` answers the first
+        publish (``duplicate=True``) for as long as ``dedup`` says: ``"window"`` (the server's
+        idempotency window, the default) or ``"until_finished"`` (while the job is unfinished).
+        ``debounce=True`` with a key and a ``delay``: a publish whose key names a job still
+        delayed replaces its message and restarts the delay (``replaced=True``)."""
+        body = publish_body(message, priority, headers, delay, ttl, max_retries, idempotency_key,
+                            dedup, debounce)
         return PublishResult.parse(await self._t.request("POST", f"/queue/{seg(name)}/publish", body))
 
     async def publish_batch(self, name: str, messages: Sequence[Dict[str, Any]]) -> List[PublishResult]:
@@ -78,12 +91,84 @@ class QueueApi:
         r = await self._t.request("POST", f"/queue/{seg(name)}/consume", body, wait=float(timeout or 0))
         return [QueueMessage.parse(m) for m in r["messages"]]
 
-    async def ack(self, name: str, message_id: str, lease: Optional[int] = None) -> None:
-        """Acks a message; with ``lease``, a stale delivery's ack is refused (lease_mismatch)."""
+    async def ack(self, name: str, message_id: str, lease: Optional[int] = None, *,
+                  result: Any = None) -> None:
+        """Acks a message; with ``lease``, a stale delivery's ack is refused (lease_mismatch).
+        A ``result`` (any JSON, up to the queue's ``max_result_bytes``) is kept with the
+        completed job for ``job`` and ``wait_for``."""
         body: Dict[str, Any] = {"message_id": message_id}
         if lease is not None:
             body["lease"] = lease
+        if result is not None:
+            body["result"] = result
         await self._t.request("POST", f"/queue/{seg(name)}/ack", body)
+
+    async def job(self, name: str, message_id: str) -> Job:
+        """A job as it is now; 404 ``message_not_found`` once a finished job is no longer kept."""
+        return Job.parse(await self._t.request("GET", f"/queue/{seg(name)}/messages/{seg(message_id)}"))
+
+    async def wait_for(self, name: str, message_id: str, timeout: Optional[float] = None) -> Job:
+        """Waits up to ``timeout`` s (default 30, capped by the server) for a job to finish
+        (completed, dead-lettered or cancelled); answers it then, or as it is when the wait
+        ends (see ``Job.finished``)."""
+        params = None if timeout is None else {"timeout": timeout}
+        wait = DEFAULT_JOB_WAIT if timeout is None else float(timeout)
+        r = await self._t.request("GET", f"/queue/{seg(name)}/messages/{seg(message_id)}/wait",
+                                  params=params, wait=wait)
+        return Job.parse(r)
+
+    async def progress(self, name: str, message_id: str, progress: Any, *,
+                       lease: Optional[int] = None, extend: Optional[float] = None) -> ProgressResult:
+        """Reports progress (any JSON up to 4 KiB) on a leased job; ``extend`` (s) also extends
+        its lease. ``cancelled`` in the answer says the job was cancelled: stop and ack or
+        nack it, which settles it as cancelled."""
+        body: Dict[str, Any] = {"message_id": message_id, "progress": progress}
+        for k, v in (("lease", lease), ("extend", extend)):
+            if v is not None:
+                body[k] = v
+        r = await self._t.request("POST", f"/queue/{seg(name)}/progress", body)
+        return ProgressResult(r.get("cancelled") is True, int(r["lease_deadline"]))
+
+    async def cancel(self, name: str, message_id: str) -> str:
+        """Cancels a job; returns ``cancelled`` (a ready or delayed job, at once) or
+        ``in_flight`` (marked: it settles as cancelled when its delivery ends). A finished job
+        is refused with 409 ``already_finished``."""
+        body = {"message_id": message_id}
+        return str((await self._t.request("POST", f"/queue/{seg(name)}/cancel", body))["state"])
+
+    async def schedule_put(self, name: str, schedule_id: str, message: Any, *,
+                           every_secs: Optional[float] = None, cron: Optional[str] = None,
+                           priority: Optional[int] = None, headers: Optional[Dict[str, str]] = None,
+                           start_at: Optional[int] = None, end_at: Optional[int] = None,
+                           max_runs: Optional[int] = None) -> ScheduleSet:
+        """Creates or replaces a schedule publishing ``message``: exactly one of ``every_secs``
+        and ``cron`` (5 fields, UTC); ``start_at``/``end_at`` in Unix ms. A replaced schedule
+        keeps its runs (``created=False``)."""
+        body: Dict[str, Any] = {"message": message}
+        for k, v in (("every_secs", every_secs), ("cron", cron), ("priority", priority),
+                     ("headers", headers), ("start_at", start_at), ("end_at", end_at),
+                     ("max_runs", max_runs)):
+            if v is not None:
+                body[k] = v
+        r = await self._t.request("PUT", f"/queue/{seg(name)}/schedules/{seg(schedule_id)}", body)
+        nxt = r.get("next_run_at")
+        return ScheduleSet(str(r["id"]), int(nxt) if isinstance(nxt, int) else None,
+                           r.get("created") is True)
+
+    async def schedule_list(self, name: str) -> List[Schedule]:
+        """The queue's schedules by id, with ``next_run_at``, ``last_run_at`` and ``runs``."""
+        r = await self._t.request("GET", f"/queue/{seg(name)}/schedules")
+        return [Schedule.parse(x) for x in r["schedules"]]
+
+    async def schedule_delete(self, name: str, schedule_id: str) -> bool:
+        """Deletes a schedule; False if there was none."""
+        path = f"/queue/{seg(name)}/schedules/{seg(schedule_id)}"
+        return bool((await self._t.request("DELETE", path))["deleted"])
+
+    async def schedule_run(self, name: str, schedule_id: str) -> PublishResult:
+        """Publishes one run of the schedule now."""
+        path = f"/queue/{seg(name)}/schedules/{seg(schedule_id)}/run"
+        return PublishResult.parse(await self._t.request("POST", path))
 
     async def ack_batch(self, name: str, acks: Sequence[Dict[str, Any]]) -> AckBatchResult:
         """Acks several (``{"message_id", "lease"?}`` each); refused ones come back with codes."""
@@ -94,7 +179,8 @@ class QueueApi:
                    delay: Optional[float] = None, error: Optional[str] = None,
                    lease: Optional[int] = None) -> str:
         """Gives a message back: retried when ``requeue`` (default), else dead-lettered.
-        Returns the action: ``requeued``, ``delayed`` or ``dead_lettered``."""
+        Returns the action: ``requeued``, ``delayed``, ``dead_lettered`` or ``cancelled`` (a job
+        cancelled while in flight)."""
         body: Dict[str, Any] = {"message_id": message_id, "requeue": requeue}
         for k, v in (("delay", delay), ("error", error), ("lease", lease)):
             if v is not None:

@@ -10,8 +10,9 @@ from typing import Any, Awaitable, Dict, Iterator, List, Optional, Sequence, Typ
 from ._client import AsyncSynapClient
 from ._pubsub import Subscription
 from ._stream import QueueStream
-from ._types import (AckBatchResult, DlqPage, KvGetResult, PublishResult, PubSubMessage,
-                     PubSubPublishResult, QueueMessage, QueueStats)
+from ._types import (AckBatchResult, DlqPage, Job, KvGetResult, ProgressResult, PublishResult,
+                     PubSubMessage, PubSubPublishResult, QueueMessage, QueueStats, Schedule,
+                     ScheduleSet)
 
 T = TypeVar("T")
 
@@ -125,8 +126,34 @@ class SyncQueueApi:
     def consume_batch(self, name: str, max_messages: int, **opts: Any) -> List[QueueMessage]:
         return self._l.run(self._q.consume_batch(name, max_messages, **opts))
 
-    def ack(self, name: str, message_id: str, lease: Optional[int] = None) -> None:
-        self._l.run(self._q.ack(name, message_id, lease))
+    def ack(self, name: str, message_id: str, lease: Optional[int] = None, *,
+            result: Any = None) -> None:
+        self._l.run(self._q.ack(name, message_id, lease, result=result))
+
+    def job(self, name: str, message_id: str) -> Job:
+        return self._l.run(self._q.job(name, message_id))
+
+    def wait_for(self, name: str, message_id: str, timeout: Optional[float] = None) -> Job:
+        return self._l.run(self._q.wait_for(name, message_id, timeout))
+
+    def progress(self, name: str, message_id: str, progress: Any, *, lease: Optional[int] = None,
+                 extend: Optional[float] = None) -> ProgressResult:
+        return self._l.run(self._q.progress(name, message_id, progress, lease=lease, extend=extend))
+
+    def cancel(self, name: str, message_id: str) -> str:
+        return self._l.run(self._q.cancel(name, message_id))
+
+    def schedule_put(self, name: str, schedule_id: str, message: Any, **opts: Any) -> ScheduleSet:
+        return self._l.run(self._q.schedule_put(name, schedule_id, message, **opts))
+
+    def schedule_list(self, name: str) -> List[Schedule]:
+        return self._l.run(self._q.schedule_list(name))
+
+    def schedule_delete(self, name: str, schedule_id: str) -> bool:
+        return self._l.run(self._q.schedule_delete(name, schedule_id))
+
+    def schedule_run(self, name: str, schedule_id: str) -> PublishResult:
+        return self._l.run(self._q.schedule_run(name, schedule_id))
 
     def ack_batch(self, name: str, acks: Sequence[Dict[str, Any]]) -> AckBatchResult:
         return self._l.run(self._q.ack_batch(name, acks))

@@ -37,12 +37,161 @@ class PublishResult:
     message_id: str
     #: Place among the ready messages; ``None`` when published with a delay.
     position: Optional[int]
+    #: True when the idempotency key was seen already and nothing was added.
+    duplicate: bool = False
+    #: True when a debounced publish replaced the message of a still-delayed job.
+    replaced: bool = False
 
     @classmethod
     def parse(cls, v: Any) -> "PublishResult":
         r = _obj(v, "publish answer")
         pos = r.get("position")
-        return cls(_str(r, "message_id"), pos if isinstance(pos, int) else None)
+        return cls(_str(r, "message_id"), pos if isinstance(pos, int) else None,
+                   duplicate=r.get("duplicate") is True, replaced=r.get("replaced") is True)
+
+
+def _opt_num(r: Dict[str, Any], k: str) -> Optional[int]:
+    v = r.get(k)
+    return int(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _opt_str(r: Dict[str, Any], k: str) -> Optional[str]:
+    v = r.get(k)
+    return v if isinstance(v, str) else None
+
+
+#: The states of a finished job (of ``delayed``, ``ready``, ``in_flight``, ``completed``,
+#: ``dead_lettered`` and ``cancelled``).
+FINISHED_STATES = frozenset({"completed", "dead_lettered", "cancelled"})
+
+
+@dataclass
+class Job:
+    """A job as it is now (``queue.job``, ``queue.wait_for``). Times are Unix ms."""
+
+    message_id: str
+    queue: str
+    #: ``delayed``, ``ready``, ``in_flight``, ``completed``, ``dead_lettered`` or ``cancelled``.
+    state: str
+    priority: int
+    #: Deliveries so far.
+    attempts: int
+    #: The last progress its worker reported, ``None`` if none.
+    progress: Json
+    #: The result its ack carried, ``None`` if none.
+    result: Json
+    #: The last nack's error (or ``lease expired``).
+    last_error: Optional[str]
+    published_at: int
+    #: When its latest delivery began.
+    started_at: Optional[int]
+    #: When it finished (``None`` while unfinished).
+    finished_at: Optional[int]
+    #: Its body as JSON.
+    message: Json
+    headers: Dict[str, str]
+    #: Always ``None`` on this server.
+    group: Optional[str] = None
+    #: In flight and cancelled: it settles as cancelled when its delivery ends.
+    cancel_requested: bool = False
+    #: Why it was dead-lettered (dead-lettered jobs only).
+    dead_letter_reason: Optional[str] = None
+    #: The bytes of a message published as bytes; ``None`` otherwise.
+    payload: Optional[List[int]] = None
+
+    @property
+    def finished(self) -> bool:
+        """Completed, dead-lettered or cancelled."""
+        return self.state in FINISHED_STATES
+
+    @classmethod
+    def parse(cls, v: Any) -> "Job":
+        r = _obj(v, "job")
+        payload = r.get("payload")
+        return cls(
+            message_id=_str(r, "message_id"),
+            queue=_str(r, "queue"),
+            state=_str(r, "state"),
+            priority=_num(r, "priority"),
+            attempts=_num(r, "attempts"),
+            progress=r.get("progress"),
+            result=r.get("result"),
+            last_error=_opt_str(r, "last_error"),
+            published_at=_num(r, "published_at"),
+            started_at=_opt_num(r, "started_at"),
+            finished_at=_opt_num(r, "finished_at"),
+            message=r.get("message"),
+            headers=dict(r.get("headers") or {}),
+            group=_opt_str(r, "group"),
+            cancel_requested=r.get("cancel_requested") is True,
+            dead_letter_reason=_opt_str(r, "dead_letter_reason"),
+            payload=payload if isinstance(payload, list) else None,
+        )
+
+
+@dataclass
+class ProgressResult:
+    """What ``queue.progress`` answers."""
+
+    #: The job was cancelled: stop working on it and ack or nack it (it settles as cancelled).
+    cancelled: bool
+    #: The lease deadline, Unix ms.
+    lease_deadline: int
+
+
+@dataclass
+class ScheduleSet:
+    """What ``queue.schedule_put`` answers."""
+
+    id: str
+    #: Its next run (Unix ms), ``None`` if it will never run.
+    next_run_at: Optional[int]
+    #: False when it replaced a schedule with the same id (which keeps its history).
+    created: bool
+
+
+@dataclass
+class Schedule:
+    """One schedule of ``queue.schedule_list``. Times are Unix ms."""
+
+    id: str
+    every_secs: Optional[float]
+    cron: Optional[str]
+    message: Json
+    priority: Optional[int]
+    headers: Dict[str, str]
+    start_at: Optional[int]
+    end_at: Optional[int]
+    max_runs: Optional[int]
+    next_run_at: Optional[int]
+    last_run_at: Optional[int]
+    #: Runs made.
+    runs: int
+    #: The message its latest run published.
+    last_message_id: Optional[str]
+    #: Why its latest run published nothing.
+    last_error: Optional[str]
+
+    @classmethod
+    def parse(cls, v: Any) -> "Schedule":
+        r = _obj(v, "schedule")
+        every = r.get("every_secs")
+        return cls(
+            id=_str(r, "id"),
+            every_secs=float(every) if isinstance(every, (int, float)) else None,
+            cron=_opt_str(r, "cron"),
+            message=r.get("message"),
+            priority=_opt_num(r, "priority"),
+            headers=dict(r.get("headers") or {}),
+            start_at=_opt_num(r, "start_at"),
+            end_at=_opt_num(r, "end_at"),
+            max_runs=_opt_num(r, "max_runs"),
+            next_run_at=_opt_num(r, "next_run_at"),
+            last_run_at=_opt_num(r, "last_run_at"),
+            runs=_num(r, "runs"),
+            last_message_id=_opt_str(r, "last_message_id"),
+            last_error=_opt_str(r, "last_error"),
+        )
 
 
 @dataclass
