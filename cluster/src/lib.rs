@@ -59,7 +59,7 @@ mod tests;
 
 pub use node::{Answer, Applied, Node, NodeConfig, ProposalId, Refused, TurnResult};
 pub use raft::StateRole;
-pub use raft::eraftpb::{Entry, HardState, Message, MessageType, Snapshot};
+pub use raft::eraftpb::{ConfState, Entry, HardState, Message, MessageType, Snapshot};
 pub use storage::{MemDisk, Persist, Recovered, SnapshotKind};
 pub use synap_core::Millis;
 

@@ -427,6 +427,35 @@ impl Node {
         self.pending.len()
     }
 
+    /// On the leader, each voter's id and the highest log index known stored on it (the
+    /// leader's own last index for itself); empty on other nodes.
+    #[must_use]
+    pub fn match_indexes(&self) -> Vec<(u64, u64)> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let mut out: Vec<(u64, u64)> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(&id, p)| (id, p.matched))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Asks the leader to hand leadership to `to` (raft-rs's leader transfer): it stops taking
+    /// proposals, brings `to` up to date and tells it to campaign at once. Ignored on a
+    /// follower.
+    pub fn transfer_leader(&mut self, now: Millis, to: u64) {
+        self.observe_clock(now);
+        if self.is_leader() {
+            self.raw.transfer_leader(to);
+        }
+        self.after_input();
+    }
+
     // ---- internals ----------------------------------------------------------------------
 
     fn observe_clock(&mut self, now: Millis) {
