@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use synap_core::{Command, Delivery, Error, Millis, PubMessage, QueueStats, Reply, SessionId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::ClusterInbox;
 use crate::engine_task::{ConsumeResult, Request, SessionPush, Shared};
 
 /// Why a call did not reach a reply.
@@ -17,6 +18,8 @@ pub(crate) enum Failure {
     Unavailable,
     /// Storage cannot take the mutation (see `StorageFault`).
     Storage(StorageFault),
+    /// A cluster node cannot serve it: not the leader, no leader, or leadership changed.
+    Cluster(crate::cluster::NotServing),
 }
 
 /// Why the command log cannot take a mutation.
@@ -34,10 +37,33 @@ impl From<Error> for Failure {
     }
 }
 
+/// Where requests go: the single server's engine task, or a cluster node's task.
+#[derive(Clone)]
+enum Backend {
+    Local(Arc<Shared>),
+    Cluster(Arc<ClusterInbox>),
+}
+
+impl Backend {
+    async fn submit(&self, req: Request) -> Result<(), Failure> {
+        match self {
+            Self::Local(s) => s.submit(req).await,
+            Self::Cluster(c) => c.submit(req).await,
+        }
+    }
+
+    fn submit_now(&self, req: Request) {
+        match self {
+            Self::Local(s) => s.submit_now(req),
+            Self::Cluster(c) => c.submit_now(req),
+        }
+    }
+}
+
 /// A cloneable way to the engine task (`EngineTask::start` makes it).
 #[derive(Clone)]
 pub(crate) struct EngineHandle {
-    shared: Arc<Shared>,
+    backend: Backend,
     next_token: Arc<AtomicU64>,
 }
 
@@ -45,21 +71,40 @@ impl EngineHandle {
     /// A handle over the task's shared state.
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
-            shared,
+            backend: Backend::Local(shared),
             next_token: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// A handle over a cluster node's task.
+    pub(crate) fn cluster(inbox: Arc<ClusterInbox>) -> Self {
+        Self {
+            backend: Backend::Cluster(inbox),
+            next_token: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// The cluster node behind this handle, if it is one.
+    pub(crate) fn cluster_node(&self) -> Option<&ClusterInbox> {
+        match &self.backend {
+            Backend::Local(_) => None,
+            Backend::Cluster(c) => Some(c),
         }
     }
 
     /// True once the engine task is gone (it panicked, or the server is stopping): every
     /// request would fail.
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.is_closed()
+        match &self.backend {
+            Backend::Local(s) => s.is_closed(),
+            Backend::Cluster(c) => c.is_closed(),
+        }
     }
 
     /// Puts `req` in the engine's inbox; if the engine's lock is free, runs what the inbox
     /// holds here, in this task.
     async fn send(&self, req: Request) -> Result<(), Failure> {
-        self.shared.submit(req).await
+        self.backend.submit(req).await
     }
 
     /// Runs one command and returns its reply.
@@ -92,7 +137,7 @@ impl EngineHandle {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Consume { cmd, token, reply }).await?;
         Ok(Consuming(AbandonGuard {
-            shared: Arc::clone(&self.shared),
+            backend: self.backend.clone(),
             token,
             rx: Some(rx),
         }))
@@ -149,8 +194,12 @@ impl EngineHandle {
         }
     }
 
-    /// The engine's state digest once time reaches `at` (see `Request::Digest`).
-    pub(crate) async fn digest(&self, at: Option<Millis>) -> Result<(u64, Millis), Failure> {
+    /// The engine's state digest once time reaches `at` (see `Request::Digest`), and on a
+    /// cluster node the log index applied.
+    pub(crate) async fn digest(
+        &self,
+        at: Option<Millis>,
+    ) -> Result<(u64, Millis, Option<u64>), Failure> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Digest { at, reply }).await?;
         rx.await.map_err(|_| Failure::Unavailable)
@@ -206,7 +255,7 @@ impl Consuming {
 /// messages of a reply that had already been sent, which would otherwise die in the channel
 /// while still leased.
 struct AbandonGuard {
-    shared: Arc<Shared>,
+    backend: Backend,
     token: u64,
     /// `None` once the reply was read.
     rx: Option<oneshot::Receiver<ConsumeResult>>,
@@ -225,7 +274,7 @@ impl Drop for AbandonGuard {
             Ok(Ok(messages)) => messages,
             _ => Vec::new(),
         };
-        self.shared.submit_now(Request::Abandon {
+        self.backend.submit_now(Request::Abandon {
             token: self.token,
             returned,
         });

@@ -2,6 +2,7 @@
 
 mod auth;
 mod byte_array;
+mod cluster;
 mod debug;
 mod envelope;
 mod envelope_kv;
@@ -165,6 +166,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/events", get(events::events))
         .route("/metrics", get(metrics::metrics))
         .route("/health", get(health))
+        .route("/health/leader", get(cluster::health_leader))
+        .route("/cluster", get(cluster::status))
+        .route("/cluster/transfer", post(cluster::transfer))
         .route("/debug/state_digest", get(debug::state_digest));
     let api = queue
         .merge(kv)
@@ -207,14 +211,22 @@ async fn health(State(s): State<AppState>) -> Response {
         };
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     }
-    axum::Json(synap_wire::Health {
+    let body = synap_wire::Health {
         status: "healthy".into(),
         service: "synap".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         error: None,
         code: None,
-    })
-    .into_response()
+    };
+    match cluster::health_fields(&s) {
+        None => axum::Json(body).into_response(),
+        Some((role, leader)) => {
+            let mut v = serde_json::to_value(body).expect("health serializes");
+            v["role"] = role.into();
+            v["leader"] = leader;
+            axum::Json(v).into_response()
+        }
+    }
 }
 
 async fn not_found() -> error::ApiError {
