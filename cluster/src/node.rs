@@ -247,8 +247,15 @@ impl Node {
 
     /// A Raft message from a peer. Errors (a message from an unknown peer, a local message
     /// type) change nothing.
-    pub fn step(&mut self, now: Millis, msg: Message) -> Result<(), String> {
+    pub fn step(&mut self, now: Millis, mut msg: Message) -> Result<(), String> {
         self.observe_clock(now);
+        if msg.get_msg_type() == raft::eraftpb::MessageType::MsgHeartbeat {
+            // A leader that still counts entries this node lost (its disk was wiped) sends a
+            // commit index past the end of its log, on which raft-rs would panic: commit what
+            // is here; the leader learns the rest from `peer_lost_its_log`.
+            let last = self.raw.raft.raft_log.last_index();
+            msg.commit = msg.commit.min(last);
+        }
         let result = self.raw.step(msg).map_err(|e| e.to_string());
         self.after_input();
         result
@@ -443,6 +450,22 @@ impl Node {
             .collect();
         out.sort_unstable();
         out
+    }
+
+    /// The host learned that peer `id` restarted with an empty log (its data was lost): on
+    /// the leader, forget what it had stored and probe it from the start, so it is sent a
+    /// snapshot and the log again instead of being trusted with entries it no longer holds.
+    pub fn peer_lost_its_log(&mut self, now: Millis, id: u64) {
+        self.observe_clock(now);
+        if self.is_leader() && id != self.cfg.id {
+            if let Some(pr) = self.raw.raft.mut_prs().get_mut(id) {
+                pr.matched = 0;
+                pr.pending_snapshot = 0;
+                pr.become_probe();
+            }
+            self.raw.raft.send_append(id);
+        }
+        self.after_input();
     }
 
     /// Asks the leader to hand leadership to `to` (raft-rs's leader transfer): it stops taking
