@@ -13,6 +13,7 @@ mod transport;
 mod writer;
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use synap_cluster::{Node, NodeConfig};
@@ -189,6 +190,9 @@ pub(crate) async fn start(
         dir = %dir.display(),
         "raft storage recovered"
     );
+    let started_empty = recovered.snapshot.is_none()
+        && recovered.entries.is_empty()
+        && recovered.hard_state.term == 0;
     let voters: Vec<u64> = c.nodes.iter().map(|n| n.id).collect();
     let mut nc = NodeConfig::new(c.node_id, voters, s.engine.clone(), c.engine_seed());
     nc.jitter_seed = s.jitter_seed;
@@ -205,7 +209,10 @@ pub(crate) async fn start(
         .map_err(|e| format!("cannot listen for peers on {raft_addr}: {e}"))?;
     info!(raft = %raft_addr, node_id = c.node_id, "cluster node listening for peers");
     let (net_tx, net_rx) = mpsc::channel(8192);
-    let transport = transport::Transport::start(c, listener, net_tx);
+    // A node that starts with nothing stored says so to its peers: a leader that counted
+    // entries on it (its data directory was lost) starts it over.
+    let empty = Arc::new(AtomicBool::new(started_empty));
+    let transport = transport::Transport::start(c, listener, net_tx, Arc::clone(&empty));
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let writer = writer::DiskWriter::start(disk, s.policy, done_tx);
     let (tx, inbox_rx) = mpsc::channel(REQUEST_QUEUE);
@@ -223,6 +230,7 @@ pub(crate) async fn start(
         transport,
         events: s.events,
         inbox: Arc::clone(&inbox),
+        empty,
     });
     let join = tokio::spawn(t.run(task::Inputs {
         requests: inbox_rx,

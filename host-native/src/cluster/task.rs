@@ -16,6 +16,7 @@ mod route;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use synap_cluster::{Node, ProposalId, StateRole};
 use synap_core::{Command, Event, PubMessage, Reply, SessionId, WaiterId};
@@ -44,6 +45,8 @@ pub(super) struct Parts {
     pub(super) transport: Transport,
     pub(super) events: broadcast::Sender<Arc<Event>>,
     pub(super) inbox: Arc<ClusterInbox>,
+    /// Whether this node's log is empty, as the transport tells peers; cleared once it is not.
+    pub(super) empty: Arc<AtomicBool>,
 }
 
 /// The task's inputs.
@@ -93,6 +96,7 @@ pub(super) struct ClusterTask {
     transport: Transport,
     events: broadcast::Sender<Arc<Event>>,
     inbox: Arc<ClusterInbox>,
+    empty: Arc<AtomicBool>,
     in_flight: HashMap<ProposalId, Vec<Waiting>>,
     parked: HashMap<WaiterId, Parked>,
     by_token: HashMap<u64, WaiterId>,
@@ -124,6 +128,7 @@ impl ClusterTask {
             transport: p.transport,
             events: p.events,
             inbox: p.inbox,
+            empty: p.empty,
             in_flight: HashMap::new(),
             parked: HashMap::new(),
             by_token: HashMap::new(),
@@ -199,6 +204,15 @@ impl ClusterTask {
             }
             NetEvent::Unreachable(id) => self.node.report_unreachable(now, id),
             NetEvent::Snapshot { to, ok } => self.node.report_snapshot(now, to, ok),
+            NetEvent::PeerEmpty(id) => {
+                if self.node.is_leader() {
+                    warn!(
+                        peer = id,
+                        "peer restarted with an empty log; sending it everything again"
+                    );
+                }
+                self.node.peer_lost_its_log(now, id);
+            }
         }
     }
 
@@ -443,6 +457,9 @@ impl ClusterTask {
     }
 
     fn publish_view(&self) {
+        if self.node.applied_index() > 0 || self.node.commit_index() > 0 {
+            self.empty.store(false, Ordering::Release);
+        }
         let role = role_name(self.node.role());
         let matched: HashMap<u64, u64> = self.node.match_indexes().into_iter().collect();
         let leader = self.node.leader();

@@ -48,6 +48,8 @@ pub(crate) enum NetEvent {
     Unreachable(u64),
     /// A snapshot message was written to `to`'s connection (`ok`) or dropped.
     Snapshot { to: u64, ok: bool },
+    /// A peer connected with an empty log: whatever it stored before is gone.
+    PeerEmpty(u64),
 }
 
 struct Link {
@@ -70,6 +72,7 @@ impl Transport {
         cfg: &ClusterConfig,
         listener: TcpListener,
         events: mpsc::Sender<NetEvent>,
+        empty: Arc<AtomicBool>,
     ) -> Self {
         let key: Key = blake2::Blake2b::<U32>::digest(cfg.secret.as_bytes()).into();
         let me = cfg.node_id;
@@ -89,12 +92,13 @@ impl Transport {
                 conns: conn_rx,
                 events: events.clone(),
                 connected: Arc::clone(&connected),
+                empty: Arc::clone(&empty),
             };
             tokio::spawn(p.run());
             accepted.insert(peer.id, conn_tx);
             links.insert(peer.id, Link { tx, connected });
         }
-        tokio::spawn(accept_loop(listener, me, key, accepted));
+        tokio::spawn(accept_loop(listener, me, key, accepted, empty));
         Self { links }
     }
 
@@ -125,18 +129,21 @@ struct PeerTask {
     key: Key,
     max_frame: usize,
     out: mpsc::Receiver<Message>,
-    /// Authenticated connections accepted from this peer (when it dials).
-    conns: mpsc::Receiver<TcpStream>,
+    /// Authenticated connections accepted from this peer (when it dials), and whether the
+    /// peer said its log is empty.
+    conns: mpsc::Receiver<(TcpStream, bool)>,
     events: mpsc::Sender<NetEvent>,
     connected: Arc<AtomicBool>,
+    /// Whether this node's own log is empty (told to peers when connecting).
+    empty: Arc<AtomicBool>,
 }
 
 impl PeerTask {
     async fn run(mut self) {
         let mut backoff = BACKOFF_MIN;
-        let mut next: Option<TcpStream> = None;
+        let mut next: Option<(TcpStream, bool)> = None;
         loop {
-            let stream = match next.take() {
+            let (stream, peer_empty) = match next.take() {
                 Some(s) => s,
                 None if self.me < self.peer => match self.dial().await {
                     Ok(s) => {
@@ -155,8 +162,11 @@ impl PeerTask {
                     None => return,
                 },
             };
-            info!(peer = self.peer, "peer connected");
+            info!(peer = self.peer, empty_log = peer_empty, "peer connected");
             self.connected.store(true, Ordering::Release);
+            if peer_empty {
+                let _ = self.events.send(NetEvent::PeerEmpty(self.peer)).await;
+            }
             next = self.serve(stream).await;
             self.connected.store(false, Ordering::Release);
             self.drop_queued().await;
@@ -165,22 +175,21 @@ impl PeerTask {
         }
     }
 
-    async fn dial(&self) -> std::io::Result<TcpStream> {
+    async fn dial(&self) -> std::io::Result<(TcpStream, bool)> {
         let mut s = tokio::time::timeout(DIAL_TIMEOUT, TcpStream::connect(self.addr))
             .await
             .map_err(|_| std::io::Error::other("connect timed out"))??;
         s.set_nodelay(true)?;
-        tokio::time::timeout(
-            HANDSHAKE_TIMEOUT,
-            dial_handshake(&mut s, self.me, self.peer, &self.key),
-        )
-        .await
-        .map_err(|_| std::io::Error::other("handshake timed out"))??;
-        Ok(s)
+        let empty = self.empty.load(Ordering::Acquire);
+        let shake = dial_handshake(&mut s, (self.me, self.peer), &self.key, empty);
+        let peer_empty = tokio::time::timeout(HANDSHAKE_TIMEOUT, shake)
+            .await
+            .map_err(|_| std::io::Error::other("handshake timed out"))??;
+        Ok((s, peer_empty))
     }
 
     /// Serves one connection until it fails; a replacement accepted meanwhile is returned.
-    async fn serve(&mut self, stream: TcpStream) -> Option<TcpStream> {
+    async fn serve(&mut self, stream: TcpStream) -> Option<(TcpStream, bool)> {
         let (mut rd, wr) = stream.into_split();
         let mut wr = BufWriter::with_capacity(64 << 10, wr);
         let (peer, me, max) = (self.peer, self.me, self.max_frame);
@@ -284,7 +293,8 @@ async fn accept_loop(
     listener: TcpListener,
     me: u64,
     key: Key,
-    peers: BTreeMap<u64, mpsc::Sender<TcpStream>>,
+    peers: BTreeMap<u64, mpsc::Sender<(TcpStream, bool)>>,
+    empty: Arc<AtomicBool>,
 ) {
     let peers = Arc::new(peers);
     loop {
@@ -297,16 +307,16 @@ async fn accept_loop(
             }
         };
         let peers = Arc::clone(&peers);
+        let empty = empty.load(Ordering::Acquire);
         tokio::spawn(async move {
             let _ = s.set_nodelay(true);
             let known = |id: u64| id < me && peers.contains_key(&id);
-            let shaken =
-                tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_handshake(&mut s, me, &key, known))
-                    .await;
+            let shake = accept_handshake(&mut s, me, &key, known, empty);
+            let shaken = tokio::time::timeout(HANDSHAKE_TIMEOUT, shake).await;
             match shaken {
-                Ok(Ok(peer)) => {
+                Ok(Ok((peer, peer_empty))) => {
                     if let Some(tx) = peers.get(&peer) {
-                        let _ = tx.send(s).await;
+                        let _ = tx.send((s, peer_empty)).await;
                     }
                 }
                 Ok(Err(e)) => warn!(%addr, error = %e, "refused a raft connection"),
@@ -336,14 +346,21 @@ fn refused(why: &str) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::PermissionDenied, why.to_owned())
 }
 
-async fn dial_handshake(s: &mut TcpStream, me: u64, peer: u64, key: &Key) -> std::io::Result<()> {
+/// The dialer's side; whether the peer's log is empty. `empty`: whether this node's is.
+async fn dial_handshake(
+    s: &mut TcpStream,
+    (me, peer): (u64, u64),
+    key: &Key,
+    empty: bool,
+) -> std::io::Result<bool> {
     let mine = nonce();
     let mut hello = MAGIC.to_vec();
     hello.extend_from_slice(&me.to_le_bytes());
     hello.extend_from_slice(&peer.to_le_bytes());
     hello.extend_from_slice(&mine);
+    hello.push(u8::from(empty));
     s.write_all(&hello).await?;
-    let mut back = [0u8; 8 + 32 + 32];
+    let mut back = [0u8; 8 + 32 + 32 + 1];
     s.read_exact(&mut back).await?;
     if &back[..8] != MAGIC {
         return Err(refused("the peer does not speak Synap's raft protocol"));
@@ -359,16 +376,18 @@ async fn dial_handshake(s: &mut TcpStream, me: u64, peer: u64, key: &Key) -> std
     if ok[0] != 1 {
         return Err(refused("the peer refused this node"));
     }
-    Ok(())
+    Ok(back[72] == 1)
 }
 
+/// The acceptor's side: the dialer's id and whether its log is empty.
 async fn accept_handshake(
     s: &mut TcpStream,
     me: u64,
     key: &Key,
     known: impl Fn(u64) -> bool,
-) -> std::io::Result<u64> {
-    let mut hello = [0u8; 8 + 8 + 8 + 32];
+    empty: bool,
+) -> std::io::Result<(u64, bool)> {
+    let mut hello = [0u8; 8 + 8 + 8 + 32 + 1];
     s.read_exact(&mut hello).await?;
     if &hello[..8] != MAGIC {
         return Err(refused("not Synap's raft protocol"));
@@ -385,6 +404,7 @@ async fn accept_handshake(
     let mut back = MAGIC.to_vec();
     back.extend_from_slice(&mine);
     back.extend_from_slice(&mac(key, b"acceptor", &theirs, from, me));
+    back.push(u8::from(empty));
     s.write_all(&back).await?;
     let mut proof = [0u8; 32];
     s.read_exact(&mut proof).await?;
@@ -396,7 +416,7 @@ async fn accept_handshake(
         )));
     }
     s.write_all(&[1]).await?;
-    Ok(from)
+    Ok((from, hello[56] == 1))
 }
 
 #[cfg(test)]
@@ -416,11 +436,11 @@ mod tests {
         dial_key: Key,
         dialer: u64,
         accept_key: Key,
-    ) -> (std::io::Result<()>, std::io::Result<u64>) {
+    ) -> (std::io::Result<bool>, std::io::Result<(u64, bool)>) {
         let (mut d, mut a) = pair().await;
         tokio::join!(
-            async move { dial_handshake(&mut d, dialer, 2, &dial_key).await },
-            async move { accept_handshake(&mut a, 2, &accept_key, |id| id == 1).await }
+            async move { dial_handshake(&mut d, (dialer, 2), &dial_key, true).await },
+            async move { accept_handshake(&mut a, 2, &accept_key, |id| id == 1, false).await }
         )
     }
 
@@ -429,8 +449,8 @@ mod tests {
         let good: Key = [7; 32];
         let bad: Key = [8; 32];
         let (x, y) = shake(good, 1, good).await;
-        x.unwrap();
-        assert_eq!(y.unwrap(), 1);
+        assert!(!x.unwrap(), "the acceptor's log is not empty");
+        assert_eq!(y.unwrap(), (1, true), "the dialer's log is empty");
         let (x, y) = shake(bad, 1, good).await;
         assert!(
             x.is_err() && y.is_err(),
