@@ -41,6 +41,7 @@ pub(crate) enum Fsync {
     about,
     long_about = None,
     after_help = "Environment: SYNAP_API_KEY (API keys, comma-separated; turns auth on), \
+                  SYNAP_CLUSTER_SECRET (a cluster's secret), \
                   RUST_LOG (log filter) [default: info].\n\
                   Every flag has a config-file key; see docs/configuration.md."
 )]

@@ -202,4 +202,33 @@ mod tests {
         assert!(err(&shared, Some(1), None).contains("share"));
         assert!(serde_norway::from_str::<ClusterSection>("nodez: []\n").is_err());
     }
+
+    #[test]
+    fn a_node_binds_its_own_entry_unless_flags_say_otherwise() {
+        use clap::Parser;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yaml");
+        std::fs::write(
+            &path,
+            format!("cluster:\n  {}", THREE.replace('\n', "\n  ").trim_end()),
+        )
+        .unwrap();
+        let load = |args: &[&str]| {
+            let argv = ["synap-server", "--config", path.to_str().unwrap()];
+            let cli = crate::config::Cli::try_parse_from(argv.iter().chain(args)).unwrap();
+            crate::config::ServerConfig::load(&cli, None)
+        };
+        let c = load(&["--node-id", "2"]).unwrap();
+        assert_eq!(c.bind.to_string(), "127.0.0.1:15510");
+        assert_eq!(c.rpc_bind.unwrap().to_string(), "127.0.0.1:15511");
+        assert_eq!(c.cluster.unwrap().node_id, 2);
+        let c = load(&["--node-id", "2", "--bind", "0.0.0.0:9"]).unwrap();
+        assert_eq!(c.bind.to_string(), "0.0.0.0:9");
+        assert!(load(&[]).unwrap_err().contains("--node-id"));
+        let e = load(&["--node-id", "1", "--in-memory"]).unwrap_err();
+        assert!(e.contains("in-memory"), "{e}");
+        let cli = crate::config::Cli::try_parse_from(["synap-server", "--node-id", "1"]).unwrap();
+        let e = crate::config::ServerConfig::load(&cli, None).unwrap_err();
+        assert!(e.contains("cluster: section"), "{e}");
+    }
 }
