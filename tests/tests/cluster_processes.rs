@@ -3,7 +3,8 @@
 //!
 //! Method: a cluster on loopback (`--fsync always`) under concurrent publishes (each with an
 //! idempotency key, resent until answered), long-poll consumes and acks, every request sent to
-//! a random node and following `not_leader` to the leader. Meanwhile the leader is killed with
+//! a node in turn (followers forward it to the leader) and following `not_leader` to the leader
+//! when a follower cannot. Meanwhile the leader is killed with
 //! SIGKILL and restarted (3 times; `CLUSTER_KILLS=10` for a wide run), paused with SIGSTOP
 //! past an election and resumed, and a follower's data directory is deleted before it
 //! restarts (it catches up from a snapshot). Then the workers drain the queue, and:

@@ -153,6 +153,12 @@ impl ClusterInbox {
             .clone()
     }
 
+    /// Whether this node leads, and the leader it knows of (cheaper than `view`).
+    pub(crate) fn route(&self) -> (bool, Option<LeaderAddr>) {
+        let v = self.view.lock().unwrap_or_else(PoisonError::into_inner);
+        (v.role == "leader", v.leader.clone())
+    }
+
     fn publish(&self, view: ClusterView) {
         *self.view.lock().unwrap_or_else(PoisonError::into_inner) = view;
     }

@@ -9,6 +9,7 @@ mod envelope_kv;
 mod envelope_pubsub;
 mod error;
 mod events;
+mod forward;
 mod kv;
 mod metrics;
 mod origin;
@@ -176,6 +177,15 @@ pub(crate) fn router(state: AppState) -> Router {
         // After every route is registered: it applies to the routes present when called.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
+    // A cluster follower forwards requests to the leader (after auth, which runs first).
+    let api = if state.engine.cluster_node().is_some() {
+        api.layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::to_leader,
+        ))
+    } else {
+        api
+    };
     // Keys and users are fixed at start: with none, the auth layer would only pass every
     // request on, at the cost of a boxed future per request.
     let api = if state.auth.enabled() {
