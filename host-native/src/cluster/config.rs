@@ -42,6 +42,8 @@ pub(crate) struct ClusterSection {
     snapshot_entries: Option<u64>,
     /// Largest frame between nodes.
     max_frame_bytes: Option<usize>,
+    /// The engine's seed, the same on every node (derived from the node ids when absent).
+    seed: Option<u64>,
 }
 
 /// A checked cluster configuration for this node.
@@ -58,6 +60,7 @@ pub(crate) struct ClusterConfig {
     pub(crate) heartbeat_ticks: usize,
     pub(crate) snapshot_entries: u64,
     pub(crate) max_frame_bytes: usize,
+    seed: Option<u64>,
 }
 
 impl ClusterConfig {
@@ -134,6 +137,7 @@ impl ClusterConfig {
             heartbeat_ticks,
             snapshot_entries: section.snapshot_entries.unwrap_or(10_000),
             max_frame_bytes,
+            seed: section.seed,
         })
     }
 
@@ -147,13 +151,16 @@ impl ClusterConfig {
         self.nodes.iter().find(|n| n.id == id)
     }
 
-    /// The engine's seed, the same on every node (replicas draw the same message ids): derived
-    /// from the secret and the membership, so two clusters rarely share one.
+    /// The engine's seed, the same on every node (replicas draw the same message ids):
+    /// `cluster.seed`, or derived from the node ids. Not from the secret, which may be rotated:
+    /// a node that replays the log from its start must draw what the others drew.
     pub(crate) fn engine_seed(&self) -> u64 {
         use blake2::Digest;
+        if let Some(seed) = self.seed {
+            return seed;
+        }
         let mut h = blake2::Blake2b512::new();
         h.update(b"synap-cluster-engine-seed\0");
-        h.update(self.secret.as_bytes());
         for n in &self.nodes {
             h.update(n.id.to_le_bytes());
         }
