@@ -68,7 +68,7 @@ pub use node::{
     from_peer,
 };
 pub use raft::StateRole;
-pub use raft::eraftpb::{Entry, HardState, Message, MessageType, Snapshot};
+pub use raft::eraftpb::{ConfState, Entry, HardState, Message, MessageType, Snapshot};
 pub use storage::{MemDisk, Persist, Recovered, SnapshotKind};
 pub use synap_core::Millis;
 

@@ -321,10 +321,10 @@ impl Node {
     }
 
     /// A Raft message from a peer. Errors change nothing: a message for another node, one
-    /// from an unknown peer, or of a type peers do not send (see [`from_peer`]: proposals,
-    /// leadership transfers and raft-rs's local messages are refused, so a peer cannot inject
-    /// entries or move leadership), or the node stopped.
-    pub fn step(&mut self, now: Millis, msg: Message) -> Result<(), String> {
+    /// from an unknown peer, or of a type peers do not send (see [`from_peer`]: proposals and
+    /// raft-rs's local messages are refused, so a peer cannot inject entries), or the node
+    /// stopped.
+    pub fn step(&mut self, now: Millis, mut msg: Message) -> Result<(), String> {
         self.observe_clock(now);
         if let Some(reason) = &self.halted {
             return Err(format!("the node stopped: {reason}"));
@@ -338,6 +338,22 @@ impl Node {
         let kind = msg.get_msg_type();
         if !from_peer(kind) {
             return Err(format!("{kind:?} is not a message peers send"));
+        }
+        if kind == MessageType::MsgTimeoutNow
+            && (Some(msg.from) != self.leader() || msg.term != self.term())
+        {
+            // Only the leader of this term hands over leadership.
+            return Err(format!(
+                "MsgTimeoutNow from node {} in term {}, which does not lead",
+                msg.from, msg.term
+            ));
+        }
+        if kind == MessageType::MsgHeartbeat {
+            // A leader that still counts entries this node lost (its disk was wiped) sends a
+            // commit index past the end of its log, on which raft-rs would panic: commit what
+            // is here; the leader learns the rest from `peer_lost_its_log`.
+            let last = self.raw.raft.raft_log.last_index();
+            msg.commit = msg.commit.min(last);
         }
         let result = self.raw.step(msg).map_err(|e| e.to_string());
         self.after_input();
@@ -549,6 +565,51 @@ impl Node {
         self.pending.len()
     }
 
+    /// On the leader, each voter's id and the highest log index known stored on it (the
+    /// leader's own last index for itself); empty on other nodes.
+    #[must_use]
+    pub fn match_indexes(&self) -> Vec<(u64, u64)> {
+        if !self.is_leader() {
+            return Vec::new();
+        }
+        let mut out: Vec<(u64, u64)> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(&id, p)| (id, p.matched))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The host learned that peer `id` restarted with an empty log (its data was lost): on
+    /// the leader, forget what it had stored and probe it from the start, so it is sent a
+    /// snapshot and the log again instead of being trusted with entries it no longer holds.
+    pub fn peer_lost_its_log(&mut self, now: Millis, id: u64) {
+        self.observe_clock(now);
+        if self.is_leader() && id != self.cfg.id {
+            if let Some(pr) = self.raw.raft.mut_prs().get_mut(id) {
+                pr.matched = 0;
+                pr.pending_snapshot = 0;
+                pr.become_probe();
+            }
+            self.raw.raft.send_append(id);
+        }
+        self.after_input();
+    }
+
+    /// Asks the leader to hand leadership to `to` (raft-rs's leader transfer): it stops taking
+    /// proposals, brings `to` up to date and tells it to campaign at once. Ignored on a
+    /// follower.
+    pub fn transfer_leader(&mut self, now: Millis, to: u64) {
+        self.observe_clock(now);
+        if self.is_leader() {
+            self.raw.transfer_leader(to);
+        }
+        self.after_input();
+    }
+
     // ---- internals ----------------------------------------------------------------------
 
     fn observe_clock(&mut self, now: Millis) {
@@ -678,9 +739,10 @@ impl Node {
 /// Whether a message of type `t` is one a peer sends. raft-rs's `RawNode::step` refuses only
 /// its local types (`MsgHup`, `MsgBeat`, ...); it would take a `MsgPropose` from the wire
 /// (entries the host never proposed) and a `MsgTransferLeader` (moving leadership). This node
-/// proposes only on the leader and never transfers leadership, so its peers send none of
-/// those, nor `MsgTimeoutNow` (sent only during a transfer) or read-index messages (reads go
-/// through the log).
+/// proposes only on the leader and starts a transfer only on the leader itself
+/// (`transfer_leader`), so its peers send none of those, nor read-index messages (reads go
+/// through the log). `MsgTimeoutNow` (the leader's word to its chosen successor) is a peer's
+/// message, taken only from the leader of the current term (see `step`).
 #[must_use]
 pub fn from_peer(t: MessageType) -> bool {
     matches!(
@@ -694,6 +756,9 @@ pub fn from_peer(t: MessageType) -> bool {
             | MessageType::MsgSnapshot
             | MessageType::MsgHeartbeat
             | MessageType::MsgHeartbeatResponse
+            // A leader handing over leadership (`transfer_leader`) tells its chosen successor
+            // to campaign at once.
+            | MessageType::MsgTimeoutNow
     )
 }
 

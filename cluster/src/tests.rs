@@ -573,9 +573,10 @@ fn peers_cannot_inject_proposals_transfers_or_local_messages() {
             "{kind:?}"
         );
     }
-    // A follower is not made to campaign by a forged `MsgTimeoutNow`.
+    // A follower is not made to campaign by a `MsgTimeoutNow` from a node that does not lead.
+    let other = c.ids.iter().copied().find(|&i| i != l && i != f).unwrap();
     let clock_f = c.clock(f);
-    let timeout_now = msg(MessageType::MsgTimeoutNow, l, f);
+    let timeout_now = msg(MessageType::MsgTimeoutNow, other, f);
     assert!(c.node_mut(f).step(clock_f, timeout_now).is_err());
     // Nor does a node take a message addressed to another.
     let misrouted = msg(MessageType::MsgHeartbeat, l, f);

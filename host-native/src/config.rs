@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use serde::Deserialize;
 use synap_core::{EngineConfig, QueueConfig, validate_queue_name};
 
+use crate::cluster::config::{ClusterConfig, ClusterSection, SECRET_ENV};
 use crate::settings::{ApplySettings as _, QueueSettings, secs_to_ms};
 
 /// Default listen address.
@@ -40,6 +41,7 @@ pub(crate) enum Fsync {
     about,
     long_about = None,
     after_help = "Environment: SYNAP_API_KEY (API keys, comma-separated; turns auth on), \
+                  SYNAP_CLUSTER_SECRET (a cluster's secret), \
                   RUST_LOG (log filter) [default: info].\n\
                   Every flag has a config-file key; see docs/configuration.md."
 )]
@@ -102,6 +104,9 @@ pub(crate) struct Cli {
     /// Worker threads of the async runtime; the engine is one task either way [default: one per core].
     #[arg(long, value_name = "N", help_heading = "Runtime")]
     pub(crate) threads: Option<usize>,
+    /// This node's id in the config file's `cluster.nodes` (required with a `cluster:` section).
+    #[arg(long, value_name = "N", help_heading = "Cluster")]
+    pub(crate) node_id: Option<u64>,
     /// Subcommand.
     #[command(subcommand)]
     pub(crate) command: Option<Sub>,
@@ -251,6 +256,8 @@ struct FileConfig {
     default_queue: QueueSettings,
     #[serde(alias = "queue")]
     queues: BTreeMap<String, QueueSettings>,
+    /// Replication (DESIGN.md §11): absent for a single server.
+    cluster: Option<ClusterSection>,
 }
 
 /// Most worker threads `--threads` accepts.
@@ -291,6 +298,8 @@ pub(crate) struct ServerConfig {
     pub(crate) engine: EngineConfig,
     /// Queues to create (or reconfigure) at start.
     pub(crate) queues: BTreeMap<String, QueueConfig>,
+    /// This node's cluster, when the config file has a `cluster:` section.
+    pub(crate) cluster: Option<ClusterConfig>,
 }
 
 impl ServerConfig {
@@ -357,13 +366,35 @@ impl ServerConfig {
         allowed_origins.extend(cli.allowed_origins.iter().cloned());
         let allowed_origins = crate::hardening::origins(allowed_origins)?;
         let users = load_users(file.server.users)?;
+        let cluster = match file.cluster {
+            Some(section) => {
+                let env = std::env::var(SECRET_ENV).ok();
+                Some(ClusterConfig::resolve(
+                    section,
+                    cli.node_id,
+                    env.as_deref(),
+                )?)
+            }
+            None if cli.node_id.is_some() => {
+                return Err("--node-id needs a config file with a cluster: section".into());
+            }
+            None => None,
+        };
+        // A cluster node binds the addresses of its own entry unless the flags say otherwise.
+        let node = cluster.as_ref().map(ClusterConfig::me);
         let rpc = if cli.no_rpc {
             RpcBind::Off
         } else {
             cli.rpc_bind
+                .or(node.and_then(|n| n.rpc).map(RpcBind::At))
                 .or(file.server.rpc_bind)
                 .unwrap_or_else(|| RpcBind::At(DEFAULT_RPC_BIND.parse().expect("valid default")))
         };
+        let bind = cli
+            .bind
+            .or(node.map(|n| n.http))
+            .or(file.server.bind)
+            .unwrap_or_else(|| DEFAULT_BIND.parse().expect("valid default address"));
         if file.server.rpc_max_connections == Some(0) {
             return Err("server.rpc_max_connections must be positive".into());
         }
@@ -400,17 +431,18 @@ impl ServerConfig {
                 "server.segment_bytes and server.snapshot_bytes must be at least 4096".into(),
             );
         }
+        let in_memory = cli.in_memory || file.server.in_memory.unwrap_or(false);
+        if cluster.is_some() && in_memory {
+            return Err("a cluster node keeps its Raft log on disk: drop --in-memory".into());
+        }
         Ok(Self {
-            bind: cli
-                .bind
-                .or(file.server.bind)
-                .unwrap_or_else(|| DEFAULT_BIND.parse().expect("valid default address")),
+            bind,
             data_dir: cli
                 .data_dir
                 .clone()
                 .or(file.server.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./synap-data")),
-            in_memory: cli.in_memory || file.server.in_memory.unwrap_or(false),
+            in_memory,
             fsync: cli.fsync.or(file.server.fsync).unwrap_or_default(),
             fsync_interval_ms,
             threads,
@@ -432,6 +464,7 @@ impl ServerConfig {
             allowed_origins,
             engine,
             queues,
+            cluster,
         })
     }
 }

@@ -14,6 +14,8 @@
 mod durable;
 mod shared;
 
+pub(crate) use durable::digest_at;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -103,7 +105,7 @@ pub(crate) enum Request {
     /// the same digest at the same `at`.
     Digest {
         at: Option<Millis>,
-        reply: oneshot::Sender<(u64, Millis)>,
+        reply: oneshot::Sender<(u64, Millis, Option<u64>)>,
     },
     /// Stop: finish the turn, write what the log holds and the shutdown snapshot, then end.
     Stop { done: oneshot::Sender<()> },
@@ -210,7 +212,8 @@ impl EngineTask {
                 self.answer(Outgoing::Stats(reply, stats));
             }
             Request::Digest { at, reply } => {
-                let _ = reply.send(self.digest(at));
+                let (digest, at) = self.digest(at);
+                let _ = reply.send((digest, at, None));
             }
             Request::Stop { done } => {
                 self.draining = true;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use synap_core::{Command, Delivery, Error, Millis, PubMessage, QueueStats, Reply, SessionId};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::ClusterInbox;
 use crate::engine_task::{ConsumeResult, Request, SessionPush, Shared};
 
 /// Why a call did not reach a reply.
@@ -19,6 +20,8 @@ pub(crate) enum Failure {
     Storage(StorageFault),
     /// The caller lacks a permission (see `permissions`); nothing reached the engine.
     Forbidden(crate::permissions::Denied),
+    /// A cluster node cannot serve it: not the leader, no leader, or leadership changed.
+    Cluster(crate::cluster::NotServing),
 }
 
 /// Why the command log cannot take a mutation.
@@ -42,10 +45,33 @@ impl From<Error> for Failure {
     }
 }
 
+/// Where requests go: the single server's engine task, or a cluster node's task.
+#[derive(Clone)]
+enum Backend {
+    Local(Arc<Shared>),
+    Cluster(Arc<ClusterInbox>),
+}
+
+impl Backend {
+    async fn submit(&self, req: Request) -> Result<(), Failure> {
+        match self {
+            Self::Local(s) => s.submit(req).await,
+            Self::Cluster(c) => c.submit(req).await,
+        }
+    }
+
+    fn submit_now(&self, req: Request) {
+        match self {
+            Self::Local(s) => s.submit_now(req),
+            Self::Cluster(c) => c.submit_now(req),
+        }
+    }
+}
+
 /// A cloneable way to the engine task (`EngineTask::start` makes it).
 #[derive(Clone)]
 pub(crate) struct EngineHandle {
-    shared: Arc<Shared>,
+    backend: Backend,
     next_token: Arc<AtomicU64>,
 }
 
@@ -53,21 +79,40 @@ impl EngineHandle {
     /// A handle over the task's shared state.
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
         Self {
-            shared,
+            backend: Backend::Local(shared),
             next_token: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// A handle over a cluster node's task.
+    pub(crate) fn cluster(inbox: Arc<ClusterInbox>) -> Self {
+        Self {
+            backend: Backend::Cluster(inbox),
+            next_token: Arc::new(AtomicU64::new(1)),
+        }
+    }
+
+    /// The cluster node behind this handle, if it is one.
+    pub(crate) fn cluster_node(&self) -> Option<&ClusterInbox> {
+        match &self.backend {
+            Backend::Local(_) => None,
+            Backend::Cluster(c) => Some(c),
         }
     }
 
     /// True once the engine task is gone (it panicked, or the server is stopping): every
     /// request would fail.
     pub(crate) fn is_closed(&self) -> bool {
-        self.shared.is_closed()
+        match &self.backend {
+            Backend::Local(s) => s.is_closed(),
+            Backend::Cluster(c) => c.is_closed(),
+        }
     }
 
     /// Puts `req` in the engine's inbox; if the engine's lock is free, runs what the inbox
     /// holds here, in this task.
     async fn send(&self, req: Request) -> Result<(), Failure> {
-        self.shared.submit(req).await
+        self.backend.submit(req).await
     }
 
     /// Runs one command and returns its reply.
@@ -123,7 +168,7 @@ impl EngineHandle {
         let (reply, rx) = oneshot::channel();
         self.send(Request::WaitJob { cmd, token, reply }).await?;
         let mut guard = WaitGuard {
-            shared: Arc::clone(&self.shared),
+            backend: self.backend.clone(),
             token,
             armed: true,
         };
@@ -149,7 +194,7 @@ impl EngineHandle {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Consume { cmd, token, reply }).await?;
         Ok(Consuming(AbandonGuard {
-            shared: Arc::clone(&self.shared),
+            backend: self.backend.clone(),
             token,
             rx: Some(rx),
         }))
@@ -206,8 +251,12 @@ impl EngineHandle {
         }
     }
 
-    /// The engine's state digest once time reaches `at` (see `Request::Digest`).
-    pub(crate) async fn digest(&self, at: Option<Millis>) -> Result<(u64, Millis), Failure> {
+    /// The engine's state digest once time reaches `at` (see `Request::Digest`), and on a
+    /// cluster node the log index applied.
+    pub(crate) async fn digest(
+        &self,
+        at: Option<Millis>,
+    ) -> Result<(u64, Millis, Option<u64>), Failure> {
         let (reply, rx) = oneshot::channel();
         self.send(Request::Digest { at, reply }).await?;
         rx.await.map_err(|_| Failure::Unavailable)
@@ -263,7 +312,7 @@ impl Consuming {
 /// messages of a reply that had already been sent, which would otherwise die in the channel
 /// while still leased.
 struct AbandonGuard {
-    shared: Arc<Shared>,
+    backend: Backend,
     token: u64,
     /// `None` once the reply was read.
     rx: Option<oneshot::Receiver<ConsumeResult>>,
@@ -271,7 +320,7 @@ struct AbandonGuard {
 
 /// Withdraws a job wait whose client hung up before the answer.
 struct WaitGuard {
-    shared: Arc<Shared>,
+    backend: Backend,
     token: u64,
     armed: bool,
 }
@@ -279,7 +328,7 @@ struct WaitGuard {
 impl Drop for WaitGuard {
     fn drop(&mut self) {
         if self.armed {
-            self.shared.submit_now(Request::Abandon {
+            self.backend.submit_now(Request::Abandon {
                 token: self.token,
                 returned: Vec::new(),
             });
@@ -300,7 +349,7 @@ impl Drop for AbandonGuard {
             Ok(Ok(messages)) => messages,
             _ => Vec::new(),
         };
-        self.shared.submit_now(Request::Abandon {
+        self.backend.submit_now(Request::Abandon {
             token: self.token,
             returned,
         });

@@ -5,6 +5,7 @@
 //! the reference.
 
 mod clock;
+mod cluster;
 mod config;
 mod engine_task;
 mod fdlimit;
@@ -139,13 +140,7 @@ fn open_storage(
         info!("in-memory mode: nothing is written to disk");
         return Ok((Engine::new(config.engine.clone(), os_seed()?), clock, None));
     }
-    let policy = match config.fsync {
-        Fsync::Always => SyncPolicy::Always,
-        Fsync::Interval => {
-            SyncPolicy::Interval(std::time::Duration::from_millis(config.fsync_interval_ms))
-        }
-        Fsync::Never => SyncPolicy::Never,
-    };
+    let policy = sync_policy(config);
     let cfg = StorageConfig {
         dir: config.data_dir.clone(),
         policy,
@@ -158,6 +153,85 @@ fn open_storage(
     let clock = clock.not_before(recovered.last_now);
     let task_storage = TaskStorage::new(storage, recovered.host);
     Ok((recovered.engine, clock, Some(task_storage)))
+}
+
+/// The fsync policy of the config.
+fn sync_policy(config: &ServerConfig) -> SyncPolicy {
+    match config.fsync {
+        Fsync::Always => SyncPolicy::Always,
+        Fsync::Interval => {
+            SyncPolicy::Interval(std::time::Duration::from_millis(config.fsync_interval_ms))
+        }
+        Fsync::Never => SyncPolicy::Never,
+    }
+}
+
+/// Starts the engine: the single server's engine task over its storage, or with a `cluster:`
+/// section, this node's cluster task. The handle and the task's join handle.
+async fn start_engine(
+    config: &ServerConfig,
+    events: &broadcast::Sender<Arc<synap_core::Event>>,
+) -> Result<(EngineHandle, tokio::task::JoinHandle<()>), String> {
+    if let Some(c) = &config.cluster {
+        let started = cluster::start(cluster::Start {
+            cluster: c,
+            engine: &config.engine,
+            data_dir: &config.data_dir,
+            policy: sync_policy(config),
+            events: events.clone(),
+            jitter_seed: os_seed()?,
+        })
+        .await?;
+        tokio::spawn(configure_cluster_queues(
+            started.0.clone(),
+            config.queues.clone(),
+        ));
+        return Ok(started);
+    }
+    // One clock for the engine and the connections that track its lease deadlines.
+    let (engine, clock, storage) = open_storage(config)?;
+    let mut engine_task = EngineTask::new(engine, events.clone(), clock);
+    if let Some(storage) = storage {
+        engine_task = engine_task.with_storage(storage);
+    }
+    let started = engine_task.start();
+    configure_queues(&started.0, config).await?;
+    Ok(started)
+}
+
+/// On a cluster node: the config file's queues are configured through the log by whichever
+/// node leads. Each node tries until it succeeds or learns of another leader.
+async fn configure_cluster_queues(
+    handle: EngineHandle,
+    queues: std::collections::BTreeMap<String, synap_core::QueueConfig>,
+) {
+    use crate::cluster::NotServing;
+    use crate::handle::Failure;
+    if queues.is_empty() {
+        return;
+    }
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        let mut done = true;
+        for (name, qc) in &queues {
+            let cmd = Command::ConfigureQueue {
+                queue: name.clone(),
+                config: qc.clone(),
+            };
+            match handle.call(cmd).await {
+                Ok(_) => info!(queue = %name, "queue configured"),
+                Err(Failure::Cluster(NotServing::NotLeader(_))) => return,
+                Err(Failure::Cluster(_)) => done = false,
+                Err(e) => {
+                    warn!(queue = %name, error = ?e, "cannot configure queue");
+                    return;
+                }
+            }
+        }
+        if done {
+            return;
+        }
+    }
 }
 
 /// Creates (or reconfigures) the queues of the config file.
@@ -197,15 +271,8 @@ fn fit_connection_caps(config: &mut ServerConfig) {
 
 async fn serve(mut config: ServerConfig) -> Result<(), String> {
     fit_connection_caps(&mut config);
-    // One clock for the engine and the connections that track its lease deadlines.
-    let (engine, clock, storage) = open_storage(&config)?;
     let (events_tx, _) = broadcast::channel(EVENT_BUFFER);
-    let mut engine_task = EngineTask::new(engine, events_tx.clone(), clock);
-    if let Some(storage) = storage {
-        engine_task = engine_task.with_storage(storage);
-    }
-    let (handle, mut task) = engine_task.start();
-    configure_queues(&handle, &config).await?;
+    let (handle, mut task) = start_engine(&config, &events_tx).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     if !config.api_keys.is_empty() || !config.users.is_empty() {
         info!(

@@ -4,6 +4,7 @@
 //! `tests/`. docs/testing.md says what each suite proves and how to replay a failing seed.
 
 pub mod client_harness;
+pub mod cluster_harness;
 pub mod cluster_swarm;
 pub mod server_harness;
 pub mod swarm;

@@ -2,7 +2,7 @@
 //! replies and pushes sent (or held for the log) through `Outgoing`, and the clean-up of what
 //! recovery found registered for clients that are gone.
 
-use synap_core::{Command, Error, Millis, Reply};
+use synap_core::{Command, Engine, Error, Millis, Reply};
 use tracing::{info, warn};
 
 use super::EngineTask;
@@ -169,14 +169,7 @@ impl EngineTask {
 
     /// The digest of the state once time reaches `at`.
     pub(super) fn digest(&self, at: Option<Millis>) -> (u64, Millis) {
-        match at {
-            Some(at) if at > self.engine.now() => {
-                let mut copy = self.engine.clone();
-                copy.handle_timeout(at);
-                (copy.state_digest(), copy.now())
-            }
-            _ => (self.engine.state_digest(), self.engine.now()),
-        }
+        digest_at(&self.engine, at)
     }
 
     /// Closes storage (writing the shutdown snapshot) off the async threads, then reports
@@ -193,6 +186,18 @@ impl EngineTask {
         if let Some(done) = self.stopped {
             let _ = done.send(());
         }
+    }
+}
+
+/// The digest of `engine`'s state once time reaches `at` (on a copy when timers must run).
+pub(crate) fn digest_at(engine: &Engine, at: Option<Millis>) -> (u64, Millis) {
+    match at {
+        Some(at) if at > engine.now() => {
+            let mut copy = engine.clone();
+            copy.handle_timeout(at);
+            (copy.state_digest(), copy.now())
+        }
+        _ => (engine.state_digest(), engine.now()),
     }
 }
 

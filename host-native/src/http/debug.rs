@@ -30,9 +30,14 @@ pub(super) async fn state_digest(
 ) -> Result<Json<Value>, ApiError> {
     // Server operations: full access or `server:debug:read`.
     who.require(Kind::Server, Action::Read, "debug")?;
-    let (digest, at) = s.engine.digest(q.at_ms.map(Millis)).await?;
-    Ok(Json(json!({
+    let (digest, at, applied) = s.engine.digest(q.at_ms.map(Millis)).await?;
+    let mut body = json!({
         "state_digest": format!("{digest:016x}"),
         "at_ms": at.0,
-    })))
+    });
+    if let Some(index) = applied {
+        // A cluster node answers for its own replica: equal at equal applied index.
+        body["applied_index"] = json!(index);
+    }
+    Ok(Json(body))
 }

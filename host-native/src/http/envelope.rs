@@ -116,6 +116,7 @@ pub(crate) fn wire_error(f: Failure) -> String {
             "Storage full: the disk is full, writes are refused until space returns".into()
         }
         Failure::Storage(StorageFault::Failed(why)) => format!("Storage failed: {why}"),
+        Failure::Cluster(n) => format!("Service unavailable: {} ({})", n.message(), n.code()),
         Failure::Core(e) => match e {
             Error::QueueNotFound { queue } => format!("Queue not found: {queue}"),
             Error::MessageNotFound { message_id } => format!("Message not found: {message_id}"),

@@ -23,6 +23,8 @@ pub(crate) struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// On a cluster node that cannot serve: the leader to retry on, if known (boxed: rare).
+    cluster: Option<Box<crate::cluster::NotServing>>,
 }
 
 impl ApiError {
@@ -46,6 +48,17 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            cluster: None,
+        }
+    }
+
+    /// A cluster node's 503: `not_leader` with the leader, or `no_leader`.
+    pub(crate) fn not_serving(n: crate::cluster::NotServing) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: n.code(),
+            message: n.message(),
+            cluster: Some(Box::new(n)),
         }
     }
 
@@ -133,12 +146,25 @@ impl From<Failure> for ApiError {
                 "storage_failed",
                 format!("storage failed, no mutations are accepted until a restart: {why}"),
             ),
+            Failure::Cluster(n) => Self::not_serving(n),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Some(n) = self.cluster {
+            let leader = n
+                .leader()
+                .map(|l| serde_json::json!({"id": l.id, "http": format!("http://{}", l.http)}));
+            let body = Json(serde_json::json!({
+                "error": self.message,
+                "code": self.code,
+                "leader": leader,
+            }));
+            let retry = [(axum::http::header::RETRY_AFTER, "1")];
+            return (self.status, retry, body).into_response();
+        }
         let body = Json(synap_wire::ErrorBody {
             error: self.message,
             code: self.code.to_string(),

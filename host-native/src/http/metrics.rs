@@ -326,6 +326,7 @@ pub(crate) async fn metrics(
         c.accept_errors.load(Ordering::Relaxed),
         c.rpc_accept_errors.load(Ordering::Relaxed),
     );
+    super::cluster::metrics(&s, &mut out);
     s.metrics.render(&mut out);
     Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response())
 }

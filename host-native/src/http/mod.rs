@@ -2,12 +2,14 @@
 
 mod auth;
 mod byte_array;
+mod cluster;
 mod debug;
 mod envelope;
 mod envelope_kv;
 mod envelope_pubsub;
 mod error;
 mod events;
+mod forward;
 mod kv;
 mod metrics;
 mod origin;
@@ -179,6 +181,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/auth/me", get(auth::me))
         .route("/metrics", get(metrics::metrics))
         .route("/health", get(health))
+        .route("/health/leader", get(cluster::health_leader))
+        .route("/cluster", get(cluster::status))
+        .route("/cluster/transfer", post(cluster::transfer))
         .route("/debug/state_digest", get(debug::state_digest));
     let api = queue
         .merge(kv)
@@ -186,6 +191,15 @@ pub(crate) fn router(state: AppState) -> Router {
         // After every route is registered: it applies to the routes present when called.
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
+    // A cluster follower forwards requests to the leader (after auth, which runs first).
+    let api = if state.engine.cluster_node().is_some() {
+        api.layer(middleware::from_fn_with_state(
+            state.clone(),
+            forward::to_leader,
+        ))
+    } else {
+        api
+    };
     // Keys and users are fixed at start: with none, the auth layer would only pass every
     // request on, at the cost of a boxed future per request.
     let api = if state.auth.enabled() {
@@ -221,14 +235,22 @@ async fn health(State(s): State<AppState>) -> Response {
         };
         return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
     }
-    axum::Json(synap_wire::Health {
+    let body = synap_wire::Health {
         status: "healthy".into(),
         service: "synap".into(),
         version: env!("CARGO_PKG_VERSION").into(),
         error: None,
         code: None,
-    })
-    .into_response()
+    };
+    match cluster::health_fields(&s) {
+        None => axum::Json(body).into_response(),
+        Some((role, leader)) => {
+            let mut v = serde_json::to_value(body).expect("health serializes");
+            v["role"] = role.into();
+            v["leader"] = leader;
+            axum::Json(v).into_response()
+        }
+    }
 }
 
 async fn not_found() -> error::ApiError {
