@@ -34,10 +34,12 @@ export class EventLog {
   private events: LiveEvent[] = [];
   private timer = 0;
 
-  constructor() {
-    this.list = h('ol', { class: 'events', id: 'event-list', role: 'log', 'aria-live': 'off', 'aria-label': 'Engine events, newest first' });
+  /** `openJob`: called when a message id is pressed (the job page shows it). */
+  constructor(private readonly openJob?: (queue: string, id: string) => void) {
+    // The log role sits on a wrapper: on the list itself its items would not be list items.
+    this.list = h('ol', { class: 'events', id: 'event-list', 'aria-label': 'Engine events, newest first' });
     this.queue = h('input', { id: 'event-queue', type: 'search', placeholder: 'any queue' });
-    const kinds = ['published', 'delivered', 'acked', 'nacked', 'retry_scheduled', 'lease_expired', 'dead_lettered', 'expired', 'redriven', 'purged', 'pub_sub', 'key_expired', 'wait_timed_out'];
+    const kinds = ['published', 'delivered', 'acked', 'nacked', 'retry_scheduled', 'lease_expired', 'dead_lettered', 'expired', 'redriven', 'purged', 'cancelled', 'progress', 'pub_sub', 'key_expired', 'wait_timed_out'];
     this.kind = h('select', { id: 'event-kind' }, h('option', { value: '' }, 'every kind'), kinds.map((k) => h('option', { value: k }, k)));
     this.pause = h('input', { id: 'event-pause', type: 'checkbox' });
     this.count = h('span', { class: 'hint' });
@@ -55,7 +57,7 @@ export class EventLog {
         h('button', { type: 'button', onclick: () => { this.events = []; this.render(); } }, 'Clear'),
         this.count,
       ),
-      this.list,
+      h('div', { role: 'log', 'aria-live': 'off', 'aria-label': 'Engine events' }, this.list),
     );
   }
 
@@ -81,12 +83,18 @@ export class EventLog {
           h('time', {}, new Date(e.at).toLocaleTimeString()),
           h('span', { class: `kind k-${kindOf(e)}` }, kindOf(e)),
           h('span', { class: 'q' }, queueOf(e)),
-          typeof message_id === 'string' ? h('code', {}, message_id) : null,
+          typeof message_id === 'string' ? this.idLink(queueOf(e), message_id) : null,
           h('code', { class: 'rest' }, JSON.stringify(rest)),
         );
       }),
     );
     this.count.textContent = `${shown.length} shown of ${this.events.length} kept`;
+  }
+
+  private idLink(queue: string, id: string): HTMLElement {
+    const open = this.openJob;
+    if (!open || queue === '') return h('code', {}, id);
+    return h('button', { type: 'button', class: 'link mono', title: `Open job ${id} of ${queue}`, onclick: () => open(queue, id) }, id);
   }
 }
 

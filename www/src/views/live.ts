@@ -5,6 +5,8 @@
  * browser, and beside them the event stream, KV lookup and a test publish. On connecting it
  * reads `GET /auth/me` and shows the caller's name; controls its permissions do not allow are
  * disabled (with a note naming the permission) or, when it may use them nowhere, hidden.
+ * The job page looks a job up by queue and id and follows it on the event stream; the selected
+ * queue also lists its schedules (live-jobs.ts).
  */
 import { SynapClient, type QueueStats } from 'synap-wasm/client';
 import { type App, type View, say } from '../app.js';
@@ -12,6 +14,8 @@ import { Chart, destroyCharts } from '../charts.js';
 import { errorText, field, fill, fmtInt, fmtMs, h } from '../dom.js';
 import { Access, whoAmI } from './live-access.js';
 import { DlqBrowser } from './live-dlq.js';
+import { JobPanel, SchedulesPanel } from './live-jobs.js';
+import { Rest } from './live-rest.js';
 import { EventLog, KvLookup, type LiveEvent, Publisher } from './live-tools.js';
 
 /** Points kept per queue (at the refresh rate, some minutes of history). */
@@ -21,7 +25,7 @@ const MAX_QUEUES = 200;
 const POLL_MS = 3000;
 /** Where the tab remembers a successful connection (cleared when the tab closes). */
 const SESSION_KEY = 'synap.live';
-const EVENT_NAMES = ['observed', 'delivered', 'wait_timed_out', 'pub_sub', 'key_expired', 'lagged'];
+const EVENT_NAMES = ['observed', 'progress', 'delivered', 'wait_timed_out', 'pub_sub', 'key_expired', 'lagged'];
 
 interface Point {
   t: number;
@@ -46,10 +50,17 @@ export class LiveView implements View {
   private readonly detailTitle: HTMLElement;
   private readonly chartBox: HTMLElement;
   private readonly dlq = new DlqBrowser(() => this.refresh(this.selected));
-  private readonly log = new EventLog();
+  private readonly log = new EventLog((q, id) => this.showJob(q, id));
   private readonly kv = new KvLookup();
   private readonly publisher = new Publisher((q) => void this.refreshAll(q));
+  private readonly job: JobPanel;
+  private readonly schedules = new SchedulesPanel(
+    (q) => this.soon(q),
+    (q, id) => this.showJob(q, id),
+  );
+  private readonly app: App;
   private client: SynapClient | null = null;
+  private rest: Rest | null = null;
   private access = new Access(null);
   private purgeArmed = false;
   private source: EventSource | null = null;
@@ -60,7 +71,10 @@ export class LiveView implements View {
   private charts: Chart[] = [];
   private poll = 0;
 
-  constructor(_app: App) {
+  constructor(app: App) {
+    this.app = app;
+    // The job shown is kept in the URL, so a link opens its page.
+    this.job = new JobPanel((queue, id) => this.app.setParams({ job_queue: queue, job: id }));
     const here = location.protocol.startsWith('http') ? location.origin : 'http://127.0.0.1:15500';
     this.url = h('input', { id: 'live-url', type: 'url', value: here, autocomplete: 'off' });
     this.key = h('input', { id: 'live-key', type: 'password', autocomplete: 'off', placeholder: 'only when auth is on' });
@@ -104,7 +118,9 @@ export class LiveView implements View {
         h('h3', { id: 'queues-title' }, 'Queues'),
         h('div', { class: 'table-wrap' }, h('table', { class: 'queues' }, h('thead', {}, h('tr', {}, cols.map((c) => h('th', { scope: 'col' }, c)))), this.rows)),
       ),
+      this.job.el,
       this.detail,
+      this.schedules.el,
       this.dlq.el,
       h('div', { class: 'two-col' }, this.publisher.el, this.kv.el),
       this.log.el,
@@ -116,6 +132,13 @@ export class LiveView implements View {
    * or the URL says `connect=1`; otherwise the form waits, so a server with auth on is not
    * asked first without a key. */
   open(params: URLSearchParams): void {
+    const jobQueue = params.get('job_queue');
+    const jobId = params.get('job');
+    if (jobQueue !== null && jobId !== null) {
+      this.job.queue.value = jobQueue;
+      this.job.id.value = jobId;
+      if (this.client) void this.job.lookup(jobQueue, jobId);
+    }
     if (this.client) return;
     const saved = sessionStorage.getItem(SESSION_KEY);
     if (saved !== null) {
@@ -152,11 +175,17 @@ export class LiveView implements View {
     this.showWho();
     this.kv.use(client, access);
     this.publisher.use(client, access);
+    this.rest = new Rest(client.url, this.key.value || undefined);
+    this.job.use(this.rest, access);
     say(this.status, `Connected to ${client.url}.`);
     this.el.dataset.state = 'connected';
     this.openStream(client);
     await this.refreshAll();
-    this.poll = window.setInterval(() => void this.refreshAll(), POLL_MS);
+    if (this.job.queue.value.trim() && this.job.id.value.trim()) void this.job.lookup(this.job.queue.value.trim(), this.job.id.value.trim());
+    this.poll = window.setInterval(() => {
+      void this.refreshAll();
+      this.job.poll();
+    }, POLL_MS);
   }
 
   /** Names the caller and what it may do (`GET /auth/me`). */
@@ -181,6 +210,7 @@ export class LiveView implements View {
     this.source = null;
     clearInterval(this.poll);
     this.client = null;
+    this.rest = null;
     this.streamState.textContent = 'disconnected';
   }
 
@@ -199,7 +229,9 @@ export class LiveView implements View {
         } catch {
           return;
         }
-        this.log.add({ name, data, at: Date.now() } satisfies LiveEvent);
+        const event = { name, data, at: Date.now() } satisfies LiveEvent;
+        this.log.add(event);
+        this.job.event(event);
         const q = data.queue;
         if (typeof q === 'string') this.soon(q);
       });
@@ -223,6 +255,8 @@ export class LiveView implements View {
       for (const gone of [...this.stats.keys()].filter((n) => !names.includes(n))) this.stats.delete(gone);
       await Promise.all(names.map((n) => this.refresh(n, false)));
       this.renderRows();
+      // Next-run times move: the selected queue's schedules are read again too.
+      if (this.selected && this.access.can('queue', 'read', this.selected)) void this.schedules.load();
     } catch (e) {
       say(this.status, errorText(e), true);
     }
@@ -244,7 +278,10 @@ export class LiveView implements View {
     if (render) this.renderRows();
     if (queue === this.selected) {
       this.updateCharts();
-      if (render) void this.dlq.load();
+      if (render) {
+        void this.dlq.load();
+        void this.schedules.load();
+      }
     }
   }
 
@@ -279,6 +316,10 @@ export class LiveView implements View {
     this.selected = queue;
     this.publisher.queue.value = queue;
     this.publisher.check();
+    if (this.job.queue.value.trim() === '') {
+      this.job.queue.value = queue;
+      this.job.check();
+    }
     const admin = this.access.can('queue', 'admin', queue);
     this.disarmPurge();
     this.purgeQueue.disabled = !admin;
@@ -302,7 +343,15 @@ export class LiveView implements View {
     for (const c of this.charts) c.mount();
     this.renderRows();
     this.updateCharts();
+    if (this.rest) void this.schedules.show(this.rest, queue, admin);
     if (this.client) await this.dlq.show(this.client, queue, admin);
+  }
+
+  /** Opens the job page on job `id` of `queue` and scrolls to it. */
+  private showJob(queue: string, id: string): void {
+    void this.job.lookup(queue, id);
+    this.job.el.scrollIntoView({ block: 'start' });
+    this.job.id.focus();
   }
 
   private disarmPurge(): void {
