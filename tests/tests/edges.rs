@@ -8,7 +8,10 @@
 //! the server needs, and "answered within 1 s" is asserted only where the alternative is a
 //! hang of the client's own timeout.
 
+mod hardening_common;
 mod server_common;
+
+use hardening_common::parse_answer;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -82,22 +85,6 @@ async fn attempt(addr: SocketAddr) -> Outcome {
     tokio::time::timeout(WAIT, go)
         .await
         .unwrap_or(Outcome::Hung)
-}
-
-/// Status and body of a complete answer with a `content-length` body.
-fn parse_answer(data: &[u8]) -> Option<(u16, String)> {
-    let text = String::from_utf8_lossy(data);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?.parse().ok()?;
-    let len = head
-        .lines()
-        .find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.eq_ignore_ascii_case("content-length")
-                .then(|| v.trim().parse::<usize>().ok())?
-        })
-        .unwrap_or(0);
-    (body.len() >= len).then(|| (status, body[..len].to_owned()))
 }
 
 /// A counter of `/metrics` (0 when absent).

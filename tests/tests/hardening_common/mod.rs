@@ -57,7 +57,8 @@ pub async fn read_answer(tcp: &mut TcpStream) -> (u16, String) {
         .unwrap_or_else(|| panic!("no complete answer in {:?}", String::from_utf8_lossy(&data)))
 }
 
-fn parse_answer(data: &[u8]) -> Option<(u16, String)> {
+/// Status and body of a complete answer with a `content-length` body; `None` while incomplete.
+pub fn parse_answer(data: &[u8]) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(data);
     let (head, body) = text.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
