@@ -32,6 +32,7 @@ const GUIDES: &[&str] = &[
     "compatibility.md",
     "securing.md",
     "tracking-jobs.md",
+    "cluster.md",
 ];
 
 const RUN_COMMAND: &str = "cargo run --release -p synap-server";
