@@ -1,10 +1,12 @@
 //! Engine throughput: publish + consume + ack cycles per second on one thread, and the
 //! engine's memory per queued message. Run with `cargo bench -p synap-core --bench cycles`.
 //!
-//! Three shapes over 1,000,000 messages each: one message at a time (publish, consume, ack),
-//! batches of 100 (batch publish, consume 100, 100 acks), and a queue filled to 1,000,000
-//! messages, each with its own body, then drained. Observability events are on (as in the
-//! server) unless the line says otherwise.
+//! Four shapes over 1,000,000 messages each: one message at a time (publish, consume, ack),
+//! the same with one progress report before each ack, batches of 100 (batch publish, consume
+//! 100, 100 acks), and a queue filled to 1,000,000 messages, each with its own body, then
+//! drained. Observability events are on (as in the server) unless the line says otherwise.
+//! Last, in a fresh process, the memory of 1,000,000 completed jobs kept for lookup, each with
+//! its own body and a small result (`keep_completed` raised to 1,000,000 for a day).
 
 // The benchmark is a host: it reads the wall clock to time the engine, which itself reads none.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -14,7 +16,8 @@ use std::time::Instant;
 
 use serde_json::json;
 use synap_core::{
-    Command, Engine, EngineConfig, Millis, PublishMessage, QueueConfig, Reply, json_message,
+    Command, Engine, EngineConfig, JobState, Json, Keep, Limits, Millis, PublishMessage,
+    QueueConfig, Reply, json_message,
 };
 
 const MESSAGES: u64 = 1_000_000;
@@ -73,6 +76,14 @@ fn consume(e: &mut Engine, now: Millis, max: u32) -> Vec<synap_core::Delivery> {
     }
 }
 
+/// The progress every report carries, parsed once (as `body()`).
+fn progress_json() -> Json {
+    thread_local! {
+        static PROGRESS: Json = Json::from_value(&json!({"pct": 50, "frames": 1234}));
+    }
+    PROGRESS.with(Clone::clone)
+}
+
 fn ack_all(e: &mut Engine, now: Millis, got: Vec<synap_core::Delivery>) {
     for d in got {
         let cmd = Command::Ack {
@@ -85,7 +96,9 @@ fn ack_all(e: &mut Engine, now: Millis, got: Vec<synap_core::Delivery>) {
     }
 }
 
-fn one_at_a_time(observe: bool) -> f64 {
+/// One message at a time; with `progress`, each cycle also reports progress once before
+/// the ack.
+fn one_at_a_time(observe: bool, progress: bool) -> f64 {
     let mut e = engine(observe);
     let start = Instant::now();
     for i in 0..MESSAGES {
@@ -99,6 +112,18 @@ fn one_at_a_time(observe: bool) -> f64 {
         )
         .expect("publish");
         let got = consume(&mut e, now, 1);
+        if progress {
+            for d in &got {
+                let cmd = Command::Progress {
+                    queue: QUEUE.into(),
+                    message_id: d.message_id,
+                    lease: Some(d.lease),
+                    progress: progress_json(),
+                    extend_ms: None,
+                };
+                e.handle(now, cmd).expect("progress");
+            }
+        }
         ack_all(&mut e, now, got);
         drain(&mut e);
     }
@@ -185,6 +210,87 @@ fn fill_then_drain() -> Filled {
     }
 }
 
+/// What the kept-jobs run measured, per kept job.
+struct KeptJobs {
+    /// Resident bytes.
+    resident: f64,
+    /// Bytes the engine counts against `max_kept_bytes` (body, headers, result, progress).
+    counted: f64,
+}
+
+/// Publishes, consumes and acks `MESSAGES` jobs in batches of 100, each with its own body and
+/// a small result, on a queue that keeps them all; measures memory with them kept.
+fn keep_completed() -> KeptJobs {
+    let rss_before = resident_bytes();
+    let config = EngineConfig {
+        observe: false,
+        limits: Limits {
+            max_kept_jobs: MESSAGES,
+            max_kept_bytes: 4 << 30,
+            ..Limits::default()
+        },
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(config, 1);
+    let queue = QueueConfig {
+        keep_completed: Keep {
+            count: MESSAGES,
+            age_ms: 24 * 3_600_000,
+        },
+        ..QueueConfig::default()
+    };
+    e.handle(
+        Millis(0),
+        Command::CreateQueue {
+            queue: QUEUE.into(),
+            config: Some(queue),
+        },
+    )
+    .expect("queue");
+    let mut first = None;
+    for b in 0..MESSAGES / 100 {
+        let now = Millis(1 + b);
+        let messages = (0..100).map(|i| distinct_body(b * 100 + i)).collect();
+        e.handle(
+            now,
+            Command::PublishBatch {
+                queue: QUEUE.into(),
+                messages,
+            },
+        )
+        .expect("batch");
+        for (i, d) in consume(&mut e, now, 100).into_iter().enumerate() {
+            first.get_or_insert(d.message_id);
+            let frames = 1_000 + (b * 100 + i as u64) % 9_000;
+            let cmd = Command::Ack {
+                queue: QUEUE.into(),
+                message_id: d.message_id,
+                lease: Some(d.lease),
+                result: Some(Json::from_value(&json!({"ok": true, "frames": frames}))),
+            };
+            e.handle(now, cmd).expect("ack");
+        }
+    }
+    let n = MESSAGES as f64;
+    // The first job is still kept: nothing was forgotten.
+    let first = first.expect("a job was acked");
+    match e.handle(
+        Millis(1 + MESSAGES / 100),
+        Command::GetJob {
+            queue: QUEUE.into(),
+            message_id: first,
+        },
+    ) {
+        Ok(Reply::Job(job)) => assert_eq!(job.state, JobState::Completed),
+        other => panic!("get job answered {other:?}"),
+    }
+    let resident = resident_bytes().saturating_sub(rss_before) as f64 / n;
+    KeptJobs {
+        resident,
+        counted: e.kept_bytes() as f64 / n,
+    }
+}
+
 /// Resident set size from /proc (Linux); 0 elsewhere.
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -197,6 +303,10 @@ fn resident_bytes() -> u64 {
 }
 
 fn main() {
+    if std::env::args().any(|a| a == KEPT_JOBS) {
+        print_kept_jobs();
+        return;
+    }
     println!(
         "synap-core engine benchmark: {MESSAGES} messages, 1 thread, JSON body of {} bytes",
         body().message.map_or(0, |m| m.len())
@@ -204,11 +314,19 @@ fn main() {
     println!("cycle = publish + consume + ack");
     println!(
         "one at a time, events on : {:>10.0} cycles/s",
-        one_at_a_time(true)
+        one_at_a_time(true, false)
     );
     println!(
         "one at a time, events off: {:>10.0} cycles/s",
-        one_at_a_time(false)
+        one_at_a_time(false, false)
+    );
+    println!(
+        "one at a time + 1 progress, events on : {:>10.0} cycles/s",
+        one_at_a_time(true, true)
+    );
+    println!(
+        "one at a time + 1 progress, events off: {:>10.0} cycles/s",
+        one_at_a_time(false, true)
     );
     println!(
         "batches of 100, events on : {:>10.0} cycles/s",
@@ -230,5 +348,26 @@ fn main() {
         f.resident,
         f.payload,
         f.resident - f.payload
+    );
+    // In a fresh process of its own: this one's heap holds the memory the fill freed, which
+    // kept jobs would reuse, and their resident figure would come out too low.
+    let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+        .arg(KEPT_JOBS)
+        .status()
+        .expect("run the kept-jobs measurement");
+    assert!(status.success(), "kept-jobs measurement: {status}");
+}
+
+/// The argument that makes the benchmark measure kept jobs only.
+const KEPT_JOBS: &str = "kept-jobs";
+
+fn print_kept_jobs() {
+    let k = keep_completed();
+    println!(
+        "memory per kept completed job (1M kept, result {{\"ok\":true,\"frames\":N}}): \
+         {:.0} B resident; {:.0} B counted against max_kept_bytes, so {:.0} B resident beyond it",
+        k.resident,
+        k.counted,
+        k.resident - k.counted
     );
 }

@@ -312,6 +312,13 @@ impl Engine {
         self.ctx.held_bytes
     }
 
+    /// Bytes of finished jobs kept for lookup across all queues (bodies, headers, results,
+    /// progress), the figure `Limits::max_kept_bytes` bounds.
+    #[must_use]
+    pub fn kept_bytes(&self) -> u64 {
+        self.ctx.kept_bytes
+    }
+
     /// Pending timers (for tests and benchmarks).
     #[must_use]
     pub fn timer_count(&self) -> usize {
