@@ -43,7 +43,9 @@ impl Record {
 /// The finished jobs a queue keeps, with the order in which each kind is forgotten.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub(crate) struct Kept {
-    records: BTreeMap<MessageId, Record>,
+    /// Boxed: a record is a few hundred bytes, and the tree moves its values as it inserts
+    /// and removes (one ack keeps a job and, at the count, forgets the oldest).
+    records: BTreeMap<MessageId, Box<Record>>,
     /// Completed jobs, oldest first (finish times never decrease).
     completed: VecDeque<(Millis, MessageId)>,
     /// Cancelled jobs, oldest first.
@@ -58,12 +60,12 @@ impl Kept {
     }
 
     pub(crate) fn get(&self, id: &MessageId) -> Option<&Record> {
-        self.records.get(id)
+        self.records.get(id).map(|r| &**r)
     }
 
     #[cfg(any(test, feature = "invariants"))]
     pub(crate) fn records(&self) -> impl Iterator<Item = &Record> {
-        self.records.values()
+        self.records.values().map(|r| &**r)
     }
 
     /// Completed and cancelled jobs kept, for the invariants.
@@ -130,7 +132,7 @@ impl Queue {
         ctx.kept_bytes += bytes;
         let at = record.finished_at;
         self.kept.order(state).push_back((at, id));
-        self.kept.records.insert(id, record);
+        self.kept.records.insert(id, Box::new(record));
         self.arm_retention(ctx);
     }
 
@@ -195,7 +197,7 @@ impl Queue {
 
     /// Drops every kept job (the queue is deleted); its timer too.
     pub(crate) fn forget_kept(&mut self, ctx: &mut Ctx) {
-        let bytes: u64 = self.kept.records.values().map(Record::bytes).sum();
+        let bytes: u64 = self.kept.records.values().map(|r| r.bytes()).sum();
         ctx.kept_bytes = ctx.kept_bytes.saturating_sub(bytes);
         if let Some(at) = self.kept.timer {
             ctx.timers
