@@ -47,6 +47,27 @@ test('custom scenarios run, and seeds may be strings', () => {
   assert.notEqual(a.summary.run_hash, Simulation.fromPreset('steady').run().summary.run_hash);
 });
 
+test('schedules and cancellations: the nightly-reports preset', () => {
+  const s = Simulation.fromPreset('nightly-reports').run().summary;
+  // One 02:00 report (priority 3) and 35 cleanups (priority 1), published by engine schedules.
+  assert.deepEqual(
+    s.by_priority.filter((p) => p.priority < 5).map((p) => p.published),
+    [1, 35],
+  );
+  assert.ok(s.cancelled > 0 && s.cancels.sent >= s.cancelled, JSON.stringify(s.cancels));
+  assert.equal(s.published, s.completed + s.dead_lettered + s.cancelled + s.still_in_system);
+  assert.equal(s.workers[0].completed, s.completed);
+  const e = (() => {
+    try {
+      new Simulation({ task_types: [{ name: 't' }], producers: [{ arrival: { process: 'schedule', cron: 'nope' }, mix: [{ task_type: 't' }] }] });
+    } catch (err) {
+      return err;
+    }
+    assert.fail('expected a throw');
+  })();
+  assert.match(e.message, /arrival\.cron: not a 5-field cron pattern/);
+});
+
 test('bad scenarios throw objects with a code and a clear message', () => {
   const bad = (scenario) => {
     try {

@@ -41,6 +41,8 @@ const ARRIVALS: Record<string, Record<string, number>> = {
   poisson: { rate_per_sec: 1 },
   constant: { rate_per_sec: 1 },
   bursts: { every_ms: 60000, size: 10 },
+  // An engine schedule: `every_ms`, or a `cron` pattern (set in the JSON view).
+  schedule: { every_ms: 3600000 },
 };
 
 export class ScenarioEditor {
@@ -208,6 +210,12 @@ export class ScenarioEditor {
           ...distFields,
           this.input('Failure probability', ['task_types', i, 'failure_probability'], 'float', { min: 0, max: 1, step: '0.01' }),
           this.input('Poison probability', ['task_types', i, 'poison_probability'], 'float', { min: 0, max: 1, step: '0.01' }),
+          this.input('Cancelled fraction', ['task_types', i, 'cancel', 'fraction'], 'float', {
+            min: 0,
+            max: 1,
+            step: '0.01',
+            hint: 'cancel.after in the JSON (default 60 s)',
+          }),
         ),
       );
     });
@@ -215,13 +223,17 @@ export class ScenarioEditor {
     producers.forEach((p, i) => {
       const name = typeof get(p, ['name']) === 'string' ? String(get(p, ['name'])) : `producer ${i + 1}`;
       const proc = String(get(p, ['arrival', 'process']) ?? 'poisson');
+      const every = this.input('Every (s)', ['producers', i, 'arrival', 'every_ms'], 'float', { scale: 1000, min: 0 });
       const fields =
         proc === 'bursts'
-          ? [
-              this.input('Every (s)', ['producers', i, 'arrival', 'every_ms'], 'float', { scale: 1000, min: 0 }),
-              this.input('Burst size', ['producers', i, 'arrival', 'size'], 'int', { min: 1, max: 1000 }),
-            ]
-          : [this.input('Rate (per s)', ['producers', i, 'arrival', 'rate_per_sec'], 'float', { min: 0, step: '0.05' })];
+          ? [every, this.input('Burst size', ['producers', i, 'arrival', 'size'], 'int', { min: 1, max: 1000 })]
+          : proc === 'schedule'
+            ? [
+                typeof get(p, ['arrival', 'cron']) === 'string'
+                  ? this.input('Cron (UTC)', ['producers', i, 'arrival', 'cron'], 'text', { hint: 'time 0 is 1970-01-01 00:00 UTC' })
+                  : every,
+              ]
+            : [this.input('Rate (per s)', ['producers', i, 'arrival', 'rate_per_sec'], 'float', { min: 0, step: '0.05' })];
       parts.push(
         this.group(
           `Producer ${name}`,

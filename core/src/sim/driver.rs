@@ -8,7 +8,7 @@ use xxhash_rust::xxh3::Xxh3;
 
 use super::metrics::Metrics;
 use super::report::Sample;
-use crate::{Command, Engine, Error, Event, Millis, Reply};
+use crate::{Command, Engine, Error, Event, MessageId, Millis, ObservedKind, Reply};
 
 /// Tags separating the parts of the trace, so that different traces never concatenate to the
 /// same bytes.
@@ -28,6 +28,9 @@ pub(crate) struct Driver {
     pub(crate) commands: u64,
     pub(crate) events_processed: u64,
     pub(crate) rejected_publishes: u64,
+    /// When `Some`, the ids of messages published while engine timers ran (schedule runs),
+    /// until the world takes them.
+    pub(crate) timer_published: Option<Vec<MessageId>>,
     interval_ms: u64,
     next_sample: Option<u64>,
     end: u64,
@@ -53,6 +56,7 @@ impl Driver {
             commands: 0,
             events_processed: 0,
             rejected_publishes: 0,
+            timer_published: None,
             interval_ms,
             next_sample: Some(start.saturating_add(interval_ms).min(end)),
             end,
@@ -72,7 +76,7 @@ impl Driver {
             Ok(reply) => self.hash_json(reply),
             Err(e) => self.hash_json(e),
         }
-        self.drain();
+        self.drain(false);
         result
     }
 
@@ -83,16 +87,23 @@ impl Driver {
         self.hasher.update(&[TAG_TIMERS]);
         self.hasher.update(&now.to_le_bytes());
         self.engine.handle_timeout(Millis(now));
-        self.drain();
+        self.drain(true);
     }
 
-    fn drain(&mut self) {
+    fn drain(&mut self, timers: bool) {
         while let Some(event) = self.engine.poll_event() {
             self.events_processed += 1;
             self.hasher.update(&[TAG_EVENT]);
             self.hash_json(&event);
             match event {
-                Event::Observed(o) => self.metrics.observe(&o),
+                Event::Observed(o) => {
+                    self.metrics.observe(&o);
+                    if let (true, ObservedKind::Published, Some(ids), Some(id)) =
+                        (timers, o.kind, &mut self.timer_published, o.message_id)
+                    {
+                        ids.push(id);
+                    }
+                }
                 Event::Delivered { .. } | Event::WaitTimedOut { .. } => self.inbox.push(event),
                 // The simulator's workers long-poll; they never attach sessions.
                 Event::PubSub { .. }
@@ -147,6 +158,7 @@ impl Driver {
             published: 0,
             completed: 0,
             dead_lettered: 0,
+            cancelled: 0,
             throughput_per_sec: 0.0,
             wait_ms: Vec::new(),
         };
@@ -164,10 +176,11 @@ impl Driver {
             }
         }
         let m = &mut self.metrics;
-        let now = [m.published, m.completed, m.dead_lettered];
+        let now = [m.published, m.completed, m.dead_lettered, m.cancelled];
         point.published = now[0] - m.last[0];
         point.completed = now[1] - m.last[1];
         point.dead_lettered = now[2] - m.last[2];
+        point.cancelled = now[3] - m.last[3];
         m.last = now;
         let span_ms = t.saturating_sub(self.last_sample_at).max(1);
         point.throughput_per_sec = point.completed as f64 * 1000.0 / span_ms as f64;

@@ -76,6 +76,7 @@ struct PriorityMetrics {
     published: u64,
     completed: u64,
     dead_lettered: u64,
+    cancelled: u64,
     latency: Reservoir,
     wait: Reservoir,
     interval_wait: Reservoir,
@@ -92,14 +93,16 @@ pub(crate) struct Metrics {
     pub(crate) published: u64,
     pub(crate) completed: u64,
     pub(crate) dead_lettered: u64,
+    pub(crate) cancelled: u64,
     pub(crate) reasons: DeadLetterReasons,
     pub(crate) purged: u64,
     pub(crate) deliveries: u64,
     pub(crate) nacked: u64,
     pub(crate) retries: u64,
     pub(crate) lease_expired: u64,
-    /// Counts at the previous sample, to report per-interval figures.
-    pub(crate) last: [u64; 3],
+    /// Counts at the previous sample (published, completed, dead-lettered, cancelled), to
+    /// report per-interval figures.
+    pub(crate) last: [u64; 4],
 }
 
 impl Metrics {
@@ -109,6 +112,7 @@ impl Metrics {
             published: 0,
             completed: 0,
             dead_lettered: 0,
+            cancelled: 0,
             latency: Reservoir::new(reservoir_size),
             wait: Reservoir::new(reservoir_size),
             interval_wait: Reservoir::new(interval_cap),
@@ -121,13 +125,14 @@ impl Metrics {
             published: 0,
             completed: 0,
             dead_lettered: 0,
+            cancelled: 0,
             reasons: DeadLetterReasons::default(),
             purged: 0,
             deliveries: 0,
             nacked: 0,
             retries: 0,
             lease_expired: 0,
-            last: [0; 3],
+            last: [0; 4],
         }
     }
 
@@ -178,8 +183,11 @@ impl Metrics {
                 self.dead_lettered_back(o);
             }
             ObservedKind::Expired => {}
-            // The simulator cancels nothing; a cancelled job leaves the open set all the same.
+            // Cancelled while waiting, or settled as cancelled when its delivery ended (a
+            // worker's ack of a cancelled job lands here, not in `completed`).
             ObservedKind::Cancelled => {
+                self.cancelled += 1;
+                p.cancelled += 1;
                 if let Some(id) = o.message_id {
                     self.open.remove(&id);
                 }
@@ -195,10 +203,10 @@ impl Metrics {
         }
     }
 
-    /// Messages published and not yet acked, dead-lettered or purged.
+    /// Messages published and not yet acked, dead-lettered, cancelled or purged.
     pub(crate) fn still_in_system(&self) -> u64 {
         self.published
-            .saturating_sub(self.completed + self.dead_lettered + self.purged)
+            .saturating_sub(self.completed + self.dead_lettered + self.cancelled + self.purged)
     }
 
     /// Per-interval wait percentiles, highest priority first; resets the interval samples.
@@ -232,6 +240,7 @@ impl Metrics {
                 published: p.published,
                 completed: p.completed,
                 dead_lettered: p.dead_lettered,
+                cancelled: p.cancelled,
                 latency_ms: p.latency.percentiles(),
                 wait_ms: p.wait.percentiles(),
             });

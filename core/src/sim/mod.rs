@@ -19,8 +19,13 @@
 //! scenario: same scenario and seed give the same report and `run_hash`, natively and in
 //! WebAssembly (all arithmetic on random draws uses only correctly rounded IEEE operations).
 //!
+//! A producer may be an engine schedule (`every_ms` or a UTC cron pattern, virtual time 0 being
+//! 1970-01-01 00:00 UTC) put at time 0, whose runs the engine's own timers publish; a task type
+//! may have a fraction of its tasks cancelled some time after their publish (see `cancel`).
+//!
 //! A recorded command log can be replayed with [`replay`]; see that module for the format.
 
+mod cancel;
 mod dist;
 mod driver;
 mod metrics;
@@ -34,18 +39,20 @@ mod world;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_lifecycle;
 
 pub use dist::Dist;
 pub use presets::{PresetInfo, preset, presets};
 pub use replay::{ExportHead, LogRecord, ReplayLog, ReplayOptions, parse_log, replay};
 pub use report::{
-    DeadLetterReasons, Percentiles, PriorityStats, PriorityWait, Report, Sample, Summary,
-    WorkerStats,
+    CancelStats, DeadLetterReasons, Percentiles, PriorityStats, PriorityWait, Report, Sample,
+    Summary, WorkerStats,
 };
 pub use scenario::{
-    Arrival, FollowUp, MAX_DURATION_MS, MAX_EXPECTED_TASKS, MAX_PAYLOAD_BYTES, MAX_PRODUCERS,
-    MAX_SAMPLES, MAX_TASK_TYPES, MAX_WORKERS, MixEntry, Producer, Scenario, TaskType, WorkerGroup,
-    parse_seed,
+    Arrival, Cancellation, FollowUp, MAX_CRON_BYTES, MAX_DURATION_MS, MAX_EXPECTED_TASKS,
+    MAX_PAYLOAD_BYTES, MAX_PRODUCERS, MAX_SAMPLES, MAX_TASK_TYPES, MAX_WORKERS, MixEntry, Producer,
+    Scenario, TaskType, WorkerGroup, parse_seed,
 };
 
 use world::World;

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::dist::Dist;
-use super::scenario::{Arrival, FollowUp, MixEntry, Producer, Scenario, TaskType, WorkerGroup};
+use super::scenario::{
+    Arrival, Cancellation, FollowUp, MixEntry, Producer, Scenario, TaskType, WorkerGroup,
+};
 use crate::QueueConfig;
 
 /// A preset's name and what it models.
@@ -35,6 +37,12 @@ pub fn presets() -> Vec<PresetInfo> {
             "steady",
             "A small steady load: one task type, constant arrivals, two reliable workers.",
         ),
+        info(
+            "nightly-reports",
+            "Six hours of a reporting service: users request exports and cancel one in ten \
+             within a minute; a cron schedule publishes a 15-minute report at 02:00 UTC and \
+             another schedule a cleanup every 10 minutes; 3 workers.",
+        ),
     ]
 }
 
@@ -43,6 +51,7 @@ pub fn preset(name: &str) -> Result<Scenario, String> {
     match name {
         "video-processing" => Ok(video_processing()),
         "steady" => Ok(steady()),
+        "nightly-reports" => Ok(nightly_reports()),
         _ => Err(format!(
             "unknown preset {name:?}; known presets: {}",
             presets()
@@ -87,6 +96,7 @@ fn video_processing() -> Scenario {
             poison_probability: 0.01,
             payload_bytes: 512,
             follow_ups: vec![follow("thumbnail", Some(7)), follow("cdn_upload", None)],
+            cancel: None,
         },
         TaskType {
             name: "thumbnail".into(),
@@ -181,6 +191,81 @@ fn steady() -> Scenario {
             name: "worker".into(),
             count: 2,
             service: BTreeMap::new(),
+            ..WorkerGroup::default()
+        }],
+        ..Scenario::default()
+    }
+}
+
+/// Schedules and cancellations. Time 0 is midnight UTC, so the cron report runs at 2 h; while
+/// it holds one of the three workers for about 15 minutes, exports queue up and more of the
+/// cancellations find their export still waiting. Exports are cancelled 1 s to 1 min after
+/// they are published: some still ready, some in flight (the worker's ack then settles them as
+/// cancelled), most already done.
+fn nightly_reports() -> Scenario {
+    let task_types = vec![
+        TaskType {
+            name: "export".into(),
+            service: normal(20_000, 5_000),
+            failure_probability: 0.02,
+            payload_bytes: 512,
+            cancel: Some(Cancellation {
+                fraction: 0.1,
+                after: Dist::Uniform {
+                    min_ms: 1_000,
+                    max_ms: 60_000,
+                },
+            }),
+            ..TaskType::default()
+        },
+        TaskType {
+            name: "nightly_report".into(),
+            service: normal(900_000, 60_000),
+            payload_bytes: 256,
+            ..TaskType::default()
+        },
+        TaskType {
+            name: "cleanup".into(),
+            service: Dist::Constant { ms: 2_000 },
+            payload_bytes: 128,
+            ..TaskType::default()
+        },
+    ];
+    let schedule = |name: &str, every_ms, cron: Option<&str>, task_type, priority| Producer {
+        name: name.into(),
+        arrival: Arrival::Schedule {
+            every_ms,
+            cron: cron.map(Into::into),
+        },
+        mix: vec![mix(task_type, priority, 1)],
+        ..Producer::default()
+    };
+    Scenario {
+        name: "nightly-reports".into(),
+        duration_ms: 6 * 3_600_000,
+        seed: 3,
+        sample_interval_ms: 300_000,
+        queue: "reports".into(),
+        queue_config: QueueConfig {
+            max_retries: 2,
+            ack_deadline_ms: 1_800_000,
+            retry_delays_ms: vec![30_000],
+            ..QueueConfig::default()
+        },
+        task_types,
+        producers: vec![
+            Producer {
+                name: "users".into(),
+                arrival: Arrival::Poisson { rate_per_sec: 0.1 },
+                mix: vec![mix("export", 5, 1)],
+                ..Producer::default()
+            },
+            schedule("nightly", None, Some("0 2 * * *"), "nightly_report", 3),
+            schedule("cleanup", Some(600_000), None, "cleanup", 1),
+        ],
+        workers: vec![WorkerGroup {
+            name: "worker".into(),
+            count: 3,
             ..WorkerGroup::default()
         }],
         ..Scenario::default()

@@ -1,11 +1,12 @@
-//! Producers: arrival processes that publish tasks, and the task bodies they publish.
+//! Producers: arrival processes that publish tasks (or engine schedules that do), and the
+//! task bodies they publish.
 
 use std::sync::Arc;
 
 use super::dist::exponential;
 use super::scenario::{Arrival, Producer, Scenario};
 use super::world::{Actor, Stage};
-use crate::{Command, Headers, Json, PublishMessage, Rng};
+use crate::{Command, Headers, Json, Millis, PublishMessage, Reply, Rng, ScheduleSpec};
 
 /// What the simulator knows about each task type when it builds a message.
 pub(crate) struct TaskCatalog {
@@ -45,6 +46,22 @@ impl TaskCatalog {
         self.names.iter().position(|n| &**n == name)
     }
 
+    /// The JSON body of task number `n` of type `kind`.
+    fn body(&self, kind: usize, n: u64) -> Json {
+        let name = &self.names[kind];
+        // Task names are validated plain text and padding is `x`s, so this is valid JSON.
+        Json::from_trusted_text(format!(
+            r#"{{"task":"{name}","n":{n},"data":"{}"}}"#,
+            self.padding[kind]
+        ))
+    }
+
+    fn headers(&self, kind: usize) -> Headers {
+        let mut headers = Headers::new();
+        headers.insert("task".into(), self.names[kind].to_string());
+        headers
+    }
+
     /// A message of task type `kind`; draws whether it is poison (fails on every attempt).
     pub(crate) fn message(
         &self,
@@ -53,24 +70,62 @@ impl TaskCatalog {
         n: u64,
         rng: &mut Rng,
     ) -> PublishMessage {
-        let name = &self.names[kind];
-        let body = format!(
-            r#"{{"task":"{name}","n":{n},"data":"{}"}}"#,
-            self.padding[kind]
-        );
-        let mut headers = Headers::new();
-        headers.insert("task".into(), name.to_string());
+        let mut headers = self.headers(kind);
         if self.poison[kind] > 0.0 && rng.next_f64() < self.poison[kind] {
             headers.insert("poison".into(), "1".into());
         }
         PublishMessage {
-            // Task names are validated plain text and padding is `x`s, so this is valid JSON.
-            message: Some(Json::from_trusted_text(body)),
+            message: Some(self.body(kind, n)),
             priority,
             headers,
             ..PublishMessage::default()
         }
     }
+}
+
+/// The engine schedule of producer `i` when its arrival is a schedule, or `None` when it has
+/// none or no run would fall in its active time. Runs fall strictly after `start_ms` and
+/// before `stop_ms`, like a schedule put at `start_ms`; each publishes the same message (task
+/// number 0, never poison).
+pub(crate) fn schedule_command(
+    i: usize,
+    p: &Producer,
+    scenario: &Scenario,
+    catalog: &TaskCatalog,
+) -> Option<Command> {
+    let Arrival::Schedule { every_ms, cron } = &p.arrival else {
+        return None;
+    };
+    let stop = p
+        .stop_ms
+        .unwrap_or(scenario.duration_ms)
+        .min(scenario.duration_ms);
+    let start_at = match every_ms {
+        Some(every) => p.start_ms.saturating_add(*every),
+        None => p.start_ms.saturating_add(1),
+    };
+    let end_at = stop.checked_sub(1)?;
+    if start_at > end_at {
+        return None;
+    }
+    let entry = p.mix.first()?;
+    let kind = scenario
+        .task_index(&entry.task_type)
+        .expect("validated task type");
+    Some(Command::PutSchedule {
+        queue: scenario.queue.clone(),
+        schedule_id: format!("producer-{i}"),
+        schedule: ScheduleSpec {
+            every_ms: *every_ms,
+            cron: cron.clone(),
+            message: catalog.body(kind, 0),
+            priority: entry.priority,
+            headers: catalog.headers(kind),
+            start_at: Some(Millis(start_at)),
+            end_at: Some(Millis(end_at)),
+            max_runs: None,
+        },
+    })
 }
 
 /// One producer's state: its PRNG and where it is in its arrival process.
@@ -128,6 +183,8 @@ impl ProducerActor {
                 self.poisson_at.floor() as u64
             }
             Arrival::Bursts { every_ms, .. } => self.start.saturating_add(self.k * every_ms),
+            // The engine's timers publish a schedule's runs.
+            Arrival::Schedule { .. } => return None,
         };
         self.k += 1;
         (t < self.stop).then_some(t)
@@ -161,11 +218,13 @@ impl ProducerActor {
     pub(crate) fn wake(&mut self, i: u32, now: u64, stage: &mut Stage) {
         let n = self.tasks();
         let mut messages = Vec::with_capacity(n as usize);
+        let mut kinds = Vec::with_capacity(n as usize);
         for _ in 0..n {
             let (kind, priority) = self.pick();
             stage.tasks_made += 1;
             let made = stage.tasks_made;
             messages.push(stage.catalog.message(kind, priority, made, self.rng()));
+            kinds.push(kind);
         }
         let queue = stage.scenario.queue.clone();
         let cmd = if n == 1 {
@@ -174,8 +233,17 @@ impl ProducerActor {
         } else {
             Command::PublishBatch { queue, messages }
         };
-        if stage.driver.handle(now, cmd).is_err() {
-            stage.driver.rejected_publishes += u64::from(n);
+        let published = match stage.driver.handle(now, cmd) {
+            Ok(Reply::Published(p)) => vec![p],
+            Ok(Reply::PublishedBatch { messages }) => messages,
+            Ok(_) => Vec::new(),
+            Err(_) => {
+                stage.driver.rejected_publishes += u64::from(n);
+                Vec::new()
+            }
+        };
+        for (p, kind) in published.iter().zip(kinds) {
+            stage.published(now, p.message_id, kind);
         }
         if let Some(t) = self.next_time() {
             stage.schedule(t, Actor::Producer(i));

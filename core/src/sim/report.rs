@@ -43,6 +43,9 @@ pub struct Sample {
     pub completed: u64,
     /// Messages dead-lettered in the interval.
     pub dead_lettered: u64,
+    /// Messages that ended cancelled in the interval.
+    #[serde(default)]
+    pub cancelled: u64,
     /// `completed` per second of the interval.
     pub throughput_per_sec: f64,
     /// Ready-to-delivery wait of the interval's deliveries, per priority (highest first).
@@ -91,6 +94,9 @@ pub struct PriorityStats {
     pub completed: u64,
     /// Of those, dead-lettered.
     pub dead_lettered: u64,
+    /// Of those, cancelled.
+    #[serde(default)]
+    pub cancelled: u64,
     /// Publish-to-ack time of completed messages.
     pub latency_ms: Percentiles,
     /// Ready-to-delivery wait of every delivery (retries included).
@@ -104,10 +110,14 @@ pub struct WorkerStats {
     pub name: String,
     /// Workers in it.
     pub count: u32,
-    /// Tasks acked.
+    /// Tasks acked (not counting cancelled ones).
     pub completed: u64,
     /// Tasks nacked after a failure.
     pub failed: u64,
+    /// Tasks whose ack or nack settled them as cancelled: they were cancelled while the
+    /// worker held them, so its work was wasted.
+    #[serde(default)]
+    pub cancelled: u64,
     /// Crashes.
     pub crashes: u64,
     /// Acks or nacks refused because the lease had ended (the task ran past its deadline).
@@ -127,6 +137,20 @@ pub struct DeadLetterReasons {
     pub expired: u64,
 }
 
+/// What became of the cancellations the simulator sent (task types' `cancel`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelStats {
+    /// `Cancel` commands sent.
+    pub sent: u64,
+    /// Of those, answered `in_flight`: a worker held the job, and its ack, nack or lease
+    /// expiry settled it as cancelled.
+    pub in_flight: u64,
+    /// Of those, refused because the job had already finished (completed, dead-lettered).
+    pub already_finished: u64,
+    /// Cancellations drawn but not scheduled because 1,000,000 were already pending.
+    pub skipped: u64,
+}
+
 /// Totals over the run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -142,7 +166,14 @@ pub struct Summary {
     pub dead_letter_reasons: DeadLetterReasons,
     /// Messages removed by purge.
     pub purged: u64,
-    /// Published and not yet acked, dead-lettered or purged: ready, delayed or in flight.
+    /// Messages that ended cancelled (removed at once, or settled when their delivery ended).
+    #[serde(default)]
+    pub cancelled: u64,
+    /// The simulator's cancellations (all zero in a replay).
+    #[serde(default)]
+    pub cancels: CancelStats,
+    /// Published and not yet acked, dead-lettered, cancelled or purged: ready, delayed or in
+    /// flight.
     pub still_in_system: u64,
     /// Deliveries (first attempts and retries).
     pub deliveries: u64,

@@ -5,10 +5,11 @@
 
 use std::collections::BTreeMap;
 
+use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::dist::Dist;
-use crate::{EngineConfig, QueueConfig, validate_queue_name};
+use crate::{EngineConfig, MIN_EVERY_MS, QueueConfig, validate_queue_name};
 
 /// Most worker groups × count in one scenario.
 pub const MAX_WORKERS: u32 = 1_000;
@@ -24,6 +25,8 @@ pub const MAX_SAMPLES: u64 = 10_000;
 pub const MAX_EXPECTED_TASKS: f64 = 10_000_000.0;
 /// Largest generated payload.
 pub const MAX_PAYLOAD_BYTES: u32 = 64 * 1024;
+/// Longest cron pattern of a scheduled producer.
+pub const MAX_CRON_BYTES: usize = 128;
 
 /// A whole simulated workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -88,6 +91,9 @@ pub struct TaskType {
     pub payload_bytes: u32,
     /// Tasks published by the worker after it acks one of these.
     pub follow_ups: Vec<FollowUp>,
+    /// A fraction of these tasks is cancelled some time after it is published.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancel: Option<Cancellation>,
 }
 
 impl Default for TaskType {
@@ -99,6 +105,27 @@ impl Default for TaskType {
             poison_probability: 0.0,
             payload_bytes: 256,
             follow_ups: Vec::new(),
+            cancel: None,
+        }
+    }
+}
+
+/// Cancellations of one task type: each published task of the type is cancelled with chance
+/// `fraction`, `after` its publish (`Command::Cancel`, as a user giving up would).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cancellation {
+    /// Chance that a task is cancelled (0 to 1).
+    pub fraction: f64,
+    /// Delay from the publish to the cancel.
+    pub after: Dist,
+}
+
+impl Default for Cancellation {
+    fn default() -> Self {
+        Self {
+            fraction: 0.0,
+            after: Dist::Constant { ms: 60_000 },
         }
     }
 }
@@ -145,6 +172,18 @@ pub enum Arrival {
         every_ms: u64,
         /// Tasks per burst (at most 1,000, the batch limit).
         size: u32,
+    },
+    /// An engine schedule (`Command::PutSchedule`) put at time 0, every `every_ms` or on a
+    /// 5-field UTC `cron` pattern (exactly one of the two); the engine's own timers publish its
+    /// runs. Runs fall strictly after `start_ms` and before `stop_ms`: every `every_ms` at
+    /// `start_ms + k × every_ms` (k ≥ 1), cron at its slots. Time 0 is 1970-01-01 00:00 UTC.
+    Schedule {
+        /// Interval between runs (at least 1 s).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        every_ms: Option<u64>,
+        /// A cron pattern (minute hour day-of-month month day-of-week), in UTC.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cron: Option<String>,
     },
 }
 
@@ -351,6 +390,10 @@ impl Scenario {
                 priority(&format!("{at}.follow_ups.priority"), f.priority)?;
                 probability(&format!("{at}.follow_ups.probability"), f.probability)?;
             }
+            if let Some(c) = &t.cancel {
+                probability(&format!("{at}.cancel.fraction"), c.fraction)?;
+                c.after.validate(&format!("{at}.cancel.after"))?;
+            }
         }
         Ok(())
     }
@@ -377,6 +420,16 @@ impl Scenario {
             let stop = p.stop_ms.unwrap_or(self.duration_ms).min(self.duration_ms);
             let active_s = stop.saturating_sub(p.start_ms) as f64 / 1000.0;
             expected += match p.arrival {
+                Arrival::Schedule { every_ms, ref cron } => {
+                    if p.mix.len() != 1 {
+                        return Err(format!(
+                            "{at}.mix: a schedule publishes one task type, give exactly 1 entry"
+                        ));
+                    }
+                    self.validate_schedule(&at, every_ms, cron.as_deref())?;
+                    // At most one cron run a minute.
+                    active_s * 1000.0 / every_ms.unwrap_or(60_000) as f64 + 1.0
+                }
                 Arrival::Constant { rate_per_sec } | Arrival::Poisson { rate_per_sec } => {
                     if !(rate_per_sec.is_finite() && rate_per_sec > 0.0 && rate_per_sec <= 10_000.0)
                     {
@@ -398,6 +451,43 @@ impl Scenario {
             return Err(format!(
                 "producers would publish about {expected:.0} tasks; the limit is {MAX_EXPECTED_TASKS}"
             ));
+        }
+        Ok(())
+    }
+
+    fn validate_schedule(
+        &self,
+        at: &str,
+        every_ms: Option<u64>,
+        cron: Option<&str>,
+    ) -> Result<(), String> {
+        match (every_ms, cron) {
+            (Some(every), None) => {
+                let max = self.engine.limits.max_ttl_ms;
+                if !(MIN_EVERY_MS..=max).contains(&every) {
+                    return Err(format!(
+                        "{at}.arrival.every_ms must be {MIN_EVERY_MS}..={max}"
+                    ));
+                }
+            }
+            (None, Some(pattern)) => {
+                if pattern.len() > MAX_CRON_BYTES {
+                    return Err(format!("{at}.arrival.cron: at most {MAX_CRON_BYTES} bytes"));
+                }
+                CronParser::builder()
+                    .seconds(Seconds::Disallowed)
+                    .year(Year::Disallowed)
+                    .build()
+                    .parse(pattern)
+                    .map_err(|e| {
+                        format!("{at}.arrival.cron: not a 5-field cron pattern ({pattern:?}): {e}")
+                    })?;
+            }
+            _ => {
+                return Err(format!(
+                    "{at}.arrival: a schedule takes exactly one of every_ms or cron"
+                ));
+            }
         }
         Ok(())
     }

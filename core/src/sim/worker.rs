@@ -5,11 +5,15 @@
 //! `WaitTimedOut`), busy with one delivery (wakes when it finishes or crashes), or down after
 //! a crash (wakes when it restarts). Leases held by a crashed worker are simply forgotten: the
 //! engine expires them at the ack deadline, exactly as with a real dead process.
+//!
+//! Workers never report progress, so a job cancelled while a worker holds it runs to the end
+//! of its service time; the worker's ack or nack then settles it as cancelled (counted as the
+//! group's `cancelled`, with no follow-ups or side effects).
 
 use std::collections::VecDeque;
 
 use super::world::{Actor, Stage};
-use crate::{Command, Delivery, Error, Json, Reply, Rng};
+use crate::{Command, Delivery, Error, Json, NackAction, Reply, Rng};
 
 /// How the task in hand will end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +77,7 @@ pub(crate) struct GroupStats {
     pub(crate) busy_ms: u64,
     pub(crate) completed: u64,
     pub(crate) failed: u64,
+    pub(crate) cancelled: u64,
     pub(crate) crashes: u64,
     pub(crate) late: u64,
 }
@@ -196,6 +201,9 @@ impl WorkerActor {
             lease: Some(d.lease),
         };
         match stage.driver.handle(now, cmd) {
+            Ok(Reply::Nacked {
+                action: NackAction::Cancelled,
+            }) => stage.groups[self.group].cancelled += 1,
             Ok(_) => stage.groups[self.group].failed += 1,
             Err(e) => stage.count_refusal(self.group, &e),
         }
@@ -210,9 +218,16 @@ impl WorkerActor {
             lease: Some(d.lease),
             result: None,
         };
+        let cancelled_before = stage.driver.metrics.cancelled;
         if let Err(e) = stage.driver.handle(now, cmd) {
             // The lease ended while the task ran: the message is someone else's now.
             stage.count_refusal(group, &e);
+            return;
+        }
+        if stage.driver.metrics.cancelled > cancelled_before {
+            // The job was cancelled while the worker held it: the ack settled it as
+            // cancelled, so it did not complete and has no follow-ups.
+            stage.groups[group].cancelled += 1;
             return;
         }
         stage.groups[group].completed += 1;
@@ -268,8 +283,10 @@ impl WorkerActor {
                 queue: stage.scenario.queue.clone(),
                 message,
             };
-            if stage.driver.handle(now, cmd).is_err() {
-                stage.driver.rejected_publishes += 1;
+            match stage.driver.handle(now, cmd) {
+                Ok(Reply::Published(p)) => stage.published(now, p.message_id, next),
+                Ok(_) => {}
+                Err(_) => stage.driver.rejected_publishes += 1,
             }
         }
     }

@@ -7,20 +7,23 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap};
 
+use super::cancel::Canceller;
 use super::dist::Dist;
 use super::driver::Driver;
 use super::metrics::Metrics;
-use super::producer::{ProducerActor, TaskCatalog};
-use super::report::{Report, Summary, WorkerStats};
-use super::scenario::Scenario;
+use super::producer::{ProducerActor, TaskCatalog, schedule_command};
+use super::report::{CancelStats, Report, Summary, WorkerStats};
+use super::scenario::{Arrival, Scenario};
 use super::worker::{GroupStats, WorkerActor};
-use crate::{Command, Engine, Event, Rng, WaiterId};
+use crate::{Command, Engine, Event, MessageId, Rng, WaiterId};
 
 /// Who an agenda entry wakes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Actor {
     Producer(u32),
     Worker(u32),
+    /// A cancellation of this job is due.
+    Cancel(MessageId),
 }
 
 /// Derives an independent seed per actor (splitmix64), so adding a worker does not change what
@@ -50,6 +53,8 @@ pub(crate) struct Stage {
     pub(crate) services: Vec<Vec<Dist>>,
     /// Messages published so far by the simulator (numbers the bodies).
     pub(crate) tasks_made: u64,
+    /// Task types' cancellations.
+    pub(crate) canceller: Canceller,
 }
 
 impl Stage {
@@ -70,7 +75,7 @@ pub(crate) struct World {
 }
 
 impl World {
-    /// Builds the world and creates the queue at time 0.
+    /// Builds the world, creates the queue and puts the producers' schedules at time 0.
     pub(crate) fn new(scenario: Scenario) -> Result<Self, String> {
         scenario.validate()?;
         let seed = scenario.seed;
@@ -91,8 +96,25 @@ impl World {
             },
         );
         created.map_err(|e| format!("queue_config: {e}"))?;
+        let catalog = TaskCatalog::new(&scenario);
+        for (i, p) in scenario.producers.iter().enumerate() {
+            if let Some(cmd) = schedule_command(i, p, &scenario, &catalog) {
+                driver
+                    .handle(0, cmd)
+                    .map_err(|e| format!("producers[{i}] ({}).arrival: {e}", p.name))?;
+            }
+        }
+        let canceller = Canceller::new(&scenario, Rng::new(sub_seed(seed, 3, 0)));
+        // Schedule runs are published by engine timers: the driver keeps their ids, so that
+        // their cancellations can be drawn.
+        let scheduled =
+            (scenario.producers.iter()).any(|p| matches!(p.arrival, Arrival::Schedule { .. }));
+        if scheduled && canceller.active() {
+            driver.timer_published = Some(Vec::new());
+        }
         let stage = Stage {
-            catalog: TaskCatalog::new(&scenario),
+            catalog,
+            canceller,
             services: service_table(&scenario),
             groups: vec![GroupStats::default(); scenario.workers.len()],
             waiters: BTreeMap::new(),
@@ -158,6 +180,10 @@ impl World {
             }
             if stage.driver.timer_due(t) {
                 stage.driver.fire_timers(t);
+                if let Some(ids) = stage.driver.timer_published.as_mut() {
+                    let ids = std::mem::take(ids);
+                    stage.published_by_timers(t, ids);
+                }
             } else if actor_t == Some(t) {
                 let Some(Reverse((_, _, actor))) = stage.agenda.pop() else {
                     break;
@@ -175,6 +201,7 @@ impl World {
         match actor {
             Actor::Producer(i) => self.producers[i as usize].wake(i, now, &mut self.stage),
             Actor::Worker(w) => self.workers[w as usize].wake(w, now, &mut self.stage),
+            Actor::Cancel(id) => self.stage.cancel(now, id),
         }
     }
 
@@ -226,6 +253,7 @@ impl World {
                     count: spec.count,
                     completed: g.completed,
                     failed: g.failed,
+                    cancelled: g.cancelled,
                     crashes: g.crashes,
                     late: g.late,
                     utilisation: ratio(g.busy_ms, u64::from(spec.count) * elapsed),
@@ -242,6 +270,7 @@ impl World {
                 simulated_ms: self.reached,
                 utilisation: ratio(busy_total, workers_total * elapsed),
                 workers,
+                cancels: stage.canceller.stats.clone(),
                 ..summary_of(d)
             },
             state_digest: None,
@@ -259,6 +288,8 @@ pub(crate) fn summary_of(d: &Driver) -> Summary {
         dead_lettered: m.dead_lettered,
         dead_letter_reasons: m.reasons.clone(),
         purged: m.purged,
+        cancelled: m.cancelled,
+        cancels: CancelStats::default(),
         still_in_system: m.still_in_system(),
         deliveries: m.deliveries,
         nacked: m.nacked,
