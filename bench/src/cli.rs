@@ -66,6 +66,16 @@ pub(crate) struct Cli {
     /// also passes the permission check). Peers run without auth either way.
     #[arg(long, value_enum, default_value_t = Auth::None)]
     pub(crate) auth: Auth,
+    /// Also run each durable Synap row on a Raft cluster of N nodes (3 or 5) on this machine,
+    /// clients talking to the leader, beside the single server.
+    #[arg(long, value_name = "N")]
+    pub(crate) cluster: Option<usize>,
+    /// Kill the leader of a cluster (`--cluster` nodes, 3 by default; `--fsync always`) K
+    /// times under a steady publisher and report the failover time (kill → next answered
+    /// publish) and whether any answered publish was lost or doubled. Alone, it runs only
+    /// this.
+    #[arg(long, value_name = "K")]
+    pub(crate) failover: Option<usize>,
 }
 
 /// A scenario to report.
@@ -94,6 +104,12 @@ pub(crate) struct Settings {
     pub(crate) json: bool,
     pub(crate) server_threads: Option<usize>,
     pub(crate) auth: Auth,
+    /// Cluster rows' node count, if any.
+    pub(crate) cluster: Option<usize>,
+    /// Leader kills of the failover measurement, if any.
+    pub(crate) failover: Option<usize>,
+    /// Whether the throughput rows run (not when `--failover` is given alone).
+    pub(crate) rows: bool,
 }
 
 /// Synap's paths, in table order.
@@ -109,6 +125,21 @@ impl Cli {
                 return Err(format!("unknown path {p:?}; known: {}", known.join(", ")));
             }
         }
+        if let Some(n) = self.cluster
+            && !matches!(n, 3 | 5)
+        {
+            return Err("--cluster takes 3 or 5 (nodes)".into());
+        }
+        if self.failover == Some(0) {
+            return Err("--failover must be at least 1 (kills)".into());
+        }
+        let rows = self.failover.is_none()
+            || self.all
+            || self.peers
+            || self.cluster.is_some()
+            || !self.path.is_empty()
+            || !self.mode.is_empty()
+            || !self.scenario.is_empty();
         let names_peer = self.path.iter().any(|p| PEER_PATHS.contains(&p.as_str()));
         let mut paths: Vec<String> = if self.path.is_empty() {
             SYNAP_PATHS.iter().map(|p| (*p).to_owned()).collect()
@@ -173,6 +204,9 @@ impl Cli {
             json: self.json,
             server_threads: self.server_threads,
             auth: self.auth,
+            cluster: self.cluster,
+            failover: self.failover,
+            rows,
         })
     }
 }
@@ -255,6 +289,18 @@ mod tests {
         assert_eq!((s.messages, s.runs, s.open_messages), (20_000, 1, 10_000));
         let p = settings(&["--peers", "--path", "ws"]).expect("peers");
         assert_eq!(p.paths.len(), 1 + PEER_PATHS.len());
+    }
+
+    #[test]
+    fn cluster_and_failover_take_their_counts() {
+        let s = settings(&["--cluster", "3", "--path", "rpc-pipe"]).expect("cluster");
+        assert_eq!((s.cluster, s.failover, s.rows), (Some(3), None, true));
+        let f = settings(&["--failover", "10"]).expect("failover alone");
+        assert_eq!((f.failover, f.rows), (Some(10), false));
+        let both = settings(&["--failover", "10", "--cluster", "5"]).expect("both");
+        assert!(both.rows);
+        assert!(settings(&["--cluster", "2"]).is_err());
+        assert!(settings(&["--failover", "0"]).is_err());
     }
 
     #[test]

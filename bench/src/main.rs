@@ -5,7 +5,8 @@
 //! ```text
 //! cargo build --release -p synap-server -p synap-bench
 //! target/release/synap-bench [--all] [--peers] [--quick] [--path ...] [--mode ...]
-//!     [--scenario A,B,C,open] [--runs 3] [--rate 10000] [--auth none|key|scoped] [--json]
+//!     [--scenario A,B,C,open] [--runs 3] [--rate 10000] [--auth none|key|scoped]
+//!     [--cluster 3|5] [--failover K] [--json]
 //! ```
 //!
 //! Each measurement starts a fresh server (the release `synap-server` beside this binary,
@@ -19,6 +20,7 @@
 
 mod beanstalk;
 mod cli;
+mod cluster;
 mod harness;
 mod nats;
 mod pipeline;
@@ -80,9 +82,25 @@ struct Tools {
 /// The rows to measure, in table order: Synap's paths for each mode, then the peers'.
 fn plan_rows(s: &Settings, tools: &Tools, notes: &mut Vec<String>) -> Vec<Row> {
     let mut rows = Vec::new();
+    if !s.rows {
+        return rows;
+    }
     for &mode in &s.modes {
         for path in s.paths.iter().filter(|p| !PEER_PATHS.contains(&p.as_str())) {
             rows.push(row("synap", path, mode.label(), mode.durable()));
+        }
+    }
+    if let Some(n) = s.cluster {
+        let system = cluster_system(n);
+        if s.modes.contains(&Durability::Memory) {
+            notes.push(format!(
+                "{system}: a cluster node keeps a Raft log, so it has no in-memory rows"
+            ));
+        }
+        for &mode in s.modes.iter().filter(|m| m.durable()) {
+            for path in s.paths.iter().filter(|p| !PEER_PATHS.contains(&p.as_str())) {
+                rows.push(row(system, path, mode.label(), true));
+            }
         }
     }
     if !s.peers {
@@ -121,6 +139,11 @@ fn plan_rows(s: &Settings, tools: &Tools, notes: &mut Vec<String>) -> Vec<Row> {
         }
     }
     rows
+}
+
+/// The system name of an `n`-node cluster's rows.
+fn cluster_system(n: usize) -> &'static str {
+    if n == 5 { "synap ×5" } else { "synap ×3" }
 }
 
 fn row(system: &'static str, path: &str, mode: &'static str, durable: bool) -> Row {
@@ -175,6 +198,14 @@ async fn bench(s: &Settings) -> Result<(), String> {
     }
     ticker.abort();
     eprint!("\r\x1b[K");
+    let failover = match s.failover {
+        None => None,
+        Some(kills) => {
+            let n = s.cluster.unwrap_or(3);
+            let f = cluster::failover(&tools.synap, n, kills, s.server_threads, s.auth).await;
+            Some(f.map_err(|e| format!("failover: {e}"))?)
+        }
+    };
     let took = started.elapsed();
     if s.json {
         let doc = serde_json::json!({
@@ -192,6 +223,7 @@ async fn bench(s: &Settings) -> Result<(), String> {
             "auth": s.auth,
             "notes": notes,
             "rows": rows,
+            "failover": failover,
         });
         println!(
             "{}",
@@ -223,7 +255,17 @@ async fn bench(s: &Settings) -> Result<(), String> {
     println!(
         "Closed loop (C latency is publish→ack, mostly queueing when producers outrun workers):\n"
     );
+    if let Some(f) = &failover {
+        println!("{}", report::failover_text(f));
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
     println!("{}", report::closed_table(&rows));
+    if s.cluster.is_some() {
+        println!("Cluster ÷ single server, same path and mode (clients on the leader):\n");
+        println!("{}", report::cluster_table(&rows));
+    }
     if s.scenarios.contains(&Scenario::Open) {
         println!(
             "Open loop, C at {} msgs/s offered ({} messages), latency from the intended send time:\n",
@@ -253,6 +295,15 @@ enum Server {
         /// The key SynapRPC connections send with `AUTH`, if any.
         key: Option<&'static str>,
     },
+    /// A cluster; the clients talk to `leader`.
+    Cluster {
+        cluster: cluster::SynapCluster,
+        leader: usize,
+        client: SynapClient,
+        rpc: std::net::SocketAddr,
+        /// The key SynapRPC connections send with `AUTH`, if any.
+        key: Option<&'static str>,
+    },
     Beanstalk {
         proc: Proc,
         addr: std::net::SocketAddr,
@@ -264,23 +315,46 @@ enum Server {
 }
 
 impl Server {
-    fn start(r: &Row, tools: &Tools) -> Result<Self, String> {
+    async fn start(r: &Row, tools: &Tools) -> Result<Self, String> {
+        let mode = match r.mode {
+            m if m == Durability::Memory.label() => Durability::Memory,
+            m if m == Durability::Interval.label() => Durability::Interval,
+            _ => Durability::Always,
+        };
+        let client_of = |http: std::net::SocketAddr| {
+            let client =
+                SynapClient::new(&format!("http://{http}")).map_err(|e| format!("client: {e}"))?;
+            Ok::<_, String>(match tools.auth.key() {
+                Some(key) => client.with_api_key(key),
+                None => client,
+            })
+        };
+        if r.system.starts_with("synap ×") {
+            let n = if r.system.ends_with('5') { 5 } else { 3 };
+            let cluster = cluster::SynapCluster::start(
+                &tools.synap,
+                n,
+                mode,
+                tools.synap_threads,
+                tools.auth,
+            )
+            .await?;
+            let leader = cluster.leader().await?;
+            let node = &cluster.nodes[leader];
+            return Ok(Self::Cluster {
+                client: client_of(node.http)?,
+                rpc: node.rpc,
+                key: tools.auth.key(),
+                leader,
+                cluster,
+            });
+        }
         match r.system {
             "synap" => {
-                let mode = match r.mode {
-                    m if m == Durability::Memory.label() => Durability::Memory,
-                    m if m == Durability::Interval.label() => Durability::Interval,
-                    _ => Durability::Always,
-                };
                 let s = procs::start_synap(&tools.synap, mode, tools.synap_threads, tools.auth)?;
-                let mut client = SynapClient::new(&format!("http://{}", s.http))
-                    .map_err(|e| format!("client: {e}"))?;
-                if let Some(key) = tools.auth.key() {
-                    client = client.with_api_key(key);
-                }
                 Ok(Self::Synap {
                     proc: s.proc,
-                    client,
+                    client: client_of(s.http)?,
                     rpc: s.rpc,
                     key: tools.auth.key(),
                 })
@@ -304,11 +378,14 @@ impl Server {
         }
     }
 
-    fn proc(&self) -> &Proc {
+    fn proc(&self) -> Option<&Proc> {
         match self {
             Self::Synap { proc, .. } | Self::Beanstalk { proc, .. } | Self::Nats { proc, .. } => {
-                proc
+                Some(proc)
             }
+            Self::Cluster {
+                cluster, leader, ..
+            } => cluster.proc(*leader),
         }
     }
 
@@ -316,6 +393,9 @@ impl Server {
         use synap_http::{Http, SynapHttp};
         match self {
             Self::Synap {
+                client, rpc, key, ..
+            }
+            | Self::Cluster {
                 client, rpc, key, ..
             } => match path {
                 "rest" | "rest-batch" | "ws" => Arc::new(SynapHttp {
@@ -346,7 +426,7 @@ impl Server {
     /// Makes `queue` ready for a scenario (beanstalkd tubes need nothing).
     async fn prepare(&self, queue: &str, durable: bool, messages: u64) -> Result<(), String> {
         match self {
-            Self::Synap { client, .. } => {
+            Self::Synap { client, .. } | Self::Cluster { client, .. } => {
                 let config = QueueConfig {
                     max_depth: Some(messages.max(100_000) * 2),
                     ack_deadline: Some(Duration::from_secs(300)),
@@ -371,9 +451,11 @@ async fn measure_row(
     label: &str,
     run: usize,
 ) -> Result<BTreeMap<Scenario, Measure>, String> {
-    let server = Server::start(r, tools)?;
-    let p = server.proc();
-    let label = format!("{label} ({} pid {})", p.name(), p.pid());
+    let server = Server::start(r, tools).await?;
+    let label = match server.proc() {
+        Some(p) => format!("{label} ({} pid {})", p.name(), p.pid()),
+        None => label.to_owned(),
+    };
     let label = label.as_str();
     let target = server.target(&r.path);
     let mut out = BTreeMap::new();

@@ -168,6 +168,26 @@ pub(crate) struct Synap {
     pub(crate) rpc: SocketAddr,
 }
 
+/// The `--data-dir`/`--fsync` flags of `mode` (with `dir`), or `--in-memory`.
+pub(crate) fn mode_args(mode: Durability, dir: Option<&Path>) -> Vec<std::ffi::OsString> {
+    match (mode, dir) {
+        (Durability::Memory, _) | (_, None) => vec!["--in-memory".into()],
+        (m, Some(d)) => {
+            let policy = if m == Durability::Always {
+                "always"
+            } else {
+                "interval"
+            };
+            vec![
+                "--data-dir".into(),
+                d.as_os_str().to_owned(),
+                "--fsync".into(),
+                policy.into(),
+            ]
+        }
+    }
+}
+
 /// Starts `synap-server` on free ports in `mode` (with `threads` worker threads, if given, and
 /// a config file holding the key of `auth`), and waits until it logs both addresses.
 pub(crate) fn start_synap(
@@ -180,8 +200,9 @@ pub(crate) fn start_synap(
         Durability::Memory => None,
         _ => Some(TempDir::new("synap")?),
     };
-    let mut cmd = Command::new(bin);
-    cmd.args(["--bind", "127.0.0.1:0", "--rpc-bind", "127.0.0.1:0"]);
+    let mut args: Vec<std::ffi::OsString> = ["--bind", "127.0.0.1:0", "--rpc-bind", "127.0.0.1:0"]
+        .map(Into::into)
+        .to_vec();
     // The config file lives in its own directory: the data directory is the server's.
     let config_dir = match auth.config() {
         None => None,
@@ -189,29 +210,30 @@ pub(crate) fn start_synap(
             let d = TempDir::new("config")?;
             let file = d.path().join("synap.yaml");
             std::fs::write(&file, yaml).map_err(|e| format!("{}: {e}", file.display()))?;
-            cmd.arg("--config").arg(&file);
+            args.push("--config".into());
+            args.push(file.into_os_string());
             Some(d)
         }
     };
     if let Some(n) = threads {
-        cmd.arg("--threads").arg(n.to_string());
+        args.push("--threads".into());
+        args.push(n.to_string().into());
     }
-    match (&dir, mode) {
-        (_, Durability::Memory) => drop(cmd.arg("--in-memory")),
-        (Some(d), m) => {
-            let policy = if m == Durability::Always {
-                "always"
-            } else {
-                "interval"
-            };
-            cmd.arg("--data-dir")
-                .arg(d.path())
-                .args(["--fsync", policy]);
-        }
-        (None, _) => unreachable!("durable modes have a directory"),
-    }
-    let mut child = cmd
+    args.extend(mode_args(mode, dir.as_ref().map(TempDir::path)));
+    spawn_synap(bin, &args, dir.into_iter().chain(config_dir).collect())
+}
+
+/// Spawns `synap-server` with `args` and waits until it logs its HTTP and SynapRPC addresses;
+/// the process owns `dirs` (removed when it is dropped).
+pub(crate) fn spawn_synap(
+    bin: &Path,
+    args: &[std::ffi::OsString],
+    dirs: Vec<TempDir>,
+) -> Result<Synap, String> {
+    let mut child = Command::new(bin)
+        .args(args)
         .env_remove("SYNAP_API_KEY")
+        .env_remove("SYNAP_CLUSTER_SECRET")
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
@@ -223,7 +245,7 @@ pub(crate) fn start_synap(
     let proc = Proc {
         child,
         name: "synap-server",
-        _dirs: dir.into_iter().chain(config_dir).collect(),
+        _dirs: dirs,
     };
     let (tx, rx) = std::sync::mpsc::channel::<(bool, SocketAddr)>();
     // Keep draining the log so the server never blocks on a full pipe; pass on what is not
@@ -282,7 +304,7 @@ fn strip_ansi(line: &str) -> String {
 }
 
 /// A port free on loopback right now (the OS picks it; the peer binds it next).
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("free port: {e}"))?;
     l.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
 }

@@ -224,6 +224,64 @@ pub(crate) fn open_table(rows: &[Row], offered: f64) -> String {
     t
 }
 
+/// Each cluster row's A, B and C rates as a share of the single server's on the same path
+/// and mode.
+pub(crate) fn cluster_table(rows: &[Row]) -> String {
+    let mut t = String::from(
+        "| system | path | mode | A ÷ single | B ÷ single | C ÷ single | C p99 ms (single) |\n\
+         |---|---|---|---:|---:|---:|---:|\n",
+    );
+    for r in rows.iter().filter(|r| r.system.starts_with("synap ×")) {
+        let Some(single) = rows
+            .iter()
+            .find(|x| x.system == "synap" && x.path == r.path && x.mode == r.mode)
+        else {
+            continue;
+        };
+        let rate = |row: &Row, s| row.median(s).map(|m| m.rate);
+        let p99 = |row: &Row| row.median(Scenario::C).and_then(|m| m.p99_ms);
+        let _ = writeln!(
+            t,
+            "| {} | {} | {} | {} | {} | {} | {} ({}) |",
+            r.system,
+            r.path,
+            r.mode,
+            ratio_text(rate(r, Scenario::A), rate(single, Scenario::A)),
+            ratio_text(rate(r, Scenario::B), rate(single, Scenario::B)),
+            ratio_text(rate(r, Scenario::C), rate(single, Scenario::C)),
+            ms_text(p99(r)),
+            ms_text(p99(single)),
+        );
+    }
+    t
+}
+
+/// The failover measurement: each kill's time, their median and maximum, and the count check.
+pub(crate) fn failover_text(f: &crate::cluster::Failover) -> String {
+    let times: Vec<String> = f.times_ms.iter().map(|t| format!("{t:.0}")).collect();
+    let verdict = if f.depth == f.answered {
+        "nothing lost or doubled"
+    } else if f.depth < f.answered {
+        "ANSWERED PUBLISHES LOST"
+    } else {
+        "PUBLISHES DOUBLED"
+    };
+    format!(
+        "Failover, {} nodes, --fsync always, leader SIGKILLed {} times under one publisher \
+         (kill → next answered publish):\n\n\
+         p50 {:.0} ms, max {:.0} ms (each: {} ms)\n\
+         {} publishes answered ({} resends answered `duplicate`), queue depth {}: {verdict}\n",
+        f.nodes,
+        f.times_ms.len(),
+        f.p50_ms(),
+        f.max_ms(),
+        times.join(", "),
+        f.answered,
+        f.resent_duplicates,
+        f.depth,
+    )
+}
+
 /// Failures and incomplete runs, one line each.
 pub(crate) fn notes(rows: &[Row]) -> String {
     let mut t = String::new();
@@ -300,6 +358,17 @@ mod tests {
         );
         assert_eq!(r.median(Scenario::C).map(|m| m.rate), Some(7.0));
         assert!(r.median(Scenario::A).is_none());
+    }
+
+    #[test]
+    fn cluster_rows_are_divided_by_the_single_server() {
+        let rows = vec![
+            row("synap", "rpc-pipe", vec![(Scenario::C, 40_000.0)]),
+            row("synap ×3", "rpc-pipe", vec![(Scenario::C, 30_000.0)]),
+        ];
+        let table = cluster_table(&rows);
+        let line = table.lines().find(|l| l.contains("×3")).expect("the row");
+        assert!(line.contains("| – | – | 0.75× |"), "{line}");
     }
 
     #[test]
