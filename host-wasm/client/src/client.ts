@@ -5,9 +5,11 @@ import { Transport } from './transport.js';
 import type { SynapClientOptions } from './types.js';
 
 /**
- * A client for one Synap server: `queue`, `kv` and `pubsub` operations over its REST routes
- * (global `fetch`) and WebSockets (the global `WebSocket`, else the `ws` package). Creating it
- * makes no network call.
+ * A client for one Synap server, or for a cluster: `queue`, `kv` and `pubsub` operations over
+ * the REST routes (global `fetch`) and WebSockets (the global `WebSocket`, else the `ws`
+ * package). Creating it makes no network call. Given several URLs, it moves to the cluster's
+ * leader on a connection error or a `not_leader`/`no_leader` refusal, resends an unanswered
+ * publish with its idempotency key, and reconnects queue streams.
  */
 export class SynapClient {
   /** Queue operations. */
@@ -19,15 +21,20 @@ export class SynapClient {
   private readonly transport: Transport;
 
   constructor(options: SynapClientOptions) {
-    this.transport = new Transport(options.url, options.apiKey);
+    this.transport = new Transport(options);
     this.queue = new QueueApi(this.transport);
     this.kv = new KvApi(this.transport);
     this.pubsub = new PubSubApi(this.transport);
   }
 
-  /** The server's base URL. */
+  /** The base URL of the server calls go to now (with several URLs, the last known leader). */
   get url(): string {
     return this.transport.baseUrl;
+  }
+
+  /** Every base URL the client was given, in order. */
+  get urls(): readonly string[] {
+    return this.transport.targets.urls;
   }
 
   /** `GET /health`: `{status: 'healthy', service, version}`. */

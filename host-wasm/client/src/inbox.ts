@@ -46,6 +46,11 @@ export class Inbox<T> {
     }
   }
 
+  /** Drops the buffered items (a stream that reconnects no longer holds their leases for sure). */
+  clear(): void {
+    this.items.length = 0;
+  }
+
   /** Whether `end` was called. */
   get isEnded(): boolean {
     return this.ended;

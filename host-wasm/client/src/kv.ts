@@ -46,9 +46,12 @@ export class KvApi {
     return obj(await this.t.request('POST', '/kv/persist', { key }), 'kv persist').updated === true;
   }
 
-  /** Adds `by` (default 1) to an integer value (a missing key counts as 0); returns the new value. */
+  /**
+   * Adds `by` (default 1) to an integer value (a missing key counts as 0); returns the new
+   * value. Never resent after an unanswered attempt (it could add twice).
+   */
   async incr(key: string, by = 1): Promise<number> {
-    return Number(obj(await this.t.request('POST', '/kv/incr', { key, by }), 'kv incr').value);
+    return Number(obj(await this.t.request('POST', '/kv/incr', { key, by }, { once: true }), 'kv incr').value);
   }
 
   /** Subtracts `by` (default 1). */

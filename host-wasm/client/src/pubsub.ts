@@ -1,4 +1,5 @@
 import { SynapError, closedError } from './errors.js';
+import { isMove } from './failover.js';
 import { Inbox } from './inbox.js';
 import { openSocket, type Socket } from './socket.js';
 import { camelize, describe, seg, type Transport } from './transport.js';
@@ -21,41 +22,56 @@ export class Subscription<T = unknown> implements AsyncIterable<PubSubMessage<T>
 
   private constructor(readonly patterns: string[]) {}
 
-  /** Subscribes and waits until the server confirms, so later publishes are delivered. */
+  /**
+   * Subscribes and waits until the server confirms, so later publishes are delivered. With
+   * several URLs the subscription is opened on the leader; it is not reopened when its
+   * connection is lost (pub/sub is at-most-once: what was published meanwhile is gone anyway).
+   */
   static async open<T>(t: Transport, patterns: string[]): Promise<Subscription<T>> {
     if (patterns.length === 0) throw new SynapError('subscribe needs at least one pattern', 'invalid_argument', 0);
     const sub = new Subscription<T>(patterns);
+    const retry = (e: SynapError): boolean => isMove(e) || ['transport', 'websocket', 'closed'].includes(e.code);
+    await t.targets.run(`subscribe ${patterns.join(',')}`, (base) => sub.connect(t, base), retry);
+    return sub;
+  }
+
+  private async connect(t: Transport, base: string): Promise<void> {
+    let connected = false;
     let ready!: () => void;
     let fail!: (e: SynapError) => void;
-    const connected = new Promise<void>((res, rej) => {
+    const hello = new Promise<void>((res, rej) => {
       ready = res;
       fail = rej;
     });
+    hello.catch(() => undefined);
+    const patterns = this.patterns;
     const q = new URLSearchParams({ topics: patterns.join(',') });
-    sub.socket = await openSocket(t.wsUrl('/pubsub/ws', q), t.apiKey, {
+    const socket = await openSocket(t.wsUrl('/pubsub/ws', q, base), t.apiKey, {
       message: (text) => {
         try {
           const frame = obj(JSON.parse(text), 'pub/sub frame');
           if (frame.type === 'connected') {
-            sub.subscriberId = String(frame.subscriber_id ?? '');
+            this.subscriberId = String(frame.subscriber_id ?? '');
+            connected = true;
             ready();
           } else if (frame.type === 'message') {
-            sub.inbox.push(toPubSubMessage<T>(frame));
+            this.inbox.push(toPubSubMessage<T>(frame));
           }
         } catch (e) {
           const err = e instanceof SynapError ? e : new SynapError(describe(e), 'decode', 0);
-          sub.inbox.end(err);
-          sub.socket?.close();
+          fail(err);
+          this.inbox.end(err);
+          socket.close();
         }
       },
       closed: () => {
         const err = closedError(`subscription ${patterns.join(',')}`);
         fail(err);
-        sub.inbox.end(sub.closing ? undefined : err);
+        if (connected) this.inbox.end(this.closing ? undefined : err);
       },
     });
-    await connected;
-    return sub;
+    this.socket = socket;
+    await hello;
   }
 
   /** Messages dropped because more than the unread limit piled up. */
@@ -95,7 +111,8 @@ export class PubSubApi {
   async publish(topic: string, message: unknown, headers?: Record<string, string>): Promise<PubSubPublishResult> {
     const body: Record<string, unknown> = { message: message === undefined ? null : message };
     if (headers !== undefined) body.headers = headers;
-    const r = obj(await this.t.request('POST', `/pubsub/${seg(topic)}/publish`, body), 'pubsub publish');
+    // At most once: never resent after an unanswered attempt.
+    const r = obj(await this.t.request('POST', `/pubsub/${seg(topic)}/publish`, body, { once: true }), 'pubsub publish');
     return { messageId: String(r.message_id), topic: String(r.topic), subscribersMatched: Number(r.subscribers_matched) };
   }
 

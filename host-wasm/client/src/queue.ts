@@ -1,5 +1,6 @@
 import { SynapError } from './errors.js';
 import { QueueStream } from './stream.js';
+import { withKey } from './failover.js';
 import { camelize, seg, type Transport } from './transport.js';
 import {
   obj, publishBody, toDeadLetter, toJob, toPublishResult, toQueueMessage, toSchedule,
@@ -44,9 +45,10 @@ export class ScheduleApi {
     return r.deleted === true;
   }
 
-  /** Publishes one run of the schedule now. */
+  /** Publishes one run of the schedule now (never resent after an unanswered attempt: it has no key). */
   async run(name: string, id: string): Promise<PublishResult> {
-    return toPublishResult(await this.t.request('POST', `/queue/${seg(name)}/schedules/${seg(id)}/run`));
+    const path = `/queue/${seg(name)}/schedules/${seg(id)}/run`;
+    return toPublishResult(await this.t.request('POST', path, undefined, { once: true }));
   }
 }
 
@@ -81,21 +83,28 @@ export class QueueApi {
     return r.deleted === true;
   }
 
-  /** Removes ready and delayed messages (not those in flight); returns how many. */
+  /** Removes ready and delayed messages (not those in flight); returns how many. Never resent after an unanswered attempt. */
   async purge(name: string): Promise<number> {
-    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/purge`), 'purge');
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/purge`, undefined, { once: true }), 'purge');
     return Number(r.purged);
   }
 
-  /** Publishes one message (any JSON). */
+  /**
+   * Publishes one message (any JSON). With several server URLs, an unanswered publish is
+   * resent to the leader under the same idempotency key (generated when none is given).
+   */
   async publish(name: string, message: unknown, opts: PublishOptions = {}): Promise<PublishResult> {
-    return toPublishResult(await this.t.request('POST', `/queue/${seg(name)}/publish`, publishBody(message, opts)));
+    const body = publishBody(message, withKey(this.t.autoKeys, opts));
+    // Without a key a resend could add a second message.
+    const once = { once: body.idempotency_key === undefined };
+    return toPublishResult(await this.t.request('POST', `/queue/${seg(name)}/publish`, body, once));
   }
 
-  /** Publishes several messages, all or none. */
+  /** Publishes several messages, all or none (each gets its own key as `publish` does). */
   async publishBatch(name: string, messages: BatchMessage[]): Promise<PublishResult[]> {
-    const body = { messages: messages.map(({ message, ...opts }) => publishBody(message, opts)) };
-    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/publish_batch`, body), 'publish_batch');
+    const body = { messages: messages.map(({ message, ...opts }) => publishBody(message, withKey(this.t.autoKeys, opts))) };
+    const once = { once: body.messages.some((m) => m.idempotency_key === undefined) };
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/publish_batch`, body, once), 'publish_batch');
     return (r.messages as unknown[]).map(toPublishResult);
   }
 
@@ -119,19 +128,22 @@ export class QueueApi {
     if (opts.ackDeadline !== undefined) body.ack_deadline = opts.ackDeadline;
     if (opts.consumerId !== undefined) body.consumer_id = opts.consumerId;
     if (opts.maxMessages !== undefined) body.max_messages = opts.maxMessages;
-    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/consume`, body), 'consume');
+    const wait = { wait: opts.timeout ?? 0 };
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/consume`, body, wait), 'consume');
     return (r.messages as unknown[]).map((m) => toQueueMessage<T>(m));
   }
 
   /**
    * Acks a message; with `lease`, a stale delivery's ack is refused (`lease_mismatch`). With
-   * `result`, the completed job keeps it for `job` and `waitFor`.
+   * `result`, the completed job keeps it for `job` and `waitFor`. An ack resent after a
+   * failover that finds the message gone (`message_not_found`) counts as done: its first
+   * attempt acked it.
    */
   async ack(name: string, messageId: string, lease?: number, opts: AckOptions = {}): Promise<void> {
     const body: Record<string, unknown> = { message_id: messageId };
     if (lease !== undefined) body.lease = lease;
     if (opts.result !== undefined) body.result = opts.result;
-    await this.t.request('POST', `/queue/${seg(name)}/ack`, body);
+    await this.t.request('POST', `/queue/${seg(name)}/ack`, body, { doneIf: ['message_not_found'] });
   }
 
   /** A job as it is now; 404 `message_not_found` once a finished job is no longer kept. */
@@ -145,7 +157,8 @@ export class QueueApi {
    */
   async waitFor<T = unknown, R = unknown>(name: string, messageId: string, opts: { timeout?: number } = {}): Promise<Job<T, R>> {
     const qs = opts.timeout === undefined ? '' : `?timeout=${encodeURIComponent(String(opts.timeout))}`;
-    return toJob<T, R>(await this.t.request('GET', `/queue/${seg(name)}/messages/${seg(messageId)}/wait${qs}`));
+    const wait = { wait: opts.timeout ?? 30 };
+    return toJob<T, R>(await this.t.request('GET', `/queue/${seg(name)}/messages/${seg(messageId)}/wait${qs}`, undefined, wait));
   }
 
   /**
@@ -178,13 +191,18 @@ export class QueueApi {
     return { acked: Number(r.acked), failed };
   }
 
-  /** Gives a message back: retried when `requeue` (the default), else dead-lettered. */
+  /**
+   * Gives a message back: retried when `requeue` (the default), else dead-lettered. Resent
+   * after an unanswered attempt only with `lease` (without one it could settle a later
+   * delivery); a resend whose first attempt landed is refused with `lease_mismatch`.
+   */
   async nack(name: string, messageId: string, requeue = true, opts: NackOptions = {}): Promise<NackAction> {
     const body: Record<string, unknown> = { message_id: messageId, requeue };
     if (opts.delay !== undefined) body.delay = opts.delay;
     if (opts.error !== undefined) body.error = opts.error;
     if (opts.lease !== undefined) body.lease = opts.lease;
-    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/nack`, body), 'nack');
+    const once = { once: opts.lease === undefined };
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/nack`, body, once), 'nack');
     return r.action as NackAction;
   }
 
@@ -211,16 +229,19 @@ export class QueueApi {
     return { total: Number(r.total), messages: (r.messages as unknown[]).map((m) => toDeadLetter<T>(m)) };
   }
 
-  /** Puts dead letters back on the queue (all of them without `messageIds`); returns how many. */
+  /**
+   * Puts dead letters back on the queue (all of them without `messageIds`); returns how many.
+   * Never resent after an unanswered attempt.
+   */
   async dlqRetry(name: string, messageIds?: string[]): Promise<number> {
     const body = messageIds === undefined ? {} : { message_ids: messageIds };
-    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/dlq/retry`, body), 'dlq retry');
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/dlq/retry`, body, { once: true }), 'dlq retry');
     return Number(r.retried);
   }
 
-  /** Empties the dead-letter queue; returns how many were removed. */
+  /** Empties the dead-letter queue; returns how many were removed. Never resent after an unanswered attempt. */
   async dlqPurge(name: string): Promise<number> {
-    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/dlq/purge`), 'dlq purge');
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/dlq/purge`, undefined, { once: true }), 'dlq purge');
     return Number(r.purged);
   }
 

@@ -1,9 +1,29 @@
 /** Options of `new SynapClient(...)`. */
 export interface SynapClientOptions {
-  /** The server's base URL, e.g. `http://localhost:15500`. */
-  url: string;
+  /**
+   * The server's base URL, e.g. `http://localhost:15500`; or the URLs of a cluster's nodes
+   * (at most 32), whose leader the client then finds and follows.
+   */
+  url: string | string[];
   /** An API key, sent as `Authorization: Bearer` (or `?api_key=` where a browser WebSocket cannot send headers). */
   apiKey?: string | undefined;
+  /**
+   * With several URLs: seconds a call keeps looking for the leader after a failure before it
+   * rejects (default 10). Streams reconnect within the same bound.
+   */
+  failoverTimeout?: number | undefined;
+  /**
+   * Seconds one attempt may go unanswered before it counts as lost (long-polls get their wait
+   * on top); 0 = no limit. Default: no limit with one URL, 30 with several (a lost attempt is
+   * then resent to the next node).
+   */
+  requestTimeout?: number | undefined;
+  /**
+   * With several URLs, a publish without `idempotencyKey` (and without `debounce`) gets a
+   * random one, so that resending it after a failover never adds a second message. Default
+   * true; false leaves keyless publishes keyless (a resend may then double them).
+   */
+  autoIdempotencyKey?: boolean | undefined;
 }
 
 /** Options of `queue.publish`; durations are seconds (fractions allowed). */

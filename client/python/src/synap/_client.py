@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 from ._kv import KvApi
 from ._pubsub import PubSubApi
 from ._queue import QueueApi
+from ._failover import DEFAULT_FAILOVER_SECS
 from ._transport import Transport
 
 
 class AsyncSynapClient:
-    """A client for one Synap server: ``queue``, ``kv`` and ``pubsub`` operations over its
-    REST routes (httpx) and WebSockets (websockets). Creating it makes no network call;
-    ``timeout`` (s) bounds each request, long-polls get their wait on top."""
+    """A client for one Synap server, or a cluster: ``queue``, ``kv`` and ``pubsub``
+    operations over the REST routes (httpx) and WebSockets (websockets). Creating it makes no
+    network call; ``timeout`` (s) bounds each request, long-polls get their wait on top.
 
-    def __init__(self, url: str = "http://localhost:15500", api_key: Optional[str] = None,
-                 timeout: float = 30.0) -> None:
-        self._t = Transport(url, api_key, timeout)
+    ``url`` may be a list of a cluster's node URLs (at most 32): the client then moves to the
+    leader on a connection error, an unanswered request or a ``not_leader``/``no_leader``
+    refusal, for up to ``failover_timeout`` seconds after a failure; resends an unanswered
+    publish under its idempotency key (generated for a keyless publish unless
+    ``auto_idempotency_key=False``); and reconnects queue streams."""
+
+    def __init__(self, url: Union[str, Sequence[str]] = "http://localhost:15500",
+                 api_key: Optional[str] = None, timeout: float = 30.0,
+                 failover_timeout: float = DEFAULT_FAILOVER_SECS,
+                 auto_idempotency_key: bool = True) -> None:
+        self._t = Transport(url, api_key, timeout, failover_timeout, auto_idempotency_key)
         #: Queue operations.
         self.queue = QueueApi(self._t)
         #: Key-value operations.
@@ -27,8 +36,13 @@ class AsyncSynapClient:
 
     @property
     def url(self) -> str:
-        """The server's base URL."""
+        """The base URL of the server calls go to now (with several, the last known leader)."""
         return self._t.base_url
+
+    @property
+    def urls(self) -> Tuple[str, ...]:
+        """Every base URL the client was given, in order."""
+        return self._t.targets.urls
 
     async def health(self) -> Dict[str, Any]:
         """``GET /health``: ``{"status": "healthy", "service", "version"}``."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Optional
 
 
 class SynapError(Exception):
@@ -13,14 +14,18 @@ class SynapError(Exception):
     (no HTTP answer), ``decode`` (an answer of an unexpected shape), ``websocket`` (a
     WebSocket could not be opened), ``closed`` (a streaming connection ended) and
     ``invalid_argument`` for arguments refused before sending. ``status`` is the HTTP status,
-    or 0 when there was none.
+    or 0 when there was none. ``leader`` is the leader's base URL a cluster follower named in
+    a ``not_leader`` refusal. A client given several server URLs raises, once it gave up
+    looking for the leader, the last error it got, its message saying so.
     """
 
-    def __init__(self, message: str, code: str, status: int = 0) -> None:
+    def __init__(self, message: str, code: str, status: int = 0,
+                 leader: Optional[str] = None) -> None:
         super().__init__(message)
         self.message = message
         self.code = code
         self.status = status
+        self.leader = leader
 
     def __repr__(self) -> str:
         return f"SynapError({self.message!r}, code={self.code!r}, status={self.status})"
@@ -37,14 +42,18 @@ class SynapError(Exception):
 
 
 def refusal(status: int, text: str) -> SynapError:
-    """The error for a refused request: the server's ``{error, code}`` body when it has one."""
+    """The error for a refused request: the server's ``{error, code}`` body when it has one,
+    with the leader's URL of a cluster follower's ``not_leader``."""
     try:
         body = json.loads(text)
     except ValueError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("code"), str):
         message = body.get("error")
-        return SynapError(message if isinstance(message, str) else body["code"], body["code"], status)
+        leader = body.get("leader")
+        http = leader.get("http") if isinstance(leader, dict) else None
+        return SynapError(message if isinstance(message, str) else body["code"], body["code"], status,
+                          http if isinstance(http, str) else None)
     return SynapError(f"HTTP {status}: {text[:200]}", f"http_{status}", status)
 
 

@@ -51,8 +51,10 @@ class KvApi:
         return bool((await self._t.request("POST", "/kv/persist", {"key": key}))["updated"])
 
     async def incr(self, key: str, by: int = 1) -> int:
-        """Adds ``by`` to an integer value (a missing key counts as 0); returns the new value."""
-        return int((await self._t.request("POST", "/kv/incr", {"key": key, "by": by}))["value"])
+        """Adds ``by`` to an integer value (a missing key counts as 0); returns the new value.
+        Never resent after an unanswered attempt (it could add twice)."""
+        r = await self._t.request("POST", "/kv/incr", {"key": key, "by": by}, once=True)
+        return int(r["value"])
 
     async def decr(self, key: str, by: int = 1) -> int:
         """Subtracts ``by``."""

@@ -12,7 +12,7 @@ from websockets.exceptions import ConnectionClosed
 from ._errors import SynapError, closed
 from ._transport import Transport, seg
 from ._types import PubSubMessage, PubSubPublishResult
-from ._ws import Inbox, frame_error, open_socket
+from ._ws import Inbox, frame_error, open_socket, reconnectable
 
 #: Messages a subscription holds unread; beyond it the oldest is dropped.
 MAX_UNREAD = 10_000
@@ -91,25 +91,35 @@ class PubSubApi:
         body: Dict[str, Any] = {"message": message}
         if headers is not None:
             body["headers"] = headers
-        r = await self._t.request("POST", f"/pubsub/{seg(topic)}/publish", body)
+        # At most once: never resent after an unanswered attempt.
+        r = await self._t.request("POST", f"/pubsub/{seg(topic)}/publish", body, once=True)
         return PubSubPublishResult(str(r["message_id"]), str(r["topic"]), int(r["subscribers_matched"]))
 
     async def subscribe(self, patterns: Union[str, Sequence[str]]) -> Subscription:
         """Subscribes to patterns (``*`` one segment, trailing ``#`` any number) and returns
-        once the server confirmed, so later publishes are delivered."""
+        once the server confirmed, so later publishes are delivered. With several URLs the
+        subscription is opened on the leader; it is not reopened when its connection is lost
+        (pub/sub is at-most-once: what was published meanwhile is gone anyway)."""
         pats = [patterns] if isinstance(patterns, str) else list(patterns)
         if not pats:
             raise SynapError("subscribe needs at least one pattern", "invalid_argument")
-        ws = await open_socket(self._t.ws_url("/pubsub/ws", {"topics": ",".join(pats)}), self._t.api_key)
-        try:
-            first = json.loads(await ws.recv())
-        except (ConnectionClosed, ValueError) as e:
-            await ws.close()
-            raise closed("subscription") from e
-        if not isinstance(first, dict) or first.get("type") != "connected":
-            await ws.close()
-            raise frame_error(first) if isinstance(first, dict) else SynapError("bad first frame", "decode")
-        return Subscription(ws, pats, str(first.get("subscriber_id", "")))
+
+        async def attempt(base: str) -> Subscription:
+            url = self._t.ws_url("/pubsub/ws", {"topics": ",".join(pats)}, base)
+            ws = await open_socket(url, self._t.api_key)
+            try:
+                first = json.loads(await ws.recv())
+            except (ConnectionClosed, ValueError) as e:
+                await ws.close()
+                raise closed("subscription") from e
+            if not isinstance(first, dict) or first.get("type") != "connected":
+                await ws.close()
+                if isinstance(first, dict):
+                    raise frame_error(first)
+                raise SynapError("bad first frame", "decode")
+            return Subscription(ws, pats, str(first.get("subscriber_id", "")))
+
+        return await self._t.targets.run(f"subscribe {','.join(pats)}", attempt, reconnectable)
 
     async def stats(self) -> Dict[str, Any]:
         """Pub/sub statistics."""

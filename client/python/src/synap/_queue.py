@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional, Sequence
 
 from ._errors import SynapError
+from ._failover import with_key
 from ._stream import QueueStream
 from ._transport import Transport, seg
 from ._types import (AckBatchResult, DeadLetter, DlqPage, Job, ProgressResult, PublishResult,
@@ -49,8 +50,9 @@ class QueueApi:
         return bool((await self._t.request("DELETE", f"/queue/{seg(name)}"))["deleted"])
 
     async def purge(self, name: str) -> int:
-        """Removes ready and delayed messages; returns how many."""
-        return int((await self._t.request("POST", f"/queue/{seg(name)}/purge"))["purged"])
+        """Removes ready and delayed messages; returns how many. Never resent after an
+        unanswered attempt."""
+        return int((await self._t.request("POST", f"/queue/{seg(name)}/purge", once=True))["purged"])
 
     async def publish(self, name: str, message: Any, *, priority: Optional[int] = None,
                       headers: Optional[Dict[str, str]] = None, delay: Optional[float] = None,
@@ -61,15 +63,23 @@ class QueueApi:
         publish (``duplicate=True``) for as long as ``dedup`` says: ``"window"`` (the server's
         idempotency window, the default) or ``"until_finished"`` (while the job is unfinished).
         ``debounce=True`` with a key and a ``delay``: a publish whose key names a job still
-        delayed replaces its message and restarts the delay (``replaced=True``)."""
-        body = publish_body(message, priority, headers, delay, ttl, max_retries, idempotency_key,
-                            dedup, debounce)
-        return PublishResult.parse(await self._t.request("POST", f"/queue/{seg(name)}/publish", body))
+        delayed replaces its message and restarts the delay (``replaced=True``). With several
+        server URLs an unanswered publish is resent to the leader under the same key,
+        generated when none is given."""
+        body = with_key(self._t.auto_keys, publish_body(
+            message, priority, headers, delay, ttl, max_retries, idempotency_key, dedup, debounce))
+        # Without a key a resend could add a second message.
+        once = body.get("idempotency_key") is None
+        return PublishResult.parse(await self._t.request("POST", f"/queue/{seg(name)}/publish", body,
+                                                         once=once))
 
     async def publish_batch(self, name: str, messages: Sequence[Dict[str, Any]]) -> List[PublishResult]:
-        """Publishes several, all or none; each entry is ``{"message": ..., "priority": ...}``."""
-        body = {"messages": [publish_body(**m) for m in messages]}
-        r = await self._t.request("POST", f"/queue/{seg(name)}/publish_batch", body)
+        """Publishes several, all or none; each entry is ``{"message": ..., "priority": ...}``
+        (each gets its own key as ``publish`` does)."""
+        bodies = [with_key(self._t.auto_keys, publish_body(**m)) for m in messages]
+        once = any(b.get("idempotency_key") is None for b in bodies)
+        r = await self._t.request("POST", f"/queue/{seg(name)}/publish_batch", {"messages": bodies},
+                                  once=once)
         return [PublishResult.parse(m) for m in r["messages"]]
 
     async def consume(self, name: str, *, timeout: Optional[float] = None,
@@ -95,13 +105,14 @@ class QueueApi:
                   result: Any = None) -> None:
         """Acks a message; with ``lease``, a stale delivery's ack is refused (lease_mismatch).
         A ``result`` (any JSON, up to the queue's ``max_result_bytes``) is kept with the
-        completed job for ``job`` and ``wait_for``."""
+        completed job for ``job`` and ``wait_for``. An ack resent after a failover that finds
+        the message gone (``message_not_found``) counts as done: its first attempt acked it."""
         body: Dict[str, Any] = {"message_id": message_id}
         if lease is not None:
             body["lease"] = lease
         if result is not None:
             body["result"] = result
-        await self._t.request("POST", f"/queue/{seg(name)}/ack", body)
+        await self._t.request("POST", f"/queue/{seg(name)}/ack", body, done_if=("message_not_found",))
 
     async def job(self, name: str, message_id: str) -> Job:
         """A job as it is now; 404 ``message_not_found`` once a finished job is no longer kept."""
@@ -166,9 +177,9 @@ class QueueApi:
         return bool((await self._t.request("DELETE", path))["deleted"])
 
     async def schedule_run(self, name: str, schedule_id: str) -> PublishResult:
-        """Publishes one run of the schedule now."""
+        """Publishes one run of the schedule now (never resent after an unanswered attempt)."""
         path = f"/queue/{seg(name)}/schedules/{seg(schedule_id)}/run"
-        return PublishResult.parse(await self._t.request("POST", path))
+        return PublishResult.parse(await self._t.request("POST", path, once=True))
 
     async def ack_batch(self, name: str, acks: Sequence[Dict[str, Any]]) -> AckBatchResult:
         """Acks several (``{"message_id", "lease"?}`` each); refused ones come back with codes."""
@@ -180,12 +191,15 @@ class QueueApi:
                    lease: Optional[int] = None) -> str:
         """Gives a message back: retried when ``requeue`` (default), else dead-lettered.
         Returns the action: ``requeued``, ``delayed``, ``dead_lettered`` or ``cancelled`` (a job
-        cancelled while in flight)."""
+        cancelled while in flight). Resent after an unanswered attempt only with ``lease``
+        (without one it could settle a later delivery); a resend whose first attempt landed is
+        refused with ``lease_mismatch``."""
         body: Dict[str, Any] = {"message_id": message_id, "requeue": requeue}
         for k, v in (("delay", delay), ("error", error), ("lease", lease)):
             if v is not None:
                 body[k] = v
-        return str((await self._t.request("POST", f"/queue/{seg(name)}/nack", body))["action"])
+        r = await self._t.request("POST", f"/queue/{seg(name)}/nack", body, once=lease is None)
+        return str(r["action"])
 
     async def extend(self, name: str, message_id: str, ack_deadline: float,
                      lease: Optional[int] = None) -> int:
@@ -205,13 +219,16 @@ class QueueApi:
         return DlqPage(int(r["total"]), [DeadLetter.parse(m) for m in r["messages"]])
 
     async def dlq_retry(self, name: str, message_ids: Optional[Sequence[str]] = None) -> int:
-        """Puts dead letters back (all without ``message_ids``); returns how many."""
+        """Puts dead letters back (all without ``message_ids``); returns how many. Never
+        resent after an unanswered attempt."""
         body = {} if message_ids is None else {"message_ids": list(message_ids)}
-        return int((await self._t.request("POST", f"/queue/{seg(name)}/dlq/retry", body))["retried"])
+        r = await self._t.request("POST", f"/queue/{seg(name)}/dlq/retry", body, once=True)
+        return int(r["retried"])
 
     async def dlq_purge(self, name: str) -> int:
-        """Empties the dead-letter queue; returns how many were removed."""
-        return int((await self._t.request("POST", f"/queue/{seg(name)}/dlq/purge"))["purged"])
+        """Empties the dead-letter queue; returns how many were removed. Never resent after an
+        unanswered attempt."""
+        return int((await self._t.request("POST", f"/queue/{seg(name)}/dlq/purge", once=True))["purged"])
 
     async def stream(self, name: str, *, consumer_id: Optional[str] = None,
                      prefetch: Optional[int] = None,
@@ -223,4 +240,4 @@ class QueueApi:
         for k, v in (("consumer_id", consumer_id), ("prefetch", prefetch), ("ack_deadline", ack_deadline)):
             if v is not None:
                 query[k] = str(v)
-        return await QueueStream.open(self._t.ws_url(f"/queue/{seg(name)}/ws", query), self._t.api_key, name)
+        return await QueueStream.open(self._t, name, query)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Awaitable, Dict, Iterator, List, Optional, Sequence, TypeVar, Union
+from typing import Any, Awaitable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from ._client import AsyncSynapClient
+from ._failover import DEFAULT_FAILOVER_SECS
 from ._pubsub import Subscription
 from ._stream import QueueStream
 from ._types import (AckBatchResult, DlqPage, Job, KvGetResult, ProgressResult, PublishResult,
@@ -44,8 +45,17 @@ class SyncQueueStream:
     def __init__(self, loop: _Loop, stream: QueueStream) -> None:
         self._l = loop
         self._s = stream
-        self.consumer_id = stream.consumer_id
         self.prefetch = stream.prefetch
+
+    @property
+    def consumer_id(self) -> str:
+        """The consumer id the server confirmed (on the latest connection)."""
+        return self._s.consumer_id
+
+    @property
+    def reconnects(self) -> int:
+        """How many times the stream reconnected after losing its connection."""
+        return self._s.reconnects
 
     def next(self) -> Optional[QueueMessage]:
         return self._l.run(self._s.next())
@@ -245,15 +255,19 @@ class SyncPubSubApi:
 
 
 class SynapClient:
-    """The synchronous client: AsyncSynapClient's API, blocking. ``close()`` (or ``with``)
-    releases its connections and thread."""
+    """The synchronous client: AsyncSynapClient's API (several URLs included), blocking.
+    ``close()`` (or ``with``) releases its connections and thread."""
 
-    def __init__(self, url: str = "http://localhost:15500", api_key: Optional[str] = None,
-                 timeout: float = 30.0) -> None:
+    def __init__(self, url: Union[str, Sequence[str]] = "http://localhost:15500",
+                 api_key: Optional[str] = None, timeout: float = 30.0,
+                 failover_timeout: float = DEFAULT_FAILOVER_SECS,
+                 auto_idempotency_key: bool = True) -> None:
         self._l = _Loop()
 
         async def make() -> AsyncSynapClient:
-            return AsyncSynapClient(url=url, api_key=api_key, timeout=timeout)
+            return AsyncSynapClient(url=url, api_key=api_key, timeout=timeout,
+                                    failover_timeout=failover_timeout,
+                                    auto_idempotency_key=auto_idempotency_key)
 
         try:
             self._a = self._l.run(make())
@@ -267,6 +281,10 @@ class SynapClient:
     @property
     def url(self) -> str:
         return self._a.url
+
+    @property
+    def urls(self) -> Tuple[str, ...]:
+        return self._a.urls
 
     def health(self) -> Dict[str, Any]:
         return self._l.run(self._a.health())

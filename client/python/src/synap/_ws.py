@@ -10,6 +10,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
 from ._errors import SynapError, refusal
+from ._failover import is_move
 
 T = TypeVar("T")
 
@@ -28,6 +29,11 @@ async def open_socket(url: str, api_key: Optional[str]) -> ClientConnection:
         raise refusal(e.response.status_code, body.decode("utf-8", "replace")) from e
     except (OSError, asyncio.TimeoutError, WebSocketException) as e:
         raise SynapError(f"WebSocket {url}: {e!r}", "websocket") from e
+
+
+def reconnectable(e: SynapError) -> bool:
+    """Errors after which a WebSocket is tried again elsewhere (several URLs only)."""
+    return is_move(e) or e.code in ("transport", "websocket", "closed")
 
 
 class Inbox(Generic[T]):
@@ -61,6 +67,11 @@ class Inbox(Generic[T]):
             self.dropped += 1
         self._items.append(item)
         self._wake()
+
+    def clear(self) -> None:
+        """Drops the buffered items (a stream that reconnects no longer holds their leases
+        for sure)."""
+        self._items.clear()
 
     def end(self, failure: Optional[SynapError] = None, discard: bool = False) -> None:
         """Ends the inbox; ``discard`` drops what is buffered (a closed stream's messages
