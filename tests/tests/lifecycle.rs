@@ -136,7 +136,13 @@ async fn cancelled_jobs_are_never_delivered_and_a_worker_learns_of_it() {
         api.consume("c", json!({})).await.is_empty(),
         "never retried"
     );
-    assert_eq!(api.stats("c").await["depth"], 0);
+    let stats = api.stats("c").await;
+    assert_eq!(stats["depth"], 0);
+    assert_eq!(
+        (&stats["cancelled_total"], &stats["kept_jobs"]),
+        (&json!(2), &json!(2)),
+        "both cancelled jobs are counted and kept for lookup: {stats}"
+    );
 }
 
 #[tokio::test]
@@ -255,6 +261,7 @@ async fn a_schedule_survives_a_restart_with_one_catch_up_run() {
     let stats = api.stats("ticks").await;
     let runs = schedule_runs(&api).await;
     assert_eq!(stats["published_total"].as_u64(), Some(runs), "{stats}");
+    assert_eq!(stats["schedules"], 1, "{stats}");
     let jobs = api.consume("ticks", json!({"max_messages": 100})).await;
     let mut slots: Vec<u64> = jobs
         .iter()
@@ -270,4 +277,44 @@ async fn a_schedule_survives_a_restart_with_one_catch_up_run() {
     assert_eq!(slots.len(), jobs.len(), "a slot yielded two jobs");
     let (status, deleted) = api.delete("/queue/ticks/schedules/every-second").await;
     assert_eq!((status, &deleted["deleted"]), (200, &json!(true)));
+}
+
+#[tokio::test]
+async fn a_websocket_worker_reports_progress_and_a_watcher_sees_it() {
+    use server_common::{ws_connect, ws_next, ws_send};
+    let api = Api::start();
+    let mut watcher = ws_connect(&api.srv.ws_url("/queue/p/ws?prefetch=0&progress=true")).await;
+    assert_eq!(ws_next(&mut watcher).await.expect("hello")["type"], "connected");
+    let mut worker = ws_connect(&api.srv.ws_url("/queue/p/ws?prefetch=1")).await;
+    assert_eq!(ws_next(&mut worker).await.expect("hello")["type"], "connected");
+    let job = api.publish("p", json!({"message": {"video": 1}})).await;
+    let d = ws_next(&mut worker).await.expect("delivery");
+    assert_eq!((d["type"].as_str(), id(&d)), (Some("message"), job.clone()));
+    let report = json!({"op": "progress", "id": 1, "message_id": job, "lease": d["lease"],
+        "progress": {"pct": 40}, "extend": 30});
+    ws_send(&mut worker, &report).await;
+    let ok = ws_next(&mut worker).await.expect("confirm");
+    assert_eq!(
+        (&ok["type"], &ok["op"], &ok["cancelled"]),
+        (&json!("ok"), &json!("progress"), &json!(false)),
+        "{ok}"
+    );
+    assert!(ok["lease_deadline"].as_u64().is_some(), "{ok}");
+    let seen = ws_next(&mut watcher).await.expect("progress frame");
+    assert_eq!(
+        (&seen["type"], &seen["message_id"], &seen["progress"]),
+        (&json!("progress"), &json!(job), &json!({"pct": 40})),
+        "{seen}"
+    );
+    let looked = api.ok_get(&format!("/queue/p/messages/{job}")).await;
+    assert_eq!(looked["progress"], json!({"pct": 40}));
+    // After a cancel, the worker's next report says so.
+    api.ok("/queue/p/cancel", json!({"message_id": job})).await;
+    ws_send(&mut worker, &json!({"op": "progress", "message_id": job, "progress": 2})).await;
+    let ok = ws_next(&mut worker).await.expect("confirm");
+    assert_eq!(ok["cancelled"], true, "{ok}");
+    // A bad report is an error frame, and the connection goes on.
+    ws_send(&mut worker, &json!({"op": "progress", "message_id": job})).await;
+    let bad = ws_next(&mut worker).await.expect("error");
+    assert_eq!((&bad["type"], &bad["code"]), (&json!("error"), &json!("invalid_argument")), "{bad}");
 }

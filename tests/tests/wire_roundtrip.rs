@@ -560,6 +560,7 @@ async fn queue_websocket_frames_round_trip_every_field() {
         action: Some(w::NackAction::DeadLettered),
         lease_deadline: None,
         credit: None,
+        cancelled: None,
     };
     assert_eq!(nacked, expected);
     let late_ack = w::QueueClientFrame {

@@ -7,7 +7,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::{
-    AckRequest, Delivery, ExtendRequest, NackAction, NackRequest, PublishRequest, present,
+    AckRequest, Delivery, ExtendRequest, NackAction, NackRequest, ProgressRequest, PublishRequest,
+    present,
 };
 
 /// A client → server frame: `{"op": …, "id"?: …, …the op's REST body}`.
@@ -36,6 +37,8 @@ pub enum QueueOp {
     Publish(PublishRequest),
     /// Grant the connection's session more deliveries.
     Credit(CreditRequest),
+    /// Report a delivery's progress (and perhaps extend its lease).
+    Progress(ProgressRequest),
 }
 
 /// The body of a `credit` frame: more deliveries the connection may be pushed.
@@ -56,6 +59,7 @@ impl QueueOp {
             Self::Extend(_) => "extend",
             Self::Publish(_) => "publish",
             Self::Credit(_) => "credit",
+            Self::Progress(_) => "progress",
         }
     }
 }
@@ -91,7 +95,17 @@ pub enum QueueServerFrame {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         duplicate: bool,
     },
-    /// The answer of an `ack`, `nack` or `extend` frame.
+    /// A job of the queue reported progress (sent to connections opened with
+    /// `progress=true`).
+    Progress {
+        /// The job.
+        message_id: String,
+        /// What its worker reported.
+        progress: Value,
+        /// When, Unix ms.
+        at: u64,
+    },
+    /// The answer of an `ack`, `nack`, `extend`, `credit` or `progress` frame.
     Ok {
         /// The frame's op.
         op: String,
@@ -107,6 +121,9 @@ pub enum QueueServerFrame {
         /// The session's credit after a `credit` frame; absent for other ops.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         credit: Option<u32>,
+        /// Whether the job was cancelled, after a `progress` frame; absent for other ops.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cancelled: Option<bool>,
     },
     /// A frame refused, or consuming failed (op `consume`; then the server closes).
     Error {
@@ -180,6 +197,7 @@ mod tests {
             action: Some(NackAction::Delayed),
             lease_deadline: None,
             credit: None,
+            cancelled: None,
         };
         let v = serde_json::to_value(&ok).unwrap();
         assert_eq!(

@@ -43,6 +43,15 @@ pub struct QueueStats {
     pub avg_wait_time_ms: f64,
     /// Age of the oldest ready message, ms.
     pub oldest_ready_age_ms: u64,
+    /// Jobs cancelled (ready, delayed, or in flight and then settled).
+    #[serde(default)]
+    pub cancelled_total: u64,
+    /// Completed and cancelled jobs kept for lookup (`keep_completed`, `keep_cancelled`).
+    #[serde(default)]
+    pub kept_jobs: u64,
+    /// Schedules of this queue.
+    #[serde(default)]
+    pub schedules: u64,
     /// Message bytes the queue holds (bodies and headers, queued and dead-lettered).
     #[serde(default)]
     pub bytes: u64,

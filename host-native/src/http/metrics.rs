@@ -165,7 +165,7 @@ type Getter = fn(&QueueStats) -> f64;
 
 /// Per-queue series: name, type, help, value.
 #[allow(clippy::cast_precision_loss)] // Counters far below 2^52.
-const QUEUE_SERIES: [(&str, &str, &str, Getter); 15] = [
+const QUEUE_SERIES: [(&str, &str, &str, Getter); 18] = [
     (
         "synap_queue_bytes",
         "gauge",
@@ -243,6 +243,24 @@ const QUEUE_SERIES: [(&str, &str, &str, Getter); 15] = [
         "counter",
         "Messages dead-lettered.",
         |s| s.dead_lettered_total as f64,
+    ),
+    (
+        "synap_queue_cancelled_total",
+        "counter",
+        "Jobs cancelled.",
+        |s| s.cancelled_total as f64,
+    ),
+    (
+        "synap_queue_kept_jobs",
+        "gauge",
+        "Finished jobs kept for lookup.",
+        |s| s.kept_jobs as f64,
+    ),
+    (
+        "synap_queue_schedules",
+        "gauge",
+        "Schedules of the queue.",
+        |s| s.schedules as f64,
     ),
     (
         "synap_queue_avg_wait_seconds",

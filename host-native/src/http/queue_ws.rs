@@ -4,17 +4,20 @@
 //! credit (like AMQP's basic.consume): the engine leases ready messages to it while it has
 //! credit and takes each credit back when its delivery ends (ack, nack, lease expiry); this
 //! module only writes what the engine pushes. The client sends `ack`, `nack`, `extend`,
-//! `credit` and `publish` frames and gets one confirm per frame, in order, so producers can
-//! pipeline publishes. Frames that have already arrived together are answered together: their
+//! `progress`, `credit` and `publish` frames and gets one confirm per frame, in order, so
+//! producers can pipeline publishes. Frames that have already arrived together are answered together: their
 //! commands reach the engine in one request, in order, and their confirms are written with one
 //! flush. When the socket closes, the session is detached and the engine gives back the
-//! messages it still holds. The frame format is documented in docs/api.md.
+//! messages it still holds. With `progress=true` the connection is also sent a `progress`
+//! frame for each progress report of the queue's jobs. The frame format is documented in
+//! docs/api.md.
 //!
 //! Every close the server starts has a status code (ws_close.rs): 1001 at shutdown, 1009
 //! after a client frame over `max_body_bytes` (answered first with a `payload_too_large`
 //! error frame), 1000 after an error frame that ends the connection.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 
@@ -25,20 +28,26 @@ use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use synap_core::{Command, Delivery, Reply, SessionId};
+
+use synap_core::{Command, Delivery, Event, SessionId};
 use synap_wire::{self as w, QueueServerFrame as Frame};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery, QueueName, WsUpgrade};
-use super::wire::{
-    ack_command, delivery, extend_command, nack_action, nack_command, publish_message, published,
-};
+use super::wire::{ack_command, delivery, extend_command, nack_command, publish_message};
 use super::ws_close;
+use crate::cluster::NotServing;
 use crate::engine_task::{SESSION_SINK, SessionPush};
 use crate::handle::Failure;
 use crate::permissions::{Action, Kind};
 use crate::settings::secs_to_ms;
+
+mod frames;
+use frames::{
+    Call, End, FrameHead, Slot, answer, binary_frame, consume_error, error_frame, not_an_object,
+    text,
+};
 
 /// Most credit one connection may ask for when it connects.
 const MAX_PREFETCH: u32 = 1000;
@@ -65,6 +74,10 @@ pub(crate) struct WsQuery {
     /// Lease seconds; the queue's ack deadline when absent.
     #[serde(default)]
     ack_deadline: Option<f64>,
+    /// Also push a `progress` frame whenever a job of the queue reports progress (needs
+    /// `read` on the queue).
+    #[serde(default)]
+    progress: bool,
     /// The API key, for browser clients that cannot set headers (read by the auth layer).
     #[allow(dead_code)]
     #[serde(default)]
@@ -81,6 +94,8 @@ struct Conn {
     prefetch: u32,
     /// The engine session pushing to this connection, once attached.
     session: Option<SessionId>,
+    /// The server's events, when the connection watches progress (`progress=true`).
+    events: Option<broadcast::Receiver<Arc<Event>>>,
 }
 
 /// `GET /queue/{name}/ws?consumer_id=&prefetch=&ack_deadline=`.
@@ -108,6 +123,9 @@ pub(crate) async fn ws(
         Action::Publish
     };
     who.require(Kind::Queue, need, &queue)?;
+    if q.progress {
+        who.require(Kind::Queue, Action::Read, &queue)?;
+    }
     // Connecting declares the queue (get-or-create, like AMQP's queue.declare), so a worker
     // may connect before the first publish; an existing queue keeps its config. Declaring is
     // creating: only for callers who may `admin` the queue (others need it to exist).
@@ -127,7 +145,9 @@ pub(crate) async fn ws(
     // A client frame is a request body by another route: the same limit applies, instead of
     // axum's defaults (16 MiB frames, 64 MiB messages).
     let limit = s.max_body_bytes;
+    let events = q.progress.then(|| s.events.subscribe());
     let conn = Conn {
+        events,
         s,
         who,
         queue,
@@ -208,8 +228,24 @@ impl Conn {
         mut pushes: Option<&mut mpsc::Receiver<SessionPush>>,
     ) {
         let mut shutdown = self.s.shutdown.clone();
+        let mut events = self.events.take();
         loop {
             tokio::select! {
+                event = async { events.as_mut().expect("guarded").recv().await }, if events.is_some() => {
+                    match event {
+                        Ok(event) => {
+                            if let Some(frame) = progress_frame(&event, &self.queue)
+                                && socket.send(text(&frame)).await.is_err()
+                            {
+                                break;
+                            }
+                        }
+                        // A watcher too slow for the broadcast buffer misses progress reports
+                        // (never jobs): later ones still come.
+                        Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => events = None,
+                    }
+                }
                 push = async { pushes.as_mut().expect("guarded").recv().await }, if pushes.is_some() => {
                     let rx = pushes.as_mut().expect("guarded");
                     let ended = match push {
@@ -223,9 +259,8 @@ impl Conn {
                     };
                     if ended {
                         self.session = None;
-                        let error = format!("queue not found: {}", self.queue);
-                        let frame = consume_error(error, "queue_not_found");
-                        let last = vec![text(&frame), ws_close::done("queue not found")];
+                        let (frame, why) = self.ended_frame();
+                        let last = vec![text(&frame), ws_close::done(why)];
                         ws_close::send_last(socket, last).await;
                         break;
                     }
@@ -253,6 +288,26 @@ impl Conn {
                 }
             }
         }
+    }
+
+    /// The last frame when the engine ended the session: on a cluster node that is no longer
+    /// the leader, its sessions ended with the old term (`not_leader` naming the new leader,
+    /// or `no_leader`, so a client reconnects there); otherwise the queue was deleted.
+    fn ended_frame(&self) -> (Frame, &'static str) {
+        if let Some(v) = self.s.engine.cluster_node().map(|c| c.view())
+            && v.role != "leader"
+        {
+            let e = ApiError::not_serving(match v.leader {
+                Some(l) => NotServing::NotLeader(l),
+                None => NotServing::NoLeader,
+            });
+            return (
+                consume_error(e.message().to_owned(), e.code()),
+                "not leader",
+            );
+        }
+        let error = format!("queue not found: {}", self.queue);
+        (consume_error(error, "queue_not_found"), "queue not found")
     }
 
     /// Ends the connection after the client's side ended as `end` says.
@@ -419,6 +474,16 @@ impl Conn {
                 let f: w::ExtendRequest = serde_json::from_str(&body).map_err(parse_err)?;
                 extend_command(&f, queue)
             }
+            "progress" => {
+                let f: w::ProgressRequest = serde_json::from_str(&body).map_err(parse_err)?;
+                Ok(Command::Progress {
+                    queue,
+                    message_id: super::wire::parse_message_id(&f.message_id)?,
+                    lease: f.lease.map(synap_core::LeaseToken),
+                    progress: synap_core::Json::from_value(&f.progress),
+                    extend_ms: super::wire::opt_ms("extend", f.extend)?,
+                })
+            }
             "credit" => {
                 let f: w::CreditRequest = serde_json::from_str(&body).map_err(parse_err)?;
                 let session_id = self.session.ok_or_else(|| {
@@ -430,7 +495,7 @@ impl Conn {
                 })
             }
             _ => Err(ApiError::bad(
-                "op must be ack, nack, extend, credit or publish",
+                "op must be ack, nack, extend, progress, credit or publish",
             )),
         }
     }
@@ -465,143 +530,20 @@ async fn write_deliveries(
     Some(ended)
 }
 
-/// A server frame as a text message. Wire frames always serialize (string keys, numbers from
-/// the engine), so the empty fallback is never sent.
-fn text(frame: &Frame) -> Message {
-    Message::text(serde_json::to_string(frame).unwrap_or_default())
-}
-
-/// The confirm of a frame the engine answered.
-fn answer(call: Call, reply: Result<Reply, Failure>) -> Frame {
-    let id = (!call.id.is_null()).then_some(call.id);
-    let ok = |action, lease_deadline, credit| Frame::Ok {
-        op: call.op.clone(),
-        id: id.clone(),
-        action,
-        lease_deadline,
-        credit,
-    };
-    let confirm = match reply {
-        Ok(Reply::Published(p)) => {
-            let p = published(&p);
-            Ok(Frame::Published {
-                op: call.op.clone(),
-                id: id.clone(),
-                message_id: p.message_id,
-                position: p.position,
-                duplicate: p.duplicate,
-            })
-        }
-        Ok(Reply::Acked) => Ok(ok(None, None, None)),
-        Ok(Reply::Nacked { action }) => Ok(ok(Some(nack_action(action)), None, None)),
-        Ok(Reply::Extended { lease_deadline, .. }) => Ok(ok(None, Some(lease_deadline.0), None)),
-        Ok(Reply::SessionCredited { credit }) => Ok(ok(None, None, Some(credit))),
-        Ok(other) => Err(super::queue::unexpected(&other)),
-        Err(f) => Err(ApiError::from(f)),
-    };
-    confirm.unwrap_or_else(|e| error_frame(&call.op, id.unwrap_or(Value::Null), &e))
-}
-
-/// The error confirm of a frame.
-fn error_frame(op: &str, id: Value, e: &ApiError) -> Frame {
-    Frame::Error {
-        op: Some(op.to_owned()),
-        id: Some(id),
-        error: e.message().to_owned(),
-        code: Some(e.code().to_owned()),
-    }
-}
-
-/// The answer to a frame that is not a JSON object.
-fn not_an_object() -> Frame {
-    Frame::Error {
-        op: None,
-        id: None,
-        error: "a frame must be a JSON object".into(),
-        code: Some("invalid_frame".into()),
-    }
-}
-
-/// The answer to a binary frame: the protocol is JSON text frames.
-fn binary_frame() -> Frame {
-    Frame::Error {
-        op: None,
-        id: None,
-        error: "binary frames are not accepted: send JSON objects as text frames".into(),
-        code: Some("invalid_argument".into()),
-    }
-}
-
-/// The frame sent before closing when consuming fails.
-fn consume_error(error: String, code: &str) -> Frame {
-    Frame::Error {
-        op: Some("consume".into()),
-        id: None,
-        error,
-        code: Some(code.to_owned()),
-    }
-}
-
-/// How the client's side of the socket ended.
-enum End {
-    /// The client sent a close frame.
-    Closed,
-    /// A frame or message over the limit arrived (it was not read).
-    TooBig,
-    /// The connection failed or ended without a close frame.
-    Failed,
-}
-
-/// A frame whose command went to the engine, waiting for its reply.
-struct Call {
-    op: String,
-    id: Value,
-}
-
-/// A frame's place among the confirms of frames read together.
-enum Slot {
-    Answer(Box<Frame>),
-    Call(Call),
-}
-
-/// What every frame may carry besides its op's fields, as raw JSON text.
-#[derive(Deserialize)]
-struct FrameHead<'a> {
-    #[serde(default, borrow)]
-    op: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    command: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    id: Option<&'a RawValue>,
-}
-
-impl<'a> FrameHead<'a> {
-    /// Takes the head's fields out of a frame's fields.
-    fn take(fields: &mut BTreeMap<String, &'a RawValue>) -> Self {
-        Self {
-            op: fields.remove("op"),
-            command: fields.remove("command"),
-            id: fields.remove("id"),
-        }
-    }
-
-    /// `op` (or its alias `command`); empty when absent or not a string.
-    fn op(&self) -> String {
-        self.op
-            .or(self.command)
-            .and_then(|v| serde_json::from_str(v.get()).ok())
-            .unwrap_or_default()
-    }
-
-    /// The `id` to echo back; refused when long, since it is copied into the answer.
-    fn id(&self) -> Result<Value, ApiError> {
-        match self.id {
-            Some(raw) if raw.get().len() > MAX_ID_BYTES => Err(ApiError::bad(format!(
-                "id: at most {MAX_ID_BYTES} bytes of JSON"
-            ))),
-            Some(raw) => Ok(serde_json::from_str(raw.get()).unwrap_or(Value::Null)),
-            None => Ok(Value::Null),
-        }
+/// The `progress` frame of an engine event, when it is a progress report of `queue`.
+fn progress_frame(event: &Event, queue: &str) -> Option<Frame> {
+    match event {
+        Event::Progress {
+            queue: q,
+            message_id,
+            progress,
+            at,
+        } if &**q == queue => Some(Frame::Progress {
+            message_id: message_id.to_string(),
+            progress: progress.to_value(),
+            at: at.0,
+        }),
+        _ => None,
     }
 }
 
@@ -617,6 +559,7 @@ pub(crate) fn frame_outcome(s: AppState, text: Option<&str>) -> Result<Command, 
         lease_ms: None,
         prefetch: 0,
         session: None,
+        events: None,
     };
     match text {
         None => Err(Box::new(binary_frame())),

@@ -200,6 +200,9 @@ pub(crate) fn queue_stats(s: &QueueStats) -> wire::QueueStats {
         dlq_dropped_total: s.dlq_dropped_total,
         avg_wait_time_ms: s.avg_wait_time_ms,
         oldest_ready_age_ms: s.oldest_ready_age_ms,
+        cancelled_total: s.cancelled_total,
+        kept_jobs: s.kept_jobs,
+        schedules: s.schedules,
         bytes: s.bytes,
         memory: wire::MemoryStats {
             held_bytes: s.server_held_bytes,
