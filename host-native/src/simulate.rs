@@ -189,8 +189,14 @@ fn summary_table(r: &Report) -> String {
     );
     let _ = writeln!(
         out,
-        "published {}  completed {}  dead-lettered {}  still in system {}  retries {}  lease expiries {}",
-        s.published, s.completed, s.dead_lettered, s.still_in_system, s.retries, s.lease_expired
+        "published {}  completed {}  dead-lettered {}  cancelled {}  still in system {}  retries {}  lease expiries {}",
+        s.published,
+        s.completed,
+        s.dead_lettered,
+        s.cancelled,
+        s.still_in_system,
+        s.retries,
+        s.lease_expired
     );
     let _ = writeln!(
         out,

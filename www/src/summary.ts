@@ -16,6 +16,7 @@ function rows(reports: Report[]): Row[] {
     { label: '… rejected', key: 'dlq_rejected', value: (s) => s.dead_letter_reasons.rejected, fmt: fmtInt },
     { label: '… out of retries', key: 'dlq_retries', value: (s) => s.dead_letter_reasons.max_retries_exceeded, fmt: fmtInt },
     { label: '… expired', key: 'dlq_expired', value: (s) => s.dead_letter_reasons.expired, fmt: fmtInt },
+    { label: 'Cancelled', key: 'cancelled', value: (s) => s.cancelled ?? 0, fmt: fmtInt },
     { label: 'Still in the system', key: 'still_in_system', value: (s) => s.still_in_system, fmt: fmtInt, better: 'low' },
     { label: 'Deliveries', key: 'deliveries', value: (s) => s.deliveries, fmt: fmtInt },
     { label: 'Retries', key: 'retries', value: (s) => s.retries, fmt: fmtInt, better: 'low' },

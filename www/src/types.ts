@@ -55,6 +55,8 @@ export interface Summary {
   completed: number;
   dead_lettered: number;
   dead_letter_reasons: { rejected: number; max_retries_exceeded: number; expired: number };
+  /** Jobs that ended cancelled (the scenario's `cancel` settings). */
+  cancelled?: number;
   purged: number;
   still_in_system: number;
   deliveries: number;
