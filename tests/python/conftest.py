@@ -5,14 +5,17 @@ Each server fixture starts `synap-server --bind 127.0.0.1:0 --rpc-bind 127.0.0.1
 `synap-server listening addr=…` log lines, waits for `GET /health`, and at the end stops
 exactly that process: SIGTERM, a bounded wait, then SIGKILL of the same PID if it is still
 running. `server_url` and `auth_server_url` are parameterized by transport, so every test that
-takes one runs over `http://` and over `synap://` (SynapRPC).
+takes one runs over `http://` and over `synap://` (SynapRPC), and once more over `http://` against a follower of
+a 3-node cluster (`cluster_follower`), which forwards to the leader.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -207,10 +210,104 @@ def transport(request) -> str:
     return request.param
 
 
-@pytest.fixture
-def server_url(plain_server, transport):
-    """`http://127.0.0.1:PORT` or `synap://127.0.0.1:PORT` of the server without auth."""
-    return _url(plain_server, transport)
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ClusterProcesses:
+    """Three synap-server nodes of one Raft cluster on loopback (docs/cluster.md)."""
+
+    def __init__(self, root: Path) -> None:
+        self.nodes = []
+        lines = ["cluster:", '  secret: "py-compat-cluster"', "  nodes:"]
+        for node_id in (1, 2, 3):
+            http, rpc, raft = _free_port(), _free_port(), _free_port()
+            self.nodes.append((node_id, f"http://127.0.0.1:{http}"))
+            lines.append(
+                f'    - {{ id: {node_id}, raft: "127.0.0.1:{raft}", '
+                f'http: "127.0.0.1:{http}", rpc: "127.0.0.1:{rpc}" }}'
+            )
+        config = root / "cluster.yaml"
+        config.write_text("\n".join(lines) + "\n")
+        self.procs: list[subprocess.Popen] = []
+        env = dict(os.environ)
+        env.pop("SYNAP_API_KEY", None)
+        env.pop("SYNAP_CLUSTER_SECRET", None)
+        for node_id, _ in self.nodes:
+            log = open(root / f"node{node_id}.log", "wb")
+            self.procs.append(
+                subprocess.Popen(
+                    [str(_server_binary()), "--config", str(config), "--node-id", str(node_id),
+                     "--data-dir", str(root / f"node{node_id}")],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log, env=env,
+                )
+            )
+            log.close()
+        self.root = root
+
+    def _view(self, url: str) -> dict | None:
+        try:
+            with urllib.request.urlopen(f"{url}/cluster", timeout=2) as resp:
+                return json.loads(resp.read())
+        except (urllib.error.URLError, OSError, ValueError):
+            return None
+
+    def follower_url(self) -> str:
+        """A follower's HTTP URL, once every node names the same leader."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while time.monotonic() < deadline:
+            views = [self._view(url) for _, url in self.nodes]
+            leaders = {(v.get("leader") or {}).get("id") for v in views if v}
+            if all(views) and len(leaders) == 1 and None not in leaders:
+                for (node_id, url), view in zip(self.nodes, views):
+                    if view["role"] == "follower":
+                        return url
+            if any(proc.poll() is not None for proc in self.procs):
+                raise RuntimeError(f"a cluster node exited; logs:\n{self._logs()}")
+            time.sleep(0.1)
+        raise RuntimeError(f"the cluster elected no leader; logs:\n{self._logs()}")
+
+    def _logs(self) -> str:
+        logs = "\n".join(
+            (self.root / f"node{i}.log").read_text(errors="replace") for i, _ in self.nodes
+        )
+        return _ANSI.sub("", logs)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.kill(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=STOP_TIMEOUT_S)
+
+
+@pytest.fixture(scope="session")
+def cluster_follower(tmp_path_factory):
+    """The HTTP URL of a follower of a 3-node cluster: it forwards every request to the
+    leader, so the SDK works unchanged (DESIGN.md §11)."""
+    cluster = ClusterProcesses(tmp_path_factory.mktemp("cluster"))
+    try:
+        yield cluster.follower_url()
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["http", "synap", "follower"])
+def server_url(request):
+    """`http://127.0.0.1:PORT` or `synap://127.0.0.1:PORT` of the server without auth, or
+    `http://…` of a cluster follower."""
+    if request.param == "follower":
+        return request.getfixturevalue("cluster_follower")
+    return _url(request.getfixturevalue("plain_server"), request.param)
 
 
 @pytest.fixture
