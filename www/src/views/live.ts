@@ -6,13 +6,15 @@
  * reads `GET /auth/me` and shows the caller's name; controls its permissions do not allow are
  * disabled (with a note naming the permission) or, when it may use them nowhere, hidden.
  * The job page looks a job up by queue and id and follows it on the event stream; the selected
- * queue also lists its schedules (live-jobs.ts).
+ * queue also lists its schedules (live-jobs.ts). On a cluster node a panel shows the cluster's
+ * nodes, roles, lag and term, with a leader transfer (live-cluster.ts).
  */
 import { SynapClient, type QueueStats } from 'synap-wasm/client';
 import { type App, type View, say } from '../app.js';
 import { Chart, destroyCharts } from '../charts.js';
 import { errorText, field, fill, fmtInt, fmtMs, h } from '../dom.js';
 import { Access, whoAmI } from './live-access.js';
+import { ClusterPanel } from './live-cluster.js';
 import { DlqBrowser } from './live-dlq.js';
 import { JobPanel, SchedulesPanel } from './live-jobs.js';
 import { Rest } from './live-rest.js';
@@ -52,6 +54,7 @@ export class LiveView implements View {
   private readonly dlq = new DlqBrowser(() => this.refresh(this.selected));
   private readonly log = new EventLog((q, id) => this.showJob(q, id));
   private readonly kv = new KvLookup();
+  private readonly cluster = new ClusterPanel();
   private readonly publisher = new Publisher((q) => void this.refreshAll(q));
   private readonly job: JobPanel;
   private readonly schedules = new SchedulesPanel(
@@ -112,6 +115,7 @@ export class LiveView implements View {
       this.status,
       this.who,
       this.names,
+      this.cluster.el,
       h(
         'section',
         { class: 'panel', 'aria-labelledby': 'queues-title' },
@@ -177,6 +181,8 @@ export class LiveView implements View {
     this.publisher.use(client, access);
     this.rest = new Rest(client.url, this.key.value || undefined);
     this.job.use(this.rest, access);
+    this.cluster.use(this.rest, access);
+    void this.cluster.load();
     say(this.status, `Connected to ${client.url}.`);
     this.el.dataset.state = 'connected';
     this.openStream(client);
@@ -185,6 +191,7 @@ export class LiveView implements View {
     this.poll = window.setInterval(() => {
       void this.refreshAll();
       this.job.poll();
+      void this.cluster.load();
     }, POLL_MS);
   }
 
@@ -211,6 +218,7 @@ export class LiveView implements View {
     clearInterval(this.poll);
     this.client = null;
     this.rest = null;
+    this.cluster.reset();
     this.streamState.textContent = 'disconnected';
   }
 
