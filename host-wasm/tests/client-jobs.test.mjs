@@ -81,6 +81,8 @@ test('cancelled jobs are never delivered and a worker learns of it', async () =>
   assert.equal(await synap.queue.nack('ts-cancel', msg.messageId, true, { lease: msg.lease }), 'cancelled');
   assert.equal((await synap.queue.job('ts-cancel', msg.messageId)).state, 'cancelled');
   assert.equal(await synap.queue.consume('ts-cancel'), null, 'never retried');
+  const stats = await synap.queue.stats('ts-cancel');
+  assert.deepEqual([stats.cancelledTotal, stats.keptJobs], [2, 2]);
 });
 
 test('until_finished keys and debounced publishes', async () => {

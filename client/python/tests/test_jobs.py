@@ -79,6 +79,8 @@ def test_cancel_ready_and_in_flight_jobs(server):
             assert await c.queue.nack("py-cancel", msg.message_id, lease=msg.lease) == "cancelled"
             assert (await c.queue.job("py-cancel", msg.message_id)).state == "cancelled"
             assert await c.queue.consume("py-cancel") is None, "never retried"
+            stats = await c.queue.stats("py-cancel")
+            assert (stats.cancelled_total, stats.kept_jobs) == (2, 2)
     run(go())
 
 

@@ -186,6 +186,12 @@ export interface QueueStats {
   deadLetteredTotal: number;
   expiredTotal: number;
   dlqDroppedTotal: number;
+  /** Jobs cancelled. */
+  cancelledTotal?: number;
+  /** Completed and cancelled jobs kept for lookup. */
+  keptJobs?: number;
+  /** Schedules of the queue. */
+  schedules?: number;
   avgWaitTimeMs: number;
   oldestReadyAgeMs: number | null;
   /** The queue's settings as the server reports them. */

@@ -258,6 +258,9 @@ class QueueStats:
     avg_wait_time_ms: float
     oldest_ready_age_ms: Optional[int]
     config: Dict[str, Any] = field(default_factory=dict)
+    cancelled_total: int = 0
+    kept_jobs: int = 0
+    schedules: int = 0
 
     @classmethod
     def parse(cls, v: Any) -> "QueueStats":
@@ -268,6 +271,10 @@ class QueueStats:
             "lease_expired_total", "dead_lettered_total", "expired_total", "dlq_dropped_total",
         ]
         values = {k: _num(r, k) for k in ints}
+        # Job lifecycle counts; servers before them left them out.
+        for k in ("cancelled_total", "kept_jobs", "schedules"):
+            if k in r:
+                values[k] = _num(r, k)
         age = r.get("oldest_ready_age_ms")
         return cls(
             queue=_str(r, "queue"),
