@@ -37,6 +37,8 @@ impl Node {
         let data = if e.get_entry_type() == EntryType::EntryNormal {
             EntryData::decode(&e.data)?
         } else {
+            // A membership change (see `members`): raft-rs's membership and the address book.
+            self.apply_conf_entry(e)?;
             None
         };
         let now = data.as_ref().map(|d| d.payload.now());
@@ -88,6 +90,14 @@ impl Node {
                 Vec::new()
             }
             Payload::NewTerm { now } => {
+                // While no leader ran the engine's timers (an election, or every node down),
+                // schedules missed slots: like a restarted single server, the new term makes
+                // one catch-up run for each, not one per slot. Every replica applies the same
+                // entry to the same state, so the runs are the same everywhere.
+                let since = self.engine.now();
+                let resumed = self.engine.handle(now, Command::Resume { since });
+                debug_assert!(resumed.is_ok(), "resume: {resumed:?}");
+                self.drain_events(index);
                 let dropped = self.engine.handle(now, Command::DropConsumers);
                 debug_assert!(dropped.is_ok(), "drop consumers: {dropped:?}");
                 Vec::new()

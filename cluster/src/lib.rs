@@ -51,18 +51,29 @@
 //! Log compaction: every [`NodeConfig::snapshot_entries`] applied entries the node snapshots
 //! its engine ([`snapshot`]) and drops the covered entries; a follower that is too far
 //! behind is sent that snapshot by raft-rs.
+//!
+//! Membership ([`members`]): the founding voters are [`NodeConfig::voters`]; the leader adds a
+//! node ([`Node::propose_change`]) as a learner, promotes it to voter once it caught up, and
+//! removes nodes, one conf change at a time. The addresses of nodes added at runtime travel in
+//! their conf changes and are kept, with the ids removed, in an [`AddressBook`] that is part
+//! of every snapshot; [`Node::voters`], [`Node::learners`] and [`Node::membership_version`]
+//! tell a host whom to connect to.
 
 #![warn(missing_docs)]
 
 mod apply;
 pub mod entry;
+mod getters;
+pub mod members;
 pub mod node;
 mod ready;
 pub mod snapshot;
 pub mod storage;
 #[cfg(test)]
 mod tests;
+mod types;
 
+pub use members::{AddressBook, ChangeRefused, MemberAddrs, MemberChange};
 pub use node::{
     Answer, Applied, AppliedKind, EntryEvent, Node, NodeConfig, ProposalId, Refused, TurnResult,
     from_peer,

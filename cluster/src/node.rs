@@ -3,173 +3,18 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use raft::eraftpb::{Message, MessageType};
+use raft::eraftpb::{EntryType, Message, MessageType};
 use raft::{RawNode, SnapshotStatus, StateRole, Storage};
-use synap_core::{Command, Engine, EngineConfig, Error, Event, Millis, Reply, Rng};
+use synap_core::{Command, Engine, Millis, Rng};
 
 use crate::entry::{EntryData, Origin, Payload, encode_turn};
+use crate::members::AddressBook;
 use crate::snapshot;
 use crate::storage::{LogStore, Persist, Recovered};
-
-/// Settings of one node. Every node of a cluster has the same `voters`, `engine` and
-/// `engine_seed` (so replicas draw the same message ids); `jitter_seed` differs per node.
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    /// This node's id (not 0).
-    pub id: u64,
-    /// Every voter's id, this node's included.
-    pub voters: Vec<u64>,
-    /// The engine's config, the same on every node.
-    pub engine: EngineConfig,
-    /// The engine's seed, the same on every node.
-    pub engine_seed: u64,
-    /// Seed of the node's own PRNG (election jitter).
-    pub jitter_seed: u64,
-    /// Milliseconds per Raft tick.
-    pub tick_ms: u64,
-    /// Ticks without a leader before a follower campaigns (jittered up to twice that).
-    pub election_ticks: usize,
-    /// Ticks between a leader's heartbeats.
-    pub heartbeat_ticks: usize,
-    /// Applied entries after which the node snapshots its engine and compacts its log; 0 never.
-    pub snapshot_entries: u64,
-    /// Hand out an [`Applied`] record per applied entry (for tests and metrics).
-    pub observe_applied: bool,
-    /// With `observe_applied`: include the engine's `state_digest` every this many indexes
-    /// (0 never). The digest serializes the whole engine, so it is not free.
-    pub digest_every: u64,
-}
-
-impl NodeConfig {
-    /// Defaults: 100 ms ticks, elections after 10–20 ticks, heartbeats every 2, a snapshot
-    /// every 10,000 entries.
-    #[must_use]
-    pub fn new(id: u64, voters: Vec<u64>, engine: EngineConfig, engine_seed: u64) -> Self {
-        Self {
-            id,
-            voters,
-            engine,
-            engine_seed,
-            jitter_seed: id,
-            tick_ms: 100,
-            election_ticks: 10,
-            heartbeat_ticks: 2,
-            snapshot_entries: 10_000,
-            observe_applied: false,
-            digest_every: 0,
-        }
-    }
-}
-
-/// Names one proposal on the node that took it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ProposalId(pub u64);
-
-/// Why a proposal was not (or may not have been) carried out.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum Refused {
-    /// This node is not the leader; `leader` is the one it knows of, if any. Nothing was done.
-    #[error("not the leader (leader: {leader:?})")]
-    NotLeader {
-        /// The leader this node knows of.
-        leader: Option<u64>,
-    },
-    /// The node lost leadership (or its entry was overwritten) before the proposal was
-    /// applied: it may or may not take effect. Resend it (with its idempotency key).
-    #[error("proposal lost before commit; its outcome is unknown")]
-    Lost {
-        /// The leader this node knows of.
-        leader: Option<u64>,
-    },
-    /// This node leads but Raft dropped the proposal (a leadership transfer is in progress).
-    /// Nothing was done: resend it shortly, to this node or to the leader it then names.
-    #[error("the leader is busy (leadership transfer); retry shortly")]
-    Busy,
-    /// The node stopped on an unrecoverable error (see [`Node::halted`]). Nothing was done.
-    #[error("the node stopped: {reason}")]
-    Stopped {
-        /// Why it stopped.
-        reason: String,
-    },
-}
-
-/// A proposal's committed and applied turn.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TurnResult {
-    /// The log index of its entry.
-    pub index: u64,
-    /// The time the turn ran at.
-    pub now: Millis,
-    /// One result per command, in order.
-    pub replies: Vec<Result<Reply, Error>>,
-}
-
-/// The answer to a proposal, released only after its entry is committed and applied (or
-/// known lost).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Answer {
-    /// The proposal.
-    pub proposal: ProposalId,
-    /// Its turn, or why it failed.
-    pub outcome: Result<TurnResult, Refused>,
-}
-
-/// What an [`Applied`] record is about.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AppliedKind {
-    /// A committed entry applied to the engine.
-    Entry,
-    /// A snapshot installed from the leader (the indexes up to it were skipped).
-    Installed,
-    /// A snapshot this node made of its engine at `index` (its log was compacted there).
-    /// Nothing was applied: the record carries the engine's digest at that index.
-    Compacted,
-}
-
-/// One entry applied to the engine, snapshot installed or snapshot made, when
-/// `observe_applied` is on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Applied {
-    /// Log index.
-    pub index: u64,
-    /// The entry's term (the snapshot's for a snapshot).
-    pub term: u64,
-    /// xxh3 of the entry's data (of the snapshot's data for a snapshot).
-    pub hash: u64,
-    /// The engine's `state_digest` after it: every `digest_every` indexes, and always for
-    /// snapshots (installed or made).
-    pub digest: Option<u64>,
-    /// Entry, installed snapshot or snapshot made.
-    pub kind: AppliedKind,
-    /// The entry's `now` (none for raft-rs's empty entries and for snapshots).
-    pub now: Option<Millis>,
-    /// The index is at or below the commit index the node recovered at start: this node
-    /// applied it before its restart too (see [`EntryEvent::replayed`]).
-    pub replayed: bool,
-}
-
-/// An engine event, from the entry applied at `index`.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EntryEvent {
-    /// The index of the entry that produced it.
-    pub index: u64,
-    /// The event.
-    pub event: Event,
-    /// Produced again while a restarted node re-applied its committed log: `index` is at or
-    /// below the commit index it recovered ([`Recovered`]'s hard state, raised to the
-    /// snapshot's index). The node produced (and handed out) this event before its restart,
-    /// so a host must not deliver it again. Events of entries applied before the crash whose
-    /// commit index was not yet stored come again untagged; they name waiters and sessions
-    /// of the previous process, which a restarted host does not hold.
-    pub replayed: bool,
-}
-
-/// A proposal waiting for its entry.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Pending {
-    pub(crate) index: u64,
-    pub(crate) term: u64,
-}
+pub(crate) use crate::types::Pending;
+pub use crate::types::{
+    Answer, Applied, AppliedKind, EntryEvent, NodeConfig, ProposalId, Refused, TurnResult,
+};
 
 /// Most Raft ticks one call runs (a host that slept long does not spin); the ticks beyond it
 /// are dropped, not owed.
@@ -221,6 +66,12 @@ pub struct Node {
     pub(crate) answers: VecDeque<Answer>,
     pub(crate) events: VecDeque<EntryEvent>,
     pub(crate) applied_log: VecDeque<Applied>,
+    /// Addresses of the nodes added at runtime, and the ids removed (replicated).
+    pub(crate) book: AddressBook,
+    /// Membership changes applied or installed, for hosts to notice them.
+    pub(crate) membership_version: u64,
+    /// A member was added that the latest snapshot does not name: make a new one.
+    pub(crate) snapshot_behind: bool,
 }
 
 impl Node {
@@ -234,12 +85,18 @@ impl Node {
             .snapshot
             .as_ref()
             .map_or(0, |s| s.get_metadata().index);
-        let engine = match &recovered.snapshot {
+        let (engine, book) = match &recovered.snapshot {
             Some(s) if snap_index > 0 => snapshot::decode(s.get_data())?,
-            _ => Engine::new(cfg.engine.clone(), cfg.engine_seed),
+            _ => (
+                Engine::new(cfg.engine.clone(), cfg.engine_seed),
+                AddressBook::default(),
+            ),
         };
         let mut max_now = engine.now();
         for e in &recovered.entries {
+            if e.get_entry_type() != EntryType::EntryNormal {
+                continue; // a membership change carries no time
+            }
             if let Some(d) = EntryData::decode(&e.data)? {
                 max_now = max_now.max(d.payload.now());
             }
@@ -285,6 +142,9 @@ impl Node {
             answers: VecDeque::new(),
             events: VecDeque::new(),
             applied_log: VecDeque::new(),
+            book,
+            membership_version: 0,
+            snapshot_behind: false,
             cfg,
             raw,
             engine,
@@ -437,6 +297,34 @@ impl Node {
         self.after_input();
     }
 
+    /// The host learned that peer `id` restarted with an empty log (its data was lost): on
+    /// the leader, forget what it had stored and probe it from the start, so it is sent a
+    /// snapshot and the log again instead of being trusted with entries it no longer holds.
+    pub fn peer_lost_its_log(&mut self, now: Millis, id: u64) {
+        self.observe_clock(now);
+        if self.is_leader() && id != self.cfg.id {
+            // Only a member has progress to reset (a node not yet added is sent nothing).
+            if let Some(pr) = self.raw.raft.mut_prs().get_mut(id) {
+                pr.matched = 0;
+                pr.pending_snapshot = 0;
+                pr.become_probe();
+                self.raw.raft.send_append(id);
+            }
+        }
+        self.after_input();
+    }
+
+    /// Asks the leader to hand leadership to `to` (raft-rs's leader transfer): it stops taking
+    /// proposals, brings `to` up to date and tells it to campaign at once. Ignored on a
+    /// follower.
+    pub fn transfer_leader(&mut self, now: Millis, to: u64) {
+        self.observe_clock(now);
+        if self.is_leader() {
+            self.raw.transfer_leader(to);
+        }
+        self.after_input();
+    }
+
     // ---- outputs ------------------------------------------------------------------------
 
     /// The next message to send to a peer (its `to` field says which).
@@ -485,134 +373,9 @@ impl Node {
         at
     }
 
-    // ---- getters ------------------------------------------------------------------------
-
-    /// This node's id.
-    #[must_use]
-    pub fn id(&self) -> u64 {
-        self.cfg.id
-    }
-
-    /// The node's Raft role.
-    #[must_use]
-    pub fn role(&self) -> StateRole {
-        self.raw.raft.state
-    }
-
-    /// True on the leader.
-    #[must_use]
-    pub fn is_leader(&self) -> bool {
-        self.raw.raft.state == StateRole::Leader
-    }
-
-    /// The current term.
-    #[must_use]
-    pub fn term(&self) -> u64 {
-        self.raw.raft.term
-    }
-
-    /// The leader this node knows of.
-    #[must_use]
-    pub fn leader(&self) -> Option<u64> {
-        Some(self.raw.raft.leader_id).filter(|&l| l != raft::INVALID_ID)
-    }
-
-    /// The highest index known committed.
-    #[must_use]
-    pub fn commit_index(&self) -> u64 {
-        self.raw.raft.raft_log.committed
-    }
-
-    /// The last index applied to the engine.
-    #[must_use]
-    pub fn applied_index(&self) -> u64 {
-        self.applied
-    }
-
-    /// The replica's engine (read it; never drive it directly).
-    #[must_use]
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-
-    /// The highest `now` in the log as this node knows it.
-    #[must_use]
-    pub fn max_now(&self) -> Millis {
-        self.max_now
-    }
-
-    /// The latest snapshot the node holds (index 0 when none).
-    #[must_use]
-    pub fn snapshot_index(&self) -> u64 {
-        self.raw.store().snapshot_ref().get_metadata().index
-    }
-
-    /// Why the node stopped, if it did: state it cannot go on from. Every input is refused
-    /// from then on (`poll_timeout` is `Millis(u64::MAX)`); the host should report the reason
-    /// and take the node down. Causes:
-    /// - a snapshot from the leader whose data does not decode (another snapshot version):
-    ///   it is not handed out to persist, so a restart from the disk asks the leader again;
-    /// - a committed entry that does not decode: it is stored already, so a restart fails
-    ///   with the same error from [`Node::new`] (never a panic).
-    #[must_use]
-    pub fn halted(&self) -> Option<&str> {
-        self.halted.as_deref()
-    }
-
-    /// Proposals waiting for their entry.
-    #[must_use]
-    pub fn pending_proposals(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// On the leader, each voter's id and the highest log index known stored on it (the
-    /// leader's own last index for itself); empty on other nodes.
-    #[must_use]
-    pub fn match_indexes(&self) -> Vec<(u64, u64)> {
-        if !self.is_leader() {
-            return Vec::new();
-        }
-        let mut out: Vec<(u64, u64)> = self
-            .raw
-            .raft
-            .prs()
-            .iter()
-            .map(|(&id, p)| (id, p.matched))
-            .collect();
-        out.sort_unstable();
-        out
-    }
-
-    /// The host learned that peer `id` restarted with an empty log (its data was lost): on
-    /// the leader, forget what it had stored and probe it from the start, so it is sent a
-    /// snapshot and the log again instead of being trusted with entries it no longer holds.
-    pub fn peer_lost_its_log(&mut self, now: Millis, id: u64) {
-        self.observe_clock(now);
-        if self.is_leader() && id != self.cfg.id {
-            if let Some(pr) = self.raw.raft.mut_prs().get_mut(id) {
-                pr.matched = 0;
-                pr.pending_snapshot = 0;
-                pr.become_probe();
-            }
-            self.raw.raft.send_append(id);
-        }
-        self.after_input();
-    }
-
-    /// Asks the leader to hand leadership to `to` (raft-rs's leader transfer): it stops taking
-    /// proposals, brings `to` up to date and tells it to campaign at once. Ignored on a
-    /// follower.
-    pub fn transfer_leader(&mut self, now: Millis, to: u64) {
-        self.observe_clock(now);
-        if self.is_leader() {
-            self.raw.transfer_leader(to);
-        }
-        self.after_input();
-    }
-
     // ---- internals ----------------------------------------------------------------------
 
-    fn observe_clock(&mut self, now: Millis) {
+    pub(crate) fn observe_clock(&mut self, now: Millis) {
         self.clock = self.clock.max(now);
     }
 
@@ -623,10 +386,13 @@ impl Node {
     }
 
     /// After every input: process readies until none is left, then let a leader propose a
-    /// due `Tick`.
-    fn after_input(&mut self) {
+    /// due `Tick` and promote a learner that caught up.
+    pub(crate) fn after_input(&mut self) {
         self.settle();
         if self.halted.is_none() && self.maybe_propose_tick() {
+            self.settle();
+        }
+        if self.halted.is_none() && self.maybe_promote() {
             self.settle();
         }
     }

@@ -2,9 +2,10 @@
 //! bookkeeping around it (persist confirmations, proposals matched or lost, compaction).
 
 use raft::Storage;
-use raft::eraftpb::{Entry, Snapshot};
+use raft::eraftpb::{Entry, EntryType, Snapshot};
 
 use crate::entry::{EntryData, Origin};
+use crate::members::AddressBook;
 use synap_core::Engine;
 
 use crate::node::{Answer, Applied, AppliedKind, Node, ProposalId, Refused};
@@ -28,7 +29,7 @@ impl Node {
         } else {
             let snap = rd.snapshot().clone();
             match snapshot::decode(snap.get_data()) {
-                Ok(engine) => Some((snap, engine)),
+                Ok(decoded) => Some((snap, decoded)),
                 Err(e) => {
                     let meta = snap.get_metadata();
                     self.halt(format!(
@@ -45,8 +46,8 @@ impl Node {
             must_sync: rd.must_sync(),
             ..Persist::default()
         };
-        if let Some((snap, engine)) = received {
-            self.install_snapshot(&snap, engine);
+        if let Some((snap, (engine, book))) = received {
+            self.install_snapshot(&snap, engine, book);
             batch.snapshot = Some((snap, SnapshotKind::Received));
         }
         let committed = rd.take_committed_entries();
@@ -99,18 +100,24 @@ impl Node {
 
     pub(crate) fn note_entries(&mut self, entries: &[Entry]) {
         for e in entries {
+            if e.get_entry_type() != EntryType::EntryNormal {
+                continue; // a membership change carries no time
+            }
             if let Ok(Some(d)) = EntryData::decode(&e.data) {
                 self.max_now = self.max_now.max(d.payload.now());
             }
         }
     }
 
-    /// Replaces the engine with a snapshot's (`engine`, decoded from it): proposals at or
-    /// below its index can no longer be matched to their entries, so they are answered as
-    /// lost.
-    pub(crate) fn install_snapshot(&mut self, snap: &Snapshot, engine: Engine) {
+    /// Replaces the engine and address book with a snapshot's (`engine` and `book`, decoded
+    /// from it; raft-rs took the membership from its metadata): proposals at or below its
+    /// index can no longer be matched to their entries, so they are answered as lost.
+    pub(crate) fn install_snapshot(&mut self, snap: &Snapshot, engine: Engine, book: AddressBook) {
         let index = snap.get_metadata().index;
         self.engine = engine;
+        self.book = book;
+        self.membership_version += 1;
+        self.snapshot_behind = false;
         self.max_now = self.max_now.max(self.engine.now());
         self.applied = index;
         self.raw.mut_store().install(snap.clone());
@@ -168,13 +175,18 @@ impl Node {
         }
     }
 
-    /// Compacts the log once `snapshot_entries` entries were applied since the last snapshot.
+    /// Compacts the log once `snapshot_entries` entries were applied since the last snapshot,
+    /// or at once when the last snapshot does not name every member (a node was added since):
+    /// the new node needs a snapshot that names it, since raft-rs refuses one that does not.
     pub(crate) fn maybe_compact(&mut self) {
         let every = self.cfg.snapshot_entries;
         let last = self.snapshot_index();
-        if every == 0 || self.applied < last + every || self.applied > self.raft_applied {
+        let due = every > 0 && self.applied >= last + every;
+        let stale = self.snapshot_behind && last > 0 && self.applied > last;
+        if !(due || stale) || self.applied > self.raft_applied {
             return;
         }
+        self.snapshot_behind = false;
         let index = self.applied;
         let term = self
             .raw
@@ -188,7 +200,7 @@ impl Node {
             .expect("in memory")
             .conf_state;
         let mut snap = Snapshot::default();
-        snap.set_data(snapshot::encode(&self.engine).into());
+        snap.set_data(snapshot::encode(&self.engine, &self.book).into());
         let meta = snap.mut_metadata();
         meta.index = index;
         meta.term = term;

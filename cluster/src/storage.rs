@@ -182,6 +182,11 @@ impl LogStore {
         self.hard_state = hs;
     }
 
+    /// The membership after a conf change was applied (snapshots made from now on carry it).
+    pub(crate) fn set_conf_state(&mut self, cs: ConfState) {
+        self.conf_state = cs;
+    }
+
     pub(crate) fn append(&mut self, new: &[Entry]) {
         if let Some(first) = new.first() {
             assert!(
@@ -279,8 +284,14 @@ impl Storage for LogStore {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot.get_metadata().index < request_index.max(1) {
+    /// The latest snapshot, unless it is older than asked for or does not name `to` (a node
+    /// added after it was made would refuse it): raft-rs then asks again later, by when the
+    /// node has made a newer one (see `Node::maybe_compact`).
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let meta = self.snapshot.get_metadata();
+        let cs = meta.get_conf_state();
+        let names_to = cs.voters.contains(&to) || cs.learners.contains(&to);
+        if meta.index < request_index.max(1) || !names_to {
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));

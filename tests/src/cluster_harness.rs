@@ -179,6 +179,43 @@ impl Cluster {
         panic!("node {id} could not bind its addresses again");
     }
 
+    /// Adds a node to the running cluster's processes: the next id, on free ports, with an
+    /// empty data directory and an entry marked `join: true` appended to the config file (the
+    /// founding nodes read it only at a restart, and take nothing from it). Starts it and
+    /// returns its id: it waits for the leader until `POST /cluster/nodes` adds it.
+    pub fn add_node(&mut self) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        for attempt in 0..5 {
+            let node = ClusterNode {
+                id,
+                http: free_port(),
+                rpc: free_port(),
+                raft: free_port(),
+                data_dir: self.root.join(format!("node{id}-{attempt}")),
+                child: None,
+                log: Arc::default(),
+            };
+            let entry = format!(
+                "    - {{ id: {}, raft: \"{}\", http: \"{}\", rpc: \"{}\", join: true }}\n",
+                node.id, node.raft, node.http, node.rpc
+            );
+            let mut yaml = std::fs::read_to_string(&self.config).expect("read the config");
+            let kept = yaml.clone();
+            yaml.push_str(&entry);
+            std::fs::write(&self.config, yaml).expect("write the config");
+            self.nodes.push(node);
+            match self.try_start(id) {
+                Ok(()) => return id,
+                Err(StartError::AddrInUse) => {
+                    self.nodes.pop();
+                    std::fs::write(&self.config, kept).expect("write the config");
+                }
+                Err(StartError::Other(why)) => panic!("node {id} did not start: {why}"),
+            }
+        }
+        panic!("could not find free ports for node {id} in 5 attempts");
+    }
+
     /// Kills node `id` with SIGKILL (sent to its PID) and reaps it.
     pub fn kill(&mut self, id: u64) {
         if let Some(mut child) = self.node(id).child.take() {
@@ -215,6 +252,22 @@ impl Cluster {
     /// `http://addr{path}` of node `id`.
     pub fn url(&self, id: u64, path: &str) -> String {
         format!("http://{}{path}", self.nodes[(id - 1) as usize].http)
+    }
+
+    /// The HTTP base URLs of every node (`http://addr`), node 1 first.
+    pub fn urls(&self) -> Vec<String> {
+        (1..=self.nodes.len() as u64)
+            .map(|id| self.url(id, ""))
+            .collect()
+    }
+
+    /// The log lines of node `id` that contain `needle`.
+    pub fn log_lines(&self, id: u64, needle: &str) -> Vec<String> {
+        let log = self.nodes[(id - 1) as usize].log.lock().expect("log lock");
+        log.iter()
+            .filter(|line| line.contains(needle))
+            .cloned()
+            .collect()
     }
 
     /// The last `n` log lines of node `id`.

@@ -284,9 +284,15 @@ async fn a_websocket_worker_reports_progress_and_a_watcher_sees_it() {
     use server_common::{ws_connect, ws_next, ws_send};
     let api = Api::start();
     let mut watcher = ws_connect(&api.srv.ws_url("/queue/p/ws?prefetch=0&progress=true")).await;
-    assert_eq!(ws_next(&mut watcher).await.expect("hello")["type"], "connected");
+    assert_eq!(
+        ws_next(&mut watcher).await.expect("hello")["type"],
+        "connected"
+    );
     let mut worker = ws_connect(&api.srv.ws_url("/queue/p/ws?prefetch=1")).await;
-    assert_eq!(ws_next(&mut worker).await.expect("hello")["type"], "connected");
+    assert_eq!(
+        ws_next(&mut worker).await.expect("hello")["type"],
+        "connected"
+    );
     let job = api.publish("p", json!({"message": {"video": 1}})).await;
     let d = ws_next(&mut worker).await.expect("delivery");
     assert_eq!((d["type"].as_str(), id(&d)), (Some("message"), job.clone()));
@@ -310,11 +316,19 @@ async fn a_websocket_worker_reports_progress_and_a_watcher_sees_it() {
     assert_eq!(looked["progress"], json!({"pct": 40}));
     // After a cancel, the worker's next report says so.
     api.ok("/queue/p/cancel", json!({"message_id": job})).await;
-    ws_send(&mut worker, &json!({"op": "progress", "message_id": job, "progress": 2})).await;
+    ws_send(
+        &mut worker,
+        &json!({"op": "progress", "message_id": job, "progress": 2}),
+    )
+    .await;
     let ok = ws_next(&mut worker).await.expect("confirm");
     assert_eq!(ok["cancelled"], true, "{ok}");
     // A bad report is an error frame, and the connection goes on.
     ws_send(&mut worker, &json!({"op": "progress", "message_id": job})).await;
     let bad = ws_next(&mut worker).await.expect("error");
-    assert_eq!((&bad["type"], &bad["code"]), (&json!("error"), &json!("invalid_argument")), "{bad}");
+    assert_eq!(
+        (&bad["type"], &bad["code"]),
+        (&json!("error"), &json!("invalid_argument")),
+        "{bad}"
+    );
 }

@@ -8,8 +8,14 @@ use serde::Deserialize;
 
 /// Environment variable holding the cluster secret (instead of `cluster.secret`).
 pub(crate) const SECRET_ENV: &str = "SYNAP_CLUSTER_SECRET";
-/// Default largest Raft frame between nodes: room for a snapshot of a large state.
+/// Default largest Raft message between nodes (a snapshot travels in chunks, not in one).
 pub(crate) const DEFAULT_MAX_FRAME_BYTES: usize = 256 << 20;
+/// Default largest snapshot a node receives (it is held in memory while it arrives).
+pub(crate) const DEFAULT_MAX_SNAPSHOT_BYTES: u64 = 4 << 30;
+/// Largest (and default) chunk of a snapshot on the wire.
+pub(crate) const MAX_CHUNK_BYTES: usize = 1 << 20;
+/// Smallest chunk `cluster.snapshot_chunk_bytes` may set.
+const MIN_CHUNK_BYTES: usize = 1024;
 
 /// One `cluster.nodes` entry.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -24,6 +30,10 @@ pub(crate) struct NodeAddrs {
     /// Its SynapRPC address, if it serves SynapRPC.
     #[serde(default)]
     pub(crate) rpc: Option<SocketAddr>,
+    /// Added to a running cluster (`POST /cluster/nodes`), not a founding voter: the entry
+    /// only tells that node where to listen. Its peers learn its addresses from the log.
+    #[serde(default)]
+    pub(crate) join: bool,
 }
 
 /// The `cluster:` section as written.
@@ -40,8 +50,12 @@ pub(crate) struct ClusterSection {
     heartbeat_ticks: Option<usize>,
     /// Applied entries between snapshots (log compaction).
     snapshot_entries: Option<u64>,
-    /// Largest frame between nodes.
+    /// Largest Raft message between nodes.
     max_frame_bytes: Option<usize>,
+    /// Largest snapshot a node receives.
+    max_snapshot_bytes: Option<u64>,
+    /// Size of the chunks a snapshot is sent in.
+    snapshot_chunk_bytes: Option<usize>,
     /// The engine's seed, the same on every node (derived from the node ids when absent).
     seed: Option<u64>,
 }
@@ -51,7 +65,7 @@ pub(crate) struct ClusterSection {
 pub(crate) struct ClusterConfig {
     /// This node's id.
     pub(crate) node_id: u64,
-    /// Every node, in id order.
+    /// Every node of the file, in id order: the founding voters, and entries marked `join`.
     pub(crate) nodes: Vec<NodeAddrs>,
     /// The shared secret peers prove they hold when they connect.
     pub(crate) secret: String,
@@ -60,6 +74,8 @@ pub(crate) struct ClusterConfig {
     pub(crate) heartbeat_ticks: usize,
     pub(crate) snapshot_entries: u64,
     pub(crate) max_frame_bytes: usize,
+    pub(crate) max_snapshot_bytes: u64,
+    pub(crate) snapshot_chunk_bytes: usize,
     seed: Option<u64>,
 }
 
@@ -96,6 +112,18 @@ impl ClusterConfig {
         if nodes.iter().any(|n| n.id == 0) {
             return Err("cluster.nodes: ids start at 1 (0 is not a node id)".into());
         }
+        if nodes.iter().all(|n| n.join) {
+            return Err(
+                "cluster.nodes must list the founding nodes (entries without join: true)".into(),
+            );
+        }
+        if nodes.len() > synap_cluster::members::MAX_MEMBERS * 4 {
+            return Err(format!(
+                "cluster.nodes lists {} nodes; at most {}",
+                nodes.len(),
+                synap_cluster::members::MAX_MEMBERS * 4
+            ));
+        }
         for (i, a) in nodes.iter().enumerate() {
             for b in &nodes[i + 1..] {
                 if a.raft == b.raft || a.http == b.http || (a.rpc.is_some() && a.rpc == b.rpc) {
@@ -125,8 +153,20 @@ impl ClusterConfig {
             );
         }
         let max_frame_bytes = section.max_frame_bytes.unwrap_or(DEFAULT_MAX_FRAME_BYTES);
-        if max_frame_bytes < 1 << 20 {
-            return Err("cluster.max_frame_bytes must be at least 1 MiB".into());
+        if !(1 << 20..=u32::MAX as usize).contains(&max_frame_bytes) {
+            return Err("cluster.max_frame_bytes must be between 1 MiB and 4 GiB".into());
+        }
+        let max_snapshot_bytes = section
+            .max_snapshot_bytes
+            .unwrap_or(DEFAULT_MAX_SNAPSHOT_BYTES);
+        if max_snapshot_bytes < 1 << 20 {
+            return Err("cluster.max_snapshot_bytes must be at least 1 MiB".into());
+        }
+        let snapshot_chunk_bytes = section.snapshot_chunk_bytes.unwrap_or(MAX_CHUNK_BYTES);
+        if !(MIN_CHUNK_BYTES..=MAX_CHUNK_BYTES).contains(&snapshot_chunk_bytes) {
+            return Err(format!(
+                "cluster.snapshot_chunk_bytes must be between {MIN_CHUNK_BYTES} and {MAX_CHUNK_BYTES}"
+            ));
         }
         Ok(Self {
             node_id,
@@ -137,6 +177,8 @@ impl ClusterConfig {
             heartbeat_ticks,
             snapshot_entries: section.snapshot_entries.unwrap_or(10_000),
             max_frame_bytes,
+            max_snapshot_bytes,
+            snapshot_chunk_bytes,
             seed: section.seed,
         })
     }
@@ -151,9 +193,19 @@ impl ClusterConfig {
         self.nodes.iter().find(|n| n.id == id)
     }
 
+    /// The founding voters' ids (the entries without `join`), in id order.
+    pub(crate) fn founding(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|n| !n.join)
+            .map(|n| n.id)
+            .collect()
+    }
+
     /// The engine's seed, the same on every node (replicas draw the same message ids):
-    /// `cluster.seed`, or derived from the node ids. Not from the secret, which may be rotated:
-    /// a node that replays the log from its start must draw what the others drew.
+    /// `cluster.seed`, or derived from the founding node ids (entries marked `join` do not
+    /// count, so listing a node added later changes nothing). Not from the secret, which may
+    /// be rotated: a node that replays the log from its start must draw what the others drew.
     pub(crate) fn engine_seed(&self) -> u64 {
         use blake2::Digest;
         if let Some(seed) = self.seed {
@@ -161,8 +213,8 @@ impl ClusterConfig {
         }
         let mut h = blake2::Blake2b512::new();
         h.update(b"synap-cluster-engine-seed\0");
-        for n in &self.nodes {
-            h.update(n.id.to_le_bytes());
+        for id in self.founding() {
+            h.update(id.to_le_bytes());
         }
         let out = h.finalize();
         u64::from_le_bytes(out[..8].try_into().expect("8 bytes"))
@@ -208,6 +260,61 @@ mod tests {
         let shared = THREE.replace("17003", "17002");
         assert!(err(&shared, Some(1), None).contains("share"));
         assert!(serde_norway::from_str::<ClusterSection>("nodez: []\n").is_err());
+    }
+
+    #[test]
+    fn a_joining_entry_is_no_founder_and_leaves_the_seed_alone() {
+        let four = format!(
+            "{THREE}  - {{ id: 4, raft: 127.0.0.1:17004, http: 127.0.0.1:15530, join: true }}\n"
+        );
+        let a = ClusterConfig::resolve(section(THREE), Some(1), None).unwrap();
+        let b = ClusterConfig::resolve(section(&four), Some(4), None).unwrap();
+        assert_eq!(b.founding(), vec![1, 2, 3]);
+        assert!(b.me().join);
+        assert_eq!(
+            a.engine_seed(),
+            b.engine_seed(),
+            "a joining entry changes no seed"
+        );
+        let only =
+            "secret: x\nnodes:\n  - { id: 4, raft: 127.0.0.1:1, http: 127.0.0.1:2, join: true }\n";
+        let e = ClusterConfig::resolve(section(only), Some(4), None).unwrap_err();
+        assert!(e.contains("founding"), "{e}");
+    }
+
+    #[test]
+    fn snapshot_limits_have_defaults_and_bounds() {
+        let c = ClusterConfig::resolve(section(THREE), Some(1), None).unwrap();
+        assert_eq!(c.snapshot_chunk_bytes, MAX_CHUNK_BYTES);
+        assert_eq!(c.max_snapshot_bytes, DEFAULT_MAX_SNAPSHOT_BYTES);
+        let with = |extra: &str| {
+            ClusterConfig::resolve(section(&format!("{THREE}{extra}")), Some(1), None)
+        };
+        let c = with("snapshot_chunk_bytes: 4096\nmax_snapshot_bytes: 2097152\n").unwrap();
+        assert_eq!(
+            (c.snapshot_chunk_bytes, c.max_snapshot_bytes),
+            (4096, 2 << 20)
+        );
+        assert!(
+            with("snapshot_chunk_bytes: 100\n")
+                .unwrap_err()
+                .contains("snapshot_chunk_bytes")
+        );
+        assert!(
+            with("snapshot_chunk_bytes: 2097152\n")
+                .unwrap_err()
+                .contains("snapshot_chunk_bytes")
+        );
+        assert!(
+            with("max_snapshot_bytes: 10\n")
+                .unwrap_err()
+                .contains("max_snapshot_bytes")
+        );
+        assert!(
+            with("max_frame_bytes: 10\n")
+                .unwrap_err()
+                .contains("max_frame_bytes")
+        );
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The host side of replication (DESIGN.md §11): a `synap_cluster::Node` driven by a tokio task
 //! (`task`), its Raft storage on disk (`storage`, written by `writer`), the TCP transport
-//! between nodes (`transport`), the `cluster:` config section (`config`), and what the HTTP
-//! side reads of it (`ClusterView`, `NotServing`). docs/cluster.md is the operator's guide.
+//! between nodes (`transport`), the `cluster:` config section (`config`), the members and
+//! their addresses (`members`), and what the HTTP side reads of it (`ClusterView`,
+//! `NotServing`) and asks of it (leader transfers, membership changes). docs/cluster.md is
+//! the operator's guide.
 //!
 //! Without a `cluster:` section none of this runs: the single server's engine task and storage
 //! serve as before.
 
 pub(crate) mod config;
+pub(crate) mod members;
 pub(crate) mod storage;
 mod task;
 mod transport;
@@ -26,6 +29,10 @@ use crate::engine_task::{REQUEST_QUEUE, Request};
 use crate::handle::{EngineHandle, Failure};
 use crate::storage::writer::SyncPolicy;
 pub(crate) use config::ClusterConfig;
+use members::{ChangeFailure, ChangeReply, ChangeRequest};
+
+/// Membership changes waiting for the cluster task (one is proposed at a time).
+const CHANGE_QUEUE: usize = 16;
 
 /// A leader's address as clients are told it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,12 +95,14 @@ impl NotServing {
     }
 }
 
-/// One peer as `GET /cluster` shows it.
+/// One member as `GET /cluster` shows it.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub(crate) struct PeerView {
     pub(crate) id: u64,
     pub(crate) raft: String,
     pub(crate) http: String,
+    /// `leader`, `follower` (a voter), `learner` (added, catching up), or this node's own
+    /// Raft role.
     pub(crate) role: &'static str,
     /// Highest index known stored on it (known on the leader only).
     pub(crate) match_index: Option<u64>,
@@ -110,7 +119,13 @@ pub(crate) struct ClusterView {
     pub(crate) commit_index: u64,
     pub(crate) applied_index: u64,
     pub(crate) elections_total: u64,
+    /// The members (voters and learners).
     pub(crate) nodes: Vec<PeerView>,
+    pub(crate) voters: Vec<u64>,
+    pub(crate) learners: Vec<u64>,
+    /// Whether this node is a voter or learner (not while it waits to join, nor once
+    /// removed).
+    pub(crate) member: bool,
 }
 
 /// The cluster task's side of `EngineHandle`: its inbox and its published view.
@@ -119,6 +134,8 @@ pub(crate) struct ClusterInbox {
     view: Mutex<ClusterView>,
     /// Leader transfers asked for (`POST /cluster/transfer`).
     transfer: mpsc::UnboundedSender<u64>,
+    /// Membership changes asked for (`POST /cluster/nodes`, `DELETE /cluster/nodes/{id}`).
+    changes: mpsc::Sender<(ChangeRequest, ChangeReply)>,
 }
 
 impl ClusterInbox {
@@ -167,6 +184,22 @@ impl ClusterInbox {
     pub(crate) fn transfer(&self, to: u64) {
         let _ = self.transfer.send(to);
     }
+
+    /// Asks the node (the leader) for a membership change; the index of its entry once it
+    /// is applied. Changes go one at a time: with others waiting, it is refused `Pending`.
+    pub(crate) async fn change(&self, req: ChangeRequest) -> Result<u64, ChangeFailure> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        match self.changes.try_send((req, tx)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Err(ChangeFailure::Refused(
+                    synap_cluster::ChangeRefused::Pending,
+                ));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(ChangeFailure::Unavailable),
+        }
+        rx.await.unwrap_or(Err(ChangeFailure::Unavailable))
+    }
 }
 
 /// What a cluster node starts with.
@@ -199,8 +232,16 @@ pub(crate) async fn start(
     let started_empty = recovered.snapshot.is_none()
         && recovered.entries.is_empty()
         && recovered.hard_state.term == 0;
-    let voters: Vec<u64> = c.nodes.iter().map(|n| n.id).collect();
-    let mut nc = NodeConfig::new(c.node_id, voters, s.engine.clone(), c.engine_seed());
+    // The founding voters: the membership the log starts from. A node that is not one of
+    // them (a `join: true` entry) starts outside the membership and waits for the leader.
+    let founding = c.founding();
+    if started_empty && !founding.contains(&c.node_id) {
+        info!(
+            node_id = c.node_id,
+            "joining a running cluster: waiting for its leader to add this node (POST /cluster/nodes) and send it the state"
+        );
+    }
+    let mut nc = NodeConfig::new(c.node_id, founding, s.engine.clone(), c.engine_seed());
     nc.jitter_seed = s.jitter_seed;
     nc.tick_ms = c.tick_ms;
     nc.election_ticks = c.election_ticks;
@@ -223,10 +264,12 @@ pub(crate) async fn start(
     let writer = writer::DiskWriter::start(disk, s.policy, done_tx);
     let (tx, inbox_rx) = mpsc::channel(REQUEST_QUEUE);
     let (transfer, transfer_rx) = mpsc::unbounded_channel();
+    let (changes, changes_rx) = mpsc::channel(CHANGE_QUEUE);
     let inbox = Arc::new(ClusterInbox {
         tx,
         view: Mutex::new(ClusterView::default()),
         transfer,
+        changes,
     });
     let t = task::ClusterTask::new(task::Parts {
         node,
@@ -243,6 +286,7 @@ pub(crate) async fn start(
         net: net_rx,
         disk: done_rx,
         transfers: transfer_rx,
+        changes: changes_rx,
     }));
     Ok((EngineHandle::cluster(inbox), join))
 }

@@ -1,22 +1,26 @@
 //! The cluster task: the one owner of a cluster node's `synap_cluster::Node`.
 //!
 //! Its loop waits for the first of: a batch of requests from the inbox, messages from peers,
-//! the Raft writer's progress, a leader-transfer request, or the node's timer (one `Sleep`
-//! re-armed from `poll_timeout()`). After each input it drains the node: messages to the
-//! transport, batches to the writer thread, answers to the requests waiting for them, and
-//! engine events to the connections this node holds (long-poll answers, session pushes,
+//! the Raft writer's progress, a leader-transfer or membership request, or the node's timer
+//! (one `Sleep` re-armed from `poll_timeout()`). After each input it drains the node: messages
+//! to the transport, batches to the writer thread, answers to the requests waiting for them,
+//! and engine events to the connections this node holds (long-poll answers, session pushes,
 //! pub/sub pushes), as the single server's engine task routes them.
 //!
 //! On the leader each batch of requests becomes one proposal (group commit): one entry, one
 //! turn, one `now`. The replies leave only when the node answers the proposal, after the entry
 //! is committed (stored on a majority) and applied. A follower (or a node between leaders)
 //! answers at once with `NotServing`, naming the leader when it knows one.
+//!
+//! Membership changes (`members`) come on their own channel and are proposed one at a time;
+//! whenever the node's membership changes the task hands the transport the new peers.
 
+mod members;
 mod route;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use synap_cluster::{Node, ProposalId, StateRole};
 use synap_core::{Command, Event, PubMessage, Reply, SessionId, WaiterId};
@@ -24,9 +28,10 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{error, info, warn};
 
 use super::config::ClusterConfig;
+use super::members::{ChangeReply, ChangeRequest, Member};
 use super::transport::{NetEvent, Transport};
 use super::writer::{DiskWriter, WriteDone};
-use super::{ClusterInbox, ClusterView, LeaderAddr, NotServing, PeerView};
+use super::{ClusterInbox, LeaderAddr, NotServing};
 use crate::clock::Clock;
 use crate::engine_task::{ConsumeResult, Request, SessionPush};
 use crate::handle::Failure;
@@ -55,6 +60,7 @@ pub(super) struct Inputs {
     pub(super) net: mpsc::Receiver<NetEvent>,
     pub(super) disk: mpsc::UnboundedReceiver<WriteDone>,
     pub(super) transfers: mpsc::UnboundedReceiver<u64>,
+    pub(super) changes: mpsc::Receiver<(ChangeRequest, ChangeReply)>,
 }
 
 /// Who waits for one command's reply in a proposal.
@@ -122,6 +128,12 @@ pub(super) struct ClusterTask {
     term: u64,
     elections: u64,
     stopped: Option<oneshot::Sender<()>>,
+    /// Membership changes proposed and not yet answered.
+    changes: HashMap<ProposalId, ChangeReply>,
+    /// The members, as of the membership version last seen.
+    members: Vec<Member>,
+    seen_membership: Option<u64>,
+    was_member: bool,
 }
 
 impl ClusterTask {
@@ -151,6 +163,10 @@ impl ClusterTask {
             term,
             elections: 0,
             stopped: None,
+            changes: HashMap::new(),
+            members: Vec::new(),
+            seen_membership: None,
+            was_member: false,
         }
     }
 
@@ -186,6 +202,7 @@ impl ClusterTask {
                     info!(to, "leadership transfer asked");
                     self.node.transfer_leader(self.clock.now(), to);
                 }
+                Some((req, reply)) = i.changes.recv() => self.on_change(req, reply),
                 n = i.requests.recv_many(&mut batch, BATCH) => {
                     if n == 0 {
                         break;
@@ -212,6 +229,11 @@ impl ClusterTask {
             }
             NetEvent::Unreachable(id) => self.node.report_unreachable(now, id),
             NetEvent::Snapshot { to, ok } => self.node.report_snapshot(now, to, ok),
+            NetEvent::Accepted {
+                peer,
+                stream,
+                empty,
+            } => self.transport.adopt(peer, stream, empty),
             NetEvent::PeerEmpty(id) => {
                 if self.node.is_leader() {
                     warn!(
@@ -227,7 +249,10 @@ impl ClusterTask {
     /// The leader this node knows of, with its addresses.
     fn leader_addr(&self) -> Option<LeaderAddr> {
         let id = self.node.leader()?;
-        let n = self.cfg.node(id)?;
+        let member = self.members.iter().find(|m| m.id == id);
+        let n = member
+            .and_then(|m| m.addrs.as_ref())
+            .or(self.cfg.node(id))?;
         Some(LeaderAddr {
             id,
             http: n.http,
@@ -419,6 +444,7 @@ impl ClusterTask {
                 busy = true;
             }
             self.observe_role();
+            self.refresh_members();
             let now = self.clock.now();
             for (to, snapshot) in unreachable {
                 if snapshot {
@@ -481,44 +507,6 @@ impl ClusterTask {
             let _ = p.reply.send(answer());
         }
         self.by_token.clear();
-    }
-
-    fn publish_view(&self) {
-        if self.node.applied_index() > 0 || self.node.commit_index() > 0 {
-            self.empty.store(false, Ordering::Release);
-        }
-        let role = role_name(self.node.role());
-        let matched: HashMap<u64, u64> = self.node.match_indexes().into_iter().collect();
-        let leader = self.node.leader();
-        let nodes = self
-            .cfg
-            .nodes
-            .iter()
-            .map(|n| PeerView {
-                id: n.id,
-                raft: n.raft.to_string(),
-                http: format!("http://{}", n.http),
-                role: if n.id == self.cfg.node_id {
-                    role
-                } else if Some(n.id) == leader {
-                    "leader"
-                } else {
-                    "follower"
-                },
-                match_index: matched.get(&n.id).copied(),
-                reachable: n.id == self.cfg.node_id || self.transport.reachable(n.id),
-            })
-            .collect();
-        self.inbox.publish(ClusterView {
-            node_id: self.cfg.node_id,
-            role,
-            term: self.node.term(),
-            leader: self.leader_addr(),
-            commit_index: self.node.commit_index(),
-            applied_index: self.node.applied_index(),
-            elections_total: self.elections,
-            nodes,
-        });
     }
 
     fn finish(mut self) {

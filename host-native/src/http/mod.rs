@@ -184,6 +184,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/health/leader", get(cluster::health_leader))
         .route("/cluster", get(cluster::status))
         .route("/cluster/transfer", post(cluster::transfer))
+        .route("/cluster/nodes", post(cluster::add_node))
+        .route("/cluster/nodes/{id}", delete(cluster::remove_node))
         .route("/debug/state_digest", get(debug::state_digest));
     let api = queue
         .merge(kv)

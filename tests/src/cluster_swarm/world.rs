@@ -463,7 +463,7 @@ impl World {
                     self.outcomes.push_back((caller, Outcome::Lost));
                 }
             }
-            Err(other @ (Refused::Busy | Refused::Stopped { .. })) => {
+            Err(other @ (Refused::Busy | Refused::Stopped { .. } | Refused::Rejected { .. })) => {
                 panic!("node {} answered a proposal {other:?}", i + 1)
             }
         }
@@ -537,6 +537,12 @@ impl World {
                     }
                 }
                 Err(Refused::Stopped { reason }) => panic!("node {} stopped: {reason}", i + 1),
+                Err(other @ Refused::Rejected { .. }) => {
+                    panic!(
+                        "node {} refused a turn as a membership change: {other:?}",
+                        i + 1
+                    )
+                }
             }
             self.drain(i);
         }

@@ -18,6 +18,9 @@ use crate::storage::outbox::{Outgoing, Undelivered};
 impl ClusterTask {
     /// A proposal answered: its replies go to the requests that wait for them.
     pub(super) fn on_answer(&mut self, a: Answer) {
+        if self.on_change_answer(&a) {
+            return;
+        }
         let Some(waits) = self.in_flight.remove(&a.proposal) else {
             return;
         };
@@ -27,6 +30,7 @@ impl ClusterTask {
                 Refused::Lost { .. }
                 | Refused::NotLeader { .. }
                 | Refused::Busy
+                | Refused::Rejected { .. }
                 | Refused::Stopped { .. },
             ) => {
                 let lost =
