@@ -244,6 +244,13 @@ async fn bench(s: &Settings) -> Result<(), String> {
     if s.auth != Auth::None {
         println!("Synap auth: {}", s.auth.label());
     }
+    if let Some(f) = &failover {
+        println!("took {:.0} s\n", took.as_secs_f64());
+        println!("{}", report::failover_text(f));
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
     println!(
         "{} messages of ~140 B JSON, {} producers, {} workers; median of {} run(s); took {:.0} s\n",
         s.messages,
@@ -255,12 +262,6 @@ async fn bench(s: &Settings) -> Result<(), String> {
     println!(
         "Closed loop (C latency is publish→ack, mostly queueing when producers outrun workers):\n"
     );
-    if let Some(f) = &failover {
-        println!("{}", report::failover_text(f));
-    }
-    if rows.is_empty() {
-        return Ok(());
-    }
     println!("{}", report::closed_table(&rows));
     if s.cluster.is_some() {
         println!("Cluster ÷ single server, same path and mode (clients on the leader):\n");

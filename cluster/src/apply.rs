@@ -4,7 +4,7 @@
 use raft::eraftpb::{Entry, EntryType};
 use synap_core::{Command, Error, Reply};
 
-use crate::entry::{EntryData, Payload};
+use crate::entry::{EntryData, Origin, Payload};
 use crate::node::{Answer, Applied, AppliedKind, EntryEvent, Node, TurnResult};
 
 impl Node {
@@ -35,7 +35,10 @@ impl Node {
     fn apply_entry(&mut self, e: &Entry) -> Result<(), String> {
         let index = e.index;
         let data = if e.get_entry_type() == EntryType::EntryNormal {
-            EntryData::decode(&e.data)?
+            match self.own_turn(index, e.term) {
+                Some(data) => Some(data),
+                None => EntryData::decode(&e.data)?,
+            }
         } else {
             // A membership change (see `members`): raft-rs's membership and the address book.
             self.apply_conf_entry(e)?;
@@ -43,13 +46,14 @@ impl Node {
         };
         let now = data.as_ref().map(|d| d.payload.now());
         if let Some(data) = data {
-            let replies = self.run(index, data.payload.clone());
+            let turn_now = data.payload.now();
+            let replies = self.run(index, data.payload);
             if let Some(proposal) = self.take_pending(data.origin, index, e.term) {
                 self.answers.push_back(Answer {
                     proposal,
                     outcome: Ok(TurnResult {
                         index,
-                        now: data.payload.now(),
+                        now: turn_now,
                         replies,
                     }),
                 });
@@ -72,6 +76,25 @@ impl Node {
             });
         }
         Ok(())
+    }
+
+    /// The leader's own proposal at `index` in `term`, taken from its pending proposals
+    /// instead of decoded: by Raft's log matching, the entry at an index and term is the one
+    /// proposed there.
+    fn own_turn(&mut self, index: u64, term: u64) -> Option<EntryData> {
+        let (&seq, p) = self
+            .pending
+            .iter_mut()
+            .take_while(|(_, p)| p.index <= index)
+            .find(|(_, p)| p.index == index && p.term == term)?;
+        let (now, commands) = p.turn.take()?;
+        Some(EntryData {
+            origin: Some(Origin {
+                node: self.cfg.id,
+                seq,
+            }),
+            payload: Payload::Turn { now, commands },
+        })
     }
 
     /// Runs one payload on the engine; the replies of a turn's commands.

@@ -276,7 +276,14 @@ impl Node {
         }
         self.next_seq += 1;
         let term = self.raw.raft.term;
-        self.pending.insert(seq, Pending { index: last, term });
+        self.pending.insert(
+            seq,
+            Pending {
+                index: last,
+                term,
+                turn: None,
+            },
+        );
         self.after_input();
         Ok(ProposalId(seq))
     }

@@ -223,7 +223,11 @@ impl Node {
     /// Proposes one engine turn: `commands` run in order at the leader's `now` once the entry
     /// is committed, and the results come back as an [`Answer`] from `poll_answer`. Only the
     /// leader accepts; reads go through the log too, so every answer is linearizable.
-    pub fn propose(&mut self, now: Millis, commands: &[Command]) -> Result<ProposalId, Refused> {
+    pub fn propose(
+        &mut self,
+        now: Millis,
+        commands: impl Into<Vec<Command>>,
+    ) -> Result<ProposalId, Refused> {
         self.observe_clock(now);
         if let Some(reason) = &self.halted {
             return Err(Refused::Stopped {
@@ -241,7 +245,8 @@ impl Node {
             seq,
         };
         let stamp = self.stamp();
-        let data = encode_turn(Some(origin), stamp, commands);
+        let commands = commands.into();
+        let data = encode_turn(Some(origin), stamp, &commands);
         if self.raw.propose(Vec::new(), data).is_err() {
             // Still the leader, but raft-rs dropped it (a leadership transfer is under way).
             // Naming this node as the leader would send the client straight back here.
@@ -252,6 +257,7 @@ impl Node {
         let pending = Pending {
             index: self.raw.raft.raft_log.last_index(),
             term: self.raw.raft.term,
+            turn: Some((stamp, commands)),
         };
         self.pending.insert(seq, pending);
         self.after_input();

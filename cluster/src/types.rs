@@ -1,7 +1,7 @@
 //! The node's public data: its settings ([`NodeConfig`]) and what it hands out (answers to
 //! proposals, applied records, engine events).
 
-use synap_core::{EngineConfig, Error, Event, Millis, Reply};
+use synap_core::{Command, EngineConfig, Error, Event, Millis, Reply};
 
 /// Settings of one node. Every node of a cluster has the same `voters`, `engine` and
 /// `engine_seed` (so replicas draw the same message ids); `jitter_seed` differs per node.
@@ -167,8 +167,12 @@ pub struct EntryEvent {
 }
 
 /// A proposal waiting for its entry.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Pending {
     pub(crate) index: u64,
     pub(crate) term: u64,
+    /// A turn's time and commands as proposed, so the leader applies its own entry without
+    /// decoding it again (the entry at this index and term is this proposal, by Raft's log
+    /// matching); `None` for a membership change, or once taken.
+    pub(crate) turn: Option<(Millis, Vec<Command>)>,
 }

@@ -361,7 +361,7 @@ impl ClusterTask {
             self.refuse(waits, &f);
             return;
         }
-        match self.node.propose(self.clock.now(), &cmds) {
+        match self.node.propose(self.clock.now(), cmds) {
             Ok(p) => {
                 self.consuming.extend(waits.iter().filter_map(|w| match w {
                     Waiting::Consume { token, .. } => Some(*token),

@@ -516,7 +516,7 @@ impl World {
                 continue;
             };
             let (callers, cmds): (Vec<Caller>, Vec<Command>) = inbox.into_iter().unzip();
-            match node.propose(clock, &cmds) {
+            match node.propose(clock, cmds.as_slice()) {
                 Ok(p) => {
                     let keys = cmds.iter().map(|c| match c {
                         Command::Publish { message, .. } => message.idempotency_key.clone(),
