@@ -33,6 +33,25 @@ pub enum SynapError {
     /// A streaming connection was closed (by the server or because the client shut it down).
     #[error("connection closed: {0}")]
     Closed(String),
+    /// A client with failover ([`SynapClient::new_many`](crate::SynapClient::new_many)) gave
+    /// up: no node served the call before the failover deadline. `last` is the last node's failure (a transport error, or a
+    /// 503 `no_leader` / `not_leader`); [`code`](Self::code) and [`status`](Self::status) are
+    /// its.
+    #[error("no node served the request after {attempts} attempts: {last}")]
+    Failover {
+        /// Attempts made, on all nodes together.
+        attempts: u32,
+        /// The last attempt's failure.
+        last: Box<Self>,
+    },
+    /// A call was sent again after a failover while its earlier attempt's outcome was unknown
+    /// (the node failed mid-request), and the resend was refused in a way an applied earlier
+    /// attempt explains: `lease_mismatch` or `message_not_found` for a nack,
+    /// `already_finished` for a cancel. The earlier attempt most likely took effect.
+    /// [`code`](Self::code), [`status`](Self::status) and the `is_*` helpers are the inner
+    /// error's, so code that treats `lease_mismatch` as "move on" needs no change.
+    #[error("refused after a resend (the earlier attempt may have taken effect): {0}")]
+    Resent(Box<Self>),
 }
 
 /// Shorthand for results of this crate.
@@ -44,6 +63,7 @@ impl SynapError {
     pub fn status(&self) -> Option<u16> {
         match self {
             Self::Server { status, .. } => Some(*status),
+            Self::Failover { last: e, .. } | Self::Resent(e) => e.status(),
             _ => None,
         }
     }
@@ -53,8 +73,23 @@ impl SynapError {
     pub fn code(&self) -> Option<&str> {
         match self {
             Self::Server { code, .. } => Some(code),
+            Self::Failover { last: e, .. } | Self::Resent(e) => e.code(),
             _ => None,
         }
+    }
+
+    /// True when the call was resent after a failover and refused in a way an applied earlier
+    /// attempt explains ([`SynapError::Resent`]).
+    #[must_use]
+    pub fn is_resent(&self) -> bool {
+        matches!(self, Self::Resent(_))
+    }
+
+    /// True when a client with several nodes found none to serve the call before its failover
+    /// deadline ([`SynapError::Failover`]).
+    #[must_use]
+    pub fn is_failover(&self) -> bool {
+        matches!(self, Self::Failover { .. })
     }
 
     /// True when an ack, nack or extend carried a lease the message no longer holds: the message

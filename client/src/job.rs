@@ -132,13 +132,25 @@ impl SynapClient {
     /// of it and its ack, nack or lease expiry settles it as cancelled.
     ///
     /// # Errors
-    /// `already_finished` (409) for a finished job, `message_not_found` for an unknown one.
+    /// `already_finished` (409) for a finished job, `message_not_found` for an unknown one;
+    /// after a failover's resend, `already_finished` comes as [`SynapError::Resent`] (an
+    /// earlier attempt most likely cancelled the job).
+    ///
+    /// [`SynapError::Resent`]: crate::SynapError::Resent
     pub async fn cancel(&self, queue: &str, message_id: &str) -> Result<Cancelled> {
         let body = wire::CancelRequest {
             message_id: message_id.to_owned(),
         };
-        self.call(Method::POST, &["queue", queue, "cancel"], Some(&body))
-            .await
+        let sent = self
+            .call_tracked(Method::POST, &["queue", queue, "cancel"], Some(&body), true)
+            .await;
+        match sent.result {
+            // Resent after a failover: an earlier attempt most likely cancelled it.
+            Err(e) if sent.resent && e.is_already_finished() => {
+                Err(crate::SynapError::Resent(Box::new(e)))
+            }
+            r => r,
+        }
     }
 
     /// Creates or replaces the schedule `id` of `queue`: each run publishes `message` (any

@@ -11,6 +11,10 @@
 //! the HTTP status and the server's machine code, with helpers such as
 //! [`SynapError::is_lease_mismatch`].
 //!
+//! For a cluster, [`SynapClient::connect_many`] takes the URLs of several nodes: calls follow
+//! the leader across a failover, and an unanswered publish is resent with its idempotency key
+//! (docs/clients.md, "Several servers").
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use synap_client::{ConsumeOptions, PublishOptions, SynapClient};
@@ -50,6 +54,7 @@
 
 mod client;
 mod error;
+mod failover;
 mod job;
 mod kv;
 mod pubsub;

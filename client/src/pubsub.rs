@@ -74,11 +74,15 @@ impl SynapClient {
     /// transport errors.
     pub async fn pubsub_subscribe(&self, patterns: &[&str]) -> Result<Subscription> {
         let topics = patterns.join(",");
-        let mut socket = self
-            .open_ws(&["pubsub", "ws"], &[("topics", topics.as_str())])
-            .await?;
-        let first = wait_connected(&mut socket).await?;
-        Ok(Subscription::new(socket, first))
+        self.open_ws(
+            &["pubsub", "ws"],
+            &[("topics", topics.as_str())],
+            async |mut socket| {
+                let first = wait_connected(&mut socket).await?;
+                Ok(Subscription::new(socket, first))
+            },
+        )
+        .await
     }
 }
 

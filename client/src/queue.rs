@@ -9,7 +9,8 @@ use serde::{Serialize, Serializer};
 use synap_wire as wire;
 
 use crate::client::SynapClient;
-use crate::error::Result;
+use crate::error::{Result, SynapError};
+use crate::failover::random_key;
 use crate::types::{
     AckBatchResult, ConsumeOptions, DlqPage, NackAction, NackOptions, PublishOptions,
     PublishResult, QueueConfig, QueueMessage, QueueStats, RawDelivery, secs,
@@ -38,6 +39,21 @@ impl<T: Serialize + ?Sized> Serialize for PublishBody<'_, T> {
 }
 
 impl SynapClient {
+    /// On a client with failover, gives a publish without an idempotency key a random one
+    /// before its first send, so a resend cannot make a second message; answers whether it
+    /// did. A key the caller chose is kept; a `debounce` without a key is left for the server
+    /// to refuse.
+    pub(crate) fn ensure_key(&self, req: &mut wire::PublishRequest) -> bool {
+        let add = self.fails_over()
+            && self.generate_keys
+            && req.idempotency_key.is_none()
+            && req.debounce.is_none();
+        if add {
+            req.idempotency_key = Some(random_key());
+        }
+        add
+    }
+
     /// Creates the queue `name` with `config` (fields left `None` take the server defaults).
     /// Creating an existing queue applies the given settings to it.
     ///
@@ -72,7 +88,10 @@ impl SynapClient {
         Ok(r.queues)
     }
 
-    /// Publishes `message` (any `Serialize` value, sent as JSON) to `queue`.
+    /// Publishes `message` (any `Serialize` value, sent as JSON) to `queue`. On a client with
+    /// failover a publish without an idempotency key gets a random one
+    /// ([`with_generated_keys`](Self::with_generated_keys)), and an unanswered publish is sent
+    /// again with its key, so it is answered with the one message it made.
     ///
     /// # Errors
     /// `queue_full`, `payload_too_large`, `invalid_argument` (e.g. priority above 9), or
@@ -83,13 +102,26 @@ impl SynapClient {
         message: &T,
         opts: PublishOptions,
     ) -> Result<PublishResult> {
-        let body = PublishBody {
+        let mut body = PublishBody {
             message,
             opts: &opts,
         }
         .request()?;
-        self.call(Method::POST, &["queue", queue, "publish"], Some(&body))
+        let generated = self.ensure_key(&mut body);
+        let safe = body.idempotency_key.is_some();
+        let mut r: PublishResult = self
+            .call_tracked(
+                Method::POST,
+                &["queue", queue, "publish"],
+                Some(&body),
+                safe,
+            )
             .await
+            .result?;
+        // A key of the client's own is seen again only when it resent the publish: to the
+        // caller this is the one publish it made.
+        r.duplicate &= !generated;
+        Ok(r)
     }
 
     /// Publishes several messages in one request; all are accepted or none. Results are in
@@ -102,19 +134,30 @@ impl SynapClient {
         queue: &str,
         messages: &[(T, PublishOptions)],
     ) -> Result<Vec<PublishResult>> {
-        let batch = wire::PublishBatchRequest {
+        let mut batch = wire::PublishBatchRequest {
             messages: messages
                 .iter()
                 .map(|(message, opts)| PublishBody { message, opts }.request())
                 .collect::<serde_json::Result<_>>()?,
         };
-        let r: wire::PublishedBatch = self
-            .call(
+        let generated: Vec<bool> = batch
+            .messages
+            .iter_mut()
+            .map(|m| self.ensure_key(m))
+            .collect();
+        let safe = batch.messages.iter().all(|m| m.idempotency_key.is_some());
+        let mut r: wire::PublishedBatch = self
+            .call_tracked(
                 Method::POST,
                 &["queue", queue, "publish_batch"],
                 Some(&batch),
+                safe,
             )
-            .await?;
+            .await
+            .result?;
+        for (m, generated) in r.messages.iter_mut().zip(generated) {
+            m.duplicate &= !generated;
+        }
         Ok(r.messages)
     }
 
@@ -158,7 +201,9 @@ impl SynapClient {
             .collect()
     }
 
-    /// Acknowledges a message under whatever lease it holds: it is done.
+    /// Acknowledges a message under whatever lease it holds: it is done. On a client with
+    /// failover, an ack sent again after an unanswered attempt that finds the message gone
+    /// (`message_not_found`) counts as done: that attempt acked it.
     ///
     /// # Errors
     /// `message_not_found` for an unknown id, `lease_mismatch` when it is not leased.
@@ -213,14 +258,25 @@ impl SynapClient {
             lease,
             result,
         };
-        let _: wire::Success = self
-            .call(Method::POST, &["queue", queue, "ack"], Some(&body))
-            .await?;
-        Ok(())
+        let sent = self
+            .call_tracked::<_, wire::Success>(
+                Method::POST,
+                &["queue", queue, "ack"],
+                Some(&body),
+                true,
+            )
+            .await;
+        match sent.result {
+            Ok(_) => Ok(()),
+            // Resent after a failover: an acked message is gone, so an earlier attempt did it.
+            Err(e) if sent.resent && e.code() == Some("message_not_found") => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// Acknowledges several `(message_id, lease)` pairs in one request. Refused acks are
-    /// reported per message rather than failing the batch.
+    /// reported per message rather than failing the batch. After a resend (failover), messages
+    /// found gone count as acked, as for [`queue_ack`](Self::queue_ack).
     ///
     /// # Errors
     /// `queue_not_found` or transport errors.
@@ -239,8 +295,22 @@ impl SynapClient {
                 })
                 .collect(),
         };
-        self.call(Method::POST, &["queue", queue, "ack_batch"], Some(&batch))
-            .await
+        let sent = self
+            .call_tracked::<_, AckBatchResult>(
+                Method::POST,
+                &["queue", queue, "ack_batch"],
+                Some(&batch),
+                true,
+            )
+            .await;
+        let mut r = sent.result?;
+        if sent.resent {
+            // As for one ack: a message gone after a resend was acked by an earlier attempt.
+            let before = r.failed.len();
+            r.failed.retain(|f| f.code != "message_not_found");
+            r.acked += (before - r.failed.len()) as u64;
+        }
+        Ok(r)
     }
 
     /// Rejects a message: `requeue = true` retries it (after the queue's retry delay, and
@@ -261,10 +331,14 @@ impl SynapClient {
         self.queue_nack_with(queue, message_id, &opts).await
     }
 
-    /// Rejects a message with an explicit retry delay, error text or lease.
+    /// Rejects a message with an explicit retry delay, error text or lease. On a client with
+    /// failover a nack with a lease is sent again after an unanswered attempt; one without is
+    /// not (the message may have been delivered to another worker meanwhile).
     ///
     /// # Errors
-    /// As [`queue_ack`](Self::queue_ack).
+    /// As [`queue_ack`](Self::queue_ack); [`SynapError::Resent`] (still `is_lease_mismatch()`
+    /// or `is_not_found()`) when a resend is refused because an earlier attempt most likely
+    /// rejected the message already.
     pub async fn queue_nack_with(
         &self,
         queue: &str,
@@ -272,10 +346,24 @@ impl SynapClient {
         opts: &NackOptions,
     ) -> Result<NackAction> {
         let body = opts.request(message_id);
-        let r: wire::Nacked = self
-            .call(Method::POST, &["queue", queue, "nack"], Some(&body))
-            .await?;
-        Ok(r.action)
+        // Without a lease a repeat could reject the next delivery of the message, made to
+        // another worker after an earlier attempt requeued it.
+        let safe = opts.lease.is_some();
+        let sent = self
+            .call_tracked::<_, wire::Nacked>(
+                Method::POST,
+                &["queue", queue, "nack"],
+                Some(&body),
+                safe,
+            )
+            .await;
+        match sent.result {
+            Ok(r) => Ok(r.action),
+            Err(e) if sent.resent && (e.is_lease_mismatch() || e.is_not_found()) => {
+                Err(SynapError::Resent(Box::new(e)))
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Extends a lease: the new deadline is `ack_deadline` from now. Workers on long tasks call

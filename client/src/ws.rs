@@ -1,5 +1,8 @@
 //! WebSocket plumbing shared by pub/sub subscriptions and the streaming consumer: URL building
-//! (`http` → `ws`), the auth header, and reading JSON text frames.
+//! (`http` → `ws`), the auth header, moving to the leader when a node refuses the connection,
+//! and reading JSON text frames.
+
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::Url;
@@ -11,33 +14,98 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::client::SynapClient;
 use crate::error::{Result, SynapError};
+use crate::failover::{Failure, MOVE_ON, Pacer};
 
 /// An open WebSocket to the server.
 pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// How long opening a WebSocket (TCP connect and upgrade) may take.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why opening a WebSocket on one node failed.
+enum Refused {
+    /// Worth trying on another node.
+    Again(Failure),
+    /// The same on every node (a bad option, a refused key).
+    Fatal(SynapError),
+}
+
+/// Whether an error while greeting a new WebSocket is the node's and not the request's: the
+/// connection failed or ended, or the node is not the leader.
+fn greeting_moves_on(e: &SynapError) -> bool {
+    match e {
+        SynapError::Server { code, .. } => MOVE_ON.contains(&code.as_str()),
+        SynapError::Transport(_) | SynapError::WebSocket(_) | SynapError::Closed(_) => true,
+        _ => false,
+    }
+}
+
 impl SynapClient {
-    /// Opens a WebSocket to `segments` with `query` pairs. The query is form-encoded, so a `#`
-    /// in a topic pattern travels as `%23` instead of starting a URL fragment.
-    pub(crate) async fn open_ws(
+    /// Opens a WebSocket to `segments` with `query` pairs and reads its greeting with `greet`.
+    /// The query is form-encoded, so a `#` in a topic pattern travels as `%23` instead of
+    /// starting a URL fragment. On a client with failover, a node that cannot take the
+    /// connection (unreachable, or refusing it with `not_leader` / `no_leader`, before the
+    /// upgrade or in the greeting) sends it to the leader, else to the next node, paced as
+    /// calls are (failover.rs).
+    pub(crate) async fn open_ws<T>(
         &self,
         segments: &[&str],
         query: &[(&str, &str)],
-    ) -> Result<Socket> {
-        let mut url: Url = self.url(segments);
-        url.set_scheme("ws")
-            .map_err(|()| SynapError::InvalidUrl(format!("{url}: cannot switch to ws://")))?;
+        greet: impl AsyncFn(Socket) -> Result<T>,
+    ) -> Result<T> {
+        let mut pacer = Pacer::new();
+        loop {
+            let base = self.nodes.current();
+            let failure = match self.open_ws_at(&base, segments, query).await {
+                Ok(socket) => match greet(socket).await {
+                    Ok(t) => return Ok(t),
+                    Err(e) if self.fails_over() && greeting_moves_on(&e) => {
+                        // A refusal in a frame does not name the leader: ask the node.
+                        let leader = self.leader_of(&base).await;
+                        Failure {
+                            leader,
+                            ..Failure::plain(e, false)
+                        }
+                    }
+                    Err(e) => return Err(e),
+                },
+                Err(Refused::Again(f)) => f,
+                Err(Refused::Fatal(e)) => return Err(e),
+            };
+            pacer.again(self, &base, failure).await?;
+        }
+    }
+
+    /// One attempt to open the WebSocket on node `base`.
+    async fn open_ws_at(
+        &self,
+        base: &Url,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Socket, Refused> {
+        let mut url: Url = self.rebase(&self.url(segments), base);
+        url.set_scheme("ws").map_err(|()| {
+            Refused::Fatal(SynapError::InvalidUrl(format!(
+                "{url}: cannot switch to ws://"
+            )))
+        })?;
         if !query.is_empty() {
             url.query_pairs_mut().extend_pairs(query);
         }
-        let mut request = url.as_str().into_client_request()?;
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| Refused::Fatal(e.into()))?;
         if let Some(key) = self.api_key() {
             let value = HeaderValue::from_str(&format!("Bearer {key}"))
-                .map_err(|e| SynapError::InvalidUrl(format!("api key: {e}")))?;
+                .map_err(|e| Refused::Fatal(SynapError::InvalidUrl(format!("api key: {e}"))))?;
             request.headers_mut().insert("authorization", value);
         }
-        match tokio_tungstenite::connect_async(request).await {
-            Ok((socket, _response)) => Ok(socket),
-            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+        let opened =
+            tokio::time::timeout(OPEN_TIMEOUT, tokio_tungstenite::connect_async(request)).await;
+        match opened {
+            Ok(Ok((socket, _response))) => Ok(socket),
+            Ok(Err(tokio_tungstenite::tungstenite::Error::Http(resp))) => {
                 // A refused upgrade carries the server's usual error body; surface it as a
                 // server error so `is_unauthorized()` and friends work for sockets too.
                 let status = resp.status();
@@ -46,13 +114,28 @@ impl SynapClient {
                     .as_deref()
                     .map(String::from_utf8_lossy)
                     .unwrap_or_default();
-                Err(SynapError::from_response(
+                let err = SynapError::from_response(
                     status.as_u16(),
                     status.canonical_reason().unwrap_or("error"),
                     &body,
-                ))
+                );
+                if status.as_u16() != 503 || !err.code().is_some_and(|c| MOVE_ON.contains(&c)) {
+                    return Err(Refused::Fatal(err));
+                }
+                let leader = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|v| v["leader"]["http"].as_str().map(str::to_owned))
+                    .and_then(|h| self.leader_base(&h));
+                Err(Refused::Again(Failure {
+                    leader,
+                    ..Failure::plain(err, false)
+                }))
             }
-            Err(e) => Err(e.into()),
+            Ok(Err(e)) => Err(Refused::Again(Failure::plain(e.into(), false))),
+            Err(_) => Err(Refused::Again(Failure::plain(
+                SynapError::Closed(format!("opening {url} took over {OPEN_TIMEOUT:?}")),
+                false,
+            ))),
         }
     }
 }
