@@ -5,9 +5,10 @@
 //! checking every reply and event, then a fault-free phase that must end with every message
 //! acked or dead-lettered (or deleted with its queue); each seed runs twice and the traces must
 //! hash equal. Keyed publishes whose reply was "lost" are sent again, and must answer with
-//! their first publish. Jobs are looked up and cancelled, workers report progress and ack
-//! with results, schedules publish (one job per slot, across restarts with downtime), and
-//! `until_finished` keys hold while their job is unfinished.
+//! their first publish. Jobs are looked up, waited for and cancelled, workers report progress
+//! and ack with results, `every_ms` and cron schedules publish (one job per slot, at its slot,
+//! across restarts with downtime), `until_finished` keys hold while their job is unfinished,
+//! and a debounced publish replaces its key's still-delayed job (the trailing call wins).
 
 use synap_tests::swarm::{check_seed, seeds_from_env, summarize};
 
@@ -31,6 +32,10 @@ fn swarm() {
             "duplicates",
             "cancelled",
             "scheduled",
+            "cron_runs",
+            "debounced",
+            "job_waits",
+            "waits_answered",
         ] {
             assert!(total[figure] > 0, "the swarm never exercised {figure}");
         }

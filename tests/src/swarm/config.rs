@@ -93,7 +93,27 @@ pub struct SwarmConfig {
     pub schedules: Vec<Option<(u64, u64)>>,
     /// Longest downtime before a restart (the host then sends `Resume`).
     pub downtime_ms: u64,
+    /// Per queue without an `every_ms` schedule: a cron schedule `(pattern, max_runs)` put at
+    /// the start, if any. The patterns fire every 1, 2 or 3 minutes.
+    pub crons: Vec<Option<(String, u64)>>,
+    /// The clock's start: just before a whole minute when a cron schedule is drawn.
+    pub start_ms: u64,
+    /// Chance a single publish is debounced (a key from a small pool, with a delay).
+    pub p_debounce: f64,
+    /// Keys the debounced publishes share.
+    pub debounce_keys: u64,
+    /// Per-step chance the job waiter waits for a job (`WaitJob`).
+    pub p_wait_job: f64,
+    /// Longest wait it asks for.
+    pub wait_job_ms: u64,
 }
+
+/// The cron patterns drawn, each with its period: their slots are the multiples of it.
+pub(crate) const CRON_PATTERNS: [(&str, u64); 3] = [
+    ("* * * * *", 60_000),
+    ("*/2 * * * *", 120_000),
+    ("*/3 * * * *", 180_000),
+];
 
 fn queue_config(pick: &mut impl FnMut(u64, u64) -> u64) -> QueueConfig {
     let ack_deadline_ms = pick(20, 2_000);
@@ -133,6 +153,16 @@ fn queue_config(pick: &mut impl FnMut(u64, u64) -> u64) -> QueueConfig {
         max_bytes: None,
         ..QueueConfig::default()
     }
+}
+
+/// The period of one of the swarm's cron patterns.
+#[must_use]
+pub(crate) fn cron_period(pattern: &str) -> u64 {
+    CRON_PATTERNS
+        .iter()
+        .find(|(p, _)| *p == pattern)
+        .unwrap_or_else(|| panic!("{pattern} is not a swarm cron pattern"))
+        .1
 }
 
 impl SwarmConfig {
@@ -192,7 +222,7 @@ impl SwarmConfig {
                 age_ms: pick3(100, 5_000),
             };
         }
-        let schedules = queues
+        let schedules: Vec<Option<(u64, u64)>> = queues
             .iter()
             .map(|_| (pick3(0, 2) == 0).then(|| (pick3(1_000, 4_000), pick3(1, 5))))
             .collect();
@@ -200,7 +230,30 @@ impl SwarmConfig {
         let p3 = |x: f64| if lifecycle { x } else { 0.0 };
         let (p_cancel, p_progress, p_result, p_until_finished) =
             (p3(pick3(0, 10) as f64 / 100.0), p3(0.2), p3(0.3), p3(0.5));
-        let downtime_ms = [0, 2_000, 10_000][pick3(0, 2) as usize];
+        let mut downtime_ms = [0, 2_000, 10_000][pick3(0, 2) as usize];
+        // Waits for jobs, debounced publishes and cron schedules draw from a fourth PRNG, so
+        // the draws above are unchanged too; each is off for some seeds.
+        let mut rng4 = Rng::new(seed ^ 0xDEB0_C4A0_0000_0000);
+        let mut pick4 = |lo: u64, hi: u64| lo + rng4.next_u64() % (hi - lo + 1);
+        let p_debounce = [0.0, 0.1, 0.3][pick4(0, 2) as usize];
+        let debounce_keys = pick4(1, 4);
+        let p_wait_job = [0.0, 0.03, 0.15][pick4(0, 2) as usize];
+        let wait_job_ms = pick4(50, 8_000);
+        let crons: Vec<Option<(String, u64)>> = schedules
+            .iter()
+            .map(|every| {
+                let pattern = CRON_PATTERNS[pick4(0, 2) as usize].0;
+                let max_runs = pick4(1, 3);
+                (every.is_none() && pick4(0, 2) == 0).then(|| (pattern.to_owned(), max_runs))
+            })
+            .collect();
+        // A cron run needs whole minutes: the clock starts shortly before one, and restarts
+        // may be down for minutes, so catch-up runs happen too.
+        let mut start_ms = 1_000;
+        if crons.iter().any(Option::is_some) {
+            start_ms = 120_000 - pick4(1_000, 20_000);
+            downtime_ms = [0, 2_000, 10_000, 70_000, 200_000][pick4(0, 4) as usize];
+        }
         let mut rng2 = Rng::new(seed);
         let mut chance = move || rng2.next_f64();
         Self {
@@ -245,6 +298,12 @@ impl SwarmConfig {
             p_until_finished,
             schedules,
             downtime_ms,
+            crons,
+            start_ms,
+            p_debounce,
+            debounce_keys,
+            p_wait_job,
+            wait_job_ms,
         }
     }
 
@@ -252,6 +311,16 @@ impl SwarmConfig {
     #[must_use]
     pub fn queue(&self, i: usize) -> &QueueConfig {
         &self.queues[i].config
+    }
+
+    /// The message queue `q`'s schedule publishes, if it has one.
+    #[must_use]
+    pub fn schedule_body(&self, q: usize) -> Option<serde_json::Value> {
+        match (&self.schedules[q], &self.crons[q]) {
+            (Some(_), _) => Some(serde_json::json!({ "scheduled": q })),
+            (None, Some(_)) => Some(serde_json::json!({ "cron": q })),
+            (None, None) => None,
+        }
     }
 
     /// The index of the queue named `name`.
@@ -316,6 +385,16 @@ impl fmt::Display for SwarmConfig {
             self.p_until_finished,
             self.schedules,
             self.downtime_ms
+        )?;
+        write!(
+            f,
+            "\n  jobs: debounce={} keys={} wait_job={} wait_ms={} crons={:?} start_ms={}",
+            self.p_debounce,
+            self.debounce_keys,
+            self.p_wait_job,
+            self.wait_job_ms,
+            self.crons,
+            self.start_ms
         )
     }
 }

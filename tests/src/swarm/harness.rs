@@ -36,6 +36,8 @@ pub(crate) enum Note {
     Delivered(WaiterId, Vec<Delivery>),
     /// A parked waiter's wait ended with nothing.
     TimedOut(WaiterId),
+    /// A parked wait for a job was answered.
+    JobWaited(WaiterId),
     /// A host restart withdrew every parked waiter.
     WaitersDropped,
     /// Deliveries pushed to a session.
@@ -99,7 +101,7 @@ impl Harness {
             rng: Rng::new(cfg.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             engine: Engine::new(engine_cfg.clone(), cfg.seed),
             engine_cfg,
-            now: 1_000,
+            now: cfg.start_ms,
             log: Vec::new(),
             trace: Xxh3::new(),
             oracle: Oracle::new(&cfg, SESSION_WINDOW),
@@ -211,6 +213,7 @@ impl Harness {
     /// Runs due timers and checks none survived.
     pub(crate) fn timeout(&mut self) {
         let now = Millis(self.now);
+        self.oracle.now = self.now;
         self.engine.handle_timeout(now);
         self.trace
             .update(format!("{} timeout\n", self.now).as_bytes());
@@ -251,10 +254,8 @@ impl Harness {
                 }
                 Event::SessionEnded { session_id } => Note::Ended(session_id),
                 Event::PubSub { subscriber_id, .. } => Note::PubSub(subscriber_id),
-                Event::Observed(_)
-                | Event::KeyExpired { .. }
-                | Event::Progress { .. }
-                | Event::JobWaited { .. } => continue,
+                Event::JobWaited { waiter_id, .. } => Note::JobWaited(waiter_id),
+                Event::Observed(_) | Event::KeyExpired { .. } | Event::Progress { .. } => continue,
             };
             self.notes.push_back(note);
         }
@@ -265,6 +266,7 @@ impl Harness {
     /// run due timers (the host skipped them), whose events are drained as usual.
     pub(crate) fn stats(&mut self, q: usize) -> QueueStats {
         let queue = self.cfg.queues[q].name.clone();
+        self.oracle.now = self.now;
         let reply = self
             .engine
             .handle(Millis(self.now), Command::Stats { queue });
@@ -299,11 +301,12 @@ impl Harness {
                 let runs: u64 = schedules.iter().map(|x| x.runs).sum();
                 assert_eq!(
                     runs,
-                    self.oracle.schedule_runs[q].len() as u64,
+                    self.oracle.schedules.runs[q].len() as u64,
                     "{}: schedule runs against jobs published",
                     s.queue
                 );
             }
+            self.oracle.check_kept(q, s.kept_jobs);
             self.oracle.ledger.check_stats(q, &s);
             let prefetch = self.cfg.queue(q).prefetch;
             self.oracle

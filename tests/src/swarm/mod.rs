@@ -3,11 +3,13 @@
 //! credit) share the queues; they crash holding leases, ack late, twice or with stale leases,
 //! nack and extend; sessions are granted credit, detach with and without give-back, and are
 //! abandoned attached. Pub/sub subscribers take pushes within credit and poll bounded
-//! buffers. The host skips timer calls, its clock jumps, and it restarts by command-log replay
-//! or snapshot, then drops every waiter and session as the server does after recovery. An
-//! oracle outside the engine checks every reply and event; a fault-free phase then requires
-//! every message to end acked or dead-lettered. Model: quinn's `Pair::step`, TigerBeetle's
-//! VOPR.
+//! buffers. Jobs are looked up, waited for and cancelled; publishes are keyed, held until
+//! finished or debounced; queues have `every_ms` or cron schedules. The host skips timer
+//! calls, its clock jumps, and it restarts by command-log replay or snapshot, then drops every
+//! waiter and session as the server does after recovery. An oracle outside the engine checks
+//! every reply and event; a fault-free phase then requires every message to end acked or
+//! dead-lettered, every wait for a job answered and every schedule's runs made. Model: quinn's
+//! `Pair::step`, TigerBeetle's VOPR.
 
 mod actors;
 mod config;
@@ -21,7 +23,7 @@ use synap_core::Command;
 pub use config::{QueueSpec, SwarmConfig};
 pub use harness::Store;
 
-use actors::{Listener, Poller, Publisher, Streamer, kv_user};
+use actors::{JobWaiter, Listener, Poller, Publisher, Streamer, kv_user};
 use harness::{Harness, Note};
 
 /// Steps allowed for the fault-free phase to settle every message.
@@ -60,6 +62,14 @@ pub struct SeedReport {
     pub cancelled: usize,
     /// Jobs published by schedules.
     pub scheduled: usize,
+    /// Of those, jobs published by cron schedules.
+    pub cron_runs: usize,
+    /// Debounced publishes that replaced a delayed job's message.
+    pub debounced: usize,
+    /// Waits for a job parked, and those answered by the job or its deadline.
+    pub job_waits: usize,
+    /// See `job_waits`.
+    pub waits_answered: usize,
 }
 
 /// One run: the harness and every actor.
@@ -69,6 +79,7 @@ struct Swarm {
     pollers: Vec<Poller>,
     streamers: Vec<Streamer>,
     listeners: Vec<Listener>,
+    waiter: JobWaiter,
 }
 
 /// Runs one seed to the end, panicking on any violation.
@@ -96,6 +107,7 @@ impl Swarm {
             pollers: (0..cfg.pollers).map(|i| Poller::new(i, cfg.seed)).collect(),
             streamers: (0..cfg.streamers).map(Streamer::new).collect(),
             listeners: (0..cfg.subscribers).map(Listener::new).collect(),
+            waiter: JobWaiter::default(),
             h: Harness::new(cfg),
         }
     }
@@ -108,17 +120,21 @@ impl Swarm {
             };
             self.h.exec(cmd).expect("queue created");
         }
-        for (q, spec) in self.h.cfg.schedules.clone().into_iter().enumerate() {
-            let Some((every_ms, max_runs)) = spec else {
-                continue;
+        for q in 0..self.h.cfg.queues.len() {
+            let cfg = &self.h.cfg;
+            let (every_ms, cron, max_runs) = match (&cfg.schedules[q], &cfg.crons[q]) {
+                (Some((every, max)), _) => (Some(*every), None, *max),
+                (None, Some((pattern, max))) => (None, Some(pattern.clone()), *max),
+                (None, None) => continue,
             };
+            let body = cfg.schedule_body(q).expect("a schedule's message");
             let cmd = Command::PutSchedule {
-                queue: self.h.cfg.queues[q].name.clone(),
+                queue: cfg.queues[q].name.clone(),
                 schedule_id: format!("s{q}"),
                 schedule: synap_core::ScheduleSpec {
-                    every_ms: Some(every_ms),
-                    cron: None,
-                    message: synap_core::Json::from_value(&serde_json::json!({ "scheduled": q })),
+                    every_ms,
+                    cron,
+                    message: synap_core::Json::from_value(&body),
                     priority: None,
                     headers: Default::default(),
                     start_at: None,
@@ -141,12 +157,20 @@ impl Swarm {
             calm += 1;
             assert!(
                 calm < LIVENESS_STEPS,
-                "liveness: not settled after {calm} fault-free steps"
+                "liveness: not settled after {calm} fault-free steps: {}",
+                self.unsettled()
             );
             self.step();
         }
         let (acked, dead) = self.h.oracle.ledger.settled_counts();
         let (cancelled, scheduled) = self.h.oracle.ledger.lifecycle_counts();
+        let crons = &self.h.cfg.crons;
+        let ledger = &self.h.oracle.ledger;
+        let cron_runs = ledger
+            .map
+            .values()
+            .filter(|e| e.scheduled && crons[e.queue].is_some())
+            .count();
         SeedReport {
             trace_hash: self.h.digest(),
             steps: steps + calm,
@@ -162,17 +186,56 @@ impl Swarm {
             duplicates: self.h.tally.duplicates,
             cancelled,
             scheduled,
+            cron_runs,
+            debounced: self.h.oracle.replacements,
+            job_waits: self.waiter.waits,
+            waits_answered: self.h.oracle.waits_answered,
         }
     }
 
+    /// Everything published has ended, every wait for a job is answered and every schedule
+    /// has made its runs.
     fn settled(&mut self) -> bool {
         if !self.publisher.done() || !self.h.oracle.ledger.all_settled() {
+            return false;
+        }
+        let oracle = &self.h.oracle;
+        let queues = self.h.cfg.queues.len();
+        if !self.waiter.parked.is_empty() || (0..queues).any(|q| oracle.schedules.pending(q)) {
             return false;
         }
         (0..self.h.cfg.queues.len()).all(|q| {
             let s = self.h.stats(q);
             s.depth == 0 && s.in_flight == 0
         })
+    }
+
+    /// What keeps the run from settling, for the liveness failure.
+    fn unsettled(&mut self) -> String {
+        let o = &self.h.oracle;
+        let open: Vec<_> = o
+            .ledger
+            .map
+            .iter()
+            .filter(|(id, _)| o.ledger.unfinished(**id))
+            .map(|(id, e)| (*id, e.queue, e.place.clone()))
+            .take(5)
+            .collect();
+        let pending: Vec<usize> = (0..self.h.cfg.queues.len())
+            .filter(|q| o.schedules.pending(*q))
+            .collect();
+        let listed: Vec<_> = pending
+            .iter()
+            .map(|q| {
+                let queue = self.h.cfg.queues[*q].name.clone();
+                self.h.exec(Command::ListSchedules { queue })
+            })
+            .collect();
+        format!(
+            "publisher done {}, unfinished {open:?}, waits {:?}, schedules pending {listed:?}",
+            self.publisher.done(),
+            self.waiter.parked
+        )
     }
 
     fn turn_faults_off(&mut self) {
@@ -242,10 +305,19 @@ impl Swarm {
                 self.route();
             }
         }
+        if self.h.faults && self.h.chance(self.h.cfg.p_wait_job) {
+            self.waiter.act(&mut self.h);
+            self.route();
+        }
         self.host_chores();
         self.h.check_queues();
         self.h.maybe_restart();
         self.route();
+        let parked: Vec<_> = self.h.oracle.job_waits.keys().copied().collect();
+        assert!(
+            self.waiter.parked.iter().eq(parked.iter()),
+            "the waits the client holds are the waits the engine holds"
+        );
     }
 
     /// KV traffic and DLQ redrives.
@@ -274,7 +346,12 @@ impl Swarm {
             let _ = h.exec(Command::Cancel { queue, message_id });
         }
         if h.chance(h.cfg.p_delete) {
-            let q = h.any_queue();
+            // Half the time the queue of a parked wait for a job, which then ends.
+            let waited = h.oracle.job_waits.values().next().map(|w| w.queue);
+            let q = match waited {
+                Some(q) if h.chance(0.5) => q,
+                _ => h.any_queue(),
+            };
             let spec = h.cfg.queues[q].clone();
             let deleted = h.exec(Command::DeleteQueue {
                 queue: spec.name.clone(),
@@ -298,11 +375,14 @@ impl Swarm {
                     p.parked = None;
                     p.receive(&mut self.h, messages);
                 }
+                Note::TimedOut(w) if self.waiter.owns(w) => self.waiter.answered(w),
                 Note::TimedOut(w) => {
                     let now = self.h.now;
                     poller_of(&mut self.pollers, w).unpark(now);
                 }
+                Note::JobWaited(w) => self.waiter.answered(w),
                 Note::WaitersDropped => {
+                    self.waiter.dropped();
                     let now = self.h.now;
                     for p in self.pollers.iter_mut().filter(|p| p.parked.is_some()) {
                         p.unpark(now);
@@ -384,6 +464,10 @@ pub fn summarize(reports: &[SeedReport]) -> BTreeMap<&'static str, usize> {
         *m.entry("duplicates").or_default() += o.duplicates;
         *m.entry("cancelled").or_default() += o.cancelled;
         *m.entry("scheduled").or_default() += o.scheduled;
+        *m.entry("cron_runs").or_default() += o.cron_runs;
+        *m.entry("debounced").or_default() += o.debounced;
+        *m.entry("job_waits").or_default() += o.job_waits;
+        *m.entry("waits_answered").or_default() += o.waits_answered;
     }
     m
 }

@@ -1,5 +1,6 @@
 //! The publisher: queue messages to every queue (some in batches, with delays, TTLs and
-//! retry overrides) and pub/sub messages to the topics.
+//! retry overrides, some debounced under a few shared keys) and pub/sub messages to the
+//! topics.
 
 use serde_json::json;
 use synap_core::{Command, Error, Json, PublishMessage, Reply};
@@ -79,6 +80,9 @@ impl Publisher {
     }
 
     fn publish_queue(&mut self, h: &mut Harness, left: usize) {
+        if h.chance(h.cfg.p_debounce) {
+            return self.publish_debounced(h);
+        }
         let batch = if h.chance(h.cfg.p_batch) {
             h.pick(2, 5) as usize
         } else {
@@ -139,5 +143,36 @@ impl Publisher {
         };
         // Only an accepted publish has a reply to lose.
         self.retry = again.filter(|_| accepted);
+    }
+
+    /// A debounced publish: one of a few keys, with a delay. While the key's job is still
+    /// delayed this replaces its message (the oracle checks which happened); its reply is
+    /// never "lost", as sending it again is not a retry but another call.
+    fn publish_debounced(&mut self, h: &mut Harness) {
+        let k = self.sent;
+        self.sent += 1;
+        let key = format!("deb{}", h.pick(0, h.cfg.debounce_keys - 1));
+        let mut m = PublishMessage {
+            message: Some(Json::from_value(&json!({ "n": k, "key": key }))),
+            priority: Some(h.pick(0, 9) as u8),
+            delay_ms: Some(h.pick(50, 3_000)),
+            idempotency_key: Some(key),
+            debounce: true,
+            ..PublishMessage::default()
+        };
+        if h.chance(h.cfg.p_ttl) {
+            m.ttl_ms = Some(h.pick(50, 5_000));
+        }
+        if h.chance(h.cfg.p_override_retries) {
+            m.max_retries = Some(h.pick(0, 3) as u32);
+        }
+        let q = h.any_queue();
+        let queue = h.cfg.queues[q].name.clone();
+        let budgeted = h.cfg.queues[q].config.max_bytes.is_some();
+        match h.exec(Command::Publish { queue, message: m }) {
+            Ok(Reply::Published(_)) => {}
+            Err(Error::MemoryFull { .. }) if budgeted => {}
+            other => panic!("a debounced publish answered {other:?}"),
+        }
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde_json::Value;
 use synap_core::{
     DeadLetterReason, Delivery, LeaseToken, MessageId, Observed, ObservedKind, QueueConfig,
     QueueStats, SessionId,
@@ -72,6 +73,47 @@ pub(crate) struct Entry {
     pub(crate) cancel_requested: bool,
     /// Published by a schedule's run (no publish command claimed it).
     pub(crate) scheduled: bool,
+    /// Publishes that made it: 1, plus one per debounced publish that replaced its message.
+    pub(crate) publishes: u64,
+    /// The end of its publish delay, while it was never delivered nor moved since.
+    pub(crate) delayed_until: Option<u64>,
+    /// Its message (every delivery and lookup carries it), once known.
+    pub(crate) body: Option<Value>,
+    /// What the ack that finished it carried.
+    pub(crate) result: Option<Value>,
+}
+
+impl Entry {
+    /// A message just published to `queue` at `at`.
+    fn fresh(queue: usize, cfg: &QueueConfig, at: u64, body: Option<Value>) -> Self {
+        Self {
+            queue,
+            place: Place::Waiting,
+            deliveries: 0,
+            max_retries: cfg.max_retries,
+            expires_at: cfg.message_ttl_ms.map(|t| at + t),
+            expired: false,
+            published_at: at,
+            ttl_ms: cfg.message_ttl_ms,
+            delivered_at: 0,
+            leases: Vec::new(),
+            cancel_requested: false,
+            scheduled: false,
+            publishes: 1,
+            delayed_until: None,
+            body,
+            result: None,
+        }
+    }
+
+    /// Still in the delay of its publish at `now`, never delivered: what a debounced publish
+    /// of its key replaces.
+    pub(crate) fn still_delayed(&self, now: u64) -> bool {
+        self.place == Place::Waiting
+            && self.deliveries == 0
+            && !self.expired
+            && self.delayed_until.is_some_and(|t| t > now)
+    }
 }
 
 /// A failure the oracle expects the engine to report as `Nacked`: a consumer's nack, or a
@@ -93,6 +135,12 @@ pub(crate) struct Ledger {
     pub(crate) failing: Option<Failing>,
     /// Whether the last `Nacked` came from a give-back (its retry must be immediate).
     gave_back: Option<MessageId>,
+    /// The messages of the current command's publishes, by the ids its reply named.
+    pub(crate) pending_bodies: BTreeMap<MessageId, Value>,
+    /// Per queue, the message its schedule publishes (a publish no command named).
+    pub(crate) schedule_bodies: Vec<Option<Value>>,
+    /// Jobs whose message a debounced publish replaced in the current call.
+    pub(crate) replaced: Vec<MessageId>,
 }
 
 impl Ledger {
@@ -111,30 +159,32 @@ impl Ledger {
             panic!("swarm never purges, yet saw {o:?}");
         };
         if o.kind == ObservedKind::Published {
-            let fresh = Entry {
-                queue,
-                place: Place::Waiting,
-                deliveries: 0,
-                max_retries: cfg.max_retries,
-                expires_at: cfg.message_ttl_ms.map(|t| at + t),
-                expired: false,
-                published_at: at,
-                ttl_ms: cfg.message_ttl_ms,
-                delivered_at: 0,
-                leases: Vec::new(),
-                cancel_requested: false,
-                scheduled: false,
-            };
-            assert!(
-                self.map.insert(id, fresh).is_none(),
-                "id {id} published twice"
-            );
+            let body = self.pending_bodies.remove(&id);
+            let body = body.or_else(|| self.schedule_bodies[queue].clone());
+            let mut fresh = Entry::fresh(queue, cfg, at, body);
+            if let Some(e) = self.map.get_mut(&id) {
+                // Only a debounced publish re-publishes an id: a job still delayed, never
+                // delivered, whose message it replaces (and whose delay it restarts).
+                assert!(
+                    e.queue == queue && e.still_delayed(at),
+                    "id {id} published twice (while {:?}, delayed until {:?})",
+                    e.place,
+                    e.delayed_until
+                );
+                fresh.publishes = e.publishes + 1;
+                *e = fresh;
+                self.replaced.push(id);
+            } else {
+                self.map.insert(id, fresh);
+            }
             return Ended::None;
         }
         let failing = self.failing.clone();
         let gave_back = self.gave_back.take();
         let e = self.entry(id);
         assert_eq!(e.queue, queue, "{id} reported from another queue");
+        // Whatever happened to it, it is no longer in its publish delay.
+        e.delayed_until = None;
         let ended = match &e.place {
             Place::InFlight { session, .. } => Ended::Delivery(*session),
             _ => Ended::None,
@@ -275,6 +325,14 @@ impl Ledger {
             "lease deadline"
         );
         assert!(!e.leases.contains(&d.lease), "lease token reused");
+        if let Some(body) = &e.body {
+            assert_eq!(
+                d.message.as_ref().map(synap_core::Json::to_value).as_ref(),
+                Some(body),
+                "{} delivered with another message than its last publish's",
+                d.message_id
+            );
+        }
         e.leases.push(d.lease);
         e.place = Place::InFlight {
             lease: Some(d.lease),
@@ -285,13 +343,10 @@ impl Ledger {
     }
 
     /// Records the publish-time overrides the oracle cannot see in events.
-    pub(crate) fn published(
-        &mut self,
-        id: MessageId,
-        max_retries: Option<u32>,
-        ttl_ms: Option<u64>,
-    ) {
+    pub(crate) fn published(&mut self, id: MessageId, m: &synap_core::PublishMessage) {
+        let (max_retries, ttl_ms) = (m.max_retries, m.ttl_ms);
         let e = self.entry(id);
+        e.delayed_until = m.delay_ms.filter(|d| *d > 0).map(|d| e.published_at + d);
         if let Some(r) = max_retries {
             e.max_retries = r;
         }
@@ -351,7 +406,13 @@ impl Ledger {
             count(&|p| matches!(p, Place::Dead(_))),
             "{q} dlq"
         );
-        assert_eq!(s.published_total, count(&|_| true), "{q} published_total");
+        let publishes: u64 = self
+            .map
+            .values()
+            .filter(|e| e.queue == queue)
+            .map(|e| e.publishes)
+            .sum();
+        assert_eq!(s.published_total, publishes, "{q} published_total");
     }
 
     /// Leases on `queue` held by consumer id `c`.

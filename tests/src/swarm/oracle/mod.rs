@@ -1,27 +1,41 @@
 //! The oracle: a model of the engine kept outside it from what it is sent and what it reports,
-//! checking every reply and event against the rules of DESIGN.md §3.
+//! checking every reply and event against the rules of DESIGN.md §3 and the job lifecycle's
+//! of §13.
 //!
 //! It sees every command with its reply before the events are drained (`before`), every event
 //! in order (`event`), and the command again once they are (`after`). From this it keeps a
-//! ledger per message, the parked waiters and attached sessions with their credit, the pub/sub
-//! subscribers and the KV, and predicts each answer. A violation panics with the rule.
+//! ledger per message, the parked waiters and attached sessions with their credit, the waits
+//! for jobs, the kept finished jobs, the schedules' timetables, the pub/sub subscribers and the
+//! KV, and predicts each answer. A violation panics with the rule.
 
+mod jobs;
 mod keys;
 mod kv;
 mod ledger;
+mod publishes;
 mod pubsub;
+mod queues;
+mod retention;
+mod schedules;
 mod takers;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use synap_core::{Command, Error, Event, LeaseToken, MessageId, NackAction, Reply, SessionId};
+use synap_core::{
+    Command, Error, Event, LeaseToken, MessageId, NackAction, ObservedKind, Reply, SessionId,
+    WaiterId,
+};
 
 use super::config::SwarmConfig;
+use jobs::JobWait;
 use keys::Keys;
 pub(crate) use kv::KvModel;
 use ledger::Ended;
 pub(crate) use ledger::{Failing, Ledger, Place};
 use pubsub::PubsubModel;
+use retention::{Finish, Retention};
+use schedules::Schedules;
 pub(crate) use takers::{SessionModel, Takers, WaiterModel};
 
 /// Longest lease the engine grants (it caps longer ones).
@@ -49,8 +63,20 @@ pub(crate) struct Oracle {
     /// Messages published in the current call not (yet) claimed by a publish command: runs
     /// of a schedule.
     unclaimed: Vec<MessageId>,
-    /// Per queue, the publish times of its schedule's runs (each slot at most once).
-    pub(crate) schedule_runs: Vec<Vec<u64>>,
+    /// Schedules' timetables and runs.
+    pub(crate) schedules: Schedules,
+    /// Finished jobs kept for lookup.
+    pub(crate) retention: Retention,
+    /// Parked waits for a job.
+    pub(crate) job_waits: BTreeMap<WaiterId, JobWait>,
+    /// Waits for a job answered by an event.
+    pub(crate) waits_answered: usize,
+    /// Per (queue, key) of debounced publishes, the job the key last started.
+    debounce: BTreeMap<(usize, String), MessageId>,
+    /// Debounced publishes that replaced a delayed job's message.
+    pub(crate) replacements: usize,
+    /// The time of the engine call being checked.
+    pub(crate) now: u64,
 }
 
 fn code(result: &Result<Reply, Error>) -> Option<&'static str> {
@@ -61,8 +87,12 @@ impl Oracle {
     /// An oracle for a run of `cfg` on an engine with session windows up to `max_window`.
     #[must_use]
     pub(crate) fn new(cfg: &SwarmConfig, max_window: u32) -> Self {
+        let mut ledger = Ledger::default();
+        ledger.schedule_bodies = (0..cfg.queues.len())
+            .map(|q| cfg.schedule_body(q))
+            .collect();
         Self {
-            ledger: Ledger::default(),
+            ledger,
             takers: Takers::default(),
             pubsub: PubsubModel::new(cfg.subscriber_buffer),
             kv: KvModel::default(),
@@ -72,7 +102,18 @@ impl Oracle {
             deleted: 0,
             keys: Keys::default(),
             unclaimed: Vec::new(),
-            schedule_runs: vec![Vec::new(); cfg.queues.len()],
+            schedules: Schedules::new(cfg.queues.len()),
+            retention: Retention::new(
+                cfg.queues
+                    .iter()
+                    .map(|q| [q.config.keep_completed, q.config.keep_cancelled])
+                    .collect(),
+            ),
+            job_waits: BTreeMap::new(),
+            waits_answered: 0,
+            debounce: BTreeMap::new(),
+            replacements: 0,
+            now: 0,
         }
     }
 
@@ -108,14 +149,39 @@ impl Oracle {
     /// state before it.
     pub(crate) fn before(&mut self, now: u64, cmd: &Command, result: &Result<Reply, Error>) {
         self.given_back.clear();
+        self.now = now;
         match cmd {
             Command::Ack {
-                message_id, lease, ..
+                message_id,
+                lease,
+                result: carried,
+                ..
+            } => {
+                self.check_lease_use(*message_id, *lease, now, result);
+                if result.is_ok() {
+                    self.ledger.entry(*message_id).result =
+                        carried.as_ref().map(synap_core::Json::to_value);
+                }
             }
-            | Command::Extend {
+            Command::Extend {
                 message_id, lease, ..
             } => {
                 self.check_lease_use(*message_id, *lease, now, result);
+            }
+            Command::Publish { message, .. } => {
+                if let Ok(Reply::Published(p)) = result {
+                    self.publish_body(message, p);
+                }
+            }
+            Command::PublishBatch { messages: sent, .. } => {
+                if let Ok(Reply::PublishedBatch { messages }) = result {
+                    for (m, p) in sent.iter().zip(messages) {
+                        self.publish_body(m, p);
+                    }
+                }
+            }
+            Command::PutSchedule { .. } | Command::Resume { .. } => {
+                self.before_schedule_command(now, cmd, result);
             }
             Command::Progress {
                 message_id, lease, ..
@@ -239,10 +305,11 @@ impl Oracle {
                 give_back,
             } => self.detach(*session_id, *give_back, result),
             Command::DropConsumers => {
-                let waiters = self.takers.waiters.len() as u64;
+                let waiters = (self.takers.waiters.len() + self.job_waits.len()) as u64;
                 let sessions = self.takers.sessions.len() as u64;
                 assert_eq!(result, &Ok(Reply::ConsumersDropped { waiters, sessions }));
                 self.takers.waiters.clear();
+                self.job_waits.clear();
                 for (s, _) in std::mem::take(&mut self.takers.sessions) {
                     self.ledger.orphan(s);
                     self.takers.ending.insert(s);
@@ -251,72 +318,6 @@ impl Oracle {
             Command::DeleteQueue { queue } => self.delete(queue, result),
             _ => self.pubsub.command(cmd, result),
         }
-    }
-
-    /// A queue is deleted: its sessions end, its waiters time out, its messages are gone.
-    fn delete(&mut self, queue: &str, result: &Result<Reply, Error>) {
-        assert_eq!(
-            result,
-            &Ok(Reply::QueueDeleted { deleted: true }),
-            "delete {queue}"
-        );
-        let q = self.cfg.queue_index(queue);
-        let ended: Vec<SessionId> = self
-            .takers
-            .sessions
-            .iter()
-            .filter(|(_, m)| m.queue == q)
-            .map(|(s, _)| *s)
-            .collect();
-        for s in ended {
-            self.takers.sessions.remove(&s);
-            self.takers.ending.insert(s);
-        }
-        let before = self.ledger.map.len();
-        self.ledger.map.retain(|_, e| e.queue != q);
-        self.deleted += before - self.ledger.map.len();
-    }
-
-    /// A cancel: a waiting job ends cancelled now, an in-flight one when its delivery ends, a
-    /// finished one is refused (or forgotten already).
-    fn cancel(&mut self, id: MessageId, now: u64, result: &Result<Reply, Error>) {
-        let Some(e) = self.ledger.map.get_mut(&id) else {
-            assert_eq!(
-                code(result),
-                Some("message_not_found"),
-                "cancel of unknown {id}"
-            );
-            return;
-        };
-        let want = match &e.place {
-            Place::Waiting => synap_core::JobState::Cancelled,
-            Place::InFlight {
-                deadline: Some(d), ..
-            } if now < *d => synap_core::JobState::InFlight,
-            Place::InFlight { .. } => panic!("{id}: a lease ran out without its timer"),
-            Place::Dead(_) => {
-                assert_eq!(
-                    code(result),
-                    Some("already_finished"),
-                    "cancel of dead {id}"
-                );
-                return;
-            }
-            Place::Acked | Place::Cancelled => {
-                let c = code(result);
-                assert!(
-                    matches!(c, Some("already_finished" | "message_not_found")),
-                    "cancel of finished {id} answered {result:?}"
-                );
-                return;
-            }
-        };
-        assert_eq!(
-            result,
-            &Ok(Reply::Cancelled { state: want }),
-            "cancel of {id}"
-        );
-        e.cancel_requested = true;
     }
 
     fn nack(
@@ -386,8 +387,15 @@ impl Oracle {
         match event {
             Event::Observed(o) => {
                 let q = self.cfg.queue_index(&o.queue);
-                if o.kind == synap_core::ObservedKind::Published {
-                    self.unclaimed.extend(o.message_id);
+                match (o.kind, o.message_id) {
+                    (ObservedKind::Published, _) => self.unclaimed.extend(o.message_id),
+                    (ObservedKind::Acked, Some(id)) => {
+                        self.retention.finished(q, Finish::Completed, o.at.0, id);
+                    }
+                    (ObservedKind::Cancelled, Some(id)) => {
+                        self.retention.finished(q, Finish::Cancelled, o.at.0, id);
+                    }
+                    _ => {}
                 }
                 let ended = self.ledger.observe(o, q, self.cfg.queue(q));
                 if let (Ended::Delivery(Some(s)), Some(id)) = (ended, o.message_id) {
@@ -415,10 +423,9 @@ impl Oracle {
                 }
             }
             Event::WaitTimedOut { waiter_id } => {
-                assert!(
-                    self.takers.waiters.remove(waiter_id).is_some(),
-                    "timeout of unknown waiter"
-                );
+                if self.takers.waiters.remove(waiter_id).is_none() {
+                    self.job_wait_timed_out(*waiter_id);
+                }
             }
             Event::Pushed {
                 session_id,
@@ -458,29 +465,8 @@ impl Oracle {
                     "progress of {message_id} not in flight"
                 );
             }
-            Event::JobWaited { .. } => panic!("the swarm parks no job waiter"),
+            Event::JobWaited { waiter_id, job } => self.job_waited(*waiter_id, job),
         }
-    }
-
-    /// A lookup agrees with the ledger (a finished job may have been forgotten).
-    fn check_lookup(&self, id: MessageId, result: &Result<Reply, Error>) {
-        use synap_core::JobState as S;
-        let place = self.ledger.map.get(&id).map(|e| &e.place);
-        let state = match result {
-            Ok(Reply::Job(j)) => Some(j.state),
-            Err(Error::MessageNotFound { .. }) => None,
-            other => panic!("lookup of {id} answered {other:?}"),
-        };
-        let ok = matches!(
-            (place, state),
-            (Some(Place::Waiting), Some(S::Ready | S::Delayed))
-                | (Some(Place::InFlight { .. }), Some(S::InFlight))
-                | (Some(Place::Dead(_)), Some(S::DeadLettered))
-                | (Some(Place::Acked), Some(S::Completed) | None)
-                | (Some(Place::Cancelled), Some(S::Cancelled) | None)
-                | (None, None)
-        );
-        assert!(ok, "lookup of {id}: ledger {place:?}, engine {state:?}");
     }
 
     fn check_prefetch(&self, queue: usize, consumer: Option<&str>) {
@@ -513,31 +499,8 @@ impl Oracle {
                 }
                 self.check_prefetch(self.cfg.queue_index(queue), consumer_id.as_deref());
             }
-            (Command::Publish { queue, message }, Ok(Reply::Published(p))) => {
-                self.unclaimed.retain(|id| *id != p.message_id);
-                let ledger = &self.ledger;
-                let fresh = self
-                    .keys
-                    .fresh(queue, message, p, |id| ledger.unfinished(id));
-                if fresh {
-                    self.ledger
-                        .published(p.message_id, message.max_retries, message.ttl_ms);
-                }
-            }
-            (
-                Command::PublishBatch {
-                    queue,
-                    messages: sent,
-                },
-                Ok(Reply::PublishedBatch { messages }),
-            ) => {
-                for (m, p) in sent.iter().zip(messages) {
-                    self.unclaimed.retain(|id| *id != p.message_id);
-                    let ledger = &self.ledger;
-                    if self.keys.fresh(queue, m, p, |id| ledger.unfinished(id)) {
-                        self.ledger.published(p.message_id, m.max_retries, m.ttl_ms);
-                    }
-                }
+            (Command::Publish { .. } | Command::PublishBatch { .. }, Ok(_)) => {
+                self.after_publish(cmd, result);
             }
             (
                 Command::Extend { message_id, .. },
@@ -558,20 +521,10 @@ impl Oracle {
                 },
                 Ok(Reply::Progressed { lease_deadline, .. }),
             ) => self.ledger.extended(*message_id, lease_deadline.0),
-            (Command::GetJob { message_id, .. }, _) => self.check_lookup(*message_id, result),
-            (Command::DeleteQueue { queue }, _) => {
-                self.keys.forget_queue(queue);
-                let q = self.cfg.queue_index(queue);
-                self.schedule_runs[q].clear();
-                let q = self.cfg.queue_index(queue);
-                let left = self
-                    .takers
-                    .waiters
-                    .values()
-                    .filter(|w| w.queue == q)
-                    .count();
-                assert_eq!(left, 0, "waiters of deleted {queue} not timed out");
+            (Command::GetJob { .. } | Command::WaitJob { .. } | Command::CancelWait { .. }, _) => {
+                self.after_job_command(cmd, result);
             }
+            (Command::DeleteQueue { queue }, _) => self.deleted(queue),
             (Command::SessionCredit { session_id, .. }, Ok(Reply::SessionCredited { credit })) => {
                 assert_eq!(
                     *credit, self.takers.sessions[session_id].credit,
@@ -586,22 +539,22 @@ impl Oracle {
     /// The end of one engine call (command or timeout): every give-back left its messages
     /// ready again or dead-lettered, every expected session end and pub/sub push happened.
     pub(crate) fn end_of_call(&mut self) {
-        // What no publish command claimed was published by a schedule's run: a slot never
-        // yields two jobs.
+        // What no publish command claimed was published by a schedule's run, at its slot: a
+        // slot never yields two jobs.
         for id in std::mem::take(&mut self.unclaimed) {
             let Some(e) = self.ledger.map.get_mut(&id) else {
                 continue;
             };
             e.scheduled = true;
-            let runs = &mut self.schedule_runs[e.queue];
-            assert!(
-                !runs.contains(&e.published_at),
-                "the slot at {} of queue {} yielded two jobs",
-                e.published_at,
-                e.queue
-            );
-            runs.push(e.published_at);
+            self.schedules.ran(e.queue, e.published_at);
         }
+        assert!(
+            self.ledger.pending_bodies.is_empty(),
+            "publishes answered without their Published event: {:?}",
+            self.ledger.pending_bodies
+        );
+        self.ledger.replaced.clear();
+        self.check_job_waits();
         for (id, before) in std::mem::take(&mut self.given_back) {
             let e = &self.ledger.map[&id];
             match &e.place {
