@@ -104,6 +104,10 @@ async fn basic_auth_on_rest_and_the_envelope() {
     }
     assert_eq!(status(&http, &list, None).await, 401);
     assert_eq!(status(&http, &list, Some("Bearer key-1")).await, 200);
+    // What load balancers probe is public: a single server is its own leader.
+    assert_eq!(status(&http, &srv.url("/health"), None).await, 200);
+    assert_eq!(status(&http, &srv.url("/health/leader"), None).await, 200);
+    assert_eq!(status(&http, &srv.url("/cluster"), None).await, 401);
     let body = serde_json::json!({"command": "kv.set", "request_id": "r", "payload": {"key": "k", "value": 1}});
     let resp = http
         .post(srv.url("/api/v1/command"))

@@ -1,7 +1,7 @@
 //! Auth: API keys (`Authorization: Bearer <key>`, or `?api_key=<key>` on the WebSocket and SSE
 //! routes only, since browser WebSocket and EventSource clients cannot set headers) and users
-//! with passwords (`Authorization: Basic base64(user:password)`, on every route). `/health` is
-//! always public. SynapRPC's `AUTH` checks the same keys and users (see `rpc`).
+//! with passwords (`Authorization: Basic base64(user:password)`, on every route). `/health` and
+//! `/health/leader` are always public. SynapRPC's `AUTH` checks the same keys and users (see `rpc`).
 //!
 //! The query key is refused elsewhere: URLs end up in logs, proxies and browser history, so a
 //! key is only worth that risk where no header can carry it.
@@ -368,10 +368,12 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Middleware: lets `/health` through, and everything else only with a valid key when keys
-/// are configured; the caller it identifies goes with the request (see `Who`).
+/// Middleware: lets `/health` and `/health/leader` (what load balancers probe) through, and
+/// everything else only with a valid key when keys are configured; the caller it identifies
+/// goes with the request (see `Who`).
 pub(crate) async fn require(State(s): State<AppState>, req: Request, next: Next) -> Response {
-    if !s.auth.enabled() || req.uri().path() == "/health" {
+    let path = req.uri().path();
+    if !s.auth.enabled() || path == "/health" || path == "/health/leader" {
         return next.run(req).await;
     }
     let who = match presented(&req) {
