@@ -186,20 +186,35 @@ pub(crate) async fn ack_batch(
             s.max_batch
         )));
     }
-    let mut acked = 0u64;
+    let fail = |message_id: &str, code: &str| w::AckFailure {
+        message_id: message_id.to_owned(),
+        code: code.to_owned(),
+    };
     let mut failed = Vec::new();
+    let mut ids = Vec::with_capacity(body.acks.len());
+    let mut cmds = Vec::with_capacity(body.acks.len());
     for a in body.acks {
-        let fail = |code: &str| w::AckFailure {
-            message_id: a.message_id.clone(),
-            code: code.to_owned(),
-        };
-        let Ok(cmd) = ack_command(&a, queue.clone()) else {
-            failed.push(fail("invalid_argument"));
-            continue;
-        };
-        match s.engine.call_as(&who, cmd).await {
+        match ack_command(&a, queue.clone()) {
+            Ok(cmd) => {
+                who.check(&cmd)?;
+                ids.push(a.message_id);
+                cmds.push(cmd);
+            }
+            Err(_) => failed.push(fail(&a.message_id, "invalid_argument")),
+        }
+    }
+    // One engine turn for the whole batch: one log record and one sync (one Raft entry on a
+    // cluster), instead of one per ack.
+    let replies = if cmds.is_empty() {
+        Vec::new()
+    } else {
+        s.engine.call_many(cmds).await?.wait().await?
+    };
+    let mut acked = 0u64;
+    for (id, reply) in ids.iter().zip(replies) {
+        match reply {
             Ok(_) => acked += 1,
-            Err(crate::handle::Failure::Core(e)) => failed.push(fail(e.code())),
+            Err(crate::handle::Failure::Core(e)) => failed.push(fail(id, e.code())),
             Err(f) => return Err(f.into()),
         }
     }
