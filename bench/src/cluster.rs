@@ -244,8 +244,8 @@ impl Failover {
 /// What the failover publisher has had answered.
 #[derive(Default)]
 struct Answers {
-    /// When each publish was answered, in order.
-    at: Vec<Instant>,
+    /// When each answered publish's last attempt was sent, and when it was answered, in order.
+    at: Vec<(Instant, Instant)>,
     duplicates: u64,
 }
 
@@ -273,6 +273,7 @@ async fn publisher(
         if let Some(k) = key {
             req = req.bearer_auth(k);
         }
+        let sent = Instant::now();
         let answer = match req.send().await {
             Ok(r) if r.status().is_success() => r.json::<Value>().await.ok(),
             _ => None,
@@ -280,7 +281,7 @@ async fn publisher(
         match answer {
             Some(v) => {
                 let mut a = answers.lock().expect("answers lock");
-                a.at.push(Instant::now());
+                a.at.push((sent, Instant::now()));
                 a.duplicates += u64::from(v["duplicate"] == true);
                 seq += 1;
             }
@@ -355,10 +356,16 @@ pub(crate) async fn failover(
         let t0 = Instant::now();
         // Dropping the `Proc` sends SIGKILL to exactly its PID and reaps it.
         drop(killed);
+        // The first publish sent after the kill and answered (one the old leader answered
+        // just before it died can arrive after `t0` and does not count).
         let after_kill = loop {
             let first = {
                 let a = answers.lock().expect("answers lock");
-                a.at.iter().rev().take_while(|t| **t > t0).last().copied()
+                a.at.iter()
+                    .rev()
+                    .take_while(|(sent, _)| *sent > t0)
+                    .last()
+                    .map(|&(_, answered)| answered)
             };
             if let Some(t) = first {
                 break t;
