@@ -11,6 +11,8 @@
 pub(crate) mod config;
 pub(crate) mod members;
 pub(crate) mod storage;
+#[cfg(test)]
+mod storage_swarm;
 mod task;
 mod transport;
 mod writer;

@@ -15,15 +15,21 @@
 //! write the crash interrupted, past the last sync) is cut off. A whole record whose checksum
 //! fails is damage inside the log: the node refuses to start and says so, since that record
 //! may hold committed entries (delete the directory and the node is re-seeded by its peers).
+//!
+//! Every file operation goes through the single server's file-system interface
+//! (`storage::fs::Fs`): the operating system's in production, the fault-injecting one in tests
+//! (`storage_swarm` crashes and restarts whole nodes over it). A failed write or sync is an
+//! error for the caller, and the disk refuses everything after it: the server stops the node
+//! rather than go on from a file in an unknown state.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use protobuf::Message as _;
 use synap_cluster::{Entry, HardState, MemDisk, Persist, Recovered, Snapshot, SnapshotKind};
 
-use crate::storage::fs::DirLock;
+use crate::storage::fs::{DirLock, Fs, FsFile, RealFs};
 
 const LOG_MAGIC: &[u8; 8] = b"SYNRAFT1";
 const SNAP_MAGIC: &[u8; 8] = b"SYNSNAP1";
@@ -35,24 +41,33 @@ const HEADER: usize = 8;
 /// The Raft storage of one node, and a mirror of what it holds (the log is rewritten from it
 /// after a snapshot).
 pub(crate) struct RaftDisk {
+    fs: Arc<dyn Fs>,
     dir: PathBuf,
-    log: File,
+    log: Box<dyn FsFile>,
     stored: MemDisk,
+    /// Set by the first failed write or sync: nothing is written after it.
+    failed: bool,
     _lock: DirLock,
 }
 
 impl RaftDisk {
-    /// Opens (or creates) `dir`, recovering what it holds.
+    /// Opens (or creates) `dir` on the operating system's file system, recovering what it
+    /// holds.
     pub(crate) fn open(dir: &Path) -> Result<(Self, Recovered), String> {
-        std::fs::create_dir_all(dir)
+        Self::open_on(Arc::new(RealFs), dir)
+    }
+
+    /// Opens (or creates) `dir` on `fs`, recovering what it holds.
+    pub(crate) fn open_on(fs: Arc<dyn Fs>, dir: &Path) -> Result<(Self, Recovered), String> {
+        fs.create_dir_all(dir)
             .map_err(|e| format!("cannot create raft directory {}: {e}", dir.display()))?;
         let lock = DirLock::acquire(dir)?;
         let mut stored = MemDisk {
-            snapshot: read_snapshot(&dir.join("snapshot"))?,
+            snapshot: read_snapshot(fs.as_ref(), &dir.join("snapshot"))?,
             ..MemDisk::default()
         };
         let log_path = dir.join("log");
-        let valid = match std::fs::read(&log_path) {
+        let valid = match fs.read(&log_path) {
             // Empty: created and never written (the header goes in with the first write).
             Ok(bytes) if bytes.is_empty() => None,
             Ok(bytes) => Some(replay(&log_path, &bytes, &mut stored)?),
@@ -62,22 +77,24 @@ impl RaftDisk {
         fix_up(&mut stored);
         let log = match valid {
             Some(len) => {
-                let f = OpenOptions::new()
-                    .append(true)
-                    .open(&log_path)
+                let mut f = fs
+                    .open_append(&log_path)
                     .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
                 f.set_len(len)
-                    .and_then(|()| f.sync_all())
+                    .and_then(|()| f.sync())
                     .map_err(|e| format!("cannot cut {}: {e}", log_path.display()))?;
                 f
             }
-            None => new_log(dir, &stored).map_err(|e| format!("cannot create raft log: {e}"))?,
+            None => new_log(fs.as_ref(), dir, &stored)
+                .map_err(|e| format!("cannot create raft log: {e}"))?,
         };
         let recovered = stored.recovered();
         let disk = Self {
+            fs,
             dir: dir.to_path_buf(),
             log,
             stored,
+            failed: false,
             _lock: lock,
         };
         Ok((disk, recovered))
@@ -85,6 +102,33 @@ impl RaftDisk {
 
     /// Writes one batch (not synced, unless it carried a snapshot).
     pub(crate) fn write(&mut self, batch: &Persist) -> io::Result<()> {
+        self.check()?;
+        let r = self.write_batch(batch);
+        self.failed |= r.is_err();
+        r
+    }
+
+    /// Syncs what was written.
+    pub(crate) fn sync(&mut self) -> io::Result<()> {
+        self.check()?;
+        let r = self.log.sync();
+        self.failed |= r.is_err();
+        r
+    }
+
+    /// Refuses to go on after a failure: a failed sync may have dropped pages the file no
+    /// longer shows as dirty, and a failed write left a torn record at the log's end.
+    fn check(&self) -> io::Result<()> {
+        if self.failed {
+            return Err(io::Error::other(format!(
+                "the raft storage in {} failed earlier; nothing more is written",
+                self.dir.display()
+            )));
+        }
+        Ok(())
+    }
+
+    fn write_batch(&mut self, batch: &Persist) -> io::Result<()> {
         self.stored.apply(batch);
         if let Some((snap, kind)) = &batch.snapshot {
             let index = snap.get_metadata().index;
@@ -94,8 +138,8 @@ impl RaftDisk {
                 .as_ref()
                 .map_or(0, |s| s.get_metadata().index);
             if index == stored || *kind == SnapshotKind::Received {
-                write_snapshot(&self.dir, snap)?;
-                self.log = new_log(&self.dir, &self.stored)?;
+                write_snapshot(self.fs.as_ref(), &self.dir, snap)?;
+                self.log = new_log(self.fs.as_ref(), &self.dir, &self.stored)?;
                 return Ok(());
             }
         }
@@ -110,11 +154,6 @@ impl RaftDisk {
             self.log.write_all(&out)?;
         }
         Ok(())
-    }
-
-    /// Syncs what was written.
-    pub(crate) fn sync(&mut self) -> io::Result<()> {
-        self.log.sync_data()
     }
 }
 
@@ -263,14 +302,18 @@ fn fix_up(stored: &mut MemDisk) {
         .as_ref()
         .map_or((0, 0), |s| (s.get_metadata().index, s.get_metadata().term));
     let hs = &mut stored.hard_state;
-    hs.term = hs.term.max(snap_term);
+    if hs.term < snap_term {
+        // The vote stored was cast in an older term (as `synap_cluster` does on recovery).
+        hs.term = snap_term;
+        hs.vote = 0;
+    }
     hs.commit = hs.commit.max(snap_index);
     let last = stored.entries.last().map_or(snap_index, |e| e.index);
     hs.commit = hs.commit.min(last);
 }
 
-fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, String> {
-    let bytes = match std::fs::read(path) {
+fn read_snapshot(fs: &dyn Fs, path: &Path) -> Result<Option<Snapshot>, String> {
+    let bytes = match fs.read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
@@ -294,35 +337,37 @@ fn read_snapshot(path: &Path) -> Result<Option<Snapshot>, String> {
         .map_err(|e| bad(&e.to_string()))
 }
 
-/// Writes `bytes` to `dir/name` through a synced temporary file and a rename.
-fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<File> {
+/// Writes `bytes` to `dir/name` through a synced temporary file and a rename. A temporary
+/// file left by a crash is overwritten.
+fn replace_file(fs: &dyn Fs, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = File::create(&tmp)?;
+    let mut f = fs.open_append(&tmp)?;
+    f.set_len(0)?;
     f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, dir.join(name))?;
-    File::open(dir)?.sync_all()?;
-    Ok(f)
+    f.sync()?;
+    drop(f);
+    fs.rename(&tmp, &dir.join(name))?;
+    fs.sync_dir(dir)
 }
 
-fn write_snapshot(dir: &Path, snap: &Snapshot) -> io::Result<()> {
+fn write_snapshot(fs: &dyn Fs, dir: &Path, snap: &Snapshot) -> io::Result<()> {
     let body = snap.write_to_bytes().map_err(io::Error::other)?;
     let mut bytes = Vec::with_capacity(body.len() + 12);
     bytes.extend_from_slice(SNAP_MAGIC);
     bytes.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
     bytes.extend_from_slice(&body);
-    replace_file(dir, "snapshot", &bytes).map(drop)
+    replace_file(fs, dir, "snapshot", &bytes)
 }
 
 /// A log holding `stored`'s hard state and entries, replacing the old one; open to append.
-fn new_log(dir: &Path, stored: &MemDisk) -> io::Result<File> {
+fn new_log(fs: &dyn Fs, dir: &Path, stored: &MemDisk) -> io::Result<Box<dyn FsFile>> {
     let mut bytes = LOG_MAGIC.to_vec();
     encode_hard_state(&mut bytes, &stored.hard_state);
     if !stored.entries.is_empty() {
         encode_entries(&mut bytes, &stored.entries);
     }
-    drop(replace_file(dir, "log", &bytes)?);
-    OpenOptions::new().append(true).open(dir.join("log"))
+    replace_file(fs, dir, "log", &bytes)?;
+    fs.open_append(&dir.join("log"))
 }
 
 #[cfg(test)]

@@ -1,14 +1,19 @@
 //! Goal: the on-disk Raft storage gives back what was stored, as `MemDisk` (the reference)
 //! does: entries, conflicting suffixes replaced, hard state, snapshots of both kinds; a torn
-//! tail is cut; damage inside the log or in the snapshot refuses to start.
+//! tail is cut; damage inside the log or in the snapshot refuses to start; on the
+//! fault-injecting file system, short writes are completed, and a full disk or a failed sync
+//! is an error after which the disk writes nothing, and what it left is recovered.
 //! Method: write batches, drop the disk, reopen the directory, compare with a `MemDisk` fed the
 //! same batches; damage files by hand between the two.
 
+use std::fs::OpenOptions;
 use std::io::Write as _;
+use std::sync::atomic::Ordering;
 
 use synap_cluster::{ConfState, SnapshotKind};
 
 use super::*;
+use crate::storage::fs::FaultyFs;
 
 fn entry(index: u64, term: u64, data: &[u8]) -> Entry {
     Entry {
@@ -217,4 +222,95 @@ fn a_second_node_cannot_open_a_directory_in_use() {
     let (_disk, _) = RaftDisk::open(dir.path()).unwrap();
     let err = RaftDisk::open(dir.path()).err().expect("locked");
     assert!(err.contains("in use"), "{err}");
+}
+
+#[test]
+fn short_writes_are_completed_and_a_full_disk_or_failed_sync_stops_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs = Arc::new(FaultyFs::default());
+    let faults = Arc::clone(&fs.faults);
+    let open = || RaftDisk::open_on(fs.clone(), dir.path()).unwrap();
+    let (mut disk, _) = open();
+    faults.short_writes.store(3, Ordering::SeqCst);
+    let first = batch(
+        vec![entry(1, 1, b"a"), entry(2, 1, b"b")],
+        Some(hs(1, 1, 1)),
+    );
+    disk.write(&first).unwrap();
+    disk.sync().unwrap();
+    assert_eq!(
+        faults.short_writes.load(Ordering::SeqCst),
+        0,
+        "short writes ran"
+    );
+
+    // A full disk takes part of the record, then refuses: an error, and nothing after it.
+    faults.disk_full.store(true, Ordering::SeqCst);
+    let e = disk
+        .write(&batch(vec![entry(3, 1, b"cccccccc")], Some(hs(1, 1, 2))))
+        .unwrap_err();
+    assert!(crate::storage::fs::is_full(&e), "{e}");
+    faults.disk_full.store(false, Ordering::SeqCst);
+    let e = disk
+        .write(&batch(vec![entry(3, 1, b"c")], None))
+        .unwrap_err();
+    assert!(e.to_string().contains("failed earlier"), "{e}");
+    assert!(disk.sync().is_err());
+    drop(disk);
+    // The torn record is cut: what was written whole comes back.
+    let (mut disk, back) = open();
+    assert_eq!(back.entries.len(), 2);
+    assert_eq!(back.hard_state, hs(1, 1, 1));
+
+    // A failed sync is an error too, and stops the disk; the record written before it is
+    // whole, so a restart (a process crash keeps what was written) recovers it.
+    disk.write(&batch(vec![entry(3, 1, b"c")], Some(hs(1, 1, 2))))
+        .unwrap();
+    faults.fail_sync.store(true, Ordering::SeqCst);
+    assert!(disk.sync().is_err());
+    faults.fail_sync.store(false, Ordering::SeqCst);
+    assert!(disk.write(&batch(vec![entry(4, 1, b"d")], None)).is_err());
+    drop(disk);
+    let (mut disk, back) = open();
+    assert_eq!(back.entries.len(), 3);
+    assert_eq!(back.hard_state.commit, 2);
+
+    // A snapshot under a failed sync: an error; the previous snapshot and log stay readable.
+    faults.fail_sync.store(true, Ordering::SeqCst);
+    let compaction = Persist {
+        snapshot: Some((snapshot(2, 1), SnapshotKind::Compaction)),
+        ..Persist::default()
+    };
+    assert!(disk.write(&compaction).is_err());
+    faults.fail_sync.store(false, Ordering::SeqCst);
+    drop(disk);
+    let (_, back) = open();
+    assert!(back.snapshot.is_none());
+    assert_eq!(back.entries.len(), 3);
+}
+
+#[test]
+fn a_snapshot_stored_before_its_log_was_rewritten_wins_over_the_old_hard_state() {
+    // A crash between the snapshot's rename and the log's rewrite: the log still holds the
+    // hard state of an older term, with a vote cast in it.
+    let dir = tempfile::tempdir().unwrap();
+    round_trip(
+        dir.path(),
+        &[batch(
+            vec![entry(1, 1, b"a"), entry(2, 1, b"b")],
+            Some(hs(1, 2, 1)),
+        )],
+    );
+    write_snapshot(&RealFs, dir.path(), &snapshot(5, 3)).unwrap();
+    let (_, back) = RaftDisk::open(dir.path()).unwrap();
+    assert_eq!(back.snapshot.unwrap().get_metadata().index, 5);
+    assert!(
+        back.entries.is_empty(),
+        "entries the snapshot covers are dropped"
+    );
+    assert_eq!(
+        back.hard_state,
+        hs(3, 0, 5),
+        "the term and commit of the snapshot, and no vote from the older term"
+    );
 }

@@ -93,8 +93,9 @@ fn run(
     }
 }
 
-/// Writes `batches`, syncs per `policy`; the last ready number made durable.
-fn write_all(
+/// Writes `batches`, syncs per `policy`; the last ready number made durable. (The storage
+/// swarm drives it directly, in one thread.)
+pub(super) fn write_all(
     disk: &mut RaftDisk,
     policy: SyncPolicy,
     batches: &[Persist],

@@ -1,8 +1,10 @@
-//! The file-system interface the command log and the snapshots are written through.
+//! The file-system interface the command log and the snapshots (and a cluster node's Raft
+//! storage, `cluster::storage`) are written through.
 //!
 //! `RealFs` is the operating system's file system; `FaultyFs` wraps it and injects the faults
 //! storage must survive: short writes, failed fsyncs, a full disk (switched off again to show
-//! that writes resume) and a directory that refuses new files.
+//! that writes resume), a write that fails from some point on, and a directory that refuses
+//! new files.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -57,6 +59,8 @@ pub(crate) trait Fs: Send + Sync {
     fn truncate(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Makes the entries of `dir` (new, renamed and removed files) durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Creates `dir` and its missing parents.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
 }
 
 /// The operating system's file system.
@@ -122,6 +126,9 @@ impl Fs for RealFs {
         let _ = dir;
         Ok(())
     }
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
 }
 
 #[cfg(test)]
@@ -147,8 +154,16 @@ mod faulty {
         pub(crate) fail_sync: AtomicBool,
         /// Writes store half their buffer, then fail with ENOSPC, until switched off.
         pub(crate) disk_full: AtomicBool,
+        /// When n > 0: the n-th write from now and every one after it fail (writing nothing)
+        /// until switched off with 0, as if the process died there, in the middle of an
+        /// update made of several writes.
+        pub(crate) fail_from_write: AtomicU32,
         /// Creating files is refused (an unwritable directory).
         pub(crate) read_only: AtomicBool,
+        /// Syncs (those not failed) return without reaching the disk. For tests that crash
+        /// processes, never the machine: what was written survives them anyway, and a real
+        /// fsync costs milliseconds.
+        pub(crate) no_real_sync: AtomicBool,
     }
 
     /// `RealFs` with injected faults.
@@ -169,17 +184,20 @@ mod faulty {
         faults: Arc<Faults>,
     }
 
-    fn injected_sync_failure(faults: &Faults) -> io::Result<()> {
+    /// Fails a sync under `fail_sync`; else whether to run the real one.
+    fn injected_sync_failure(faults: &Faults) -> io::Result<bool> {
         if faults.fail_sync.load(Ordering::SeqCst) {
             return Err(io::Error::other("injected fsync failure"));
         }
-        Ok(())
+        Ok(!faults.no_real_sync.load(Ordering::SeqCst))
     }
 
     impl FsSync for FaultySync {
         fn sync(&self) -> io::Result<()> {
-            injected_sync_failure(&self.faults)?;
-            self.inner.sync()
+            if injected_sync_failure(&self.faults)? {
+                self.inner.sync()?;
+            }
+            Ok(())
         }
     }
 
@@ -194,6 +212,16 @@ mod faulty {
     impl FsFile for FaultyFile {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
             let half = buf.len().div_ceil(2);
+            let failing = self
+                .faults
+                .fail_from_write
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n > 1).then(|| n - 1)
+                })
+                .is_err_and(|n| n == 1);
+            if failing {
+                return Err(io::Error::other("injected write failure"));
+            }
             if self.faults.disk_full.load(Ordering::SeqCst) {
                 // A full disk typically takes part of a write before refusing the rest.
                 if half > 1 {
@@ -212,8 +240,10 @@ mod faulty {
             self.inner.write(buf)
         }
         fn sync(&mut self) -> io::Result<()> {
-            injected_sync_failure(&self.faults)?;
-            self.inner.sync()
+            if injected_sync_failure(&self.faults)? {
+                self.inner.sync()?;
+            }
+            Ok(())
         }
         fn set_len(&mut self, len: u64) -> io::Result<()> {
             self.inner.set_len(len)
@@ -256,8 +286,19 @@ mod faulty {
             RealFs.truncate(path, len)
         }
         fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-            injected_sync_failure(&self.faults)?;
-            RealFs.sync_dir(dir)
+            if injected_sync_failure(&self.faults)? {
+                RealFs.sync_dir(dir)?;
+            }
+            Ok(())
+        }
+        fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+            if self.faults.read_only.load(Ordering::SeqCst) && !dir.exists() {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "injected: directory not writable",
+                ));
+            }
+            RealFs.create_dir_all(dir)
         }
     }
 }
@@ -331,6 +372,21 @@ mod tests {
         f.set_len(0).unwrap();
         f.write_all(b"ok").unwrap();
         assert_eq!(fs.read(&path).unwrap(), b"ok");
+    }
+
+    #[test]
+    fn writes_fail_from_the_nth_until_switched_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = FaultyFs::default();
+        let path = dir.path().join("f");
+        let mut f = fs.open_append(&path).unwrap();
+        fs.faults.fail_from_write.store(2, Ordering::SeqCst);
+        f.write_all(b"ok").unwrap();
+        assert!(f.write_all(b"lost").is_err());
+        assert!(f.write_all(b"lost").is_err());
+        fs.faults.fail_from_write.store(0, Ordering::SeqCst);
+        f.write_all(b"!").unwrap();
+        assert_eq!(fs.read(&path).unwrap(), b"ok!");
     }
 
     #[test]
