@@ -206,6 +206,8 @@ pub enum NackAction {
     DeadLettered,
     /// The job had been cancelled: settled as cancelled, never retried.
     Cancelled,
+    /// Snoozed: ready again after the delay, without spending an attempt.
+    Snoozed,
 }
 
 /// `{success: true, action}` of a nack.
@@ -279,6 +281,8 @@ pub enum DeadLetterReason {
     MaxRetriesExceeded,
     /// Its TTL passed before it was acked.
     Expired,
+    /// Snoozed once more than the queue's `max_snoozes`.
+    SnoozedOut,
 }
 
 impl DeadLetterReason {
@@ -289,6 +293,7 @@ impl DeadLetterReason {
             Self::Rejected => "rejected",
             Self::MaxRetriesExceeded => "max_retries_exceeded",
             Self::Expired => "expired",
+            Self::SnoozedOut => "snoozed_out",
         }
     }
 }

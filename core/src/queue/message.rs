@@ -89,6 +89,10 @@ struct Extra {
     last_error: Option<String>,
     /// The last progress its worker reported.
     progress: Option<Json>,
+    /// Its group (shared with the queue's group index).
+    group: Option<Arc<str>>,
+    /// Times it was snoozed.
+    snoozes: u32,
 }
 
 impl Extra {
@@ -98,6 +102,8 @@ impl Extra {
             && self.expires_at.is_none()
             && self.last_error.is_none()
             && self.progress.is_none()
+            && self.group.is_none()
+            && self.snoozes == 0
     }
 
     fn boxed(self) -> Option<Box<Self>> {
@@ -115,6 +121,7 @@ pub(crate) struct NewMessage {
     pub(crate) now: Millis,
     pub(crate) max_retries: u32,
     pub(crate) ttl_ms: Option<u64>,
+    pub(crate) group: Option<Arc<str>>,
 }
 
 static NO_HEADERS: Headers = Headers::new();
@@ -128,6 +135,8 @@ impl Message {
             expires_at: m.ttl_ms.map(|t| m.now.add_ms(t)),
             last_error: None,
             progress: None,
+            group: m.group,
+            snoozes: 0,
         };
         Self {
             id: m.id,
@@ -164,6 +173,35 @@ impl Message {
 
     pub(crate) fn progress(&self) -> Option<&Json> {
         self.extra.as_ref().and_then(|x| x.progress.as_ref())
+    }
+
+    /// Its group, if it was published with one.
+    pub(crate) fn group(&self) -> Option<&Arc<str>> {
+        self.extra.as_ref().and_then(|x| x.group.as_ref())
+    }
+
+    /// Puts it in `group` (the same group, its name shared with the queue's).
+    pub(crate) fn set_group(&mut self, group: Option<Arc<str>>) {
+        if group.is_some() || self.extra.is_some() {
+            self.edit_extra(|x| x.group = group);
+        }
+    }
+
+    /// Times it was snoozed.
+    pub(crate) fn snoozes(&self) -> u32 {
+        self.extra.as_ref().map_or(0, |x| x.snoozes)
+    }
+
+    pub(crate) fn set_snoozes(&mut self, snoozes: u32) {
+        if snoozes > 0 || self.extra.is_some() {
+            self.edit_extra(|x| x.snoozes = snoozes);
+        }
+    }
+
+    /// Whether it was delivered before (a retry or a snooze waits in `Delayed`), as opposed
+    /// to a message whose publish delay has not ended.
+    pub(crate) fn was_delivered(&self) -> bool {
+        self.attempts > 0 || self.snoozes() > 0
     }
 
     pub(crate) fn set_progress(&mut self, progress: Json) {
@@ -221,6 +259,7 @@ impl Message {
             lease,
             lease_deadline: deadline,
             published_at: self.published_at,
+            group: self.group().cloned(),
         }
     }
 
@@ -239,6 +278,9 @@ impl Message {
             let headers: usize = x.headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
             size_of::<Extra>()
                 + headers
+                + x.group
+                    .as_ref()
+                    .map_or(0, |g| g.len() + 2 * size_of::<usize>())
                 + x.last_error.as_ref().map_or(0, String::capacity)
                 + x.progress.as_ref().map_or(0, Json::len)
         });
@@ -279,6 +321,16 @@ struct LifecycleForm {
     #[serde(with = "crate::json::as_text_option")]
     progress: Option<Json>,
     cancel_requested: bool,
+    /// Last, and absent for a message that uses no flow control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flow: Option<FlowForm>,
+}
+
+/// A message's flow-control fields in the serialized form.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct FlowForm {
+    group: Option<Arc<str>>,
+    snoozes: u32,
 }
 
 impl Serialize for Message {
@@ -299,26 +351,41 @@ impl Serialize for Message {
             expired: self.expired,
             last_error: self.last_error().map(Cow::Borrowed),
             state: Cow::Borrowed(&self.state),
-            lifecycle: (self.progress().is_some() || self.cancel_requested).then(|| {
-                LifecycleForm {
-                    progress: self.progress().cloned(),
-                    cancel_requested: self.cancel_requested,
-                }
-            }),
+            lifecycle: self.lifecycle_form(),
         }
         .serialize(s)
+    }
+}
+
+impl Message {
+    /// The serialized form's lifecycle part: absent for a plain message.
+    fn lifecycle_form(&self) -> Option<LifecycleForm> {
+        let flow = (self.group().is_some() || self.snoozes() > 0).then(|| FlowForm {
+            group: self.group().cloned(),
+            snoozes: self.snoozes(),
+        });
+        (self.progress().is_some() || self.cancel_requested || flow.is_some()).then(|| {
+            LifecycleForm {
+                progress: self.progress().cloned(),
+                cancel_requested: self.cancel_requested,
+                flow,
+            }
+        })
     }
 }
 
 impl<'de> Deserialize<'de> for Message {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let m = Form::deserialize(d)?;
+        let flow = m.lifecycle.as_ref().and_then(|l| l.flow.clone());
         let extra = Extra {
             headers: m.headers.into_owned(),
             ttl_ms: m.ttl_ms,
             expires_at: m.expires_at,
             last_error: m.last_error.map(Cow::into_owned),
             progress: m.lifecycle.as_ref().and_then(|l| l.progress.clone()),
+            group: flow.as_ref().and_then(|f| f.group.clone()),
+            snoozes: flow.map_or(0, |f| f.snoozes),
         };
         Ok(Self {
             id: m.id,

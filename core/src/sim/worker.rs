@@ -194,6 +194,7 @@ impl WorkerActor {
             delay_ms: None,
             error: Some(format!("{task} failed (simulated)")),
             lease: Some(d.lease),
+            snooze: false,
         };
         match stage.driver.handle(now, cmd) {
             Ok(_) => stage.groups[self.group].failed += 1,

@@ -48,6 +48,7 @@ pub(crate) fn publish_message(r: wire::PublishRequest) -> Result<PublishMessage,
             wire::DedupMode::UntilFinished => DedupMode::UntilFinished,
         }),
         debounce: r.debounce.unwrap_or(false),
+        group: None,
     })
 }
 
@@ -86,6 +87,7 @@ pub(crate) fn nack_command(r: wire::NackRequest, queue: String) -> Result<Comman
         delay_ms: opt_ms("delay", r.delay)?,
         error: r.error,
         lease: r.lease.map(LeaseToken),
+        snooze: false,
     })
 }
 
@@ -116,6 +118,7 @@ pub(crate) const fn nack_action(a: NackAction) -> wire::NackAction {
         NackAction::Delayed => wire::NackAction::Delayed,
         NackAction::DeadLettered => wire::NackAction::DeadLettered,
         NackAction::Cancelled => wire::NackAction::Cancelled,
+        NackAction::Snoozed => wire::NackAction::Snoozed,
     }
 }
 
@@ -125,6 +128,7 @@ pub(crate) const fn dead_letter_reason(r: DeadLetterReason) -> wire::DeadLetterR
         DeadLetterReason::Rejected => wire::DeadLetterReason::Rejected,
         DeadLetterReason::MaxRetriesExceeded => wire::DeadLetterReason::MaxRetriesExceeded,
         DeadLetterReason::Expired => wire::DeadLetterReason::Expired,
+        DeadLetterReason::SnoozedOut => wire::DeadLetterReason::SnoozedOut,
     }
 }
 
