@@ -347,6 +347,23 @@ impl Groups {
             .collect()
     }
 
+    /// Approximate bytes of the groups' bookkeeping (for the memory benchmark): the map with
+    /// the names, the ready indexes and the listing. A tree entry is counted at twice its
+    /// size (nodes are between half full and full).
+    pub(crate) fn footprint(&self) -> usize {
+        let entry = size_of::<(Key, (MessageId, u8))>() * 2;
+        let names: usize = self
+            .map
+            .keys()
+            .map(|k| k.len() + 2 * size_of::<usize>())
+            .sum();
+        let ready: usize = self.map.values().map(|g| g.ready.len() * entry).sum();
+        self.map.capacity() * (size_of::<(Arc<str>, Group)>() + 1)
+            + names
+            + ready
+            + self.listing.len() * size_of::<(Key, Arc<str>)>() * 2
+    }
+
     fn group(&mut self, name: &str) -> &mut Group {
         self.map.get_mut(name).expect("the group of a held message")
     }

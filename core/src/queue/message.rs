@@ -276,11 +276,9 @@ impl Message {
         let body = self.body.len() + 2 * size_of::<usize>();
         let extra = self.extra.as_ref().map_or(0, |x| {
             let headers: usize = x.headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+            // The group's name is shared with the queue's groups, which count it.
             size_of::<Extra>()
                 + headers
-                + x.group
-                    .as_ref()
-                    .map_or(0, |g| g.len() + 2 * size_of::<usize>())
                 + x.last_error.as_ref().map_or(0, String::capacity)
                 + x.progress.as_ref().map_or(0, Json::len)
         });

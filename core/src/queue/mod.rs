@@ -494,6 +494,7 @@ impl Queue {
             .sum::<usize>()
             + self.messages.footprint()
             + self.ready.footprint()
+            + self.flow.as_ref().map_or(0, |f| f.groups.footprint())
     }
 }
 
