@@ -142,7 +142,7 @@ impl Queue {
                 .as_ref()
                 .is_none_or(|ids| ids.contains(&entry.msg.id));
             full = full || self.depth() >= self.config.max_depth;
-            let no_group_room = entry.msg.group().is_some_and(|g| {
+            let no_group_room = entry.msg.group_name().is_some_and(|g| {
                 self.check_groups(&ctx.limits, std::iter::once(&**g))
                     .is_err()
             });
@@ -170,12 +170,10 @@ impl Queue {
                 );
             }
             ctx.observe(|| self.observed(ObservedKind::Redriven, &msg, now));
-            let group = msg.group().map(|g| self.group_name(g.to_string()));
-            if let Some(g) = &group {
-                self.group_enter(g);
-            }
-            self.put_ready(ctx, (msg.priority, msg.seq, msg.id), group.as_ref());
-            msg.set_group(group);
+            let group = msg.group_name().cloned().map(|g| self.group_enter(&g));
+            msg.set_group_name(None);
+            msg.set_group_slot(group);
+            self.put_ready(ctx, (msg.priority, msg.seq, msg.id), group);
             self.messages.insert(msg);
             moved += 1;
         }

@@ -95,7 +95,7 @@ impl Queue {
             s.hold(id, lease);
         }
         let msg = self.messages.at(slot);
-        let delivery = msg.delivery(&self.name);
+        let delivery = msg.delivery(&self.name, self.group_of(msg));
         ctx.observe(|| Observed {
             ms: Some(wait),
             ..self.observed(ObservedKind::Delivered, msg, now)

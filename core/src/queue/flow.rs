@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::groups::Groups;
+use super::groups::{GroupSlot, Groups};
 use super::{Message, Queue};
 use crate::Error;
 use crate::api::{MessageId, QueueStats};
@@ -292,7 +292,7 @@ impl Queue {
         &mut self,
         ctx: &Ctx,
         (priority, seq, id): (u8, u64, MessageId),
-        group: Option<&Arc<str>>,
+        group: Option<GroupSlot>,
     ) -> u64 {
         match (self.flow.as_deref_mut(), group) {
             (Some(f), Some(g)) => {
@@ -311,7 +311,7 @@ impl Queue {
     /// Takes a message that left the store out of the ready index; false if it was not
     /// there.
     pub(crate) fn pull_ready(&mut self, ctx: &Ctx, msg: &Message) -> bool {
-        match (self.flow.as_deref_mut(), msg.group()) {
+        match (self.flow.as_deref_mut(), msg.group_slot()) {
             (Some(f), Some(g)) => f
                 .groups
                 .pull(g, (msg.priority, msg.seq), &self.config, ctx.now),
@@ -319,35 +319,35 @@ impl Queue {
         }
     }
 
-    /// The group's name as the queue holds it (shared by its messages), or a new one.
-    pub(crate) fn group_name(&self, group: String) -> Arc<str> {
-        self.flow
-            .as_ref()
-            .and_then(|f| f.groups.name(&group))
-            .unwrap_or_else(|| Arc::from(group))
+    /// A message of the group named `name` joins the queue's store: its group's slot.
+    pub(crate) fn group_enter(&mut self, name: &str) -> GroupSlot {
+        self.flow_mut().groups.enter(name)
     }
 
-    /// A message of `group` joined the queue's store.
-    pub(crate) fn group_enter(&mut self, group: &Arc<str>) {
-        self.flow_mut().groups.enter(group);
+    /// A message that left the queue's store (and its ready index) leaves its group, and
+    /// from now on carries its group's name (for the DLQ and lookups), not its slot.
+    pub(crate) fn group_leave(&mut self, ctx: &Ctx, msg: &mut Message) {
+        let Some(slot) = msg.group_slot() else {
+            return;
+        };
+        let f = self
+            .flow
+            .as_deref_mut()
+            .expect("a grouped message's queue has groups");
+        msg.set_group_name(Some(Arc::clone(f.groups.name(slot))));
+        msg.set_group_slot(None);
+        f.groups.leave(slot, &self.config, ctx.now);
     }
 
-    /// A message that left the queue's store (and its ready index) leaves its group.
-    pub(crate) fn group_leave(&mut self, ctx: &Ctx, msg: &Message) {
-        if let (Some(f), Some(g)) = (self.flow.as_deref_mut(), msg.group()) {
-            f.groups.leave(g, &self.config, ctx.now);
-        }
-    }
-
-    /// A delivery of a message of `group` ended.
-    pub(crate) fn group_released(&mut self, ctx: &Ctx, group: &Arc<str>) {
+    /// A delivery of a message of the group in `slot` ended.
+    pub(crate) fn group_released(&mut self, ctx: &Ctx, slot: GroupSlot) {
         if let Some(f) = self.flow.as_deref_mut() {
-            f.groups.released(group, &self.config, ctx.now);
+            f.groups.released(slot, &self.config, ctx.now);
         }
     }
 
     /// A delivered message of `group` starts or ends waiting for its retry or snooze.
-    pub(crate) fn group_retry_wait(&mut self, ctx: &Ctx, group: Option<&Arc<str>>, waiting: bool) {
+    pub(crate) fn group_retry_wait(&mut self, ctx: &Ctx, group: Option<GroupSlot>, waiting: bool) {
         if let (Some(f), Some(g)) = (self.flow.as_deref_mut(), group) {
             f.groups.retry_wait(g, waiting, &self.config, ctx.now);
         }
@@ -355,8 +355,17 @@ impl Queue {
 
     /// Whether a message of `group` keeps its `seq` when it is ready again: in an ordered
     /// group a retried message keeps its group's head.
-    pub(crate) fn keeps_place(&self, group: Option<&Arc<str>>) -> bool {
+    pub(crate) fn keeps_place(&self, group: Option<GroupSlot>) -> bool {
         self.config.ordered_groups && group.is_some()
+    }
+
+    /// The name of a message's group: by its slot while it is in the store, else the name it
+    /// carries.
+    pub(crate) fn group_of<'a>(&'a self, msg: &'a Message) -> Option<&'a Arc<str>> {
+        match (msg.group_slot(), self.flow.as_deref()) {
+            (Some(slot), Some(f)) => Some(f.groups.name(slot)),
+            _ => msg.group_name(),
+        }
     }
 
     /// Refuses messages that would start more groups than `max_groups_per_queue`.
@@ -368,7 +377,7 @@ impl Queue {
         let known = |g: &str| {
             self.flow
                 .as_ref()
-                .is_some_and(|f| f.groups.name(g).is_some())
+                .is_some_and(|f| f.groups.slot_of(g).is_some())
         };
         let mut new: Vec<&str> = groups.filter(|g| !known(g)).collect();
         if new.is_empty() {
@@ -398,6 +407,15 @@ impl Queue {
     /// counts and listing, nothing delivered while paused, no window above its rate, no more
     /// in flight than `max_in_flight`, and every open window and rate limit with its timer.
     pub(crate) fn check_flow(&self, ctx: &Ctx) {
+        // A message out of the store names its group, never a slot another group may take.
+        let dead = self.dlq.entries.iter().map(|e| &e.msg);
+        for m in dead.chain(self.kept.records().map(|r| &r.msg)) {
+            assert!(
+                m.group_slot().is_none(),
+                "{}: a group slot out of the store",
+                m.id
+            );
+        }
         let Some(f) = self.flow.as_deref() else {
             return;
         };

@@ -12,21 +12,29 @@
 //! window closes. Ungrouped messages stay in the queue's lanes (`ready.rs`) and compete with
 //! the listing's first group.
 //!
+//! Groups live in slots, and a message in the queue's store names its group by slot: four
+//! bytes its own slot had spare, so a grouped message costs no more than a plain one but its
+//! entry in the group's index. The name is looked up once, when a message joins the queue. A
+//! message that leaves the store for the DLQ or the kept jobs carries its group's name
+//! instead (`Message::group_name`), since its group may be gone by the time it is read.
+//!
 //! A group lives while it holds messages (ready, delayed or in flight) and while its rate
-//! window is open, so emptying a group and refilling it cannot reset its window. The map of
-//! groups hashes (a delivery looks its group up by name); everything that depends on an order
-//! iterates names sorted, so a restored engine decides as the live one did.
+//! window is open, so emptying a group and refilling it cannot reset its window. Slots and
+//! their reuse are state (snapshotted, in the digest), so a restored engine decides as the
+//! live one did.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::flow::Window;
 use super::ready::PRIORITIES;
 use crate::api::{GroupInfo, MessageId};
 use crate::config::QueueConfig;
-use crate::fxmap::{SortedMap, pairs};
+use crate::fxmap::pairs;
 use crate::time::Millis;
 
 /// A place in a ready index or in the listing: `(9 - priority, order)`, smallest first.
@@ -35,9 +43,26 @@ type Key = (u8, u64);
 /// A group's rate window that a delivery opened: the group and the window's end.
 pub(crate) type Opened = (Arc<str>, Millis);
 
+/// How a message in the queue's store names its group: the group's slot, plus one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub(crate) struct GroupSlot(NonZeroU32);
+
+impl GroupSlot {
+    fn of(index: usize) -> Self {
+        let n = u32::try_from(index + 1).expect("fewer than 2^32 groups");
+        Self(NonZeroU32::new(n).expect("one more than an index"))
+    }
+
+    fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
+}
+
 /// One group of a queue.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Group {
+    name: Arc<str>,
     /// Ready messages by `(rank, seq)`, with their priority. The rank is `9 - priority`, or 0
     /// for every message of an ordered group (publish order alone).
     #[serde(with = "pairs")]
@@ -55,14 +80,29 @@ pub(crate) struct Group {
     listed: Option<Key>,
     /// Ready messages it counts as held back (all of them while it is not listed).
     counted: u32,
-    /// Deliveries it held beyond `group_concurrency` when the setting was lowered; 0 after
-    /// its next delivery (which is made only below the limit).
+    /// Deliveries it held beyond `group_concurrency` when the setting was last changed; 0
+    /// after its next delivery (which is made only below the limit).
     floor: u32,
     /// The `seq` of its latest delivery (for the ordered-group invariant).
     last_seq: u64,
 }
 
 impl Group {
+    fn new(name: Arc<str>) -> Self {
+        Self {
+            name,
+            ready: BTreeMap::new(),
+            held: 0,
+            in_flight: 0,
+            retrying: 0,
+            window: None,
+            listed: None,
+            counted: 0,
+            floor: 0,
+            last_seq: 0,
+        }
+    }
+
     /// Deliveries it holds against its concurrency limit: leases, and in an ordered group the
     /// retries it waits for.
     fn occupancy(&self, cfg: &QueueConfig) -> u32 {
@@ -83,12 +123,17 @@ fn rank(cfg: &QueueConfig, priority: u8) -> u8 {
 }
 
 /// The groups of one queue, their listing and the counts behind the statistics.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub(crate) struct Groups {
-    map: SortedMap<Arc<str>, Group>,
+    /// Groups by slot; freed slots are reused, last freed first.
+    slots: Vec<Option<Group>>,
+    free: Vec<u32>,
+    /// The slot of each group, by name (rebuilt from the slots when restored).
+    #[serde(skip)]
+    index: FxHashMap<Arc<str>, GroupSlot>,
     /// The groups a consumer may take from now, by their head.
     #[serde(with = "pairs")]
-    listing: BTreeMap<Key, Arc<str>>,
+    listing: BTreeMap<Key, GroupSlot>,
     /// Turns drawn so far (`fair_groups`).
     turns: u64,
     /// The ungrouped messages' turn: under `fair_groups` they take turns as one group.
@@ -101,10 +146,47 @@ pub(crate) struct Groups {
     by_priority: [u64; PRIORITIES],
 }
 
+/// The serialized form of `Groups`: its fields in the same order, without the index.
+#[derive(Deserialize)]
+struct GroupsForm {
+    slots: Vec<Option<Group>>,
+    free: Vec<u32>,
+    #[serde(with = "pairs")]
+    listing: BTreeMap<Key, GroupSlot>,
+    turns: u64,
+    plain_turn: u64,
+    held_back: u64,
+    holding: u64,
+    by_priority: [u64; PRIORITIES],
+}
+
+impl<'de> Deserialize<'de> for Groups {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let f = GroupsForm::deserialize(d)?;
+        let index = f
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.as_ref().map(|g| (Arc::clone(&g.name), GroupSlot::of(i))))
+            .collect();
+        Ok(Self {
+            slots: f.slots,
+            free: f.free,
+            index,
+            listing: f.listing,
+            turns: f.turns,
+            plain_turn: f.plain_turn,
+            held_back: f.held_back,
+            holding: f.holding,
+            by_priority: f.by_priority,
+        })
+    }
+}
+
 impl Groups {
     /// Groups kept: those holding messages and those whose rate window is open.
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.index.len()
     }
 
     pub(crate) fn holding(&self) -> u64 {
@@ -125,9 +207,14 @@ impl Groups {
         self.by_priority[usize::from(priority)..].iter().sum()
     }
 
-    /// The group's name as the queue holds it, so every message of a group shares one string.
-    pub(crate) fn name(&self, group: &str) -> Option<Arc<str>> {
-        self.map.get_key_value(group).map(|(k, _)| Arc::clone(k))
+    /// The slot of the group named `name`, if the queue holds it.
+    pub(crate) fn slot_of(&self, name: &str) -> Option<GroupSlot> {
+        self.index.get(name).copied()
+    }
+
+    /// The name of the group in `slot`.
+    pub(crate) fn name(&self, slot: GroupSlot) -> &Arc<str> {
+        &self.at(slot).name
     }
 
     /// The listing's first key: the next group a consumer may take from.
@@ -145,59 +232,77 @@ impl Groups {
         self.plain_turn = self.turns;
     }
 
-    /// A message of `group` joined the queue.
-    pub(crate) fn enter(&mut self, group: &Arc<str>) {
-        let g = self.map.entry(Arc::clone(group)).or_default();
+    /// A message of the group named `name` joined the queue; its group's slot (a new group
+    /// when the queue holds none of that name).
+    pub(crate) fn enter(&mut self, name: &str) -> GroupSlot {
+        let slot = match self.index.get(name) {
+            Some(slot) => *slot,
+            None => {
+                let name: Arc<str> = Arc::from(name);
+                let group = Some(Group::new(Arc::clone(&name)));
+                let slot = match self.free.pop() {
+                    Some(i) => {
+                        self.slots[i as usize] = group;
+                        GroupSlot::of(i as usize)
+                    }
+                    None => {
+                        self.slots.push(group);
+                        GroupSlot::of(self.slots.len() - 1)
+                    }
+                };
+                self.index.insert(name, slot);
+                slot
+            }
+        };
+        let g = self.at_mut(slot);
         g.held += 1;
         if g.held == 1 {
             self.holding += 1;
         }
+        slot
     }
 
-    /// A message of `group` left the queue (out of the ready index already).
-    pub(crate) fn leave(&mut self, group: &Arc<str>, cfg: &QueueConfig, now: Millis) {
-        let g = self.group(group);
+    /// A message of the group in `slot` left the queue (out of the ready index already).
+    pub(crate) fn leave(&mut self, slot: GroupSlot, cfg: &QueueConfig, now: Millis) {
+        let g = self.at_mut(slot);
         g.held -= 1;
         if g.held == 0 {
             self.holding -= 1;
         }
-        self.refresh(group, cfg, now, false);
+        self.refresh(slot, cfg, now, false);
     }
 
-    /// A message of `group` is ready.
+    /// A message of the group in `slot` is ready.
     pub(crate) fn put(
         &mut self,
-        group: &Arc<str>,
+        slot: GroupSlot,
         (priority, seq, id): (u8, u64, MessageId),
         cfg: &QueueConfig,
         now: Millis,
     ) {
         let before = self
-            .group(group)
+            .at_mut(slot)
             .ready
             .insert((rank(cfg, priority), seq), (id, priority));
         debug_assert!(before.is_none(), "{id} is ready twice");
         self.by_priority[usize::from(priority)] += 1;
-        self.refresh(group, cfg, now, false);
+        self.refresh(slot, cfg, now, false);
     }
 
-    /// Takes a ready message of `group` out of its index (TTL, cancel, replace); false if it
-    /// is not there.
+    /// Takes a ready message of the group in `slot` out of its index (TTL, cancel, replace);
+    /// false if it is not there.
     pub(crate) fn pull(
         &mut self,
-        group: &Arc<str>,
+        slot: GroupSlot,
         (priority, seq): (u8, u64),
         cfg: &QueueConfig,
         now: Millis,
     ) -> bool {
-        let found = self
-            .group(group)
-            .ready
-            .remove(&(rank(cfg, priority), seq))
-            .is_some();
+        let key = (rank(cfg, priority), seq);
+        let found = self.at_mut(slot).ready.remove(&key).is_some();
         if found {
             self.by_priority[usize::from(priority)] -= 1;
-            self.refresh(group, cfg, now, false);
+            self.refresh(slot, cfg, now, false);
         }
         found
     }
@@ -210,67 +315,69 @@ impl Groups {
         cfg: &QueueConfig,
         now: Millis,
     ) -> Option<(MessageId, Option<Opened>)> {
-        let name = Arc::clone(self.listing.first_key_value()?.1);
-        let g = self.group(&name);
+        let slot = *self.listing.first_key_value()?.1;
+        let g = self.at_mut(slot);
         debug_assert!(!g.blocked(cfg, now), "a listed group is at a limit");
         let ((_, seq), (id, priority)) = g.ready.pop_first().expect("a listed group is ready");
         g.in_flight += 1;
         g.floor = 0;
         g.last_seq = g.last_seq.max(seq);
-        let opened = Window::count(&mut g.window, cfg.group_rate_limit.as_ref(), now);
+        let opened = Window::count(&mut g.window, cfg.group_rate_limit.as_ref(), now)
+            .map(|end| (Arc::clone(&g.name), end));
         self.by_priority[usize::from(priority)] -= 1;
-        self.refresh(&name, cfg, now, true);
-        Some((id, opened.map(|end| (name, end))))
+        self.refresh(slot, cfg, now, true);
+        Some((id, opened))
     }
 
-    /// A delivery of `group` ended (ack, nack, lease expiry, give-back).
-    pub(crate) fn released(&mut self, group: &Arc<str>, cfg: &QueueConfig, now: Millis) {
-        self.group(group).in_flight -= 1;
-        self.refresh(group, cfg, now, false);
+    /// A delivery of the group in `slot` ended (ack, nack, lease expiry, give-back).
+    pub(crate) fn released(&mut self, slot: GroupSlot, cfg: &QueueConfig, now: Millis) {
+        self.at_mut(slot).in_flight -= 1;
+        self.refresh(slot, cfg, now, false);
     }
 
-    /// A delivered message of `group` starts (`true`) or ends (`false`) waiting for its retry
-    /// or snooze.
+    /// A delivered message of the group in `slot` starts (`true`) or ends (`false`) waiting
+    /// for its retry or snooze.
     pub(crate) fn retry_wait(
         &mut self,
-        group: &Arc<str>,
+        slot: GroupSlot,
         waiting: bool,
         cfg: &QueueConfig,
         now: Millis,
     ) {
-        let g = self.group(group);
+        let g = self.at_mut(slot);
         if waiting {
             g.retrying += 1;
         } else {
             g.retrying -= 1;
         }
-        self.refresh(group, cfg, now, false);
+        self.refresh(slot, cfg, now, false);
     }
 
-    /// The rate window of `group` has closed: it may be listed again, or forgotten.
-    pub(crate) fn window_closed(&mut self, group: &Arc<str>, cfg: &QueueConfig, now: Millis) {
-        if self.map.contains_key(group) {
-            self.refresh(group, cfg, now, false);
+    /// The rate window of the group named `name` has closed: it may be listed again, or
+    /// forgotten.
+    pub(crate) fn window_closed(&mut self, name: &str, cfg: &QueueConfig, now: Millis) {
+        if let Some(slot) = self.slot_of(name) {
+            self.refresh(slot, cfg, now, false);
         }
     }
 
     /// The queue's settings changed: re-key the ready indexes (when `ordered_groups` changed)
     /// and the listing (when it or `fair_groups` changed), note what each group holds beyond
-    /// a lowered limit, and re-list every group under the new limits.
+    /// a lowered limit, and re-list every group under the new limits, in slot order.
     pub(crate) fn reconfigure(&mut self, old: &QueueConfig, cfg: &QueueConfig, now: Millis) {
         let rekey = old.ordered_groups != cfg.ordered_groups;
         if rekey || old.fair_groups != cfg.fair_groups {
             // Keys of the old kind (turns, or publish order) must all leave before any of the
             // new kind is listed: a turn and a `seq` may be the same number.
             self.listing.clear();
-            for g in self.map.values_mut() {
+            for g in self.slots.iter_mut().flatten() {
                 g.listed = None;
             }
         }
-        let mut names: Vec<Arc<str>> = self.map.keys().cloned().collect();
-        names.sort_unstable();
-        for name in names {
-            let g = self.group(&name);
+        for i in 0..self.slots.len() {
+            let Some(g) = self.slots[i].as_mut() else {
+                continue;
+            };
             if rekey {
                 let ready = std::mem::take(&mut g.ready);
                 g.ready = ready
@@ -281,14 +388,14 @@ impl Groups {
             }
             g.floor = g.occupancy(cfg);
             Window::reconfigure(g.window.as_mut(), cfg.group_rate_limit.as_ref());
-            self.refresh(&name, cfg, now, false);
+            self.refresh(GroupSlot::of(i), cfg, now, false);
         }
     }
 
     /// Empties every group's ready index (a purge); returns the ids, sorted.
     pub(crate) fn drain_ready(&mut self) -> Vec<MessageId> {
         let mut ids = Vec::with_capacity(self.ready() as usize);
-        for g in self.map.values_mut() {
+        for g in self.slots.iter_mut().flatten() {
             ids.extend(g.ready.values().map(|(id, _)| *id));
             g.ready.clear();
             g.listed = None;
@@ -301,22 +408,20 @@ impl Groups {
         ids
     }
 
-    /// The live rate windows of the groups, with their group (to remove their timers).
+    /// The open rate windows of the groups, with their group (to find their timers).
     pub(crate) fn windows(&self, now: Millis) -> Vec<(Arc<str>, Millis)> {
-        let mut out: Vec<_> = self
-            .map
+        self.slots
             .iter()
-            .filter_map(|(name, g)| g.window.filter(|w| w.end > now).map(|w| (name, w.end)))
+            .flatten()
+            .filter_map(|g| g.window.filter(|w| w.end > now).map(|w| (&g.name, w.end)))
             .map(|(name, end)| (Arc::clone(name), end))
-            .collect();
-        out.sort_unstable();
-        out
+            .collect()
     }
 
     /// Of each group and priority, the ready message that entered first (for the age of the
     /// oldest ready message).
     pub(crate) fn heads(&self) -> impl Iterator<Item = MessageId> + '_ {
-        self.map.values().flat_map(|g| {
+        self.slots.iter().flatten().flat_map(|g| {
             (0..PRIORITIES as u8).filter_map(move |r| {
                 g.ready
                     .range((r, 0)..=(r, u64::MAX))
@@ -329,16 +434,15 @@ impl Groups {
     /// Groups holding messages, largest first (ready, delayed and in flight together), then
     /// by name; at most `limit`.
     pub(crate) fn list(&self, limit: usize) -> Vec<GroupInfo> {
-        let mut held: Vec<(&Arc<str>, &Group)> =
-            self.map.iter().filter(|(_, g)| g.held > 0).collect();
-        held.sort_unstable_by(|(a, ga), (b, gb)| gb.held.cmp(&ga.held).then_with(|| a.cmp(b)));
+        let mut held: Vec<&Group> = self.slots.iter().flatten().filter(|g| g.held > 0).collect();
+        held.sort_unstable_by(|a, b| b.held.cmp(&a.held).then_with(|| a.name.cmp(&b.name)));
         held.into_iter()
             .take(limit)
-            .map(|(name, g)| {
+            .map(|g| {
                 let ready = g.ready.len() as u64;
                 let in_flight = u64::from(g.in_flight);
                 GroupInfo {
-                    group: name.to_string(),
+                    group: g.name.to_string(),
                     ready,
                     in_flight,
                     delayed: u64::from(g.held) - ready - in_flight,
@@ -347,32 +451,36 @@ impl Groups {
             .collect()
     }
 
-    /// Approximate bytes of the groups' bookkeeping (for the memory benchmark): the map with
-    /// the names, the ready indexes and the listing. A tree entry is counted at twice its
-    /// size (nodes are between half full and full).
+    /// Approximate bytes of the groups' bookkeeping (for the memory benchmark): the slots,
+    /// the names with their index, the ready indexes and the listing. A tree entry is
+    /// counted at twice its size (nodes are between half full and full).
     pub(crate) fn footprint(&self) -> usize {
         let entry = size_of::<(Key, (MessageId, u8))>() * 2;
-        let names: usize = self
-            .map
-            .keys()
-            .map(|k| k.len() + 2 * size_of::<usize>())
-            .sum();
-        let ready: usize = self.map.values().map(|g| g.ready.len() * entry).sum();
-        self.map.capacity() * (size_of::<(Arc<str>, Group)>() + 1)
+        let groups = self.slots.iter().flatten();
+        let names: usize = groups.clone().map(|g| g.name.len() + 16).sum();
+        let ready: usize = groups.map(|g| g.ready.len() * entry).sum();
+        self.slots.capacity() * size_of::<Option<Group>>()
+            + self.index.capacity() * (size_of::<(Arc<str>, GroupSlot)>() + 1)
             + names
             + ready
-            + self.listing.len() * size_of::<(Key, Arc<str>)>() * 2
+            + self.listing.len() * size_of::<(Key, GroupSlot)>() * 2
     }
 
-    fn group(&mut self, name: &str) -> &mut Group {
-        self.map.get_mut(name).expect("the group of a held message")
+    fn at(&self, slot: GroupSlot) -> &Group {
+        self.slots[slot.index()].as_ref().expect("a held group")
     }
 
-    /// Re-lists `name` after a change (with a new turn under `fair_groups` when `served`),
-    /// updates the held-back count, and forgets the group once it holds nothing and its rate
-    /// window has closed.
-    fn refresh(&mut self, name: &Arc<str>, cfg: &QueueConfig, now: Millis, served: bool) {
-        let g = self.map.get_mut(&**name).expect("a group to refresh");
+    fn at_mut(&mut self, slot: GroupSlot) -> &mut Group {
+        self.slots[slot.index()].as_mut().expect("a held group")
+    }
+
+    /// Re-lists the group in `slot` after a change (with a new turn under `fair_groups` when
+    /// `served`), updates the held-back count, and forgets the group once it holds nothing
+    /// and its rate window has closed.
+    fn refresh(&mut self, slot: GroupSlot, cfg: &QueueConfig, now: Millis, served: bool) {
+        let g = self.slots[slot.index()]
+            .as_mut()
+            .expect("a group to refresh");
         let key = match g.ready.first_key_value() {
             Some((&(_, seq), &(_, priority))) if !g.blocked(cfg, now) => {
                 let order = match g.listed {
@@ -392,7 +500,7 @@ impl Groups {
                 self.listing.remove(&old);
             }
             if let Some(new) = key {
-                self.listing.insert(new, Arc::clone(name));
+                self.listing.insert(new, slot);
             }
             g.listed = key;
         }
@@ -405,7 +513,9 @@ impl Groups {
         g.counted = counted;
         if g.held == 0 && !Window::live(g.window.as_ref(), now) {
             debug_assert!(g.ready.is_empty() && g.listed.is_none());
-            self.map.remove(&**name);
+            self.index.remove(&g.name);
+            self.slots[slot.index()] = None;
+            self.free.push(slot.index() as u32);
         }
     }
 }
@@ -414,16 +524,18 @@ impl Groups {
 pub(crate) mod check {
     //! The groups' invariants, against a recount from the queue's messages.
 
-    use super::{Group, Groups, Key, Window};
+    use std::collections::BTreeMap;
+
+    use super::{Group, GroupSlot, Groups, Key, Window};
+    use crate::api::MessageId;
     use crate::config::QueueConfig;
     use crate::queue::{Message, State};
     use crate::time::Millis;
-    use std::collections::BTreeMap;
 
     /// What the messages of one group add up to.
     #[derive(Default)]
     struct Recount {
-        ready: BTreeMap<Key, (crate::api::MessageId, u8)>,
+        ready: BTreeMap<Key, (MessageId, u8)>,
         held: u32,
         in_flight: u32,
         retrying: u32,
@@ -438,10 +550,11 @@ pub(crate) mod check {
             cfg: &QueueConfig,
             now: Millis,
         ) {
-            let mut counts: BTreeMap<&str, Recount> = BTreeMap::new();
+            let mut counts: BTreeMap<GroupSlot, Recount> = BTreeMap::new();
             for m in messages {
-                let Some(name) = m.group() else { continue };
-                let c = counts.entry(name).or_default();
+                assert!(m.group_name().is_none(), "{}: a queued message names", m.id);
+                let Some(slot) = m.group_slot() else { continue };
+                let c = counts.entry(slot).or_default();
                 c.held += 1;
                 match &m.state {
                     State::Ready => {
@@ -457,11 +570,17 @@ pub(crate) mod check {
             }
             let (mut held_back, mut holding, mut listed) = (0, 0, 0);
             let mut by_priority = [0u64; super::PRIORITIES];
-            for (name, g) in self.map.iter() {
-                let c = counts.remove(&**name).unwrap_or_default();
-                check_group(name, g, &c, cfg, now);
+            for (i, g) in self.slots.iter().enumerate() {
+                let slot = GroupSlot::of(i);
+                let Some(g) = g else {
+                    assert!(self.free.contains(&(i as u32)), "slot {i} is lost");
+                    continue;
+                };
+                assert_eq!(self.index.get(&g.name), Some(&slot), "{}: index", g.name);
+                let c = counts.remove(&slot).unwrap_or_default();
+                check_group(g, &c, cfg, now);
                 if let Some(key) = g.listed {
-                    assert_eq!(self.listing.get(&key), Some(name), "{name}: listed");
+                    assert_eq!(self.listing.get(&key), Some(&slot), "{}: listed", g.name);
                     listed += 1;
                 }
                 held_back += u64::from(g.counted);
@@ -471,10 +590,8 @@ pub(crate) mod check {
                 }
             }
             let unknown: Vec<_> = counts.keys().collect();
-            assert!(
-                unknown.is_empty(),
-                "messages of unknown groups: {unknown:?}"
-            );
+            assert!(unknown.is_empty(), "messages of empty slots: {unknown:?}");
+            assert_eq!(self.index.len(), self.slots.len() - self.free.len());
             assert_eq!(listed, self.listing.len(), "listing size");
             assert_eq!(held_back, self.held_back, "held-back count");
             assert_eq!(holding, self.holding, "groups holding messages");
@@ -486,7 +603,8 @@ pub(crate) mod check {
         }
     }
 
-    fn check_group(name: &str, g: &Group, c: &Recount, cfg: &QueueConfig, now: Millis) {
+    fn check_group(g: &Group, c: &Recount, cfg: &QueueConfig, now: Millis) {
+        let name = &g.name;
         assert_eq!(g.ready, c.ready, "{name}: ready index");
         assert_eq!(
             (g.held, g.in_flight, g.retrying),

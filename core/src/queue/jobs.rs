@@ -262,7 +262,7 @@ impl Queue {
             headers: m.headers().clone(),
             cancel_requested: m.cancel_requested,
             dead_letter_reason: None,
-            group: m.group().cloned(),
+            group: self.group_of(m).cloned(),
         }
     }
 

@@ -71,14 +71,14 @@ impl Queue {
             unreachable!("release of a message that is not in flight");
         };
         let (consumer, session): (Option<Arc<str>>, _) = (consumer.clone(), *session);
-        let group = msg.group().cloned();
+        let group = msg.group_slot();
         if let Some(c) = consumer {
             self.consumers.release(&c, ctx.now);
         }
         self.return_credit(session, id);
         self.in_flight -= 1;
         if let Some(g) = group {
-            self.group_released(ctx, &g);
+            self.group_released(ctx, g);
         }
     }
 
@@ -284,9 +284,8 @@ impl Queue {
             ms: Some(delay),
             ..self.observed(ObservedKind::RetryScheduled, msg, now)
         });
-        let group = msg.group().cloned();
-        let back =
-            self.config.retry_position == RetryPosition::Back && !self.keeps_place(group.as_ref());
+        let group = msg.group_slot();
+        let back = self.config.retry_position == RetryPosition::Back && !self.keeps_place(group);
         let msg = self.messages.get_mut(&id).expect("message exists");
         if delay == 0 {
             msg.state = State::Ready;
@@ -295,14 +294,14 @@ impl Queue {
                 msg.seq = ctx.seq();
             }
             let place = (msg.priority, msg.seq, id);
-            self.put_ready(ctx, place, group.as_ref());
+            self.put_ready(ctx, place, group);
             false
         } else {
             let until = now.add_ms(delay);
             msg.state = State::Delayed { until };
             ctx.timers.add(until, TimerKind::Due { queue: self.id, id });
             self.delayed += 1;
-            self.group_retry_wait(ctx, group.as_ref(), true);
+            self.group_retry_wait(ctx, group, true);
             true
         }
     }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::groups::GroupSlot;
 use crate::api::{Delivery, Headers, LeaseToken, MessageId, SessionId};
 use crate::json::Json;
 use crate::time::Millis;
@@ -75,6 +76,8 @@ pub(crate) struct Message {
     pub(crate) expired: bool,
     /// Cancelled while in flight: its delivery's end settles it as cancelled.
     pub(crate) cancel_requested: bool,
+    /// Its group, while it is in the queue's store (in room the slot had spare).
+    group: Option<GroupSlot>,
     extra: Option<Box<Extra>>,
     pub(crate) state: State,
 }
@@ -89,8 +92,8 @@ struct Extra {
     last_error: Option<String>,
     /// The last progress its worker reported.
     progress: Option<Json>,
-    /// Its group (shared with the queue's group index).
-    group: Option<Arc<str>>,
+    /// Its group's name, once it has left the queue's store (dead-lettered, kept).
+    group_name: Option<Arc<str>>,
     /// Times it was snoozed.
     snoozes: u32,
 }
@@ -102,7 +105,7 @@ impl Extra {
             && self.expires_at.is_none()
             && self.last_error.is_none()
             && self.progress.is_none()
-            && self.group.is_none()
+            && self.group_name.is_none()
             && self.snoozes == 0
     }
 
@@ -121,7 +124,7 @@ pub(crate) struct NewMessage {
     pub(crate) now: Millis,
     pub(crate) max_retries: u32,
     pub(crate) ttl_ms: Option<u64>,
-    pub(crate) group: Option<Arc<str>>,
+    pub(crate) group: Option<GroupSlot>,
 }
 
 static NO_HEADERS: Headers = Headers::new();
@@ -135,7 +138,7 @@ impl Message {
             expires_at: m.ttl_ms.map(|t| m.now.add_ms(t)),
             last_error: None,
             progress: None,
-            group: m.group,
+            group_name: None,
             snoozes: 0,
         };
         Self {
@@ -150,6 +153,7 @@ impl Message {
             priority: m.priority,
             expired: false,
             cancel_requested: false,
+            group: m.group,
             extra: extra.boxed(),
             state: State::Ready,
         }
@@ -175,15 +179,23 @@ impl Message {
         self.extra.as_ref().and_then(|x| x.progress.as_ref())
     }
 
-    /// Its group, if it was published with one.
-    pub(crate) fn group(&self) -> Option<&Arc<str>> {
-        self.extra.as_ref().and_then(|x| x.group.as_ref())
+    /// Its group's slot in the queue, while it is in the queue's store.
+    pub(crate) fn group_slot(&self) -> Option<GroupSlot> {
+        self.group
     }
 
-    /// Puts it in `group` (the same group, its name shared with the queue's).
-    pub(crate) fn set_group(&mut self, group: Option<Arc<str>>) {
+    pub(crate) fn set_group_slot(&mut self, group: Option<GroupSlot>) {
+        self.group = group;
+    }
+
+    /// Its group's name, once it has left the queue's store.
+    pub(crate) fn group_name(&self) -> Option<&Arc<str>> {
+        self.extra.as_ref().and_then(|x| x.group_name.as_ref())
+    }
+
+    pub(crate) fn set_group_name(&mut self, group: Option<Arc<str>>) {
         if group.is_some() || self.extra.is_some() {
-            self.edit_extra(|x| x.group = group);
+            self.edit_extra(|x| x.group_name = group);
         }
     }
 
@@ -239,7 +251,8 @@ impl Message {
         }
     }
 
-    pub(crate) fn delivery(&self, queue: &Arc<str>) -> Delivery {
+    /// Its delivery, with its group's name.
+    pub(crate) fn delivery(&self, queue: &Arc<str>, group: Option<&Arc<str>>) -> Delivery {
         let State::InFlight {
             lease, deadline, ..
         } = self.state
@@ -259,7 +272,7 @@ impl Message {
             lease,
             lease_deadline: deadline,
             published_at: self.published_at,
-            group: self.group().cloned(),
+            group: group.cloned(),
         }
     }
 
@@ -324,10 +337,12 @@ struct LifecycleForm {
     flow: Option<FlowForm>,
 }
 
-/// A message's flow-control fields in the serialized form.
+/// A message's flow-control fields in the serialized form: its group's slot while it is in
+/// the queue's store, its group's name once it has left.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct FlowForm {
-    group: Option<Arc<str>>,
+    group: Option<GroupSlot>,
+    group_name: Option<Arc<str>>,
     snoozes: u32,
 }
 
@@ -358,8 +373,10 @@ impl Serialize for Message {
 impl Message {
     /// The serialized form's lifecycle part: absent for a plain message.
     fn lifecycle_form(&self) -> Option<LifecycleForm> {
-        let flow = (self.group().is_some() || self.snoozes() > 0).then(|| FlowForm {
-            group: self.group().cloned(),
+        let grouped = self.group.is_some() || self.group_name().is_some();
+        let flow = (grouped || self.snoozes() > 0).then(|| FlowForm {
+            group: self.group,
+            group_name: self.group_name().cloned(),
             snoozes: self.snoozes(),
         });
         (self.progress().is_some() || self.cancel_requested || flow.is_some()).then(|| {
@@ -382,8 +399,8 @@ impl<'de> Deserialize<'de> for Message {
             expires_at: m.expires_at,
             last_error: m.last_error.map(Cow::into_owned),
             progress: m.lifecycle.as_ref().and_then(|l| l.progress.clone()),
-            group: flow.as_ref().and_then(|f| f.group.clone()),
-            snoozes: flow.map_or(0, |f| f.snoozes),
+            group_name: flow.as_ref().and_then(|f| f.group_name.clone()),
+            snoozes: flow.as_ref().map_or(0, |f| f.snoozes),
         };
         Ok(Self {
             id: m.id,
@@ -397,6 +414,7 @@ impl<'de> Deserialize<'de> for Message {
             priority: m.priority,
             expired: m.expired,
             cancel_requested: m.lifecycle.is_some_and(|l| l.cancel_requested),
+            group: flow.and_then(|f| f.group),
             extra: extra.boxed(),
             state: m.state.into_owned(),
         })

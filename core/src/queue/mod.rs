@@ -191,10 +191,7 @@ impl Queue {
             (None, Some(b)) => Body::Bytes(b),
             (None, None) => unreachable!("check_publish requires a body"),
         };
-        let group = m.group.map(|g| self.group_name(g));
-        if let Some(g) = &group {
-            self.group_enter(g);
-        }
+        let group = m.group.map(|g| self.group_enter(&g));
         let mut msg = Message::new(NewMessage {
             id,
             seq,
@@ -222,7 +219,7 @@ impl Queue {
                 self.delayed += 1;
                 None
             }
-            None => Some(self.put_ready(ctx, (priority, seq, id), msg.group())),
+            None => Some(self.put_ready(ctx, (priority, seq, id), group)),
         };
         self.messages.insert(msg);
         if serve && position.is_some() {
@@ -292,7 +289,7 @@ impl Queue {
         // keeps the group's head, and a delayed publish takes its place in the group's order
         // when its delay ends.
         let retry = msg.was_delivered();
-        let group = msg.group().cloned();
+        let group = msg.group_slot();
         // (`keeps_place`, spelled out: `msg` borrows the store.)
         let fresh = if self.config.ordered_groups && group.is_some() {
             !retry
@@ -305,9 +302,9 @@ impl Queue {
         let place = (msg.priority, msg.seq, id);
         self.delayed -= 1;
         if retry {
-            self.group_retry_wait(ctx, group.as_ref(), false);
+            self.group_retry_wait(ctx, group, false);
         }
-        self.put_ready(ctx, place, group.as_ref());
+        self.put_ready(ctx, place, group);
         self.serve(ctx);
     }
 
@@ -335,7 +332,7 @@ impl Queue {
 
     /// Takes a ready or delayed message out of the queue (its timers too).
     pub(crate) fn remove_waiting(&mut self, ctx: &mut Ctx, id: MessageId) -> Message {
-        let msg = self.messages.remove(&id).expect("message exists");
+        let mut msg = self.messages.remove(&id).expect("message exists");
         match msg.state {
             State::Ready => {
                 let found = self.pull_ready(ctx, &msg);
@@ -346,12 +343,12 @@ impl Queue {
                 ctx.timers
                     .remove(until, TimerKind::Due { queue: self.id, id });
                 if msg.was_delivered() {
-                    self.group_retry_wait(ctx, msg.group(), false);
+                    self.group_retry_wait(ctx, msg.group_slot(), false);
                 }
             }
             State::InFlight { .. } => panic!("remove_waiting of an in-flight message"),
         }
-        self.group_leave(ctx, &msg);
+        self.group_leave(ctx, &mut msg);
         self.cancel_ttl(ctx, &msg);
         msg
     }
@@ -359,8 +356,8 @@ impl Queue {
     /// Takes a message out of the queue's store (and its group) once it has left the ready
     /// index and flight: acked, dead-lettered, cancelled or purged.
     pub(crate) fn remove_message(&mut self, ctx: &Ctx, id: MessageId) -> Message {
-        let msg = self.messages.remove(&id).expect("message exists");
-        self.group_leave(ctx, &msg);
+        let mut msg = self.messages.remove(&id).expect("message exists");
+        self.group_leave(ctx, &mut msg);
         msg
     }
 
