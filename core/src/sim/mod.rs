@@ -43,9 +43,9 @@ pub use report::{
     WorkerStats,
 };
 pub use scenario::{
-    Arrival, FollowUp, MAX_DURATION_MS, MAX_EXPECTED_TASKS, MAX_PAYLOAD_BYTES, MAX_PRODUCERS,
-    MAX_SAMPLES, MAX_TASK_TYPES, MAX_WORKERS, MixEntry, Producer, Scenario, TaskType, WorkerGroup,
-    parse_seed,
+    Arrival, FollowUp, MAX_DURATION_MS, MAX_EXPECTED_TASKS, MAX_PAYLOAD_BYTES, MAX_PRODUCER_GROUPS,
+    MAX_PRODUCERS, MAX_SAMPLES, MAX_TASK_TYPES, MAX_WORKERS, MixEntry, Producer, Scenario,
+    TaskType, WorkerGroup, parse_seed,
 };
 
 use world::World;

@@ -553,6 +553,10 @@ fn random_runs_keep_every_rule_and_strand_nothing() {
             run.step();
         }
         // A snapshot taken here (arrays, as the server writes them) has the same future.
+        let text = serde_json::to_string(&run.rig.engine).expect("as JSON");
+        let from_json: Engine = serde_json::from_str(&text).expect("from JSON");
+        assert_eq!(from_json.state_digest(), run.rig.engine.state_digest());
+        from_json.check_invariants();
         let bytes = rmp_serde::to_vec(&run.rig.engine).expect("snapshot");
         let restored: Engine = rmp_serde::from_slice(&bytes).expect("restore");
         assert_eq!(restored.state_digest(), run.rig.engine.state_digest());

@@ -364,3 +364,100 @@ fn leaving_fair_groups_relists_without_a_key_clash() {
     });
     assert_eq!(ns(&r.consume("q", 10)), vec![1, 2, 3]);
 }
+
+// A redriven message rejoins its group (made again if it had emptied), unless the queue has
+// no room for one more group: then it stays in the DLQ.
+#[test]
+fn a_redrive_brings_messages_back_into_their_groups_within_the_groups_limit() {
+    let mut r = Rig::with(EngineConfig {
+        limits: Limits {
+            max_groups_per_queue: 1,
+            ..Limits::default()
+        },
+        ..EngineConfig::default()
+    });
+    r.create(
+        "q",
+        QueueConfig {
+            group_concurrency: Some(1),
+            ..QueueConfig::default()
+        },
+    );
+    r.publish_in("q", 1, 5, Some("a"));
+    let d = r.consume_one("q");
+    r.nack("q", &d, false);
+    assert_eq!(r.stats("q").groups, 0, "a emptied and was forgotten");
+    r.publish_in("q", 2, 5, Some("b"));
+    let kept = r.ok(Command::DlqRetry {
+        queue: "q".into(),
+        message_ids: None,
+    });
+    assert_eq!(
+        kept,
+        Reply::Redriven { retried: 0 },
+        "no room for a second group"
+    );
+    let d = r.consume_one("q");
+    r.ack("q", &d).unwrap();
+    let back = r.ok(Command::DlqRetry {
+        queue: "q".into(),
+        message_ids: None,
+    });
+    assert_eq!(back, Reply::Redriven { retried: 1 });
+    let again = r.consume_one("q");
+    assert_eq!((n_of(&again), again.group.as_deref()), (1, Some("a")));
+    assert_eq!(groups(&mut r, 10)[0].in_flight, 1);
+}
+
+// Deleting a queue removes its flow timers: the open rate windows and a worker's limit.
+#[test]
+fn deleting_a_queue_removes_its_rate_timers() {
+    let mut r = grouped(QueueConfig {
+        rate_limit: Some(RateLimit {
+            max: 10,
+            per_ms: 60_000,
+        }),
+        group_rate_limit: Some(RateLimit {
+            max: 10,
+            per_ms: 30_000,
+        }),
+        ..QueueConfig::default()
+    });
+    r.publish_in("q", 1, 5, Some("a"));
+    let d = r.consume_one("q");
+    r.ack("q", &d).unwrap();
+    r.ok(Command::RateLimit {
+        queue: "q".into(),
+        for_ms: 5_000,
+    });
+    // The two windows, the limit's end, and the kept job's retention.
+    assert_eq!(r.engine.timer_count(), 4);
+    r.ok(Command::DeleteQueue { queue: "q".into() });
+    assert_eq!(r.engine.timer_count(), 0);
+}
+
+// A grouped message's position counts every ready message ahead of it by priority, grouped
+// or not, flow limits aside.
+#[test]
+fn positions_count_grouped_and_ungrouped_messages() {
+    let mut r = grouped(QueueConfig {
+        group_concurrency: Some(1),
+        ..QueueConfig::default()
+    });
+    let position = |r: &mut Rig, priority: u8, group: Option<&str>| {
+        let m = PublishMessage {
+            priority: Some(priority),
+            group: group.map(str::to_owned),
+            ..json_message(json!(1))
+        };
+        match r.publish_with("q", m).unwrap() {
+            Reply::Published(p) => p.position,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(position(&mut r, 5, Some("a")), Some(1));
+    assert_eq!(position(&mut r, 5, None), Some(2));
+    assert_eq!(position(&mut r, 9, Some("b")), Some(1));
+    assert_eq!(position(&mut r, 5, Some("a")), Some(4));
+    assert_eq!(position(&mut r, 7, None), Some(2));
+}
