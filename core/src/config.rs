@@ -298,7 +298,8 @@ impl QueueConfig {
     }
 
     /// Most deliveries one group may hold: 1 for ordered groups.
-    pub(crate) fn group_limit(&self) -> Option<u32> {
+    #[must_use]
+    pub fn group_limit(&self) -> Option<u32> {
         if self.ordered_groups {
             Some(1)
         } else {
