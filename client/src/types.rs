@@ -58,6 +58,9 @@ pub struct PublishOptions {
     /// replaces that job's message and restarts its delay (the trailing call wins; the answer
     /// says `replaced: true`).
     pub debounce: bool,
+    /// The message's group (a user, a tenant, a video): the queue's group settings
+    /// (`group_concurrency`, `ordered_groups`, `fair_groups`, `group_rate_limit`) apply per group.
+    pub group: Option<String>,
 }
 
 /// The options alone serialize as the wire request without a body.
@@ -81,6 +84,7 @@ impl PublishOptions {
             idempotency_key: self.idempotency_key.clone(),
             dedup: self.dedup,
             debounce: self.debounce.then_some(true),
+            group: self.group.clone(),
         }
     }
 
@@ -201,6 +205,7 @@ impl NackOptions {
             delay: opt_secs(self.delay),
             error: self.error.clone(),
             lease: self.lease,
+            snooze: None,
         }
     }
 }
@@ -302,6 +307,7 @@ impl QueueConfig {
             keep_completed: self.keep_completed,
             keep_cancelled: self.keep_cancelled,
             max_result_bytes: self.max_result_bytes,
+            ..wire::QueueConfig::default()
         }
     }
 }

@@ -5,8 +5,11 @@
 //! the same with one progress report before each ack, batches of 100 (batch publish, consume
 //! 100, 100 acks), and a queue filled to 1,000,000 messages, each with its own body, then
 //! drained. Observability events are on (as in the server) unless the line says otherwise.
-//! Last, in a fresh process, the memory of 1,000,000 completed jobs kept for lookup, each with
-//! its own body and a small result (`keep_completed` raised to 1,000,000 for a day).
+//! Then, in a fresh process, the memory of 1,000,000 completed jobs kept for lookup, each with
+//! its own body and a small result (`keep_completed` raised to 1,000,000 for a day). Last, in
+//! a fresh process too, message groups (DESIGN §12) on a queue with `group_concurrency: 1` and
+//! `fair_groups`: one message at a time over 1,000 groups, and a fill to 1,000,000 messages
+//! over 10,000 groups drained in batches of 100, with the memory per queued grouped message.
 
 // The benchmark is a host: it reads the wall clock to time the engine, which itself reads none.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
@@ -307,6 +310,10 @@ fn main() {
         print_kept_jobs();
         return;
     }
+    if std::env::args().any(|a| a == GROUPS) {
+        print_groups();
+        return;
+    }
     println!(
         "synap-core engine benchmark: {MESSAGES} messages, 1 thread, JSON body of {} bytes",
         body().message.map_or(0, |m| m.len())
@@ -351,11 +358,134 @@ fn main() {
     );
     // In a fresh process of its own: this one's heap holds the memory the fill freed, which
     // kept jobs would reuse, and their resident figure would come out too low.
-    let status = std::process::Command::new(std::env::current_exe().expect("own path"))
-        .arg(KEPT_JOBS)
-        .status()
-        .expect("run the kept-jobs measurement");
-    assert!(status.success(), "kept-jobs measurement: {status}");
+    for part in [KEPT_JOBS, GROUPS] {
+        let status = std::process::Command::new(std::env::current_exe().expect("own path"))
+            .arg(part)
+            .status()
+            .expect("run the measurement");
+        assert!(status.success(), "{part} measurement: {status}");
+    }
+}
+
+/// The argument that makes the benchmark measure message groups only.
+const GROUPS: &str = "groups";
+
+/// An engine with the bench queue holding one delivery per group, groups taking turns.
+fn grouped_engine(observe: bool) -> Engine {
+    let config = EngineConfig {
+        observe,
+        ..EngineConfig::default()
+    };
+    let mut e = Engine::new(config, 1);
+    let queue = QueueConfig {
+        max_depth: MESSAGES,
+        group_concurrency: Some(1),
+        fair_groups: true,
+        ..QueueConfig::default()
+    };
+    let create = Command::CreateQueue {
+        queue: QUEUE.into(),
+        config: Some(queue),
+    };
+    e.handle(Millis(0), create).expect("queue");
+    e
+}
+
+/// Group names as a host reads them from requests: one `String` per publish.
+fn group_names(groups: u64) -> Vec<String> {
+    (0..groups).map(|g| format!("user-{g:05}")).collect()
+}
+
+/// One message at a time, each in the next of `groups` groups: publish, consume, ack.
+fn grouped_one_at_a_time(groups: u64) -> f64 {
+    let names = group_names(groups);
+    let mut e = grouped_engine(true);
+    let start = Instant::now();
+    for i in 0..MESSAGES {
+        let now = Millis(1 + i / 1_000);
+        let message = PublishMessage {
+            group: Some(names[(i % groups) as usize].clone()),
+            ..body()
+        };
+        let publish = Command::Publish {
+            queue: QUEUE.into(),
+            message,
+        };
+        e.handle(now, publish).expect("publish");
+        let got = consume(&mut e, now, 1);
+        assert_eq!(got.len(), 1, "the group is free");
+        ack_all(&mut e, now, got);
+        drain(&mut e);
+    }
+    MESSAGES as f64 / start.elapsed().as_secs_f64()
+}
+
+/// Fills the queue to `MESSAGES` messages spread over `groups` groups, each with its own
+/// body, measures memory, then drains it in batches of 100 (one delivery per group at a
+/// time, so each batch takes from 100 groups).
+fn grouped_fill_then_drain(groups: u64) -> Filled {
+    let names = group_names(groups);
+    let rss_before = resident_bytes();
+    let mut e = grouped_engine(false);
+    let mut publishing = std::time::Duration::ZERO;
+    for b in 0..MESSAGES / 100 {
+        let messages = (0..100)
+            .map(|i| {
+                let n = b * 100 + i;
+                PublishMessage {
+                    group: Some(names[(n % groups) as usize].clone()),
+                    ..distinct_body(n)
+                }
+            })
+            .collect();
+        let start = Instant::now();
+        let batch = Command::PublishBatch {
+            queue: QUEUE.into(),
+            messages,
+        };
+        e.handle(Millis(1), batch).expect("batch");
+        publishing += start.elapsed();
+    }
+    let n = MESSAGES as f64;
+    let footprint = e.message_footprint() as f64 / n;
+    let resident = resident_bytes().saturating_sub(rss_before) as f64 / n;
+    let payload = e.held_bytes() as f64 / n;
+    let start = Instant::now();
+    let mut left = MESSAGES;
+    while left > 0 {
+        let got = consume(&mut e, Millis(2), 100);
+        assert!(!got.is_empty(), "a group is free");
+        left -= got.len() as u64;
+        ack_all(&mut e, Millis(2), got);
+    }
+    Filled {
+        publish_rate: n / publishing.as_secs_f64(),
+        drain_rate: n / start.elapsed().as_secs_f64(),
+        footprint,
+        resident,
+        payload,
+    }
+}
+
+fn print_groups() {
+    println!(
+        "groups, one at a time over 1,000 groups, events on: {:>10.0} cycles/s",
+        grouped_one_at_a_time(1_000)
+    );
+    let f = grouped_fill_then_drain(10_000);
+    println!(
+        "groups, fill to 1M over 10,000 groups: {:>10.0} publishes/s; drain: {:>10.0} \
+         consume+ack/s",
+        f.publish_rate, f.drain_rate
+    );
+    println!(
+        "memory per queued grouped message: {:.0} B counted by the engine, {:.0} B resident; \
+         payload {:.0} B, so {:.0} B resident beyond it",
+        f.footprint,
+        f.resident,
+        f.payload,
+        f.resident - f.payload
+    );
 }
 
 /// The argument that makes the benchmark measure kept jobs only.

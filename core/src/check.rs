@@ -73,6 +73,7 @@ impl Engine {
             }
             sessions += q.sessions.len();
             check_sessions(q, self, ctx.limits.max_session_credit);
+            q.check_flow(ctx);
             for w in q.waiters() {
                 waiters += 1;
                 assert_eq!(self.waiter_queues.get(&w.id), Some(&q.id));

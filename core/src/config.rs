@@ -7,6 +7,9 @@ use crate::Error;
 /// Upper bound of a queue's `max_result_bytes`: 1 MiB.
 pub const MAX_RESULT_BYTES: u64 = 1 << 20;
 
+/// Longest message group name, in bytes.
+pub const MAX_GROUP_BYTES: usize = 255;
+
 /// Longest lease (ack deadline) a consumer may ask for: 12 hours.
 pub const MAX_LEASE_MS: u64 = 12 * 3600 * 1000;
 
@@ -69,6 +72,54 @@ pub struct QueueConfig {
     pub keep_cancelled: Keep,
     /// Largest `result` an ack may carry (compact JSON bytes).
     pub max_result_bytes: u64,
+    /// Most leased messages of the queue across all its consumers; `None`: no limit.
+    pub max_in_flight: Option<u32>,
+    /// Most leased messages of one group; `None`: no limit.
+    pub group_concurrency: Option<u32>,
+    /// A group's messages are delivered in publish order, the next only after the previous is
+    /// acked or dead-lettered (a group holds one delivery at a time; `group_concurrency` must
+    /// be 1 or absent). A retried message keeps its group's head.
+    pub ordered_groups: bool,
+    /// Within a priority, ready messages are taken round robin across groups, so one group's
+    /// burst does not starve the others.
+    pub fair_groups: bool,
+    /// Most deliveries of the queue per window.
+    pub rate_limit: Option<RateLimit>,
+    /// Most deliveries of each group per window.
+    pub group_rate_limit: Option<RateLimit>,
+    /// Snoozes a message may take (nack with `snooze`); one more dead-letters it
+    /// (`snoozed_out`).
+    pub max_snoozes: u32,
+}
+
+/// At most `max` deliveries per window of `per_ms`. A window opens with the first delivery
+/// after the previous one closed and lasts `per_ms`; once `max` deliveries were made in it,
+/// the next waits for it to close.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// Deliveries per window (at least 1).
+    pub max: u32,
+    /// The window's length.
+    pub per_ms: u64,
+}
+
+impl RateLimit {
+    fn validate(&self, field: &str, limits: &Limits) -> Result<(), Error> {
+        if self.max == 0 {
+            return Err(Error::invalid(field, "max must be at least 1"));
+        }
+        if self.per_ms == 0 || self.per_ms > limits.max_delay_ms {
+            return Err(Error::invalid(
+                field,
+                format!(
+                    "the window must be between 1 and {} ms",
+                    limits.max_delay_ms
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// How many finished jobs of a kind a queue keeps for lookup, and for how long: a finished
@@ -140,6 +191,13 @@ impl Default for QueueConfig {
             keep_completed: Keep::default(),
             keep_cancelled: Keep::default(),
             max_result_bytes: 64 * 1024,
+            max_in_flight: None,
+            group_concurrency: None,
+            ordered_groups: false,
+            fair_groups: false,
+            rate_limit: None,
+            group_rate_limit: None,
+            max_snoozes: 100,
         }
     }
 }
@@ -207,7 +265,56 @@ impl QueueConfig {
                 format!("at most {MAX_RESULT_BYTES}"),
             ));
         }
+        self.validate_flow(limits)
+    }
+
+    /// Checks the flow-control settings (DESIGN.md §12).
+    fn validate_flow(&self, limits: &Limits) -> Result<(), Error> {
+        if self.max_in_flight == Some(0) {
+            return Err(Error::invalid("max_in_flight", "must be at least 1"));
+        }
+        if self.group_concurrency == Some(0) {
+            return Err(Error::invalid("group_concurrency", "must be at least 1"));
+        }
+        if self.ordered_groups && self.group_concurrency.is_some_and(|c| c != 1) {
+            return Err(Error::invalid(
+                "ordered_groups",
+                "an ordered group holds one delivery at a time: group_concurrency must be 1",
+            ));
+        }
+        if let Some(r) = &self.rate_limit {
+            r.validate("rate_limit", limits)?;
+        }
+        if let Some(r) = &self.group_rate_limit {
+            r.validate("group_rate_limit", limits)?;
+        }
+        if self.max_snoozes > limits.max_snoozes {
+            return Err(Error::invalid(
+                "max_snoozes",
+                format!("at most {}", limits.max_snoozes),
+            ));
+        }
         Ok(())
+    }
+
+    /// Most deliveries one group may hold: 1 for ordered groups.
+    #[must_use]
+    pub fn group_limit(&self) -> Option<u32> {
+        if self.ordered_groups {
+            Some(1)
+        } else {
+            self.group_concurrency
+        }
+    }
+
+    /// Whether any flow-control setting limits deliveries (the queue then keeps flow state).
+    pub(crate) fn controls_flow(&self) -> bool {
+        self.max_in_flight.is_some()
+            || self.group_concurrency.is_some()
+            || self.ordered_groups
+            || self.fair_groups
+            || self.rate_limit.is_some()
+            || self.group_rate_limit.is_some()
     }
 }
 
@@ -310,6 +417,11 @@ pub struct Limits {
     pub max_schedules: usize,
     /// Parked waits for a job to finish, across all queues.
     pub max_job_waiters: usize,
+    /// Message groups one queue may hold (groups holding messages, and groups whose rate
+    /// window is still open); a publish that would start one more is `limit_exceeded`.
+    pub max_groups_per_queue: usize,
+    /// Upper bound a queue's `max_snoozes` may be set to.
+    pub max_snoozes: u32,
 }
 
 impl Default for Limits {
@@ -350,6 +462,8 @@ impl Default for Limits {
             max_kept_bytes: 256 << 20,
             max_schedules: 10_000,
             max_job_waiters: 10_000,
+            max_groups_per_queue: 100_000,
+            max_snoozes: 100_000,
         }
     }
 }

@@ -8,7 +8,7 @@ use crate::api::{Command, Event, KvEntry, Reply, SessionId};
 use crate::api::{DedupMode, PublishMessage, Published};
 use crate::dedup::ScopedKey;
 use crate::engine::Engine;
-use crate::queue::{Session, check_publish, check_server_memory, publish_bytes};
+use crate::queue::{Nack, Session, check_publish, check_server_memory, publish_bytes};
 
 impl Engine {
     /// Runs one command (timers are caught up already).
@@ -21,6 +21,10 @@ impl Engine {
             | C::ListQueues
             | C::Stats { .. }
             | C::Purge { .. }) => self.dispatch_queue(c),
+            c @ (C::PauseQueue { .. }
+            | C::ResumeQueue { .. }
+            | C::RateLimit { .. }
+            | C::Groups { .. }) => self.dispatch_control(c),
             c @ (C::Publish { .. }
             | C::PublishBatch { .. }
             | C::Consume { .. }
@@ -76,10 +80,11 @@ impl Engine {
                 let created = self.create_queue(&queue, Some(config.clone()))?;
                 let (q, ctx) = self.queue_mut(&queue)?;
                 q.trim_dlq(ctx, config.dlq_max);
-                q.config = config;
+                q.reconfigure(ctx, config);
                 // A lowered retention forgets kept jobs now.
                 q.apply_retention(ctx);
-                // A raised prefetch may let parked consumers take ready messages now.
+                // A raised prefetch or flow limit may let parked consumers take ready messages
+                // now.
                 q.serve(ctx);
                 Reply::QueueCreated { queue, created }
             }
@@ -196,9 +201,16 @@ impl Engine {
                 delay_ms,
                 error,
                 lease,
+                snooze,
             } => {
                 let (q, ctx) = self.queue_mut(&queue)?;
-                let action = q.nack(ctx, message_id, lease, requeue, delay_ms, error)?;
+                let nack = Nack {
+                    requeue,
+                    delay_ms,
+                    error,
+                    snooze,
+                };
+                let action = q.nack(ctx, message_id, lease, nack)?;
                 Reply::Nacked { action }
             }
             Command::Extend {
@@ -524,6 +536,11 @@ impl Engine {
         }
         let q = self.queues.get_mut(&qid).expect("publish target exists");
         q.check_room(prior.iter().filter(|p| p.is_none()).count() as u64)?;
+        let groups = messages.iter().zip(&prior).filter(|(_, p)| p.is_none());
+        q.check_groups(
+            &self.ctx.limits,
+            groups.filter_map(|(m, _)| m.group.as_deref()),
+        )?;
         // Only new messages count against the memory budget: a retried publish whose key was
         // seen is answered as before, even when the server is full.
         let bytes = messages

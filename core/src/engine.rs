@@ -186,6 +186,24 @@ impl Engine {
                 self.with_queue_id(queue, |q, ctx| q.apply_retention(ctx));
             }
             TimerKind::Schedule { queue, id } => self.fire_schedule(queue, &id),
+            TimerKind::GroupWindow { queue, group } => {
+                let mut groups = vec![group];
+                let now = self.ctx.now;
+                let same_queue = |k: &TimerKind| matches!(k, TimerKind::GroupWindow { queue: q, .. } if *q == queue);
+                while let Some((_, k)) = self.ctx.timers.pop_due_if(now, same_queue) {
+                    let TimerKind::GroupWindow { group, .. } = k else {
+                        unreachable!("matched a group window");
+                    };
+                    groups.push(group);
+                }
+                self.with_queue_id(queue, |q, ctx| q.on_group_windows(ctx, &groups));
+            }
+            TimerKind::RateWindow { queue } => {
+                self.with_queue_id(queue, |q, ctx| q.serve(ctx));
+            }
+            TimerKind::RateLimitEnd { queue } => {
+                self.with_queue_id(queue, |q, ctx| q.on_rate_limit_end(ctx));
+            }
         }
         self.forget_answered_waiters();
         self.settle_finished();

@@ -36,6 +36,7 @@ mod bytes;
 #[cfg(any(test, feature = "invariants"))]
 mod check;
 mod config;
+mod control;
 mod ctx;
 mod dedup;
 mod digest;
@@ -59,14 +60,14 @@ mod time;
 mod timers;
 
 pub use api::{
-    Command, DeadLetter, DeadLetterReason, DedupMode, Delivery, Event, Headers, Job, JobState,
-    KvEntry, KvStats, KvValue, LeaseRef, LeaseToken, MessageId, NackAction, Observed, ObservedKind,
-    PubMessage, PublishMessage, Published, PubsubStats, QueueStats, Reply, ScheduleInfo,
-    ScheduleSpec, SessionId, WaiterId,
+    Command, DeadLetter, DeadLetterReason, DedupMode, Delivery, Event, GroupInfo, Headers, Job,
+    JobState, KvEntry, KvStats, KvValue, LeaseRef, LeaseToken, MessageId, NackAction, Observed,
+    ObservedKind, PubMessage, PublishMessage, Published, PubsubStats, QueueStats, Reply,
+    ScheduleInfo, ScheduleSpec, SessionId, WaiterId,
 };
 pub use config::{
-    Backoff, DEFAULT_IDEMPOTENCY_WINDOW_MS, EngineConfig, Keep, Limits, MAX_LEASE_MS,
-    MAX_RESULT_BYTES, QueueConfig, RetryPosition, validate_queue_name,
+    Backoff, DEFAULT_IDEMPOTENCY_WINDOW_MS, EngineConfig, Keep, Limits, MAX_GROUP_BYTES,
+    MAX_LEASE_MS, MAX_RESULT_BYTES, QueueConfig, RateLimit, RetryPosition, validate_queue_name,
 };
 pub use engine::Engine;
 pub use error::Error;

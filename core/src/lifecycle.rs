@@ -190,6 +190,7 @@ impl Engine {
         if let Some(id) = delayed {
             let old = q.messages[&id].held_bytes();
             q.check_memory(&self.ctx, publish_bytes(&m).saturating_sub(old))?;
+            q.check_groups(&self.ctx.limits, m.group.as_deref().into_iter())?;
             let msg = q.remove_waiting(&mut self.ctx, id);
             q.let_go(&mut self.ctx, msg.held_bytes());
             let published = q.publish_as(&mut self.ctx, m, true, id);
@@ -200,6 +201,7 @@ impl Engine {
         }
         q.check_room(1)?;
         q.check_memory(&self.ctx, publish_bytes(&m))?;
+        q.check_groups(&self.ctx.limits, m.group.as_deref().into_iter())?;
         if pending.is_none() {
             self.dedup
                 .check_room(1, self.ctx.limits.max_idempotency_keys)?;

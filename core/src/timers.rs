@@ -26,6 +26,26 @@ pub enum TimerKind {
         /// The message.
         id: MessageId,
     },
+    /// A group's `group_rate_limit` window closes. These fire before any other timer due at
+    /// the same millisecond but TTLs, and the first of them for a queue takes the queue's
+    /// others along: every group whose window ends then is listed again before the queue
+    /// serves its consumers, so no delivery at that millisecond sees a group still held back.
+    GroupWindow {
+        /// The queue.
+        queue: QueueId,
+        /// The group.
+        group: std::sync::Arc<str>,
+    },
+    /// The queue's `rate_limit` window closes: deliveries it held back may go now.
+    RateWindow {
+        /// The queue.
+        queue: QueueId,
+    },
+    /// A worker's `RateLimit` of the queue ends.
+    RateLimitEnd {
+        /// The queue.
+        queue: QueueId,
+    },
     /// A message's lease (ack deadline) ends; `lease` is the lease token it was set for.
     Lease {
         /// Owning queue.
@@ -99,6 +119,20 @@ impl Timers {
     /// Removes and returns the earliest entry if it is due at `now`.
     pub(crate) fn pop_due(&mut self, now: Millis) -> Option<(Millis, TimerKind)> {
         if self.set.first()?.0 <= now {
+            self.set.pop_first()
+        } else {
+            None
+        }
+    }
+
+    /// Removes and returns the earliest entry if it is due at `now` and `matches` its kind.
+    pub(crate) fn pop_due_if(
+        &mut self,
+        now: Millis,
+        matches: impl Fn(&TimerKind) -> bool,
+    ) -> Option<(Millis, TimerKind)> {
+        let (at, kind) = self.set.first()?;
+        if *at <= now && matches(kind) {
             self.set.pop_first()
         } else {
             None

@@ -2,7 +2,7 @@
 //! fractions allowed) ⇄ the core's `QueueConfig` (milliseconds). Shared by the config file,
 //! `POST /queue/{name}` and the stats answer.
 
-use synap_core::{Backoff, Error, QueueConfig, RetryPosition};
+use synap_core::{Backoff, Error, QueueConfig, RateLimit, RetryPosition};
 
 /// Seconds to milliseconds by the rules every transport shares (see `synap_core::input`).
 pub(crate) use synap_core::input::{secs_to_ms, ttl_secs_to_ms};
@@ -84,6 +84,7 @@ impl ApplySettings for QueueSettings {
         if let Some(v) = self.max_result_bytes {
             c.max_result_bytes = v;
         }
+        apply_flow(self, &mut c)?;
         if let Some(v) = self.retry_position {
             c.retry_position = match v {
                 synap_wire::RetryPosition::Back => RetryPosition::Back,
@@ -91,6 +92,46 @@ impl ApplySettings for QueueSettings {
             };
         }
         Ok(c)
+    }
+}
+
+/// Applies the flow-control settings (DESIGN.md §12).
+fn apply_flow(s: &QueueSettings, c: &mut QueueConfig) -> Result<(), Error> {
+    if let Some(v) = s.max_in_flight {
+        c.max_in_flight = Some(v);
+    }
+    if let Some(v) = s.group_concurrency {
+        c.group_concurrency = Some(v);
+    }
+    if let Some(v) = s.ordered_groups {
+        c.ordered_groups = v;
+    }
+    if let Some(v) = s.fair_groups {
+        c.fair_groups = v;
+    }
+    if let Some(r) = s.rate_limit {
+        c.rate_limit = Some(rate_of("rate_limit.per_secs", r)?);
+    }
+    if let Some(r) = s.group_rate_limit {
+        c.group_rate_limit = Some(rate_of("group_rate_limit.per_secs", r)?);
+    }
+    if let Some(v) = s.max_snoozes {
+        c.max_snoozes = v;
+    }
+    Ok(())
+}
+
+fn rate_of(field: &str, r: synap_wire::Rate) -> Result<RateLimit, Error> {
+    Ok(RateLimit {
+        max: r.max,
+        per_ms: secs_to_ms(field, r.per_secs)?,
+    })
+}
+
+fn rate_secs(r: RateLimit) -> synap_wire::Rate {
+    synap_wire::Rate {
+        max: r.max,
+        per_secs: ms_to_secs(r.per_ms),
     }
 }
 
@@ -121,6 +162,13 @@ pub(crate) fn settings_of(c: &QueueConfig) -> QueueSettings {
         keep_completed: Some(keep_secs(c.keep_completed)),
         keep_cancelled: Some(keep_secs(c.keep_cancelled)),
         max_result_bytes: Some(c.max_result_bytes),
+        max_in_flight: c.max_in_flight,
+        group_concurrency: c.group_concurrency,
+        ordered_groups: Some(c.ordered_groups),
+        fair_groups: Some(c.fair_groups),
+        rate_limit: c.rate_limit.map(rate_secs),
+        group_rate_limit: c.group_rate_limit.map(rate_secs),
+        max_snoozes: Some(c.max_snoozes),
     }
 }
 
@@ -174,14 +222,31 @@ mod tests {
                 jitter: Some(0.1),
             }),
             message_ttl: Some(60.0),
+            max_in_flight: Some(8),
+            group_concurrency: Some(1),
+            ordered_groups: Some(true),
+            fair_groups: Some(true),
+            rate_limit: Some(synap_wire::Rate {
+                max: 100,
+                per_secs: 1.5,
+            }),
+            group_rate_limit: Some(synap_wire::Rate {
+                max: 2,
+                per_secs: 60.0,
+            }),
+            max_snoozes: Some(7),
             ..QueueSettings::default()
         };
         let core = s.apply(&QueueConfig::default()).unwrap();
+        assert_eq!(core.rate_limit.map(|r| r.per_ms), Some(1_500));
+        assert_eq!(core.group_limit(), Some(1));
         let back = settings_of(&core);
         assert_eq!(back.ack_deadline_secs, Some(0.3));
         assert_eq!(back.retry_delays, Some(vec![1.5]));
         assert_eq!(back.backoff, s.backoff);
         assert_eq!(back.message_ttl, Some(60.0));
+        assert_eq!(back.rate_limit, s.rate_limit);
+        assert_eq!(back.group_rate_limit, s.group_rate_limit);
         assert_eq!(back.apply(&QueueConfig::default()).unwrap(), core);
     }
 }

@@ -119,6 +119,19 @@ fn full_config() -> w::QueueConfig {
             age_secs: 1.5,
         }),
         max_result_bytes: Some(1024),
+        max_in_flight: Some(10),
+        group_concurrency: Some(2),
+        ordered_groups: Some(false),
+        fair_groups: Some(true),
+        rate_limit: Some(w::Rate {
+            max: 1000,
+            per_secs: 1.0,
+        }),
+        group_rate_limit: Some(w::Rate {
+            max: 100,
+            per_secs: 0.5,
+        }),
+        max_snoozes: Some(5),
     }
 }
 
@@ -217,6 +230,7 @@ async fn queue_routes_round_trip_every_field() {
         delay: None,
         error: Some("boom".into()),
         lease: Some(db.lease),
+        snooze: None,
     };
     let nacked: w::Nacked = api.post("/queue/rt/nack", &reject).await;
     assert_eq!(
@@ -234,6 +248,7 @@ async fn queue_routes_round_trip_every_field() {
         delay: Some(30.0),
         error: None,
         lease: Some(d2.lease),
+        snooze: None,
     };
     let nacked: w::Nacked = api.post("/queue/rt/nack", &retry).await;
     assert_eq!(nacked.action, w::NackAction::Delayed);
@@ -551,6 +566,7 @@ async fn queue_websocket_frames_round_trip_every_field() {
             delay: None,
             error: Some("no".into()),
             lease: Some(d.lease),
+            snooze: None,
         }),
     };
     let nacked = ws_call(&mut ws, &nack).await;

@@ -78,6 +78,47 @@ pub struct QueueConfig {
     /// Largest `result` an ack may carry, in bytes of compact JSON (64 KiB by default).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_result_bytes: Option<u64>,
+    /// Most leased messages of the queue across all its consumers; no limit when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_in_flight: Option<u32>,
+    /// Most leased messages of one group; no limit when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_concurrency: Option<u32>,
+    /// A group's messages go one at a time in publish order, the next after the previous is
+    /// acked or dead-lettered (`group_concurrency` must then be 1 or absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordered_groups: Option<bool>,
+    /// Within a priority, ready messages are taken round robin across groups.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fair_groups: Option<bool>,
+    /// Most deliveries of the queue per window; no limit when absent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::strict::opt_object"
+    )]
+    pub rate_limit: Option<Rate>,
+    /// Most deliveries of each group per window; no limit when absent.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::strict::opt_object"
+    )]
+    pub group_rate_limit: Option<Rate>,
+    /// Snoozes a message may take before it is dead-lettered (`snoozed_out`); 100 by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_snoozes: Option<u32>,
+}
+
+/// At most `max` deliveries per window of `per_secs` seconds. A window opens with the first
+/// delivery after the previous one closed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// Deliveries per window (at least 1).
+    pub max: u32,
+    /// The window's length, seconds.
+    pub per_secs: f64,
 }
 
 /// How many finished jobs of a kind a queue keeps for lookup, and for how long.

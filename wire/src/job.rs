@@ -54,7 +54,7 @@ pub struct Job {
     pub state: JobState,
     /// 0–9.
     pub priority: u8,
-    /// Its group (none on this server yet: always `null`).
+    /// Its group; `null` for a job published without one.
     #[serde(default)]
     pub group: Option<String>,
     /// Deliveries so far.

@@ -18,12 +18,14 @@
 //! Synap's own and the server keeps it as a separate adapter.
 //!
 //! Where to begin: `queue.rs` (publish, consume, ack and their answers), `queue_ws.rs` (the
-//! queue WebSocket's frames), `kv.rs`, `pubsub.rs`, `config.rs` (a queue's settings).
+//! queue WebSocket's frames), `kv.rs`, `pubsub.rs`, `config.rs` (a queue's settings),
+//! `flow.rs` (pause, rate limits, groups).
 
 #![warn(missing_docs)]
 
 mod common;
 mod config;
+mod flow;
 mod job;
 mod kv;
 mod pubsub;
@@ -33,7 +35,8 @@ mod stats;
 mod strict;
 
 pub use common::{Deleted, Empty, ErrorBody, Health, Purged, Success};
-pub use config::{Backoff, Keep, QueueConfig, RetryPosition};
+pub use config::{Backoff, Keep, QueueConfig, Rate, RetryPosition};
+pub use flow::{GroupInfo, GroupList, GroupsQuery, Paused, RateLimitRequest, RateLimited};
 pub use job::{
     CancelRequest, Cancelled, DedupMode, Job, JobState, ProgressRequest, Progressed, Schedule,
     ScheduleList, ScheduleRequest, ScheduleSet, WaitQuery,

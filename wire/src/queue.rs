@@ -43,6 +43,10 @@ pub struct PublishRequest {
     /// replaces that job's message and restarts its delay (the trailing call wins).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub debounce: Option<bool>,
+    /// The message's group, 1–255 bytes without control characters (a user, a tenant, a
+    /// video): the queue's group settings apply per group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// `POST /queue/{name}/publish_batch`: all messages are accepted or none.
@@ -124,6 +128,9 @@ pub struct Delivery {
     pub lease_deadline: u64,
     /// Publish time, Unix ms.
     pub published_at: u64,
+    /// The message's group; absent for a message published without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// `{messages: [delivery]}`: the answer of a consume, empty when the wait ends with nothing.
@@ -192,6 +199,10 @@ pub struct NackRequest {
     /// The lease being settled; the current one when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<u64>,
+    /// Snooze: the message comes back after `delay` (at once when absent) without spending
+    /// an attempt; past the queue's `max_snoozes` it is dead-lettered (`snoozed_out`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snooze: Option<bool>,
 }
 
 /// What a nack did to the message.
@@ -206,6 +217,8 @@ pub enum NackAction {
     DeadLettered,
     /// The job had been cancelled: settled as cancelled, never retried.
     Cancelled,
+    /// Snoozed: ready again after the delay, without spending an attempt.
+    Snoozed,
 }
 
 /// `{success: true, action}` of a nack.
@@ -279,6 +292,8 @@ pub enum DeadLetterReason {
     MaxRetriesExceeded,
     /// Its TTL passed before it was acked.
     Expired,
+    /// Snoozed once more than the queue's `max_snoozes`.
+    SnoozedOut,
 }
 
 impl DeadLetterReason {
@@ -289,6 +304,7 @@ impl DeadLetterReason {
             Self::Rejected => "rejected",
             Self::MaxRetriesExceeded => "max_retries_exceeded",
             Self::Expired => "expired",
+            Self::SnoozedOut => "snoozed_out",
         }
     }
 }

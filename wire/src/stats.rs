@@ -60,6 +60,20 @@ pub struct QueueStats {
     pub memory: MemoryStats,
     /// The queue's settings, durations in seconds.
     pub config: QueueConfig,
+    /// Paused: it delivers nothing until resumed.
+    #[serde(default)]
+    pub paused: bool,
+    /// Nothing is delivered before this time (Unix ms): a worker's rate limit, or the
+    /// queue's `rate_limit` window while it is full; `null` when not rate limited.
+    #[serde(default)]
+    pub rate_limited_until_ms: Option<u64>,
+    /// Groups holding messages (ready, delayed or in flight).
+    #[serde(default)]
+    pub groups: u64,
+    /// Ready messages no consumer may take now (paused, rate limited, at `max_in_flight`, or
+    /// in groups at a limit).
+    #[serde(default)]
+    pub held_back: u64,
 }
 
 /// The server's memory budget: message bytes held across all queues, and the limit past

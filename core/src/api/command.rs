@@ -50,6 +50,11 @@ pub struct PublishMessage {
     /// replaces that job's message and restarts its delay (the trailing call wins).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub debounce: bool,
+    /// The message's group (1–255 bytes, no control characters): a user, a tenant, a video.
+    /// The queue's group settings (`group_concurrency`, `ordered_groups`, `fair_groups`,
+    /// `group_rate_limit`) apply per group.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// Every input the engine accepts.
@@ -194,6 +199,11 @@ pub enum Command {
         /// The lease token of the delivery being nacked.
         #[serde(default)]
         lease: Option<LeaseToken>,
+        /// Snooze: the message comes back after `delay_ms` (at once when absent) without
+        /// spending an attempt; past the queue's `max_snoozes` it is dead-lettered
+        /// (`snoozed_out`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        snooze: bool,
     },
     /// Extends a lease: the new deadline is `now + lease_ms`.
     Extend {
@@ -293,6 +303,33 @@ pub enum Command {
     Stats {
         /// Queue name.
         queue: String,
+    },
+    /// Pauses a queue: it accepts publishes, acks and nacks, and delivers nothing until
+    /// resumed.
+    PauseQueue {
+        /// Queue name.
+        queue: String,
+    },
+    /// Resumes a paused queue: waiting consumers are served at once.
+    ResumeQueue {
+        /// Queue name.
+        queue: String,
+    },
+    /// No deliveries from the queue for `for_ms` (a worker whose downstream answered 429). A
+    /// later call can lengthen the pause, never shorten it.
+    RateLimit {
+        /// Queue name.
+        queue: String,
+        /// How long nothing is delivered.
+        for_ms: u64,
+    },
+    /// The queue's groups holding messages, largest first.
+    Groups {
+        /// Queue name.
+        queue: String,
+        /// Most groups listed (1..=`limits.max_page`, default 100).
+        #[serde(default = "hundred")]
+        limit: u64,
     },
     /// A page of the dead-letter queue, oldest first.
     DlqList {
@@ -473,6 +510,7 @@ impl Command {
             self,
             Self::ListQueues
                 | Self::Stats { .. }
+                | Self::Groups { .. }
                 | Self::DlqList { .. }
                 | Self::GetJob { .. }
                 | Self::ListSchedules { .. }

@@ -79,6 +79,9 @@ pub struct Job {
     /// Why it was dead-lettered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_reason: Option<DeadLetterReason>,
+    /// Its group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Arc<str>>,
 }
 
 /// How long a publish's idempotency key holds.

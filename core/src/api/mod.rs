@@ -19,8 +19,8 @@ pub use command::{Command, KvEntry, LeaseRef, PublishMessage};
 pub use event::{Event, Observed, ObservedKind};
 pub use job::{DedupMode, Job, JobState, ScheduleInfo, ScheduleSpec};
 pub use reply::{
-    DeadLetter, DeadLetterReason, Delivery, KvStats, KvValue, NackAction, PubMessage, Published,
-    PubsubStats, QueueStats, Reply,
+    DeadLetter, DeadLetterReason, Delivery, GroupInfo, KvStats, KvValue, NackAction, PubMessage,
+    Published, PubsubStats, QueueStats, Reply,
 };
 
 /// A message id users see: a UUID built from the engine's seeded PRNG. It stays the same across

@@ -35,6 +35,9 @@ pub struct Delivery {
     pub lease_deadline: Millis,
     /// Publish time.
     pub published_at: Millis,
+    /// The message's group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<Arc<str>>,
 }
 
 /// Where a published message landed.
@@ -66,6 +69,8 @@ pub enum NackAction {
     DeadLettered,
     /// The job had been cancelled: it is settled as cancelled, never retried.
     Cancelled,
+    /// Snoozed: ready again after the delay, without spending an attempt.
+    Snoozed,
 }
 
 /// Why a message was dead-lettered.
@@ -78,6 +83,8 @@ pub enum DeadLetterReason {
     MaxRetriesExceeded,
     /// Its TTL passed before it was acked.
     Expired,
+    /// Snoozed once more than the queue's `max_snoozes`.
+    SnoozedOut,
 }
 
 impl DeadLetterReason {
@@ -88,6 +95,7 @@ impl DeadLetterReason {
             Self::Rejected => "rejected",
             Self::MaxRetriesExceeded => "max_retries_exceeded",
             Self::Expired => "expired",
+            Self::SnoozedOut => "snoozed_out",
         }
     }
 }
@@ -154,6 +162,33 @@ pub struct QueueStats {
     pub server_max_held_bytes: u64,
     /// The queue's settings.
     pub config: QueueConfig,
+    /// Paused: it delivers nothing until resumed.
+    #[serde(default)]
+    pub paused: bool,
+    /// Nothing is delivered before this time: a worker's `RateLimit`, or the queue's
+    /// `rate_limit` window while it is full. `None` when not rate limited.
+    #[serde(default)]
+    pub rate_limited_until_ms: Option<Millis>,
+    /// Groups holding messages (ready, delayed or in flight).
+    #[serde(default)]
+    pub groups: u64,
+    /// Ready messages no consumer may take now: all of them while the queue is paused, rate
+    /// limited or at `max_in_flight`, else those of groups at a limit.
+    #[serde(default)]
+    pub held_back: u64,
+}
+
+/// One group of a queue, as `Groups` lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// The group.
+    pub group: String,
+    /// Its ready messages.
+    pub ready: u64,
+    /// Its leased messages.
+    pub in_flight: u64,
+    /// Its messages waiting for a delay, a retry delay or a snooze.
+    pub delayed: u64,
 }
 
 /// One dead-lettered message.
@@ -381,6 +416,21 @@ pub enum Reply {
     },
     /// `Stats`.
     Stats(Box<QueueStats>),
+    /// `PauseQueue`/`ResumeQueue`.
+    QueuePaused {
+        /// Whether the queue is paused now.
+        paused: bool,
+    },
+    /// `RateLimit`.
+    RateLimited {
+        /// Nothing is delivered before this time.
+        until: Millis,
+    },
+    /// `Groups`.
+    Groups {
+        /// Largest first (ready, delayed and in flight together), then by name.
+        groups: Vec<GroupInfo>,
+    },
     /// `DlqList`.
     DeadLetters {
         /// Entries in the DLQ.

@@ -128,8 +128,9 @@ impl Queue {
         self.let_go(ctx, bytes);
     }
 
-    /// Moves DLQ entries (the given ids, or all) back to the queue with attempts reset. Stops
-    /// early when the queue is full; returns how many moved.
+    /// Moves DLQ entries (the given ids, or all) back to the queue with attempts (and
+    /// snoozes) reset. Stops early when the queue is full; an entry whose group the queue has
+    /// no room for (`max_groups_per_queue`) stays. Returns how many moved.
     pub(crate) fn redrive(&mut self, ctx: &mut Ctx, ids: Option<&[MessageId]>) -> u64 {
         let now = ctx.now;
         let wanted_ids: Option<BTreeSet<MessageId>> = ids.map(|ids| ids.iter().copied().collect());
@@ -141,7 +142,11 @@ impl Queue {
                 .as_ref()
                 .is_none_or(|ids| ids.contains(&entry.msg.id));
             full = full || self.depth() >= self.config.max_depth;
-            if !wanted || full {
+            let no_group_room = entry.msg.group_name().is_some_and(|g| {
+                self.check_groups(&ctx.limits, std::iter::once(&**g))
+                    .is_err()
+            });
+            if !wanted || full || no_group_room {
                 kept.push_back(entry);
                 continue;
             }
@@ -149,6 +154,7 @@ impl Queue {
             let mut msg = entry.msg;
             msg.seq = ctx.seq();
             msg.attempts = 0;
+            msg.set_snoozes(0);
             msg.enqueued_at = now;
             msg.ready_since = now;
             msg.expired = false;
@@ -164,7 +170,10 @@ impl Queue {
                 );
             }
             ctx.observe(|| self.observed(ObservedKind::Redriven, &msg, now));
-            self.ready.insert(msg.priority, msg.seq, msg.id);
+            let group = msg.group_name().cloned().map(|g| self.group_enter(&g));
+            msg.set_group_name(None);
+            msg.set_group_slot(group);
+            self.put_ready(ctx, (msg.priority, msg.seq, msg.id), group);
             self.messages.insert(msg);
             moved += 1;
         }

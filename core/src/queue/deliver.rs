@@ -46,12 +46,14 @@ pub(crate) struct Lessee<'a> {
 
 impl Queue {
     /// Leases up to `max` ready messages to `to` (fewer if its consumer's prefetch room is
-    /// smaller or fewer are ready).
+    /// smaller, fewer are ready, or the queue's flow limits hold the rest back).
     pub(crate) fn take(&mut self, ctx: &mut Ctx, max: u32, to: &Lessee<'_>) -> Vec<Delivery> {
         let n = max.min(self.prefetch_room(to.consumer));
         let mut out = Vec::with_capacity(n.min(16) as usize);
         for _ in 0..n {
-            let Some(id) = self.ready.pop() else { break };
+            let Some(id) = self.next_ready(ctx) else {
+                break;
+            };
             out.push(self.lease_out(ctx, id, to));
         }
         out
@@ -93,7 +95,7 @@ impl Queue {
             s.hold(id, lease);
         }
         let msg = self.messages.at(slot);
-        let delivery = msg.delivery(&self.name);
+        let delivery = msg.delivery(&self.name, self.group_of(msg));
         ctx.observe(|| Observed {
             ms: Some(wait),
             ..self.observed(ObservedKind::Delivered, msg, now)
@@ -158,10 +160,11 @@ impl Queue {
 
     /// Hands ready messages to the line, first come first served: a waiter gets what it asked
     /// for and leaves (`Event::Delivered`); a session gets up to its credit and goes to the
-    /// back (`Event::Pushed`). A taker without room keeps its place.
+    /// back (`Event::Pushed`). A taker without room keeps its place. Serving stops while the
+    /// queue's flow limits hold back every ready message.
     pub(crate) fn serve(&mut self, ctx: &mut Ctx) {
         let mut i = 0;
-        while i < self.line.len() && !self.ready.is_empty() {
+        while i < self.line.len() && self.deliverable(ctx.now) {
             let served = match &self.line[i] {
                 Taker::Waiter(w) => self.serve_waiter(ctx, i, w.max_messages),
                 Taker::Session(s) => self.serve_session(ctx, i, *s),

@@ -262,6 +262,7 @@ impl Queue {
             headers: m.headers().clone(),
             cancel_requested: m.cancel_requested,
             dead_letter_reason: None,
+            group: self.group_of(m).cloned(),
         }
     }
 

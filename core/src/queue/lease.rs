@@ -71,11 +71,15 @@ impl Queue {
             unreachable!("release of a message that is not in flight");
         };
         let (consumer, session): (Option<Arc<str>>, _) = (consumer.clone(), *session);
+        let group = msg.group_slot();
         if let Some(c) = consumer {
             self.consumers.release(&c, ctx.now);
         }
         self.return_credit(session, id);
         self.in_flight -= 1;
+        if let Some(g) = group {
+            self.group_released(ctx, g);
+        }
     }
 
     /// Acks a delivery: the job is completed (kept with `result` for lookup), or, if it was
@@ -98,7 +102,7 @@ impl Queue {
         }
         let (lease, deadline) = self.leased(id, lease)?;
         self.release(ctx, id, lease, deadline);
-        let msg = self.messages.remove(&id).expect("leased message exists");
+        let msg = self.remove_message(ctx, id);
         self.cancel_ttl(ctx, &msg);
         let now = ctx.now;
         let started_at = Some(msg.ready_since);
@@ -123,31 +127,40 @@ impl Queue {
         Ok(())
     }
 
+    /// Rejects a delivery: retry it (`requeue`), snooze it, or dead-letter it.
     pub(crate) fn nack(
         &mut self,
         ctx: &mut Ctx,
         id: MessageId,
         lease: Option<LeaseToken>,
-        requeue: bool,
-        delay_ms: Option<u64>,
-        error: Option<String>,
+        nack: Nack,
     ) -> Result<NackAction, Error> {
-        if delay_ms.is_some_and(|d| d > ctx.limits.max_delay_ms) {
+        if nack.delay_ms.is_some_and(|d| d > ctx.limits.max_delay_ms) {
             return Err(Error::invalid(
                 "delay_ms",
                 format!("at most {} ms", ctx.limits.max_delay_ms),
+            ));
+        }
+        if nack.snooze && !nack.requeue {
+            return Err(Error::invalid(
+                "snooze",
+                "a snoozed message comes back: requeue must be true",
             ));
         }
         let (lease, deadline) = self.leased(id, lease)?;
         self.release(ctx, id, lease, deadline);
         self.counters.nacked += 1;
         let now = ctx.now;
-        let error = error.map(|e| truncate(e, ctx.limits.max_error_bytes));
+        let error = nack.error.map(|e| truncate(e, ctx.limits.max_error_bytes));
         let msg = self.messages.get_mut(&id).expect("leased message exists");
         msg.set_last_error(error);
         let msg = &self.messages[&id];
         ctx.observe(|| self.observed(ObservedKind::Nacked, msg, now));
-        let action = self.fail(ctx, id, requeue, delay_ms);
+        let action = if nack.snooze {
+            self.snooze(ctx, id, nack.delay_ms.unwrap_or(0))
+        } else {
+            self.fail(ctx, id, nack.requeue, nack.delay_ms)
+        };
         self.serve(ctx);
         Ok(action)
     }
@@ -201,36 +214,78 @@ impl Queue {
         delay_ms: Option<u64>,
     ) -> NackAction {
         let msg = &self.messages[&id];
-        if msg.cancel_requested {
-            let msg = self.messages.remove(&id).expect("message exists");
-            self.cancel_ttl(ctx, &msg);
-            let started_at = Some(msg.ready_since);
-            self.settle_cancelled(ctx, msg, None, started_at);
-            return NackAction::Cancelled;
-        }
-        let reason = if msg.expired {
-            Some(DeadLetterReason::Expired)
-        } else if !requeue {
+        let reason = if !requeue {
             Some(DeadLetterReason::Rejected)
         } else if msg.attempts > msg.max_retries {
             Some(DeadLetterReason::MaxRetriesExceeded)
         } else {
             None
         };
-        if let Some(reason) = reason {
-            let msg = self.messages.remove(&id).expect("message exists");
-            self.cancel_ttl(ctx, &msg);
-            self.dead_letter(ctx, msg, reason);
-            return NackAction::DeadLettered;
+        if let Some(action) = self.settle_failed(ctx, id, reason) {
+            return action;
         }
-        let delay = delay_ms.unwrap_or_else(|| self.retry_delay(ctx, msg.attempts));
+        let attempts = self.messages[&id].attempts;
+        let delay = delay_ms.unwrap_or_else(|| self.retry_delay(ctx, attempts));
+        if self.retry(ctx, id, delay) {
+            NackAction::Delayed
+        } else {
+            NackAction::Requeued
+        }
+    }
+
+    /// Snoozes a delivery that just left flight: back after `delay_ms` without spending an
+    /// attempt, or dead-lettered (`snoozed_out`) past the queue's `max_snoozes`.
+    fn snooze(&mut self, ctx: &mut Ctx, id: MessageId, delay_ms: u64) -> NackAction {
+        let msg = self.messages.get_mut(&id).expect("message exists");
+        msg.attempts -= 1;
+        let snoozes = msg.snoozes() + 1;
+        msg.set_snoozes(snoozes);
+        let reason = (snoozes > self.config.max_snoozes).then_some(DeadLetterReason::SnoozedOut);
+        if let Some(action) = self.settle_failed(ctx, id, reason) {
+            return action;
+        }
+        self.retry(ctx, id, delay_ms);
+        NackAction::Snoozed
+    }
+
+    /// Ends a failed delivery's message if it must end: cancelled when cancellation was
+    /// asked, dead-lettered when its TTL passed or for `reason`. `None` when it is retried.
+    fn settle_failed(
+        &mut self,
+        ctx: &mut Ctx,
+        id: MessageId,
+        reason: Option<DeadLetterReason>,
+    ) -> Option<NackAction> {
+        let msg = &self.messages[&id];
+        if msg.cancel_requested {
+            let msg = self.remove_message(ctx, id);
+            self.cancel_ttl(ctx, &msg);
+            let started_at = Some(msg.ready_since);
+            self.settle_cancelled(ctx, msg, None, started_at);
+            return Some(NackAction::Cancelled);
+        }
+        let reason = if msg.expired {
+            DeadLetterReason::Expired
+        } else {
+            reason?
+        };
+        let msg = self.remove_message(ctx, id);
+        self.cancel_ttl(ctx, &msg);
+        self.dead_letter(ctx, msg, reason);
+        Some(NackAction::DeadLettered)
+    }
+
+    /// Makes a message that left flight ready again after `delay` (at once when 0); true
+    /// when it waits.
+    fn retry(&mut self, ctx: &mut Ctx, id: MessageId, delay: u64) -> bool {
         let now = ctx.now;
         let msg = &self.messages[&id];
         ctx.observe(|| Observed {
             ms: Some(delay),
             ..self.observed(ObservedKind::RetryScheduled, msg, now)
         });
-        let back = self.config.retry_position == RetryPosition::Back;
+        let group = msg.group_slot();
+        let back = self.config.retry_position == RetryPosition::Back && !self.keeps_place(group);
         let msg = self.messages.get_mut(&id).expect("message exists");
         if delay == 0 {
             msg.state = State::Ready;
@@ -238,14 +293,16 @@ impl Queue {
             if back {
                 msg.seq = ctx.seq();
             }
-            self.ready.insert(msg.priority, msg.seq, id);
-            NackAction::Requeued
+            let place = (msg.priority, msg.seq, id);
+            self.put_ready(ctx, place, group);
+            false
         } else {
             let until = now.add_ms(delay);
             msg.state = State::Delayed { until };
             ctx.timers.add(until, TimerKind::Due { queue: self.id, id });
             self.delayed += 1;
-            NackAction::Delayed
+            self.group_retry_wait(ctx, group, true);
+            true
         }
     }
 
@@ -276,6 +333,18 @@ impl Queue {
         };
         self.let_go(ctx, dropped);
     }
+}
+
+/// How a nack asks for its message to go on.
+pub(crate) struct Nack {
+    /// Retry (subject to `max_retries`) rather than dead-letter at once.
+    pub(crate) requeue: bool,
+    /// Retry delay overriding the queue's policy (the snooze's length when snoozing).
+    pub(crate) delay_ms: Option<u64>,
+    /// Error text kept with the message.
+    pub(crate) error: Option<String>,
+    /// Snooze: back after the delay without spending an attempt.
+    pub(crate) snooze: bool,
 }
 
 fn mismatch(id: MessageId, detail: &str) -> Error {

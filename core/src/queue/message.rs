@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::groups::GroupSlot;
 use crate::api::{Delivery, Headers, LeaseToken, MessageId, SessionId};
 use crate::json::Json;
 use crate::time::Millis;
@@ -75,6 +76,8 @@ pub(crate) struct Message {
     pub(crate) expired: bool,
     /// Cancelled while in flight: its delivery's end settles it as cancelled.
     pub(crate) cancel_requested: bool,
+    /// Its group, while it is in the queue's store (in room the slot had spare).
+    group: Option<GroupSlot>,
     extra: Option<Box<Extra>>,
     pub(crate) state: State,
 }
@@ -89,6 +92,10 @@ struct Extra {
     last_error: Option<String>,
     /// The last progress its worker reported.
     progress: Option<Json>,
+    /// Its group's name, once it has left the queue's store (dead-lettered, kept).
+    group_name: Option<Arc<str>>,
+    /// Times it was snoozed.
+    snoozes: u32,
 }
 
 impl Extra {
@@ -98,6 +105,8 @@ impl Extra {
             && self.expires_at.is_none()
             && self.last_error.is_none()
             && self.progress.is_none()
+            && self.group_name.is_none()
+            && self.snoozes == 0
     }
 
     fn boxed(self) -> Option<Box<Self>> {
@@ -115,6 +124,7 @@ pub(crate) struct NewMessage {
     pub(crate) now: Millis,
     pub(crate) max_retries: u32,
     pub(crate) ttl_ms: Option<u64>,
+    pub(crate) group: Option<GroupSlot>,
 }
 
 static NO_HEADERS: Headers = Headers::new();
@@ -128,6 +138,8 @@ impl Message {
             expires_at: m.ttl_ms.map(|t| m.now.add_ms(t)),
             last_error: None,
             progress: None,
+            group_name: None,
+            snoozes: 0,
         };
         Self {
             id: m.id,
@@ -141,6 +153,7 @@ impl Message {
             priority: m.priority,
             expired: false,
             cancel_requested: false,
+            group: m.group,
             extra: extra.boxed(),
             state: State::Ready,
         }
@@ -164,6 +177,43 @@ impl Message {
 
     pub(crate) fn progress(&self) -> Option<&Json> {
         self.extra.as_ref().and_then(|x| x.progress.as_ref())
+    }
+
+    /// Its group's slot in the queue, while it is in the queue's store.
+    pub(crate) fn group_slot(&self) -> Option<GroupSlot> {
+        self.group
+    }
+
+    pub(crate) fn set_group_slot(&mut self, group: Option<GroupSlot>) {
+        self.group = group;
+    }
+
+    /// Its group's name, once it has left the queue's store.
+    pub(crate) fn group_name(&self) -> Option<&Arc<str>> {
+        self.extra.as_ref().and_then(|x| x.group_name.as_ref())
+    }
+
+    pub(crate) fn set_group_name(&mut self, group: Option<Arc<str>>) {
+        if group.is_some() || self.extra.is_some() {
+            self.edit_extra(|x| x.group_name = group);
+        }
+    }
+
+    /// Times it was snoozed.
+    pub(crate) fn snoozes(&self) -> u32 {
+        self.extra.as_ref().map_or(0, |x| x.snoozes)
+    }
+
+    pub(crate) fn set_snoozes(&mut self, snoozes: u32) {
+        if snoozes > 0 || self.extra.is_some() {
+            self.edit_extra(|x| x.snoozes = snoozes);
+        }
+    }
+
+    /// Whether it was delivered before (a retry or a snooze waits in `Delayed`), as opposed
+    /// to a message whose publish delay has not ended.
+    pub(crate) fn was_delivered(&self) -> bool {
+        self.attempts > 0 || self.snoozes() > 0
     }
 
     pub(crate) fn set_progress(&mut self, progress: Json) {
@@ -201,7 +251,8 @@ impl Message {
         }
     }
 
-    pub(crate) fn delivery(&self, queue: &Arc<str>) -> Delivery {
+    /// Its delivery, with its group's name.
+    pub(crate) fn delivery(&self, queue: &Arc<str>, group: Option<&Arc<str>>) -> Delivery {
         let State::InFlight {
             lease, deadline, ..
         } = self.state
@@ -221,6 +272,7 @@ impl Message {
             lease,
             lease_deadline: deadline,
             published_at: self.published_at,
+            group: group.cloned(),
         }
     }
 
@@ -237,6 +289,7 @@ impl Message {
         let body = self.body.len() + 2 * size_of::<usize>();
         let extra = self.extra.as_ref().map_or(0, |x| {
             let headers: usize = x.headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+            // The group's name is shared with the queue's groups, which count it.
             size_of::<Extra>()
                 + headers
                 + x.last_error.as_ref().map_or(0, String::capacity)
@@ -279,6 +332,18 @@ struct LifecycleForm {
     #[serde(with = "crate::json::as_text_option")]
     progress: Option<Json>,
     cancel_requested: bool,
+    /// Last, and absent for a message that uses no flow control.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flow: Option<FlowForm>,
+}
+
+/// A message's flow-control fields in the serialized form: its group's slot while it is in
+/// the queue's store, its group's name once it has left.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct FlowForm {
+    group: Option<GroupSlot>,
+    group_name: Option<Arc<str>>,
+    snoozes: u32,
 }
 
 impl Serialize for Message {
@@ -299,26 +364,43 @@ impl Serialize for Message {
             expired: self.expired,
             last_error: self.last_error().map(Cow::Borrowed),
             state: Cow::Borrowed(&self.state),
-            lifecycle: (self.progress().is_some() || self.cancel_requested).then(|| {
-                LifecycleForm {
-                    progress: self.progress().cloned(),
-                    cancel_requested: self.cancel_requested,
-                }
-            }),
+            lifecycle: self.lifecycle_form(),
         }
         .serialize(s)
+    }
+}
+
+impl Message {
+    /// The serialized form's lifecycle part: absent for a plain message.
+    fn lifecycle_form(&self) -> Option<LifecycleForm> {
+        let grouped = self.group.is_some() || self.group_name().is_some();
+        let flow = (grouped || self.snoozes() > 0).then(|| FlowForm {
+            group: self.group,
+            group_name: self.group_name().cloned(),
+            snoozes: self.snoozes(),
+        });
+        (self.progress().is_some() || self.cancel_requested || flow.is_some()).then(|| {
+            LifecycleForm {
+                progress: self.progress().cloned(),
+                cancel_requested: self.cancel_requested,
+                flow,
+            }
+        })
     }
 }
 
 impl<'de> Deserialize<'de> for Message {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let m = Form::deserialize(d)?;
+        let flow = m.lifecycle.as_ref().and_then(|l| l.flow.clone());
         let extra = Extra {
             headers: m.headers.into_owned(),
             ttl_ms: m.ttl_ms,
             expires_at: m.expires_at,
             last_error: m.last_error.map(Cow::into_owned),
             progress: m.lifecycle.as_ref().and_then(|l| l.progress.clone()),
+            group_name: flow.as_ref().and_then(|f| f.group_name.clone()),
+            snoozes: flow.as_ref().map_or(0, |f| f.snoozes),
         };
         Ok(Self {
             id: m.id,
@@ -332,6 +414,7 @@ impl<'de> Deserialize<'de> for Message {
             priority: m.priority,
             expired: m.expired,
             cancel_requested: m.lifecycle.is_some_and(|l| l.cancel_requested),
+            group: flow.and_then(|f| f.group),
             extra: extra.boxed(),
             state: m.state.into_owned(),
         })

@@ -1,10 +1,14 @@
 //! One queue: ready index, delayed and in-flight messages, waiters, DLQ and statistics.
 //!
 //! Publish and consume live here; leases (ack, nack, extend, expiry) in `lease.rs`; retry
-//! delays in `retry.rs`; the dead-letter queue in `dead_letter.rs`; statistics in `stats.rs`.
+//! delays in `retry.rs`; the dead-letter queue in `dead_letter.rs`; statistics in `stats.rs`;
+//! flow control (pause, rate limits, `max_in_flight`, message groups) in `flow.rs` and
+//! `groups.rs`.
 
 mod dead_letter;
 mod deliver;
+mod flow;
+mod groups;
 mod jobs;
 mod lease;
 mod message;
@@ -32,7 +36,9 @@ use crate::timers::TimerKind;
 pub use crate::ids::QueueId;
 pub(crate) use dead_letter::DeadLetters;
 pub(crate) use deliver::{Lessee, Taker};
+use flow::Flow;
 pub(crate) use jobs::{Kept, Record};
+pub(crate) use lease::Nack;
 pub(crate) use message::{Body, Message, NewMessage, State};
 use ready::Ready;
 pub(crate) use session::Session;
@@ -82,13 +88,19 @@ pub(crate) struct Queue {
     /// Finished jobs kept for lookup.
     #[serde(default)]
     pub(crate) kept: Kept,
-    /// Schedules, by id.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// Schedules, by id. (Always serialized: snapshots encode structs as arrays, and `flow`
+    /// follows.)
+    #[serde(default)]
     pub(crate) schedules: BTreeMap<Arc<str>, crate::schedule::Schedule>,
+    /// Flow control: pause, rate limits, message groups. `None` for a queue that uses none
+    /// of it (boxed: most queues do not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    flow: Option<Box<Flow>>,
 }
 
 impl Queue {
     pub(crate) fn new(id: QueueId, name: &str, config: QueueConfig) -> Self {
+        let flow = config.controls_flow().then(Box::default);
         Self {
             id,
             name: name.into(),
@@ -106,12 +118,13 @@ impl Queue {
             held: 0,
             kept: Kept::default(),
             schedules: BTreeMap::new(),
+            flow,
         }
     }
 
     /// Ready plus delayed: what counts against `max_depth`.
     pub(crate) fn depth(&self) -> u64 {
-        self.ready.len() + self.delayed
+        self.ready_len() + self.delayed
     }
 
     pub(crate) fn check_room(&self, n: u64) -> Result<(), Error> {
@@ -178,6 +191,7 @@ impl Queue {
             (None, Some(b)) => Body::Bytes(b),
             (None, None) => unreachable!("check_publish requires a body"),
         };
+        let group = m.group.map(|g| self.group_enter(&g));
         let mut msg = Message::new(NewMessage {
             id,
             seq,
@@ -187,6 +201,7 @@ impl Queue {
             now,
             max_retries: m.max_retries.unwrap_or(self.config.max_retries),
             ttl_ms: m.ttl_ms.or(self.config.message_ttl_ms),
+            group,
         });
         self.counters.published += 1;
         self.hold(ctx, msg.held_bytes());
@@ -204,7 +219,7 @@ impl Queue {
                 self.delayed += 1;
                 None
             }
-            None => Some(self.ready.insert(priority, seq, id)),
+            None => Some(self.put_ready(ctx, (priority, seq, id), group)),
         };
         self.messages.insert(msg);
         if serve && position.is_some() {
@@ -270,12 +285,26 @@ impl Queue {
         msg.state = State::Ready;
         msg.ready_since = ctx.now;
         // A retry (it was delivered before) joins the back of its priority when so configured;
-        // a delayed publish keeps its place by publish order.
-        if msg.attempts > 0 && self.config.retry_position == RetryPosition::Back {
+        // a delayed publish keeps its place by publish order. In an ordered group a retry
+        // keeps the group's head, and a delayed publish takes its place in the group's order
+        // when its delay ends.
+        let retry = msg.was_delivered();
+        let group = msg.group_slot();
+        // (`keeps_place`, spelled out: `msg` borrows the store.)
+        let fresh = if self.config.ordered_groups && group.is_some() {
+            !retry
+        } else {
+            retry && self.config.retry_position == RetryPosition::Back
+        };
+        if fresh {
             msg.seq = ctx.seq();
         }
+        let place = (msg.priority, msg.seq, id);
         self.delayed -= 1;
-        self.ready.insert(msg.priority, msg.seq, id);
+        if retry {
+            self.group_retry_wait(ctx, group, false);
+        }
+        self.put_ready(ctx, place, group);
         self.serve(ctx);
     }
 
@@ -303,20 +332,32 @@ impl Queue {
 
     /// Takes a ready or delayed message out of the queue (its timers too).
     pub(crate) fn remove_waiting(&mut self, ctx: &mut Ctx, id: MessageId) -> Message {
-        let msg = self.messages.remove(&id).expect("message exists");
+        let mut msg = self.messages.remove(&id).expect("message exists");
         match msg.state {
             State::Ready => {
-                let found = self.ready.remove(msg.priority, msg.seq);
+                let found = self.pull_ready(ctx, &msg);
                 assert!(found, "ready message missing from the ready index");
             }
             State::Delayed { until } => {
                 self.delayed -= 1;
                 ctx.timers
                     .remove(until, TimerKind::Due { queue: self.id, id });
+                if msg.was_delivered() {
+                    self.group_retry_wait(ctx, msg.group_slot(), false);
+                }
             }
             State::InFlight { .. } => panic!("remove_waiting of an in-flight message"),
         }
+        self.group_leave(ctx, &mut msg);
         self.cancel_ttl(ctx, &msg);
+        msg
+    }
+
+    /// Takes a message out of the queue's store (and its group) once it has left the ready
+    /// index and flight: acked, dead-lettered, cancelled or purged.
+    pub(crate) fn remove_message(&mut self, ctx: &Ctx, id: MessageId) -> Message {
+        let mut msg = self.messages.remove(&id).expect("message exists");
+        self.group_leave(ctx, &mut msg);
         msg
     }
 
@@ -335,6 +376,9 @@ impl Queue {
     /// Removes ready and delayed messages; in-flight ones stay.
     pub(crate) fn purge(&mut self, ctx: &mut Ctx) -> u64 {
         let mut ids = self.ready.drain();
+        if let Some(f) = self.flow.as_deref_mut() {
+            ids.extend(f.groups.drain_ready());
+        }
         let mut delayed: Vec<MessageId> = self
             .messages
             .values()
@@ -349,7 +393,7 @@ impl Queue {
                 id: *id,
                 job: None,
             });
-            let msg = self.messages.remove(id).expect("ready id has a message");
+            let msg = self.remove_message(ctx, *id);
             self.cancel_ttl(ctx, &msg);
             bytes += msg.held_bytes();
         }
@@ -392,6 +436,7 @@ impl Queue {
             }
             self.cancel_ttl(ctx, msg);
         }
+        self.flow_teardown(ctx);
         let waiters: Vec<WaiterId> = self.waiters().map(|w| w.id).collect();
         for w in &waiters {
             self.unpark(ctx, *w);
@@ -446,6 +491,7 @@ impl Queue {
             .sum::<usize>()
             + self.messages.footprint()
             + self.ready.footprint()
+            + self.flow.as_ref().map_or(0, |f| f.groups.footprint())
     }
 }
 
@@ -509,6 +555,9 @@ pub(crate) fn check_publish(limits: &Limits, m: &PublishMessage) -> Result<(), E
         return Err(Error::invalid("priority", "must be 0..=9"));
     }
     check_headers(limits, &m.headers)?;
+    if let Some(group) = &m.group {
+        check_id("group", group, crate::config::MAX_GROUP_BYTES)?;
+    }
     if let Some(key) = &m.idempotency_key {
         crate::dedup::check_key(key, limits.max_id_bytes)?;
     }

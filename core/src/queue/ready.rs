@@ -60,6 +60,25 @@ impl Ready {
         slots * size_of::<(u64, MessageId)>()
     }
 
+    /// Messages at `priority` or higher.
+    pub(crate) fn ahead(&self, priority: u8) -> u64 {
+        self.lanes[usize::from(priority)..]
+            .iter()
+            .map(|l| l.len() as u64)
+            .sum()
+    }
+
+    /// The priority and `seq` of the next message to deliver.
+    pub(crate) fn peek(&self) -> Option<(u8, u64)> {
+        let (p, lane) = self
+            .lanes
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, l)| !l.is_empty())?;
+        lane.front().map(|&(seq, _)| (p as u8, seq))
+    }
+
     /// Takes the next message to deliver.
     pub(crate) fn pop(&mut self) -> Option<MessageId> {
         let lane = self.lanes.iter_mut().rev().find(|l| !l.is_empty())?;

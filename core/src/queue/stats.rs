@@ -150,17 +150,19 @@ impl Consumer {
 
 impl Queue {
     pub(crate) fn stats(&self, now: Millis) -> QueueStats {
+        let grouped = self.flow.as_ref().map(|f| f.groups.heads());
         let oldest = self
             .ready
             .heads()
+            .chain(grouped.into_iter().flatten())
             .map(|id| self.messages[&id].enqueued_at)
             .min()
             .map_or(0, |at| now.since(at));
         let c = &self.counters;
-        QueueStats {
+        let mut stats = QueueStats {
             queue: self.name.to_string(),
             depth: self.depth(),
-            ready: self.ready.len(),
+            ready: self.ready_len(),
             delayed: self.delayed,
             in_flight: self.in_flight,
             dead_letter_count: self.dlq.len(),
@@ -184,6 +186,9 @@ impl Queue {
             server_held_bytes: 0,
             server_max_held_bytes: 0,
             config: self.config.clone(),
-        }
+            ..QueueStats::default()
+        };
+        self.flow_stats(now, &mut stats);
+        stats
     }
 }

@@ -207,6 +207,7 @@ mod tests {
             now: Millis(7),
             max_retries: 3,
             ttl_ms: None,
+            group: None,
         })
     }
 

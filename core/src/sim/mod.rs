@@ -51,8 +51,8 @@ pub use report::{
 };
 pub use scenario::{
     Arrival, Cancellation, FollowUp, MAX_CRON_BYTES, MAX_DURATION_MS, MAX_EXPECTED_TASKS,
-    MAX_PAYLOAD_BYTES, MAX_PRODUCERS, MAX_SAMPLES, MAX_TASK_TYPES, MAX_WORKERS, MixEntry, Producer,
-    Scenario, TaskType, WorkerGroup, parse_seed,
+    MAX_PAYLOAD_BYTES, MAX_PRODUCER_GROUPS, MAX_PRODUCERS, MAX_SAMPLES, MAX_TASK_TYPES,
+    MAX_WORKERS, MixEntry, Producer, Scenario, TaskType, WorkerGroup, parse_seed,
 };
 
 use world::World;

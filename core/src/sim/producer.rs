@@ -138,6 +138,8 @@ pub(crate) struct ProducerActor {
     stop: u64,
     /// Arrivals so far (constant and bursts compute times from it, avoiding drift).
     k: u64,
+    /// Groups its tasks are spread over (0: none).
+    groups: u32,
     /// Exact (fractional) time of the latest Poisson arrival; the first comes one random gap
     /// after `start`.
     poisson_at: f64,
@@ -169,6 +171,7 @@ impl ProducerActor {
                 .min(scenario.duration_ms),
             k: 0,
             poisson_at: p.start_ms as f64,
+            groups: p.groups,
         }
     }
 
@@ -223,7 +226,13 @@ impl ProducerActor {
             let (kind, priority) = self.pick();
             stage.tasks_made += 1;
             let made = stage.tasks_made;
-            messages.push(stage.catalog.message(kind, priority, made, self.rng()));
+            let mut message = stage.catalog.message(kind, priority, made, self.rng());
+            // Drawn only for a producer with groups, so other runs draw what they always did.
+            if self.groups > 0 {
+                let g = self.rng.next_u64() % u64::from(self.groups);
+                message.group = Some(format!("group-{g}"));
+            }
+            messages.push(message);
             kinds.push(kind);
         }
         let queue = stage.scenario.queue.clone();

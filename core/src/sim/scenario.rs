@@ -15,6 +15,8 @@ use crate::{EngineConfig, MIN_EVERY_MS, QueueConfig, validate_queue_name};
 pub const MAX_WORKERS: u32 = 1_000;
 /// Most producers.
 pub const MAX_PRODUCERS: usize = 100;
+/// Most groups a producer may spread its tasks over.
+pub const MAX_PRODUCER_GROUPS: u32 = 100_000;
 /// Most task types.
 pub const MAX_TASK_TYPES: usize = 32;
 /// Longest simulated time: 7 days.
@@ -223,6 +225,15 @@ pub struct Producer {
     pub start_ms: u64,
     /// No publishes at or after this time; the scenario's end when absent.
     pub stop_ms: Option<u64>,
+    /// Spreads its tasks over this many message groups, `group-0` to `group-{n-1}`, drawn
+    /// uniformly (a user or tenant each; producers share the names); 0 publishes ungrouped.
+    /// The queue config's group settings then apply (DESIGN.md §12).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub groups: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Default for Producer {
@@ -233,6 +244,7 @@ impl Default for Producer {
             mix: Vec::new(),
             start_ms: 0,
             stop_ms: None,
+            groups: 0,
         }
     }
 }
@@ -416,6 +428,9 @@ impl Scenario {
             }
             if total_weight == 0 {
                 return Err(format!("{at}.mix: weights must not all be 0"));
+            }
+            if p.groups > MAX_PRODUCER_GROUPS {
+                return Err(format!("{at}.groups: at most {MAX_PRODUCER_GROUPS}"));
             }
             let stop = p.stop_ms.unwrap_or(self.duration_ms).min(self.duration_ms);
             let active_s = stop.saturating_sub(p.start_ms) as f64 / 1000.0;

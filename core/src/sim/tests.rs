@@ -263,3 +263,38 @@ fn replay_rejects_bad_logs_with_line_numbers() {
     let err = replay(&records, &ReplayOptions::default()).unwrap_err();
     assert!(err.contains("record 4"), "{err}");
 }
+
+// Flow control runs in the simulator as in the server: the queue config's limits hold the
+// workers back, and producers may spread their tasks over message groups.
+#[test]
+fn flow_limits_and_groups_shape_a_simulated_run() {
+    let base = run(video());
+    let mut limited = video();
+    limited.queue_config.max_in_flight = Some(1);
+    limited.queue_config.group_concurrency = Some(1);
+    limited.queue_config.fair_groups = true;
+    for p in &mut limited.producers {
+        p.groups = 20;
+    }
+    let a = run(limited.clone());
+    assert_eq!(a, run(limited.clone()), "deterministic");
+    let s = &a.summary;
+    assert_eq!(
+        s.published,
+        s.completed + s.dead_lettered + s.still_in_system
+    );
+    assert!(
+        s.completed > 0 && s.completed < base.summary.completed,
+        "{s:?}"
+    );
+    assert!(s.utilisation < base.summary.utilisation);
+    let text = serde_json::to_string(&limited).unwrap();
+    assert!(text.contains(r#""groups":20"#), "{text}");
+    assert!(
+        !serde_json::to_string(&video())
+            .unwrap()
+            .contains(r#""groups":"#)
+    );
+    limited.producers[0].groups = MAX_PRODUCER_GROUPS + 1;
+    assert!(Simulation::new(limited).is_err());
+}

@@ -199,6 +199,7 @@ impl WorkerActor {
             delay_ms: None,
             error: Some(format!("{task} failed (simulated)")),
             lease: Some(d.lease),
+            snooze: false,
         };
         match stage.driver.handle(now, cmd) {
             Ok(Reply::Nacked {

@@ -108,6 +108,7 @@ fn nack_of_an_unknown_id_is_message_not_found() {
             delay_ms: None,
             error: None,
             lease: None,
+            snooze: false,
         })
         .unwrap_err();
     assert_eq!(
@@ -253,6 +254,7 @@ fn explicit_nack_delay_overrides_the_policy() {
         delay_ms: Some(300),
         error: None,
         lease: Some(d.lease),
+        snooze: false,
     });
     assert_eq!(
         reply,
@@ -485,6 +487,7 @@ fn long_nack_error_text_is_cut_at_the_limit() {
         delay_ms: None,
         error: Some("ééééé".into()),
         lease: None,
+        snooze: false,
     });
     let (_, entries) = dlq(&mut r, "q");
     assert_eq!(entries[0].last_error.as_deref(), Some("éé"));

@@ -2,6 +2,9 @@
 //! contract with an explicit clock. Every step also runs `check_invariants`.
 
 mod edge_cases;
+mod flow;
+mod flow_mix;
+mod groups;
 mod idempotency;
 mod input;
 mod jobs;
@@ -138,7 +141,53 @@ impl Rig {
             delay_ms: None,
             error: Some("boom".into()),
             lease: Some(d.lease),
+            snooze: false,
         })
+    }
+
+    /// Publishes `{"n": n}` in `group` (none when `None`).
+    pub(crate) fn publish_in(
+        &mut self,
+        queue: &str,
+        n: u64,
+        priority: u8,
+        group: Option<&str>,
+    ) -> MessageId {
+        let m = PublishMessage {
+            priority: Some(priority),
+            group: group.map(str::to_owned),
+            ..json_message(json!({ "n": n }))
+        };
+        match self.publish_with(queue, m).expect("publish succeeds") {
+            Reply::Published(p) => p.message_id,
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+
+    /// A long-poll consume that must park; its waiter.
+    pub(crate) fn park(&mut self, queue: &str, max: u32, wait_ms: u64) -> crate::WaiterId {
+        match self.ok(Command::Consume {
+            queue: queue.into(),
+            wait_ms,
+            lease_ms: None,
+            max_messages: max,
+            consumer_id: None,
+        }) {
+            Reply::Waiting { waiter_id } => waiter_id,
+            other => panic!("expected to park, got {other:?}"),
+        }
+    }
+
+    /// Deliveries answered to waiters and pushed to sessions since the events were last
+    /// drained, in order.
+    pub(crate) fn delivered(&mut self) -> Vec<Delivery> {
+        self.events()
+            .into_iter()
+            .flat_map(|e| match e {
+                Event::Delivered { messages, .. } | Event::Pushed { messages, .. } => messages,
+                _ => Vec::new(),
+            })
+            .collect()
     }
 
     pub(crate) fn stats(&mut self, queue: &str) -> QueueStats {

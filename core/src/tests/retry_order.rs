@@ -37,6 +37,7 @@ fn a_delayed_retry_joins_the_back_when_it_is_ready() {
         delay_ms: Some(100),
         error: None,
         lease: Some(first.lease),
+        snooze: false,
     });
     r.publish("q", 2, 5);
     r.advance(100);

@@ -98,6 +98,7 @@ fn a_nack_and_a_lease_expiry_return_credit_too() {
         delay_ms: Some(60_000),
         error: None,
         lease: Some(first[0].lease),
+        snooze: false,
     };
     assert_eq!(
         r.ok(nack),

@@ -452,6 +452,7 @@ async fn ack_or_nack(s: &Env<'_>, ack: bool, f: &Fields<'_>) -> Outcome {
             delay_ms: f.secs_ms("delay")?,
             error: f.str("error").map(String::from),
             lease,
+            snooze: false,
         }
     };
     match call(s, cmd).await? {

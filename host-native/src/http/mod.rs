@@ -16,6 +16,7 @@ mod origin;
 pub(crate) mod passwords;
 mod pubsub;
 mod queue;
+mod queue_flow;
 mod queue_ws;
 mod web;
 mod wire;
@@ -141,6 +142,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/queue/{name}/dlq/retry", post(queue::dlq_retry))
         .route("/queue/{name}/dlq/purge", post(queue::dlq_purge))
         .route("/queue/{name}/purge", post(queue::purge))
+        .route("/queue/{name}/pause", post(queue_flow::pause))
+        .route("/queue/{name}/resume", post(queue_flow::resume))
+        .route("/queue/{name}/rate_limit", post(queue_flow::rate_limit))
+        .route("/queue/{name}/groups", get(queue_flow::groups))
         .route("/queue/{name}/messages/{id}", get(queue::job))
         .route("/queue/{name}/messages/{id}/wait", get(queue::wait_job))
         .route("/queue/{name}/progress", post(queue::progress))

@@ -48,6 +48,7 @@ pub(crate) fn publish_message(r: wire::PublishRequest) -> Result<PublishMessage,
             wire::DedupMode::UntilFinished => DedupMode::UntilFinished,
         }),
         debounce: r.debounce.unwrap_or(false),
+        group: r.group,
     })
 }
 
@@ -86,6 +87,7 @@ pub(crate) fn nack_command(r: wire::NackRequest, queue: String) -> Result<Comman
         delay_ms: opt_ms("delay", r.delay)?,
         error: r.error,
         lease: r.lease.map(LeaseToken),
+        snooze: r.snooze.unwrap_or(false),
     })
 }
 
@@ -116,6 +118,7 @@ pub(crate) const fn nack_action(a: NackAction) -> wire::NackAction {
         NackAction::Delayed => wire::NackAction::Delayed,
         NackAction::DeadLettered => wire::NackAction::DeadLettered,
         NackAction::Cancelled => wire::NackAction::Cancelled,
+        NackAction::Snoozed => wire::NackAction::Snoozed,
     }
 }
 
@@ -125,6 +128,7 @@ pub(crate) const fn dead_letter_reason(r: DeadLetterReason) -> wire::DeadLetterR
         DeadLetterReason::Rejected => wire::DeadLetterReason::Rejected,
         DeadLetterReason::MaxRetriesExceeded => wire::DeadLetterReason::MaxRetriesExceeded,
         DeadLetterReason::Expired => wire::DeadLetterReason::Expired,
+        DeadLetterReason::SnoozedOut => wire::DeadLetterReason::SnoozedOut,
     }
 }
 
@@ -158,6 +162,7 @@ pub(crate) fn delivery(d: &Delivery) -> wire::Delivery {
         lease: d.lease.0,
         lease_deadline: d.lease_deadline.0,
         published_at: d.published_at.0,
+        group: d.group.as_deref().map(str::to_owned),
     }
 }
 
@@ -209,6 +214,10 @@ pub(crate) fn queue_stats(s: &QueueStats) -> wire::QueueStats {
             limit_bytes: s.server_max_held_bytes,
         },
         config: settings_of(&s.config),
+        paused: s.paused,
+        rate_limited_until_ms: s.rate_limited_until_ms.map(|t| t.0),
+        groups: s.groups,
+        held_back: s.held_back,
     }
 }
 
@@ -265,7 +274,7 @@ pub(crate) fn job(j: &Job) -> wire::Job {
         queue: j.queue.to_string(),
         state: job_state(j.state),
         priority: j.priority,
-        group: None,
+        group: j.group.as_deref().map(str::to_owned),
         attempts: j.attempts,
         progress: j.progress.as_ref().map(Json::to_value),
         result: j.result.as_ref().map(Json::to_value),

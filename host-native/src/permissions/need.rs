@@ -35,7 +35,9 @@ pub(crate) fn required(cmd: &Command) -> Need<'_> {
         | Command::Cancel { queue, .. }
         | Command::PutSchedule { queue, .. }
         | Command::DeleteSchedule { queue, .. }
-        | Command::RunSchedule { queue, .. } => Need::One(Queue, Admin, queue),
+        | Command::RunSchedule { queue, .. }
+        | Command::PauseQueue { queue }
+        | Command::ResumeQueue { queue } => Need::One(Queue, Admin, queue),
         Command::Publish { queue, .. } | Command::PublishBatch { queue, .. } => {
             Need::One(Queue, Publish, queue)
         }
@@ -44,12 +46,15 @@ pub(crate) fn required(cmd: &Command) -> Need<'_> {
         | Command::Ack { queue, .. }
         | Command::Nack { queue, .. }
         | Command::Extend { queue, .. }
-        | Command::Progress { queue, .. } => Need::One(Queue, Consume, queue),
+        | Command::Progress { queue, .. }
+        // A worker whose downstream answered 429 holds the queue back.
+        | Command::RateLimit { queue, .. } => Need::One(Queue, Consume, queue),
         Command::Stats { queue }
         | Command::DlqList { queue, .. }
         | Command::GetJob { queue, .. }
         | Command::WaitJob { queue, .. }
-        | Command::ListSchedules { queue } => Need::One(Queue, Read, queue),
+        | Command::ListSchedules { queue }
+        | Command::Groups { queue, .. } => Need::One(Queue, Read, queue),
         Command::KvGet { key } | Command::KvExists { key } | Command::KvTtl { key } => {
             Need::One(Kv, Read, key)
         }

@@ -334,6 +334,7 @@ pub(super) fn settle_command(
             delay_ms: None,
             error: None,
             lease,
+            snooze: false,
         }
     };
     let held = lease.is_some();

@@ -286,6 +286,7 @@ impl Consumer {
                 delay_ms: None,
                 error: Some("worker failed".into()),
                 lease,
+                snooze: false,
             },
         };
         self.doing = Some(Doing::Settle(d, verdict));

@@ -220,5 +220,6 @@ fn nack(h: &mut Harness, d: &Delivery, requeue: bool, delay_ms: Option<u64>) {
         delay_ms,
         error: Some("swarm failure".into()),
         lease: Some(d.lease),
+        snooze: false,
     });
 }

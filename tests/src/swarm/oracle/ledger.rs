@@ -280,6 +280,7 @@ impl Ledger {
                     DeadLetterReason::MaxRetriesExceeded => {
                         assert_eq!(e.deliveries, e.max_retries + 1, "rule 5: attempts left");
                     }
+                    DeadLetterReason::SnoozedOut => panic!("{id}: the swarm never snoozes"),
                 }
                 e.place = Place::Dead(reason);
             }
