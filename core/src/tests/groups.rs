@@ -329,7 +329,7 @@ fn changing_the_group_settings_relists_every_group() {
     };
     r.ok(Command::ConfigureQueue {
         queue: "q".into(),
-        config: ordered.clone(),
+        config: Box::new(ordered.clone()),
     });
     assert!(r.consume("q", 10).is_empty(), "both groups hold deliveries");
     for d in &held {
@@ -339,10 +339,10 @@ fn changing_the_group_settings_relists_every_group() {
     assert_eq!(next.len(), 2, "one per ordered group");
     r.ok(Command::ConfigureQueue {
         queue: "q".into(),
-        config: QueueConfig {
+        config: Box::new(QueueConfig {
             fair_groups: true,
             ..QueueConfig::default()
-        },
+        }),
     });
     assert_eq!(r.consume("q", 10).len(), 3);
 }
@@ -360,7 +360,7 @@ fn leaving_fair_groups_relists_without_a_key_clash() {
     r.publish_in("q", 3, 5, Some("b"));
     r.ok(Command::ConfigureQueue {
         queue: "q".into(),
-        config: QueueConfig::default(),
+        config: Box::new(QueueConfig::default()),
     });
     assert_eq!(ns(&r.consume("q", 10)), vec![1, 2, 3]);
 }
