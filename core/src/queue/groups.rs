@@ -421,13 +421,14 @@ impl Groups {
     /// Of each group and priority, the ready message that entered first (for the age of the
     /// oldest ready message).
     pub(crate) fn heads(&self) -> impl Iterator<Item = MessageId> + '_ {
+        // One lookup per rank a group holds, not one per rank there could be.
         self.slots.iter().flatten().flat_map(|g| {
-            (0..PRIORITIES as u8).filter_map(move |r| {
-                g.ready
-                    .range((r, 0)..=(r, u64::MAX))
-                    .next()
-                    .map(|(_, (id, _))| *id)
+            let first = g.ready.first_key_value();
+            std::iter::successors(first, move |(key, _)| {
+                let next = key.0.checked_add(1)?;
+                g.ready.range((next, 0)..).next()
             })
+            .map(|(_, (id, _))| *id)
         })
     }
 

@@ -461,3 +461,23 @@ fn positions_count_grouped_and_ungrouped_messages() {
     assert_eq!(position(&mut r, 5, Some("a")), Some(4));
     assert_eq!(position(&mut r, 7, None), Some(2));
 }
+
+// The age of the oldest ready message counts grouped messages, whatever their priority in
+// their group.
+#[test]
+fn the_oldest_ready_age_counts_grouped_messages() {
+    let mut r = grouped(QueueConfig::default());
+    r.publish_in("q", 1, 2, Some("a"));
+    r.advance(700);
+    r.publish_in("q", 2, 9, Some("a"));
+    r.publish_in("q", 3, 5, None);
+    r.advance(300);
+    assert_eq!(r.stats("q").oldest_ready_age_ms, 1_000);
+    let first = r.consume("q", 2);
+    assert_eq!(ns(&first), vec![2, 3]);
+    assert_eq!(
+        r.stats("q").oldest_ready_age_ms,
+        1_000,
+        "the low-priority one waits"
+    );
+}
