@@ -40,7 +40,7 @@ fn engine(observe: bool) -> Engine {
         Millis(0),
         Command::CreateQueue {
             queue: QUEUE.into(),
-            config: Some(queue),
+            config: Some(Box::new(queue)),
         },
     )
     .expect("queue");
@@ -246,7 +246,7 @@ fn keep_completed() -> KeptJobs {
         Millis(0),
         Command::CreateQueue {
             queue: QUEUE.into(),
-            config: Some(queue),
+            config: Some(Box::new(queue)),
         },
     )
     .expect("queue");
@@ -385,7 +385,7 @@ fn grouped_engine(observe: bool) -> Engine {
     };
     let create = Command::CreateQueue {
         queue: QUEUE.into(),
-        config: Some(queue),
+        config: Some(Box::new(queue)),
     };
     e.handle(Millis(0), create).expect("queue");
     e

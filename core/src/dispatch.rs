@@ -5,10 +5,8 @@ use std::sync::Arc;
 
 use crate::Error;
 use crate::api::{Command, Event, KvEntry, Reply, SessionId};
-use crate::api::{DedupMode, PublishMessage, Published};
-use crate::dedup::ScopedKey;
 use crate::engine::Engine;
-use crate::queue::{Nack, Session, check_publish, check_server_memory, publish_bytes};
+use crate::queue::{Nack, Session, check_server_memory};
 
 impl Engine {
     /// Runs one command (timers are caught up already).
@@ -72,15 +70,15 @@ impl Engine {
     fn dispatch_queue(&mut self, cmd: Command) -> Result<Reply, Error> {
         Ok(match cmd {
             Command::CreateQueue { queue, config } => {
-                let created = self.create_queue(&queue, config)?;
+                let created = self.create_queue(&queue, config.map(|c| *c))?;
                 Reply::QueueCreated { queue, created }
             }
             Command::ConfigureQueue { queue, config } => {
                 config.validate(&self.ctx.limits)?;
-                let created = self.create_queue(&queue, Some(config.clone()))?;
+                let created = self.create_queue(&queue, Some((*config).clone()))?;
                 let (q, ctx) = self.queue_mut(&queue)?;
                 q.trim_dlq(ctx, config.dlq_max);
-                q.reconfigure(ctx, config);
+                q.reconfigure(ctx, *config);
                 // A lowered retention forgets kept jobs now.
                 q.apply_retention(ctx);
                 // A raised prefetch or flow limit may let parked consumers take ready messages
@@ -116,8 +114,7 @@ impl Engine {
                 Reply::Published(self.publish_debounced(&queue, message)?)
             }
             Command::Publish { queue, message } => {
-                let mut published = self.publish_all(&queue, vec![message], true)?;
-                Reply::Published(published.pop().expect("one message, one answer"))
+                Reply::Published(self.publish_one(&queue, message)?)
             }
             Command::PublishBatch { queue, messages } => {
                 let max = self.ctx.limits.max_batch;
@@ -487,99 +484,5 @@ impl Engine {
             Command::PubsubStats => Reply::PubsubStats(pubsub.stats()),
             other => unreachable!("{other:?} is not a pub/sub command"),
         })
-    }
-
-    /// Publishes `messages` to `queue`, all or none. A message whose idempotency key was seen
-    /// on the queue within the window, or earlier in the same batch, adds nothing and answers
-    /// with the first publish's id and position. A single publish (`serve`) serves parked
-    /// waiters at once; a batch serves them after its last message.
-    pub(crate) fn publish_all(
-        &mut self,
-        queue: &str,
-        messages: Vec<PublishMessage>,
-        serve: bool,
-    ) -> Result<Vec<Published>, Error> {
-        for m in &messages {
-            check_publish(&self.ctx.limits, m)?;
-            if m.debounce && messages.len() > 1 {
-                return Err(Error::invalid(
-                    "debounce",
-                    "a debounced message is published alone, not in a batch",
-                ));
-            }
-        }
-        let now = self.ctx.now;
-        let qid = self.publish_target(queue)?.0.id;
-        // What each message answers without being added: a key seen before, or the index of
-        // the message earlier in this batch that carries the same key.
-        let mut prior: Vec<Option<Result<Published, usize>>> = vec![None; messages.len()];
-        if messages.iter().any(|m| m.idempotency_key.is_some()) {
-            self.dedup.expire(now);
-            let mut new_keys = rustc_hash::FxHashMap::<&str, usize>::default();
-            for (i, m) in messages.iter().enumerate() {
-                let Some(key) = m.idempotency_key.as_deref() else {
-                    continue;
-                };
-                prior[i] = match self.dedup.first(&ScopedKey::new(qid, key)) {
-                    Some(first) => Some(Ok(first.clone())),
-                    None => match new_keys.entry(key) {
-                        std::collections::hash_map::Entry::Occupied(e) => Some(Err(*e.get())),
-                        std::collections::hash_map::Entry::Vacant(e) => {
-                            e.insert(i);
-                            None
-                        }
-                    },
-                };
-            }
-            self.dedup
-                .check_room(new_keys.len(), self.ctx.limits.max_idempotency_keys)?;
-        }
-        let q = self.queues.get_mut(&qid).expect("publish target exists");
-        q.check_room(prior.iter().filter(|p| p.is_none()).count() as u64)?;
-        let groups = messages.iter().zip(&prior).filter(|(_, p)| p.is_none());
-        q.check_groups(
-            &self.ctx.limits,
-            groups.filter_map(|(m, _)| m.group.as_deref()),
-        )?;
-        // Only new messages count against the memory budget: a retried publish whose key was
-        // seen is answered as before, even when the server is full.
-        let bytes = messages
-            .iter()
-            .zip(&prior)
-            .filter(|(_, p)| p.is_none())
-            .map(|(m, _)| publish_bytes(m))
-            .sum();
-        q.check_memory(&self.ctx, bytes)?;
-        let expires_at = now.add_ms(self.config.idempotency_window_ms);
-        let mut out: Vec<Published> = Vec::with_capacity(messages.len());
-        for (m, prior) in messages.into_iter().zip(prior) {
-            let answer = match prior {
-                Some(Ok(first)) => first,
-                Some(Err(earlier)) => out[earlier].clone(),
-                None => {
-                    let key = m.idempotency_key.clone();
-                    let held = m.dedup == Some(DedupMode::UntilFinished);
-                    let published = q.publish(&mut self.ctx, m, serve);
-                    if let Some(key) = key {
-                        let key = ScopedKey::new(qid, &key);
-                        if held {
-                            self.dedup.record_held(key, published.clone());
-                        } else {
-                            self.dedup.record(key, published.clone(), expires_at);
-                        }
-                    }
-                    out.push(published);
-                    continue;
-                }
-            };
-            out.push(Published {
-                duplicate: true,
-                ..answer
-            });
-        }
-        if !serve {
-            q.serve(&mut self.ctx);
-        }
-        Ok(out)
     }
 }

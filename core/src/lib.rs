@@ -49,6 +49,7 @@ pub mod input;
 mod json;
 mod kv;
 mod lifecycle;
+mod publish;
 mod pubsub;
 mod queue;
 mod rng;

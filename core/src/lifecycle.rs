@@ -167,7 +167,7 @@ impl Engine {
     pub(crate) fn publish_debounced(
         &mut self,
         queue: &str,
-        m: PublishMessage,
+        mut m: PublishMessage,
     ) -> Result<Published, Error> {
         check_publish(&self.ctx.limits, &m)?;
         let Some(key) = m.idempotency_key.clone() else {
@@ -193,7 +193,7 @@ impl Engine {
             q.check_groups(&self.ctx.limits, m.group.as_deref().into_iter())?;
             let msg = q.remove_waiting(&mut self.ctx, id);
             q.let_go(&mut self.ctx, msg.held_bytes());
-            let published = q.publish_as(&mut self.ctx, m, true, id);
+            let published = q.publish_as(&mut self.ctx, &mut m, true, id);
             return Ok(Published {
                 replaced: true,
                 ..published
@@ -207,7 +207,7 @@ impl Engine {
                 .check_room(1, self.ctx.limits.max_idempotency_keys)?;
         }
         let q = self.queues.get_mut(&qid).expect("publish target exists");
-        let published = q.publish(&mut self.ctx, m, true);
+        let published = q.publish(&mut self.ctx, &mut m, true);
         self.dedup.record_held(key, published.clone());
         Ok(published)
     }

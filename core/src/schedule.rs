@@ -269,9 +269,7 @@ impl Engine {
             idempotency_key: Some(format!("schedule:{id}:{}", slot.0)),
             ..PublishMessage::default()
         };
-        let result = self
-            .publish_all(&name, vec![message], true)
-            .map(|mut p| p.pop().expect("one message, one answer"));
+        let result = self.publish_one(&name, message);
         let now = self.ctx.now;
         let s = self
             .queues

@@ -245,6 +245,7 @@ struct LimitSection {
     subscriber_buffer: Option<usize>,
     max_held_bytes: Option<u64>,
     max_idempotency_keys: Option<usize>,
+    max_groups_per_queue: Option<usize>,
 }
 
 /// The whole config file.
@@ -593,6 +594,9 @@ fn apply_limits(engine: &mut EngineConfig, l: &LimitSection) -> Result<(), Strin
     }
     if let Some(v) = l.max_idempotency_keys {
         lim.max_idempotency_keys = positive("max_idempotency_keys", v)?;
+    }
+    if let Some(v) = l.max_groups_per_queue {
+        lim.max_groups_per_queue = positive("max_groups_per_queue", v)?;
     }
     if let Some(v) = l.subscriber_buffer {
         lim.subscriber_buffer = positive("subscriber_buffer", v)?;

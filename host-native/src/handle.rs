@@ -422,7 +422,7 @@ mod tests {
         let h = start();
         let create = Command::ConfigureQueue {
             queue: "q".into(),
-            config: synap_core::QueueConfig::default(),
+            config: Box::new(synap_core::QueueConfig::default()),
         };
         h.call(create).await.expect("created");
         let consuming = h.start_consume(consume_cmd(60_000)).await.expect("sent");

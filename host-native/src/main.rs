@@ -216,7 +216,7 @@ async fn configure_cluster_queues(
         for (name, qc) in &queues {
             let cmd = Command::ConfigureQueue {
                 queue: name.clone(),
-                config: qc.clone(),
+                config: Box::new(qc.clone()),
             };
             match handle.call(cmd).await {
                 Ok(_) => info!(queue = %name, "queue configured"),
@@ -239,7 +239,7 @@ async fn configure_queues(handle: &EngineHandle, config: &ServerConfig) -> Resul
     for (name, qc) in &config.queues {
         let cmd = Command::ConfigureQueue {
             queue: name.clone(),
-            config: qc.clone(),
+            config: Box::new(qc.clone()),
         };
         handle
             .call(cmd)

@@ -33,6 +33,7 @@ const GUIDES: &[&str] = &[
     "securing.md",
     "tracking-jobs.md",
     "cluster.md",
+    "controlling-throughput.md",
 ];
 
 const RUN_COMMAND: &str = "cargo run --release -p synap-server";

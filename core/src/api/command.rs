@@ -65,9 +65,11 @@ pub enum Command {
     CreateQueue {
         /// Queue name.
         queue: String,
-        /// Settings; the engine's default queue config when absent.
+        /// Settings; the engine's default queue config when absent. (Boxed, as in
+        /// `ConfigureQueue`: a queue's settings are the largest thing a command carries, and
+        /// every command moves as big as its largest kind.)
         #[serde(default)]
-        config: Option<QueueConfig>,
+        config: Option<Box<QueueConfig>>,
     },
     /// Sets the config of a queue, creating it if needed. Messages already queued keep their
     /// per-message settings.
@@ -75,7 +77,7 @@ pub enum Command {
         /// Queue name.
         queue: String,
         /// New settings.
-        config: QueueConfig,
+        config: Box<QueueConfig>,
     },
     /// Removes a queue with its messages and DLQ; parked waiters time out.
     DeleteQueue {

@@ -54,7 +54,7 @@ impl Queue {
             let Some(id) = self.next_ready(ctx) else {
                 break;
             };
-            out.push(self.lease_out(ctx, id, to));
+            self.lease_out(ctx, id, to, &mut out);
         }
         out
     }
@@ -67,8 +67,15 @@ impl Queue {
         }
     }
 
-    /// Moves one message from ready to in-flight and builds its delivery.
-    fn lease_out(&mut self, ctx: &mut Ctx, id: MessageId, to: &Lessee<'_>) -> Delivery {
+    /// Moves one message from ready to in-flight and adds its delivery to `out` (built where
+    /// it is stored: a delivery is bigger than what moves without a copy call).
+    fn lease_out(
+        &mut self,
+        ctx: &mut Ctx,
+        id: MessageId,
+        to: &Lessee<'_>,
+        out: &mut Vec<Delivery>,
+    ) {
         let now = ctx.now;
         let lease = ctx.lease_token();
         let deadline = now.add_ms(to.lease_ms);
@@ -95,12 +102,11 @@ impl Queue {
             s.hold(id, lease);
         }
         let msg = self.messages.at(slot);
-        let delivery = msg.delivery(&self.name, self.group_of(msg));
+        out.push(msg.delivery(&self.name, self.group_of(msg)));
         ctx.observe(|| Observed {
             ms: Some(wait),
             ..self.observed(ObservedKind::Delivered, msg, now)
         });
-        delivery
     }
 
     /// Parks a waiter at the back of the line.

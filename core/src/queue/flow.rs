@@ -327,16 +327,7 @@ impl Queue {
     /// A message that left the queue's store (and its ready index) leaves its group, and
     /// from now on carries its group's name (for the DLQ and lookups), not its slot.
     pub(crate) fn group_leave(&mut self, ctx: &Ctx, msg: &mut Message) {
-        let Some(slot) = msg.group_slot() else {
-            return;
-        };
-        let f = self
-            .flow
-            .as_deref_mut()
-            .expect("a grouped message's queue has groups");
-        msg.set_group_name(Some(Arc::clone(f.groups.name(slot))));
-        msg.set_group_slot(None);
-        f.groups.leave(slot, &self.config, ctx.now);
+        leave_group(self.flow.as_deref_mut(), &self.config, ctx.now, msg);
     }
 
     /// A delivery of a message of the group in `slot` ended.
@@ -399,6 +390,23 @@ impl Queue {
             .as_ref()
             .map_or_else(Vec::new, |f| f.groups.list(limit))
     }
+}
+
+/// A message leaving the queue's store leaves its group, and from now on carries its group's
+/// name, not its slot (a free function, so the store can apply it to a message in place).
+pub(crate) fn leave_group(
+    flow: Option<&mut Flow>,
+    cfg: &QueueConfig,
+    now: Millis,
+    msg: &mut Message,
+) {
+    let Some(slot) = msg.group_slot() else {
+        return;
+    };
+    let f = flow.expect("a grouped message's queue has groups");
+    msg.set_group_name(Some(Arc::clone(f.groups.name(slot))));
+    msg.set_group_slot(None);
+    f.groups.leave(slot, cfg, now);
 }
 
 #[cfg(any(test, feature = "invariants"))]

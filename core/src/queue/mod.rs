@@ -170,7 +170,15 @@ impl Queue {
     /// Adds a validated message (see `check_publish` and `check_room`). With `serve`, parked
     /// waiters are served at once; a batch serves them once after its last message, so a
     /// waiter gets the batch's messages in priority order.
-    pub(crate) fn publish(&mut self, ctx: &mut Ctx, m: PublishMessage, serve: bool) -> Published {
+    ///
+    /// The message is taken out of `m` field by field (a message is bigger than what moves
+    /// without a copy call, and a batch would move each one several times).
+    pub(crate) fn publish(
+        &mut self,
+        ctx: &mut Ctx,
+        m: &mut PublishMessage,
+        serve: bool,
+    ) -> Published {
         let id = ctx.new_id();
         self.publish_as(ctx, m, serve, id)
     }
@@ -180,24 +188,24 @@ impl Queue {
     pub(crate) fn publish_as(
         &mut self,
         ctx: &mut Ctx,
-        m: PublishMessage,
+        m: &mut PublishMessage,
         serve: bool,
         id: MessageId,
     ) -> Published {
         let now = ctx.now;
         let seq = ctx.seq();
-        let body = match (m.message, m.payload) {
+        let body = match (m.message.take(), m.payload.take()) {
             (Some(j), _) => Body::Json(j),
             (None, Some(b)) => Body::Bytes(b),
             (None, None) => unreachable!("check_publish requires a body"),
         };
-        let group = m.group.map(|g| self.group_enter(&g));
+        let group = m.group.as_deref().map(|g| self.group_enter(g));
         let mut msg = Message::new(NewMessage {
             id,
             seq,
             body,
             priority: m.priority.unwrap_or(self.config.default_priority),
-            headers: m.headers,
+            headers: std::mem::take(&mut m.headers),
             now,
             max_retries: m.max_retries.unwrap_or(self.config.max_retries),
             ttl_ms: m.ttl_ms.or(self.config.message_ttl_ms),
@@ -356,9 +364,12 @@ impl Queue {
     /// Takes a message out of the queue's store (and its group) once it has left the ready
     /// index and flight: acked, dead-lettered, cancelled or purged.
     pub(crate) fn remove_message(&mut self, ctx: &Ctx, id: MessageId) -> Message {
-        let mut msg = self.messages.remove(&id).expect("message exists");
-        self.group_leave(ctx, &mut msg);
-        msg
+        let (flow, config) = (&mut self.flow, &self.config);
+        self.messages
+            .remove_then(&id, |m| {
+                flow::leave_group(flow.as_deref_mut(), config, ctx.now, m)
+            })
+            .expect("message exists")
     }
 
     fn cancel_ttl(&self, ctx: &mut Ctx, msg: &Message) {

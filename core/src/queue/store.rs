@@ -96,13 +96,27 @@ impl Messages {
     }
 
     pub(crate) fn remove(&mut self, id: &MessageId) -> Option<Message> {
+        self.remove_then(id, |_| {})
+    }
+
+    /// Removes a message, letting `before` change it in its slot first: a message is bigger
+    /// than what moves without a copy call, so it is changed where it lies and moved once.
+    pub(crate) fn remove_then(
+        &mut self,
+        id: &MessageId,
+        before: impl FnOnce(&mut Message),
+    ) -> Option<Message> {
         let entry = self
             .index
             .find_entry(hash(id), holds(&self.slots, id))
             .ok()?;
         let (s, _) = entry.remove();
         self.free.push(s);
-        self.slots[s as usize].take()
+        let slot = &mut self.slots[s as usize];
+        if let Some(m) = slot.as_mut() {
+            before(m);
+        }
+        slot.take()
     }
 
     pub(crate) fn values(&self) -> impl Iterator<Item = &Message> {

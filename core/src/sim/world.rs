@@ -92,7 +92,7 @@ impl World {
             0,
             Command::CreateQueue {
                 queue: scenario.queue.clone(),
-                config: Some(scenario.queue_config.clone()),
+                config: Some(Box::new(scenario.queue_config.clone())),
             },
         );
         created.map_err(|e| format!("queue_config: {e}"))?;

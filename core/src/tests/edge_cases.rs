@@ -79,10 +79,10 @@ fn configure_lower_dlq_max_trims_the_dlq() {
     }
     r.ok(Command::ConfigureQueue {
         queue: "q".into(),
-        config: QueueConfig {
+        config: Box::new(QueueConfig {
             dlq_max: 1,
             ..QueueConfig::default()
-        },
+        }),
     });
     let s = r.stats("q");
     assert_eq!((s.dead_letter_count, s.dlq_dropped_total), (1, 2));
@@ -106,10 +106,10 @@ fn configure_raising_prefetch_serves_parked_waiters() {
     r.events();
     r.ok(Command::ConfigureQueue {
         queue: "q".into(),
-        config: QueueConfig {
+        config: Box::new(QueueConfig {
             prefetch: 0,
             ..QueueConfig::default()
-        },
+        }),
     });
     let ev = r.events();
     assert!(

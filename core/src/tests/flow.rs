@@ -189,10 +189,10 @@ fn lowering_max_in_flight_below_what_is_held_delivers_nothing_until_below() {
     let held = r.consume("q", 4);
     r.ok(Command::ConfigureQueue {
         queue: "q".into(),
-        config: QueueConfig {
+        config: Box::new(QueueConfig {
             max_in_flight: Some(2),
             ..QueueConfig::default()
-        },
+        }),
     });
     assert!(r.consume("q", 1).is_empty());
     r.ack("q", &held[0]).unwrap();
@@ -204,10 +204,10 @@ fn lowering_max_in_flight_below_what_is_held_delivers_nothing_until_below() {
     r.park("q", 5, 30_000);
     r.ok(Command::ConfigureQueue {
         queue: "q".into(),
-        config: QueueConfig {
+        config: Box::new(QueueConfig {
             max_in_flight: Some(3),
             ..QueueConfig::default()
-        },
+        }),
     });
     assert_eq!(r.delivered().len(), 1);
 }
@@ -396,7 +396,7 @@ fn flow_settings_are_validated() {
         let err = r
             .cmd(Command::CreateQueue {
                 queue: "q".into(),
-                config: Some(config.clone()),
+                config: Some(Box::new(config.clone())),
             })
             .unwrap_err();
         assert_eq!(err.code(), "invalid_argument", "{config:?}");
@@ -455,4 +455,14 @@ fn the_flow_commands_and_settings_have_a_snake_case_json_form() {
     assert!(nack.get("snooze").is_none(), "{nack}");
     let reply = serde_json::to_value(Reply::QueuePaused { paused: true }).unwrap();
     assert_eq!(reply, json!({"type": "queue_paused", "paused": true}));
+}
+
+// Every command moves as big as its largest kind. A queue's settings (grown by the flow
+// settings) are boxed in the commands that carry them, so publish, consume and ack move no
+// more than they did before flow control.
+#[test]
+#[cfg(target_pointer_width = "64")]
+fn commands_stay_small() {
+    assert!(size_of::<QueueConfig>() > 200, "the settings are big");
+    assert!(size_of::<Command>() <= 192, "{}", size_of::<Command>());
 }

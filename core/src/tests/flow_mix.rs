@@ -244,7 +244,7 @@ impl Run {
         };
         run.send(Command::CreateQueue {
             queue: "q".into(),
-            config: Some(cfg),
+            config: Some(Box::new(cfg)),
         });
         run
     }
@@ -458,7 +458,7 @@ impl Run {
         self.cfg = cfg.clone();
         self.send(Command::ConfigureQueue {
             queue: "q".into(),
-            config: cfg,
+            config: Box::new(cfg),
         });
     }
 

@@ -329,7 +329,7 @@ fn changing_the_group_settings_relists_every_group() {
     };
     r.ok(Command::ConfigureQueue {
         queue: "q".into(),
-        config: ordered.clone(),
+        config: Box::new(ordered.clone()),
     });
     assert!(r.consume("q", 10).is_empty(), "both groups hold deliveries");
     for d in &held {
@@ -339,10 +339,10 @@ fn changing_the_group_settings_relists_every_group() {
     assert_eq!(next.len(), 2, "one per ordered group");
     r.ok(Command::ConfigureQueue {
         queue: "q".into(),
-        config: QueueConfig {
+        config: Box::new(QueueConfig {
             fair_groups: true,
             ..QueueConfig::default()
-        },
+        }),
     });
     assert_eq!(r.consume("q", 10).len(), 3);
 }
@@ -360,7 +360,7 @@ fn leaving_fair_groups_relists_without_a_key_clash() {
     r.publish_in("q", 3, 5, Some("b"));
     r.ok(Command::ConfigureQueue {
         queue: "q".into(),
-        config: QueueConfig::default(),
+        config: Box::new(QueueConfig::default()),
     });
     assert_eq!(ns(&r.consume("q", 10)), vec![1, 2, 3]);
 }
@@ -460,4 +460,24 @@ fn positions_count_grouped_and_ungrouped_messages() {
     assert_eq!(position(&mut r, 9, Some("b")), Some(1));
     assert_eq!(position(&mut r, 5, Some("a")), Some(4));
     assert_eq!(position(&mut r, 7, None), Some(2));
+}
+
+// The age of the oldest ready message counts grouped messages, whatever their priority in
+// their group.
+#[test]
+fn the_oldest_ready_age_counts_grouped_messages() {
+    let mut r = grouped(QueueConfig::default());
+    r.publish_in("q", 1, 2, Some("a"));
+    r.advance(700);
+    r.publish_in("q", 2, 9, Some("a"));
+    r.publish_in("q", 3, 5, None);
+    r.advance(300);
+    assert_eq!(r.stats("q").oldest_ready_age_ms, 1_000);
+    let first = r.consume("q", 2);
+    assert_eq!(ns(&first), vec![2, 3]);
+    assert_eq!(
+        r.stats("q").oldest_ready_age_ms,
+        1_000,
+        "the low-priority one waits"
+    );
 }

@@ -162,7 +162,7 @@ fn lowering_the_kept_count_forgets_at_once() {
     assert_eq!(r.stats("q").kept_jobs, 3);
     r.ok(Command::ConfigureQueue {
         queue: "q".into(),
-        config: keep(1, 60_000),
+        config: Box::new(keep(1, 60_000)),
     });
     assert_eq!(r.stats("q").kept_jobs, 1);
 }

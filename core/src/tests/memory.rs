@@ -81,10 +81,10 @@ fn a_queue_max_bytes_bounds_that_queue_only() {
     assert_eq!(r.stats("small").bytes, 300);
     let bad = r.cmd(Command::CreateQueue {
         queue: "zero".into(),
-        config: Some(QueueConfig {
+        config: Some(Box::new(QueueConfig {
             max_bytes: Some(0),
             ..QueueConfig::default()
-        }),
+        })),
     });
     assert!(matches!(bad, Err(Error::InvalidArgument { .. })), "{bad:?}");
 }

@@ -73,7 +73,7 @@ impl Rig {
     pub(crate) fn create(&mut self, queue: &str, config: QueueConfig) {
         self.ok(Command::CreateQueue {
             queue: queue.into(),
-            config: Some(config),
+            config: Some(Box::new(config)),
         });
     }
 

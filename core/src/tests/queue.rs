@@ -547,7 +547,7 @@ fn invalid_queue_config_is_refused() {
         let err = r
             .cmd(Command::CreateQueue {
                 queue: "q".into(),
-                config: Some(config),
+                config: Some(Box::new(config)),
             })
             .unwrap_err();
         assert_eq!(err.code(), "invalid_argument");

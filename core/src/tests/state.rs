@@ -219,10 +219,10 @@ fn replaying_commands_alone_rebuilds_the_state() {
         &mut live,
         Command::CreateQueue {
             queue: "q".into(),
-            config: Some(QueueConfig {
+            config: Some(Box::new(QueueConfig {
                 retry_delays_ms: vec![70],
                 ..QueueConfig::default()
-            }),
+            })),
         },
     )
     .unwrap();

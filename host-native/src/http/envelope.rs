@@ -322,7 +322,7 @@ async fn create(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     };
     let cmd = Command::CreateQueue {
         queue: name.into(),
-        config,
+        config: config.map(Box::new),
     };
     match call(s, cmd).await? {
         Reply::QueueCreated { created, .. } => Ok(json!({"success": true, "created": created})),

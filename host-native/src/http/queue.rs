@@ -47,7 +47,7 @@ pub(crate) async fn create(
         let config = settings.apply(&s.default_queue)?;
         Command::ConfigureQueue {
             queue: name.clone(),
-            config,
+            config: Box::new(config),
         }
     };
     match s.engine.call_as(&who, cmd).await? {

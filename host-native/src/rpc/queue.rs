@@ -55,7 +55,7 @@ async fn create(s: &Session, args: &[Value]) -> Answer {
     };
     let cmd = Command::CreateQueue {
         queue: name.into(),
-        config,
+        config: config.map(Box::new),
     };
     match call(s, cmd).await? {
         Reply::QueueCreated { .. } => Ok(Value::str("OK")),

@@ -264,7 +264,7 @@ fn snapshot_pause_at_a_million_messages() {
     };
     let configure = Command::ConfigureQueue {
         queue: "q".into(),
-        config: cfg,
+        config: Box::new(cfg),
     };
     engine.handle(Millis(1), configure).unwrap();
     for chunk in 0..10_000u64 {

@@ -109,7 +109,7 @@ impl Admin {
         };
         let cmd = Command::CreateQueue {
             queue: QUEUE.into(),
-            config: Some(config),
+            config: Some(Box::new(config)),
         };
         self.conn.send(w, cmd, 0);
     }

@@ -116,7 +116,7 @@ impl Swarm {
         for q in self.h.cfg.queues.clone() {
             let cmd = Command::CreateQueue {
                 queue: q.name,
-                config: Some(q.config),
+                config: Some(Box::new(q.config)),
             };
             self.h.exec(cmd).expect("queue created");
         }
@@ -359,7 +359,7 @@ impl Swarm {
             assert!(deleted.is_ok(), "delete answered {deleted:?}");
             let created = h.exec(Command::CreateQueue {
                 queue: spec.name,
-                config: Some(spec.config),
+                config: Some(Box::new(spec.config)),
             });
             assert!(created.is_ok(), "create answered {created:?}");
         }
