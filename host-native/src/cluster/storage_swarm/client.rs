@@ -126,10 +126,10 @@ impl Client {
         match r {
             Req::Create => Command::CreateQueue {
                 queue: QUEUE.into(),
-                config: Some(QueueConfig {
+                config: Some(Box::new(QueueConfig {
                     max_retries: 1_000,
                     ..QueueConfig::default()
-                }),
+                })),
             },
             Req::Publish(k) => {
                 let mut message = json_message(serde_json::json!({ "key": k }));
