@@ -9,6 +9,9 @@
 //! and ack with results, `every_ms` and cron schedules publish (one job per slot, at its slot,
 //! across restarts with downtime), `until_finished` keys hold while their job is unfinished,
 //! and a debounced publish replaces its key's still-delayed job (the trailing call wins).
+//! About half the seeds draw flow control: grouped messages, `max_in_flight`, group limits,
+//! ordered and fair groups, rate windows, pauses, worker rate limits and snoozes, whose rules
+//! the oracle checks at every delivery; held-back messages must still all finish.
 
 use synap_tests::swarm::{check_seed, seeds_from_env, summarize};
 
@@ -36,6 +39,13 @@ fn swarm() {
             "debounced",
             "job_waits",
             "waits_answered",
+            "grouped",
+            "pauses",
+            "worker_limits",
+            "rate_limited_queues",
+            "snoozes",
+            "snoozed_out",
+            "held_back",
         ] {
             assert!(total[figure] > 0, "the swarm never exercised {figure}");
         }

@@ -106,6 +106,46 @@ pub struct SwarmConfig {
     pub p_wait_job: f64,
     /// Longest wait it asks for.
     pub wait_job_ms: u64,
+    /// Per queue: its messages carry a group (drawn skewed: one heavy group, a few light).
+    pub grouped: Vec<bool>,
+    /// Light groups besides the heavy one.
+    pub light_groups: u64,
+    /// Per-step chance a queue is paused (and resumed a while later).
+    pub p_pause: f64,
+    /// Per-step chance a worker rate-limits a queue (`RateLimit {for_ms}`).
+    pub p_worker_limit: f64,
+    /// Per-delivery chance the worker snoozes it.
+    pub p_snooze: f64,
+}
+
+/// Flow control of one queue (DESIGN.md §12), drawn from its own PRNG: whether its messages
+/// carry groups, then the limits.
+fn flow_config(config: &mut QueueConfig, pick: &mut impl FnMut(u64, u64) -> u64) -> bool {
+    let grouped = pick(0, 2) > 0;
+    if pick(0, 2) == 0 {
+        config.max_in_flight = Some(pick(1, 4) as u32);
+    }
+    if grouped && pick(0, 1) == 0 {
+        config.ordered_groups = pick(0, 2) == 0;
+        config.group_concurrency = Some(if config.ordered_groups {
+            1
+        } else {
+            pick(1, 3) as u32
+        });
+    }
+    config.fair_groups = grouped && pick(0, 2) == 0;
+    let rate = |pick: &mut dyn FnMut(u64, u64) -> u64| synap_core::RateLimit {
+        max: pick(1, 5) as u32,
+        per_ms: pick(20, 1_500),
+    };
+    if pick(0, 3) == 0 {
+        config.rate_limit = Some(rate(pick));
+    }
+    if grouped && pick(0, 2) == 0 {
+        config.group_rate_limit = Some(rate(pick));
+    }
+    config.max_snoozes = [0, 1, 3, 100][pick(0, 3) as usize];
+    grouped
 }
 
 /// The cron patterns drawn, each with its period: their slots are the multiples of it.
@@ -254,6 +294,22 @@ impl SwarmConfig {
             start_ms = 120_000 - pick4(1_000, 20_000);
             downtime_ms = [0, 2_000, 10_000, 70_000, 200_000][pick4(0, 4) as usize];
         }
+        // Flow control draws from a fifth PRNG, so the draws above are unchanged; it is off
+        // for about half of the seeds, whose queues keep their default (unlimited) settings.
+        let mut rng5 = Rng::new(seed ^ 0xF10C_0A7A_0000_0000);
+        let mut pick5 = |lo: u64, hi: u64| lo + rng5.next_u64() % (hi - lo + 1);
+        let flow = pick5(0, 1) == 0;
+        let mut grouped = vec![false; queues.len()];
+        let (mut p_pause, mut p_worker_limit, mut p_snooze) = (0.0, 0.0, 0.0);
+        let light_groups = pick5(1, 5);
+        if flow {
+            for (q, g) in queues.iter_mut().zip(&mut grouped) {
+                *g = flow_config(&mut q.config, &mut pick5);
+            }
+            p_pause = [0.0, 0.002, 0.01][pick5(0, 2) as usize];
+            p_worker_limit = [0.0, 0.002, 0.01][pick5(0, 2) as usize];
+            p_snooze = [0.0, 0.03, 0.1][pick5(0, 2) as usize];
+        }
         let mut rng2 = Rng::new(seed);
         let mut chance = move || rng2.next_f64();
         Self {
@@ -304,6 +360,11 @@ impl SwarmConfig {
             debounce_keys,
             p_wait_job,
             wait_job_ms,
+            grouped,
+            light_groups,
+            p_pause,
+            p_worker_limit,
+            p_snooze,
         }
     }
 
@@ -395,6 +456,11 @@ impl fmt::Display for SwarmConfig {
             self.wait_job_ms,
             self.crons,
             self.start_ms
+        )?;
+        write!(
+            f,
+            "\n  flow: grouped={:?} light_groups={} pause={} worker_limit={} snooze={}",
+            self.grouped, self.light_groups, self.p_pause, self.p_worker_limit, self.p_snooze
         )
     }
 }

@@ -308,6 +308,7 @@ impl Harness {
             }
             self.oracle.check_kept(q, s.kept_jobs);
             self.oracle.ledger.check_stats(q, &s);
+            self.oracle.check_flow_stats(q, &s);
             let prefetch = self.cfg.queue(q).prefetch;
             self.oracle
                 .takers

@@ -23,7 +23,7 @@ use synap_core::Command;
 pub use config::{QueueSpec, SwarmConfig};
 pub use harness::Store;
 
-use actors::{JobWaiter, Listener, Poller, Publisher, Streamer, kv_user};
+use actors::{JobWaiter, Listener, Operator, Poller, Publisher, Streamer, kv_user};
 use harness::{Harness, Note};
 
 /// Steps allowed for the fault-free phase to settle every message.
@@ -70,6 +70,20 @@ pub struct SeedReport {
     pub job_waits: usize,
     /// See `job_waits`.
     pub waits_answered: usize,
+    /// Deliveries of grouped messages.
+    pub grouped: usize,
+    /// Queue pauses, and worker rate limits applied.
+    pub pauses: usize,
+    /// See `pauses`.
+    pub worker_limits: usize,
+    /// Queues with a `rate_limit` or `group_rate_limit`.
+    pub rate_limited: usize,
+    /// Snoozes, and messages snoozed out.
+    pub snoozes: usize,
+    /// See `snoozes`.
+    pub snoozed_out: usize,
+    /// Stats that showed ready messages held back.
+    pub held_back: usize,
 }
 
 /// One run: the harness and every actor.
@@ -80,6 +94,7 @@ struct Swarm {
     streamers: Vec<Streamer>,
     listeners: Vec<Listener>,
     waiter: JobWaiter,
+    operator: Operator,
 }
 
 /// Runs one seed to the end, panicking on any violation.
@@ -108,6 +123,7 @@ impl Swarm {
             streamers: (0..cfg.streamers).map(Streamer::new).collect(),
             listeners: (0..cfg.subscribers).map(Listener::new).collect(),
             waiter: JobWaiter::default(),
+            operator: Operator::default(),
             h: Harness::new(cfg),
         }
     }
@@ -190,6 +206,15 @@ impl Swarm {
             debounced: self.h.oracle.replacements,
             job_waits: self.waiter.waits,
             waits_answered: self.h.oracle.waits_answered,
+            grouped: self.h.oracle.flow.grouped_deliveries,
+            pauses: self.operator.pauses,
+            worker_limits: self.operator.limits,
+            rate_limited: (self.h.cfg.queues.iter())
+                .filter(|q| q.config.rate_limit.is_some() || q.config.group_rate_limit.is_some())
+                .count(),
+            snoozes: self.h.oracle.flow.snoozes,
+            snoozed_out: self.h.oracle.flow.snoozed_out,
+            held_back: self.h.oracle.flow.held_back,
         }
     }
 
@@ -243,6 +268,8 @@ impl Swarm {
         let now = self.h.now;
         self.pollers.iter_mut().for_each(|p| p.calm_down(now));
         self.streamers.iter_mut().for_each(|s| s.calm_down(now));
+        self.operator.calm_down(&mut self.h);
+        self.route();
     }
 
     /// When the next thing happens: a timer or an actor's move.
@@ -254,6 +281,7 @@ impl Swarm {
             self.pollers.iter().filter_map(Poller::next_at).min(),
             self.streamers.iter().filter_map(Streamer::next_at).min(),
             self.listeners.iter().filter_map(|l| l.next_at(h)).min(),
+            self.operator.next_at(),
         ]
         .into_iter()
         .flatten()
@@ -320,8 +348,10 @@ impl Swarm {
         );
     }
 
-    /// KV traffic and DLQ redrives.
+    /// KV traffic, DLQ redrives, pauses and rate limits.
     fn host_chores(&mut self) {
+        self.operator.act(&mut self.h);
+        self.route();
         let h = &mut self.h;
         if h.chance(h.cfg.p_kv) {
             kv_user::kv_op(h);
@@ -468,6 +498,13 @@ pub fn summarize(reports: &[SeedReport]) -> BTreeMap<&'static str, usize> {
         *m.entry("debounced").or_default() += o.debounced;
         *m.entry("job_waits").or_default() += o.job_waits;
         *m.entry("waits_answered").or_default() += o.waits_answered;
+        *m.entry("grouped").or_default() += o.grouped;
+        *m.entry("pauses").or_default() += o.pauses;
+        *m.entry("worker_limits").or_default() += o.worker_limits;
+        *m.entry("rate_limited_queues").or_default() += o.rate_limited;
+        *m.entry("snoozes").or_default() += o.snoozes;
+        *m.entry("snoozed_out").or_default() += o.snoozed_out;
+        *m.entry("held_back").or_default() += o.held_back;
     }
     m
 }

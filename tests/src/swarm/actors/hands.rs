@@ -24,6 +24,8 @@ pub(crate) enum Plan {
     Extend,
     /// Crash: drop every lease held and go silent for a while.
     Crash,
+    /// Nack with `snooze`, after a delay: back later without spending an attempt.
+    Snooze(u64),
 }
 
 impl Plan {
@@ -44,12 +46,14 @@ impl Plan {
             (c.p_nack / 2.0, Self::Nack(Some(0))),
             (c.p_reject, Self::Reject),
             (c.p_extend, Self::Extend),
+            (c.p_snooze, Self::Snooze(0)),
         ];
         for (p, plan) in table {
             if h.chance(p) {
                 return match plan {
                     Self::LateAck => (plan, d.lease_deadline.0 + h.pick(0, 50)),
                     Self::Nack(Some(_)) => (Self::Nack(Some(h.pick(1, 400))), at),
+                    Self::Snooze(_) => (Self::Snooze(h.pick(0, 300)), at),
                     _ => (plan, at),
                 };
             }
@@ -152,6 +156,7 @@ impl Hands {
                 ack(h, &d, d.lease);
             }
             Plan::Nack(delay) => nack(h, &d, true, delay),
+            Plan::Snooze(delay) => snooze(h, &d, delay),
             Plan::Reject => nack(h, &d, false, None),
             Plan::Extend => self.extend(h, d),
             Plan::Crash => unreachable!("a crash is the worker's to handle"),
@@ -210,6 +215,18 @@ fn ack_with(h: &mut Harness, d: &Delivery, lease: LeaseToken, result: Option<Jso
     if let Ok(r) = result {
         assert_eq!(r, Reply::Acked);
     }
+}
+
+fn snooze(h: &mut Harness, d: &Delivery, delay_ms: u64) {
+    let _ = h.exec(Command::Nack {
+        queue: d.queue.to_string(),
+        message_id: d.message_id,
+        requeue: true,
+        delay_ms: Some(delay_ms),
+        error: None,
+        lease: Some(d.lease),
+        snooze: true,
+    });
 }
 
 fn nack(h: &mut Harness, d: &Delivery, requeue: bool, delay_ms: Option<u64>) {

@@ -1,6 +1,6 @@
 //! The publisher: queue messages to every queue (some in batches, with delays, TTLs and
-//! retry overrides, some debounced under a few shared keys) and pub/sub messages to the
-//! topics.
+//! retry overrides, some debounced under a few shared keys, grouped on queues using groups)
+//! and pub/sub messages to the topics.
 
 use serde_json::json;
 use synap_core::{Command, Error, Json, PublishMessage, Reply};
@@ -116,6 +116,11 @@ impl Publisher {
             messages.push(m);
         }
         let q = h.any_queue();
+        if h.cfg.grouped[q] {
+            for m in &mut messages {
+                m.group = draw_group(h);
+            }
+        }
         let queue = h.cfg.queues[q].name.clone();
         let budgeted = h.cfg.queues[q].config.max_bytes.is_some();
         let cmd = if n == 1 {
@@ -145,7 +150,8 @@ impl Publisher {
         self.retry = again.filter(|_| accepted);
     }
 
-    /// A debounced publish: one of a few keys, with a delay. While the key's job is still
+    /// A debounced publish (never grouped, so an ordered group's publish order is the order
+    /// of its `Published` events): one of a few keys, with a delay. While the key's job is still
     /// delayed this replaces its message (the oracle checks which happened); its reply is
     /// never "lost", as sending it again is not a retry but another call.
     fn publish_debounced(&mut self, h: &mut Harness) {
@@ -175,4 +181,16 @@ impl Publisher {
             other => panic!("a debounced publish answered {other:?}"),
         }
     }
+}
+
+/// A group from a skewed draw: half the messages go to the heavy group, most of the rest to
+/// a few light ones, some to none.
+fn draw_group(h: &mut Harness) -> Option<String> {
+    if h.chance(0.5) {
+        return Some("heavy".to_owned());
+    }
+    if h.chance(0.2) {
+        return None;
+    }
+    Some(format!("light{}", h.pick(0, h.cfg.light_groups - 1)))
 }

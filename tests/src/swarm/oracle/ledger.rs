@@ -81,6 +81,18 @@ pub(crate) struct Entry {
     pub(crate) body: Option<Value>,
     /// What the ack that finished it carried.
     pub(crate) result: Option<Value>,
+    /// Its group, if any.
+    pub(crate) group: Option<Arc<str>>,
+    /// Its place in publish order (renewed on redrive): an ordered group's order.
+    pub(crate) order: u64,
+    /// Times it was snoozed since publish or redrive.
+    pub(crate) snoozes: u32,
+    /// When it first became ready: its publish (or redrive), or its publish delay's end. An
+    /// ordered group takes a message into its order then.
+    pub(crate) ready_at: u64,
+    /// It has finished once (acked, dead-lettered or cancelled): an `until_finished` key is
+    /// released then for good, a redrive does not take it again.
+    pub(crate) finished_once: bool,
 }
 
 impl Entry {
@@ -103,6 +115,11 @@ impl Entry {
             delayed_until: None,
             body,
             result: None,
+            group: None,
+            order: 0,
+            snoozes: 0,
+            ready_at: at,
+            finished_once: false,
         }
     }
 
@@ -141,6 +158,13 @@ pub(crate) struct Ledger {
     pub(crate) schedule_bodies: Vec<Option<Value>>,
     /// Jobs whose message a debounced publish replaced in the current call.
     pub(crate) replaced: Vec<MessageId>,
+    /// The groups and publish delays of the current command's publishes, by the ids its reply
+    /// named (known before their `Published` events, as a delivery may follow at once).
+    pub(crate) pending_flow: BTreeMap<MessageId, (Option<Arc<str>>, Option<u64>)>,
+    /// The message the current command snoozes, if it does.
+    pub(crate) snoozing: Option<MessageId>,
+    /// Publishes and redrives seen: the next entry's `order`.
+    next_order: u64,
 }
 
 impl Ledger {
@@ -162,6 +186,13 @@ impl Ledger {
             let body = self.pending_bodies.remove(&id);
             let body = body.or_else(|| self.schedule_bodies[queue].clone());
             let mut fresh = Entry::fresh(queue, cfg, at, body);
+            if let Some((group, delay)) = self.pending_flow.remove(&id) {
+                fresh.group = group;
+                fresh.delayed_until = delay.filter(|d| *d > 0).map(|d| at + d);
+                fresh.ready_at = fresh.delayed_until.unwrap_or(at);
+            }
+            self.next_order += 1;
+            fresh.order = self.next_order;
             if let Some(e) = self.map.get_mut(&id) {
                 // Only a debounced publish re-publishes an id: a job still delayed, never
                 // delivered, whose message it replaces (and whose delay it restarts).
@@ -181,6 +212,9 @@ impl Ledger {
         }
         let failing = self.failing.clone();
         let gave_back = self.gave_back.take();
+        let snoozing = self.snoozing == Some(id);
+        self.next_order += u64::from(o.kind == ObservedKind::Redriven);
+        let next_order = self.next_order;
         let e = self.entry(id);
         assert_eq!(e.queue, queue, "{id} reported from another queue");
         // Whatever happened to it, it is no longer in its publish delay.
@@ -232,7 +266,13 @@ impl Ledger {
                 if give_back {
                     self.gave_back = Some(id);
                 }
-                self.entry(id).place = Place::Waiting;
+                let e = self.entry(id);
+                e.place = Place::Waiting;
+                if snoozing {
+                    // A snooze does not spend an attempt.
+                    e.deliveries -= 1;
+                    e.snoozes += 1;
+                }
             }
             ObservedKind::LeaseExpired => {
                 let Place::InFlight {
@@ -280,13 +320,25 @@ impl Ledger {
                     DeadLetterReason::MaxRetriesExceeded => {
                         assert_eq!(e.deliveries, e.max_retries + 1, "rule 5: attempts left");
                     }
-                    DeadLetterReason::SnoozedOut => panic!("{id}: the swarm never snoozes"),
+                    DeadLetterReason::SnoozedOut => {
+                        assert!(snoozing, "{id} snoozed out, yet not snoozed");
+                        assert!(
+                            e.snoozes > cfg.max_snoozes,
+                            "{id} snoozed out after {} snoozes (max_snoozes {})",
+                            e.snoozes,
+                            cfg.max_snoozes
+                        );
+                    }
                 }
                 e.place = Place::Dead(reason);
+                e.finished_once = true;
             }
             ObservedKind::Redriven => {
                 assert!(matches!(e.place, Place::Dead(_)));
                 e.deliveries = 0;
+                e.snoozes = 0;
+                e.order = next_order;
+                e.ready_at = at;
                 e.expired = false;
                 e.expires_at = e.ttl_ms.map(|t| at + t);
                 e.place = Place::Waiting;
@@ -348,6 +400,7 @@ impl Ledger {
         let (max_retries, ttl_ms) = (m.max_retries, m.ttl_ms);
         let e = self.entry(id);
         e.delayed_until = m.delay_ms.filter(|d| *d > 0).map(|d| e.published_at + d);
+        e.ready_at = e.delayed_until.unwrap_or(e.published_at);
         if let Some(r) = max_retries {
             e.max_retries = r;
         }
@@ -441,6 +494,11 @@ impl Ledger {
         self.map
             .values()
             .all(|e| matches!(e.place, Place::Acked | Place::Dead(_) | Place::Cancelled))
+    }
+
+    /// Whether `id` still holds its `until_finished` key: unfinished, and never finished.
+    pub(crate) fn holds_key(&self, id: MessageId) -> bool {
+        self.unfinished(id) && !self.map[&id].finished_once
     }
 
     /// Whether `id` is known and not finished.

@@ -8,6 +8,7 @@
 //! for jobs, the kept finished jobs, the schedules' timetables, the pub/sub subscribers and the
 //! KV, and predicts each answer. A violation panics with the rule.
 
+mod flow;
 mod jobs;
 mod keys;
 mod kv;
@@ -28,6 +29,7 @@ use synap_core::{
 };
 
 use super::config::SwarmConfig;
+use flow::FlowModel;
 use jobs::JobWait;
 use keys::Keys;
 pub(crate) use kv::KvModel;
@@ -77,6 +79,8 @@ pub(crate) struct Oracle {
     pub(crate) replacements: usize,
     /// The time of the engine call being checked.
     pub(crate) now: u64,
+    /// Flow control: pauses, rate limits and windows.
+    pub(crate) flow: FlowModel,
 }
 
 fn code(result: &Result<Reply, Error>) -> Option<&'static str> {
@@ -114,6 +118,7 @@ impl Oracle {
             debounce: BTreeMap::new(),
             replacements: 0,
             now: 0,
+            flow: FlowModel::default(),
         }
     }
 
@@ -214,15 +219,20 @@ impl Oracle {
                 lease,
                 requeue,
                 delay_ms,
+                snooze,
                 ..
             } => self.nack(
                 now,
                 *message_id,
                 lease.expect("lease named"),
-                *requeue,
+                (*requeue, *snooze),
                 *delay_ms,
                 result,
             ),
+            // A pause or a rate limit holds back what follows it, not the deliveries of the
+            // timers the engine caught up on first (applied once those are drained).
+            Command::ResumeQueue { .. } => self.flow_command(now, cmd, result),
+            Command::PauseQueue { .. } | Command::RateLimit { .. } => {}
             Command::GiveBack { leases, .. } => {
                 let valid: Vec<MessageId> = leases
                     .iter()
@@ -325,7 +335,7 @@ impl Oracle {
         now: u64,
         id: MessageId,
         lease: LeaseToken,
-        requeue: bool,
+        (requeue, snooze): (bool, bool),
         delay: Option<u64>,
         result: &Result<Reply, Error>,
     ) {
@@ -345,6 +355,9 @@ impl Oracle {
             assert_eq!(*action, NackAction::Cancelled, "nack of cancelled {id}");
             self.ledger.failing = Some(Failing::Nack(id, requeue));
             return;
+        }
+        if snooze {
+            return self.snoozed(id, now, *action);
         }
         let expired = e.expired || e.expires_at.is_some_and(|x| x <= now);
         let dead = expired || !requeue || e.deliveries > e.max_retries;
@@ -398,6 +411,9 @@ impl Oracle {
                     _ => {}
                 }
                 let ended = self.ledger.observe(o, q, self.cfg.queue(q));
+                if let (ObservedKind::Delivered, Some(id)) = (o.kind, o.message_id) {
+                    self.flow_delivered(q, id, o.at.0);
+                }
                 if let (Ended::Delivery(Some(s)), Some(id)) = (ended, o.message_id) {
                     self.takers.returned(s, id);
                 }
@@ -525,6 +541,9 @@ impl Oracle {
                 self.after_job_command(cmd, result);
             }
             (Command::DeleteQueue { queue }, _) => self.deleted(queue),
+            (Command::PauseQueue { .. } | Command::RateLimit { .. }, _) => {
+                self.flow_command(self.now, cmd, result);
+            }
             (Command::SessionCredit { session_id, .. }, Ok(Reply::SessionCredited { credit })) => {
                 assert_eq!(
                     *credit, self.takers.sessions[session_id].credit,
@@ -554,6 +573,8 @@ impl Oracle {
             self.ledger.pending_bodies
         );
         self.ledger.replaced.clear();
+        self.ledger.pending_flow.clear();
+        self.ledger.snoozing = None;
         self.check_job_waits();
         for (id, before) in std::mem::take(&mut self.given_back) {
             let e = &self.ledger.map[&id];

@@ -5,6 +5,8 @@
 //! delay, keeping its id; otherwise it publishes a new job. A key never yields a second job
 //! while its first is still delayed.
 
+use std::sync::Arc;
+
 use synap_core::{Command, Error, PublishMessage, Published, Reply};
 
 use super::Oracle;
@@ -12,6 +14,12 @@ use super::Oracle;
 impl Oracle {
     /// A publish answered `p` for message `m`: a new job (or a replaced message) carries `m`.
     pub(super) fn publish_body(&mut self, m: &PublishMessage, p: &Published) {
+        if !p.duplicate {
+            let group = m.group.as_deref().map(Arc::from);
+            self.ledger
+                .pending_flow
+                .insert(p.message_id, (group, m.delay_ms));
+        }
         if let (false, Some(body)) = (p.duplicate, &m.message) {
             self.ledger
                 .pending_bodies
@@ -87,7 +95,7 @@ impl Oracle {
                     let ledger = &self.ledger;
                     let fresh = self
                         .keys
-                        .fresh(queue, message, p, |id| ledger.unfinished(id));
+                        .fresh(queue, message, p, |id| ledger.holds_key(id));
                     if fresh {
                         self.ledger.published(p.message_id, message);
                     }
@@ -103,7 +111,7 @@ impl Oracle {
                 for (m, p) in sent.iter().zip(messages) {
                     self.unclaimed.retain(|id| *id != p.message_id);
                     let ledger = &self.ledger;
-                    if self.keys.fresh(queue, m, p, |id| ledger.unfinished(id)) {
+                    if self.keys.fresh(queue, m, p, |id| ledger.holds_key(id)) {
                         self.ledger.published(p.message_id, m);
                     }
                 }

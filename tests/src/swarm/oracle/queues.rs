@@ -14,6 +14,7 @@ impl Oracle {
             "delete {queue}"
         );
         let q = self.cfg.queue_index(queue);
+        self.flow_deleted(q);
         let ended: Vec<SessionId> = self
             .takers
             .sessions
