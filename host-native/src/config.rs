@@ -11,6 +11,9 @@ use synap_core::{EngineConfig, QueueConfig, validate_queue_name};
 use crate::cluster::config::{ClusterConfig, ClusterSection, SECRET_ENV};
 use crate::settings::{ApplySettings as _, QueueSettings, secs_to_ms};
 
+mod auth;
+use auth::{KeySection, UserSection, load_keys, load_users};
+
 /// Default listen address.
 pub(crate) const DEFAULT_BIND: &str = "127.0.0.1:15500";
 /// Default SynapRPC listen address.
@@ -138,43 +141,6 @@ impl<'de> Deserialize<'de> for RpcBind {
         let text = String::deserialize(d)?;
         text.parse().map_err(serde::de::Error::custom)
     }
-}
-
-/// A `server.users` entry of the config file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UserSection {
-    name: String,
-    /// Argon2 PHC string, from `synap-server hash-password`.
-    password_hash: String,
-    /// `kind:pattern:action` permissions (DESIGN.md §15); full access when absent.
-    #[serde(default)]
-    permissions: Option<Vec<String>>,
-}
-
-/// A `server.api_keys` entry: a plain string (full access) or a named key with permissions.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum KeySection {
-    /// A key with full access.
-    Plain(String),
-    /// A named key, stored as is or as an Argon2 hash.
-    Entry(KeyEntry),
-}
-
-/// The object form of a `server.api_keys` entry.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct KeyEntry {
-    name: String,
-    #[serde(default)]
-    key: Option<String>,
-    /// Argon2 PHC string, from `synap-server hash-password`.
-    #[serde(default)]
-    key_hash: Option<String>,
-    /// `kind:pattern:action` permissions; full access when absent.
-    #[serde(default)]
-    permissions: Option<Vec<String>>,
 }
 
 /// Subcommands.
@@ -468,85 +434,6 @@ impl ServerConfig {
             cluster,
         })
     }
-}
-
-/// Reads `server.api_keys` and `SYNAP_API_KEY`: strings are keys with full access; entries
-/// have a name, exactly one of `key` and `key_hash`, and valid permissions. An entry that is
-/// wrong is a start-up error naming it.
-fn load_keys(
-    section: Vec<KeySection>,
-    env_keys: Option<&str>,
-) -> Result<Vec<crate::http::ApiKey>, String> {
-    use crate::http::{ApiKey, Secret};
-    let mut plain = Vec::new();
-    let mut entries = Vec::new();
-    let mut names: Vec<String> = Vec::new();
-    for (i, k) in section.into_iter().enumerate() {
-        let e = match k {
-            KeySection::Plain(key) => {
-                plain.push(key);
-                continue;
-            }
-            KeySection::Entry(e) => e,
-        };
-        let what = format!("server.api_keys[{i}] ({:?})", e.name);
-        if e.name.is_empty() {
-            return Err(format!("server.api_keys[{i}]: the name is empty"));
-        }
-        if names.contains(&e.name) {
-            return Err(format!("{what}: the name is listed twice"));
-        }
-        names.push(e.name.clone());
-        let secret = match (e.key, e.key_hash) {
-            (Some(k), None) if !k.trim().is_empty() => Secret::Plain(k),
-            (Some(_), None) => return Err(format!("{what}: the key is empty")),
-            (None, Some(h)) => {
-                crate::http::passwords::validate(&h)
-                    .map_err(|e| format!("{what}: key_hash: {e}"))?;
-                Secret::Hash(h)
-            }
-            _ => return Err(format!("{what}: give exactly one of `key` and `key_hash`")),
-        };
-        let principal = crate::permissions::Principal::new(&e.name, e.permissions.as_deref())
-            .map_err(|err| format!("{what}: {err}"))?;
-        entries.push(ApiKey {
-            secret,
-            principal: std::sync::Arc::new(principal),
-        });
-    }
-    let mut keys: Vec<ApiKey> = crate::hardening::api_keys(plain, env_keys)?
-        .into_iter()
-        .map(ApiKey::full)
-        .collect();
-    keys.extend(entries);
-    Ok(keys)
-}
-
-/// Checks the users: names non-empty, without `:` (Basic auth's separator) and distinct, and
-/// every hash a PHC string the server can verify.
-fn load_users(section: Vec<UserSection>) -> Result<Vec<crate::http::User>, String> {
-    let mut users: Vec<crate::http::User> = Vec::with_capacity(section.len());
-    for u in section {
-        if u.name.is_empty() || u.name.contains(':') {
-            return Err(format!(
-                "server.users: invalid user name {:?} (non-empty, no ':')",
-                u.name
-            ));
-        }
-        if users.iter().any(|known| known.name == u.name) {
-            return Err(format!("server.users: user {:?} is listed twice", u.name));
-        }
-        crate::http::passwords::validate(&u.password_hash)
-            .map_err(|e| format!("server.users: user {:?}: {e}", u.name))?;
-        let principal = crate::permissions::Principal::new(&u.name, u.permissions.as_deref())
-            .map_err(|e| format!("server.users: user {:?}: {e}", u.name))?;
-        users.push(crate::http::User {
-            name: u.name,
-            password_hash: u.password_hash,
-            principal: std::sync::Arc::new(principal),
-        });
-    }
-    Ok(users)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, String> {
