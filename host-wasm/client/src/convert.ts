@@ -1,6 +1,7 @@
 import { SynapError } from './errors.js';
 import type {
-  DeadLetter, Job, JobState, PublishOptions, PublishResult, PubSubMessage, QueueMessage, Schedule,
+  DeadLetter, GroupInfo, Job, JobState, PublishOptions, PublishResult, PubSubMessage, QueueConfig,
+  QueueMessage, Schedule,
 } from './types.js';
 
 type Raw = Record<string, unknown>;
@@ -46,7 +47,46 @@ export function toQueueMessage<T>(v: unknown): QueueMessage<T> {
     publishedAt: num(r, 'published_at'),
   };
   if (Array.isArray(r.payload)) m.payload = r.payload as number[];
+  if (typeof r.group === 'string') m.group = r.group;
   return m;
+}
+
+/** One entry of `GET /queue/{name}/groups` as a `GroupInfo`. */
+export function toGroupInfo(v: unknown): GroupInfo {
+  const r = obj(v, 'group');
+  return { group: str(r, 'group'), ready: num(r, 'ready'), inFlight: num(r, 'in_flight'), delayed: num(r, 'delayed') };
+}
+
+/** The longest group name, in UTF-8 bytes. */
+export const MAX_GROUP_BYTES = 255;
+
+/** Refuses (`invalid_argument`) a group the server would refuse: 1–255 bytes, no control characters. */
+export function checkGroup(group: unknown): void {
+  if (typeof group !== 'string' || group.length === 0) {
+    throw new SynapError('group must be a non-empty string', 'invalid_argument', 0);
+  }
+  if (new TextEncoder().encode(group).length > MAX_GROUP_BYTES) {
+    throw new SynapError(`group must be at most ${MAX_GROUP_BYTES} bytes`, 'invalid_argument', 0);
+  }
+  if (/\p{Cc}/u.test(group)) {
+    throw new SynapError('group must not contain control characters', 'invalid_argument', 0);
+  }
+}
+
+/**
+ * A queue's settings in the server's snake_case, nested objects included (`rateLimit:
+ * {max, perSecs}` becomes `rate_limit: {max, per_secs}`); absent fields are left out.
+ */
+export function configBody(config: QueueConfig): Raw {
+  const snake = (v: unknown): unknown => {
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
+    const out: Raw = {};
+    for (const [k, x] of Object.entries(v)) {
+      if (x !== undefined) out[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = snake(x);
+    }
+    return out;
+  };
+  return snake(config) as Raw;
 }
 
 /** A DLQ entry as a `DeadLetter`. */
@@ -157,5 +197,9 @@ export function publishBody(message: unknown, opts: PublishOptions = {}): Raw {
   if (opts.idempotencyKey !== undefined) body.idempotency_key = opts.idempotencyKey;
   if (opts.dedup !== undefined) body.dedup = opts.dedup;
   if (opts.debounce !== undefined) body.debounce = opts.debounce;
+  if (opts.group !== undefined) {
+    checkGroup(opts.group);
+    body.group = opts.group;
+  }
   return body;
 }

@@ -3,11 +3,11 @@ import { QueueStream } from './stream.js';
 import { withKey } from './failover.js';
 import { camelize, seg, type Transport } from './transport.js';
 import {
-  obj, publishBody, toDeadLetter, toJob, toPublishResult, toQueueMessage, toSchedule,
+  configBody, obj, publishBody, toDeadLetter, toGroupInfo, toJob, toPublishResult, toQueueMessage, toSchedule,
 } from './convert.js';
 import type {
-  AckBatchResult, AckEntry, AckOptions, BatchMessage, CancelResult, ConsumeOptions, DlqPage, Job,
-  JobState, NackAction, NackOptions, ProgressOptions, ProgressResult, PublishOptions, PublishResult,
+  AckBatchResult, AckEntry, AckOptions, BatchMessage, CancelResult, ConsumeOptions, DlqPage, GroupInfo,
+  Job, JobState, NackAction, NackOptions, ProgressOptions, ProgressResult, PublishOptions, PublishResult,
   QueueConfig, QueueMessage, QueueStats, Schedule, ScheduleSet, ScheduleSpec, StreamOptions,
 } from './types.js';
 
@@ -61,13 +61,13 @@ export class QueueApi {
     this.schedules = new ScheduleApi(t);
   }
 
-  /** Creates a queue, or sets an existing one's settings when `config` has any. */
+  /**
+   * Creates a queue, or sets an existing one's settings when `config` has any (the flow
+   * settings included: `maxInFlight`, `groupConcurrency`, `orderedGroups`, `fairGroups`,
+   * `rateLimit`, `groupRateLimit`, `maxSnoozes`; a change applies at once).
+   */
   async create(name: string, config: QueueConfig = {}): Promise<{ created: boolean }> {
-    const body: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(config)) {
-      if (v !== undefined) body[k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = v;
-    }
-    const r = obj(await this.t.request('POST', `/queue/${seg(name)}`, body), 'create');
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}`, configBody(config)), 'create');
     return { created: r.created === true };
   }
 
@@ -197,10 +197,14 @@ export class QueueApi {
    * delivery); a resend whose first attempt landed is refused with `lease_mismatch`.
    */
   async nack(name: string, messageId: string, requeue = true, opts: NackOptions = {}): Promise<NackAction> {
+    if (opts.snooze === true && !requeue) {
+      throw new SynapError('a snooze brings the message back: it needs requeue true', 'invalid_argument', 0);
+    }
     const body: Record<string, unknown> = { message_id: messageId, requeue };
     if (opts.delay !== undefined) body.delay = opts.delay;
     if (opts.error !== undefined) body.error = opts.error;
     if (opts.lease !== undefined) body.lease = opts.lease;
+    if (opts.snooze !== undefined) body.snooze = opts.snooze;
     const once = { once: opts.lease === undefined };
     const r = obj(await this.t.request('POST', `/queue/${seg(name)}/nack`, body, once), 'nack');
     return r.action as NackAction;
@@ -243,6 +247,48 @@ export class QueueApi {
   async dlqPurge(name: string): Promise<number> {
     const r = obj(await this.t.request('POST', `/queue/${seg(name)}/dlq/purge`, undefined, { once: true }), 'dlq purge');
     return Number(r.purged);
+  }
+
+  /**
+   * Pauses the queue: it goes on taking publishes, acks and nacks and delivers nothing until
+   * `resume`. Returns whether it is paused (true). 404 `queue_not_found` for an unknown queue.
+   */
+  async pause(name: string): Promise<boolean> {
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/pause`), 'pause');
+    return r.paused === true;
+  }
+
+  /** Resumes a paused queue (its waiting consumers are served at once); returns whether it is paused (false). */
+  async resume(name: string): Promise<boolean> {
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/resume`), 'resume');
+    return r.paused === true;
+  }
+
+  /**
+   * No deliveries from the queue for `forSecs` seconds (more than 0), what a worker does when
+   * its downstream answered 429. A later call can lengthen the pause, never shorten it.
+   * Returns the time deliveries resume, Unix ms.
+   */
+  async rateLimit(name: string, forSecs: number): Promise<number> {
+    if (typeof forSecs !== 'number' || !Number.isFinite(forSecs) || forSecs <= 0) {
+      throw new SynapError('rateLimit: forSecs must be a number of seconds above 0', 'invalid_argument', 0);
+    }
+    const r = obj(await this.t.request('POST', `/queue/${seg(name)}/rate_limit`, { for_secs: forSecs }), 'rate_limit');
+    return Number(r.rate_limited_until_ms);
+  }
+
+  /**
+   * The groups holding messages (ready, delayed or in flight), largest first, then by name;
+   * at most `limit` (1–1000, the server's 100 when absent).
+   */
+  async groups(name: string, limit?: number): Promise<GroupInfo[]> {
+    if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= 1000)) {
+      throw new SynapError('groups: limit must be an integer 1–1000', 'invalid_argument', 0);
+    }
+    const qs = limit === undefined ? '' : `?limit=${limit}`;
+    const r = obj(await this.t.request('GET', `/queue/${seg(name)}/groups${qs}`), 'groups');
+    if (!Array.isArray(r.groups)) throw new SynapError('groups: expected an array', 'decode', 0);
+    return r.groups.map(toGroupInfo);
   }
 
   /** Opens a streaming consumer (WebSocket) on the queue; see `QueueStream`. */

@@ -284,12 +284,19 @@ export class QueueStream<T = unknown> implements AsyncIterable<QueueMessage<T>> 
     await this.call({ op: 'ack', message_id: messageId, ...(lease === undefined ? {} : { lease }) });
   }
 
-  /** Nacks a pushed message: retried (default) or dead-lettered with `requeue: false`. */
+  /**
+   * Nacks a pushed message: retried (default) or dead-lettered with `requeue: false`; with
+   * `snooze: true` it comes back after `delay` without spending an attempt (`'snoozed'`).
+   */
   async nack(messageId: string, opts: StreamNackOptions = {}): Promise<NackAction> {
     const frame: Record<string, unknown> = { op: 'nack', message_id: messageId, requeue: opts.requeue ?? true };
     if (opts.delay !== undefined) frame.delay = opts.delay;
     if (opts.error !== undefined) frame.error = opts.error;
     if (opts.lease !== undefined) frame.lease = opts.lease;
+    if (opts.snooze === true && frame.requeue === false) {
+      throw new SynapError('a snooze brings the message back: it needs requeue true', 'invalid_argument', 0);
+    }
+    if (opts.snooze !== undefined) frame.snooze = opts.snooze;
     const answer = await this.call(frame);
     return answer.action as NackAction;
   }

@@ -53,6 +53,12 @@ export interface PublishOptions {
    * that job's message and restarts its delay (the trailing call wins, `replaced: true`).
    */
   debounce?: boolean;
+  /**
+   * The message's group, 1–255 bytes without control characters (a user, a tenant, a video):
+   * the queue's group settings (`groupConcurrency`, `orderedGroups`, `fairGroups`,
+   * `groupRateLimit`) apply per group.
+   */
+  group?: string;
 }
 
 /** How long a publish's idempotency key holds. */
@@ -112,6 +118,8 @@ export interface QueueMessage<T = unknown> {
   leaseDeadline: number;
   /** When it was published (Unix ms). */
   publishedAt: number;
+  /** The group it was published with; absent for a message without one. */
+  group?: string;
 }
 
 /** Options of `queue.nack`. */
@@ -122,10 +130,19 @@ export interface NackOptions {
   error?: string;
   /** The lease being answered; a stale one is refused with `lease_mismatch`. */
   lease?: number;
+  /**
+   * Snooze: the message comes back after `delay` seconds (at once without one) without
+   * spending an attempt (answered `'snoozed'`); past the queue's `maxSnoozes` it is
+   * dead-lettered (`snoozed_out`). Needs `requeue` true.
+   */
+  snooze?: boolean;
 }
 
-/** What a nack did (`cancelled`: the job was cancelled while in flight and is settled). */
-export type NackAction = 'requeued' | 'delayed' | 'dead_lettered' | 'cancelled';
+/**
+ * What a nack did (`cancelled`: the job was cancelled while in flight and is settled;
+ * `snoozed`: a snooze, no attempt spent).
+ */
+export type NackAction = 'requeued' | 'delayed' | 'dead_lettered' | 'cancelled' | 'snoozed';
 
 /** One entry of `queue.ackBatch`. */
 export interface AckEntry {
@@ -165,6 +182,45 @@ export interface QueueConfig {
   dlqMax?: number;
   /** Priority of messages published without one. */
   defaultPriority?: number;
+  /** Most leased messages of the queue across all its consumers (at least 1; no limit when absent). */
+  maxInFlight?: number;
+  /** Most leased messages of one group at a time (at least 1; no limit when absent). */
+  groupConcurrency?: number;
+  /**
+   * A group's messages go one at a time in publish order, the next after the previous is
+   * acked or dead-lettered (`groupConcurrency` must be 1 or absent).
+   */
+  orderedGroups?: boolean;
+  /** Within a priority, ready messages are taken round robin across groups. */
+  fairGroups?: boolean;
+  /** Most deliveries of the queue per window. */
+  rateLimit?: Rate;
+  /** Most deliveries of each group per window. */
+  groupRateLimit?: Rate;
+  /** Snoozes a message may take before it is dead-lettered (`snoozed_out`); 100 by default. */
+  maxSnoozes?: number;
+}
+
+/**
+ * At most `max` deliveries per window of `perSecs` seconds (`{max, per_secs}` on the wire). A
+ * window opens with the first delivery after the previous one closed.
+ */
+export interface Rate {
+  /** Deliveries per window (at least 1). */
+  max: number;
+  /** The window's length, seconds (at most 30 days). */
+  perSecs: number;
+}
+
+/** One group of `queue.groups`: its messages by state. */
+export interface GroupInfo {
+  group: string;
+  /** Its ready messages. */
+  ready: number;
+  /** Its leased messages. */
+  inFlight: number;
+  /** Its messages waiting for a delay, a retry delay or a snooze. */
+  delayed: number;
 }
 
 /** A queue's statistics, camelCase (`config` durations are in ms). */
@@ -196,6 +252,20 @@ export interface QueueStats {
   oldestReadyAgeMs: number | null;
   /** The queue's settings as the server reports them. */
   config: Record<string, unknown>;
+  /** Paused: it delivers nothing until resumed. */
+  paused: boolean;
+  /**
+   * Nothing is delivered before this time (Unix ms): a worker's `rateLimit`, or the queue's
+   * `rateLimit` window while it is full; `null` when not rate limited.
+   */
+  rateLimitedUntilMs: number | null;
+  /** Groups holding messages (ready, delayed or in flight). */
+  groups: number;
+  /**
+   * Ready messages no consumer may take now: all of them while the queue is paused, rate
+   * limited or at `maxInFlight`, else those of groups at a limit.
+   */
+  heldBack: number;
 }
 
 /** A dead-lettered message. */
@@ -282,7 +352,7 @@ export interface Job<T = unknown, R = unknown> {
   queue: string;
   state: JobState;
   priority: number;
-  /** Always `null` on this server. */
+  /** The group it was published with, `null` for a message without one. */
   group: string | null;
   /** Deliveries so far. */
   attempts: number;

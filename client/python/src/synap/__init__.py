@@ -12,12 +12,13 @@ from ._pubsub import PubSubApi, Subscription
 from ._queue import QueueApi
 from ._stream import QueueStream
 from ._sync import SynapClient, SyncQueueStream, SyncSubscription
-from ._types import (AckBatchResult, DeadLetter, DlqPage, Job, KvGetResult, ProgressResult,
-                     PublishResult, PubSubMessage, PubSubPublishResult, QueueMessage, QueueStats,
-                     Schedule, ScheduleSet)
+from ._types import (AckBatchResult, DeadLetter, DlqPage, GroupInfo, Job, KvGetResult,
+                     ProgressResult, PublishResult, PubSubMessage, PubSubPublishResult,
+                     QueueMessage, QueueStats, Schedule, ScheduleSet)
 
 __all__ = [
-    "AckBatchResult", "AsyncSynapClient", "DeadLetter", "DlqPage", "Job", "KvApi", "KvGetResult",
+    "AckBatchResult", "AsyncSynapClient", "DeadLetter", "DlqPage", "GroupInfo", "Job", "KvApi",
+    "KvGetResult",
     "ProgressResult", "PubSubApi", "PubSubMessage", "PubSubPublishResult", "PublishResult",
     "QueueApi", "QueueMessage", "QueueStats", "QueueStream", "Schedule", "ScheduleSet",
     "Subscription", "SyncQueueStream", "SyncSubscription", "SynapClient", "SynapError",

@@ -2,28 +2,35 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Dict, List, Optional, Sequence
 
 from ._errors import SynapError
 from ._failover import with_key
 from ._stream import QueueStream
 from ._transport import Transport, seg
-from ._types import (AckBatchResult, DeadLetter, DlqPage, Job, ProgressResult, PublishResult,
-                     QueueMessage, QueueStats, Schedule, ScheduleSet)
+from ._types import (AckBatchResult, DeadLetter, DlqPage, GroupInfo, Job, ProgressResult,
+                     PublishResult, QueueMessage, QueueStats, Schedule, ScheduleSet, check_group)
 
 #: The server's wait for ``wait_for`` without a timeout, in seconds.
 DEFAULT_JOB_WAIT = 30.0
+
+#: Most groups ``groups`` may ask for.
+MAX_GROUPS_LIMIT = 1000
 
 
 def publish_body(message: Any, priority: Optional[int] = None, headers: Optional[Dict[str, str]] = None,
                  delay: Optional[float] = None, ttl: Optional[float] = None,
                  max_retries: Optional[int] = None, idempotency_key: Optional[str] = None,
-                 dedup: Optional[str] = None, debounce: Optional[bool] = None) -> Dict[str, Any]:
+                 dedup: Optional[str] = None, debounce: Optional[bool] = None,
+                 group: Optional[str] = None) -> Dict[str, Any]:
     """A publish body in the server's shape; absent options are left out."""
+    if group is not None:
+        check_group(group)
     body: Dict[str, Any] = {"message": message}
     for k, v in (("priority", priority), ("headers", headers), ("delay", delay), ("ttl", ttl),
                  ("max_retries", max_retries), ("idempotency_key", idempotency_key),
-                 ("dedup", dedup), ("debounce", debounce)):
+                 ("dedup", dedup), ("debounce", debounce), ("group", group)):
         if v is not None:
             body[k] = v
     return body
@@ -37,7 +44,10 @@ class QueueApi:
 
     async def create(self, name: str, **config: Any) -> bool:
         """Creates a queue (or sets its settings: ``max_retries``, ``ack_deadline_secs``,
-        ``retry_delays``, ``max_depth``, ...); True if it was created."""
+        ``retry_delays``, ``max_depth``, ..., and the flow settings ``max_in_flight``,
+        ``group_concurrency``, ``ordered_groups``, ``fair_groups``, ``rate_limit={"max": n,
+        "per_secs": s}``, ``group_rate_limit`` and ``max_snoozes``, which apply at once); True
+        if it was created."""
         r = await self._t.request("POST", f"/queue/{seg(name)}", config)
         return bool(r.get("created"))
 
@@ -58,16 +68,18 @@ class QueueApi:
                       headers: Optional[Dict[str, str]] = None, delay: Optional[float] = None,
                       ttl: Optional[float] = None, max_retries: Optional[int] = None,
                       idempotency_key: Optional[str] = None, dedup: Optional[str] = None,
-                      debounce: Optional[bool] = None) -> PublishResult:
+                      debounce: Optional[bool] = None, group: Optional[str] = None) -> PublishResult:
         """Publishes one message (any JSON). A repeat of ``idempotency_key`` answers the first
         publish (``duplicate=True``) for as long as ``dedup`` says: ``"window"`` (the server's
         idempotency window, the default) or ``"until_finished"`` (while the job is unfinished).
         ``debounce=True`` with a key and a ``delay``: a publish whose key names a job still
-        delayed replaces its message and restarts the delay (``replaced=True``). With several
-        server URLs an unanswered publish is resent to the leader under the same key,
-        generated when none is given."""
+        delayed replaces its message and restarts the delay (``replaced=True``). ``group``
+        (1-255 bytes: a user, a tenant, a video) puts it under the queue's group settings.
+        With several server URLs an unanswered publish is resent to the leader under the same
+        key, generated when none is given."""
         body = with_key(self._t.auto_keys, publish_body(
-            message, priority, headers, delay, ttl, max_retries, idempotency_key, dedup, debounce))
+            message, priority, headers, delay, ttl, max_retries, idempotency_key, dedup, debounce,
+            group))
         # Without a key a resend could add a second message.
         once = body.get("idempotency_key") is None
         return PublishResult.parse(await self._t.request("POST", f"/queue/{seg(name)}/publish", body,
@@ -188,16 +200,23 @@ class QueueApi:
 
     async def nack(self, name: str, message_id: str, requeue: bool = True, *,
                    delay: Optional[float] = None, error: Optional[str] = None,
-                   lease: Optional[int] = None) -> str:
+                   lease: Optional[int] = None, snooze: bool = False) -> str:
         """Gives a message back: retried when ``requeue`` (default), else dead-lettered.
-        Returns the action: ``requeued``, ``delayed``, ``dead_lettered`` or ``cancelled`` (a job
-        cancelled while in flight). Resent after an unanswered attempt only with ``lease``
-        (without one it could settle a later delivery); a resend whose first attempt landed is
-        refused with ``lease_mismatch``."""
+        With ``snooze=True`` it comes back after ``delay`` s (at once without one) without
+        spending an attempt; past the queue's ``max_snoozes`` it is dead-lettered
+        (``snoozed_out``). Returns the action: ``requeued``, ``delayed``, ``dead_lettered``,
+        ``snoozed`` or ``cancelled`` (a job cancelled while in flight). Resent after an
+        unanswered attempt only with ``lease`` (without one it could settle a later delivery);
+        a resend whose first attempt landed is refused with ``lease_mismatch``."""
+        if snooze and not requeue:
+            raise SynapError("a snooze brings the message back: it needs requeue=True",
+                             "invalid_argument")
         body: Dict[str, Any] = {"message_id": message_id, "requeue": requeue}
         for k, v in (("delay", delay), ("error", error), ("lease", lease)):
             if v is not None:
                 body[k] = v
+        if snooze:
+            body["snooze"] = True
         r = await self._t.request("POST", f"/queue/{seg(name)}/nack", body, once=lease is None)
         return str(r["action"])
 
@@ -229,6 +248,37 @@ class QueueApi:
         """Empties the dead-letter queue; returns how many were removed. Never resent after an
         unanswered attempt."""
         return int((await self._t.request("POST", f"/queue/{seg(name)}/dlq/purge", once=True))["purged"])
+
+    async def pause(self, name: str) -> bool:
+        """Pauses the queue: it goes on taking publishes, acks and nacks and delivers nothing
+        until ``resume``. Returns whether it is paused (True); 404 ``queue_not_found`` for an
+        unknown queue."""
+        return (await self._t.request("POST", f"/queue/{seg(name)}/pause")).get("paused") is True
+
+    async def resume(self, name: str) -> bool:
+        """Resumes a paused queue (its waiting consumers are served at once); returns whether
+        it is paused (False)."""
+        return (await self._t.request("POST", f"/queue/{seg(name)}/resume")).get("paused") is True
+
+    async def rate_limit(self, name: str, for_secs: float) -> int:
+        """No deliveries from the queue for ``for_secs`` s (more than 0), what a worker does
+        when its downstream answered 429. A later call can lengthen the pause, never shorten
+        it. Returns the time deliveries resume, Unix ms."""
+        if (not isinstance(for_secs, (int, float)) or isinstance(for_secs, bool)
+                or not math.isfinite(for_secs) or for_secs <= 0):
+            raise SynapError("for_secs must be a number of seconds above 0", "invalid_argument")
+        r = await self._t.request("POST", f"/queue/{seg(name)}/rate_limit", {"for_secs": for_secs})
+        return int(r["rate_limited_until_ms"])
+
+    async def groups(self, name: str, limit: Optional[int] = None) -> List[GroupInfo]:
+        """The groups holding messages (ready, delayed or in flight), largest first, then by
+        name; at most ``limit`` (1-1000, the server's 100 when None)."""
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                                  or not 1 <= limit <= MAX_GROUPS_LIMIT):
+            raise SynapError(f"limit must be 1-{MAX_GROUPS_LIMIT}", "invalid_argument")
+        params = None if limit is None else {"limit": limit}
+        r = await self._t.request("GET", f"/queue/{seg(name)}/groups", params=params)
+        return [GroupInfo.parse(g) for g in r["groups"]]
 
     async def stream(self, name: str, *, consumer_id: Optional[str] = None,
                      prefetch: Optional[int] = None,

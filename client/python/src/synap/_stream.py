@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 from ._errors import SynapError, closed
 from ._failover import with_key
 from ._transport import Transport, seg
-from ._types import PublishResult, QueueMessage
+from ._types import PublishResult, QueueMessage, check_group
 from ._ws import Inbox, frame_error, open_socket, reconnectable
 
 #: Most calls awaiting their answer on one stream.
@@ -81,6 +81,8 @@ class QueueStream:
         """Connects (to the leader, with several URLs) and waits for ``connected``."""
         stream = cls(t, queue, query)
         conn = await t.targets.run(f"queue stream {queue}", stream._connect, reconnectable)
+        # Calls made before the reader task first runs go straight to this connection.
+        stream._ws = conn[0]
         stream._runner = asyncio.get_running_loop().create_task(stream._run(conn))
         return stream
 
@@ -239,12 +241,20 @@ class QueueStream:
         await self._call(frame)
 
     async def nack(self, message_id: str, requeue: bool = True, *, delay: Optional[float] = None,
-                   error: Optional[str] = None, lease: Optional[int] = None) -> str:
-        """Nacks a pushed message; returns the action (``requeued``, ``delayed``, ``dead_lettered``)."""
+                   error: Optional[str] = None, lease: Optional[int] = None,
+                   snooze: bool = False) -> str:
+        """Nacks a pushed message; returns the action (``requeued``, ``delayed``,
+        ``dead_lettered``, ``snoozed``). ``snooze=True`` brings it back after ``delay`` without
+        spending an attempt."""
+        if snooze and not requeue:
+            raise SynapError("a snooze brings the message back: it needs requeue=True",
+                             "invalid_argument")
         frame: Dict[str, Any] = {"op": "nack", "message_id": message_id, "requeue": requeue}
         for k, v in (("delay", delay), ("error", error), ("lease", lease)):
             if v is not None:
                 frame[k] = v
+        if snooze:
+            frame["snooze"] = True
         return str((await self._call(frame)).get("action"))
 
     async def extend(self, message_id: str, ack_deadline: float, lease: Optional[int] = None) -> int:
@@ -257,12 +267,15 @@ class QueueStream:
     async def publish(self, message: Any, *, priority: Optional[int] = None,
                       headers: Optional[Dict[str, str]] = None, delay: Optional[float] = None,
                       ttl: Optional[float] = None,
-                      idempotency_key: Optional[str] = None) -> PublishResult:
+                      idempotency_key: Optional[str] = None,
+                      group: Optional[str] = None) -> PublishResult:
         """Publishes on the stream's queue and waits for the confirm (keyed as
-        ``queue.publish`` is)."""
+        ``queue.publish`` is; ``group`` as there)."""
+        if group is not None:
+            check_group(group)
         frame: Dict[str, Any] = {"op": "publish", "message": message}
         for k, v in (("priority", priority), ("headers", headers), ("delay", delay), ("ttl", ttl),
-                     ("idempotency_key", idempotency_key)):
+                     ("idempotency_key", idempotency_key), ("group", group)):
             if v is not None:
                 frame[k] = v
         return PublishResult.parse(await self._call(with_key(self._t.auto_keys, frame)))

@@ -11,9 +11,9 @@ from ._client import AsyncSynapClient
 from ._failover import DEFAULT_FAILOVER_SECS
 from ._pubsub import Subscription
 from ._stream import QueueStream
-from ._types import (AckBatchResult, DlqPage, Job, KvGetResult, ProgressResult, PublishResult,
-                     PubSubMessage, PubSubPublishResult, QueueMessage, QueueStats, Schedule,
-                     ScheduleSet)
+from ._types import (AckBatchResult, DlqPage, GroupInfo, Job, KvGetResult, ProgressResult,
+                     PublishResult, PubSubMessage, PubSubPublishResult, QueueMessage, QueueStats,
+                     Schedule, ScheduleSet)
 
 T = TypeVar("T")
 
@@ -185,6 +185,18 @@ class SyncQueueApi:
 
     def dlq_purge(self, name: str) -> int:
         return self._l.run(self._q.dlq_purge(name))
+
+    def pause(self, name: str) -> bool:
+        return self._l.run(self._q.pause(name))
+
+    def resume(self, name: str) -> bool:
+        return self._l.run(self._q.resume(name))
+
+    def rate_limit(self, name: str, for_secs: float) -> int:
+        return self._l.run(self._q.rate_limit(name, for_secs))
+
+    def groups(self, name: str, limit: Optional[int] = None) -> List[GroupInfo]:
+        return self._l.run(self._q.groups(name, limit))
 
     def stream(self, name: str, **opts: Any) -> SyncQueueStream:
         return SyncQueueStream(self._l, self._l.run(self._q.stream(name, **opts)))

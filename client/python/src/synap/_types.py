@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -90,7 +91,7 @@ class Job:
     #: Its body as JSON.
     message: Json
     headers: Dict[str, str]
-    #: Always ``None`` on this server.
+    #: The group it was published with; ``None`` for a message without one.
     group: Optional[str] = None
     #: In flight and cancelled: it settles as cancelled when its delivery ends.
     cancel_requested: bool = False
@@ -215,6 +216,8 @@ class QueueMessage:
     published_at: int
     #: The bytes of a message published as bytes; ``None`` otherwise.
     payload: Optional[List[int]] = None
+    #: The group it was published with; ``None`` for a message without one.
+    group: Optional[str] = None
 
     @classmethod
     def parse(cls, v: Any) -> "QueueMessage":
@@ -232,7 +235,41 @@ class QueueMessage:
             lease_deadline=_num(r, "lease_deadline"),
             published_at=_num(r, "published_at"),
             payload=payload if isinstance(payload, list) else None,
+            group=_opt_str(r, "group"),
         )
+
+
+#: The longest group name, in UTF-8 bytes.
+MAX_GROUP_BYTES = 255
+
+
+def check_group(group: Any) -> None:
+    """Raises ``invalid_argument`` for a group the server would refuse: 1-255 bytes of UTF-8
+    without control characters."""
+    if not isinstance(group, str) or not group:
+        raise SynapError("group must be a non-empty string", "invalid_argument")
+    if len(group.encode("utf-8", "surrogatepass")) > MAX_GROUP_BYTES:
+        raise SynapError(f"group must be at most {MAX_GROUP_BYTES} bytes", "invalid_argument")
+    if any(unicodedata.category(c) == "Cc" for c in group):
+        raise SynapError("group must not contain control characters", "invalid_argument")
+
+
+@dataclass
+class GroupInfo:
+    """One group of ``queue.groups``: its messages by state."""
+
+    group: str
+    #: Its ready messages.
+    ready: int
+    #: Its leased messages.
+    in_flight: int
+    #: Its messages waiting for a delay, a retry delay or a snooze.
+    delayed: int
+
+    @classmethod
+    def parse(cls, v: Any) -> "GroupInfo":
+        r = _obj(v, "group")
+        return cls(_str(r, "group"), _num(r, "ready"), _num(r, "in_flight"), _num(r, "delayed"))
 
 
 @dataclass
@@ -261,6 +298,16 @@ class QueueStats:
     cancelled_total: int = 0
     kept_jobs: int = 0
     schedules: int = 0
+    #: Paused: it delivers nothing until resumed.
+    paused: bool = False
+    #: Nothing is delivered before this time (Unix ms): a worker's ``rate_limit``, or the
+    #: queue's ``rate_limit`` window while it is full; ``None`` when not rate limited.
+    rate_limited_until_ms: Optional[int] = None
+    #: Groups holding messages (ready, delayed or in flight).
+    groups: int = 0
+    #: Ready messages no consumer may take now: all of them while the queue is paused, rate
+    #: limited or at ``max_in_flight``, else those of groups at a limit.
+    held_back: int = 0
 
     @classmethod
     def parse(cls, v: Any) -> "QueueStats":
@@ -271,16 +318,21 @@ class QueueStats:
             "lease_expired_total", "dead_lettered_total", "expired_total", "dlq_dropped_total",
         ]
         values = {k: _num(r, k) for k in ints}
-        # Job lifecycle counts; servers before them left them out.
-        for k in ("cancelled_total", "kept_jobs", "schedules"):
+        # Job lifecycle and flow-control counts; servers before them left them out.
+        for k in ("cancelled_total", "kept_jobs", "schedules", "groups", "held_back"):
             if k in r:
                 values[k] = _num(r, k)
+        paused = r.get("paused", False)
+        if not isinstance(paused, bool):
+            raise SynapError("field paused: expected a boolean", "decode")
         age = r.get("oldest_ready_age_ms")
         return cls(
             queue=_str(r, "queue"),
             avg_wait_time_ms=float(r.get("avg_wait_time_ms") or 0),
             oldest_ready_age_ms=age if isinstance(age, int) else None,
             config=dict(r.get("config") or {}),
+            paused=paused,
+            rate_limited_until_ms=_opt_num(r, "rate_limited_until_ms"),
             **values,
         )
 
