@@ -12,6 +12,8 @@ Usage:
   synap-server simulate --preset NAME [options]    simulate a built-in scenario
   synap-server simulate --replay LOG|DIR [opts]    replay a command log or a data directory
   synap-server simulate --list-presets             list the built-in scenarios
+  synap-server simulate (SCENARIO.json | --preset NAME) --sweep PARAM=VALUES
+                                                   one run per value, side by side
 
 Options:
   --seed N          override the scenario's seed (replay: the engine seed of the log)
@@ -20,6 +22,13 @@ Options:
   --interval MS     replay only: time between samples (default 60000)
   --until MS        replay only: keep running timers until this time
   --print-scenario  print the (preset or file) scenario as JSON instead of running it
+  --sweep P=VALUES  run the scenario once per value of parameter P (at most 25 values):
+                    workers (workers.NAME for a group other than the first), retry_scale,
+                    ack_deadline_ms, rate_scale, max_in_flight, group_concurrency,
+                    rate_limit, group_rate_limit (deliveries per window, 1 s when the
+                    scenario sets none), fair_groups, ordered_groups (false,true).
+                    VALUES: a list (1,2,4), a range of whole numbers (1..8) or a range
+                    in N points (0.5..2:4)
   -h, --help        this help
 
 The report (JSON on stdout) and the scenario format are described in docs/simulator.md.
@@ -39,6 +48,7 @@ struct Options {
     interval: Option<u64>,
     until: Option<u64>,
     print_scenario: bool,
+    sweep: Option<String>,
     list_presets: bool,
     help: bool,
 }
@@ -71,6 +81,7 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
             "--seed" => o.seed = Some(sim::parse_seed(&value("--seed")?)?),
             "--interval" => o.interval = Some(number("--interval", &value("--interval")?)?),
             "--until" => o.until = Some(number("--until", &value("--until")?)?),
+            "--sweep" => o.sweep = Some(value("--sweep")?),
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
             _ if o.scenario.is_none() => o.scenario = Some(arg),
             _ => return Err(format!("unexpected argument {arg:?}")),
@@ -85,6 +96,9 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
     }
     if sources == 0 && !o.help && !o.list_presets {
         return Err("no scenario: give SCENARIO.json, --preset NAME or --replay LOG.jsonl".into());
+    }
+    if o.sweep.is_some() && (o.replay.is_some() || o.print_scenario) {
+        return Err("--sweep runs a scenario: not with --replay or --print-scenario".into());
     }
     Ok(o)
 }
@@ -125,6 +139,15 @@ fn run(o: Options) -> Result<(), String> {
         }
         if o.print_scenario {
             return print_json(&scenario, true);
+        }
+        if let Some(text) = &o.sweep {
+            let spec = parse_sweep(text, &scenario)?;
+            let report = sim::sweep(&scenario, &spec).map_err(|e| e.to_string())?;
+            if o.summary {
+                print!("{}", sweep_table(&report));
+                return Ok(());
+            }
+            return print_json(&report, o.pretty);
         }
         Simulation::new(scenario).map_err(|e| e.to_string())?.run()
     };
@@ -225,6 +248,29 @@ fn summary_table(r: &Report) -> String {
             duration(w.p99)
         );
     }
+    if !s.by_group_class.is_empty() {
+        let _ = writeln!(
+            out,
+            "\ngroup class  groups  published  completed  dead  latency p50      p90      p99    wait p50      p99"
+        );
+        for c in &s.by_group_class {
+            let (l, w) = (&c.latency_ms, &c.wait_ms);
+            let _ = writeln!(
+                out,
+                "{:<11}  {:>6}  {:>9}  {:>9}  {:>4}  {:>11} {:>8} {:>8} {:>11} {:>8}",
+                c.class.name(),
+                c.groups,
+                c.published,
+                c.completed,
+                c.dead_lettered,
+                duration(l.p50),
+                duration(l.p90),
+                duration(l.p99),
+                duration(w.p50),
+                duration(w.p99)
+            );
+        }
+    }
     if !s.workers.is_empty() {
         let _ = writeln!(
             out,
@@ -247,6 +293,141 @@ fn summary_table(r: &Report) -> String {
     out
 }
 
+/// `PARAM=VALUES` of `--sweep`: `workers.NAME` picks a worker group by name; VALUES is a list
+/// (`1,2,4`, or `false,true` for a flag), a range of whole numbers (`1..8`) or a range in N
+/// points (`0.5..2:4`).
+fn parse_sweep(text: &str, scenario: &Scenario) -> Result<sim::Sweep, String> {
+    let (name, values) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--sweep takes PARAM=VALUES, got {text:?}"))?;
+    let (name, group) = match name.split_once('.') {
+        Some(("workers", group)) => ("workers", Some(group)),
+        _ => (name, None),
+    };
+    let param = sim::SweepParam::parse(name)?;
+    let worker_group = match group {
+        None => 0,
+        Some(g) => (scenario.workers.iter().position(|w| w.name == g))
+            .ok_or_else(|| format!("--sweep: the scenario has no worker group {g:?}"))?,
+    };
+    let value = |v: &str| -> Result<f64, String> {
+        match v.trim() {
+            "false" | "off" => Ok(0.0),
+            "true" | "on" => Ok(1.0),
+            v => v
+                .parse::<f64>()
+                .map_err(|_| format!("--sweep {name}: {v:?} is not a number")),
+        }
+    };
+    let values = if let Some((from, rest)) = values.split_once("..") {
+        let (to, points) = match rest.split_once(':') {
+            Some((to, n)) => {
+                let n = n
+                    .parse()
+                    .map_err(|_| format!("--sweep {name}: {n:?} is not a number of points"))?;
+                (to, n)
+            }
+            None if param.kind() == sim::ValueKind::Factor => {
+                return Err(format!(
+                    "--sweep {name}: a factor's range needs a number of points (A..B:N)"
+                ));
+            }
+            None => (rest, 0),
+        };
+        sim::sweep_values(param, value(from)?, value(to)?, points)?
+    } else {
+        values.split(',').map(value).collect::<Result<_, _>>()?
+    };
+    Ok(sim::Sweep {
+        param,
+        worker_group,
+        values,
+    })
+}
+
+/// A sweep as one table: a row per value with totals, wait p99 per priority and wait p50 and
+/// p99 per group class.
+fn sweep_table(r: &sim::SweepReport) -> String {
+    use std::fmt::Write as _;
+    let param = r.param.name();
+    let mut out = String::new();
+    let group = r
+        .worker_group
+        .as_deref()
+        .map(|g| format!(" (group {g})"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "scenario {}  seed {}  sweep {param}{group}: one whole run per value",
+        r.name, r.seed
+    );
+    let mut priorities: Vec<u8> = Vec::new();
+    let mut classes: Vec<sim::GroupClass> = Vec::new();
+    for p in &r.points {
+        priorities.extend(p.summary.by_priority.iter().map(|x| x.priority));
+        classes.extend(p.summary.by_group_class.iter().map(|c| c.class));
+    }
+    priorities.sort_unstable_by(|a, b| b.cmp(a));
+    priorities.dedup();
+    classes.sort_unstable();
+    classes.dedup();
+    let width = param.len().max(8);
+    let _ = write!(
+        out,
+        "\n{param:>width$}  completed   dead  in system  utilisation"
+    );
+    for p in &priorities {
+        let _ = write!(out, "  {:>10}", format!("p{p} wait p99"));
+    }
+    for c in &classes {
+        let _ = write!(
+            out,
+            "  {:>16} {:>8}",
+            format!("{} wait p50", c.name()),
+            "p99"
+        );
+    }
+    out.push('\n');
+    for point in &r.points {
+        let s = &point.summary;
+        let value = match r.param.kind() {
+            sim::ValueKind::Flag if point.value == 1.0 => "on".to_owned(),
+            sim::ValueKind::Flag => "off".to_owned(),
+            _ => point.value.to_string(),
+        };
+        let _ = write!(
+            out,
+            "{value:>width$}  {:>9}  {:>5}  {:>9}  {:>10.1}%",
+            s.completed,
+            s.dead_lettered,
+            s.still_in_system,
+            s.utilisation * 100.0
+        );
+        for p in &priorities {
+            let wait = s.by_priority.iter().find(|x| x.priority == *p);
+            let text = wait.map_or("-".to_owned(), |x| duration(x.wait_ms.p99));
+            let _ = write!(out, "  {text:>10}");
+        }
+        for c in &classes {
+            match s.by_group_class.iter().find(|x| x.class == *c) {
+                Some(x) => {
+                    let _ = write!(
+                        out,
+                        "  {:>16} {:>8}",
+                        duration(x.wait_ms.p50),
+                        duration(x.wait_ms.p99)
+                    );
+                }
+                None => {
+                    let _ = write!(out, "  {:>16} {:>8}", "-", "-");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// A duration in the unit that reads best, as the web app's `fmtMs` (www/src/dom.ts) does but
 /// keeping milliseconds up to 10 s: `850 ms`, `9999 ms`, `12.3 s`, `4.5 min`, `2.0 h`.
 fn duration(ms: u64) -> String {
@@ -261,7 +442,7 @@ fn duration(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::duration;
+    use super::{duration, parse_sweep, sim};
 
     #[test]
     fn durations_pick_their_unit() {
@@ -276,6 +457,34 @@ mod tests {
         ];
         for (ms, text) in cases {
             assert_eq!(duration(ms), text, "{ms} ms");
+        }
+    }
+
+    #[test]
+    fn sweeps_parse_lists_ranges_and_worker_groups() {
+        let scenario = sim::preset("video-processing").unwrap();
+        let parse = |text: &str| parse_sweep(text, &scenario);
+        let s = parse("fair_groups=false,true").unwrap();
+        assert_eq!(
+            (s.param, s.values),
+            (sim::SweepParam::FairGroups, vec![0.0, 1.0])
+        );
+        let s = parse("max_in_flight=1..4").unwrap();
+        assert_eq!(s.values, [1.0, 2.0, 3.0, 4.0]);
+        let s = parse("rate_scale=0.5..2:4").unwrap();
+        assert_eq!(s.values, [0.5, 1.0, 1.5, 2.0]);
+        let s = parse("workers.spot-encoder=1,2").unwrap();
+        assert_eq!((s.param, s.worker_group), (sim::SweepParam::Workers, 1));
+        for (bad, needle) in [
+            ("max_in_flight", "PARAM=VALUES"),
+            ("nope=1", "unknown sweep parameter"),
+            ("workers.nope=1", "no worker group"),
+            ("rate_scale=1..2", "number of points"),
+            ("group_concurrency=one", "not a number"),
+            ("rate_limit=1..40", "at most 25"),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert!(err.contains(needle), "{bad}: {err}");
         }
     }
 }

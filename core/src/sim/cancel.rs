@@ -10,6 +10,7 @@
 //! will settle it as cancelled) or `already_finished`; all three are counted, none is an error.
 
 use super::dist::Dist;
+use super::grouping::GroupClass;
 use super::report::CancelStats;
 use super::scenario::Scenario;
 use super::world::{Actor, Stage};
@@ -70,9 +71,11 @@ impl Canceller {
 }
 
 impl Stage {
-    /// A task of type `kind` was published at `now` as `id`: schedules its cancellation if
-    /// its type's `cancel` draws one.
-    pub(crate) fn published(&mut self, now: u64, id: MessageId, kind: usize) {
+    /// A task of type `kind` was published at `now` as `id` (its group of class `class`):
+    /// counts it for the report's group classes and schedules its cancellation if its type's
+    /// `cancel` draws one.
+    pub(crate) fn published(&mut self, now: u64, id: MessageId, kind: usize, class: GroupClass) {
+        self.driver.metrics.classify(id, class);
         if let Some(at) = self.canceller.draw(kind, now) {
             self.schedule(at, Actor::Cancel(id));
         }
@@ -94,7 +97,7 @@ impl Stage {
                 .get("task")
                 .and_then(|t| self.catalog.index_of(t));
             if let Some(kind) = kind {
-                self.published(now, id, kind);
+                self.published(now, id, kind, GroupClass::Ungrouped);
             }
         }
     }

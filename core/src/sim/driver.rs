@@ -161,6 +161,7 @@ impl Driver {
             cancelled: 0,
             throughput_per_sec: 0.0,
             wait_ms: Vec::new(),
+            group_wait_ms: Vec::new(),
         };
         let queues = match self.handle(t, Command::ListQueues) {
             Ok(Reply::Queues { queues }) => queues,
@@ -185,6 +186,7 @@ impl Driver {
         let span_ms = t.saturating_sub(self.last_sample_at).max(1);
         point.throughput_per_sec = point.completed as f64 * 1000.0 / span_ms as f64;
         point.wait_ms = m.take_interval_waits();
+        point.group_wait_ms = m.take_interval_class_waits();
         self.series.push(point);
         self.last_sample_at = t;
         self.next_sample = if t >= self.end {

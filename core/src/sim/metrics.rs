@@ -7,7 +7,11 @@
 
 use rustc_hash::FxHashMap;
 
-use super::report::{DeadLetterReasons, Percentiles, PriorityStats, PriorityWait};
+use super::class_metrics::{ClassMetrics, Ending};
+use super::grouping::GroupClass;
+use super::report::{
+    ClassWait, DeadLetterReasons, GroupClassStats, Percentiles, PriorityStats, PriorityWait,
+};
 use crate::{DeadLetterReason, MessageId, Observed, ObservedKind, Rng};
 
 /// A bounded uniform sample of a stream of durations, with exact count, max and sum.
@@ -43,6 +47,11 @@ impl Reservoir {
                 self.values[slot as usize] = value;
             }
         }
+    }
+
+    /// Values recorded.
+    pub(crate) fn seen(&self) -> u64 {
+        self.seen
     }
 
     /// Count, mean, p50/p90/p99 (nearest rank over the sorted sample) and max.
@@ -103,6 +112,8 @@ pub(crate) struct Metrics {
     /// Counts at the previous sample (published, completed, dead-lettered, cancelled), to
     /// report per-interval figures.
     pub(crate) last: [u64; 4],
+    /// Per group class, when producers use groups.
+    classes: Option<ClassMetrics>,
 }
 
 impl Metrics {
@@ -133,6 +144,36 @@ impl Metrics {
             retries: 0,
             lease_expired: 0,
             last: [0; 4],
+            classes: None,
+        }
+    }
+
+    /// Keeps figures per group class from now on, listing `listed` (with their group counts)
+    /// in the report.
+    pub(crate) fn keep_group_classes(
+        &mut self,
+        seed: u64,
+        reservoir_size: usize,
+        listed: Vec<(GroupClass, u32)>,
+    ) {
+        self.classes = Some(ClassMetrics::new(
+            seed,
+            reservoir_size,
+            self.interval_cap,
+            listed,
+        ));
+    }
+
+    /// The simulator published `id` with a group of class `class`.
+    pub(crate) fn classify(&mut self, id: MessageId, class: GroupClass) {
+        if let Some(c) = &mut self.classes {
+            c.classify(id, class);
+        }
+    }
+
+    fn class_ended(&mut self, id: Option<MessageId>, how: Ending) {
+        if let Some(c) = &mut self.classes {
+            c.ended(id, how);
         }
     }
 
@@ -153,14 +194,21 @@ impl Metrics {
                 let wait = o.ms.unwrap_or(0);
                 p.wait.record(wait, &mut self.rng);
                 p.interval_wait.record(wait, &mut self.rng);
+                if let Some(c) = &mut self.classes {
+                    c.delivered(o.message_id, wait);
+                }
             }
             ObservedKind::Acked => {
                 self.completed += 1;
                 p.completed += 1;
-                if let Some(published) = o.message_id.and_then(|id| self.open.remove(&id)) {
-                    p.latency
-                        .record(at.saturating_sub(published), &mut self.rng);
+                let latency = o
+                    .message_id
+                    .and_then(|id| self.open.remove(&id))
+                    .map(|published| at.saturating_sub(published));
+                if let Some(ms) = latency {
+                    p.latency.record(ms, &mut self.rng);
                 }
+                self.class_ended(o.message_id, Ending::Acked(latency));
             }
             ObservedKind::DeadLettered => {
                 self.dead_lettered += 1;
@@ -168,6 +216,7 @@ impl Metrics {
                 if let Some(id) = o.message_id {
                     self.open.remove(&id);
                 }
+                self.class_ended(o.message_id, Ending::DeadLettered);
                 match o.reason {
                     Some(DeadLetterReason::Rejected) => self.reasons.rejected += 1,
                     Some(DeadLetterReason::Expired) => self.reasons.expired += 1,
@@ -191,6 +240,7 @@ impl Metrics {
                 if let Some(id) = o.message_id {
                     self.open.remove(&id);
                 }
+                self.class_ended(o.message_id, Ending::Cancelled);
             }
         }
     }
@@ -226,6 +276,20 @@ impl Metrics {
             p.interval_wait = Reservoir::new(self.interval_cap);
         }
         out
+    }
+
+    /// Per-interval wait percentiles per group class (empty without groups); resets them.
+    pub(crate) fn take_interval_class_waits(&mut self) -> Vec<ClassWait> {
+        self.classes
+            .as_mut()
+            .map_or_else(Vec::new, ClassMetrics::take_interval_waits)
+    }
+
+    /// Totals per group class (empty without groups).
+    pub(crate) fn group_class_stats(&self) -> Vec<GroupClassStats> {
+        self.classes
+            .as_ref()
+            .map_or_else(Vec::new, |c| c.stats(self.published))
     }
 
     /// Totals per priority that saw any message, highest first.

@@ -23,36 +23,53 @@
 //! 1970-01-01 00:00 UTC) put at time 0, whose runs the engine's own timers publish; a task type
 //! may have a fraction of its tasks cancelled some time after their publish (see `cancel`).
 //!
+//! Flow control runs as in the server: the scenario's `queue_config` carries every flow
+//! setting, and a producer's `groups` spreads its tasks over message groups, optionally with one
+//! heavy group taking a share of them ([`ProducerGroups`]); the report then gives waits per
+//! [`GroupClass`]. [`sweep`] runs a scenario once per value of one parameter (the capacity
+//! planner), flow settings included.
+//!
 //! A recorded command log can be replayed with [`replay`]; see that module for the format.
 
 mod cancel;
+mod class_metrics;
 mod dist;
 mod driver;
+mod grouping;
 mod metrics;
 mod presets;
 mod producer;
 mod replay;
 mod report;
 mod scenario;
+mod sweep;
 mod worker;
 mod world;
 
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_flow;
+#[cfg(test)]
 mod tests_lifecycle;
 
 pub use dist::Dist;
+pub use grouping::{GroupClass, HEAVY_GROUP, ProducerGroups};
 pub use presets::{PresetInfo, preset, presets};
 pub use replay::{ExportHead, LogRecord, ReplayLog, ReplayOptions, parse_log, replay};
 pub use report::{
-    CancelStats, DeadLetterReasons, Percentiles, PriorityStats, PriorityWait, Report, Sample,
-    Summary, WorkerStats,
+    CancelStats, ClassWait, DeadLetterReasons, GroupClassStats, Percentiles, PriorityStats,
+    PriorityWait, Report, Sample, Summary, WorkerStats,
 };
 pub use scenario::{
     Arrival, Cancellation, FollowUp, MAX_CRON_BYTES, MAX_DURATION_MS, MAX_EXPECTED_TASKS,
     MAX_PAYLOAD_BYTES, MAX_PRODUCER_GROUPS, MAX_PRODUCERS, MAX_SAMPLES, MAX_TASK_TYPES,
     MAX_WORKERS, MixEntry, Producer, Scenario, TaskType, WorkerGroup, parse_seed,
+};
+
+pub use sweep::{
+    DEFAULT_RATE_WINDOW_MS, MAX_SWEEP_POINTS, Sweep, SweepParam, SweepPoint, SweepReport,
+    ValueKind, apply, sweep, sweep_values,
 };
 
 use world::World;

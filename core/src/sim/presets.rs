@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::dist::Dist;
+use super::grouping::ProducerGroups;
 use super::scenario::{
     Arrival, Cancellation, FollowUp, MixEntry, Producer, Scenario, TaskType, WorkerGroup,
 };
@@ -43,6 +44,13 @@ pub fn presets() -> Vec<PresetInfo> {
              within a minute; a cron schedule publishes a 15-minute report at 02:00 UTC and \
              another schedule a cleanup every 10 minutes; 3 workers.",
         ),
+        info(
+            "noisy-neighbour",
+            "One uploader floods a transcode queue: half of 1.2 uploads/s come from one user \
+             (the group `heavy`), the rest from 200 light users; 4 workers take about 1/s. \
+             Compare with `--sweep fair_groups=0,1`: fair groups keep the light users' waits \
+             short while the heavy uploader's backlog grows.",
+        ),
     ]
 }
 
@@ -52,6 +60,7 @@ pub fn preset(name: &str) -> Result<Scenario, String> {
         "video-processing" => Ok(video_processing()),
         "steady" => Ok(steady()),
         "nightly-reports" => Ok(nightly_reports()),
+        "noisy-neighbour" => Ok(noisy_neighbour()),
         _ => Err(format!(
             "unknown preset {name:?}; known presets: {}",
             presets()
@@ -266,6 +275,48 @@ fn nightly_reports() -> Scenario {
         workers: vec![WorkerGroup {
             name: "worker".into(),
             count: 3,
+            ..WorkerGroup::default()
+        }],
+        ..Scenario::default()
+    }
+}
+
+/// Flow control's reference picture (controlling-throughput.md). One producer's uploads come
+/// half from one heavy uploader and half from 200 light users: 1.2 tasks/s against four
+/// workers that finish about 1/s (4 s ± 1 s each), so the queue is flooded. First come, first
+/// served, everyone waits behind the heavy uploader's backlog, minutes by the end of the hour;
+/// with `fair_groups` the groups take turns, so a light user's upload waits seconds and the
+/// backlog stays the heavy uploader's own.
+fn noisy_neighbour() -> Scenario {
+    Scenario {
+        name: "noisy-neighbour".into(),
+        duration_ms: 3_600_000,
+        seed: 11,
+        sample_interval_ms: 60_000,
+        queue: "transcode".into(),
+        queue_config: QueueConfig {
+            ack_deadline_ms: 60_000,
+            ..QueueConfig::default()
+        },
+        task_types: vec![TaskType {
+            name: "transcode".into(),
+            service: normal(4_000, 1_000),
+            payload_bytes: 512,
+            ..TaskType::default()
+        }],
+        producers: vec![Producer {
+            name: "uploads".into(),
+            arrival: Arrival::Poisson { rate_per_sec: 1.2 },
+            mix: vec![mix("transcode", 5, 1)],
+            groups: ProducerGroups {
+                count: 200,
+                heavy_share: 0.5,
+            },
+            ..Producer::default()
+        }],
+        workers: vec![WorkerGroup {
+            name: "gpu".into(),
+            count: 4,
             ..WorkerGroup::default()
         }],
         ..Scenario::default()

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::dist::exponential;
+use super::grouping::{GroupClass, ProducerGroups};
 use super::scenario::{Arrival, Producer, Scenario};
 use super::world::{Actor, Stage};
 use crate::{Command, Headers, Json, Millis, PublishMessage, Reply, Rng, ScheduleSpec};
@@ -138,8 +139,8 @@ pub(crate) struct ProducerActor {
     stop: u64,
     /// Arrivals so far (constant and bursts compute times from it, avoiding drift).
     k: u64,
-    /// Groups its tasks are spread over (0: none).
-    groups: u32,
+    /// How its tasks are spread over groups.
+    groups: ProducerGroups,
     /// Exact (fractional) time of the latest Poisson arrival; the first comes one random gap
     /// after `start`.
     poisson_at: f64,
@@ -228,12 +229,11 @@ impl ProducerActor {
             let made = stage.tasks_made;
             let mut message = stage.catalog.message(kind, priority, made, self.rng());
             // Drawn only for a producer with groups, so other runs draw what they always did.
-            if self.groups > 0 {
-                let g = self.rng.next_u64() % u64::from(self.groups);
-                message.group = Some(format!("group-{g}"));
+            if self.groups.used() {
+                message.group = self.groups.draw(&mut self.rng);
             }
+            kinds.push((kind, GroupClass::of(message.group.as_deref())));
             messages.push(message);
-            kinds.push(kind);
         }
         let queue = stage.scenario.queue.clone();
         let cmd = if n == 1 {
@@ -251,8 +251,8 @@ impl ProducerActor {
                 Vec::new()
             }
         };
-        for (p, kind) in published.iter().zip(kinds) {
-            stage.published(now, p.message_id, kind);
+        for (p, (kind, class)) in published.iter().zip(kinds) {
+            stage.published(now, p.message_id, kind, class);
         }
         if let Some(t) = self.next_time() {
             stage.schedule(t, Actor::Producer(i));

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::grouping::GroupClass;
+
 /// Everything a run measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -50,6 +52,46 @@ pub struct Sample {
     pub throughput_per_sec: f64,
     /// Ready-to-delivery wait of the interval's deliveries, per priority (highest first).
     pub wait_ms: Vec<PriorityWait>,
+    /// The same per group class (heavy, light, ungrouped), when producers use groups; absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_wait_ms: Vec<ClassWait>,
+}
+
+/// Wait percentiles of one group class within one interval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClassWait {
+    /// `heavy`, `light` or `ungrouped`.
+    pub class: GroupClass,
+    /// Deliveries counted.
+    pub count: u64,
+    /// Median wait.
+    pub p50: u64,
+    /// 99th percentile wait.
+    pub p99: u64,
+}
+
+/// Totals and percentiles of one group class: the heavy group, the light groups together, or
+/// the messages without a group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupClassStats {
+    /// `heavy`, `light` or `ungrouped`.
+    pub class: GroupClass,
+    /// Groups in the class: 1 for `heavy`, the largest producer `count` for `light`, 0 for
+    /// `ungrouped`.
+    pub groups: u32,
+    /// Messages published in it.
+    pub published: u64,
+    /// Of those, acked.
+    pub completed: u64,
+    /// Of those, dead-lettered.
+    pub dead_lettered: u64,
+    /// Of those, cancelled.
+    pub cancelled: u64,
+    /// Publish-to-ack time of completed messages.
+    pub latency_ms: Percentiles,
+    /// Ready-to-delivery wait of every delivery (retries included).
+    pub wait_ms: Percentiles,
 }
 
 /// Wait percentiles of one priority within one interval.
@@ -187,6 +229,9 @@ pub struct Summary {
     pub rejected_publishes: u64,
     /// Per priority, highest first.
     pub by_priority: Vec<PriorityStats>,
+    /// Per group class (heavy, light, ungrouped), when producers use groups; absent otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_group_class: Vec<GroupClassStats>,
     /// Per worker group.
     pub workers: Vec<WorkerStats>,
     /// Fraction of all workers' time spent processing tasks.

@@ -9,7 +9,8 @@ use croner::parser::{CronParser, Seconds, Year};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::dist::Dist;
-use crate::{EngineConfig, MIN_EVERY_MS, QueueConfig, validate_queue_name};
+use super::grouping::ProducerGroups;
+use crate::{EngineConfig, Error, MIN_EVERY_MS, QueueConfig, validate_queue_name};
 
 /// Most worker groups × count in one scenario.
 pub const MAX_WORKERS: u32 = 1_000;
@@ -225,15 +226,16 @@ pub struct Producer {
     pub start_ms: u64,
     /// No publishes at or after this time; the scenario's end when absent.
     pub stop_ms: Option<u64>,
-    /// Spreads its tasks over this many message groups, `group-0` to `group-{n-1}`, drawn
-    /// uniformly (a user or tenant each; producers share the names); 0 publishes ungrouped.
-    /// The queue config's group settings then apply (DESIGN.md §12).
-    #[serde(skip_serializing_if = "is_zero")]
-    pub groups: u32,
+    /// Spreads its tasks over message groups (a user or tenant each; producers share the
+    /// names): a number `n` draws them uniformly from `group-0` to `group-{n-1}`;
+    /// `{count, heavy_share}` also sends each to the group `heavy` with chance `heavy_share`.
+    /// 0 publishes ungrouped. The queue config's group settings then apply (DESIGN.md §12).
+    #[serde(skip_serializing_if = "unused")]
+    pub groups: ProducerGroups,
 }
 
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+fn unused(g: &ProducerGroups) -> bool {
+    !g.used()
 }
 
 impl Default for Producer {
@@ -244,7 +246,7 @@ impl Default for Producer {
             mix: Vec::new(),
             start_ms: 0,
             stop_ms: None,
-            groups: 0,
+            groups: ProducerGroups::default(),
         }
     }
 }
@@ -325,6 +327,15 @@ pub fn parse_seed(text: &str) -> Result<u64, String> {
         .map_err(|_| format!("seed {text:?} does not fit in 64 bits"))
 }
 
+/// An invalid `queue_config` named like the scenario's other fields:
+/// `queue_config.max_in_flight: must be at least 1`.
+pub(crate) fn queue_config_error(e: Error) -> String {
+    match e {
+        Error::InvalidArgument { field, reason } => format!("queue_config.{field}: {reason}"),
+        e => format!("queue_config: {e}"),
+    }
+}
+
 fn probability(what: &str, p: f64) -> Result<(), String> {
     if p.is_finite() && (0.0..=1.0).contains(&p) {
         Ok(())
@@ -358,7 +369,7 @@ impl Scenario {
         validate_queue_name(&self.queue).map_err(|e| format!("queue: {e}"))?;
         self.queue_config
             .validate(&self.engine.limits)
-            .map_err(|e| format!("queue_config: {e}"))?;
+            .map_err(queue_config_error)?;
         self.validate_task_types()?;
         self.validate_producers()?;
         self.validate_workers()
@@ -429,8 +440,11 @@ impl Scenario {
             if total_weight == 0 {
                 return Err(format!("{at}.mix: weights must not all be 0"));
             }
-            if p.groups > MAX_PRODUCER_GROUPS {
-                return Err(format!("{at}.groups: at most {MAX_PRODUCER_GROUPS}"));
+            p.groups.validate(&at, MAX_PRODUCER_GROUPS)?;
+            if p.groups.used() && matches!(p.arrival, Arrival::Schedule { .. }) {
+                return Err(format!(
+                    "{at}.groups: a schedule's runs carry no group; leave groups out"
+                ));
             }
             let stop = p.stop_ms.unwrap_or(self.duration_ms).min(self.duration_ms);
             let active_s = stop.saturating_sub(p.start_ms) as f64 / 1000.0;

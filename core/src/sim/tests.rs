@@ -274,7 +274,7 @@ fn flow_limits_and_groups_shape_a_simulated_run() {
     limited.queue_config.group_concurrency = Some(1);
     limited.queue_config.fair_groups = true;
     for p in &mut limited.producers {
-        p.groups = 20;
+        p.groups = ProducerGroups::uniform(20);
     }
     let a = run(limited.clone());
     assert_eq!(a, run(limited.clone()), "deterministic");
@@ -295,6 +295,6 @@ fn flow_limits_and_groups_shape_a_simulated_run() {
             .unwrap()
             .contains(r#""groups":"#)
     );
-    limited.producers[0].groups = MAX_PRODUCER_GROUPS + 1;
+    limited.producers[0].groups = ProducerGroups::uniform(MAX_PRODUCER_GROUPS + 1);
     assert!(Simulation::new(limited).is_err());
 }

@@ -12,6 +12,7 @@
 
 use std::collections::VecDeque;
 
+use super::grouping::GroupClass;
 use super::world::{Actor, Stage};
 use crate::{Command, Delivery, Error, Json, NackAction, Reply, Rng};
 
@@ -285,7 +286,9 @@ impl WorkerActor {
                 message,
             };
             match stage.driver.handle(now, cmd) {
-                Ok(Reply::Published(p)) => stage.published(now, p.message_id, next),
+                Ok(Reply::Published(p)) => {
+                    stage.published(now, p.message_id, next, GroupClass::Ungrouped);
+                }
                 Ok(_) => {}
                 Err(_) => stage.driver.rejected_publishes += 1,
             }

@@ -10,10 +10,11 @@ use std::collections::{BTreeMap, BinaryHeap};
 use super::cancel::Canceller;
 use super::dist::Dist;
 use super::driver::Driver;
+use super::grouping::GroupClass;
 use super::metrics::Metrics;
 use super::producer::{ProducerActor, TaskCatalog, schedule_command};
 use super::report::{CancelStats, Report, Summary, WorkerStats};
-use super::scenario::{Arrival, Scenario};
+use super::scenario::{Arrival, Scenario, queue_config_error};
 use super::worker::{GroupStats, WorkerActor};
 use crate::{Command, Engine, Event, MessageId, Rng, WaiterId};
 
@@ -80,7 +81,10 @@ impl World {
         scenario.validate()?;
         let seed = scenario.seed;
         let engine = Engine::new(scenario.engine.clone(), seed);
-        let metrics = Metrics::new(seed, scenario.reservoir_size as usize);
+        let mut metrics = Metrics::new(seed, scenario.reservoir_size as usize);
+        if let Some(listed) = group_classes(&scenario) {
+            metrics.keep_group_classes(seed, scenario.reservoir_size as usize, listed);
+        }
         let mut driver = Driver::new(
             engine,
             metrics,
@@ -95,7 +99,7 @@ impl World {
                 config: Some(Box::new(scenario.queue_config.clone())),
             },
         );
-        created.map_err(|e| format!("queue_config: {e}"))?;
+        created.map_err(queue_config_error)?;
         let catalog = TaskCatalog::new(&scenario);
         for (i, p) in scenario.producers.iter().enumerate() {
             if let Some(cmd) = schedule_command(i, p, &scenario, &catalog) {
@@ -297,12 +301,41 @@ pub(crate) fn summary_of(d: &Driver) -> Summary {
         lease_expired: m.lease_expired,
         rejected_publishes: d.rejected_publishes,
         by_priority: m.priority_stats(),
+        by_group_class: m.group_class_stats(),
         workers: Vec::new(),
         utilisation: 0.0,
         commands: d.commands,
         events_processed: d.events_processed,
         run_hash: d.run_hash(),
     }
+}
+
+/// The group classes the report lists, with their group counts, when any producer uses
+/// groups: `heavy` when one has a `heavy_share`, `light` when one has a `count`, `ungrouped`
+/// when some tasks carry no group (producers without groups, schedule runs, follow-ups).
+fn group_classes(scenario: &Scenario) -> Option<Vec<(GroupClass, u32)>> {
+    let producers = &scenario.producers;
+    if !producers.iter().any(|p| p.groups.used()) {
+        return None;
+    }
+    let mut listed = Vec::new();
+    if producers.iter().any(|p| p.groups.heavy_share > 0.0) {
+        listed.push((GroupClass::Heavy, 1));
+    }
+    // A producer whose every task is heavy draws no light group.
+    let light = (producers.iter())
+        .filter(|p| p.groups.heavy_share < 1.0)
+        .map(|p| p.groups.count)
+        .max()
+        .unwrap_or(0);
+    if light > 0 {
+        listed.push((GroupClass::Light, light));
+    }
+    let follow_ups = scenario.task_types.iter().any(|t| !t.follow_ups.is_empty());
+    if follow_ups || producers.iter().any(|p| p.groups.leaves_ungrouped()) {
+        listed.push((GroupClass::Ungrouped, 0));
+    }
+    Some(listed)
 }
 
 fn ratio(part: u64, whole: u64) -> f64 {
