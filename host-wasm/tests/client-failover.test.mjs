@@ -182,15 +182,7 @@ test('publishing while the leader is killed loses nothing and doubles nothing', 
   console.log(`# ${duplicates} publish(es) answered as duplicates after the failover`);
 });
 
-// Known bug, about one run in four: after the kill the client stops taking the new leader's
-// pushes (the server keeps delivering to a session and its leases expire, acks stop at the
-// half); a connection attempt left behind by the reconnect is the suspect. Run it with
-// SYNAP_TS_STREAM_FAILOVER=1 until it is fixed.
-const streamFailover = process.env.SYNAP_TS_STREAM_FAILOVER
-  ? {}
-  : { skip: 'intermittent: set SYNAP_TS_STREAM_FAILOVER=1 (a known bug of the stream reconnect)' };
-
-test('a stream consumer keeps receiving after the leader is killed', { timeout: 180_000, ...streamFailover }, async (t) => {
+test('a stream consumer keeps receiving after the leader is killed', { timeout: 180_000 }, async (t) => {
   const c = await cluster(t);
   const leader = await c.leader();
   const urls = [...c.others(leader).map((x) => x.url), c.nodes[leader - 1].url];

@@ -239,8 +239,8 @@ export class QueueStream<T = unknown> implements AsyncIterable<QueueMessage<T>> 
             continue;
           }
           call.resent = call.sentOn !== undefined;
-          call.sentOn = conn;
           if (!conn.socket?.send(JSON.stringify({ ...call.frame, id }))) break;
+          call.sentOn = conn;
         }
       },
       (e: unknown) => this.end(e instanceof SynapError ? e : new SynapError(describe(e), 'closed', 0)),
@@ -268,9 +268,16 @@ export class QueueStream<T = unknown> implements AsyncIterable<QueueMessage<T>> 
     }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
+      const call: Pending = { frame, sentOn: undefined, resent: false, resolve, reject };
+      this.pending.set(id, call);
+      // `sentOn` records a send that happened: frames of a new connection (its `connected`
+      // among them) may be read before `connect` holds its socket, and a call made then is
+      // sent by the reconnect that is still finishing.
       const conn = this.conn?.connected ? this.conn : undefined;
-      this.pending.set(id, { frame, sentOn: conn, resent: false, resolve, reject });
-      if (conn?.socket?.send(JSON.stringify({ ...frame, id }))) return;
+      if (conn?.socket?.send(JSON.stringify({ ...frame, id }))) {
+        call.sentOn = conn;
+        return;
+      }
       // With several URLs the call waits for the reconnect, which sends it.
       if (!this.t.targets.multi) {
         this.pending.delete(id);
