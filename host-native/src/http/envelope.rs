@@ -29,8 +29,56 @@ use crate::handle::{Failure, StorageFault};
 use crate::permissions::Principal;
 use crate::settings::{ApplySettings as _, QueueSettings};
 
-/// A command's outcome: the response payload, or the error string.
-pub(super) type Outcome = Result<Value, String>;
+// The flow-control commands: a child module, its file beside the envelope's others.
+#[path = "envelope_flow.rs"]
+mod flow;
+
+/// A command's outcome: the response payload, or why it failed.
+pub(super) type Outcome = Result<Value, Refusal>;
+
+/// A failed command: the error text the SDKs read, and the machine code REST answers for the
+/// same error (`None` only where REST has no such error: an unknown command, an engine reply
+/// that cannot be).
+#[derive(Debug)]
+pub(super) struct Refusal {
+    /// The `error` string.
+    pub(super) error: String,
+    /// The `code`.
+    pub(super) code: Option<&'static str>,
+}
+
+impl From<String> for Refusal {
+    /// An error the envelope made itself: its text's fixed prefix names its code.
+    fn from(error: String) -> Self {
+        let code = [
+            ("Invalid request: ", "invalid_argument"),
+            ("Invalid value: ", "invalid_argument"),
+            ("Message not found: ", "message_not_found"),
+            ("payload too large", "payload_too_large"),
+            (FORBIDDEN, "forbidden"),
+        ]
+        .into_iter()
+        .find_map(|(prefix, code)| error.starts_with(prefix).then_some(code));
+        Self { error, code }
+    }
+}
+
+impl From<&str> for Refusal {
+    fn from(error: &str) -> Self {
+        error.to_owned().into()
+    }
+}
+
+impl From<Failure> for Refusal {
+    /// An engine failure: its text as the SDKs read it, its code as REST answers it.
+    fn from(f: Failure) -> Self {
+        let code = ApiError::from(f.clone()).code();
+        Self {
+            error: wire_error(f),
+            code: Some(code),
+        }
+    }
+}
 
 /// Lenient reads of a payload object.
 pub(super) struct Fields<'a>(pub(super) &'a Value);
@@ -97,6 +145,26 @@ impl<'a> Fields<'a> {
             }),
         }
     }
+    /// An optional string, strictly (for Synap's own fields): absent or `null` is `None`,
+    /// another type an error.
+    pub(super) fn opt_text(&self, k: &str) -> Result<Option<&'a str>, String> {
+        self.get(k)
+            .map(|v| {
+                v.as_str()
+                    .ok_or_else(|| format!("Invalid value: {k}: must be a string"))
+            })
+            .transpose()
+    }
+    /// An optional boolean, strictly (for Synap's own fields): absent or `null` is `None`,
+    /// another type an error.
+    pub(super) fn opt_flag(&self, k: &str) -> Result<Option<bool>, String> {
+        self.get(k)
+            .map(|v| {
+                v.as_bool()
+                    .ok_or_else(|| format!("Invalid value: {k}: must be true or false"))
+            })
+            .transpose()
+    }
     /// A required string field.
     pub(super) fn need(&self, k: &str) -> Result<&'a str, String> {
         self.str(k)
@@ -135,8 +203,11 @@ pub(crate) fn wire_error(f: Failure) -> String {
 }
 
 /// A reply variant the command cannot produce.
-pub(super) fn odd(reply: &Reply) -> String {
-    format!("Internal error: unexpected engine reply {reply:?}")
+pub(super) fn odd(reply: &Reply) -> Refusal {
+    Refusal {
+        error: format!("Internal error: unexpected engine reply {reply:?}"),
+        code: None,
+    }
 }
 
 /// What a command runs with: the server's state and the caller.
@@ -156,8 +227,8 @@ impl std::ops::Deref for Env<'_> {
 
 /// Runs a command through the engine as the caller (checked, its reply filtered; see
 /// `EngineHandle::call_as`), with envelope error strings.
-pub(super) async fn call(s: &Env<'_>, cmd: Command) -> Result<Reply, String> {
-    s.engine.call_as(s.who, cmd).await.map_err(wire_error)
+pub(super) async fn call(s: &Env<'_>, cmd: Command) -> Result<Reply, Refusal> {
+    s.engine.call_as(s.who, cmd).await.map_err(Refusal::from)
 }
 
 /// The envelope, its fields kept as raw JSON text (borrowed from the body) until needed.
@@ -206,12 +277,15 @@ pub(crate) async fn command(State(s): State<AppState>, Who(who): Who, req: Reque
         Ok(payload) => {
             json!({"success": true, "request_id": request_id, "payload": payload, "error": null})
         }
-        // A refusal also carries the code the other transports answer.
-        Err(error) if error.starts_with(FORBIDDEN) => json!({
+        // A failure also carries the machine code REST answers for the same error.
+        Err(Refusal {
+            error,
+            code: Some(code),
+        }) => json!({
             "success": false, "request_id": request_id, "payload": null, "error": error,
-            "code": "forbidden",
+            "code": code,
         }),
-        Err(error) => {
+        Err(Refusal { error, code: None }) => {
             json!({"success": false, "request_id": request_id, "payload": null, "error": error})
         }
     };
@@ -229,11 +303,16 @@ async fn dispatch(s: &Env<'_>, name: &str, raw: Option<&RawValue>) -> Outcome {
             Ok(v @ Value::Object(_)) => v,
             Ok(_) => return Err("Invalid request: the payload must be a JSON object".into()),
             // serde_json stops at 128 levels of nesting: say so, not "missing field".
-            Err(e) => return Err(format!("Invalid request: payload: {e}")),
+            Err(e) => return Err(format!("Invalid request: payload: {e}").into()),
         },
     };
     let f = Fields(&p);
-    let unknown = || Err(format!("Unknown command: {name}"));
+    let unknown = || {
+        Err(Refusal {
+            error: format!("Unknown command: {name}"),
+            code: None,
+        })
+    };
     if name == "ping" {
         return Ok(json!("PONG"));
     }
@@ -269,10 +348,14 @@ async fn queue_op(s: &Env<'_>, op: &str, f: &Fields<'_>) -> Option<Outcome> {
                     Ok(r) => Err(odd(&r)),
                     Err(e) => Err(e),
                 },
-                Err(e) => Err(e),
+                Err(e) => Err(e.into()),
             }
         }
         "delete" => delete(s, f).await,
+        "configure" => flow::configure(s, f).await,
+        "pause" | "resume" => flow::pause(s, f, op == "pause").await,
+        "rate_limit" => flow::rate_limit(s, f).await,
+        "groups" => flow::groups(s, f).await,
         _ => return None,
     })
 }
@@ -310,14 +393,15 @@ fn queue_settings(f: &Fields<'_>) -> QueueSettings {
 async fn create(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     let name = f.str("name").or_else(|| f.str("queue"));
     let name = name.ok_or("Invalid request: Missing 'name' field")?;
-    let settings = queue_settings(f);
+    let mut settings = queue_settings(f);
+    flow::merge(&mut settings, flow::create_settings(f)?);
     let config = if settings.is_empty() {
         None
     } else {
         Some(
             settings
                 .apply(&s.default_queue)
-                .map_err(|e| wire_error(e.into()))?,
+                .map_err(|e| Refusal::from(Failure::Core(e)))?,
         )
     };
     let cmd = Command::CreateQueue {
@@ -379,6 +463,7 @@ async fn publish(s: &Env<'_>, raw: Option<&RawValue>) -> Outcome {
             .map(|r| u32::try_from(r).unwrap_or(u32::MAX)),
         headers,
         idempotency_key: f.str("idempotency_key").map(str::to_owned),
+        group: f.opt_text("group")?.map(str::to_owned),
         ..PublishMessage::default()
     };
     let cmd = Command::Publish {
@@ -394,14 +479,15 @@ async fn publish(s: &Env<'_>, raw: Option<&RawValue>) -> Outcome {
     }
 }
 
-/// A delivery in the SDK shape: the body as a byte array (JSON bodies as their JSON text).
+/// A delivery in the SDK shape: the body as a byte array (JSON bodies as their JSON text),
+/// `group` only for a message published with one.
 fn sdk_message(d: &Delivery) -> Value {
     let bytes: Vec<u8> = match (&d.payload, &d.message) {
         (Some(p), _) => p.to_vec(),
         (None, Some(m)) => m.as_str().as_bytes().to_vec(),
         (None, None) => Vec::new(),
     };
-    json!({
+    let mut message = json!({
         "id": d.message_id,
         "payload": bytes,
         "priority": d.priority,
@@ -411,7 +497,11 @@ fn sdk_message(d: &Delivery) -> Value {
         "lease": d.lease,
         "deadline": d.lease_deadline.0 / 1000,
         "timestamp": d.published_at.0 / 1000,
-    })
+    });
+    if let Some(group) = &d.group {
+        message["group"] = json!(group.as_ref());
+    }
+    message
 }
 
 async fn consume(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
@@ -427,7 +517,7 @@ async fn consume(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
         Ok(messages) => Ok(json!({"message": messages.first().map(sdk_message)})),
         // Consuming from a queue that does not exist yet finds nothing, as in Synap's SDKs.
         Err(Failure::Core(Error::QueueNotFound { .. })) => Ok(json!({ "message": null })),
-        Err(e) => Err(wire_error(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -452,7 +542,7 @@ async fn ack_or_nack(s: &Env<'_>, ack: bool, f: &Fields<'_>) -> Outcome {
             delay_ms: f.secs_ms("delay")?,
             error: f.str("error").map(String::from),
             lease,
-            snooze: false,
+            snooze: f.opt_flag("snooze")?.unwrap_or(false),
         }
     };
     match call(s, cmd).await? {

@@ -9,8 +9,9 @@ use serde_json::{Value, json};
 use synap_core::{Command, Json as CoreJson, KvEntry, Reply};
 
 use super::envelope::Env;
-use super::envelope::{Fields, Outcome, call, odd};
+use super::envelope::{Fields, Outcome, Refusal, call, odd};
 use super::kv::hit_rate;
+use crate::handle::Failure;
 
 /// Runs `kv.<op>`; `None` for an unknown op.
 pub(super) async fn run(s: &Env<'_>, op: &str, f: &Fields<'_>) -> Option<Outcome> {
@@ -24,11 +25,11 @@ pub(super) async fn run(s: &Env<'_>, op: &str, f: &Fields<'_>) -> Option<Outcome
         "expire" => match f.ttl_ms("ttl") {
             Ok(Some(ms)) => keyed(s, f, |key| Command::KvExpire { key, ttl_ms: ms }).await,
             Ok(None) => Err("Invalid request: Missing 'ttl' field".into()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         },
         "incr" | "decr" => match amount(f, op == "decr") {
             Ok(by) => keyed(s, f, |key| Command::KvIncr { key, by }).await,
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         },
         "keys" | "scan" => keys(s, f).await,
         "mget" => mget(s, f).await,
@@ -197,7 +198,8 @@ async fn mset(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
         return Err(format!(
             "Invalid value: pairs: at most {} entries per command",
             s.max_batch
-        ));
+        )
+        .into());
     }
     let count = entries.len();
     match call(s, Command::KvMset { entries }).await? {
@@ -215,19 +217,19 @@ async fn mdel(s: &Env<'_>, f: &Fields<'_>) -> Outcome {
     for cmd in &cmds {
         s.who
             .check(cmd)
-            .map_err(|d| super::envelope::wire_error(d.into()))?;
+            .map_err(|d| Refusal::from(Failure::Forbidden(d)))?;
     }
     let replies = s
         .engine
         .call_many(cmds)
         .await
-        .map_err(super::envelope::wire_error)?
+        .map_err(Refusal::from)?
         .wait()
         .await
-        .map_err(super::envelope::wire_error)?;
+        .map_err(Refusal::from)?;
     let mut deleted = 0u64;
     for r in replies {
-        match r.map_err(super::envelope::wire_error)? {
+        match r.map_err(Refusal::from)? {
             Reply::KvDeleted { deleted: true } => deleted += 1,
             Reply::KvDeleted { deleted: false } => {}
             r => return Err(odd(&r)),

@@ -165,7 +165,7 @@ type Getter = fn(&QueueStats) -> f64;
 
 /// Per-queue series: name, type, help, value.
 #[allow(clippy::cast_precision_loss)] // Counters far below 2^52.
-const QUEUE_SERIES: [(&str, &str, &str, Getter); 18] = [
+const QUEUE_SERIES: [(&str, &str, &str, Getter); 22] = [
     (
         "synap_queue_bytes",
         "gauge",
@@ -267,6 +267,30 @@ const QUEUE_SERIES: [(&str, &str, &str, Getter); 18] = [
         "gauge",
         "Mean ready-to-delivery time, last 1000 deliveries.",
         |s| s.avg_wait_time_ms / 1000.0,
+    ),
+    (
+        "synap_queue_paused",
+        "gauge",
+        "1 while the queue is paused (it delivers nothing), else 0.",
+        |s| f64::from(u8::from(s.paused)),
+    ),
+    (
+        "synap_queue_held_back",
+        "gauge",
+        "Ready messages no consumer may take now (pause, rate limit, max_in_flight, group limits).",
+        |s| s.held_back as f64,
+    ),
+    (
+        "synap_queue_groups",
+        "gauge",
+        "Message groups holding messages.",
+        |s| s.groups as f64,
+    ),
+    (
+        "synap_queue_rate_limited_until_ms",
+        "gauge",
+        "Unix ms before which nothing is delivered (a worker's rate limit or a full rate window); 0 when not rate limited.",
+        |s| s.rate_limited_until_ms.map_or(0.0, |t| t.0 as f64),
     ),
 ];
 
@@ -374,5 +398,37 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("FOO"), "{out}");
+    }
+
+    #[test]
+    fn flow_series_read_the_flow_stats() {
+        let value = |stats: &QueueStats, name: &str| {
+            let (_, _, _, get) = QUEUE_SERIES
+                .iter()
+                .find(|(n, ..)| *n == name)
+                .unwrap_or_else(|| panic!("no series {name}"));
+            get(stats)
+        };
+        let mut st = QueueStats::default();
+        for name in [
+            "synap_queue_paused",
+            "synap_queue_held_back",
+            "synap_queue_groups",
+            "synap_queue_rate_limited_until_ms",
+        ] {
+            assert!(
+                value(&st, name).abs() < f64::EPSILON,
+                "{name} of an idle queue"
+            );
+        }
+        st.paused = true;
+        st.held_back = 3;
+        st.groups = 2;
+        st.rate_limited_until_ms = Some(synap_core::Millis(1_700_000_000_123));
+        assert!((value(&st, "synap_queue_paused") - 1.0).abs() < f64::EPSILON);
+        assert!((value(&st, "synap_queue_held_back") - 3.0).abs() < f64::EPSILON);
+        assert!((value(&st, "synap_queue_groups") - 2.0).abs() < f64::EPSILON);
+        let until = value(&st, "synap_queue_rate_limited_until_ms");
+        assert_eq!(until.to_string(), "1700000000123", "whole ms, no exponent");
     }
 }

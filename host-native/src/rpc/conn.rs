@@ -21,7 +21,7 @@ use tracing::debug;
 use super::fast::{self, Batch};
 use super::value::{BadFrame, PUSH_ID, Request, RpcResult, Value, decode_request, encode_frame};
 use super::writer::{self, Pending};
-use super::{MAX_IN_FLIGHT, RpcContext, kv, pubsub, queue, stream};
+use super::{MAX_IN_FLIGHT, RpcContext, flow, kv, pubsub, queue, stream};
 use crate::permissions::{Caller, Principal};
 
 /// Frames waiting for the writer; a peer that stops reading holds back replies and pushes.
@@ -469,6 +469,9 @@ async fn dispatch(session: &Arc<Session>, command: &str, args: Vec<Value>) -> su
         return reply;
     }
     if let Some(reply) = stream::run(session, command, &args).await {
+        return reply;
+    }
+    if let Some(reply) = flow::run(session, command, &args).await {
         return reply;
     }
     if let Some(reply) = kv::run(session, command, &args).await {

@@ -7,6 +7,7 @@
 mod conn;
 mod encode;
 mod fast;
+mod flow;
 mod kv;
 #[cfg(test)]
 mod proptests;

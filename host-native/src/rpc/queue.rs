@@ -1,5 +1,6 @@
 //! Queue commands: `QCREATE`, `QDELETE`, `QLIST`, `QPUBLISH`, `QCONSUME`, `QACK`, `QNACK`,
-//! `QSTATS`, `QPURGE` (SYNAP_RPC.md §7). `QPUBLISH`, `QACK` and `QNACK` take the fast path
+//! `QSTATS`, `QPURGE` (SYNAP_RPC.md §7), with Synap's flow-control arguments (flow.rs).
+//! `QPUBLISH`, `QACK` and `QNACK` take the fast path
 //! (fast.rs), and `QCONSUME` is answered by the connection's writer: parsed here, answered
 //! without a task of their own. Priorities and retry limits are read from an `Int`
 //! or a decimal `Str` (Python and TypeScript send strings), and `requeue` false in every
@@ -13,9 +14,9 @@ use synap_core::{Command, Delivery, Error, MessageId, PublishMessage, QueueStats
 use super::conn::{MAX_HELD_LEASES, Session, opt_uint_arg, text_arg};
 use super::encode::FrameWriter;
 use super::value::Value;
-use super::{Answer, engine_error, odd};
+use super::{Answer, engine_error, flow, odd};
 use crate::handle::{Consuming, Failure};
-use crate::settings::{ApplySettings as _, QueueSettings};
+use crate::settings::ApplySettings as _;
 
 /// Runs `command` if it is a queue command.
 pub(super) async fn run(s: &Arc<Session>, command: &str, args: &[Value]) -> Option<Answer> {
@@ -33,18 +34,20 @@ async fn call(s: &Session, cmd: Command) -> Result<Reply, String> {
     s.call(cmd).await
 }
 
-/// `QCREATE name [max_depth [ack_deadline_secs]]`: the options Python and TypeScript send as
-/// strings are applied (a `max_depth` of 0 means the default).
+/// `QCREATE name [max_depth [ack_deadline_secs [settings]]]`: the options Python and
+/// TypeScript send as strings are applied (a `max_depth` of 0 means the default); `settings`,
+/// a Synap extension, is a Map of what `POST /queue/{name}` takes (flow control included),
+/// the two options before it filling what it leaves out. Get-or-create: an existing queue
+/// keeps its config (`QCONFIGURE` sets it).
 async fn create(s: &Session, args: &[Value]) -> Answer {
     let name = text_arg(args, 0)?;
     let depth = opt_uint_arg(args, 1)?.filter(|d| *d > 0);
     let deadline = opt_uint_arg(args, 2)?.filter(|d| *d > 0);
-    let settings = QueueSettings {
-        max_depth: depth,
-        #[allow(clippy::cast_precision_loss)] // Deadlines are far below 2^52 seconds.
-        ack_deadline_secs: deadline.map(|d| d as f64),
-        ..QueueSettings::default()
-    };
+    let mut settings = flow::settings_arg(args, 3)?;
+    settings.max_depth = settings.max_depth.or(depth);
+    #[allow(clippy::cast_precision_loss)] // Deadlines are far below 2^52 seconds.
+    let deadline = deadline.map(|d| d as f64);
+    settings.ack_deadline_secs = settings.ack_deadline_secs.or(deadline);
     let config = if settings.is_empty() {
         None
     } else {
@@ -88,9 +91,10 @@ fn payload_arg(args: &mut [Value], i: usize) -> Result<Vec<u8>, String> {
     }
 }
 
-/// `QPUBLISH queue payload [priority [max_retries [idempotency_key]]]` → the message id (the
-/// first publish's id when the key was seen already). The key is our extension; a `Null` or
-/// absent key publishes without one. The payload is moved out of `args`, not copied.
+/// `QPUBLISH queue payload [priority [max_retries [idempotency_key [group]]]]` → the message
+/// id (the first publish's id when the key was seen already). The key and the group are our
+/// extensions; a `Null` or absent one publishes without it. The payload is moved out of
+/// `args`, not copied.
 pub(super) fn publish_command(args: &mut [Value]) -> Result<Command, String> {
     let queue = text_arg(args, 0)?.to_owned();
     let payload = payload_arg(args, 1)?;
@@ -106,6 +110,7 @@ pub(super) fn publish_command(args: &mut [Value]) -> Result<Command, String> {
         priority,
         max_retries,
         idempotency_key,
+        group: flow::opt_text_arg(args, 5)?,
         ..PublishMessage::default()
     };
     Ok(Command::Publish { queue, message })
@@ -126,7 +131,8 @@ pub(super) fn publish_answer(id: u32, result: Result<Reply, Failure>) -> Vec<u8>
 }
 
 /// A leased message as the SDKs read it: `{id, payload, priority, retry_count}` as in Synap,
-/// plus `max_retries`, `lease`, `deadline` and `timestamp` (seconds) and `headers`.
+/// plus `max_retries`, `lease`, `deadline` and `timestamp` (seconds) and `headers`, and
+/// `group` for a message published with one.
 #[cfg(test)] // The frames are written straight (`write_message_pairs`); tests compare.
 pub(super) fn message_value(d: &Delivery) -> Value {
     let bytes: Vec<u8> = match (&d.payload, &d.message) {
@@ -139,7 +145,7 @@ pub(super) fn message_value(d: &Delivery) -> Value {
         .iter()
         .map(|(k, v)| (Value::str(k), Value::str(v)))
         .collect();
-    Value::map([
+    let mut value = Value::map([
         ("id", Value::Str(d.message_id.to_string())),
         ("payload", Value::Bytes(bytes)),
         ("priority", Value::Int(i64::from(d.priority))),
@@ -149,11 +155,17 @@ pub(super) fn message_value(d: &Delivery) -> Value {
         ("deadline", Value::count(d.lease_deadline.0 / 1000)),
         ("timestamp", Value::count(d.published_at.0 / 1000)),
         ("headers", Value::Map(headers)),
-    ])
+    ]);
+    if let (Value::Map(pairs), Some(group)) = (&mut value, &d.group) {
+        pairs.push((Value::str("group"), Value::str(group.as_ref())));
+    }
+    value
 }
 
-/// Pairs `message_value` holds.
-pub(super) const MESSAGE_PAIRS: usize = 9;
+/// Pairs `message_value(d)` holds.
+pub(super) fn message_pairs(d: &Delivery) -> usize {
+    9 + usize::from(d.group.is_some())
+}
 
 /// The pairs of `message_value`, written straight into a frame (after a map header counting
 /// them), in the same order and to the same bytes.
@@ -185,6 +197,10 @@ pub(super) fn write_message_pairs(w: &mut FrameWriter, d: &Delivery) {
     for (k, v) in &d.headers {
         w.key(k);
         w.str(v);
+    }
+    if let Some(group) = &d.group {
+        w.key("group");
+        w.str(group);
     }
 }
 
@@ -278,9 +294,10 @@ fn null_frame(id: u32) -> Vec<u8> {
 
 /// The frame answering `id` with `message_value(d)`, written straight from the delivery.
 pub(super) fn message_frame(id: u32, d: &Delivery) -> Vec<u8> {
-    let size = d.payload.as_ref().map_or(0, |p| p.len()) + 256;
+    let group = d.group.as_ref().map_or(0, |g| g.len());
+    let size = d.payload.as_ref().map_or(0, |p| p.len()) + group + 256;
     let mut w = FrameWriter::ok(id, size);
-    w.map(MESSAGE_PAIRS);
+    w.map(message_pairs(d));
     write_message_pairs(&mut w, d);
     w.finish()
 }
@@ -307,7 +324,9 @@ pub(super) struct Settling {
     held: bool,
 }
 
-/// `QACK queue id` / `QNACK queue id [requeue]`, under the connection's lease when it holds one.
+/// `QACK queue id` / `QNACK queue id [requeue [delay_secs [snooze]]]`, under the connection's
+/// lease when it holds one. The delay and the snooze are Synap extensions: a snooze brings the
+/// message back after the delay without spending an attempt.
 pub(super) fn settle_command(
     s: &Session,
     args: &[Value],
@@ -317,6 +336,12 @@ pub(super) fn settle_command(
     let id_text = text_arg(args, 1)?;
     let message_id = MessageId::parse_str(id_text.trim())
         .map_err(|_| format!("Message not found: {id_text}"))?;
+    let (delay_ms, snooze) = if ack {
+        (None, false)
+    } else {
+        let delay_ms = flow::secs_arg(args, 3, "delay")?;
+        (delay_ms, flow::flag_arg(args, 4)?.unwrap_or(false))
+    };
     let key = (queue.clone(), message_id);
     let lease = s.leases.lock().expect("leases lock").get(&key).copied();
     let cmd = if ack {
@@ -331,10 +356,10 @@ pub(super) fn settle_command(
             queue,
             message_id,
             requeue: requeue_arg(args.get(2)),
-            delay_ms: None,
+            delay_ms,
             error: None,
             lease,
-            snooze: false,
+            snooze,
         }
     };
     let held = lease.is_some();
@@ -342,14 +367,16 @@ pub(super) fn settle_command(
 }
 
 /// The answer frame of a `QACK` or `QNACK`; a lease it settled (or that is over either way)
-/// is forgotten.
+/// is forgotten, one whose settling was refused as invalid is kept.
 pub(super) fn settle_answer(
     s: &Session,
     id: u32,
     settling: Settling,
     result: Result<Reply, Failure>,
 ) -> Vec<u8> {
-    if result.is_ok() || settling.held {
+    // A refused argument (a snooze without requeue) leaves the delivery as it was.
+    let refused = matches!(result, Err(Failure::Core(Error::InvalidArgument { .. })));
+    if result.is_ok() || (settling.held && !refused) {
         s.leases.lock().expect("leases lock").remove(&settling.key);
     }
     match result {
@@ -383,6 +410,14 @@ fn stats_value(st: &QueueStats) -> Value {
         ("dlq_dropped_total", Value::count(st.dlq_dropped_total)),
         ("oldest_ready_age_ms", Value::count(st.oldest_ready_age_ms)),
         ("avg_wait_time_ms", Value::Float(st.avg_wait_time_ms)),
+        ("paused", Value::Bool(st.paused)),
+        (
+            "rate_limited_until_ms",
+            st.rate_limited_until_ms
+                .map_or(Value::Null, |t| Value::count(t.0)),
+        ),
+        ("groups", Value::count(st.groups)),
+        ("held_back", Value::count(st.held_back)),
     ])
 }
 

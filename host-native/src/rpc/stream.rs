@@ -6,7 +6,8 @@
 //!   prefetch}`; prefetch (default 64) is the credit: deliveries pushed and not yet acked,
 //!   nacked or expired.
 //! - Each delivery is pushed as `[0xFFFFFFFF, {"Ok": {type: "message", session_id, queue, id,
-//!   payload, priority, retry_count, max_retries, lease, deadline, timestamp, headers}}]`.
+//!   payload, priority, retry_count, max_retries, lease, deadline, timestamp, headers,
+//!   group?}}]` (`group` only for a message published with one).
 //!   `QACK`/`QNACK` settle it (under its lease) and return its credit to the session.
 //! - `QCREDIT session_id n` grants more credit → the credit left after pushing what was ready.
 //! - `QUNSTREAM session_id` detaches → Int messages given back to the queue.
@@ -22,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::conn::{Session, int_arg, opt_int_arg, text_arg};
 use super::encode::FrameWriter;
-use super::queue::{MESSAGE_PAIRS, write_message_pairs};
+use super::queue::{message_pairs, write_message_pairs};
 use super::value::{PUSH_ID, RpcResult as Wire, Value};
 use super::{Answer, engine_error, odd};
 use crate::engine_task::{SESSION_SINK, SessionPush};
@@ -104,9 +105,10 @@ async fn attach(s: &Arc<Session>, args: &[Value]) -> Answer {
 /// A delivery's push frame, written straight from the delivery: `{type, session_id, queue}`
 /// and then `message_value`'s pairs.
 fn delivery_frame(session_id: SessionId, d: &Delivery) -> Vec<u8> {
-    let size = d.payload.as_ref().map_or(0, |p| p.len()) + d.queue.len() + 256;
+    let group = d.group.as_ref().map_or(0, |g| g.len());
+    let size = d.payload.as_ref().map_or(0, |p| p.len()) + d.queue.len() + group + 256;
     let mut w = FrameWriter::ok(PUSH_ID, size);
-    w.map(3 + MESSAGE_PAIRS);
+    w.map(3 + message_pairs(d));
     w.key("type");
     w.str("message");
     w.key("session_id");
@@ -247,6 +249,16 @@ mod tests {
         assert_eq!(
             delivery_frame(SessionId(0), &d),
             tree_frame(SessionId(0), &d)
+        );
+        d.group = Some("user-7".into());
+        assert_eq!(
+            delivery_frame(SessionId(1), &d),
+            tree_frame(SessionId(1), &d),
+            "a grouped message"
+        );
+        assert_eq!(
+            message_frame(6, &d),
+            encode_frame(6, &Wire::Ok(message_value(&d)))
         );
     }
 }
