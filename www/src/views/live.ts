@@ -7,7 +7,9 @@
  * disabled (with a note naming the permission) or, when it may use them nowhere, hidden.
  * The job page looks a job up by queue and id and follows it on the event stream; the selected
  * queue also lists its schedules (live-jobs.ts). On a cluster node a panel shows the cluster's
- * nodes, roles, lag and term, with a leader transfer (live-cluster.ts).
+ * nodes, roles, lag and term, with a leader transfer (live-cluster.ts). Flow control (paused,
+ * in flight against `max_in_flight`, held back, rate limited, largest groups, Pause and
+ * Resume) is in live-flow.ts.
  */
 import { SynapClient, type QueueStats } from 'synap-wasm/client';
 import { type App, type View, say } from '../app.js';
@@ -16,6 +18,7 @@ import { errorText, field, fill, fmtInt, fmtMs, h } from '../dom.js';
 import { Access, whoAmI } from './live-access.js';
 import { ClusterPanel } from './live-cluster.js';
 import { DlqBrowser } from './live-dlq.js';
+import { FlowPanel, flowFlags, inFlightText } from './live-flow.js';
 import { JobPanel, SchedulesPanel } from './live-jobs.js';
 import { Rest } from './live-rest.js';
 import { EventLog, KvLookup, type LiveEvent, Publisher } from './live-tools.js';
@@ -55,6 +58,7 @@ export class LiveView implements View {
   private readonly log = new EventLog((q, id) => this.showJob(q, id));
   private readonly kv = new KvLookup();
   private readonly cluster = new ClusterPanel();
+  private readonly flow = new FlowPanel((q) => void this.refresh(q));
   private readonly publisher = new Publisher((q) => void this.refreshAll(q));
   private readonly job: JobPanel;
   private readonly schedules = new SchedulesPanel(
@@ -96,6 +100,7 @@ export class LiveView implements View {
       this.detailTitle,
       h('div', { class: 'toolbar' }, this.purgeQueue),
       this.queueStatus,
+      this.flow.el,
       this.chartBox,
     );
     const form = h(
@@ -219,6 +224,7 @@ export class LiveView implements View {
     this.client = null;
     this.rest = null;
     this.cluster.reset();
+    this.flow.reset();
     this.streamState.textContent = 'disconnected';
   }
 
@@ -285,6 +291,8 @@ export class LiveView implements View {
     }
     if (render) this.renderRows();
     if (queue === this.selected) {
+      const s = this.stats.get(queue);
+      if (s) this.flow.update(s);
       this.updateCharts();
       if (render) {
         void this.dlq.load();
@@ -304,11 +312,11 @@ export class LiveView implements View {
         return h(
           'tr',
           { 'data-queue': n, class: n === this.selected ? 'selected' : '' },
-          h('th', { scope: 'row' }, pick),
+          h('th', { scope: 'row' }, pick, ...flowFlags(s)),
           num(s.depth, 'depth'),
           num(s.ready, 'ready'),
           num(s.delayed, 'delayed'),
-          num(s.inFlight, 'in_flight'),
+          h('td', { 'data-key': 'in_flight' }, inFlightText(s)),
           num(s.deadLetterCount, 'dlq'),
           num(s.consumers, 'consumers'),
           num(s.publishedTotal, 'published'),
@@ -351,6 +359,7 @@ export class LiveView implements View {
     for (const c of this.charts) c.mount();
     this.renderRows();
     this.updateCharts();
+    if (this.client) this.flow.show(this.client, queue, admin, this.stats.get(queue));
     if (this.rest) void this.schedules.show(this.rest, queue, admin);
     if (this.client) await this.dlq.show(this.client, queue, admin);
   }
