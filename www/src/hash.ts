@@ -1,7 +1,8 @@
 /**
  * The app's state in the URL hash, so a run can be shared: `#view=simulator&preset=…&seed=…
  * &run=1`, an edited scenario as `scenario=` (deflated JSON, base64url), a compared one as
- * `compare=`, and the planner's sweep as `param`, `from`, `to`, `steps`, `group`.
+ * `compare=` (`1`: A with two more workers; `fair`: A with fair groups on; else a scenario),
+ * and the planner's sweep as `param`, `from`, `to`, `steps`, `group` and its `target`.
  */
 import type { Scenario } from './types.js';
 

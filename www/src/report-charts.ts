@@ -1,10 +1,22 @@
-/** The charts of a simulation or replay report: depth, in flight, DLQ, throughput, wait p99. */
+/**
+ * The charts of a simulation or replay report: depth, in flight, DLQ, throughput, wait p99, and
+ * when producers use message groups, wait p50 and p99 per group class.
+ */
 import { Chart, PALETTE } from './charts.js';
-import type { Report } from './types.js';
+import { CLASS_LABELS, classesOf } from './summary.js';
+import type { GroupClass, Report } from './types.js';
 
-/** Chart keys, in display order. */
-export const CHART_KEYS = ['depth', 'in_flight', 'dlq', 'throughput', 'wait'] as const;
+/** Chart keys, in display order (`group_wait` only for reports with group classes). */
+export const CHART_KEYS = ['depth', 'in_flight', 'dlq', 'throughput', 'wait', 'group_wait'] as const;
 export type ChartKey = (typeof CHART_KEYS)[number];
+
+/** The charts `report` has: the group classes' chart only when its producers use groups. */
+function keysOf(report: Report): ChartKey[] {
+  return CHART_KEYS.filter((k) => k !== 'group_wait' || classesOf([report]).length > 0);
+}
+
+/** Colour of a group class, the same in every chart (the planner's too). */
+export const CLASS_COLOR: Record<GroupClass, string> = { heavy: PALETTE[1], light: PALETTE[0], ungrouped: PALETTE[7] };
 
 /** Largest value each chart plots, to share y axes between compared runs. */
 export type Ranges = Partial<Record<ChartKey, number>>;
@@ -16,11 +28,19 @@ function priorities(report: Report): number[] {
   return [...set].sort((a, b) => b - a);
 }
 
-function columns(report: Report): Record<ChartKey, { series: { label: string }[]; data: (number | null)[][] }> {
+type Column = { series: { label: string; color?: string; dash?: boolean }[]; data: (number | null)[][] };
+
+function columns(report: Report): Record<ChartKey, Column> {
   const t0 = report.series.length > 0 && report.name === 'replay' ? report.series[0].t_ms - report.sample_interval_ms : 0;
   const xs = report.series.map((s) => (s.t_ms - Math.max(0, t0)) / 60_000);
   const col = (f: (s: Report['series'][number]) => number | null) => report.series.map(f);
   const prios = priorities(report);
+  const classes = classesOf([report]);
+  const classWait = (c: GroupClass, q: 'p50' | 'p99') =>
+    col((s) => {
+      const w = s.group_wait_ms?.find((x) => x.class === c);
+      return w && w.count > 0 ? w[q] / 1000 : null;
+    });
   return {
     depth: {
       series: [{ label: 'ready' }, { label: 'delayed' }],
@@ -41,6 +61,13 @@ function columns(report: Report): Record<ChartKey, { series: { label: string }[]
         ),
       ],
     },
+    group_wait: {
+      series: [
+        ...classes.map((c) => ({ label: `${CLASS_LABELS[c].toLowerCase()} p99`, color: CLASS_COLOR[c] })),
+        ...classes.map((c) => ({ label: `${CLASS_LABELS[c].toLowerCase()} p50`, color: CLASS_COLOR[c], dash: true })),
+      ],
+      data: [xs, ...classes.map((c) => classWait(c, 'p99')), ...classes.map((c) => classWait(c, 'p50'))],
+    },
   };
 }
 
@@ -50,13 +77,14 @@ const META: Record<ChartKey, { title: string; y: string }> = {
   dlq: { title: 'Dead-letter queue', y: 'entries' },
   throughput: { title: 'Throughput', y: 'completed / s' },
   wait: { title: 'Wait p99 by priority', y: 'seconds' },
+  group_wait: { title: 'Wait by group class (p99, p50 dashed)', y: 'seconds' },
 };
 
 /** The largest plotted value per chart. */
 export function ranges(report: Report): Ranges {
   const out: Ranges = {};
   const cols = columns(report);
-  for (const key of CHART_KEYS) {
+  for (const key of keysOf(report)) {
     let max = 0;
     for (const ys of cols[key].data.slice(1)) for (const v of ys) if (v !== null && v > max) max = v;
     out[key] = max;
@@ -74,13 +102,13 @@ export function mergeRanges(a: Ranges, b: Ranges): Ranges {
 /** One chart per key; `label` prefixes titles (`A:`), `shared` fixes the y axes. */
 export function reportCharts(report: Report, label = '', shared?: Ranges): Chart[] {
   const cols = columns(report);
-  return CHART_KEYS.map((key) => {
+  return keysOf(report).map((key) => {
     const c = cols[key];
     const chart = new Chart({
       title: `${label}${META[key].title}`,
       x: { label: report.name === 'replay' ? 'minutes since the first record' : 'virtual minutes' },
       y: { label: META[key].y, max: shared?.[key] },
-      series: c.series.map((s, i) => ({ label: s.label, color: PALETTE[i % PALETTE.length] })),
+      series: c.series.map((s, i) => ({ label: s.label, color: s.color ?? PALETTE[i % PALETTE.length], dash: s.dash })),
       data: c.data,
     });
     chart.el.dataset.chart = key;

@@ -1,8 +1,12 @@
-/** Renders one report, or two side by side: the summary table first, then the charts. */
+/**
+ * Renders one report, or two side by side: the summary table first, then the charts, the
+ * message groups' classes (heavy, light, ungrouped) when producers use groups, and the worker
+ * groups.
+ */
 import { Chart, destroyCharts } from './charts.js';
 import { h } from './dom.js';
 import { mergeRanges, ranges, reportCharts } from './report-charts.js';
-import { summaryTable, workersTable } from './summary.js';
+import { groupClassTable, summaryTable, workersTable } from './summary.js';
 import type { Report } from './types.js';
 
 export class ReportView {
@@ -29,11 +33,14 @@ export class ReportView {
       const charts = reportCharts(r, compare ? `${names[i] ?? ''}: ` : '', shared);
       this.charts.push(...charts);
       const workers = workersTable(r);
+      const classes = groupClassTable(r);
       return h(
         'div',
         { class: 'run-column', 'data-run': String(i) },
         compare ? h('h3', {}, names[i] ?? `Run ${i + 1}`) : null,
         h('div', { class: compare ? 'chart-stack' : 'chart-grid' }, charts.map((c) => c.el)),
+        // Wider than a narrow column: a scrollable region, reachable by keyboard.
+        classes ? h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': `${compare ? `${names[i] ?? ''}: ` : ''}message groups` }, classes) : null,
         workers ? h('div', { class: 'table-wrap' }, workers) : null,
       );
     });

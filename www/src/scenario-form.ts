@@ -1,7 +1,8 @@
 /**
  * The scenario editor: a form over the fields people change most (run length, seed, queue
- * settings, task types, producers, worker groups) beside the scenario's full JSON. Editing
- * either updates the other; fields the form does not show stay as the JSON has them.
+ * settings and its flow control, task types, producers and their message groups, worker
+ * groups) beside the scenario's full JSON. Editing either updates the other; fields the form
+ * does not show stay as the JSON has them.
  */
 import { errorText, field, h, uid } from './dom.js';
 import type { Json, Scenario } from './types.js';
@@ -119,8 +120,11 @@ export class ScenarioEditor {
     this.onChange(this.value());
   }
 
-  /** One input bound to `path`; `scale` converts the stored value to the shown one. */
-  private input(label: string, path: Path, kind: Kind, opts: { scale?: number; min?: number; max?: number; step?: string; hint?: string } = {}): HTMLDivElement {
+  /**
+   * One input bound to `path`; `scale` converts the stored value to the shown one. A blank
+   * field removes the value, or stores `null` when `nullable` (a limit that is off).
+   */
+  private input(label: string, path: Path, kind: Kind, opts: { scale?: number; min?: number; max?: number; step?: string; hint?: string; nullable?: boolean } = {}): HTMLDivElement {
     const scale = opts.scale ?? 1;
     const cur = get(this.scenario, path);
     let shown = '';
@@ -134,6 +138,7 @@ export class ScenarioEditor {
       max: opts.max,
       step: opts.step ?? (kind === 'int' && scale === 1 ? '1' : 'any'),
       inputmode: kind === 'list' ? 'decimal' : undefined,
+      placeholder: opts.nullable ? 'no limit' : undefined,
       'data-path': path.join('.'),
     });
     el.addEventListener('change', () => {
@@ -147,7 +152,7 @@ export class ScenarioEditor {
           return;
         }
         v = parts.map((x) => Math.round(x * scale));
-      } else if (raw === '') v = undefined;
+      } else if (raw === '') v = opts.nullable ? null : undefined;
       else {
         const n = Number(raw) * scale;
         if (!Number.isFinite(n)) {
@@ -161,6 +166,87 @@ export class ScenarioEditor {
       this.changed();
     });
     return field(label, el, opts.hint);
+  }
+
+  /** A checkbox bound to a boolean at `path`. */
+  private check(label: string, path: Path, hint?: string): HTMLDivElement {
+    const el = h('input', { type: 'checkbox', id: uid('f'), checked: get(this.scenario, path) === true, 'data-path': path.join('.') });
+    el.addEventListener('change', () => {
+      set(this.scenario, path, el.checked);
+      this.changed();
+    });
+    const wrap = h('div', { class: 'field check' }, el, h('label', { for: el.id }, label));
+    if (hint) {
+      el.setAttribute('aria-describedby', `${el.id}-hint`);
+      wrap.append(h('small', { id: `${el.id}-hint`, class: 'hint' }, hint));
+    }
+    return wrap;
+  }
+
+  /**
+   * A rate limit (`{max, per_ms}` or `null`) as two fields: deliveries, and the window in
+   * seconds (stored as `per_ms`, 1 s when left blank). A blank maximum turns the limit off.
+   */
+  private rateLimit(label: string, key: 'rate_limit' | 'group_rate_limit'): HTMLElement[] {
+    const path: Path = ['queue_config', key];
+    const cur = get(this.scenario, path);
+    const rl = cur !== null && typeof cur === 'object' && !Array.isArray(cur) ? cur : null;
+    const max = h('input', { type: 'number', min: 1, step: '1', placeholder: 'no limit', value: typeof rl?.max === 'number' ? rl.max : '', 'data-path': `${path.join('.')}.max` });
+    const per = h('input', { type: 'number', min: 0.001, step: 'any', placeholder: '1', value: typeof rl?.per_ms === 'number' ? Number((rl.per_ms / 1000).toPrecision(12)) : '', 'data-path': `${path.join('.')}.per_ms` });
+    const update = () => {
+      const m = max.value.trim() === '' ? null : Number(max.value);
+      const secs = per.value.trim() === '' ? 1 : Number(per.value);
+      const bad = (el: HTMLInputElement, ok: boolean) => {
+        if (ok) el.removeAttribute('aria-invalid');
+        else el.setAttribute('aria-invalid', 'true');
+        return !ok;
+      };
+      const badMax = bad(max, m === null || (Number.isInteger(m) && m >= 1));
+      const perMs = Math.round(secs * 1000);
+      if (badMax || bad(per, Number.isFinite(perMs) && perMs >= 1)) return;
+      set(this.scenario, path, m === null ? null : { max: m, per_ms: perMs });
+      this.changed();
+    };
+    max.addEventListener('change', update);
+    per.addEventListener('change', update);
+    return [field(`${label}: max deliveries`, max, 'blank: no limit'), field(`${label}: per (s)`, per)];
+  }
+
+  /**
+   * A producer's message groups: how many light groups, and the share of its tasks that go
+   * to the group `heavy`. Written as a number without a heavy share, `{count, heavy_share}`
+   * with one, and left out when both are 0.
+   */
+  private groups(i: number): HTMLElement[] {
+    const path: Path = ['producers', i, 'groups'];
+    const cur = get(this.scenario, path);
+    let count = typeof cur === 'number' ? cur : 0;
+    let share = 0;
+    if (cur !== null && typeof cur === 'object' && !Array.isArray(cur)) {
+      count = typeof cur.count === 'number' ? cur.count : 0;
+      share = typeof cur.heavy_share === 'number' ? cur.heavy_share : 0;
+    }
+    const countEl = h('input', { type: 'number', min: 0, max: 100000, step: '1', value: count, 'data-path': `${path.join('.')}.count` });
+    const shareEl = h('input', { type: 'number', min: 0, max: 1, step: '0.05', value: share, 'data-path': `${path.join('.')}.heavy_share` });
+    const update = () => {
+      const c = countEl.value.trim() === '' ? 0 : Number(countEl.value);
+      const sh = shareEl.value.trim() === '' ? 0 : Number(shareEl.value);
+      const okC = Number.isInteger(c) && c >= 0 && c <= 100_000;
+      const okS = Number.isFinite(sh) && sh >= 0 && sh <= 1;
+      for (const [el, ok] of [[countEl, okC], [shareEl, okS]] as const) {
+        if (ok) el.removeAttribute('aria-invalid');
+        else el.setAttribute('aria-invalid', 'true');
+      }
+      if (!okC || !okS) return;
+      set(this.scenario, path, sh > 0 ? { count: c, heavy_share: sh } : c > 0 ? c : undefined);
+      this.changed();
+    };
+    countEl.addEventListener('change', update);
+    shareEl.addEventListener('change', update);
+    return [
+      field('Groups', countEl, 'light groups group-0 … (0: none)'),
+      field('Heavy share', shareEl, 'chance a task goes to the group heavy'),
+    ];
   }
 
   private select(label: string, options: string[], current: string, onPick: (v: string) => void): HTMLDivElement {
@@ -190,6 +276,16 @@ export class ScenarioEditor {
         this.input('Retry delays (s)', ['queue_config', 'retry_delays_ms'], 'list', { scale: 1000, hint: 'comma-separated; the last repeats' }),
         this.input('Prefetch', ['queue_config', 'prefetch'], 'int', { min: 0 }),
         this.input('Max depth', ['queue_config', 'max_depth'], 'int', { min: 0 }),
+      ),
+      this.group(
+        'Flow control',
+        this.input('Max in flight', ['queue_config', 'max_in_flight'], 'int', { min: 1, nullable: true, hint: 'leases across all workers' }),
+        this.input('Group concurrency', ['queue_config', 'group_concurrency'], 'int', { min: 1, nullable: true, hint: 'leases per group' }),
+        this.check('Ordered groups', ['queue_config', 'ordered_groups'], 'one at a time, in order'),
+        this.check('Fair groups', ['queue_config', 'fair_groups'], 'groups take turns'),
+        ...this.rateLimit('Rate limit', 'rate_limit'),
+        ...this.rateLimit('Group rate limit', 'group_rate_limit'),
+        this.input('Max snoozes', ['queue_config', 'max_snoozes'], 'int', { min: 0 }),
       ),
     ];
     const tasks = Array.isArray(s.task_types) ? s.task_types : [];
@@ -239,10 +335,13 @@ export class ScenarioEditor {
           `Producer ${name}`,
           this.select('Arrivals', Object.keys(ARRIVALS), proc, (v) => {
             set(this.scenario, ['producers', i, 'arrival'], { process: v, ...ARRIVALS[v] });
+            if (v === 'schedule') set(this.scenario, ['producers', i, 'groups'], undefined);
             this.changed(true);
           }),
           ...fields,
           this.input('Start (min)', ['producers', i, 'start_ms'], 'float', { scale: 60_000, min: 0 }),
+          // A schedule's runs carry no group.
+          ...(proc === 'schedule' ? [] : this.groups(i)),
         ),
       );
     });

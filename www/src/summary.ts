@@ -1,6 +1,19 @@
 /** The summary table of one report, or of two side by side (with the difference). */
 import { fmtInt, fmtMs, fmtPct, h } from './dom.js';
-import type { Report, Summary } from './types.js';
+import { GROUP_CLASSES, type GroupClass, type Report, type Summary } from './types.js';
+
+/** How a group class reads in tables and charts. */
+export const CLASS_LABELS: Record<GroupClass, string> = { heavy: 'Heavy group', light: 'Light groups', ungrouped: 'Ungrouped' };
+
+/** The group classes any of `reports` has figures for, in report order. */
+export function classesOf(reports: Report[]): GroupClass[] {
+  const seen = new Set<GroupClass>();
+  for (const r of reports) {
+    for (const c of r.summary.by_group_class ?? []) seen.add(c.class);
+    for (const s of r.series) for (const w of s.group_wait_ms ?? []) seen.add(w.class);
+  }
+  return GROUP_CLASSES.filter((c) => seen.has(c));
+}
 
 type Row = { label: string; key: string; value: (s: Summary) => number | string | undefined; fmt: (v: number) => string; better?: 'low' | 'high' };
 
@@ -31,6 +44,15 @@ function rows(reports: Report[]): Row[] {
       { label: `Priority ${p}: latency p99`, key: `p${p}_latency_p99`, value: (s) => byP(s, p)?.latency_ms.p99, fmt: fmtMs, better: 'low' },
     );
   }
+  const byC = (s: Summary, c: GroupClass) => s.by_group_class?.find((x) => x.class === c);
+  for (const c of classesOf(reports)) {
+    const label = CLASS_LABELS[c];
+    out.push(
+      { label: `${label}: wait p50`, key: `${c}_wait_p50`, value: (s) => byC(s, c)?.wait_ms.p50, fmt: fmtMs, better: 'low' },
+      { label: `${label}: wait p99`, key: `${c}_wait_p99`, value: (s) => byC(s, c)?.wait_ms.p99, fmt: fmtMs, better: 'low' },
+      { label: `${label}: completed`, key: `${c}_completed`, value: (s) => byC(s, c)?.completed, fmt: fmtInt, better: 'high' },
+    );
+  }
   out.push({ label: 'Run hash', key: 'run_hash', value: (s) => s.run_hash, fmt: String });
   return out;
 }
@@ -38,7 +60,8 @@ function rows(reports: Report[]): Row[] {
 function cell(row: Row, s: Summary): HTMLTableCellElement {
   const v = row.value(s);
   const text = v === undefined ? '–' : typeof v === 'string' ? v : row.fmt(v);
-  return h('td', { 'data-key': row.key }, text);
+  // The raw number beside the formatted one (milliseconds, counts, fractions).
+  return h('td', { 'data-key': row.key, 'data-value': typeof v === 'number' ? v : undefined }, text);
 }
 
 /** The summary of `reports` (one, or two compared: A, B and B − A). */
@@ -82,6 +105,40 @@ export function workersTable(report: Report): HTMLTableElement | null {
       ws.map((w) =>
         h('tr', {}, h('th', { scope: 'row' }, w.name), h('td', {}, fmtInt(w.count)), h('td', {}, fmtInt(w.completed)), h('td', {}, fmtInt(w.failed)), h('td', {}, fmtInt(w.crashes)), h('td', {}, fmtInt(w.late)), h('td', {}, fmtPct(w.utilisation))),
       ),
+    ),
+  );
+}
+
+/** Per group class (when producers use groups): groups, tasks, and latency and wait percentiles. */
+export function groupClassTable(report: Report): HTMLTableElement | null {
+  const cs = report.summary.by_group_class ?? [];
+  if (cs.length === 0) return null;
+  const heads = ['Class', 'Groups', 'Published', 'Completed', 'Dead', 'Cancelled', 'Latency p50', 'Latency p99', 'Wait p50', 'Wait p99'];
+  return h(
+    'table',
+    { class: 'summary group-classes' },
+    h('caption', {}, 'Message groups: heavy and light'),
+    h('thead', {}, h('tr', {}, heads.map((t) => h('th', { scope: 'col' }, t)))),
+    h(
+      'tbody',
+      {},
+      cs.map((c) => {
+        const ms = (key: string, v: number, count: number) => h('td', { 'data-col': key, 'data-value': count > 0 ? v : undefined }, count > 0 ? fmtMs(v) : '–');
+        return h(
+          'tr',
+          { 'data-class': c.class },
+          h('th', { scope: 'row' }, CLASS_LABELS[c.class] ?? c.class),
+          h('td', { 'data-col': 'groups' }, fmtInt(c.groups)),
+          h('td', { 'data-col': 'published' }, fmtInt(c.published)),
+          h('td', { 'data-col': 'completed' }, fmtInt(c.completed)),
+          h('td', { 'data-col': 'dead_lettered' }, fmtInt(c.dead_lettered)),
+          h('td', { 'data-col': 'cancelled' }, fmtInt(c.cancelled)),
+          ms('latency_p50', c.latency_ms.p50, c.latency_ms.count),
+          ms('latency_p99', c.latency_ms.p99, c.latency_ms.count),
+          ms('wait_p50', c.wait_ms.p50, c.wait_ms.count),
+          ms('wait_p99', c.wait_ms.p99, c.wait_ms.count),
+        );
+      }),
     ),
   );
 }

@@ -17,8 +17,25 @@ export interface Sample {
   published: number;
   completed: number;
   dead_lettered: number;
+  /** Tasks that ended cancelled in the interval. */
+  cancelled?: number;
   throughput_per_sec: number;
   wait_ms: PriorityWait[];
+  /** The interval's waits per group class (only when producers use groups). */
+  group_wait_ms?: ClassWait[];
+}
+
+/** A message group class of the report: the group `heavy`, every other group, no group. */
+export type GroupClass = 'heavy' | 'light' | 'ungrouped';
+
+/** Report order of the classes. */
+export const GROUP_CLASSES: GroupClass[] = ['heavy', 'light', 'ungrouped'];
+
+export interface ClassWait {
+  class: GroupClass;
+  count: number;
+  p50: number;
+  p99: number;
 }
 
 export interface Percentiles {
@@ -35,6 +52,19 @@ export interface PriorityStats {
   published: number;
   completed: number;
   dead_lettered: number;
+  latency_ms: Percentiles;
+  wait_ms: Percentiles;
+}
+
+/** One group class's figures over the whole run (`summary.by_group_class`). */
+export interface GroupClassStats {
+  class: GroupClass;
+  /** 1 for `heavy`, the largest producer `count` for `light`, 0 for `ungrouped`. */
+  groups: number;
+  published: number;
+  completed: number;
+  dead_lettered: number;
+  cancelled: number;
   latency_ms: Percentiles;
   wait_ms: Percentiles;
 }
@@ -65,6 +95,8 @@ export interface Summary {
   lease_expired: number;
   rejected_publishes: number;
   by_priority: PriorityStats[];
+  /** Per group class, heavy, light, ungrouped (only when producers use groups). */
+  by_group_class?: GroupClassStats[];
   workers: WorkerStats[];
   utilisation: number;
   commands: number;

@@ -1,15 +1,19 @@
 /**
  * Capacity planner: sweeps one parameter of a scenario (worker count, retry delays, ack
- * deadline, arrival rate), runs the simulation at each value, and plots wait p99 by priority,
- * dead-lettered tasks and utilisation against it. A target ("priority 9 wait p99 under 10 s")
- * is answered with the smallest value that meets it.
+ * deadline, arrival rate, and the flow settings max in flight, group concurrency, rate limit
+ * and fair groups), runs the simulation at each value, and plots wait p99 by priority (and by
+ * group class when producers use groups), dead-lettered tasks and utilisation against it. A
+ * target ("priority 9 wait p99 under 10 s", or the light groups') is answered with the values
+ * that meet it.
  */
 import { type App, type View, say } from '../app.js';
 import { Chart, PALETTE, destroyCharts } from '../charts.js';
 import { errorText, field, fmtInt, fmtMs, fmtPct, h } from '../dom.js';
 import { decodeScenario } from '../hash.js';
-import { MAX_POINTS, PARAMS, type Param, applyParam, currentValue, sweepValues } from '../sweep.js';
-import type { Json, Report, Scenario } from '../types.js';
+import { CLASS_COLOR } from '../report-charts.js';
+import { CLASS_LABELS, classesOf } from '../summary.js';
+import { MAX_POINTS, PARAMS, type Param, applyParam, currentValue, sweepValues, valueText } from '../sweep.js';
+import { GROUP_CLASSES, type GroupClass, type Json, type Report, type Scenario } from '../types.js';
 
 interface Point {
   x: number;
@@ -19,6 +23,33 @@ interface Point {
 function p99(r: Report, priority: number): number | null {
   const p = r.summary.by_priority.find((x) => x.priority === priority);
   return p && p.wait_ms.count > 0 ? p.wait_ms.p99 : null;
+}
+
+function classP99(r: Report, c: GroupClass): number | null {
+  const w = r.summary.by_group_class?.find((x) => x.class === c)?.wait_ms;
+  return w && w.count > 0 ? w.p99 : null;
+}
+
+/** A target: a priority (`"9"`) or a group class (`"light"`). */
+function targetOf(value: string): { label: string; p99: (r: Report) => number | null } {
+  const c = GROUP_CLASSES.find((x) => x === value);
+  if (c) return { label: `${CLASS_LABELS[c].toLowerCase()}'`, p99: (r) => classP99(r, c) };
+  const pr = Number(value);
+  return { label: `priority ${pr}`, p99: (r) => p99(r, pr) };
+}
+
+/** The group classes a scenario's producers publish to (`heavy` with a share, `light` with a count). */
+function scenarioClasses(s: Scenario): GroupClass[] {
+  const out = new Set<GroupClass>();
+  for (const p of Array.isArray(s.producers) ? s.producers : []) {
+    const g = (p as { groups?: Json }).groups;
+    if (typeof g === 'number' && g > 0) out.add('light');
+    if (g && typeof g === 'object' && !Array.isArray(g)) {
+      if (typeof g.count === 'number' && g.count > 0) out.add('light');
+      if (typeof g.heavy_share === 'number' && g.heavy_share > 0) out.add('heavy');
+    }
+  }
+  return GROUP_CLASSES.filter((c) => out.has(c));
 }
 
 export class PlannerView implements View {
@@ -58,6 +89,7 @@ export class PlannerView implements View {
     this.param.addEventListener('change', () => this.paramChanged());
     this.group.addEventListener('change', () => this.paramChanged());
     for (const el of [this.targetPriority, this.targetSecs]) el.addEventListener('change', () => this.showAnswer());
+    this.targetPriority.addEventListener('change', () => this.app.setParams({ target: this.targetPriority.value }));
     const form = h(
       'form',
       { class: 'toolbar', onsubmit: (e: Event) => { e.preventDefault(); void this.sweep(); } },
@@ -71,7 +103,7 @@ export class PlannerView implements View {
     const target = h(
       'div',
       { class: 'toolbar target' },
-      field('Target: priority', this.targetPriority),
+      field('Target', this.targetPriority),
       field('wait p99 under (s)', this.targetSecs),
     );
     this.el = h(
@@ -104,7 +136,15 @@ export class PlannerView implements View {
       }
       if (prios.size === 0) prios.add(5);
       const sorted = [...prios].sort((a, b) => b - a);
-      this.targetPriority.replaceChildren(...sorted.map((p) => h('option', { value: p }, String(p))));
+      const classes = scenarioClasses(this.base);
+      this.targetPriority.replaceChildren(
+        ...sorted.map((p) => h('option', { value: p }, `priority ${p}`)),
+        ...classes.map((c) => h('option', { value: c }, CLASS_LABELS[c].toLowerCase())),
+      );
+      // With a heavy group, the light groups' wait is what fairness is about.
+      if (classes.includes('light') && classes.includes('heavy')) this.targetPriority.value = 'light';
+      const target = params.get('target');
+      if (target !== null && [...this.targetPriority.options].some((o) => o.value === target)) this.targetPriority.value = target;
       const param = params.get('param') as Param | null;
       if (param && param in PARAMS) this.param.value = param;
       if (params.get('group')) this.group.value = params.get('group') as string;
@@ -128,6 +168,13 @@ export class PlannerView implements View {
     if (param === 'workers') {
       this.from.value = '1';
       this.to.value = String(Math.max(now + 5, 8));
+    } else if (param === 'max_in_flight' || param === 'group_concurrency' || param === 'rate_limit') {
+      // From 1 to past the current value (the workers' count for an unset max in flight).
+      this.from.value = '1';
+      this.to.value = String(Math.min(MAX_POINTS, Math.max(4, now * 2)));
+    } else if (param === 'fair_groups') {
+      this.from.value = '0';
+      this.to.value = '1';
     } else if (param === 'ack') {
       this.from.value = String(Math.max(1, Math.round(now / 10)));
       this.to.value = String(now * 2);
@@ -184,13 +231,15 @@ export class PlannerView implements View {
     destroyCharts(this.charts);
     const xs = this.points.map((p) => p.x);
     const prios = [...new Set(this.points.flatMap((p) => p.report.summary.by_priority.map((b) => b.priority)))].sort((a, b) => b - a);
+    const classes = classesOf(this.points.map((p) => p.report));
     const unit = PARAMS[param].unit;
+    const secs = (v: number | null) => (v === null ? null : v / 1000);
     const wait = new Chart({
       title: 'Wait p99 by priority',
       x: { label: unit },
       y: { label: 'seconds' },
       series: prios.map((p, i) => ({ label: `priority ${p}`, color: PALETTE[i % PALETTE.length] })),
-      data: [xs, ...prios.map((pr) => this.points.map((p) => { const v = p99(p.report, pr); return v === null ? null : v / 1000; }))],
+      data: [xs, ...prios.map((pr) => this.points.map((p) => secs(p99(p.report, pr))))],
     });
     const dlq = new Chart({ title: 'Dead-lettered tasks', x: { label: unit }, y: { label: 'tasks' }, series: [{ label: 'dead-lettered' }], data: [xs, this.points.map((p) => p.report.summary.dead_lettered)] });
     const util = new Chart({ title: 'Worker utilisation', x: { label: unit }, y: { label: '%', max: 100 }, series: [{ label: 'utilisation' }], data: [xs, this.points.map((p) => p.report.summary.utilisation * 100)] });
@@ -198,16 +247,50 @@ export class PlannerView implements View {
     dlq.el.dataset.chart = 'sweep-dlq';
     util.el.dataset.chart = 'sweep-util';
     this.charts = [wait, dlq, util];
+    if (classes.length > 0) {
+      const byClass = new Chart({
+        title: 'Wait p99 by group class',
+        x: { label: unit },
+        y: { label: 'seconds' },
+        series: classes.map((c) => ({ label: CLASS_LABELS[c].toLowerCase(), color: CLASS_COLOR[c] })),
+        data: [xs, ...classes.map((c) => this.points.map((p) => secs(classP99(p.report, c))))],
+      });
+      byClass.el.dataset.chart = 'sweep-class-wait';
+      this.charts.splice(1, 0, byClass);
+    }
+    const ms = (v: number | null, c?: GroupClass) => h('td', { 'data-class': c, 'data-value': v ?? undefined }, v === null ? '–' : fmtMs(v));
     const table = h(
       'table',
       { class: 'summary sweep' },
       h('caption', {}, 'Outcome at each value'),
-      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, PARAMS[param].label), ...prios.map((p) => h('th', { scope: 'col' }, `p${p} wait p99`)), h('th', { scope: 'col' }, 'Dead-lettered'), h('th', { scope: 'col' }, 'Utilisation'), h('th', { scope: 'col' }, 'Completed'))),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          h('th', { scope: 'col' }, PARAMS[param].label),
+          ...prios.map((p) => h('th', { scope: 'col' }, `p${p} wait p99`)),
+          ...classes.map((c) => h('th', { scope: 'col' }, `${CLASS_LABELS[c]} wait p99`)),
+          h('th', { scope: 'col' }, 'Dead-lettered'),
+          h('th', { scope: 'col' }, 'Utilisation'),
+          h('th', { scope: 'col' }, 'Completed'),
+        ),
+      ),
       h(
         'tbody',
         {},
         this.points.map((p) =>
-          h('tr', {}, h('th', { scope: 'row' }, String(p.x)), ...prios.map((pr) => { const v = p99(p.report, pr); return h('td', {}, v === null ? '–' : fmtMs(v)); }), h('td', {}, fmtInt(p.report.summary.dead_lettered)), h('td', {}, fmtPct(p.report.summary.utilisation)), h('td', {}, fmtInt(p.report.summary.completed))),
+          h(
+            'tr',
+            { 'data-value': p.x },
+            h('th', { scope: 'row' }, valueText(param, p.x)),
+            ...prios.map((pr) => ms(p99(p.report, pr))),
+            ...classes.map((c) => ms(classP99(p.report, c), c)),
+            h('td', {}, fmtInt(p.report.summary.dead_lettered)),
+            h('td', {}, fmtPct(p.report.summary.utilisation)),
+            h('td', { 'data-key': 'completed' }, fmtInt(p.report.summary.completed)),
+          ),
         ),
       ),
     );
@@ -218,29 +301,30 @@ export class PlannerView implements View {
     this.showAnswer();
   }
 
-  /** The smallest swept value meeting the target, in words. */
+  /** The swept values meeting the target, in words (the best one first for counts and rates). */
   private showAnswer(): void {
     if (this.points.length === 0) return;
     const param = (new URLSearchParams(location.hash.slice(1)).get('param') as Param | null) ?? (this.param.value as Param);
-    const pr = Number(this.targetPriority.value);
+    const target = targetOf(this.targetPriority.value);
     const limit = Number(this.targetSecs.value) * 1000;
-    const meets = this.points.filter((p) => { const v = p99(p.report, pr); return v !== null && v < limit; });
-    const name = PARAMS[param].label.toLowerCase();
+    const meets = this.points.filter((p) => { const v = target.p99(p.report); return v !== null && v < limit; });
+    const name = PARAMS[param].label.replace(/ \(.*\)$/, '').toLowerCase();
+    const goal = `${target.label} wait p99 under ${fmtMs(limit)}`;
     if (meets.length === 0) {
-      this.answer.textContent = `No ${name} in the sweep keeps priority ${pr} wait p99 under ${fmtMs(limit)}.`;
+      this.answer.textContent = `No ${name} in the sweep keeps ${goal}.`;
       this.answer.dataset.value = '';
       return;
     }
     if (param !== 'workers' && param !== 'rate') {
-      this.answer.textContent = `Values of ${name} that keep priority ${pr} wait p99 under ${fmtMs(limit)}: ${meets.map((p) => p.x).join(', ')}.`;
+      this.answer.textContent = `Values of ${name} that keep ${goal}: ${meets.map((p) => valueText(param, p.x)).join(', ')}.`;
       this.answer.dataset.value = String(meets[0].x);
       return;
     }
     // Fewest workers that suffice; or the highest arrival rate still served in time.
     const best = param === 'workers' ? meets[0] : meets[meets.length - 1];
-    const v = p99(best.report, pr) as number;
+    const v = target.p99(best.report) as number;
     const word = param === 'workers' ? 'Smallest' : 'Largest';
-    this.answer.textContent = `${word} ${name} that keeps priority ${pr} wait p99 under ${fmtMs(limit)}: ${best.x} (p99 ${fmtMs(v)}, utilisation ${fmtPct(best.report.summary.utilisation)}).`;
+    this.answer.textContent = `${word} ${name} that keeps ${goal}: ${best.x} (p99 ${fmtMs(v)}, utilisation ${fmtPct(best.report.summary.utilisation)}).`;
     this.answer.dataset.value = String(best.x);
   }
 }

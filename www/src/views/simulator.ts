@@ -1,14 +1,16 @@
 /**
  * Simulator: a preset or an edited scenario, run in the simulation worker with a progress
  * bar; charts and the summary; optionally a second configuration B on the same seed, side by
- * side. The URL holds the preset or scenario, the seed, B and whether to run at once.
+ * side: two more workers (`compare=1`), or, for a scenario with message groups, the same with
+ * fair groups on against off (`compare=fair`, one click: "Compare with fair groups"). The URL
+ * holds the preset or scenario, the seed, B and whether to run at once.
  */
 import { type App, type View, say } from '../app.js';
 import { errorText, field, h } from '../dom.js';
 import { decodeScenario, encodeScenario } from '../hash.js';
 import { ReportView } from '../report-view.js';
 import { ScenarioEditor } from '../scenario-form.js';
-import type { Report, Scenario } from '../types.js';
+import type { Json, Report, Scenario } from '../types.js';
 
 /** B's starting point: A with two more workers in its first group (e.g. 3 vs 5 workers). */
 export function moreWorkers(a: Scenario): Scenario {
@@ -19,12 +21,44 @@ export function moreWorkers(a: Scenario): Scenario {
   return b;
 }
 
+function queueConfig(s: Scenario): { [k: string]: Json } {
+  const qc = s.queue_config;
+  if (qc && typeof qc === 'object' && !Array.isArray(qc)) return qc;
+  const fresh: { [k: string]: Json } = {};
+  s.queue_config = fresh;
+  return fresh;
+}
+
+/** `a` with `fair_groups` set to `on`. */
+export function withFairGroups(a: Scenario, on = true): Scenario {
+  const b = structuredClone(a);
+  queueConfig(b).fair_groups = on;
+  return b;
+}
+
+/** Whether some producer spreads its tasks over message groups (a count or a heavy share). */
+export function usesGroups(s: Scenario): boolean {
+  return (Array.isArray(s.producers) ? s.producers : []).some((p) => {
+    const g = p && typeof p === 'object' && !Array.isArray(p) ? p.groups : undefined;
+    if (typeof g === 'number') return g > 0;
+    return Boolean(g && typeof g === 'object' && !Array.isArray(g) && ((Number(g.count) || 0) > 0 || (Number(g.heavy_share) || 0) > 0));
+  });
+}
+
+/** Whether B is A with fair groups on and A has them off: the noisy-neighbour comparison. */
+function isFairComparison(a: Scenario, b: Scenario): boolean {
+  const qc = a.queue_config;
+  const aFair = qc !== null && typeof qc === 'object' && !Array.isArray(qc) && qc.fair_groups === true;
+  return !aFair && JSON.stringify(b) === JSON.stringify(withFairGroups(a));
+}
+
 export class SimulatorView implements View {
   readonly el: HTMLElement;
   private readonly presetSelect: HTMLSelectElement;
   private readonly seed: HTMLInputElement;
   private readonly compare: HTMLInputElement;
   private readonly runButton: HTMLButtonElement;
+  private readonly fairButton: HTMLButtonElement;
   private readonly progress: HTMLProgressElement;
   private readonly status: HTMLElement;
   private readonly editorA: ScenarioEditor;
@@ -53,6 +87,12 @@ export class SimulatorView implements View {
     this.bBox.hidden = true;
     const load = h('button', { type: 'button', onclick: () => void this.loadPreset() }, 'Load preset');
     const share = h('button', { type: 'button', id: 'sim-share', onclick: () => void this.share() }, 'Copy link');
+    this.fairButton = h(
+      'button',
+      { type: 'button', id: 'sim-fair', title: 'Runs A with fair groups off and B with them on, side by side', onclick: () => void this.compareFair() },
+      'Compare with fair groups',
+    );
+    this.fairButton.hidden = true;
     this.seed.addEventListener('change', () => this.seedChanged());
     this.compare.addEventListener('change', () => this.toggleCompare());
     const form = h(
@@ -63,6 +103,7 @@ export class SimulatorView implements View {
       field('Seed (both runs)', this.seed),
       h('div', { class: 'field check' }, this.compare, h('label', { for: 'sim-compare' }, 'Compare with configuration B')),
       this.runButton,
+      this.fairButton,
       share,
     );
     this.el = h(
@@ -104,8 +145,9 @@ export class SimulatorView implements View {
       const b = params.get('compare');
       this.compare.checked = b !== null;
       this.bBox.hidden = b === null;
+      this.showFairButton();
       if (b !== null) {
-        const sb = b === '1' ? moreWorkers(a) : await decodeScenario(b);
+        const sb = b === '1' ? moreWorkers(a) : b === 'fair' ? withFairGroups(a) : await decodeScenario(b);
         if (stale()) return;
         sb.seed = a.seed ?? 1;
         this.editorB.load(sb);
@@ -123,6 +165,7 @@ export class SimulatorView implements View {
     this.editorA.load(p.scenario);
     this.seed.value = String(p.scenario.seed ?? 1);
     if (this.compare.checked) this.editorB.load(moreWorkers(p.scenario));
+    this.showFairButton();
     this.results.clear();
     this.edited();
   }
@@ -144,8 +187,26 @@ export class SimulatorView implements View {
     this.edited();
   }
 
+  /** The fair-groups comparison is offered for scenarios whose producers use groups. */
+  private showFairButton(): void {
+    this.fairButton.hidden = !usesGroups(this.editorA.value());
+  }
+
+  /** A with fair groups off, B the same with them on, run side by side. */
+  private async compareFair(): Promise<void> {
+    const a = withFairGroups(this.editorA.value(), false);
+    this.editorA.load(a);
+    this.compare.checked = true;
+    this.bBox.hidden = false;
+    this.editorB.load(withFairGroups(a));
+    clearTimeout(this.urlTimer);
+    await this.writeUrl();
+    await this.run();
+  }
+
   /** Scenario or seed edited: the URL follows (shortly, so typing stays smooth). */
   private edited(): void {
+    this.showFairButton();
     const a = this.editorA.value();
     if (typeof a.seed === 'number') this.seed.value = String(a.seed);
     clearTimeout(this.urlTimer);
@@ -166,7 +227,7 @@ export class SimulatorView implements View {
     };
     if (this.compare.checked) {
       const b = this.editorB.value();
-      update.compare = JSON.stringify(b) === JSON.stringify(moreWorkers(a)) ? '1' : await encodeScenario(b);
+      update.compare = JSON.stringify(b) === JSON.stringify(moreWorkers(a)) ? '1' : isFairComparison(a, b) ? 'fair' : await encodeScenario(b);
     }
     if (write === this.urlWrites) this.app.setParams(update);
     return update;
@@ -206,7 +267,8 @@ export class SimulatorView implements View {
       );
       if (token !== this.running) return;
       this.progress.value = 1;
-      this.results.show(reports, ['A', 'B']);
+      const fair = runs.length === 2 && isFairComparison(runs[0], runs[1]);
+      this.results.show(reports, fair ? ['A: fair groups off', 'B: fair groups on'] : ['A', 'B']);
       const secs = ((performance.now() - started) / 1000).toFixed(1);
       say(this.status, `Done in ${secs} s: ${reports.map((r) => `${r.summary.published.toLocaleString('en-US')} tasks`).join(' and ')} simulated.`);
       void this.writeUrl();
