@@ -70,6 +70,15 @@ pub(crate) struct Cli {
     /// clients talking to the leader, beside the single server.
     #[arg(long, value_name = "N")]
     pub(crate) cluster: Option<usize>,
+    /// Also run C on flow-controlled queues, beside plain C on the same server and printed as
+    /// ratios to it: `max_in_flight` live (twice what the workers can hold, so it never
+    /// binds), `max_in_flight` binding (a quarter of that) and `fair_groups` with the messages
+    /// spread over `--flow-groups` groups. Implies scenario C; Synap rows only.
+    #[arg(long)]
+    pub(crate) flow: bool,
+    /// Groups the `fair_groups` run of `--flow` spreads its messages over.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub(crate) flow_groups: u64,
     /// Kill the leader of a cluster (`--cluster` nodes, 3 by default; `--fsync always`) K
     /// times under a steady publisher and report the failover time (kill → next answered
     /// publish) and whether any answered publish was lost or doubled. Alone, it runs only
@@ -84,7 +93,21 @@ pub(crate) enum Scenario {
     A,
     B,
     C,
+    /// C on a queue whose `max_in_flight` is above what the workers can hold (`--flow`).
+    #[serde(rename = "C-cap-live")]
+    CCapLive,
+    /// C on a queue whose `max_in_flight` is below what the workers can hold (`--flow`).
+    #[serde(rename = "C-cap-binding")]
+    CCapBinding,
+    /// C on a `fair_groups` queue, the messages spread over `--flow-groups` groups (`--flow`).
+    #[serde(rename = "C-fair")]
+    CFair,
     Open,
+}
+
+impl Scenario {
+    /// The flow-control variants of C (`--flow`), in table order.
+    pub(crate) const FLOW: [Self; 3] = [Self::CCapLive, Self::CCapBinding, Self::CFair];
 }
 
 /// Everything the run needs, with the defaults applied and the filters checked.
@@ -108,6 +131,8 @@ pub(crate) struct Settings {
     pub(crate) cluster: Option<usize>,
     /// Leader kills of the failover measurement, if any.
     pub(crate) failover: Option<usize>,
+    /// Groups of the `fair_groups` run (`--flow`).
+    pub(crate) flow_groups: u64,
     /// Whether the throughput rows run (not when `--failover` is given alone).
     pub(crate) rows: bool,
 }
@@ -165,8 +190,15 @@ impl Cli {
                 .map(|s| parse_scenario(s))
                 .collect::<Result<_, _>>()?
         };
+        if self.flow {
+            scenarios.push(Scenario::C);
+            scenarios.extend(Scenario::FLOW);
+        }
         scenarios.sort();
         scenarios.dedup();
+        if self.flow_groups == 0 {
+            return Err("--flow-groups must be at least 1".into());
+        }
         if !(self.rate.is_finite() && self.rate > 0.0) {
             return Err("--rate must be a positive number".into());
         }
@@ -206,6 +238,7 @@ impl Cli {
             auth: self.auth,
             cluster: self.cluster,
             failover: self.failover,
+            flow_groups: self.flow_groups,
             rows,
         })
     }
@@ -301,6 +334,28 @@ mod tests {
         assert!(both.rows);
         assert!(settings(&["--cluster", "2"]).is_err());
         assert!(settings(&["--failover", "0"]).is_err());
+    }
+
+    #[test]
+    fn flow_adds_the_c_variants_beside_c() {
+        let s = settings(&["--scenario", "A", "--flow"]).expect("flow");
+        assert_eq!(
+            s.scenarios,
+            [
+                Scenario::A,
+                Scenario::C,
+                Scenario::CCapLive,
+                Scenario::CCapBinding,
+                Scenario::CFair
+            ]
+        );
+        assert_eq!(s.flow_groups, 10_000);
+        let plain = settings(&[]).expect("defaults");
+        assert!(
+            !plain.scenarios.contains(&Scenario::CFair),
+            "only with --flow"
+        );
+        assert!(settings(&["--flow", "--flow-groups", "0"]).is_err());
     }
 
     #[test]

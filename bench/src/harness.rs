@@ -82,6 +82,10 @@ pub(crate) struct Shared {
     acked: AtomicU64,
     end: OnceLock<Instant>,
     pad: String,
+    /// Groups the messages are spread over, round robin (`--flow`'s `fair_groups` run).
+    groups: Option<u64>,
+    /// The next message's place in that round.
+    next_group: AtomicU64,
     /// Open loop: each producer's schedule of stamps, taken by that producer.
     ticks: Mutex<Vec<Option<mpsc::UnboundedReceiver<u64>>>>,
 }
@@ -129,6 +133,13 @@ impl Shared {
     /// The body of a message stamped `t`.
     pub(crate) fn body(&self, t: u64) -> Vec<u8> {
         format!("{{\"t\":{t},\"pad\":\"{}\"}}", self.pad).into_bytes()
+    }
+    /// The group of the next message published: `None`, or the next of the plan's groups in
+    /// turn (`g0`, `g1`, …), so each group gets an equal share.
+    pub(crate) fn group(&self) -> Option<String> {
+        let n = self.groups?;
+        let k = self.next_group.fetch_add(1, Ordering::Relaxed);
+        Some(format!("g{}", k % n))
     }
     /// The padding, for clients that serialize the body themselves.
     pub(crate) fn pad(&self) -> &str {
@@ -198,6 +209,8 @@ pub(crate) struct Plan {
     pub(crate) limit: Duration,
     /// Open loop: messages offered per second across all producers.
     pub(crate) rate: Option<f64>,
+    /// Groups the messages are spread over (paths that carry a group), if any.
+    pub(crate) groups: Option<u64>,
 }
 
 /// Runs `plan` against `target` on `queue`; `progress` receives the shared state to watch.
@@ -220,6 +233,8 @@ pub(crate) async fn run(
         acked: AtomicU64::new(0),
         end: OnceLock::new(),
         pad: "x".repeat(PAD_LEN),
+        groups: plan.groups,
+        next_group: AtomicU64::new(0),
         ticks: Mutex::new(rxs),
     });
     progress(Some(Arc::clone(&sh)));
@@ -329,6 +344,7 @@ mod tests {
             workers: 1,
             limit: Duration::from_secs(1),
             rate: None,
+            groups: None,
         });
         assert!(txs.is_empty() && rxs.is_empty());
         let sh = Shared {
@@ -341,12 +357,16 @@ mod tests {
             acked: AtomicU64::new(0),
             end: OnceLock::new(),
             pad: "x".repeat(PAD_LEN),
+            groups: Some(3),
+            next_group: AtomicU64::new(0),
             ticks: Mutex::new(rxs),
         };
         let body = sh.body(12_345_678);
         assert_eq!(stamp_of(&body), Ok(12_345_678));
         assert!((130..=150).contains(&body.len()), "{} bytes", body.len());
         assert!(stamp_of(b"{\"x\":1}").is_err());
+        let groups: Vec<_> = (0..4).filter_map(|_| sh.group()).collect();
+        assert_eq!(groups, ["g0", "g1", "g2", "g0"]);
     }
 
     #[test]
@@ -358,6 +378,7 @@ mod tests {
             workers: 0,
             limit: Duration::from_secs(5),
             rate: Some(1000.0),
+            groups: None,
         });
         let t0 = Instant::now();
         pace(&txs, 1000.0, 6, t0, t0 + Duration::from_secs(5));

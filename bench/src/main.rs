@@ -6,7 +6,7 @@
 //! cargo build --release -p synap-server -p synap-bench
 //! target/release/synap-bench [--all] [--peers] [--quick] [--path ...] [--mode ...]
 //!     [--scenario A,B,C,open] [--runs 3] [--rate 10000] [--auth none|key|scoped]
-//!     [--cluster 3|5] [--failover K] [--json]
+//!     [--cluster 3|5] [--failover K] [--flow [--flow-groups 10000]] [--json]
 //! ```
 //!
 //! Each measurement starts a fresh server (the release `synap-server` beside this binary,
@@ -15,12 +15,14 @@
 //! (A) `--producers` publish `--messages` into a fresh queue; (B) `--workers` drain what A left;
 //! (C) producers and workers at once on another queue; (open) C with the producers paced to
 //! `--rate` messages per second in total, latency taken from each message's intended send
-//! time. A closed-loop rate is the messages counted over the time to the last one. The client
-//! runs on the same machine as the server, so every figure is a lower bound of the server's.
+//! time; with `--flow`, C again on flow-controlled queues (flow.rs). A closed-loop rate is the
+//! messages counted over the time to the last one. The client runs on the same machine as the
+//! server, so every figure is a lower bound of the server's.
 
 mod beanstalk;
 mod cli;
 mod cluster;
+mod flow;
 mod harness;
 mod nats;
 mod pipeline;
@@ -224,6 +226,7 @@ async fn bench(s: &Settings) -> Result<(), String> {
             "notes": notes,
             "rows": rows,
             "failover": failover,
+            "flow_groups": s.scenarios.contains(&Scenario::CFair).then_some(s.flow_groups),
         });
         println!(
             "{}",
@@ -266,6 +269,10 @@ async fn bench(s: &Settings) -> Result<(), String> {
     if s.cluster.is_some() {
         println!("Cluster ÷ single server, same path and mode (clients on the leader):\n");
         println!("{}", report::cluster_table(&rows));
+    }
+    if flow::wanted(s) {
+        println!("{}", flow::explain(s));
+        println!("{}", flow::table(&rows, s));
     }
     if s.scenarios.contains(&Scenario::Open) {
         println!(
@@ -424,15 +431,30 @@ impl Server {
         }
     }
 
-    /// Makes `queue` ready for a scenario (beanstalkd tubes need nothing).
-    async fn prepare(&self, queue: &str, durable: bool, messages: u64) -> Result<(), String> {
+    /// Synap's client, on a Synap row.
+    fn client(&self) -> Option<&SynapClient> {
+        match self {
+            Self::Synap { client, .. } | Self::Cluster { client, .. } => Some(client),
+            Self::Beanstalk { .. } | Self::Nats { .. } => None,
+        }
+    }
+
+    /// Makes `queue` ready for a scenario (beanstalkd tubes need nothing), with the flow
+    /// settings of `flow` on Synap.
+    async fn prepare(
+        &self,
+        queue: &str,
+        durable: bool,
+        messages: u64,
+        flow: flow::Variant,
+    ) -> Result<(), String> {
         match self {
             Self::Synap { client, .. } | Self::Cluster { client, .. } => {
-                let config = QueueConfig {
+                let config = flow.config(QueueConfig {
                     max_depth: Some(messages.max(100_000) * 2),
                     ack_deadline: Some(Duration::from_secs(300)),
                     ..QueueConfig::default()
-                };
+                });
                 client
                     .queue_create(queue, config)
                     .await
@@ -469,10 +491,12 @@ async fn measure_row(
         workers,
         limit: s.limit,
         rate,
+        groups: None,
     };
+    let plain = flow::Variant::default();
     if want(Scenario::A) || want(Scenario::B) {
         let queue = q("ab");
-        server.prepare(&queue, r.durable, s.messages).await?;
+        server.prepare(&queue, r.durable, s.messages, plain).await?;
         let a_plan = plan(Kind::A, s.messages, s.producers, 0, None);
         let a = scenario(&target, &queue, &a_plan, &format!("{label} A")).await;
         if want(Scenario::A) {
@@ -485,16 +509,26 @@ async fn measure_row(
             out.insert(Scenario::B, Measure::from(&b));
         }
     }
-    if want(Scenario::C) {
-        let queue = q("c");
-        server.prepare(&queue, r.durable, s.messages).await?;
-        let c_plan = plan(Kind::C, s.messages, s.producers, s.workers, None);
-        let c = scenario(&target, &queue, &c_plan, &format!("{label} C")).await;
-        out.insert(Scenario::C, Measure::from(&c));
+    // C and, with --flow, its runs on flow-controlled queues, each on a queue of its own.
+    for sc in flow::c_runs(s, r.system, run) {
+        let queue = q(&format!("{sc:?}").to_ascii_lowercase());
+        let variant = flow::Variant::of(sc, &r.path, s);
+        server
+            .prepare(&queue, r.durable, s.messages, variant)
+            .await?;
+        let c_plan = Plan {
+            groups: variant.groups,
+            ..plan(Kind::C, s.messages, s.producers, s.workers, None)
+        };
+        let watch = flow::Watch::start_for(s, server.client(), &queue);
+        let c = scenario(&target, &queue, &c_plan, &format!("{label} {sc:?}")).await;
+        out.insert(sc, flow::finish(Measure::from(&c), variant, watch).await);
     }
     if want(Scenario::Open) {
         let queue = q("open");
-        server.prepare(&queue, r.durable, s.open_messages).await?;
+        server
+            .prepare(&queue, r.durable, s.open_messages, plain)
+            .await?;
         let o_plan = plan(
             Kind::C,
             s.open_messages,

@@ -23,6 +23,20 @@ pub(crate) struct Measure {
     pub(crate) p99_ms: Option<f64>,
     pub(crate) p999_ms: Option<f64>,
     pub(crate) errors: Vec<String>,
+    /// The queue's `max_in_flight` (`--flow`'s cap runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) max_in_flight: Option<u64>,
+    /// The most messages in flight and held back the queue's stats showed during the run
+    /// (`--flow`: polled on Synap's C runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) peaks: Option<Peaks>,
+}
+
+/// The largest `in_flight` and `held_back` seen in a queue's stats during a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub(crate) struct Peaks {
+    pub(crate) in_flight: u64,
+    pub(crate) held_back: u64,
 }
 
 impl From<&RunResult> for Measure {
@@ -38,6 +52,8 @@ impl From<&RunResult> for Measure {
             p99_ms: q(0.99),
             p999_ms: q(0.999),
             errors: r.errors.iter().take(5).cloned().collect(),
+            max_in_flight: None,
+            peaks: None,
         }
     }
 }
@@ -131,7 +147,7 @@ pub(crate) fn rate_text(r: f64) -> String {
     }
 }
 
-fn ms_text(ms: Option<f64>) -> String {
+pub(crate) fn ms_text(ms: Option<f64>) -> String {
     ms.map_or("–".into(), |v| {
         if v >= 100.0 {
             format!("{v:.0}")
@@ -141,14 +157,14 @@ fn ms_text(ms: Option<f64>) -> String {
     })
 }
 
-fn ratio_text(x: Option<f64>, reference: Option<f64>) -> String {
+pub(crate) fn ratio_text(x: Option<f64>, reference: Option<f64>) -> String {
     match (x, reference) {
         (Some(x), Some(r)) if r > 0.0 => format!("{:.2}×", x / r),
         _ => "–".into(),
     }
 }
 
-fn cell(m: Option<&Median>) -> String {
+pub(crate) fn cell(m: Option<&Median>) -> String {
     m.map_or("–".into(), |m| {
         let star = if m.incomplete { "*" } else { "" };
         format!("{}{star}", rate_text(m.rate))
@@ -329,6 +345,8 @@ mod tests {
             p99_ms: p99,
             p999_ms: p99,
             errors: Vec::new(),
+            max_in_flight: None,
+            peaks: None,
         }
     }
 

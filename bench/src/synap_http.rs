@@ -13,11 +13,11 @@ use synap_client::{ConsumeOptions, PublishOptions, QueueStream, StreamOptions, S
 use crate::harness::{Hist, Shared, Target, Task, ctx, hist};
 
 /// Messages per `publish_batch` and per batch consume.
-const BATCH: u64 = 100;
+pub(crate) const BATCH: u64 = 100;
 /// Publishes in flight per WebSocket producer.
 const WINDOW: usize = 256;
 /// Unacked messages the server pushes to each WebSocket worker.
-const PREFETCH: u32 = 64;
+pub(crate) const PREFETCH: u32 = 64;
 /// How long a worker waits for a message before checking whether it is done.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -73,6 +73,14 @@ impl Target for SynapHttp {
     }
 }
 
+/// A publish's options: the scenario's next group, if it spreads messages over groups.
+fn options(sh: &Shared) -> PublishOptions {
+    PublishOptions {
+        group: sh.group(),
+        ..PublishOptions::default()
+    }
+}
+
 async fn rest_producer(
     sh: &Shared,
     c: &SynapClient,
@@ -87,10 +95,10 @@ async fn rest_producer(
         if how == Http::Batch {
             // A batch leaves when its first message is due; the rest ride along.
             let Some(t) = ticks.next().await else { break };
-            let mut batch = vec![(Body { t, pad }, PublishOptions::default())];
+            let mut batch = vec![(Body { t, pad }, options(sh))];
             while (batch.len() as u64) < left.min(BATCH) {
                 match ticks.ready() {
-                    Some(t) => batch.push((Body { t, pad }, PublishOptions::default())),
+                    Some(t) => batch.push((Body { t, pad }, options(sh))),
                     None => break,
                 }
             }
@@ -101,7 +109,7 @@ async fn rest_producer(
         } else {
             let Some(t) = ticks.next().await else { break };
             let body = Body { t, pad };
-            c.queue_publish(q, &body, PublishOptions::default())
+            c.queue_publish(q, &body, options(sh))
                 .await
                 .map_err(ctx("publish"))?;
             sh.count_published(1);
@@ -184,7 +192,7 @@ async fn ws_producer(sh: &Shared, c: &SynapClient, index: usize, quota: u64) -> 
         // that publishes alone (A, closed loop) ends on them.
         let Some(t) = ticks.next().await else { break };
         let body = Body { t, pad };
-        let confirm = s.publish_pipelined(&body, PublishOptions::default()).await;
+        let confirm = s.publish_pipelined(&body, options(sh)).await;
         window.push_back(confirm.map_err(ctx("ws publish"))?);
         if window.len() >= WINDOW {
             let oldest = window.pop_front().expect("the window is full");

@@ -19,7 +19,7 @@ use crate::wire::{InBuf, PUSH_ID, V, put_request};
 /// `QPUBLISH`es in flight per pipelined producer (the server allows 256 per connection).
 const WINDOW: usize = 128;
 /// Deliveries a `QSTREAM` worker holds unacked.
-const PREFETCH: i64 = 64;
+pub(crate) const PREFETCH: i64 = 64;
 /// How long a worker waits for a frame before checking whether it is done.
 const POLL: Duration = Duration::from_millis(250);
 
@@ -116,13 +116,22 @@ async fn simple_producer(sh: &Shared, dest: Dest, index: usize, quota: u64) -> R
             break;
         }
         let Some(t) = ticks.next().await else { break };
-        let args = [V::Str(sh.queue.clone()), V::Bytes(sh.body(t))];
-        conn.call("QPUBLISH", &args)
+        conn.call("QPUBLISH", &publish_args(sh, t))
             .await
             .map_err(ctx("QPUBLISH"))?;
         sh.count_published(1);
     }
     Ok(())
+}
+
+/// The arguments of a `QPUBLISH` of the message stamped `t`: `queue payload`, and when the
+/// scenario spreads messages over groups, `Null` priority, max_retries and key, then the group.
+fn publish_args(sh: &Shared, t: u64) -> Vec<V> {
+    let mut args = vec![V::Str(sh.queue.clone()), V::Bytes(sh.body(t))];
+    if let Some(group) = sh.group() {
+        args.extend([V::Null, V::Null, V::Null, V::Str(group)]);
+    }
+    args
 }
 
 async fn simple_worker(sh: &Shared, dest: Dest, w: usize) -> Result<Hist, String> {
@@ -174,7 +183,7 @@ async fn pipelined_producer(
         inbuf: InBuf::new(),
     };
     let encode = |out: &mut Vec<u8>, seq: u64, t: u64| {
-        let args = [V::Str(sh.queue.clone()), V::Bytes(sh.body(t))];
+        let args = publish_args(sh, t);
         // Ids from 1, never the push id (a producer sends far fewer than 2^32 - 1).
         let id = u32::try_from(seq % u64::from(PUSH_ID)).unwrap_or(1).max(1);
         put_request(out, id, "QPUBLISH", &args);

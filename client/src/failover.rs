@@ -38,7 +38,9 @@ pub(crate) const MOVE_ON: [&str; 4] = ["not_leader", "no_leader", "unavailable",
 /// applied), judged by its route: reads (`GET`), `PUT` and `DELETE` (a repeated delete may
 /// answer `false`), queue create (applies the same settings), `kv/set`, consume (a lease
 /// granted to a lost answer runs out and the message is delivered again), ack and ack_batch
-/// (a repeat of one that landed answers `message_not_found`), extend, progress and cancel.
+/// (a repeat of one that landed answers `message_not_found`), extend, progress, cancel, pause
+/// and resume (a repeat leaves the queue as the first did) and a worker's rate limit (a
+/// repeat holds deliveries back from its own arrival: at most the failover's delay longer).
 /// Publishes and nacks are judged by their body where they are sent (a key; a lease). Not
 /// safe: `kv/incr`, pub/sub publish, purge, DLQ retry and purge, a schedule's run now.
 pub(crate) fn retry_safe(method: &Method, segments: &[&str]) -> bool {
@@ -49,7 +51,15 @@ pub(crate) fn retry_safe(method: &Method, segments: &[&str]) -> bool {
         ["kv", "set"] | ["queue", _] => true,
         ["queue", _, op] => matches!(
             *op,
-            "consume" | "ack" | "ack_batch" | "extend" | "progress" | "cancel"
+            "consume"
+                | "ack"
+                | "ack_batch"
+                | "extend"
+                | "progress"
+                | "cancel"
+                | "pause"
+                | "resume"
+                | "rate_limit"
         ),
         _ => false,
     }

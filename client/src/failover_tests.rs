@@ -113,6 +113,10 @@ fn only_safe_requests_are_resent() {
     assert!(!retry_safe(&Method::POST, &["queue", "q", "publish"]));
     assert!(!retry_safe(&Method::POST, &["queue", "q", "nack"]));
     assert!(!retry_safe(&Method::POST, &["kv", "incr"]));
+    assert!(retry_safe(&Method::POST, &["queue", "q", "pause"]));
+    assert!(retry_safe(&Method::POST, &["queue", "q", "resume"]));
+    assert!(retry_safe(&Method::POST, &["queue", "q", "rate_limit"]));
+    assert!(retry_safe(&Method::GET, &["queue", "q", "groups"]));
     assert!(!retry_safe(&Method::POST, &["pubsub", "t", "publish"]));
     assert!(!retry_safe(&Method::POST, &["queue", "q", "purge"]));
     assert!(!retry_safe(

@@ -1,8 +1,9 @@
 //! Async Rust client for Synap, a task-queue server: queues with leases, retries and a
 //! dead-letter queue, a key-value store with TTL, and topic pub/sub. Start at [`SynapClient`]:
-//! `connect`, then the `queue_*`, `kv_*` and `pubsub_*` calls, and the job lifecycle (`job`,
-//! `wait_for`, `progress`, `cancel`, `schedule_*`); docs/clients.md has the quick start and the
-//! video sample.
+//! `connect`, then the `queue_*`, `kv_*` and `pubsub_*` calls, the job lifecycle (`job`,
+//! `wait_for`, `progress`, `cancel`, `schedule_*`) and flow control (`queue_pause`,
+//! `queue_resume`, `queue_rate_limit`, `queue_groups`, and the [`QueueConfig`] limits);
+//! docs/clients.md has the quick start and the video sample.
 //!
 //! Every call goes over HTTP (`reqwest`) to the REST routes of Synap's server; subscriptions
 //! ([`SynapClient::pubsub_subscribe`]) and the streaming consumer
@@ -55,6 +56,7 @@
 mod client;
 mod error;
 mod failover;
+mod flow;
 mod job;
 mod kv;
 mod pubsub;
@@ -70,6 +72,7 @@ pub use pubsub::{PubSubPublished, Subscription};
 pub use stream::{PublishConfirm, QueueStream, StreamOptions};
 pub use types::{
     AckBatchResult, AckFailure, Backoff, Cancelled, ConsumeOptions, DeadLetter, DedupMode, DlqPage,
-    Headers, Job, JobState, Keep, NackAction, NackOptions, PubSubMessage, PublishOptions,
-    PublishResult, QueueConfig, QueueMessage, QueueStats, RetryPosition, Schedule, ScheduleSet,
+    GroupInfo, Headers, Job, JobState, Keep, NackAction, NackOptions, PubSubMessage,
+    PublishOptions, PublishResult, QueueConfig, QueueMessage, QueueStats, Rate, RetryPosition,
+    Schedule, ScheduleSet,
 };

@@ -331,9 +331,11 @@ impl SynapClient {
         self.queue_nack_with(queue, message_id, &opts).await
     }
 
-    /// Rejects a message with an explicit retry delay, error text or lease. On a client with
-    /// failover a nack with a lease is sent again after an unanswered attempt; one without is
-    /// not (the message may have been delivered to another worker meanwhile).
+    /// Rejects a message with an explicit retry delay, error text or lease, or snoozes it
+    /// ([`NackOptions::snooze`]: back after the delay without spending an attempt, answered
+    /// [`NackAction::Snoozed`]). On a client with failover a nack with a lease is sent again
+    /// after an unanswered attempt; one without is not (the message may have been delivered to
+    /// another worker meanwhile).
     ///
     /// # Errors
     /// As [`queue_ack`](Self::queue_ack); [`SynapError::Resent`] (still `is_lease_mismatch()`

@@ -217,8 +217,8 @@ impl<T: DeserializeOwned> QueueStream<T> {
         }
     }
 
-    /// Rejects a delivery; see [`SynapClient::queue_nack_with`] (also for what a resend after
-    /// a failover answers).
+    /// Rejects or snoozes a delivery ([`NackOptions::snooze`]); see
+    /// [`SynapClient::queue_nack_with`] (also for what a resend after a failover answers).
     ///
     /// # Errors
     /// As [`ack`](Self::ack), and [`SynapError::Resent`].

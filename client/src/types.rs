@@ -13,8 +13,8 @@ use synap_wire as wire;
 use crate::error::{Result, SynapError};
 
 pub use synap_wire::{
-    AckBatchResult, AckFailure, Cancelled, DedupMode, Job, JobState, Keep, NackAction, QueueStats,
-    RetryPosition, Schedule, ScheduleSet,
+    AckBatchResult, AckFailure, Cancelled, DedupMode, GroupInfo, Job, JobState, Keep, NackAction,
+    QueueStats, Rate, RetryPosition, Schedule, ScheduleSet,
 };
 
 /// String headers carried with a message.
@@ -139,6 +139,9 @@ pub struct QueueMessage<T> {
     pub lease: Option<u64>,
     /// Publish time, Unix milliseconds.
     pub published_at: u64,
+    /// The message's group ([`PublishOptions::group`]); `None` for a message published
+    /// without one.
+    pub group: Option<String>,
 }
 
 /// A delivery as the server sends it, before the body is decoded.
@@ -164,6 +167,7 @@ impl RawDelivery {
             headers: d.headers,
             lease: Some(d.lease),
             published_at: d.published_at,
+            group: d.group,
         })
     }
 }
@@ -185,6 +189,12 @@ pub struct NackOptions {
     /// Lease token of the delivery being rejected.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lease: Option<u64>,
+    /// Snooze instead of failing: the message comes back after `delay` (at once when `None`)
+    /// without spending an attempt (the answer is [`NackAction::Snoozed`]). Snoozes are
+    /// counted per message; past the queue's `max_snoozes` it is dead-lettered
+    /// (`snoozed_out`). Refused with `requeue: false`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub snooze: bool,
 }
 
 // serde's `serialize_with` hands over a `&Option<_>`, so the signature cannot take `Option<&_>`.
@@ -205,7 +215,7 @@ impl NackOptions {
             delay: opt_secs(self.delay),
             error: self.error.clone(),
             lease: self.lease,
-            snooze: None,
+            snooze: self.snooze.then_some(true),
         }
     }
 }
@@ -217,6 +227,7 @@ impl Default for NackOptions {
             delay: None,
             error: None,
             lease: None,
+            snooze: false,
         }
     }
 }
@@ -227,6 +238,17 @@ impl NackOptions {
     pub fn retry_with_error(error: impl Into<String>) -> Self {
         Self {
             error: Some(error.into()),
+            ..Self::default()
+        }
+    }
+
+    /// A snooze: the message comes back after `delay` (`Duration::ZERO`: at once) without
+    /// spending an attempt. Set `lease` too, so a late snooze after a redelivery is refused.
+    #[must_use]
+    pub fn snooze(delay: Duration) -> Self {
+        Self {
+            delay: Some(delay),
+            snooze: true,
             ..Self::default()
         }
     }
@@ -279,6 +301,25 @@ pub struct QueueConfig {
     pub keep_cancelled: Option<Keep>,
     /// Largest `result` an ack may carry, in bytes of compact JSON. Server default 64 KiB.
     pub max_result_bytes: Option<u64>,
+    /// Most leased messages of the queue across all its consumers (at least 1); no limit
+    /// when `None`. A consume finding the queue at the limit gets nothing now (or waits).
+    pub max_in_flight: Option<u32>,
+    /// Most leased messages of one group at a time (at least 1); no limit when `None`.
+    pub group_concurrency: Option<u32>,
+    /// A group's messages are delivered one at a time in publish order, the next after the
+    /// previous is acked or dead-lettered (`group_concurrency` must be 1 or `None`).
+    pub ordered_groups: Option<bool>,
+    /// Within a priority, ready messages are taken round robin across groups, so one group's
+    /// burst does not make the others wait behind it.
+    pub fair_groups: Option<bool>,
+    /// Most deliveries of the queue per window ([`Rate`] `{max, per_secs}`; a window opens with
+    /// its first delivery); no limit when `None`.
+    pub rate_limit: Option<Rate>,
+    /// Most deliveries of each group per window; no limit when `None`.
+    pub group_rate_limit: Option<Rate>,
+    /// Snoozes a message may take before it is dead-lettered (`snoozed_out`). Server
+    /// default 100.
+    pub max_snoozes: Option<u32>,
 }
 
 impl QueueConfig {
@@ -307,7 +348,13 @@ impl QueueConfig {
             keep_completed: self.keep_completed,
             keep_cancelled: self.keep_cancelled,
             max_result_bytes: self.max_result_bytes,
-            ..wire::QueueConfig::default()
+            max_in_flight: self.max_in_flight,
+            group_concurrency: self.group_concurrency,
+            ordered_groups: self.ordered_groups,
+            fair_groups: self.fair_groups,
+            rate_limit: self.rate_limit,
+            group_rate_limit: self.group_rate_limit,
+            max_snoozes: self.max_snoozes,
         }
     }
 }
@@ -441,17 +488,55 @@ mod tests {
     }
 
     #[test]
+    fn flow_settings_and_snoozes_go_out_as_the_wire_has_them() {
+        let cfg = QueueConfig {
+            max_in_flight: Some(8),
+            group_concurrency: Some(1),
+            fair_groups: Some(true),
+            rate_limit: Some(Rate {
+                max: 30,
+                per_secs: 60.0,
+            }),
+            max_snoozes: Some(5),
+            ..QueueConfig::default()
+        };
+        let v = serde_json::to_value(&cfg).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"max_in_flight": 8, "group_concurrency": 1, "fair_groups": true,
+                "rate_limit": {"max": 30, "per_secs": 60.0}, "max_snoozes": 5})
+        );
+        let snooze = NackOptions {
+            lease: Some(7),
+            ..NackOptions::snooze(Duration::from_millis(1500))
+        };
+        let v = serde_json::to_value(snooze.request("m1")).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"message_id": "m1", "requeue": true, "delay": 1.5, "lease": 7,
+                "snooze": true})
+        );
+        let v = serde_json::to_value(NackOptions::default()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"requeue": true}),
+            "no snooze unless asked"
+        );
+    }
+
+    #[test]
     fn byte_payloads_decode_as_json_text() {
         let raw: RawDelivery = serde_json::from_value(serde_json::json!({
             "message_id": "m1", "queue": "q", "message": {"n": 7},
             "payload": b"{\"n\":7}".to_vec(), "priority": 3, "retry_count": 1,
             "max_retries": 3, "headers": {}, "lease": 4, "lease_deadline": 31000,
-            "published_at": 1000
+            "published_at": 1000, "group": "user-1"
         }))
         .unwrap();
         let msg = raw.decode::<serde_json::Value>().unwrap();
         assert_eq!(msg.body, serde_json::json!({"n": 7}));
         assert_eq!((msg.priority, msg.retry_count, msg.lease), (3, 1, Some(4)));
         assert_eq!(msg.published_at, 1000);
+        assert_eq!(msg.group.as_deref(), Some("user-1"));
     }
 }
