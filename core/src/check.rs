@@ -84,10 +84,12 @@ impl Engine {
             }
         }
         assert_eq!(
-            held_total, ctx.held_bytes,
+            held_total + self.flows.held_bytes(),
+            ctx.held_bytes,
             "message bytes held by the engine"
         );
         self.check_lifecycle();
+        self.check_flows();
         assert_eq!(waiters, self.waiter_queues.len(), "waiter index size");
         assert_eq!(sessions, self.session_queues.len(), "session index size");
         self.kv.check(ctx);

@@ -422,6 +422,13 @@ pub struct Limits {
     pub max_groups_per_queue: usize,
     /// Upper bound a queue's `max_snoozes` may be set to.
     pub max_snoozes: u32,
+    /// Flow records held: flows running, and finished ones while a job of theirs can still
+    /// be looked up. An `AddFlow` beyond it is `limit_exceeded`.
+    pub max_flows: usize,
+    /// Jobs in one flow.
+    pub max_flow_jobs: usize,
+    /// Levels of one flow (a root with children and grandchildren is 3).
+    pub max_flow_depth: usize,
 }
 
 impl Default for Limits {
@@ -464,6 +471,9 @@ impl Default for Limits {
             max_job_waiters: 10_000,
             max_groups_per_queue: 100_000,
             max_snoozes: 100_000,
+            max_flows: 10_000,
+            max_flow_jobs: 1_000,
+            max_flow_depth: 8,
         }
     }
 }

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Event, Job, LeaseToken, MessageId, Observed, WaiterId};
+use crate::api::{DeadLetterReason, Event, Job, LeaseToken, MessageId, Observed, WaiterId};
 use crate::config::Limits;
 use crate::ids::QueueId;
+use crate::json::Json;
 use crate::rng::Rng;
 use crate::time::Millis;
 use crate::timers::Timers;
@@ -50,12 +51,27 @@ pub(crate) struct Ctx {
 }
 
 /// A job that finished, or left its queue unfinished (purged), in the call just made. `job`
-/// is its lookup answer, built only when someone waits for it.
+/// is its lookup answer, built only when someone waits for it; `outcome` is how it ended,
+/// for the flow it may belong to.
 #[derive(Clone, Debug)]
 pub(crate) struct Finished {
     pub(crate) queue: QueueId,
     pub(crate) id: MessageId,
     pub(crate) job: Option<Box<Job>>,
+    pub(crate) outcome: Outcome,
+}
+
+/// How a job left its queue.
+#[derive(Clone, Debug)]
+pub(crate) enum Outcome {
+    /// Acked, with the result its ack carried.
+    Completed(Option<Json>),
+    /// Cancelled (with the result of an ack that settled it, if any).
+    Cancelled(Option<Json>),
+    /// Dead-lettered (or dropped by a queue that keeps no DLQ).
+    DeadLettered(DeadLetterReason),
+    /// Purged while ready or delayed.
+    Purged,
 }
 
 /// Parked `WaitJob`s: by waiter (with the job and the deadline), and by job. Serialized as

@@ -46,6 +46,7 @@ impl Engine {
             | C::RunSchedule { .. }
             | C::Tick
             | C::Resume { .. }) => self.dispatch_job(c),
+            c @ (C::AddFlow { .. } | C::GetFlow { .. }) => self.dispatch_flows(c),
             c @ (C::KvSet { .. }
             | C::KvGet { .. }
             | C::KvDel { .. }
@@ -93,7 +94,9 @@ impl Engine {
                 queues: self.names.keys().map(|n| n.to_string()).collect(),
             },
             Command::Stats { queue } => {
-                let mut stats = self.queue(&queue)?.stats(self.ctx.now);
+                let q = self.queue(&queue)?;
+                let mut stats = q.stats(self.ctx.now);
+                stats.waiting_children = self.flows.waiting_in(q.id);
                 stats.server_held_bytes = self.ctx.held_bytes;
                 stats.server_max_held_bytes = self.ctx.limits.max_held_bytes;
                 Reply::Stats(Box::new(stats))

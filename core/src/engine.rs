@@ -11,6 +11,7 @@ use crate::api::{Command, Event, MessageId, Reply, SessionId, WaiterId};
 use crate::config::{EngineConfig, QueueConfig, validate_queue_name};
 use crate::ctx::Ctx;
 use crate::dedup::Dedup;
+use crate::flows::Flows;
 use crate::kv::Kv;
 use crate::pubsub::PubSub;
 use crate::queue::{Queue, QueueId};
@@ -38,6 +39,10 @@ pub struct Engine {
     /// Publish idempotency keys (absent from snapshots written before keys existed).
     #[serde(default)]
     pub(crate) dedup: Dedup,
+    /// Flows: jobs that wait for other jobs (last, and left out while there are none, so
+    /// an engine that never ran a flow serializes as before).
+    #[serde(default, skip_serializing_if = "Flows::is_empty")]
+    pub(crate) flows: Flows,
 }
 
 impl Engine {
@@ -57,6 +62,7 @@ impl Engine {
             kv: Kv::default(),
             pubsub: PubSub::default(),
             dedup: Dedup::default(),
+            flows: Flows::default(),
         }
     }
 
@@ -99,9 +105,12 @@ impl Engine {
             _ => None,
         };
         self.handle_timeout(now);
-        let reply = self.dispatch(cmd);
-        self.forget_answered_waiters();
+        let mut reply = self.dispatch(cmd);
+        // Settling may publish flow parents, which may answer waiters: forget them after.
         self.settle_finished();
+        self.forget_answered_waiters();
+        self.decorate_reply(&mut reply);
+        self.decorate_events();
         match (caught_up, reply) {
             (Some(caught_up), Ok(Reply::Resumed { .. })) => Ok(Reply::Resumed { caught_up }),
             (_, reply) => reply,
@@ -121,6 +130,7 @@ impl Engine {
             self.fire(timer);
         }
         self.advance(target);
+        self.decorate_events();
     }
 
     /// The earliest pending deadline; `None` when nothing is scheduled.
@@ -205,8 +215,8 @@ impl Engine {
                 self.with_queue_id(queue, |q, ctx| q.on_rate_limit_end(ctx));
             }
         }
-        self.forget_answered_waiters();
         self.settle_finished();
+        self.forget_answered_waiters();
     }
 
     pub(crate) fn with_queue_id(&mut self, id: QueueId, f: impl FnOnce(&mut Queue, &mut Ctx)) {
@@ -291,6 +301,7 @@ impl Engine {
         // Jobs purged or settled by the teardown are gone with the queue.
         self.ctx.finished.retain(|f| f.queue != id);
         self.forget_queue_jobs(id);
+        self.flows_queue_deleted(id);
         let held = queue.held;
         queue.let_go(&mut self.ctx, held);
         for waiter in waiters {
@@ -324,7 +335,8 @@ impl Engine {
     }
 
     /// Message bytes held across all queues (bodies and headers of queued and dead-lettered
-    /// messages), the figure the memory budget (`Limits::max_held_bytes`) bounds.
+    /// messages, and what flows hold: waiting parents' messages, results kept for parents
+    /// yet to run), the figure the memory budget (`Limits::max_held_bytes`) bounds.
     #[must_use]
     pub fn held_bytes(&self) -> u64 {
         self.ctx.held_bytes

@@ -108,6 +108,12 @@ pub enum Error {
         /// The id asked for.
         schedule_id: String,
     },
+    /// No flow with this id (never added, or finished and no longer kept).
+    #[error("flow not found: {flow_id}")]
+    FlowNotFound {
+        /// The id asked for.
+        flow_id: String,
+    },
     /// No subscriber with this id is registered.
     #[error("subscriber not found: {subscriber_id}")]
     SubscriberNotFound {
@@ -135,6 +141,7 @@ impl Error {
             Self::SessionNotFound { .. } => "session_not_found",
             Self::AlreadyFinished { .. } => "already_finished",
             Self::ScheduleNotFound { .. } => "schedule_not_found",
+            Self::FlowNotFound { .. } => "flow_not_found",
         }
     }
 

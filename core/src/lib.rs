@@ -43,6 +43,7 @@ mod digest;
 mod dispatch;
 mod engine;
 mod error;
+mod flows;
 mod fxmap;
 mod ids;
 pub mod input;
@@ -72,6 +73,10 @@ pub use config::{
 };
 pub use engine::Engine;
 pub use error::Error;
+pub use flows::{
+    FlowAdded, FlowChild, FlowId, FlowInfo, FlowJobRef, FlowJobState, FlowNodeInfo, FlowTree,
+    OnChildFailure,
+};
 pub use json::Json;
 pub use queue::{QueueId, json_message};
 pub use rng::Rng;

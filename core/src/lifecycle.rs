@@ -15,7 +15,7 @@ impl Engine {
     pub(crate) fn dispatch_job(&mut self, cmd: Command) -> Result<Reply, Error> {
         Ok(match cmd {
             Command::GetJob { queue, message_id } => {
-                Reply::Job(Box::new(self.queue(&queue)?.job(message_id)?))
+                Reply::Job(Box::new(self.lookup_job(&queue, message_id)?))
             }
             Command::WaitJob {
                 queue,
@@ -38,6 +38,9 @@ impl Engine {
                 }
             }
             Command::Cancel { queue, message_id } => {
+                if let Some(cancelled) = self.cancel_waiting_parent(&queue, message_id) {
+                    return cancelled;
+                }
                 let (q, ctx) = self.queue_mut(&queue)?;
                 let state = q.cancel(ctx, message_id)?;
                 q.serve(ctx);
@@ -71,7 +74,7 @@ impl Engine {
         wait_ms: u64,
     ) -> Result<Reply, Error> {
         let q = self.queue(queue)?;
-        let job = q.job(id)?;
+        let job = self.lookup_job_in(q, id)?;
         if job.state.is_finished() || wait_ms == 0 {
             return Ok(Reply::Job(Box::new(job)));
         }
@@ -95,14 +98,20 @@ impl Engine {
         let Some((qid, id, _)) = self.ctx.job_waiters.remove(waiter) else {
             return false;
         };
-        let job = self.queues.get(&qid).and_then(|q| q.job(id).ok());
+        let job = self
+            .queues
+            .get(&qid)
+            .and_then(|q| self.lookup_job_in(q, id).ok());
         self.answer_job_waiter(waiter, job.map(Box::new));
         true
     }
 
     fn answer_job_waiter(&mut self, waiter_id: WaiterId, job: Option<Box<Job>>) {
         self.ctx.events.push_back(match job {
-            Some(job) => Event::JobWaited { waiter_id, job },
+            Some(mut job) => {
+                self.annotate_job(&mut job);
+                Event::JobWaited { waiter_id, job }
+            }
             None => Event::WaitTimedOut { waiter_id },
         });
     }
@@ -144,19 +153,20 @@ impl Engine {
         self.dedup.forget_queue(qid);
     }
 
-    /// After a call: every job that finished releases its held idempotency key, and the
-    /// waits on it are answered.
+    /// After a call: every job that finished releases its held idempotency key, the waits on
+    /// it are answered, and its flow (if any) goes on, which may finish more jobs (a failed
+    /// child's siblings cancelled): those are settled too.
     pub(crate) fn settle_finished(&mut self) {
-        if self.ctx.finished.is_empty() {
-            return;
-        }
-        for f in std::mem::take(&mut self.ctx.finished) {
-            self.dedup.release(f.queue, f.id);
-            for (w, deadline) in self.ctx.job_waiters.take_job(f.queue, f.id) {
-                self.ctx
-                    .timers
-                    .remove(deadline, TimerKind::Wait { waiter: w });
-                self.answer_job_waiter(w, f.job.clone());
+        while !self.ctx.finished.is_empty() {
+            for f in std::mem::take(&mut self.ctx.finished) {
+                self.dedup.release(f.queue, f.id);
+                for (w, deadline) in self.ctx.job_waiters.take_job(f.queue, f.id) {
+                    self.ctx
+                        .timers
+                        .remove(deadline, TimerKind::Wait { waiter: w });
+                    self.answer_job_waiter(w, f.job.clone());
+                }
+                self.flow_job_finished(&f);
             }
         }
     }

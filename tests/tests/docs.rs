@@ -34,6 +34,7 @@ const GUIDES: &[&str] = &[
     "tracking-jobs.md",
     "cluster.md",
     "controlling-throughput.md",
+    "pipelines-with-flows.md",
 ];
 
 const RUN_COMMAND: &str = "cargo run --release -p synap-server";

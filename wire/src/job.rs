@@ -21,6 +21,8 @@ pub enum DedupMode {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// A flow parent waiting for its children to finish.
+    WaitingChildren,
     /// Waiting for its delay or retry delay.
     Delayed,
     /// Deliverable now.
@@ -91,6 +93,15 @@ pub struct Job {
     /// Why it was dead-lettered (dead-lettered jobs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_reason: Option<crate::DeadLetterReason>,
+    /// The flow it belongs to (flow jobs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<String>,
+    /// Its parent in its flow, the job waiting for it (flow jobs with a parent only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// Its children in its flow, the jobs it waits for (flow parents only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
 }
 
 /// The query of `GET /queue/{name}/messages/{id}/wait`.

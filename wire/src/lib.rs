@@ -19,13 +19,14 @@
 //!
 //! Where to begin: `queue.rs` (publish, consume, ack and their answers), `queue_ws.rs` (the
 //! queue WebSocket's frames), `kv.rs`, `pubsub.rs`, `config.rs` (a queue's settings),
-//! `flow.rs` (pause, rate limits, groups).
+//! `flow.rs` (pause, rate limits, groups), `flows.rs` (jobs that wait for other jobs).
 
 #![warn(missing_docs)]
 
 mod common;
 mod config;
 mod flow;
+mod flows;
 mod job;
 mod kv;
 mod pubsub;
@@ -37,6 +38,9 @@ mod strict;
 pub use common::{Deleted, Empty, ErrorBody, Health, Purged, Success};
 pub use config::{Backoff, Keep, QueueConfig, Rate, RetryPosition};
 pub use flow::{GroupInfo, GroupList, GroupsQuery, Paused, RateLimitRequest, RateLimited};
+pub use flows::{
+    Flow, FlowChild, FlowCreated, FlowJob, FlowJobState, FlowNode, FlowRequest, OnChildFailure,
+};
 pub use job::{
     CancelRequest, Cancelled, DedupMode, Job, JobState, ProgressRequest, Progressed, Schedule,
     ScheduleList, ScheduleRequest, ScheduleSet, WaitQuery,

@@ -131,6 +131,10 @@ pub struct Delivery {
     /// The message's group; absent for a message published without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// A flow parent's children, once they finished (`POST /flows`): each child's message
+    /// id, queue, state and result; absent for any other message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children: Option<Vec<crate::FlowChild>>,
 }
 
 /// `{messages: [delivery]}`: the answer of a consume, empty when the wait ends with nothing.
@@ -294,6 +298,8 @@ pub enum DeadLetterReason {
     Expired,
     /// Snoozed once more than the queue's `max_snoozes`.
     SnoozedOut,
+    /// A flow parent whose child failed under `on_child_failure: fail`.
+    ChildFailed,
 }
 
 impl DeadLetterReason {
@@ -305,6 +311,7 @@ impl DeadLetterReason {
             Self::MaxRetriesExceeded => "max_retries_exceeded",
             Self::Expired => "expired",
             Self::SnoozedOut => "snoozed_out",
+            Self::ChildFailed => "child_failed",
         }
     }
 }

@@ -52,6 +52,9 @@ pub struct QueueStats {
     /// Schedules of this queue.
     #[serde(default)]
     pub schedules: u64,
+    /// Flow parents waiting for their children (not in `depth`).
+    #[serde(default)]
+    pub waiting_children: u64,
     /// Message bytes the queue holds (bodies and headers, queued and dead-lettered).
     #[serde(default)]
     pub bytes: u64,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{DedupMode, Headers, LeaseToken, MessageId, ScheduleSpec, SessionId, WaiterId};
 use crate::Json;
 use crate::config::QueueConfig;
+use crate::flows::{FlowId, FlowTree};
 
 /// One message to publish: a JSON `message` or a byte `payload` (exactly one of the two).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -301,6 +302,18 @@ pub enum Command {
         /// When the host went down (the latest time the engine had seen).
         since: crate::Millis,
     },
+    /// Adds a flow (DESIGN.md §14): a tree of jobs where each parent waits for its children.
+    /// The whole tree is checked first and added whole or not at all: jobs without children
+    /// are published at once, each parent when its children are finished.
+    AddFlow {
+        /// The root job, with its children.
+        flow: FlowTree,
+    },
+    /// A flow's tree with each job's state.
+    GetFlow {
+        /// The flow.
+        flow_id: FlowId,
+    },
     /// Queue statistics.
     Stats {
         /// Queue name.
@@ -515,6 +528,7 @@ impl Command {
                 | Self::Groups { .. }
                 | Self::DlqList { .. }
                 | Self::GetJob { .. }
+                | Self::GetFlow { .. }
                 | Self::ListSchedules { .. }
                 | Self::KvGet { .. }
                 | Self::KvExists { .. }

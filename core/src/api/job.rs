@@ -5,12 +5,15 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{DeadLetterReason, Headers, MessageId};
+use crate::flows::FlowId;
 use crate::{Json, Millis};
 
 /// Where a job is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
+    /// A flow parent waiting for its children to finish (DESIGN.md §14); not deliverable.
+    WaitingChildren,
     /// Waiting for its delay or retry delay.
     Delayed,
     /// Deliverable now.
@@ -82,6 +85,15 @@ pub struct Job {
     /// Its group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<Arc<str>>,
+    /// The flow it belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<FlowId>,
+    /// Its parent in its flow (the job that waits for it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<MessageId>,
+    /// Its children in its flow (the jobs it waits for), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<MessageId>,
 }
 
 /// How long a publish's idempotency key holds.

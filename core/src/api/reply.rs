@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Headers, Job, JobState, LeaseToken, MessageId, ScheduleInfo, SessionId, WaiterId};
 use crate::config::QueueConfig;
+use crate::flows::{FlowAdded, FlowChild, FlowInfo};
 use crate::{Json, Millis};
 
 /// A leased message handed to a consumer.
@@ -38,6 +39,11 @@ pub struct Delivery {
     /// The message's group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<Arc<str>>,
+    /// For a flow parent, published once its children finished: each child's outcome, in
+    /// order (failed children left out under `on_child_failure: ignore`). `None` for any
+    /// other message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub children: Option<Vec<FlowChild>>,
 }
 
 /// Where a published message landed.
@@ -85,6 +91,8 @@ pub enum DeadLetterReason {
     Expired,
     /// Snoozed once more than the queue's `max_snoozes`.
     SnoozedOut,
+    /// A flow parent under `on_child_failure: fail` whose child failed.
+    ChildFailed,
 }
 
 impl DeadLetterReason {
@@ -96,6 +104,7 @@ impl DeadLetterReason {
             Self::MaxRetriesExceeded => "max_retries_exceeded",
             Self::Expired => "expired",
             Self::SnoozedOut => "snoozed_out",
+            Self::ChildFailed => "child_failed",
         }
     }
 }
@@ -111,6 +120,9 @@ pub struct QueueStats {
     pub ready: u64,
     /// Waiting for a delay or retry delay.
     pub delayed: u64,
+    /// Flow parents waiting for their children (not in `depth`: they are not deliverable).
+    #[serde(default)]
+    pub waiting_children: u64,
     /// Leased and not yet acked.
     pub in_flight: u64,
     /// Entries in the DLQ.
@@ -414,6 +426,10 @@ pub enum Reply {
         /// Schedules that missed runs and make one catch-up run now.
         caught_up: u64,
     },
+    /// `AddFlow`.
+    FlowAdded(Box<FlowAdded>),
+    /// `GetFlow`.
+    Flow(Box<FlowInfo>),
     /// `Stats`.
     Stats(Box<QueueStats>),
     /// `PauseQueue`/`ResumeQueue`.

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::api::{Job, JobState, LeaseToken, MessageId, ObservedKind};
 use crate::config::Keep;
-use crate::ctx::{Ctx, Finished};
+use crate::ctx::{Ctx, Finished, Outcome};
 use crate::json::Json;
 use crate::time::Millis;
 use crate::timers::TimerKind;
@@ -110,10 +110,15 @@ impl Queue {
                 Some(record.finished_at),
             ))
         });
+        let outcome = match record.state {
+            JobState::Completed => Outcome::Completed(record.result.clone()),
+            _ => Outcome::Cancelled(record.result.clone()),
+        };
         ctx.finished.push(Finished {
             queue: self.id,
             id,
             job,
+            outcome,
         });
         let state = record.state;
         let keep = self.keep_of(state);
@@ -263,6 +268,9 @@ impl Queue {
             cancel_requested: m.cancel_requested,
             dead_letter_reason: None,
             group: self.group_of(m).cloned(),
+            flow_id: None,
+            parent_id: None,
+            children: Vec::new(),
         }
     }
 
@@ -344,6 +352,7 @@ impl Queue {
 /// The snake_case name of a state.
 pub(crate) fn state_name(state: JobState) -> &'static str {
     match state {
+        JobState::WaitingChildren => "waiting_children",
         JobState::Delayed => "delayed",
         JobState::Ready => "ready",
         JobState::InFlight => "in_flight",

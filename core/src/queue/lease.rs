@@ -5,7 +5,7 @@ use std::sync::Arc;
 use crate::Error;
 use crate::api::{DeadLetterReason, LeaseToken, MessageId, NackAction, Observed, ObservedKind};
 use crate::config::{MAX_LEASE_MS, RetryPosition};
-use crate::ctx::{Ctx, Finished};
+use crate::ctx::{Ctx, Finished, Outcome};
 use crate::time::Millis;
 use crate::timers::TimerKind;
 
@@ -319,6 +319,7 @@ impl Queue {
             queue: self.id,
             id: msg.id,
             job,
+            outcome: Outcome::DeadLettered(reason),
         });
         self.counters.dead_lettered += 1;
         ctx.observe(|| Observed {

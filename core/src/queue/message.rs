@@ -273,6 +273,7 @@ impl Message {
             lease_deadline: deadline,
             published_at: self.published_at,
             group: group.cloned(),
+            children: None,
         }
     }
 

@@ -403,6 +403,7 @@ impl Queue {
                 queue: self.id,
                 id: *id,
                 job: None,
+                outcome: crate::ctx::Outcome::Purged,
             });
             let msg = self.remove_message(ctx, *id);
             self.cancel_ttl(ctx, &msg);
@@ -413,6 +414,7 @@ impl Queue {
                 queue: self.id,
                 id,
                 job: None,
+                outcome: crate::ctx::Outcome::Purged,
             });
             let msg = self.remove_waiting(ctx, id);
             bytes += msg.held_bytes();

@@ -4,6 +4,10 @@
 mod edge_cases;
 mod flow;
 mod flow_mix;
+mod flows;
+mod flows_failure;
+mod flows_input;
+mod flows_state;
 mod groups;
 mod idempotency;
 mod input;

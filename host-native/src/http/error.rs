@@ -81,7 +81,8 @@ pub(crate) fn status_of(e: &Error) -> StatusCode {
         | Error::KeyNotFound { .. }
         | Error::SubscriberNotFound { .. }
         | Error::SessionNotFound { .. }
-        | Error::ScheduleNotFound { .. } => StatusCode::NOT_FOUND,
+        | Error::ScheduleNotFound { .. }
+        | Error::FlowNotFound { .. } => StatusCode::NOT_FOUND,
         Error::LeaseMismatch { .. } | Error::AlreadyFinished { .. } => StatusCode::CONFLICT,
         Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::LimitExceeded { .. } => StatusCode::TOO_MANY_REQUESTS,

@@ -9,6 +9,7 @@ mod envelope_kv;
 mod envelope_pubsub;
 mod error;
 mod events;
+mod flows;
 mod forward;
 mod kv;
 mod metrics;
@@ -183,6 +184,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/pubsub/stats", get(pubsub::stats))
         .route("/api/v1/command", post(envelope::command).layer(envelope))
         .route("/events", get(events::events))
+        .route("/flows", post(flows::create))
+        .route("/flows/{flow_id}", get(flows::get))
         .route("/auth/me", get(auth::me))
         .route("/metrics", get(metrics::metrics))
         .route("/health", get(health))

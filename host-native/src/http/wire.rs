@@ -129,6 +129,7 @@ pub(crate) const fn dead_letter_reason(r: DeadLetterReason) -> wire::DeadLetterR
         DeadLetterReason::MaxRetriesExceeded => wire::DeadLetterReason::MaxRetriesExceeded,
         DeadLetterReason::Expired => wire::DeadLetterReason::Expired,
         DeadLetterReason::SnoozedOut => wire::DeadLetterReason::SnoozedOut,
+        DeadLetterReason::ChildFailed => wire::DeadLetterReason::ChildFailed,
     }
 }
 
@@ -163,6 +164,10 @@ pub(crate) fn delivery(d: &Delivery) -> wire::Delivery {
         lease_deadline: d.lease_deadline.0,
         published_at: d.published_at.0,
         group: d.group.as_deref().map(str::to_owned),
+        children: d
+            .children
+            .as_ref()
+            .map(|c| c.iter().map(super::flows::child).collect()),
     }
 }
 
@@ -208,6 +213,7 @@ pub(crate) fn queue_stats(s: &QueueStats) -> wire::QueueStats {
         cancelled_total: s.cancelled_total,
         kept_jobs: s.kept_jobs,
         schedules: s.schedules,
+        waiting_children: s.waiting_children,
         bytes: s.bytes,
         memory: wire::MemoryStats {
             held_bytes: s.server_held_bytes,
@@ -257,6 +263,7 @@ pub(crate) fn parse_message_id(text: &str) -> Result<MessageId, ApiError> {
 /// A job's state on the wire.
 pub(crate) const fn job_state(s: JobState) -> wire::JobState {
     match s {
+        JobState::WaitingChildren => wire::JobState::WaitingChildren,
         JobState::Delayed => wire::JobState::Delayed,
         JobState::Ready => wire::JobState::Ready,
         JobState::InFlight => wire::JobState::InFlight,
@@ -287,6 +294,9 @@ pub(crate) fn job(j: &Job) -> wire::Job {
         headers: j.headers.clone(),
         cancel_requested: j.cancel_requested,
         dead_letter_reason: j.dead_letter_reason.map(dead_letter_reason),
+        flow_id: j.flow_id.map(|f| f.to_string()),
+        parent_id: j.parent_id.map(|p| p.to_string()),
+        children: j.children.iter().map(ToString::to_string).collect(),
     }
 }
 

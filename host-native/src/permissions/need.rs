@@ -41,6 +41,13 @@ pub(crate) fn required(cmd: &Command) -> Need<'_> {
         Command::Publish { queue, .. } | Command::PublishBatch { queue, .. } => {
             Need::One(Queue, Publish, queue)
         }
+        // Every job of a flow is a publish to its queue.
+        Command::AddFlow { flow } => {
+            let mut names = flow.queue_names();
+            names.sort_unstable();
+            names.dedup();
+            Need::Each(Queue, Publish, names)
+        }
         Command::Consume { queue, .. }
         | Command::Attach { queue, .. }
         | Command::Ack { queue, .. }
@@ -84,6 +91,9 @@ pub(crate) fn required(cmd: &Command) -> Need<'_> {
         | Command::DropConsumers
         // The host's own: schedule runs due and the catch-up after a restart.
         | Command::Tick
-        | Command::Resume { .. } => Need::None,
+        | Command::Resume { .. }
+        // Needs `read` on the flow's root queue, known once it is found: `GET /flows/{id}`
+        // checks it on the reply.
+        | Command::GetFlow { .. } => Need::None,
     }
 }

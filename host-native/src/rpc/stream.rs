@@ -234,6 +234,7 @@ mod tests {
             lease_deadline: Millis(1_700_000_123_456),
             published_at: Millis(1_700_000_000_999),
             group: None,
+            children: None,
         };
         assert_eq!(
             delivery_frame(SessionId(7), &d),

@@ -320,6 +320,10 @@ impl Ledger {
                     DeadLetterReason::MaxRetriesExceeded => {
                         assert_eq!(e.deliveries, e.max_retries + 1, "rule 5: attempts left");
                     }
+                    // The swarm adds no flows (yet): only a flow parent fails this way.
+                    DeadLetterReason::ChildFailed => {
+                        panic!("{id} dead-lettered as child_failed, yet the swarm adds no flows")
+                    }
                     DeadLetterReason::SnoozedOut => {
                         assert!(snoozing, "{id} snoozed out, yet not snoozed");
                         assert!(
