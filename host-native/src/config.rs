@@ -212,6 +212,9 @@ struct LimitSection {
     max_held_bytes: Option<u64>,
     max_idempotency_keys: Option<usize>,
     max_groups_per_queue: Option<usize>,
+    max_flows: Option<usize>,
+    max_flow_jobs: Option<usize>,
+    max_flow_depth: Option<usize>,
 }
 
 /// The whole config file.
@@ -443,6 +446,12 @@ fn read_file(path: &Path) -> Result<FileConfig, String> {
         .map_err(|e| format!("invalid config file {}: {e}", path.display()))
 }
 
+/// Most jobs `limits.max_flow_jobs` may allow in one flow.
+const MAX_FLOW_JOBS_CEILING: usize = 100_000;
+/// Most levels `limits.max_flow_depth` may allow (the request's JSON nests two levels per
+/// flow level, within the JSON reader's own nesting limit).
+const MAX_FLOW_DEPTH_CEILING: usize = 32;
+
 fn apply_limits(engine: &mut EngineConfig, l: &LimitSection) -> Result<(), String> {
     let lim = &mut engine.limits;
     let positive = |name: &str, v: usize| {
@@ -484,6 +493,26 @@ fn apply_limits(engine: &mut EngineConfig, l: &LimitSection) -> Result<(), Strin
     }
     if let Some(v) = l.max_groups_per_queue {
         lim.max_groups_per_queue = positive("max_groups_per_queue", v)?;
+    }
+    if let Some(v) = l.max_flows {
+        lim.max_flows = positive("max_flows", v)?;
+    }
+    // A flow is read and checked recursively: its size and depth have hard ceilings.
+    if let Some(v) = l.max_flow_jobs {
+        if v > MAX_FLOW_JOBS_CEILING {
+            return Err(format!(
+                "limits.max_flow_jobs must be at most {MAX_FLOW_JOBS_CEILING}"
+            ));
+        }
+        lim.max_flow_jobs = positive("max_flow_jobs", v)?;
+    }
+    if let Some(v) = l.max_flow_depth {
+        if v > MAX_FLOW_DEPTH_CEILING {
+            return Err(format!(
+                "limits.max_flow_depth must be at most {MAX_FLOW_DEPTH_CEILING}"
+            ));
+        }
+        lim.max_flow_depth = positive("max_flow_depth", v)?;
     }
     if let Some(v) = l.subscriber_buffer {
         lim.subscriber_buffer = positive("subscriber_buffer", v)?;

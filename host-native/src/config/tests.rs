@@ -87,3 +87,31 @@ fn key_entries_parse_and_bad_ones_name_themselves() {
 fn unknown_fields_are_rejected() {
     assert!(serde_norway::from_str::<FileConfig>("server:\n  bnd: x\n").is_err());
 }
+
+#[test]
+fn flow_limits_are_read_within_their_ceilings() {
+    let limits = |text: &str| {
+        let file: FileConfig = serde_norway::from_str(text).unwrap();
+        let mut engine = EngineConfig::default();
+        apply_limits(&mut engine, &file.limits).map(|()| engine.limits)
+    };
+    let l = limits("limits:\n  max_flows: 50\n  max_flow_jobs: 20\n  max_flow_depth: 3\n").unwrap();
+    assert_eq!(
+        (l.max_flows, l.max_flow_jobs, l.max_flow_depth),
+        (50, 20, 3)
+    );
+    let d = limits("limits: {}\n").unwrap();
+    assert_eq!(
+        (d.max_flows, d.max_flow_jobs, d.max_flow_depth),
+        (10_000, 1_000, 8)
+    );
+    for bad in [
+        "limits:\n  max_flows: 0\n",
+        "limits:\n  max_flow_jobs: 100001\n",
+        "limits:\n  max_flow_depth: 33\n",
+        "limits:\n  max_flow_depth: 0\n",
+    ] {
+        let e = limits(bad).unwrap_err();
+        assert!(e.contains("limits.max_flow"), "{bad}: {e}");
+    }
+}
