@@ -42,7 +42,8 @@ pub(crate) const MOVE_ON: [&str; 4] = ["not_leader", "no_leader", "unavailable",
 /// and resume (a repeat leaves the queue as the first did) and a worker's rate limit (a
 /// repeat holds deliveries back from its own arrival: at most the failover's delay longer).
 /// Publishes and nacks are judged by their body where they are sent (a key; a lease). Not
-/// safe: `kv/incr`, pub/sub publish, purge, DLQ retry and purge, a schedule's run now.
+/// safe: `kv/incr`, pub/sub publish, purge, DLQ retry and purge, a schedule's run now, and
+/// adding a flow (`POST /flows` takes no idempotency key: a repeat adds a second flow).
 pub(crate) fn retry_safe(method: &Method, segments: &[&str]) -> bool {
     if *method != Method::POST {
         return true;

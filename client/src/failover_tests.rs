@@ -123,6 +123,8 @@ fn only_safe_requests_are_resent() {
         &Method::POST,
         &["queue", "q", "schedules", "s", "run"]
     ));
+    assert!(!retry_safe(&Method::POST, &["flows"]));
+    assert!(retry_safe(&Method::GET, &["flows", "f"]));
     let k = random_key();
     assert_eq!(k.len(), 36);
     assert_eq!(&k[14..15], "4");
@@ -273,4 +275,25 @@ async fn a_resent_nack_refused_for_its_lease_says_so() {
         .await
         .unwrap_err();
     assert!(matches!(e, SynapError::Transport(_)), "{e}");
+}
+
+#[tokio::test]
+async fn an_unanswered_flow_add_is_not_resent() {
+    let hangs_up = Fake::start(Arc::new(|_| None)).await;
+    let created = json!({"flow_id": "f1", "message_id": "m1", "queue": "q", "children": []});
+    let leader = Fake::start(always("200 OK", created.to_string())).await;
+    let flow = crate::FlowRequest {
+        queue: "q".into(),
+        message: json!({"n": 1}),
+        ..crate::FlowRequest::default()
+    };
+    // A resend could add a second flow: the unknown outcome is the caller's.
+    let c = SynapClient::new_many([&hangs_up.url, &leader.url]).unwrap();
+    let e = c.flow_add(&flow).await.unwrap_err();
+    assert!(matches!(e, SynapError::Transport(_)), "{e}");
+    assert_eq!((hangs_up.count(), leader.count()), (1, 0));
+    // A refused connection never carried it, so it moves on.
+    let c = SynapClient::new_many([dead(), leader.url.clone()]).unwrap();
+    assert_eq!(c.flow_add(&flow).await.unwrap().flow_id, "f1");
+    assert_eq!(leader.body(0)["queue"], "q");
 }

@@ -2,8 +2,9 @@
 //! dead-letter queue, a key-value store with TTL, and topic pub/sub. Start at [`SynapClient`]:
 //! `connect`, then the `queue_*`, `kv_*` and `pubsub_*` calls, the job lifecycle (`job`,
 //! `wait_for`, `progress`, `cancel`, `schedule_*`) and flow control (`queue_pause`,
-//! `queue_resume`, `queue_rate_limit`, `queue_groups`, and the [`QueueConfig`] limits);
-//! docs/clients.md has the quick start and the video sample.
+//! `queue_resume`, `queue_rate_limit`, `queue_groups`, and the [`QueueConfig`] limits) and
+//! flows, jobs that wait for other jobs (`flow_add`, `flow_get`, and a parent's
+//! [`QueueMessage::children`]); docs/clients.md has the quick start and the video sample.
 //!
 //! Every call goes over HTTP (`reqwest`) to the REST routes of Synap's server; subscriptions
 //! ([`SynapClient::pubsub_subscribe`]) and the streaming consumer
@@ -57,6 +58,7 @@ mod client;
 mod error;
 mod failover;
 mod flow;
+mod flows;
 mod job;
 mod kv;
 mod pubsub;
@@ -71,8 +73,9 @@ pub use job::ScheduleOptions;
 pub use pubsub::{PubSubPublished, Subscription};
 pub use stream::{PublishConfirm, QueueStream, StreamOptions};
 pub use types::{
-    AckBatchResult, AckFailure, Backoff, Cancelled, ConsumeOptions, DeadLetter, DedupMode, DlqPage,
-    GroupInfo, Headers, Job, JobState, Keep, NackAction, NackOptions, PubSubMessage,
-    PublishOptions, PublishResult, QueueConfig, QueueMessage, QueueStats, Rate, RetryPosition,
-    Schedule, ScheduleSet,
+    AckBatchResult, AckFailure, Backoff, Cancelled, ConsumeOptions, DeadLetter, DeadLetterReason,
+    DedupMode, DlqPage, Flow, FlowChild, FlowCreated, FlowJob, FlowJobState, FlowNode, FlowRequest,
+    GroupInfo, Headers, Job, JobState, Keep, NackAction, NackOptions, OnChildFailure,
+    PubSubMessage, PublishOptions, PublishResult, QueueConfig, QueueMessage, QueueStats, Rate,
+    RetryPosition, Schedule, ScheduleSet,
 };

@@ -13,8 +13,9 @@ use synap_wire as wire;
 use crate::error::{Result, SynapError};
 
 pub use synap_wire::{
-    AckBatchResult, AckFailure, Cancelled, DedupMode, GroupInfo, Job, JobState, Keep, NackAction,
-    QueueStats, Rate, RetryPosition, Schedule, ScheduleSet,
+    AckBatchResult, AckFailure, Cancelled, DeadLetterReason, DedupMode, Flow, FlowChild,
+    FlowCreated, FlowJob, FlowJobState, FlowNode, FlowRequest, GroupInfo, Job, JobState, Keep,
+    NackAction, OnChildFailure, QueueStats, Rate, RetryPosition, Schedule, ScheduleSet,
 };
 
 /// String headers carried with a message.
@@ -142,6 +143,11 @@ pub struct QueueMessage<T> {
     /// The message's group ([`PublishOptions::group`]); `None` for a message published
     /// without one.
     pub group: Option<String>,
+    /// A flow parent's children ([`SynapClient::flow_add`](crate::SynapClient::flow_add)),
+    /// all finished, in the order given: each one's `message_id`, `queue`, `state`, `result`
+    /// (what its ack carried) and `reason` (why it was dead-lettered). Under
+    /// `on_child_failure: ignore` the failed ones are left out. `None` for any other message.
+    pub children: Option<Vec<FlowChild>>,
 }
 
 /// A delivery as the server sends it, before the body is decoded.
@@ -168,6 +174,7 @@ impl RawDelivery {
             lease: Some(d.lease),
             published_at: d.published_at,
             group: d.group,
+            children: d.children,
         })
     }
 }
@@ -538,5 +545,31 @@ mod tests {
         assert_eq!((msg.priority, msg.retry_count, msg.lease), (3, 1, Some(4)));
         assert_eq!(msg.published_at, 1000);
         assert_eq!(msg.group.as_deref(), Some("user-1"));
+        assert!(msg.children.is_none(), "not a flow parent");
+    }
+
+    #[test]
+    fn a_parents_delivery_carries_its_children() {
+        let raw: RawDelivery = serde_json::from_value(serde_json::json!({
+            "message_id": "p", "queue": "package", "message": {"v": 7}, "priority": 5,
+            "retry_count": 0, "max_retries": 3, "headers": {}, "lease": 1,
+            "lease_deadline": 31000, "published_at": 1000, "children": [
+                {"message_id": "c1", "queue": "transcode", "state": "completed",
+                    "result": {"url": "s3://v/7/480p.mp4"}},
+                {"message_id": "c2", "queue": "transcode", "state": "dead_lettered",
+                    "result": null, "reason": "rejected"}]
+        }))
+        .unwrap();
+        let msg = raw.decode::<serde_json::Value>().unwrap();
+        let children = msg.children.unwrap();
+        assert_eq!(children.len(), 2);
+        assert_eq!(children[0].state, FlowJobState::Completed);
+        assert_eq!(
+            children[0].result,
+            Some(serde_json::json!({"url": "s3://v/7/480p.mp4"}))
+        );
+        assert_eq!(children[1].state, FlowJobState::DeadLettered);
+        assert_eq!(children[1].result, None);
+        assert_eq!(children[1].reason, Some(DeadLetterReason::Rejected));
     }
 }

@@ -1,7 +1,7 @@
 import { SynapError } from './errors.js';
 import type {
-  DeadLetter, GroupInfo, Job, JobState, PublishOptions, PublishResult, PubSubMessage, QueueConfig,
-  QueueMessage, Schedule,
+  DeadLetter, Flow, FlowChild, FlowCreated, FlowJob, FlowJobState, FlowNode, GroupInfo, Job, JobState,
+  OnChildFailure, PublishOptions, PublishResult, PubSubMessage, QueueConfig, QueueMessage, Schedule,
 } from './types.js';
 
 type Raw = Record<string, unknown>;
@@ -48,7 +48,78 @@ export function toQueueMessage<T>(v: unknown): QueueMessage<T> {
   };
   if (Array.isArray(r.payload)) m.payload = r.payload as number[];
   if (typeof r.group === 'string') m.group = r.group;
+  if (r.children !== undefined && r.children !== null) m.children = list(r, 'children').map((c) => toFlowChild(c));
   return m;
+}
+
+/** `r[k]` as an array, or a decode error. */
+function list(r: Raw, k: string): unknown[] {
+  const v = r[k];
+  if (!Array.isArray(v)) throw new SynapError(`field ${k}: expected an array`, 'decode', 0);
+  return v;
+}
+
+/** A child of a parent's delivery as a `FlowChild`; its result stays as sent. */
+export function toFlowChild<R = unknown>(v: unknown): FlowChild<R> {
+  const r = obj(v, 'flow child');
+  const c: FlowChild<R> = {
+    messageId: str(r, 'message_id'),
+    queue: str(r, 'queue'),
+    state: str(r, 'state') as FlowJobState,
+    result: (r.result ?? null) as R | null,
+  };
+  if (typeof r.reason === 'string') c.reason = r.reason;
+  return c;
+}
+
+function toFlowJob(v: unknown): FlowJob {
+  const r = obj(v, 'flow job');
+  return { messageId: str(r, 'message_id'), queue: str(r, 'queue'), children: list(r, 'children').map(toFlowJob) };
+}
+
+/** The answer of `POST /flows` as a `FlowCreated`. */
+export function toFlowCreated(v: unknown): FlowCreated {
+  const r = obj(v, 'flow added');
+  return {
+    flowId: str(r, 'flow_id'),
+    messageId: str(r, 'message_id'),
+    queue: str(r, 'queue'),
+    children: list(r, 'children').map(toFlowJob),
+  };
+}
+
+/** One job of `GET /flows/{id}` as a `FlowNode`, its children with it. */
+export function toFlowNode<R = unknown>(v: unknown): FlowNode<R> {
+  const r = obj(v, 'flow node');
+  const n: FlowNode<R> = {
+    messageId: str(r, 'message_id'),
+    queue: str(r, 'queue'),
+    state: str(r, 'state') as FlowJobState,
+    result: (r.result ?? null) as R | null,
+    finishedAt: optNum(r, 'finished_at'),
+    onChildFailure: str(r, 'on_child_failure') as OnChildFailure,
+    children: list(r, 'children').map((c) => toFlowNode<R>(c)),
+  };
+  if (typeof r.reason === 'string') n.reason = r.reason;
+  return n;
+}
+
+/** `GET /flows/{id}` as a `Flow`. */
+export function toFlow<R = unknown>(v: unknown): Flow<R> {
+  const r = obj(v, 'flow');
+  const f: Flow<R> = {
+    flowId: str(r, 'flow_id'),
+    createdAt: num(r, 'created_at'),
+    finishedAt: optNum(r, 'finished_at'),
+    messageId: str(r, 'message_id'),
+    queue: str(r, 'queue'),
+    state: str(r, 'state') as FlowJobState,
+    result: (r.result ?? null) as R | null,
+    onChildFailure: str(r, 'on_child_failure') as OnChildFailure,
+    children: list(r, 'children').map((c) => toFlowNode<R>(c)),
+  };
+  if (typeof r.reason === 'string') f.reason = r.reason;
+  return f;
 }
 
 /** One entry of `GET /queue/{name}/groups` as a `GroupInfo`. */
@@ -162,6 +233,9 @@ export function toJob<T, R>(v: unknown): Job<T, R> {
   };
   if (Array.isArray(r.payload)) j.payload = r.payload as number[];
   if (typeof r.dead_letter_reason === 'string') j.deadLetterReason = r.dead_letter_reason;
+  if (typeof r.flow_id === 'string') j.flowId = r.flow_id;
+  if (typeof r.parent_id === 'string') j.parentId = r.parent_id;
+  if (Array.isArray(r.children)) j.children = r.children as string[];
   return j;
 }
 

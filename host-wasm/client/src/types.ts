@@ -120,6 +120,12 @@ export interface QueueMessage<T = unknown> {
   publishedAt: number;
   /** The group it was published with; absent for a message without one. */
   group?: string;
+  /**
+   * A flow parent's children (`flows.add`), all finished, in the order given: each one's
+   * state, result and, when dead-lettered, reason. Under `onChildFailure: 'ignore'` the failed
+   * ones are left out. Absent for any other message.
+   */
+  children?: FlowChild[];
 }
 
 /** Options of `queue.nack`. */
@@ -248,6 +254,8 @@ export interface QueueStats {
   keptJobs?: number;
   /** Schedules of the queue. */
   schedules?: number;
+  /** Flow parents waiting for their children (not counted in `depth`). */
+  waitingChildren?: number;
   avgWaitTimeMs: number;
   oldestReadyAgeMs: number | null;
   /** The queue's settings as the server reports them. */
@@ -343,8 +351,8 @@ export interface AckOptions {
   result?: unknown;
 }
 
-/** Where a job is in its life. */
-export type JobState = 'delayed' | 'ready' | 'in_flight' | 'completed' | 'dead_lettered' | 'cancelled';
+/** Where a job is in its life (`waiting_children`: a flow parent waiting for its children). */
+export type JobState = 'waiting_children' | 'delayed' | 'ready' | 'in_flight' | 'completed' | 'dead_lettered' | 'cancelled';
 
 /** A job as it is now (`queue.job`, `queue.waitFor`). Times are Unix ms. */
 export interface Job<T = unknown, R = unknown> {
@@ -374,8 +382,14 @@ export interface Job<T = unknown, R = unknown> {
   headers: Record<string, string>;
   /** In flight and cancelled: it settles as cancelled when its delivery ends. */
   cancelRequested: boolean;
-  /** Why it was dead-lettered (dead-lettered jobs only). */
+  /** Why it was dead-lettered (dead-lettered jobs only; `child_failed` for a flow parent). */
   deadLetterReason?: string;
+  /** The flow it belongs to (flow jobs only). */
+  flowId?: string;
+  /** Its parent in its flow, the job waiting for it (flow jobs with a parent only). */
+  parentId?: string;
+  /** The message ids of its children in its flow (flow parents only). */
+  children?: string[];
 }
 
 /** Options of `queue.progress`. */
@@ -447,4 +461,107 @@ export interface Schedule<T = unknown> {
   lastMessageId: string | null;
   /** Why its latest run published nothing. */
   lastError: string | null;
+}
+
+/** What a flow parent does when one of its children fails (dead-lettered, expired, cancelled, purged, its queue deleted). */
+export type OnChildFailure = 'fail' | 'continue' | 'ignore';
+
+/**
+ * A node of `flows.add`: one job and the jobs it waits for. The same fields as a publish but
+ * delays and idempotency keys; durations in seconds.
+ */
+export interface FlowSpec {
+  /** The job's queue (created as a publish would create it). */
+  queue: string;
+  /** Its body: any JSON but null. */
+  message: unknown;
+  /** 0–9; the queue's default priority when absent. */
+  priority?: number;
+  /** Its group (1–255 bytes, no control characters). */
+  group?: string;
+  /** String headers. */
+  headers?: Record<string, string>;
+  /** Seconds it may live unacked once ready (a parent's count from when its children finished). */
+  ttl?: number;
+  /** Retries after the first delivery, instead of the queue's setting. */
+  maxRetries?: number;
+  /**
+   * What a failed child does to this job: `fail` (the default: it is dead-lettered with
+   * reason `child_failed` and its unfinished children are cancelled), `continue` (it runs
+   * once all are finished, with each child's state), `ignore` (as `continue`, failed children
+   * left out of its delivery).
+   */
+  onChildFailure?: OnChildFailure;
+  /** The jobs it waits for (nested, on any queues). */
+  children?: FlowSpec[];
+}
+
+/** One job `flows.add` made, with its children's. */
+export interface FlowJob {
+  messageId: string;
+  queue: string;
+  children: FlowJob[];
+}
+
+/** What `flows.add` answers: the flow's id and its root job with every job below it. */
+export interface FlowCreated {
+  flowId: string;
+  /** The root job's message id. */
+  messageId: string;
+  /** The root job's queue. */
+  queue: string;
+  children: FlowJob[];
+}
+
+/**
+ * Where a job of a flow is, or how it finished (`expired`: its TTL passed; `purged`, and
+ * `queue_deleted`: its queue was deleted before it finished).
+ */
+export type FlowJobState =
+  | 'waiting_children' | 'delayed' | 'ready' | 'in_flight' | 'completed' | 'dead_lettered' | 'expired'
+  | 'cancelled' | 'purged' | 'queue_deleted';
+
+/** A finished child as its parent's delivery carries it. */
+export interface FlowChild<R = unknown> {
+  messageId: string;
+  queue: string;
+  /** How it finished. */
+  state: FlowJobState;
+  /** What its ack carried; null if nothing. */
+  result: R | null;
+  /** Why it was dead-lettered (`dead_lettered` and `expired` only). */
+  reason?: string;
+}
+
+/** One job of `flows.get`, with its children. Times are Unix ms. */
+export interface FlowNode<R = unknown> {
+  messageId: string;
+  queue: string;
+  state: FlowJobState;
+  /** Why it was dead-lettered: `rejected`, `max_retries_exceeded`, `expired`, `snoozed_out`, `child_failed`. */
+  reason?: string;
+  /** Its result while the flow or the job's retention keeps it; null otherwise. */
+  result: R | null;
+  /** When it finished; null while unfinished. */
+  finishedAt: number | null;
+  onChildFailure: OnChildFailure;
+  children: FlowNode<R>[];
+}
+
+/** What `flows.get` answers: the flow, its root job's state (the flow's) and its tree. Times are Unix ms. */
+export interface Flow<R = unknown> {
+  flowId: string;
+  createdAt: number;
+  /** When the root job finished; null while the flow runs. */
+  finishedAt: number | null;
+  /** The root job's message id. */
+  messageId: string;
+  /** The root job's queue. */
+  queue: string;
+  state: FlowJobState;
+  /** Why the root was dead-lettered (`child_failed` when a child failed under `fail`). */
+  reason?: string;
+  result: R | null;
+  onChildFailure: OnChildFailure;
+  children: FlowNode<R>[];
 }

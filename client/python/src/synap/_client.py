@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
+from ._flows import FlowsApi
 from ._kv import KvApi
 from ._pubsub import PubSubApi
 from ._queue import QueueApi
@@ -12,9 +13,10 @@ from ._transport import Transport
 
 
 class AsyncSynapClient:
-    """A client for one Synap server, or a cluster: ``queue``, ``kv`` and ``pubsub``
-    operations over the REST routes (httpx) and WebSockets (websockets). Creating it makes no
-    network call; ``timeout`` (s) bounds each request, long-polls get their wait on top.
+    """A client for one Synap server, or a cluster: ``queue``, ``kv``, ``pubsub`` and
+    ``flows`` operations over the REST routes (httpx) and WebSockets (websockets). Creating it
+    makes no network call; ``timeout`` (s) bounds each request, long-polls get their wait on
+    top.
 
     ``url`` may be a list of a cluster's node URLs (at most 32): the client then moves to the
     leader on a connection error, an unanswered request or a ``not_leader``/``no_leader``
@@ -33,6 +35,8 @@ class AsyncSynapClient:
         self.kv = KvApi(self._t)
         #: Pub/sub operations.
         self.pubsub = PubSubApi(self._t)
+        #: Flows: trees of jobs in which each parent waits for its children.
+        self.flows = FlowsApi(self._t)
 
     @property
     def url(self) -> str:

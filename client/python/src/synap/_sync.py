@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Awaitable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import (Any, Awaitable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar,
+                    Union)
 
 from ._client import AsyncSynapClient
 from ._failover import DEFAULT_FAILOVER_SECS
+from ._flows import Flow, FlowCreated
 from ._pubsub import Subscription
 from ._stream import QueueStream
 from ._types import (AckBatchResult, DlqPage, GroupInfo, Job, KvGetResult, ProgressResult,
@@ -266,6 +268,20 @@ class SyncPubSubApi:
         return self._l.run(self._p.stats())
 
 
+class SyncFlowsApi:
+    """Blocking flows; the arguments are AsyncSynapClient's ``flows`` ones."""
+
+    def __init__(self, loop: _Loop, client: AsyncSynapClient) -> None:
+        self._l = loop
+        self._f = client.flows
+
+    def add(self, tree: Mapping[str, Any]) -> FlowCreated:
+        return self._l.run(self._f.add(tree))
+
+    def get(self, flow_id: str) -> Flow:
+        return self._l.run(self._f.get(flow_id))
+
+
 class SynapClient:
     """The synchronous client: AsyncSynapClient's API (several URLs included), blocking.
     ``close()`` (or ``with``) releases its connections and thread."""
@@ -289,6 +305,7 @@ class SynapClient:
         self.queue = SyncQueueApi(self._l, self._a)
         self.kv = SyncKvApi(self._l, self._a)
         self.pubsub = SyncPubSubApi(self._l, self._a)
+        self.flows = SyncFlowsApi(self._l, self._a)
 
     @property
     def url(self) -> str:

@@ -61,8 +61,39 @@ def _opt_str(r: Dict[str, Any], k: str) -> Optional[str]:
     return v if isinstance(v, str) else None
 
 
-#: The states of a finished job (of ``delayed``, ``ready``, ``in_flight``, ``completed``,
-#: ``dead_lettered`` and ``cancelled``).
+def _list(r: Dict[str, Any], k: str, default: Optional[List[Any]] = None) -> List[Any]:
+    """``r[k]`` as a list; ``default`` when absent (a decode error when there is none)."""
+    v = r.get(k)
+    if v is None and default is not None:
+        return default
+    if not isinstance(v, list):
+        raise SynapError(f"field {k}: expected a list", "decode")
+    return v
+
+
+@dataclass
+class FlowChild:
+    """A finished child of a flow parent, as the parent's delivery carries it."""
+
+    message_id: str
+    queue: str
+    #: How it finished: ``completed``, ``dead_lettered``, ``expired``, ``cancelled``,
+    #: ``purged`` or ``queue_deleted``.
+    state: str
+    #: What its ack carried; ``None`` if nothing.
+    result: Json
+    #: Why it was dead-lettered (``dead_lettered`` and ``expired`` only).
+    reason: Optional[str] = None
+
+    @classmethod
+    def parse(cls, v: Any) -> "FlowChild":
+        r = _obj(v, "flow child")
+        return cls(_str(r, "message_id"), _str(r, "queue"), _str(r, "state"), r.get("result"),
+                   _opt_str(r, "reason"))
+
+
+#: The states of a finished job (of ``waiting_children``, ``delayed``, ``ready``,
+#: ``in_flight``, ``completed``, ``dead_lettered`` and ``cancelled``).
 FINISHED_STATES = frozenset({"completed", "dead_lettered", "cancelled"})
 
 
@@ -72,7 +103,8 @@ class Job:
 
     message_id: str
     queue: str
-    #: ``delayed``, ``ready``, ``in_flight``, ``completed``, ``dead_lettered`` or ``cancelled``.
+    #: ``delayed``, ``ready``, ``in_flight``, ``completed``, ``dead_lettered`` or ``cancelled``;
+    #: ``waiting_children`` for a flow parent waiting for its children.
     state: str
     priority: int
     #: Deliveries so far.
@@ -95,10 +127,16 @@ class Job:
     group: Optional[str] = None
     #: In flight and cancelled: it settles as cancelled when its delivery ends.
     cancel_requested: bool = False
-    #: Why it was dead-lettered (dead-lettered jobs only).
+    #: Why it was dead-lettered (dead-lettered jobs only; ``child_failed`` for a flow parent).
     dead_letter_reason: Optional[str] = None
     #: The bytes of a message published as bytes; ``None`` otherwise.
     payload: Optional[List[int]] = None
+    #: The flow it belongs to (flow jobs only).
+    flow_id: Optional[str] = None
+    #: Its parent in its flow, the job waiting for it (flow jobs with a parent only).
+    parent_id: Optional[str] = None
+    #: The message ids of its children in its flow (empty but for flow parents).
+    children: List[str] = field(default_factory=list)
 
     @property
     def finished(self) -> bool:
@@ -127,6 +165,9 @@ class Job:
             cancel_requested=r.get("cancel_requested") is True,
             dead_letter_reason=_opt_str(r, "dead_letter_reason"),
             payload=payload if isinstance(payload, list) else None,
+            flow_id=_opt_str(r, "flow_id"),
+            parent_id=_opt_str(r, "parent_id"),
+            children=[str(c) for c in _list(r, "children", [])],
         )
 
 
@@ -218,6 +259,10 @@ class QueueMessage:
     payload: Optional[List[int]] = None
     #: The group it was published with; ``None`` for a message without one.
     group: Optional[str] = None
+    #: A flow parent's children (``flows.add``), all finished, in the order given; under
+    #: ``on_child_failure="ignore"`` the failed ones are left out. ``None`` for any other
+    #: message.
+    children: Optional[List[FlowChild]] = None
 
     @classmethod
     def parse(cls, v: Any) -> "QueueMessage":
@@ -236,6 +281,8 @@ class QueueMessage:
             published_at=_num(r, "published_at"),
             payload=payload if isinstance(payload, list) else None,
             group=_opt_str(r, "group"),
+            children=None if r.get("children") is None
+            else [FlowChild.parse(c) for c in _list(r, "children")],
         )
 
 
@@ -298,6 +345,8 @@ class QueueStats:
     cancelled_total: int = 0
     kept_jobs: int = 0
     schedules: int = 0
+    #: Flow parents waiting for their children (not counted in ``depth``).
+    waiting_children: int = 0
     #: Paused: it delivers nothing until resumed.
     paused: bool = False
     #: Nothing is delivered before this time (Unix ms): a worker's ``rate_limit``, or the
@@ -319,7 +368,8 @@ class QueueStats:
         ]
         values = {k: _num(r, k) for k in ints}
         # Job lifecycle and flow-control counts; servers before them left them out.
-        for k in ("cancelled_total", "kept_jobs", "schedules", "groups", "held_back"):
+        for k in ("cancelled_total", "kept_jobs", "schedules", "groups", "held_back",
+                  "waiting_children"):
             if k in r:
                 values[k] = _num(r, k)
         paused = r.get("paused", False)
