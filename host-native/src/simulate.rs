@@ -29,6 +29,9 @@ Options:
                     scenario sets none), fair_groups, ordered_groups (false,true).
                     VALUES: a list (1,2,4), a range of whole numbers (1..8) or a range
                     in N points (0.5..2:4)
+  --target M=MS     with --sweep: mark the runs whose metric M is at most MS milliseconds
+                    and name the value to pick (the fewest workers meeting it); M is
+                    flow_p50, flow_p99 (end-to-end flow latency) or wait_p99
   -h, --help        this help
 
 The report (JSON on stdout) and the scenario format are described in docs/simulator.md.
@@ -49,6 +52,7 @@ struct Options {
     until: Option<u64>,
     print_scenario: bool,
     sweep: Option<String>,
+    target: Option<String>,
     list_presets: bool,
     help: bool,
 }
@@ -82,6 +86,7 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
             "--interval" => o.interval = Some(number("--interval", &value("--interval")?)?),
             "--until" => o.until = Some(number("--until", &value("--until")?)?),
             "--sweep" => o.sweep = Some(value("--sweep")?),
+            "--target" => o.target = Some(value("--target")?),
             s if s.starts_with("--") => return Err(format!("unknown option {s}")),
             _ if o.scenario.is_none() => o.scenario = Some(arg),
             _ => return Err(format!("unexpected argument {arg:?}")),
@@ -99,6 +104,9 @@ fn parse(args: Vec<String>) -> Result<Options, String> {
     }
     if o.sweep.is_some() && (o.replay.is_some() || o.print_scenario) {
         return Err("--sweep runs a scenario: not with --replay or --print-scenario".into());
+    }
+    if o.target.is_some() && o.sweep.is_none() {
+        return Err("--target goes with --sweep".into());
     }
     Ok(o)
 }
@@ -141,7 +149,8 @@ fn run(o: Options) -> Result<(), String> {
             return print_json(&scenario, true);
         }
         if let Some(text) = &o.sweep {
-            let spec = parse_sweep(text, &scenario)?;
+            let mut spec = parse_sweep(text, &scenario)?;
+            spec.target = o.target.as_deref().map(parse_target).transpose()?;
             let report = sim::sweep(&scenario, &spec).map_err(|e| e.to_string())?;
             if o.summary {
                 print!("{}", sweep_table(&report));
@@ -271,6 +280,33 @@ fn summary_table(r: &Report) -> String {
             );
         }
     }
+    if let Some(f) = &s.flows {
+        let l = &f.latency_ms;
+        let _ = writeln!(
+            out,
+            "\nflows  started  completed  failed  cancelled  running  latency p50      p90      p99      max"
+        );
+        let _ = writeln!(
+            out,
+            "       {:>7}  {:>9}  {:>6}  {:>9}  {:>7}  {:>11} {:>8} {:>8} {:>8}",
+            f.started,
+            f.completed,
+            f.failed,
+            f.cancelled,
+            f.running,
+            duration(l.p50),
+            duration(l.p90),
+            duration(l.p99),
+            duration(l.max)
+        );
+        if f.completed_with_failures > 0 || f.rejected > 0 {
+            let _ = writeln!(
+                out,
+                "       completed with failed jobs {}  refused by the engine {}",
+                f.completed_with_failures, f.rejected
+            );
+        }
+    }
     if !s.workers.is_empty() {
         let _ = writeln!(
             out,
@@ -342,7 +378,21 @@ fn parse_sweep(text: &str, scenario: &Scenario) -> Result<sim::Sweep, String> {
         param,
         worker_group,
         values,
+        target: None,
     })
+}
+
+/// `METRIC=MS` of `--target`: `flow_p99=60000`.
+fn parse_target(text: &str) -> Result<sim::SweepTarget, String> {
+    let (name, ms) = text
+        .split_once('=')
+        .ok_or_else(|| format!("--target takes METRIC=MS, got {text:?}"))?;
+    let metric = sim::SweepMetric::parse(name.trim())?;
+    let max_ms = ms
+        .trim()
+        .parse()
+        .map_err(|_| format!("--target {name}: {ms:?} is not a whole number of milliseconds"))?;
+    Ok(sim::SweepTarget { metric, max_ms })
 }
 
 /// A sweep as one table: a row per value with totals, wait p99 per priority and wait p50 and
@@ -371,11 +421,18 @@ fn sweep_table(r: &sim::SweepReport) -> String {
     priorities.dedup();
     classes.sort_unstable();
     classes.dedup();
+    let flows = r.points.iter().any(|p| p.summary.flows.is_some());
     let width = param.len().max(8);
     let _ = write!(
         out,
         "\n{param:>width$}  completed   dead  in system  utilisation"
     );
+    if flows {
+        let _ = write!(out, "  flows done  failed  flow p50  flow p99");
+    }
+    if r.target.is_some() {
+        let _ = write!(out, "  target");
+    }
     for p in &priorities {
         let _ = write!(out, "  {:>10}", format!("p{p} wait p99"));
     }
@@ -403,6 +460,21 @@ fn sweep_table(r: &sim::SweepReport) -> String {
             s.still_in_system,
             s.utilisation * 100.0
         );
+        if flows {
+            let f = s.flows.clone().unwrap_or_default();
+            let (p50, p99) = match f.completed {
+                0 => ("-".to_owned(), "-".to_owned()),
+                _ => (duration(f.latency_ms.p50), duration(f.latency_ms.p99)),
+            };
+            let _ = write!(
+                out,
+                "  {:>10}  {:>6}  {p50:>8}  {p99:>8}",
+                f.completed, f.failed
+            );
+        }
+        if let Some(meets) = point.meets_target {
+            let _ = write!(out, "  {:>6}", if meets { "yes" } else { "no" });
+        }
         for p in &priorities {
             let wait = s.by_priority.iter().find(|x| x.priority == *p);
             let text = wait.map_or("-".to_owned(), |x| duration(x.wait_ms.p99));
@@ -425,6 +497,21 @@ fn sweep_table(r: &sim::SweepReport) -> String {
         }
         out.push('\n');
     }
+    if let Some(t) = &r.target {
+        let goal = format!("{} ≤ {}", t.metric.name(), duration(t.max_ms));
+        let pick = if r.param == sim::SweepParam::RateScale {
+            "largest"
+        } else {
+            "smallest"
+        };
+        let _ = match r.answer {
+            Some(v) => writeln!(
+                out,
+                "\n{goal}: {param} = {v}{group}, the {pick} value meeting it"
+            ),
+            None => writeln!(out, "\n{goal}: no value meets it"),
+        };
+    }
     out
 }
 
@@ -442,7 +529,7 @@ fn duration(ms: u64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{duration, parse_sweep, sim};
+    use super::{duration, parse_sweep, parse_target, sim};
 
     #[test]
     fn durations_pick_their_unit() {
@@ -484,6 +571,20 @@ mod tests {
             ("rate_limit=1..40", "at most 25"),
         ] {
             let err = parse(bad).unwrap_err();
+            assert!(err.contains(needle), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn targets_parse_a_metric_and_milliseconds() {
+        let t = parse_target("flow_p99=60000").unwrap();
+        assert_eq!((t.metric, t.max_ms), (sim::SweepMetric::FlowP99, 60_000));
+        for (bad, needle) in [
+            ("flow_p99", "METRIC=MS"),
+            ("flow_p95=1", "unknown target metric"),
+            ("flow_p50=1.5", "whole number"),
+        ] {
+            let err = parse_target(bad).unwrap_err();
             assert!(err.contains(needle), "{bad}: {err}");
         }
     }

@@ -9,6 +9,8 @@
 //! `cancelled` (it was ready or delayed), `in_flight` (its worker's ack, nack or lease expiry
 //! will settle it as cancelled) or `already_finished`; all three are counted, none is an error.
 
+use std::sync::Arc;
+
 use super::dist::Dist;
 use super::grouping::GroupClass;
 use super::report::CancelStats;
@@ -77,16 +79,20 @@ impl Stage {
     pub(crate) fn published(&mut self, now: u64, id: MessageId, kind: usize, class: GroupClass) {
         self.driver.metrics.classify(id, class);
         if let Some(at) = self.canceller.draw(kind, now) {
-            self.schedule(at, Actor::Cancel(id));
+            self.schedule(at, Actor::Cancel(id, kind as u32));
         }
     }
 
     /// Tasks a schedule's run published during the engine timers just run: their task type
-    /// comes from the job's `task` header.
-    pub(crate) fn published_by_timers(&mut self, now: u64, ids: Vec<MessageId>) {
-        for id in ids {
+    /// comes from the job's `task` header. A flow parent the timers released (a child's lease
+    /// expiry finished it) was seen when its flow was added.
+    pub(crate) fn published_by_timers(&mut self, now: u64, ids: Vec<(Arc<str>, MessageId)>) {
+        for (queue, id) in ids {
+            if self.driver.metrics.is_flow_job(id) {
+                continue;
+            }
             let cmd = Command::GetJob {
-                queue: self.scenario.queue.clone(),
+                queue: queue.to_string(),
                 message_id: id,
             };
             let Ok(Reply::Job(job)) = self.driver.handle(now, cmd) else {
@@ -102,12 +108,13 @@ impl Stage {
         }
     }
 
-    /// A cancellation is due: cancel the job, whatever state it is in.
-    pub(crate) fn cancel(&mut self, now: u64, id: MessageId) {
+    /// A cancellation of a task of type `kind` is due: cancel the job, whatever state it is
+    /// in (a flow parent still waiting for its children is cancelled with them).
+    pub(crate) fn cancel(&mut self, now: u64, id: MessageId, kind: usize) {
         self.canceller.pending -= 1;
         self.canceller.stats.sent += 1;
         let cmd = Command::Cancel {
-            queue: self.scenario.queue.clone(),
+            queue: self.catalog.queue(kind).to_owned(),
             message_id: id,
         };
         match self.driver.handle(now, cmd) {

@@ -4,6 +4,8 @@
 //! Every input goes through `Driver::handle` or `Driver::fire_timers`, which hash the step,
 //! drain the engine's events into the metrics and keep the events the actors must react to.
 
+use std::sync::Arc;
+
 use xxhash_rust::xxh3::Xxh3;
 
 use super::metrics::Metrics;
@@ -28,9 +30,9 @@ pub(crate) struct Driver {
     pub(crate) commands: u64,
     pub(crate) events_processed: u64,
     pub(crate) rejected_publishes: u64,
-    /// When `Some`, the ids of messages published while engine timers ran (schedule runs),
-    /// until the world takes them.
-    pub(crate) timer_published: Option<Vec<MessageId>>,
+    /// When `Some`, the queues and ids of messages published while engine timers ran
+    /// (schedule runs), until the world takes them.
+    pub(crate) timer_published: Option<Vec<(Arc<str>, MessageId)>>,
     interval_ms: u64,
     next_sample: Option<u64>,
     end: u64,
@@ -101,7 +103,7 @@ impl Driver {
                     if let (true, ObservedKind::Published, Some(ids), Some(id)) =
                         (timers, o.kind, &mut self.timer_published, o.message_id)
                     {
-                        ids.push(id);
+                        ids.push((o.queue.clone(), id));
                     }
                 }
                 Event::Delivered { .. } | Event::WaitTimedOut { .. } => self.inbox.push(event),
@@ -162,7 +164,9 @@ impl Driver {
             throughput_per_sec: 0.0,
             wait_ms: Vec::new(),
             group_wait_ms: Vec::new(),
+            flows: None,
         };
+        let mut waiting_children = 0;
         let queues = match self.handle(t, Command::ListQueues) {
             Ok(Reply::Queues { queues }) => queues,
             _ => Vec::new(),
@@ -174,6 +178,7 @@ impl Driver {
                 point.in_flight += s.in_flight;
                 point.dead_letter += s.dead_letter_count;
                 point.waiters += s.waiters;
+                waiting_children += s.waiting_children;
             }
         }
         let m = &mut self.metrics;
@@ -187,6 +192,7 @@ impl Driver {
         point.throughput_per_sec = point.completed as f64 * 1000.0 / span_ms as f64;
         point.wait_ms = m.take_interval_waits();
         point.group_wait_ms = m.take_interval_class_waits();
+        point.flows = m.take_interval_flows(waiting_children);
         self.series.push(point);
         self.last_sample_at = t;
         self.next_sample = if t >= self.end {

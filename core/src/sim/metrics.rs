@@ -8,9 +8,11 @@
 use rustc_hash::FxHashMap;
 
 use super::class_metrics::{ClassMetrics, Ending};
+use super::flow_metrics::{FlowMetrics, JobEnd};
 use super::grouping::GroupClass;
 use super::report::{
-    ClassWait, DeadLetterReasons, GroupClassStats, Percentiles, PriorityStats, PriorityWait,
+    ClassWait, DeadLetterReasons, FlowSample, FlowStats, GroupClassStats, Percentiles,
+    PriorityStats, PriorityWait,
 };
 use crate::{DeadLetterReason, MessageId, Observed, ObservedKind, Rng};
 
@@ -114,6 +116,8 @@ pub(crate) struct Metrics {
     pub(crate) last: [u64; 4],
     /// Per group class, when producers use groups.
     classes: Option<ClassMetrics>,
+    /// Flows, when task types have children.
+    flows: Option<FlowMetrics>,
 }
 
 impl Metrics {
@@ -145,6 +149,45 @@ impl Metrics {
             lease_expired: 0,
             last: [0; 4],
             classes: None,
+            flows: None,
+        }
+    }
+
+    /// Keeps flow figures from now on.
+    pub(crate) fn keep_flows(&mut self, seed: u64, reservoir_size: usize) {
+        self.flows = Some(FlowMetrics::new(seed, reservoir_size, self.interval_cap));
+    }
+
+    /// The simulator added a flow at `now` (its jobs in pre-order, each with whether it is a
+    /// parent).
+    pub(crate) fn flow_added(&mut self, now: u64, jobs: &[(MessageId, bool)]) {
+        if let Some(f) = &mut self.flows {
+            f.added(now, jobs);
+        }
+    }
+
+    /// The engine refused a flow.
+    pub(crate) fn flow_rejected(&mut self) {
+        if let Some(f) = &mut self.flows {
+            f.rejected();
+        }
+    }
+
+    /// Whether `id` is a job of an unfinished flow.
+    pub(crate) fn is_flow_job(&self, id: MessageId) -> bool {
+        self.flows.as_ref().is_some_and(|f| f.is_member(id))
+    }
+
+    /// A flow job ended. A parent that ended while it waited for its children (failed or
+    /// cancelled with its flow) never entered its queue: it counts as published now, so that
+    /// published = completed + dead-lettered + cancelled + purged + still in the system.
+    fn flow_job_ended(&mut self, o: &Observed, how: JobEnd) {
+        let (Some(f), Some(id)) = (&mut self.flows, o.message_id) else {
+            return;
+        };
+        if f.ended(id, how, o.at.0) {
+            self.published += 1;
+            self.by_priority[usize::from(o.priority.min(9))].published += 1;
         }
     }
 
@@ -187,6 +230,9 @@ impl Metrics {
                 p.published += 1;
                 if let Some(id) = o.message_id {
                     self.open.insert(id, at);
+                    if let Some(f) = &mut self.flows {
+                        f.published(id);
+                    }
                 }
             }
             ObservedKind::Delivered => {
@@ -209,8 +255,11 @@ impl Metrics {
                     p.latency.record(ms, &mut self.rng);
                 }
                 self.class_ended(o.message_id, Ending::Acked(latency));
+                self.flow_job_ended(o, JobEnd::Acked);
             }
             ObservedKind::DeadLettered => {
+                self.flow_job_ended(o, JobEnd::DeadLettered);
+                let p = &mut self.by_priority[usize::from(o.priority.min(9))];
                 self.dead_lettered += 1;
                 p.dead_lettered += 1;
                 if let Some(id) = o.message_id {
@@ -220,6 +269,7 @@ impl Metrics {
                 match o.reason {
                     Some(DeadLetterReason::Rejected) => self.reasons.rejected += 1,
                     Some(DeadLetterReason::Expired) => self.reasons.expired += 1,
+                    Some(DeadLetterReason::ChildFailed) => self.reasons.child_failed += 1,
                     _ => self.reasons.max_retries_exceeded += 1,
                 }
             }
@@ -235,6 +285,8 @@ impl Metrics {
             // Cancelled while waiting, or settled as cancelled when its delivery ended (a
             // worker's ack of a cancelled job lands here, not in `completed`).
             ObservedKind::Cancelled => {
+                self.flow_job_ended(o, JobEnd::Cancelled);
+                let p = &mut self.by_priority[usize::from(o.priority.min(9))];
                 self.cancelled += 1;
                 p.cancelled += 1;
                 if let Some(id) = o.message_id {
@@ -283,6 +335,16 @@ impl Metrics {
         self.classes
             .as_mut()
             .map_or_else(Vec::new, ClassMetrics::take_interval_waits)
+    }
+
+    /// The interval's flow figures (`None` without flows); resets them.
+    pub(crate) fn take_interval_flows(&mut self, waiting_children: u64) -> Option<FlowSample> {
+        (self.flows.as_mut()).map(|f| f.take_interval(waiting_children))
+    }
+
+    /// Flow totals (`None` without flows).
+    pub(crate) fn flow_stats(&self) -> Option<FlowStats> {
+        self.flows.as_ref().map(FlowMetrics::stats)
     }
 
     /// Totals per group class (empty without groups).

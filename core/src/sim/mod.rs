@@ -35,8 +35,10 @@ mod cancel;
 mod class_metrics;
 mod dist;
 mod driver;
+mod flow_metrics;
 mod grouping;
 mod metrics;
+mod pipeline;
 mod presets;
 mod producer;
 mod replay;
@@ -51,15 +53,19 @@ mod tests;
 #[cfg(test)]
 mod tests_flow;
 #[cfg(test)]
+mod tests_flows;
+#[cfg(test)]
 mod tests_lifecycle;
 
 pub use dist::Dist;
 pub use grouping::{GroupClass, HEAVY_GROUP, ProducerGroups};
+pub use pipeline::{ChildTasks, MAX_CHILD_ENTRIES};
 pub use presets::{PresetInfo, preset, presets};
 pub use replay::{ExportHead, LogRecord, ReplayLog, ReplayOptions, parse_log, replay};
 pub use report::{
-    CancelStats, ClassWait, DeadLetterReasons, GroupClassStats, Percentiles, PriorityStats,
-    PriorityWait, Report, Sample, Summary, WorkerStats,
+    CancelStats, ClassWait, DeadLetterReasons, FlowInterval, FlowSample, FlowStats,
+    GroupClassStats, Percentiles, PriorityStats, PriorityWait, Report, Sample, Summary,
+    WorkerStats,
 };
 pub use scenario::{
     Arrival, Cancellation, FollowUp, MAX_CRON_BYTES, MAX_DURATION_MS, MAX_EXPECTED_TASKS,
@@ -68,8 +74,8 @@ pub use scenario::{
 };
 
 pub use sweep::{
-    DEFAULT_RATE_WINDOW_MS, MAX_SWEEP_POINTS, Sweep, SweepParam, SweepPoint, SweepReport,
-    ValueKind, apply, sweep, sweep_values,
+    DEFAULT_RATE_WINDOW_MS, MAX_SWEEP_POINTS, Sweep, SweepMetric, SweepParam, SweepPoint,
+    SweepReport, SweepTarget, ValueKind, apply, sweep, sweep_values,
 };
 
 use world::World;

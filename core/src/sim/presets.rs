@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::dist::Dist;
 use super::grouping::ProducerGroups;
+use super::pipeline::ChildTasks;
 use super::scenario::{
     Arrival, Cancellation, FollowUp, MixEntry, Producer, Scenario, TaskType, WorkerGroup,
 };
@@ -51,6 +52,13 @@ pub fn presets() -> Vec<PresetInfo> {
              Compare with `--sweep fair_groups=0,1`: fair groups keep the light users' waits \
              short while the heavy uploader's backlog grows.",
         ),
+        info(
+            "video-pipeline",
+            "Flows: each upload is a flow of three GPU transcodes (renditions, in parallel), \
+             then a package, then a notification, each stage on its own queue with its own \
+             workers (12 GPUs, 1 packager, 1 notifier); reports the end-to-end latency of \
+             whole pipelines. Sweep `workers.gpu` against the flow p99.",
+        ),
     ]
 }
 
@@ -61,6 +69,7 @@ pub fn preset(name: &str) -> Result<Scenario, String> {
         "steady" => Ok(steady()),
         "nightly-reports" => Ok(nightly_reports()),
         "noisy-neighbour" => Ok(noisy_neighbour()),
+        "video-pipeline" => Ok(video_pipeline()),
         _ => Err(format!(
             "unknown preset {name:?}; known presets: {}",
             presets()
@@ -105,7 +114,7 @@ fn video_processing() -> Scenario {
             poison_probability: 0.01,
             payload_bytes: 512,
             follow_ups: vec![follow("thumbnail", Some(7)), follow("cdn_upload", None)],
-            cancel: None,
+            ..TaskType::default()
         },
         TaskType {
             name: "thumbnail".into(),
@@ -319,6 +328,76 @@ fn noisy_neighbour() -> Scenario {
             count: 4,
             ..WorkerGroup::default()
         }],
+        ..Scenario::default()
+    }
+}
+
+/// Flows (DESIGN.md §14): an upload is a flow whose root, `notify`, waits for a `package`,
+/// which waits for three `transcode` renditions. Each task type has its own queue and worker
+/// group. The GPUs carry the load (0.2 uploads/s × 3 renditions × 15 s ≈ 9 busy GPUs of 12);
+/// the packager is busy about 60% of the time. A transcode fails 2% of its attempts (retried)
+/// and one upload in about 300 is corrupt: that rendition fails every attempt, and under
+/// `on_child_failure: fail` its package and notification are dead-lettered (`child_failed`),
+/// so the flow fails.
+fn video_pipeline() -> Scenario {
+    let stage = |name: &str, service, children: Vec<ChildTasks>| TaskType {
+        name: name.into(),
+        queue: Some(name.into()),
+        service,
+        children,
+        ..TaskType::default()
+    };
+    let child = |task_type: &str, count| ChildTasks {
+        task_type: task_type.into(),
+        count,
+        priority: None,
+    };
+    let workers = |name: &str, count, queue: &str| WorkerGroup {
+        name: name.into(),
+        count,
+        queue: Some(queue.into()),
+        ..WorkerGroup::default()
+    };
+    Scenario {
+        name: "video-pipeline".into(),
+        duration_ms: 3_600_000,
+        seed: 21,
+        sample_interval_ms: 60_000,
+        queue: "transcode".into(),
+        queue_config: QueueConfig {
+            max_retries: 2,
+            ack_deadline_ms: 120_000,
+            retry_delays_ms: vec![5_000, 30_000],
+            ..QueueConfig::default()
+        },
+        task_types: vec![
+            stage(
+                "notify",
+                Dist::Constant { ms: 300 },
+                vec![child("package", 1)],
+            ),
+            TaskType {
+                failure_probability: 0.01,
+                ..stage("package", normal(3_000, 500), vec![child("transcode", 3)])
+            },
+            TaskType {
+                failure_probability: 0.02,
+                poison_probability: 0.001,
+                payload_bytes: 512,
+                ..stage("transcode", normal(15_000, 4_000), Vec::new())
+            },
+        ],
+        producers: vec![Producer {
+            name: "uploads".into(),
+            arrival: Arrival::Poisson { rate_per_sec: 0.2 },
+            mix: vec![mix("notify", 5, 1)],
+            ..Producer::default()
+        }],
+        workers: vec![
+            workers("gpu", 12, "transcode"),
+            workers("packager", 1, "package"),
+            workers("notifier", 1, "notify"),
+        ],
         ..Scenario::default()
     }
 }

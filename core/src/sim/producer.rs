@@ -7,13 +7,19 @@ use super::dist::exponential;
 use super::grouping::{GroupClass, ProducerGroups};
 use super::scenario::{Arrival, Producer, Scenario};
 use super::world::{Actor, Stage};
-use crate::{Command, Headers, Json, Millis, PublishMessage, Reply, Rng, ScheduleSpec};
+use crate::{
+    Command, Headers, Json, Millis, OnChildFailure, PublishMessage, Reply, Rng, ScheduleSpec,
+};
 
 /// What the simulator knows about each task type when it builds a message.
 pub(crate) struct TaskCatalog {
     names: Vec<Arc<str>>,
     padding: Vec<String>,
     poison: Vec<f64>,
+    queues: Vec<String>,
+    /// `(task type, count, priority)` of each child entry, per task type.
+    pub(super) children: Vec<Vec<(usize, u32, Option<u8>)>>,
+    pub(super) on_child_failure: Vec<OnChildFailure>,
 }
 
 impl TaskCatalog {
@@ -35,11 +41,40 @@ impl TaskCatalog {
             .iter()
             .map(|t| t.poison_probability)
             .collect();
+        let children = (scenario.task_types.iter())
+            .map(|t| {
+                (t.children.iter())
+                    .map(|c| {
+                        let kind = scenario.task_index(&c.task_type).expect("validated child");
+                        (kind, c.count, c.priority)
+                    })
+                    .collect()
+            })
+            .collect();
         Self {
             names,
             padding,
             poison,
+            queues: (0..scenario.task_types.len())
+                .map(|k| scenario.queue_of(k).to_owned())
+                .collect(),
+            children,
+            on_child_failure: scenario
+                .task_types
+                .iter()
+                .map(|t| t.on_child_failure)
+                .collect(),
         }
+    }
+
+    /// The queue tasks of type `kind` go to.
+    pub(crate) fn queue(&self, kind: usize) -> &str {
+        &self.queues[kind]
+    }
+
+    /// Whether a task of type `kind` is published as a flow (its type has children).
+    pub(crate) fn is_flow(&self, kind: usize) -> bool {
+        !self.children[kind].is_empty()
     }
 
     /// The task type a delivery's `task` header names.
@@ -114,7 +149,7 @@ pub(crate) fn schedule_command(
         .task_index(&entry.task_type)
         .expect("validated task type");
     Some(Command::PutSchedule {
-        queue: scenario.queue.clone(),
+        queue: catalog.queue(kind).to_owned(),
         schedule_id: format!("producer-{i}"),
         schedule: ScheduleSpec {
             every_ms: *every_ms,
@@ -128,6 +163,9 @@ pub(crate) fn schedule_command(
         },
     })
 }
+
+/// One arrival's messages for one queue, each with its task type and group class.
+type Batch = (String, Vec<PublishMessage>, Vec<(usize, GroupClass)>);
 
 /// One producer's state: its PRNG and where it is in its arrival process.
 pub(crate) struct ProducerActor {
@@ -217,14 +255,21 @@ impl ProducerActor {
 }
 
 impl ProducerActor {
-    /// Its agenda entry is due: publish the tasks of this arrival (one, or a batch), then
-    /// schedule the next arrival.
+    /// Its agenda entry is due: publish the tasks of this arrival (one, or a batch per queue;
+    /// a task whose type has children as a flow of its own), then schedule the next arrival.
     pub(crate) fn wake(&mut self, i: u32, now: u64, stage: &mut Stage) {
         let n = self.tasks();
-        let mut messages = Vec::with_capacity(n as usize);
-        let mut kinds = Vec::with_capacity(n as usize);
+        // Per queue, in the order queues first come up: its messages, with their task types
+        // and group classes.
+        let mut batches: Vec<Batch> = Vec::new();
+        let mut flows = Vec::new();
         for _ in 0..n {
             let (kind, priority) = self.pick();
+            if stage.catalog.is_flow(kind) {
+                let made = &mut stage.tasks_made;
+                flows.push(stage.catalog.flow(kind, priority, made, &mut self.rng));
+                continue;
+            }
             stage.tasks_made += 1;
             let made = stage.tasks_made;
             let mut message = stage.catalog.message(kind, priority, made, self.rng());
@@ -232,27 +277,39 @@ impl ProducerActor {
             if self.groups.used() {
                 message.group = self.groups.draw(&mut self.rng);
             }
-            kinds.push((kind, GroupClass::of(message.group.as_deref())));
-            messages.push(message);
-        }
-        let queue = stage.scenario.queue.clone();
-        let cmd = if n == 1 {
-            let message = messages.pop().expect("one message");
-            Command::Publish { queue, message }
-        } else {
-            Command::PublishBatch { queue, messages }
-        };
-        let published = match stage.driver.handle(now, cmd) {
-            Ok(Reply::Published(p)) => vec![p],
-            Ok(Reply::PublishedBatch { messages }) => messages,
-            Ok(_) => Vec::new(),
-            Err(_) => {
-                stage.driver.rejected_publishes += u64::from(n);
-                Vec::new()
+            let class = GroupClass::of(message.group.as_deref());
+            let queue = stage.catalog.queue(kind);
+            match batches.iter_mut().find(|b| b.0 == queue) {
+                Some(b) => {
+                    b.1.push(message);
+                    b.2.push((kind, class));
+                }
+                None => batches.push((queue.to_owned(), vec![message], vec![(kind, class)])),
             }
-        };
-        for (p, (kind, class)) in published.iter().zip(kinds) {
-            stage.published(now, p.message_id, kind, class);
+        }
+        for (queue, mut messages, kinds) in batches {
+            let count = messages.len() as u64;
+            let cmd = if n == 1 {
+                let message = messages.pop().expect("one message");
+                Command::Publish { queue, message }
+            } else {
+                Command::PublishBatch { queue, messages }
+            };
+            let published = match stage.driver.handle(now, cmd) {
+                Ok(Reply::Published(p)) => vec![p],
+                Ok(Reply::PublishedBatch { messages }) => messages,
+                Ok(_) => Vec::new(),
+                Err(_) => {
+                    stage.driver.rejected_publishes += count;
+                    Vec::new()
+                }
+            };
+            for (p, (kind, class)) in published.iter().zip(kinds) {
+                stage.published(now, p.message_id, kind, class);
+            }
+        }
+        for draft in flows {
+            stage.add_flow(now, draft);
         }
         if let Some(t) = self.next_time() {
             stage.schedule(t, Actor::Producer(i));

@@ -56,6 +56,60 @@ pub struct Sample {
     /// otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub group_wait_ms: Vec<ClassWait>,
+    /// Flows in the interval, when task types have children; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows: Option<FlowSample>,
+}
+
+/// Flows within one sample interval.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowSample {
+    /// Parents waiting for their children at the sample's instant (summed over queues).
+    pub waiting_children: u64,
+    /// Flows added in the interval.
+    pub started: u64,
+    /// Flows whose root was acked in the interval.
+    pub completed: u64,
+    /// Flows whose root was dead-lettered in the interval.
+    pub failed: u64,
+    /// Flows whose root was cancelled in the interval.
+    pub cancelled: u64,
+    /// End-to-end latency of the flows completed in the interval.
+    pub latency_ms: FlowInterval,
+}
+
+/// Latency percentiles of the flows completed within one interval.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowInterval {
+    /// Flows counted.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+}
+
+/// Flows over the run: a flow is one task of a type with children and everything below it,
+/// added whole; it ends when its root (the task that runs last) ends.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FlowStats {
+    /// Flows added.
+    pub started: u64,
+    /// Of those, completed: the root was acked.
+    pub completed: u64,
+    /// Of those, failed: the root was dead-lettered (a child failed under
+    /// `on_child_failure: fail`, or the root itself ran out of retries).
+    pub failed: u64,
+    /// Of those, cancelled: the root was cancelled.
+    pub cancelled: u64,
+    /// Of those, not finished yet.
+    pub running: u64,
+    /// Completed flows in which some job failed (under `continue` or `ignore`).
+    pub completed_with_failures: u64,
+    /// Flows the engine refused (counted in `rejected_publishes` with all their tasks).
+    pub rejected: u64,
+    /// End-to-end latency of completed flows: from the flow's `AddFlow` to its root's ack.
+    pub latency_ms: Percentiles,
 }
 
 /// Wait percentiles of one group class within one interval.
@@ -177,6 +231,13 @@ pub struct DeadLetterReasons {
     pub max_retries_exceeded: u64,
     /// TTL passed.
     pub expired: u64,
+    /// A flow parent whose child failed under `on_child_failure: fail` (absent when 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub child_failed: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What became of the cancellations the simulator sent (task types' `cancel`).
@@ -232,6 +293,9 @@ pub struct Summary {
     /// Per group class (heavy, light, ungrouped), when producers use groups; absent otherwise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_group_class: Vec<GroupClassStats>,
+    /// Flows, when task types have children; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flows: Option<FlowStats>,
     /// Per worker group.
     pub workers: Vec<WorkerStats>,
     /// Fraction of all workers' time spent processing tasks.

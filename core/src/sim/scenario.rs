@@ -10,7 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::dist::Dist;
 use super::grouping::ProducerGroups;
-use crate::{EngineConfig, Error, MIN_EVERY_MS, QueueConfig, validate_queue_name};
+use super::pipeline::{ChildTasks, is_fail};
+use crate::{EngineConfig, Error, MIN_EVERY_MS, OnChildFailure, QueueConfig, validate_queue_name};
 
 /// Most worker groups × count in one scenario.
 pub const MAX_WORKERS: u32 = 1_000;
@@ -44,9 +45,9 @@ pub struct Scenario {
     pub seed: u64,
     /// Virtual time between two points of the report's time series.
     pub sample_interval_ms: u64,
-    /// The queue every task goes to.
+    /// The queue tasks go to (a task type may name another).
     pub queue: String,
-    /// That queue's settings (retry policy, ack deadline, prefetch …).
+    /// The settings of every queue (retry policy, ack deadline, prefetch …).
     pub queue_config: QueueConfig,
     /// The engine's settings (limits); the queue is created with `queue_config` regardless.
     pub engine: EngineConfig,
@@ -97,6 +98,16 @@ pub struct TaskType {
     /// A fraction of these tasks is cancelled some time after it is published.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cancel: Option<Cancellation>,
+    /// The queue its tasks go to; the scenario's `queue` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Child tasks it waits for: a task of a type with children is published as a flow
+    /// (`AddFlow`), this task being the parent that runs once its children are finished.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildTasks>,
+    /// What a failed child does to a task of this type (a parent).
+    #[serde(skip_serializing_if = "is_fail")]
+    pub on_child_failure: OnChildFailure,
 }
 
 impl Default for TaskType {
@@ -109,6 +120,9 @@ impl Default for TaskType {
             payload_bytes: 256,
             follow_ups: Vec::new(),
             cancel: None,
+            queue: None,
+            children: Vec::new(),
+            on_child_failure: OnChildFailure::Fail,
         }
     }
 }
@@ -282,6 +296,9 @@ pub struct WorkerGroup {
     pub status_ttl_ms: Option<u64>,
     /// After each completed task, publish a notification on this pub/sub topic.
     pub notify_topic: Option<String>,
+    /// The queue it consumes; the scenario's `queue` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
 }
 
 impl Default for WorkerGroup {
@@ -300,6 +317,7 @@ impl Default for WorkerGroup {
             restart_ms: 30_000,
             status_ttl_ms: None,
             notify_topic: None,
+            queue: None,
         }
     }
 }
@@ -344,7 +362,7 @@ fn probability(what: &str, p: f64) -> Result<(), String> {
     }
 }
 
-fn priority(what: &str, p: Option<u8>) -> Result<(), String> {
+pub(super) fn priority(what: &str, p: Option<u8>) -> Result<(), String> {
     match p {
         Some(p) if p > 9 => Err(format!("{what} must be 0..=9, got {p}")),
         _ => Ok(()),
@@ -380,7 +398,7 @@ impl Scenario {
         self.task_types.iter().position(|t| t.name == name)
     }
 
-    fn known_type(&self, what: &str, name: &str) -> Result<(), String> {
+    pub(super) fn known_type(&self, what: &str, name: &str) -> Result<(), String> {
         match self.task_index(name) {
             Some(_) => Ok(()),
             None => Err(format!("{what}: unknown task type {name:?}")),
@@ -418,7 +436,7 @@ impl Scenario {
                 c.after.validate(&format!("{at}.cancel.after"))?;
             }
         }
-        Ok(())
+        self.validate_flows()
     }
 
     fn validate_producers(&self) -> Result<(), String> {
@@ -432,14 +450,19 @@ impl Scenario {
                 return Err(format!("{at}.mix: 1 to 64 entries"));
             }
             let mut total_weight = 0u64;
+            // Jobs per task, weighted: a flow's task brings its whole tree.
+            let mut weighted_jobs = 0.0;
             for m in &p.mix {
                 self.known_type(&format!("{at}.mix"), &m.task_type)?;
                 priority(&format!("{at}.mix.priority"), m.priority)?;
                 total_weight += u64::from(m.weight);
+                let kind = self.task_index(&m.task_type).expect("known type");
+                weighted_jobs += f64::from(m.weight) * self.flow_jobs(kind) as f64;
             }
             if total_weight == 0 {
                 return Err(format!("{at}.mix: weights must not all be 0"));
             }
+            let per_task = weighted_jobs / total_weight as f64;
             p.groups.validate(&at, MAX_PRODUCER_GROUPS)?;
             if p.groups.used() && matches!(p.arrival, Arrival::Schedule { .. }) {
                 return Err(format!(
@@ -456,6 +479,12 @@ impl Scenario {
                         ));
                     }
                     self.validate_schedule(&at, every_ms, cron.as_deref())?;
+                    if per_task > 1.0 {
+                        return Err(format!(
+                            "{at}.mix: a schedule publishes single tasks, not flows: {:?} has children",
+                            p.mix[0].task_type
+                        ));
+                    }
                     // At most one cron run a minute.
                     active_s * 1000.0 / every_ms.unwrap_or(60_000) as f64 + 1.0
                 }
@@ -464,7 +493,7 @@ impl Scenario {
                     {
                         return Err(format!("{at}.arrival.rate_per_sec must be in (0, 10000]"));
                     }
-                    rate_per_sec * active_s
+                    rate_per_sec * active_s * per_task
                 }
                 Arrival::Bursts { every_ms, size } => {
                     if every_ms == 0 || !(1..=1000).contains(&size) {
@@ -472,7 +501,7 @@ impl Scenario {
                             "{at}.arrival: every_ms must be positive and size 1..=1000"
                         ));
                     }
-                    f64::from(size) * (active_s * 1000.0 / every_ms as f64 + 1.0)
+                    f64::from(size) * (active_s * 1000.0 / every_ms as f64 + 1.0) * per_task
                 }
             };
         }
@@ -559,6 +588,7 @@ impl Scenario {
             }
             probability(&format!("{at}.failure_probability"), w.failure_probability)?;
             probability(&format!("{at}.crash_probability"), w.crash_probability)?;
+            self.validate_worker_queue(&at, w.queue.as_deref())?;
             if let Some(t) = &w.notify_topic {
                 if t.is_empty() || t.contains(['*', '#']) {
                     return Err(format!(

@@ -6,6 +6,10 @@
 //! utilisation. Flow-control settings sweep like the rest: `max_in_flight`,
 //! `group_concurrency`, `rate_limit` and `group_rate_limit` (deliveries per window), and
 //! `fair_groups` / `ordered_groups` (0 and 1, off and on: a side-by-side comparison).
+//!
+//! A sweep may carry a target, such as "flow p99 at most 60 s" ([`SweepTarget`]): each point
+//! then says whether it meets it, and the report names the value a planner would pick (the
+//! fewest workers meeting it, for a `workers` sweep).
 
 use serde::{Deserialize, Serialize};
 
@@ -134,6 +138,80 @@ impl SweepParam {
     }
 }
 
+/// A figure of a run's summary that a sweep's target bounds, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SweepMetric {
+    /// Median end-to-end latency of completed flows.
+    FlowP50,
+    /// 99th percentile end-to-end latency of completed flows.
+    FlowP99,
+    /// The largest wait p99 among the priorities.
+    WaitP99,
+}
+
+impl SweepMetric {
+    /// Every metric.
+    pub const ALL: [Self; 3] = [Self::FlowP50, Self::FlowP99, Self::WaitP99];
+
+    /// Its name (as in JSON and on the command line).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FlowP50 => "flow_p50",
+            Self::FlowP99 => "flow_p99",
+            Self::WaitP99 => "wait_p99",
+        }
+    }
+
+    /// The metric of that name.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|m| m.name()).collect();
+                format!(
+                    "unknown target metric {name:?}; known: {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// Its value in a run's summary; `None` when the run has none (no flow completed, no
+    /// delivery).
+    #[must_use]
+    pub fn of(self, s: &Summary) -> Option<u64> {
+        let flows = s.flows.as_ref().filter(|f| f.completed > 0);
+        match self {
+            Self::FlowP50 => flows.map(|f| f.latency_ms.p50),
+            Self::FlowP99 => flows.map(|f| f.latency_ms.p99),
+            Self::WaitP99 => (s.by_priority.iter())
+                .filter(|p| p.wait_ms.count > 0)
+                .map(|p| p.wait_ms.p99)
+                .max(),
+        }
+    }
+}
+
+/// What a sweep looks for: runs whose `metric` is at most `max_ms`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepTarget {
+    /// The figure bounded.
+    pub metric: SweepMetric,
+    /// Its largest acceptable value.
+    pub max_ms: u64,
+}
+
+impl SweepTarget {
+    /// Whether a run meets it (a run without the figure does not).
+    #[must_use]
+    pub fn met_by(&self, s: &Summary) -> bool {
+        self.metric.of(s).is_some_and(|v| v <= self.max_ms)
+    }
+}
+
 /// A sweep: `param` set to each of `values` in turn.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -145,6 +223,9 @@ pub struct Sweep {
     pub worker_group: usize,
     /// The values, 1 to 25 of them.
     pub values: Vec<f64>,
+    /// What the runs should meet, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<SweepTarget>,
 }
 
 /// One run of a sweep.
@@ -154,6 +235,9 @@ pub struct SweepPoint {
     pub value: f64,
     /// The run's summary.
     pub summary: Summary,
+    /// With a target: whether this run meets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meets_target: Option<bool>,
 }
 
 /// Every run of a sweep, in the order of its values.
@@ -170,6 +254,14 @@ pub struct SweepReport {
     pub worker_group: Option<String>,
     /// One per value.
     pub points: Vec<SweepPoint>,
+    /// The sweep's target, if it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<SweepTarget>,
+    /// With a target: the value to pick among those meeting it, the largest for `rate_scale`
+    /// (the most load) and the smallest for any other parameter (the fewest workers, the
+    /// tightest cap); `None` when no run meets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<f64>,
 }
 
 /// `from`..=`to`: every whole number for whole and flag parameters, else `points` values
@@ -297,13 +389,25 @@ pub fn sweep(base: &Scenario, spec: &Sweep) -> Result<SweepReport, ScenarioError
             Simulation::new(s).map_err(|e| ScenarioError(format!("{name} = {x}: {}", e.0)))?;
         sims.push((x, sim));
     }
-    let points = sims
+    let points: Vec<SweepPoint> = sims
         .into_iter()
-        .map(|(value, mut sim)| SweepPoint {
-            value,
-            summary: sim.run().summary,
+        .map(|(value, mut sim)| {
+            let summary = sim.run().summary;
+            SweepPoint {
+                value,
+                meets_target: spec.target.map(|t| t.met_by(&summary)),
+                summary,
+            }
         })
         .collect();
+    let meeting = (points.iter())
+        .filter(|p| p.meets_target == Some(true))
+        .map(|p| p.value);
+    let answer = if spec.param == SweepParam::RateScale {
+        meeting.reduce(f64::max)
+    } else {
+        meeting.reduce(f64::min)
+    };
     Ok(SweepReport {
         name: base.name.clone(),
         seed: base.seed.to_string(),
@@ -312,5 +416,7 @@ pub fn sweep(base: &Scenario, spec: &Sweep) -> Result<SweepReport, ScenarioError
             .then(|| base.workers.get(spec.worker_group).map(|g| g.name.clone()))
             .flatten(),
         points,
+        target: spec.target,
+        answer,
     })
 }

@@ -259,6 +259,7 @@ fn fair_groups_cut_the_light_groups_wait_in_the_noisy_neighbour() {
         param: SweepParam::FairGroups,
         worker_group: 0,
         values: vec![0.0, 1.0],
+        target: None,
     };
     let swept = sweep(&noisy(), &spec).unwrap();
     assert_eq!(swept.points[0].summary, base.summary);
@@ -440,6 +441,7 @@ fn sweeps_set_what_they_name() {
         param: SweepParam::Workers,
         worker_group: 0,
         values: vec![1.0; MAX_SWEEP_POINTS + 1],
+        target: None,
     };
     assert!(sweep(&base, &too_many).is_err());
     assert_eq!(
@@ -455,6 +457,7 @@ fn capping_the_heavy_group_frees_workers_for_the_light_ones() {
         param: SweepParam::GroupConcurrency,
         worker_group: 0,
         values: vec![1.0, 4.0],
+        target: None,
     };
     let r = sweep(&noisy(), &spec).unwrap();
     let light_p99 = |i: usize| {

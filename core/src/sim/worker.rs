@@ -1,4 +1,5 @@
-//! Workers: long-poll consumers that process tasks, fail, crash and restart.
+//! Workers: long-poll consumers that process tasks, fail, crash and restart. A worker consumes
+//! its group's queue and settles each task on the queue it came from.
 //!
 //! A worker is always in exactly one of four states and has at most one agenda entry:
 //! idle (wakes to consume), waiting (parked in the engine, woken by `Delivered` or
@@ -111,7 +112,7 @@ impl WorkerActor {
     fn consume(&mut self, w: u32, now: u64, stage: &mut Stage) {
         let spec = &stage.scenario.workers[self.group];
         let cmd = Command::Consume {
-            queue: stage.scenario.queue.clone(),
+            queue: stage.scenario.worker_queue(self.group).to_owned(),
             wait_ms: spec.wait_ms,
             lease_ms: spec.lease_ms,
             max_messages: spec.max_messages,
@@ -194,7 +195,7 @@ impl WorkerActor {
     fn fail(&mut self, now: u64, d: &Delivery, stage: &mut Stage) {
         let task = d.headers.get("task").map_or("task", String::as_str);
         let cmd = Command::Nack {
-            queue: stage.scenario.queue.clone(),
+            queue: d.queue.to_string(),
             message_id: d.message_id,
             requeue: true,
             delay_ms: None,
@@ -213,7 +214,7 @@ impl WorkerActor {
 
     fn complete(&mut self, now: u64, d: &Delivery, stage: &mut Stage) {
         let group = self.group;
-        let queue = stage.scenario.queue.clone();
+        let queue = d.queue.to_string();
         let cmd = Command::Ack {
             queue: queue.clone(),
             message_id: d.message_id,
@@ -276,13 +277,21 @@ impl WorkerActor {
             if probability < 1.0 && self.rng.next_f64() >= probability {
                 continue;
             }
+            if stage.catalog.is_flow(next) {
+                let made = &mut stage.tasks_made;
+                let draft = stage
+                    .catalog
+                    .flow(next, Some(priority), made, &mut self.rng);
+                stage.add_flow(now, draft);
+                continue;
+            }
             stage.tasks_made += 1;
             let message =
                 stage
                     .catalog
                     .message(next, Some(priority), stage.tasks_made, &mut self.rng);
             let cmd = Command::Publish {
-                queue: stage.scenario.queue.clone(),
+                queue: stage.catalog.queue(next).to_owned(),
                 message,
             };
             match stage.driver.handle(now, cmd) {

@@ -23,8 +23,8 @@ use crate::{Command, Engine, Event, MessageId, Rng, WaiterId};
 pub(crate) enum Actor {
     Producer(u32),
     Worker(u32),
-    /// A cancellation of this job is due.
-    Cancel(MessageId),
+    /// A cancellation of this job (of this task type) is due.
+    Cancel(MessageId, u32),
 }
 
 /// Derives an independent seed per actor (splitmix64), so adding a worker does not change what
@@ -85,6 +85,9 @@ impl World {
         if let Some(listed) = group_classes(&scenario) {
             metrics.keep_group_classes(seed, scenario.reservoir_size as usize, listed);
         }
+        if scenario.has_flows() {
+            metrics.keep_flows(seed, scenario.reservoir_size as usize);
+        }
         let mut driver = Driver::new(
             engine,
             metrics,
@@ -92,14 +95,16 @@ impl World {
             scenario.sample_interval_ms,
             scenario.duration_ms,
         );
-        let created = driver.handle(
-            0,
-            Command::CreateQueue {
-                queue: scenario.queue.clone(),
-                config: Some(Box::new(scenario.queue_config.clone())),
-            },
-        );
-        created.map_err(queue_config_error)?;
+        for queue in scenario.queues() {
+            let created = driver.handle(
+                0,
+                Command::CreateQueue {
+                    queue: queue.to_owned(),
+                    config: Some(Box::new(scenario.queue_config.clone())),
+                },
+            );
+            created.map_err(queue_config_error)?;
+        }
         let catalog = TaskCatalog::new(&scenario);
         for (i, p) in scenario.producers.iter().enumerate() {
             if let Some(cmd) = schedule_command(i, p, &scenario, &catalog) {
@@ -205,7 +210,7 @@ impl World {
         match actor {
             Actor::Producer(i) => self.producers[i as usize].wake(i, now, &mut self.stage),
             Actor::Worker(w) => self.workers[w as usize].wake(w, now, &mut self.stage),
-            Actor::Cancel(id) => self.stage.cancel(now, id),
+            Actor::Cancel(id, kind) => self.stage.cancel(now, id, kind as usize),
         }
     }
 
@@ -302,6 +307,7 @@ pub(crate) fn summary_of(d: &Driver) -> Summary {
         rejected_publishes: d.rejected_publishes,
         by_priority: m.priority_stats(),
         by_group_class: m.group_class_stats(),
+        flows: m.flow_stats(),
         workers: Vec::new(),
         utilisation: 0.0,
         commands: d.commands,
@@ -331,7 +337,9 @@ fn group_classes(scenario: &Scenario) -> Option<Vec<(GroupClass, u32)>> {
     if light > 0 {
         listed.push((GroupClass::Light, light));
     }
-    let follow_ups = scenario.task_types.iter().any(|t| !t.follow_ups.is_empty());
+    // Follow-ups and flows carry no group.
+    let follow_ups =
+        (scenario.task_types.iter()).any(|t| !t.follow_ups.is_empty() || !t.children.is_empty());
     if follow_ups || producers.iter().any(|p| p.groups.leaves_ungrouped()) {
         listed.push((GroupClass::Ungrouped, 0));
     }
