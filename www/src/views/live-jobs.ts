@@ -5,13 +5,15 @@
  *   /queue/{name}/messages/{id}`) with its state, attempts, progress (a bar when it is a
  *   percentage), result, last error and message, the timeline of its events seen on `/events`
  *   since the page connected, and Cancel (`POST /queue/{name}/cancel`). Looking up needs
- *   `queue:<name>:read`, cancelling `queue:<name>:admin`.
+ *   `queue:<name>:read`, cancelling `queue:<name>:admin`. A job of a flow also shows the whole
+ *   flow as a tree (live-flow-tree.ts).
  * - `SchedulesPanel`: the selected queue's schedules (`GET /queue/{name}/schedules`) with next
  *   run, last run and runs, Run now and Delete (which need `queue:<name>:admin`).
  */
 import { say } from '../app.js';
 import { errorText, field, fmtInt, fmtMs, h } from '../dom.js';
 import { Access } from './live-access.js';
+import { FlowTree } from './live-flow-tree.js';
 import type { LiveEvent } from './live-tools.js';
 import { Rest, RestError, seg } from './live-rest.js';
 
@@ -34,6 +36,10 @@ export interface Job {
   headers?: Record<string, string>;
   cancel_requested?: boolean;
   dead_letter_reason?: string;
+  /** A job of a flow: the flow, the job waiting for this one, and this one's children. */
+  flow_id?: string;
+  parent_id?: string;
+  children?: string[];
 }
 
 /** A schedule as `GET /queue/{name}/schedules` lists it. */
@@ -102,6 +108,7 @@ export class JobPanel {
   private readonly cancelNote: HTMLElement;
   private readonly timeline: HTMLOListElement;
   private readonly timelineNote: HTMLElement;
+  private readonly flowTree = new FlowTree();
   private rest: Rest | null = null;
   private access = new Access(null);
   /** Events that name a message, newest last. */
@@ -137,6 +144,7 @@ export class JobPanel {
       this.progress,
       h('div', { class: 'toolbar' }, this.cancel, h('button', { type: 'button', id: 'job-refresh', onclick: () => void this.reload() }, 'Refresh')),
       this.cancelNote,
+      this.flowTree.el,
       this.outcome,
       h('h4', { id: 'job-timeline-title' }, 'Timeline'),
       this.timelineNote,
@@ -182,6 +190,7 @@ export class JobPanel {
     const id = idOf(e);
     if (id === null) return;
     this.events.push(e);
+    this.flowTree.event(id);
     if (this.events.length > MAX_JOB_EVENTS) this.events.splice(0, this.events.length - MAX_JOB_EVENTS);
     const s = this.shown;
     if (s && id === s.id && e.data.queue === s.queue) {
@@ -190,9 +199,11 @@ export class JobPanel {
     }
   }
 
-  /** Looks the shown job up again while it is unfinished (the live page's poll). */
+  /** Looks the shown job up again while it is unfinished, else reads its flow again while the
+   * flow runs (the live page's poll). */
   poll(): void {
     if (this.shown && this.job && !FINISHED.has(this.job.state)) void this.reload();
+    else if (this.shown && this.job) this.flowTree.poll();
   }
 
   /** Shows job `id` of `queue`. */
@@ -225,6 +236,7 @@ export class JobPanel {
       if (this.lookupFailed) say(this.status, '');
       this.lookupFailed = false;
       this.render(job);
+      void this.flowTree.show(rest, job.flow_id ?? null, s);
     } catch (e) {
       if (this.shown !== s) return;
       this.job = null;
