@@ -168,6 +168,7 @@ impl Engine {
     }
 
     fn fire(&mut self, timer: TimerKind) {
+        let first_event = self.ctx.events.len();
         match timer {
             TimerKind::Lease { queue, id, lease } => {
                 self.with_queue_id(queue, |q, ctx| q.on_lease_expiry(ctx, id, lease));
@@ -217,6 +218,9 @@ impl Engine {
         }
         self.settle_finished();
         self.forget_answered_waiters();
+        // A later timer of the same call may end a parent this one delivered: its delivery
+        // carries its children as they were when it was made.
+        self.decorate_events_from(first_event);
     }
 
     pub(crate) fn with_queue_id(&mut self, id: QueueId, f: impl FnOnce(&mut Queue, &mut Ctx)) {

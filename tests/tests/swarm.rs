@@ -11,7 +11,10 @@
 //! and a debounced publish replaces its key's still-delayed job (the trailing call wins).
 //! About half the seeds draw flow control: grouped messages, `max_in_flight`, group limits,
 //! ordered and fair groups, rate windows, pauses, worker rate limits and snoozes, whose rules
-//! the oracle checks at every delivery; held-back messages must still all finish.
+//! the oracle checks at every delivery; held-back messages must still all finish. About two
+//! thirds of the seeds add flows (jobs waiting for their children across the queues, some
+//! refused whole on purpose), whose parents run only once their children finished, fail or
+//! are cancelled with them, and must all end.
 
 use synap_tests::swarm::{check_seed, seeds_from_env, summarize};
 
@@ -46,6 +49,16 @@ fn swarm() {
             "snoozes",
             "snoozed_out",
             "held_back",
+            "flows_added",
+            "flows_refused",
+            "flows_completed",
+            "flows_cancelled",
+            "flows_failed",
+            "parent_deliveries",
+            "child_failed",
+            "flow_cancels",
+            "parent_cancels",
+            "flow_queries",
         ] {
             assert!(total[figure] > 0, "the swarm never exercised {figure}");
         }

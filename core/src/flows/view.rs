@@ -133,11 +133,16 @@ impl Engine {
 
     /// Fills in the children of the parents' deliveries in the events not yet drained.
     pub(crate) fn decorate_events(&mut self) {
+        self.decorate_events_from(0);
+    }
+
+    /// As `decorate_events`, for the events from index `first` on (those one timer made).
+    pub(crate) fn decorate_events_from(&mut self, first: usize) {
         if self.flows.is_empty() {
             return;
         }
         let flows = &self.flows;
-        for e in &mut self.ctx.events {
+        for e in self.ctx.events.iter_mut().skip(first) {
             if let Event::Delivered { messages, .. } | Event::Pushed { messages, .. } = e {
                 flows.decorate(messages);
             }

@@ -116,6 +116,25 @@ pub struct SwarmConfig {
     pub p_worker_limit: f64,
     /// Per-delivery chance the worker snoozes it.
     pub p_snooze: f64,
+    /// Flows (DESIGN.md §14) the flow maker adds over the run; 0 for about a third of the
+    /// seeds.
+    pub flows: usize,
+    /// Levels of a flow at most (2–4, the root's included) and children per parent at most
+    /// (1–3).
+    pub flow_depth: usize,
+    /// See `flow_depth`.
+    pub flow_fanout: u64,
+    /// Jobs per flow at most.
+    pub flow_jobs: usize,
+    /// Largest gap between two moves of the flow maker.
+    pub flow_gap_ms: u64,
+    /// Per flow: it is refused on purpose (too deep, or a bad priority or queue name deep in
+    /// the tree), so nothing of it may be added.
+    pub p_bad_flow: f64,
+    /// Per flow job: it carries a TTL; and (apart) a `max_retries` override.
+    pub p_flow_ttl: f64,
+    /// Per move of the flow maker: it cancels an unfinished parent.
+    pub p_cancel_parent: f64,
 }
 
 /// Flow control of one queue (DESIGN.md §12), drawn from its own PRNG: whether its messages
@@ -310,6 +329,22 @@ impl SwarmConfig {
             p_worker_limit = [0.0, 0.002, 0.01][pick5(0, 2) as usize];
             p_snooze = [0.0, 0.03, 0.1][pick5(0, 2) as usize];
         }
+        // Flows draw from a sixth PRNG, so the draws above are unchanged; about a third of the
+        // seeds add none.
+        let mut rng6 = Rng::new(seed ^ 0xF1_0A5E_0000_0000);
+        let mut pick6 = |lo: u64, hi: u64| lo + rng6.next_u64() % (hi - lo + 1);
+        let flows = if pick6(0, 2) > 0 {
+            pick6(1, 6) as usize
+        } else {
+            0
+        };
+        let flow_depth = pick6(2, 4) as usize;
+        let flow_fanout = pick6(1, 3);
+        let flow_jobs = pick6(3, 12) as usize;
+        let flow_gap_ms = pick6(50, 1_500);
+        let p_bad_flow = [0.0, 0.1, 0.25][pick6(0, 2) as usize];
+        let p_flow_ttl = [0.0, 0.1, 0.3][pick6(0, 2) as usize];
+        let p_cancel_parent = [0.0, 0.1, 0.3][pick6(0, 2) as usize];
         let mut rng2 = Rng::new(seed);
         let mut chance = move || rng2.next_f64();
         Self {
@@ -365,6 +400,14 @@ impl SwarmConfig {
             p_pause,
             p_worker_limit,
             p_snooze,
+            flows,
+            flow_depth,
+            flow_fanout,
+            flow_jobs,
+            flow_gap_ms,
+            p_bad_flow,
+            p_flow_ttl,
+            p_cancel_parent,
         }
     }
 
@@ -461,6 +504,18 @@ impl fmt::Display for SwarmConfig {
             f,
             "\n  flow: grouped={:?} light_groups={} pause={} worker_limit={} snooze={}",
             self.grouped, self.light_groups, self.p_pause, self.p_worker_limit, self.p_snooze
+        )?;
+        write!(
+            f,
+            "\n  flows: {} depth={} fanout={} jobs={} gap_ms={} bad={} ttl={} cancel_parent={}",
+            self.flows,
+            self.flow_depth,
+            self.flow_fanout,
+            self.flow_jobs,
+            self.flow_gap_ms,
+            self.p_bad_flow,
+            self.p_flow_ttl,
+            self.p_cancel_parent
         )
     }
 }

@@ -170,6 +170,15 @@ impl Harness {
         if needs_fresh_state && self.next_timer().is_some_and(|t| t <= self.now) {
             self.timeout();
         }
+        // A refused flow must change nothing: its call starts from a state with no timer due
+        // and the clock caught up, whose digest it must leave as it found it.
+        let flow = matches!(cmd, Command::AddFlow { .. });
+        if flow
+            && (self.next_timer().is_some_and(|t| t <= self.now) || self.engine.now().0 < self.now)
+        {
+            self.timeout();
+        }
+        let digest_before = flow.then(|| self.engine.state_digest());
         self.log.push((self.now, cmd.clone()));
         if self.verbose {
             eprintln!("{} {cmd:?}", self.now);
@@ -190,7 +199,15 @@ impl Harness {
         );
         self.trace.update(line.as_bytes());
         self.oracle.before(self.now, &cmd, &result);
-        let _ = self.drain();
+        let events = self.drain();
+        if let (Some(digest), Err(e)) = (digest_before, &result) {
+            assert_eq!(events, 0, "a refused flow ({e:?}) made events");
+            let now = self.engine.state_digest();
+            assert_eq!(
+                now, digest,
+                "a refused flow ({e:?}) changed the engine's state"
+            );
+        }
         self.oracle.after(&cmd, &result);
         if matches!(cmd, Command::DropConsumers) {
             self.notes.push_back(Note::WaitersDropped);
@@ -309,6 +326,7 @@ impl Harness {
             self.oracle.check_kept(q, s.kept_jobs);
             self.oracle.ledger.check_stats(q, &s);
             self.oracle.check_flow_stats(q, &s);
+            self.oracle.check_waiting_children(q, &s);
             let prefetch = self.cfg.queue(q).prefetch;
             self.oracle
                 .takers

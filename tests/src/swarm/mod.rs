@@ -4,11 +4,13 @@
 //! nack and extend; sessions are granted credit, detach with and without give-back, and are
 //! abandoned attached. Pub/sub subscribers take pushes within credit and poll bounded
 //! buffers. Jobs are looked up, waited for and cancelled; publishes are keyed, held until
-//! finished or debounced; queues have `every_ms` or cron schedules. The host skips timer
+//! finished or debounced; queues have `every_ms` or cron schedules; flows of jobs wait for
+//! their children across the queues, fail, are cancelled, and run. The host skips timer
 //! calls, its clock jumps, and it restarts by command-log replay or snapshot, then drops every
 //! waiter and session as the server does after recovery. An oracle outside the engine checks
 //! every reply and event; a fault-free phase then requires every message to end acked or
-//! dead-lettered, every wait for a job answered and every schedule's runs made. Model: quinn's
+//! dead-lettered, every wait for a job answered, every schedule's runs made and every flow
+//! ended. Model: quinn's
 //! `Pair::step`, TigerBeetle's VOPR.
 
 mod actors;
@@ -23,7 +25,7 @@ use synap_core::Command;
 pub use config::{QueueSpec, SwarmConfig};
 pub use harness::Store;
 
-use actors::{JobWaiter, Listener, Operator, Poller, Publisher, Streamer, kv_user};
+use actors::{FlowMaker, JobWaiter, Listener, Operator, Poller, Publisher, Streamer, kv_user};
 use harness::{Harness, Note};
 
 /// Steps allowed for the fault-free phase to settle every message.
@@ -84,6 +86,30 @@ pub struct SeedReport {
     pub snoozed_out: usize,
     /// Stats that showed ready messages held back.
     pub held_back: usize,
+    /// Flows added, and `AddFlow`s refused (nothing of them added).
+    pub flows_added: usize,
+    /// See `flows_added`.
+    pub flows_refused: usize,
+    /// Flows whose root completed, was cancelled, or failed otherwise (dead-lettered, expired,
+    /// its queue deleted).
+    pub flows_completed: usize,
+    /// See `flows_completed`.
+    pub flows_cancelled: usize,
+    /// See `flows_completed`.
+    pub flows_failed: usize,
+    /// Parents delivered with their children's outcomes.
+    pub parent_deliveries: usize,
+    /// Parents dead-lettered as `child_failed`.
+    pub child_failed: usize,
+    /// Jobs cancelled by their flow, and parents the flow maker cancelled.
+    pub flow_cancels: usize,
+    /// See `flow_cancels`.
+    pub parent_cancels: usize,
+    /// Flow trees and flow-job lookups checked.
+    pub flow_queries: usize,
+    /// Parents delivered without their children because they ended later in the same call
+    /// (see `oracle::flows`).
+    pub late_decorations: usize,
 }
 
 /// One run: the harness and every actor.
@@ -95,6 +121,7 @@ struct Swarm {
     listeners: Vec<Listener>,
     waiter: JobWaiter,
     operator: Operator,
+    flow_maker: FlowMaker,
 }
 
 /// Runs one seed to the end, panicking on any violation.
@@ -124,6 +151,7 @@ impl Swarm {
             listeners: (0..cfg.subscribers).map(Listener::new).collect(),
             waiter: JobWaiter::default(),
             operator: Operator::default(),
+            flow_maker: FlowMaker::new(cfg.flows),
             h: Harness::new(cfg),
         }
     }
@@ -163,7 +191,8 @@ impl Swarm {
         let mut steps = 0;
         while self.h.faults {
             steps += 1;
-            if steps > SAFETY_STEPS || (self.publisher.done() && self.h.chance(0.01)) {
+            let done = self.publisher.done() && self.flow_maker.done();
+            if steps > SAFETY_STEPS || (done && self.h.chance(0.01)) {
                 self.turn_faults_off();
             }
             self.step();
@@ -182,6 +211,8 @@ impl Swarm {
         let (cancelled, scheduled) = self.h.oracle.ledger.lifecycle_counts();
         let crons = &self.h.cfg.crons;
         let ledger = &self.h.oracle.ledger;
+        let flows = &self.h.oracle.flows;
+        let (flows_completed, flows_cancelled, flows_failed) = flows.outcomes();
         let cron_runs = ledger
             .map
             .values()
@@ -215,13 +246,27 @@ impl Swarm {
             snoozes: self.h.oracle.flow.snoozes,
             snoozed_out: self.h.oracle.flow.snoozed_out,
             held_back: self.h.oracle.flow.held_back,
+            flows_added: flows.added,
+            flows_refused: flows.refused,
+            flows_completed,
+            flows_cancelled,
+            flows_failed,
+            parent_deliveries: flows.parent_deliveries,
+            child_failed: flows.child_failed,
+            flow_cancels: flows.cascaded,
+            parent_cancels: self.flow_maker.cancels,
+            flow_queries: flows.queries,
+            late_decorations: flows.late_decorations,
         }
     }
 
-    /// Everything published has ended, every wait for a job is answered and every schedule
-    /// has made its runs.
+    /// Everything published has ended, every wait for a job is answered, every schedule has
+    /// made its runs and every flow has ended.
     fn settled(&mut self) -> bool {
         if !self.publisher.done() || !self.h.oracle.ledger.all_settled() {
+            return false;
+        }
+        if !self.flow_maker.done() || !self.h.oracle.flows.all_ended() {
             return false;
         }
         let oracle = &self.h.oracle;
@@ -257,9 +302,12 @@ impl Swarm {
             })
             .collect();
         format!(
-            "publisher done {}, unfinished {open:?}, waits {:?}, schedules pending {listed:?}",
+            "publisher done {}, unfinished {open:?}, waits {:?}, schedules pending {listed:?}, \
+             flow maker done {}, flow jobs unfinished {:?}",
             self.publisher.done(),
-            self.waiter.parked
+            self.waiter.parked,
+            self.flow_maker.done(),
+            self.h.oracle.flows.unfinished()
         )
     }
 
@@ -282,6 +330,7 @@ impl Swarm {
             self.streamers.iter().filter_map(Streamer::next_at).min(),
             self.listeners.iter().filter_map(|l| l.next_at(h)).min(),
             self.operator.next_at(),
+            self.flow_maker.next_at(),
         ]
         .into_iter()
         .flatten()
@@ -293,8 +342,8 @@ impl Swarm {
     fn step(&mut self) {
         let Some(next) = self.next_at() else {
             assert!(
-                self.publisher.done(),
-                "nothing scheduled but the publisher is not done"
+                self.publisher.done() && self.flow_maker.done(),
+                "nothing scheduled but the publisher or the flow maker is not done"
             );
             // Nothing is scheduled: every consumer is parked or idle with nothing to do.
             self.h.now += 1_000;
@@ -313,6 +362,10 @@ impl Swarm {
         let now = self.h.now;
         if self.publisher.next_at().is_some_and(|t| t <= now) {
             self.publisher.act(&mut self.h);
+            self.route();
+        }
+        if self.flow_maker.next_at().is_some_and(|t| t <= now) {
+            self.flow_maker.act(&mut self.h);
             self.route();
         }
         for i in 0..self.pollers.len() {
@@ -505,6 +558,17 @@ pub fn summarize(reports: &[SeedReport]) -> BTreeMap<&'static str, usize> {
         *m.entry("snoozes").or_default() += o.snoozes;
         *m.entry("snoozed_out").or_default() += o.snoozed_out;
         *m.entry("held_back").or_default() += o.held_back;
+        *m.entry("flows_added").or_default() += o.flows_added;
+        *m.entry("flows_refused").or_default() += o.flows_refused;
+        *m.entry("flows_completed").or_default() += o.flows_completed;
+        *m.entry("flows_cancelled").or_default() += o.flows_cancelled;
+        *m.entry("flows_failed").or_default() += o.flows_failed;
+        *m.entry("parent_deliveries").or_default() += o.parent_deliveries;
+        *m.entry("child_failed").or_default() += o.child_failed;
+        *m.entry("flow_cancels").or_default() += o.flow_cancels;
+        *m.entry("parent_cancels").or_default() += o.parent_cancels;
+        *m.entry("flow_queries").or_default() += o.flow_queries;
+        *m.entry("late_decorations").or_default() += o.late_decorations;
     }
     m
 }

@@ -1,8 +1,9 @@
 //! What a worker does with the deliveries it holds, long-poll consumer and streamer alike: a
 //! plan per delivery (ack, late ack, double ack, stale ack, nack, reject, extend, crash) and
-//! the calls that carry it out.
+//! the calls that carry it out. A flow parent's delivery carries its children's outcomes; its
+//! ack's result joins them (so a grandparent sees them nested).
 
-use synap_core::{Command, Delivery, Json, LeaseToken, MessageId, Reply};
+use synap_core::{Command, Delivery, FlowChild, FlowJobState, Json, LeaseToken, MessageId, Reply};
 
 use crate::swarm::harness::Harness;
 
@@ -133,9 +134,13 @@ impl Hands {
                 if h.chance(h.cfg.p_progress) {
                     progress(h, &d);
                 }
-                let result = h
-                    .chance(h.cfg.p_result)
-                    .then(|| Json::from_value(&serde_json::json!({ "done": d.message_id })));
+                let result = match &d.children {
+                    // A flow parent joins what its children did.
+                    Some(children) => Some(Json::from_value(&joined(children))),
+                    None => h
+                        .chance(h.cfg.p_result)
+                        .then(|| Json::from_value(&serde_json::json!({ "done": d.message_id }))),
+                };
                 ack_with(h, &d, d.lease, result);
             }
             Plan::DupAck => {
@@ -187,6 +192,20 @@ impl Hands {
         };
         self.keep(d, plan, at);
     }
+}
+
+/// A flow parent's result: how many of its children it heard of, how many completed, and
+/// their results.
+fn joined(children: &[FlowChild]) -> serde_json::Value {
+    let completed = children
+        .iter()
+        .filter(|c| c.state == FlowJobState::Completed)
+        .count();
+    let results: Vec<_> = children
+        .iter()
+        .filter_map(|c| c.result.as_ref().map(Json::to_value))
+        .collect();
+    serde_json::json!({ "children": children.len(), "completed": completed, "results": results })
 }
 
 fn ack(h: &mut Harness, d: &Delivery, lease: LeaseToken) {

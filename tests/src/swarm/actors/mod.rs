@@ -1,7 +1,8 @@
 //! The swarm's actors, each with its own methods over the harness: a publisher, long-poll
 //! consumers, streaming consumers (sessions), pub/sub subscribers, a KV user, a client
-//! waiting for jobs and an operator pausing and rate-limiting queues.
+//! waiting for jobs, an operator pausing and rate-limiting queues, and a flow maker.
 
+mod flow_maker;
 mod hands;
 mod job_waiter;
 pub(crate) mod kv_user;
@@ -11,6 +12,7 @@ mod poller;
 mod publisher;
 mod streamer;
 
+pub(crate) use flow_maker::FlowMaker;
 pub(crate) use job_waiter::JobWaiter;
 pub(crate) use listener::Listener;
 pub(crate) use operator::Operator;

@@ -85,6 +85,7 @@ impl Oracle {
                 | (Place::Cancelled, JobState::Cancelled)
         );
         assert!(ok, "job {id}: ledger {:?}, engine {:?}", e.place, job.state);
+        self.check_flow_fields(job);
         if job.state == JobState::InFlight {
             assert_eq!(
                 job.cancel_requested, e.cancel_requested,
@@ -112,6 +113,9 @@ impl Oracle {
 
     /// A lookup agrees with the ledger; a finished job is found exactly while it is kept.
     pub(super) fn check_lookup(&mut self, id: MessageId, result: &Result<Reply, Error>) {
+        if self.flow_lookup(id, result) {
+            return;
+        }
         self.retention.prune(self.now);
         let found = self.ledger.map.get(&id).is_some_and(|e| match e.place {
             Place::Acked | Place::Cancelled => self.retention.holds(e.queue, id),

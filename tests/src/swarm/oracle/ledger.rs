@@ -1,7 +1,7 @@
 //! The message ledger: where the oracle believes each message is, and the rules of
 //! DESIGN.md §3 checked against every state change the engine reports.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -97,7 +97,7 @@ pub(crate) struct Entry {
 
 impl Entry {
     /// A message just published to `queue` at `at`.
-    fn fresh(queue: usize, cfg: &QueueConfig, at: u64, body: Option<Value>) -> Self {
+    pub(crate) fn fresh(queue: usize, cfg: &QueueConfig, at: u64, body: Option<Value>) -> Self {
         Self {
             queue,
             place: Place::Waiting,
@@ -165,6 +165,9 @@ pub(crate) struct Ledger {
     pub(crate) snoozing: Option<MessageId>,
     /// Publishes and redrives seen: the next entry's `order`.
     next_order: u64,
+    /// Flow parents whose child failed under `on_child_failure: fail` in the current call:
+    /// each must be dead-lettered as `child_failed` (and nothing else may be).
+    pub(crate) child_failing: BTreeSet<MessageId>,
 }
 
 impl Ledger {
@@ -213,6 +216,9 @@ impl Ledger {
         let failing = self.failing.clone();
         let gave_back = self.gave_back.take();
         let snoozing = self.snoozing == Some(id);
+        let child_failing = o.kind == ObservedKind::DeadLettered
+            && o.reason == Some(DeadLetterReason::ChildFailed)
+            && self.child_failing.remove(&id);
         self.next_order += u64::from(o.kind == ObservedKind::Redriven);
         let next_order = self.next_order;
         let e = self.entry(id);
@@ -320,10 +326,11 @@ impl Ledger {
                     DeadLetterReason::MaxRetriesExceeded => {
                         assert_eq!(e.deliveries, e.max_retries + 1, "rule 5: attempts left");
                     }
-                    // The swarm adds no flows (yet): only a flow parent fails this way.
-                    DeadLetterReason::ChildFailed => {
-                        panic!("{id} dead-lettered as child_failed, yet the swarm adds no flows")
-                    }
+                    // Only a flow parent fails this way, when its flow says so.
+                    DeadLetterReason::ChildFailed => assert!(
+                        child_failing,
+                        "{id} dead-lettered as child_failed, yet no child of it failed under fail"
+                    ),
                     DeadLetterReason::SnoozedOut => {
                         assert!(snoozing, "{id} snoozed out, yet not snoozed");
                         assert!(

@@ -1,6 +1,6 @@
 //! The oracle: a model of the engine kept outside it from what it is sent and what it reports,
-//! checking every reply and event against the rules of DESIGN.md §3 and the job lifecycle's
-//! of §13.
+//! checking every reply and event against the rules of DESIGN.md §3, the job lifecycle's of
+//! §13 and the flows' of §14 (`flows`, with its own model of every flow).
 //!
 //! It sees every command with its reply before the events are drained (`before`), every event
 //! in order (`event`), and the command again once they are (`after`). From this it keeps a
@@ -9,6 +9,8 @@
 //! KV, and predicts each answer. A violation panics with the rule.
 
 mod flow;
+mod flow_views;
+mod flows;
 mod jobs;
 mod keys;
 mod kv;
@@ -28,6 +30,7 @@ use synap_core::{Command, Error, Event, MessageId, ObservedKind, Reply, WaiterId
 
 use super::config::SwarmConfig;
 use flow::FlowModel;
+use flows::FlowBook;
 use jobs::JobWait;
 use keys::Keys;
 pub(crate) use kv::KvModel;
@@ -79,6 +82,8 @@ pub(crate) struct Oracle {
     pub(crate) now: u64,
     /// Flow control: pauses, rate limits and windows.
     pub(crate) flow: FlowModel,
+    /// Flows (DESIGN.md §14): jobs that wait for other jobs.
+    pub(crate) flows: FlowBook,
 }
 
 fn code(result: &Result<Reply, Error>) -> Option<&'static str> {
@@ -117,6 +122,7 @@ impl Oracle {
             replacements: 0,
             now: 0,
             flow: FlowModel::default(),
+            flows: FlowBook::default(),
         }
     }
 
@@ -190,7 +196,12 @@ impl Oracle {
                     }
                 }
             }
-            Command::Cancel { message_id, .. } => self.cancel(*message_id, now, result),
+            Command::Cancel { message_id, .. } => {
+                if !self.flow_cancel(*message_id, result) {
+                    self.cancel(*message_id, now, result);
+                }
+            }
+            Command::AddFlow { flow } => self.flow_added(flow, result),
             Command::Nack {
                 message_id,
                 lease,
@@ -312,6 +323,7 @@ impl Oracle {
         match event {
             Event::Observed(o) => {
                 let q = self.cfg.queue_index(&o.queue);
+                self.flow_before_observed(o);
                 match (o.kind, o.message_id) {
                     (ObservedKind::Published, _) => self.unclaimed.extend(o.message_id),
                     (ObservedKind::Acked, Some(id)) => {
@@ -323,6 +335,7 @@ impl Oracle {
                     _ => {}
                 }
                 let ended = self.ledger.observe(o, q, self.cfg.queue(q));
+                self.flow_after_observed(o);
                 if let (ObservedKind::Delivered, Some(id)) = (o.kind, o.message_id) {
                     self.flow_delivered(q, id, o.at.0);
                 }
@@ -347,6 +360,7 @@ impl Oracle {
                 for d in messages {
                     self.ledger
                         .delivered(d, w.lease_ms, w.consumer.clone(), None);
+                    self.flow_delivery(d);
                     self.check_prefetch(w.queue, w.consumer.as_deref());
                 }
             }
@@ -373,6 +387,7 @@ impl Oracle {
                         Some(Arc::clone(&consumer)),
                         Some(*session_id),
                     );
+                    self.flow_delivery(d);
                     self.check_prefetch(queue, Some(&consumer));
                 }
             }
@@ -424,6 +439,7 @@ impl Oracle {
                 let consumer: Option<Arc<str>> = consumer_id.as_deref().map(Arc::from);
                 for d in messages {
                     self.ledger.delivered(d, lease_ms, consumer.clone(), None);
+                    self.flow_delivery(d);
                 }
                 self.check_prefetch(self.cfg.queue_index(queue), consumer_id.as_deref());
             }
@@ -453,6 +469,7 @@ impl Oracle {
                 self.after_job_command(cmd, result);
             }
             (Command::DeleteQueue { queue }, _) => self.deleted(queue),
+            (Command::GetFlow { flow_id }, _) => self.check_flow_info(*flow_id, result),
             (Command::PauseQueue { .. } | Command::RateLimit { .. }, _) => {
                 self.flow_command(self.now, cmd, result);
             }
@@ -470,6 +487,7 @@ impl Oracle {
     /// The end of one engine call (command or timeout): every give-back left its messages
     /// ready again or dead-lettered, every expected session end and pub/sub push happened.
     pub(crate) fn end_of_call(&mut self) {
+        self.flows_end_of_call();
         // What no publish command claimed was published by a schedule's run, at its slot: a
         // slot never yields two jobs.
         for id in std::mem::take(&mut self.unclaimed) {

@@ -15,6 +15,7 @@ impl Oracle {
         );
         let q = self.cfg.queue_index(queue);
         self.flow_deleted(q);
+        self.flow_queue_deleted(q);
         let ended: Vec<SessionId> = self
             .takers
             .sessions
