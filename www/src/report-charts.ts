@@ -1,18 +1,23 @@
 /**
  * The charts of a simulation or replay report: depth, in flight, DLQ, throughput, wait p99, and
- * when producers use message groups, wait p50 and p99 per group class.
+ * when producers use message groups, wait p50 and p99 per group class, and when task types have
+ * children, whole-flow latency p50 and p99.
  */
 import { Chart, PALETTE } from './charts.js';
 import { CLASS_LABELS, classesOf } from './summary.js';
 import type { GroupClass, Report } from './types.js';
 
 /** Chart keys, in display order (`group_wait` only for reports with group classes). */
-export const CHART_KEYS = ['depth', 'in_flight', 'dlq', 'throughput', 'wait', 'group_wait'] as const;
+export const CHART_KEYS = ['depth', 'in_flight', 'dlq', 'throughput', 'wait', 'group_wait', 'flow_latency'] as const;
 export type ChartKey = (typeof CHART_KEYS)[number];
 
-/** The charts `report` has: the group classes' chart only when its producers use groups. */
+/** The charts `report` has: the group classes' chart only when its producers use groups, the flows' only with flows. */
 function keysOf(report: Report): ChartKey[] {
-  return CHART_KEYS.filter((k) => k !== 'group_wait' || classesOf([report]).length > 0);
+  return CHART_KEYS.filter((k) => {
+    if (k === 'group_wait') return classesOf([report]).length > 0;
+    if (k === 'flow_latency') return report.summary.flows !== undefined || report.series.some((s) => s.flows);
+    return true;
+  });
 }
 
 /** Colour of a group class, the same in every chart (the planner's too). */
@@ -41,6 +46,11 @@ function columns(report: Report): Record<ChartKey, Column> {
       const w = s.group_wait_ms?.find((x) => x.class === c);
       return w && w.count > 0 ? w[q] / 1000 : null;
     });
+  const flowLatency = (q: 'p50' | 'p99') =>
+    col((s) => {
+      const l = s.flows?.latency_ms;
+      return l && l.count > 0 ? l[q] / 1000 : null;
+    });
   return {
     depth: {
       series: [{ label: 'ready' }, { label: 'delayed' }],
@@ -68,6 +78,10 @@ function columns(report: Report): Record<ChartKey, Column> {
       ],
       data: [xs, ...classes.map((c) => classWait(c, 'p99')), ...classes.map((c) => classWait(c, 'p50'))],
     },
+    flow_latency: {
+      series: [{ label: 'flow p99' }, { label: 'flow p50', dash: true }],
+      data: [xs, flowLatency('p99'), flowLatency('p50')],
+    },
   };
 }
 
@@ -78,6 +92,7 @@ const META: Record<ChartKey, { title: string; y: string }> = {
   throughput: { title: 'Throughput', y: 'completed / s' },
   wait: { title: 'Wait p99 by priority', y: 'seconds' },
   group_wait: { title: 'Wait by group class (p99, p50 dashed)', y: 'seconds' },
+  flow_latency: { title: 'Whole-flow latency (p99, p50 dashed)', y: 'seconds' },
 };
 
 /** The largest plotted value per chart. */

@@ -1,12 +1,12 @@
 /**
  * Renders one report, or two side by side: the summary table first, then the charts, the
- * message groups' classes (heavy, light, ungrouped) when producers use groups, and the worker
- * groups.
+ * message groups' classes (heavy, light, ungrouped) when producers use groups, whole flows
+ * when task types have children, and the worker groups.
  */
 import { Chart, destroyCharts } from './charts.js';
 import { h } from './dom.js';
 import { mergeRanges, ranges, reportCharts } from './report-charts.js';
-import { groupClassTable, summaryTable, workersTable } from './summary.js';
+import { flowsTable, groupClassTable, summaryTable, workersTable } from './summary.js';
 import type { Report } from './types.js';
 
 export class ReportView {
@@ -34,6 +34,7 @@ export class ReportView {
       this.charts.push(...charts);
       const workers = workersTable(r);
       const classes = groupClassTable(r);
+      const flows = flowsTable(r);
       return h(
         'div',
         { class: 'run-column', 'data-run': String(i) },
@@ -41,6 +42,7 @@ export class ReportView {
         h('div', { class: compare ? 'chart-stack' : 'chart-grid' }, charts.map((c) => c.el)),
         // Wider than a narrow column: a scrollable region, reachable by keyboard.
         classes ? h('div', { class: 'table-wrap', tabindex: 0, role: 'region', 'aria-label': `${compare ? `${names[i] ?? ''}: ` : ''}message groups` }, classes) : null,
+        flows ? h('div', { class: 'table-wrap flows-block' }, flows) : null,
         workers ? h('div', { class: 'table-wrap' }, workers) : null,
       );
     });

@@ -358,7 +358,7 @@ export class ScenarioEditor {
         ),
       );
     });
-    parts.push(h('p', { class: 'hint' }, 'Add or remove task types, producers and worker groups in the JSON view.'));
+    parts.push(h('p', { class: 'hint' }, "Add or remove task types, producers and worker groups in the JSON view; a task type's children, queue and on_child_failure are set there too."));
     this.form.replaceChildren(...parts);
   }
 }

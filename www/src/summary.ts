@@ -53,6 +53,19 @@ function rows(reports: Report[]): Row[] {
       { label: `${label}: completed`, key: `${c}_completed`, value: (s) => byC(s, c)?.completed, fmt: fmtInt, better: 'high' },
     );
   }
+  if (reports.some((r) => r.summary.flows)) {
+    const fl = (s: Summary) => s.flows;
+    const lat = (s: Summary, q: 'p50' | 'p99') => {
+      const f = fl(s);
+      return f && f.latency_ms.count > 0 ? f.latency_ms[q] : undefined;
+    };
+    out.push(
+      { label: 'Flows completed', key: 'flows_completed', value: (s) => fl(s)?.completed, fmt: fmtInt, better: 'high' },
+      { label: 'Flows failed', key: 'flows_failed', value: (s) => fl(s)?.failed, fmt: fmtInt, better: 'low' },
+      { label: 'Flow latency p50', key: 'flow_p50', value: (s) => lat(s, 'p50'), fmt: fmtMs, better: 'low' },
+      { label: 'Flow latency p99', key: 'flow_p99', value: (s) => lat(s, 'p99'), fmt: fmtMs, better: 'low' },
+    );
+  }
   out.push({ label: 'Run hash', key: 'run_hash', value: (s) => s.run_hash, fmt: String });
   return out;
 }
@@ -139,6 +152,43 @@ export function groupClassTable(report: Report): HTMLTableElement | null {
           ms('wait_p99', c.wait_ms.p99, c.wait_ms.count),
         );
       }),
+    ),
+  );
+}
+
+/**
+ * Whole flows (when task types have children): how many started and how they ended, and the
+ * end-to-end latency (from the flow's `AddFlow` to its root's ack) of the completed ones.
+ */
+export function flowsTable(report: Report): HTMLTableElement | null {
+  const f = report.summary.flows;
+  if (!f) return null;
+  const some = f.latency_ms.count > 0;
+  const counts: [string, string, number][] = [
+    ['Started', 'started', f.started],
+    ['Completed', 'completed', f.completed],
+    ['Failed', 'failed', f.failed],
+    ['Cancelled', 'cancelled', f.cancelled],
+    ['Still running', 'running', f.running],
+    ['Completed with failures', 'completed_with_failures', f.completed_with_failures],
+  ];
+  if (f.rejected > 0) counts.push(['Refused', 'rejected', f.rejected]);
+  const lat: [string, string, number][] = [
+    ['Latency p50', 'latency_p50', f.latency_ms.p50],
+    ['Latency p90', 'latency_p90', f.latency_ms.p90],
+    ['Latency p99', 'latency_p99', f.latency_ms.p99],
+    ['Latency max', 'latency_max', f.latency_ms.max],
+  ];
+  return h(
+    'table',
+    { class: 'summary flows' },
+    h('caption', {}, 'Flows'),
+    h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Whole flows'), h('th', { scope: 'col' }, 'Value'))),
+    h(
+      'tbody',
+      {},
+      counts.map(([label, key, v]) => h('tr', {}, h('th', { scope: 'row' }, label), h('td', { 'data-col': key, 'data-value': v }, fmtInt(v)))),
+      lat.map(([label, key, v]) => h('tr', {}, h('th', { scope: 'row' }, label), h('td', { 'data-col': key, 'data-value': some ? v : undefined }, some ? fmtMs(v) : '–'))),
     ),
   );
 }

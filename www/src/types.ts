@@ -23,6 +23,35 @@ export interface Sample {
   wait_ms: PriorityWait[];
   /** The interval's waits per group class (only when producers use groups). */
   group_wait_ms?: ClassWait[];
+  /** The interval's flows (only when task types have children). */
+  flows?: FlowSample;
+}
+
+/** Flows within one sample interval (`series[].flows`). */
+export interface FlowSample {
+  /** Parents waiting for their children at the sample's instant. */
+  waiting_children: number;
+  started: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  /** End-to-end latency of the flows completed in the interval. */
+  latency_ms: { count: number; p50: number; p99: number };
+}
+
+/** Flows over the run (`summary.flows`): a task of a type with children and everything below it. */
+export interface FlowStats {
+  started: number;
+  completed: number;
+  failed: number;
+  cancelled: number;
+  running: number;
+  /** Completed flows in which some task failed (`continue`, `ignore`). */
+  completed_with_failures: number;
+  /** Flows the engine refused. */
+  rejected: number;
+  /** From the flow's `AddFlow` to its root's ack, of completed flows. */
+  latency_ms: Percentiles;
 }
 
 /** A message group class of the report: the group `heavy`, every other group, no group. */
@@ -102,6 +131,8 @@ export interface Summary {
   commands: number;
   events_processed: number;
   run_hash: string;
+  /** Whole flows (only when task types have children). */
+  flows?: FlowStats;
 }
 
 export interface Report {

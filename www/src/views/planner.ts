@@ -2,9 +2,9 @@
  * Capacity planner: sweeps one parameter of a scenario (worker count, retry delays, ack
  * deadline, arrival rate, and the flow settings max in flight, group concurrency, rate limit
  * and fair groups), runs the simulation at each value, and plots wait p99 by priority (and by
- * group class when producers use groups), dead-lettered tasks and utilisation against it. A
- * target ("priority 9 wait p99 under 10 s", or the light groups') is answered with the values
- * that meet it.
+ * group class when producers use groups, and whole-flow latency when task types have children),
+ * dead-lettered tasks and utilisation against it. A target ("priority 9 wait p99 under 10 s",
+ * the light groups', or "flow p99 under 60 s") is answered with the values that meet it.
  */
 import { type App, type View, say } from '../app.js';
 import { Chart, PALETTE, destroyCharts } from '../charts.js';
@@ -30,12 +30,34 @@ function classP99(r: Report, c: GroupClass): number | null {
   return w && w.count > 0 ? w.p99 : null;
 }
 
-/** A target: a priority (`"9"`) or a group class (`"light"`). */
+/** Whole-flow latency at `q` of a report's completed flows (none without any). */
+function flowLatency(r: Report, q: 'p50' | 'p99'): number | null {
+  const l = r.summary.flows?.latency_ms;
+  return l && l.count > 0 ? l[q] : null;
+}
+
+/** Target values for whole-flow latency, beside the priorities and group classes. */
+const FLOW_TARGETS = { flow_p99: 'p99', flow_p50: 'p50' } as const;
+type FlowTarget = keyof typeof FLOW_TARGETS;
+
+/** A target: a priority (`"9"`), a group class (`"light"`) or a flow latency (`"flow_p99"`). */
 function targetOf(value: string): { label: string; p99: (r: Report) => number | null } {
+  if (value in FLOW_TARGETS) {
+    const q = FLOW_TARGETS[value as FlowTarget];
+    return { label: `flow ${q}`, p99: (r) => flowLatency(r, q) };
+  }
   const c = GROUP_CLASSES.find((x) => x === value);
-  if (c) return { label: `${CLASS_LABELS[c].toLowerCase()}'`, p99: (r) => classP99(r, c) };
+  if (c) return { label: `${CLASS_LABELS[c].toLowerCase()}' wait p99`, p99: (r) => classP99(r, c) };
   const pr = Number(value);
-  return { label: `priority ${pr}`, p99: (r) => p99(r, pr) };
+  return { label: `priority ${pr} wait p99`, p99: (r) => p99(r, pr) };
+}
+
+/** Whether some task type of the scenario has children (its tasks are published as flows). */
+function hasFlows(s: Scenario): boolean {
+  return (Array.isArray(s.task_types) ? s.task_types : []).some((t) => {
+    const c = t && typeof t === 'object' && !Array.isArray(t) ? t.children : undefined;
+    return Array.isArray(c) && c.length > 0;
+  });
 }
 
 /** The group classes a scenario's producers publish to (`heavy` with a share, `light` with a count). */
@@ -62,6 +84,7 @@ export class PlannerView implements View {
   private readonly steps: HTMLInputElement;
   private readonly targetPriority: HTMLSelectElement;
   private readonly targetSecs: HTMLInputElement;
+  private readonly targetSecsLabel: HTMLElement;
   private readonly runButton: HTMLButtonElement;
   private readonly progress: HTMLProgressElement;
   private readonly status: HTMLElement;
@@ -88,6 +111,7 @@ export class PlannerView implements View {
     this.baseLine = h('p', { class: 'hint' });
     this.param.addEventListener('change', () => this.paramChanged());
     this.group.addEventListener('change', () => this.paramChanged());
+    this.targetPriority.addEventListener('change', () => this.targetLabel());
     for (const el of [this.targetPriority, this.targetSecs]) el.addEventListener('change', () => this.showAnswer());
     this.targetPriority.addEventListener('change', () => this.app.setParams({ target: this.targetPriority.value }));
     const form = h(
@@ -100,12 +124,9 @@ export class PlannerView implements View {
       field('Points', this.steps),
       this.runButton,
     );
-    const target = h(
-      'div',
-      { class: 'toolbar target' },
-      field('Target', this.targetPriority),
-      field('wait p99 under (s)', this.targetSecs),
-    );
+    const secsField = field('wait p99 under (s)', this.targetSecs);
+    this.targetSecsLabel = secsField.querySelector('label') as HTMLElement;
+    const target = h('div', { class: 'toolbar target' }, field('Target', this.targetPriority), secsField);
     this.el = h(
       'section',
       { id: 'view-planner', class: 'view', 'aria-labelledby': 'tab-planner' },
@@ -137,14 +158,22 @@ export class PlannerView implements View {
       if (prios.size === 0) prios.add(5);
       const sorted = [...prios].sort((a, b) => b - a);
       const classes = scenarioClasses(this.base);
+      const flows = hasFlows(this.base);
       this.targetPriority.replaceChildren(
         ...sorted.map((p) => h('option', { value: p }, `priority ${p}`)),
         ...classes.map((c) => h('option', { value: c }, CLASS_LABELS[c].toLowerCase())),
+        ...(flows ? [h('option', { value: 'flow_p99' }, 'whole flow, p99 latency'), h('option', { value: 'flow_p50' }, 'whole flow, p50 latency')] : []),
       );
-      // With a heavy group, the light groups' wait is what fairness is about.
+      // With a heavy group, the light groups' wait is what fairness is about; with flows, the
+      // whole pipeline's latency (a minute as a first limit).
       if (classes.includes('light') && classes.includes('heavy')) this.targetPriority.value = 'light';
+      if (flows) {
+        this.targetPriority.value = 'flow_p99';
+        this.targetSecs.value = '60';
+      }
       const target = params.get('target');
       if (target !== null && [...this.targetPriority.options].some((o) => o.value === target)) this.targetPriority.value = target;
+      this.targetLabel();
       const param = params.get('param') as Param | null;
       if (param && param in PARAMS) this.param.value = param;
       if (params.get('group')) this.group.value = params.get('group') as string;
@@ -157,6 +186,12 @@ export class PlannerView implements View {
     } catch (e) {
       say(this.status, errorText(e), true);
     }
+  }
+
+  /** The limit's label names what it limits: a wait or a flow's latency. */
+  private targetLabel(): void {
+    const q = FLOW_TARGETS[this.targetPriority.value as FlowTarget];
+    this.targetSecsLabel.textContent = q ? `flow ${q} under (s)` : 'wait p99 under (s)';
   }
 
   private paramChanged(): void {
@@ -258,6 +293,31 @@ export class PlannerView implements View {
       byClass.el.dataset.chart = 'sweep-class-wait';
       this.charts.splice(1, 0, byClass);
     }
+    const flows = this.points.some((p) => p.report.summary.flows);
+    if (flows) {
+      const flowChart = new Chart({
+        title: 'Whole-flow latency (p99, p50 dashed)',
+        x: { label: unit },
+        y: { label: 'seconds' },
+        series: [
+          { label: 'flow p99', color: PALETTE[0] },
+          { label: 'flow p50', color: PALETTE[0], dash: true },
+        ],
+        data: [xs, this.points.map((p) => secs(flowLatency(p.report, 'p99'))), this.points.map((p) => secs(flowLatency(p.report, 'p50')))],
+      });
+      flowChart.el.dataset.chart = 'sweep-flow-latency';
+      this.charts.unshift(flowChart);
+    }
+    const flowMs = (key: string, v: number | null) => h('td', { 'data-col': key, 'data-value': v ?? undefined }, v === null ? '–' : fmtMs(v));
+    const flowCells = (p: Point) => {
+      const f = p.report.summary.flows;
+      return [
+        h('td', { 'data-col': 'flows_completed', 'data-value': f?.completed }, f ? fmtInt(f.completed) : '–'),
+        h('td', { 'data-col': 'flows_failed', 'data-value': f?.failed }, f ? fmtInt(f.failed) : '–'),
+        flowMs('flow_p50', flowLatency(p.report, 'p50')),
+        flowMs('flow_p99', flowLatency(p.report, 'p99')),
+      ];
+    };
     const ms = (v: number | null, c?: GroupClass) => h('td', { 'data-class': c, 'data-value': v ?? undefined }, v === null ? '–' : fmtMs(v));
     const table = h(
       'table',
@@ -272,6 +332,7 @@ export class PlannerView implements View {
           h('th', { scope: 'col' }, PARAMS[param].label),
           ...prios.map((p) => h('th', { scope: 'col' }, `p${p} wait p99`)),
           ...classes.map((c) => h('th', { scope: 'col' }, `${CLASS_LABELS[c]} wait p99`)),
+          ...(flows ? ['Flows done', 'Flows failed', 'Flow p50', 'Flow p99'].map((t) => h('th', { scope: 'col' }, t)) : []),
           h('th', { scope: 'col' }, 'Dead-lettered'),
           h('th', { scope: 'col' }, 'Utilisation'),
           h('th', { scope: 'col' }, 'Completed'),
@@ -287,6 +348,7 @@ export class PlannerView implements View {
             h('th', { scope: 'row' }, valueText(param, p.x)),
             ...prios.map((pr) => ms(p99(p.report, pr))),
             ...classes.map((c) => ms(classP99(p.report, c), c)),
+            ...(flows ? flowCells(p) : []),
             h('td', {}, fmtInt(p.report.summary.dead_lettered)),
             h('td', {}, fmtPct(p.report.summary.utilisation)),
             h('td', { 'data-key': 'completed' }, fmtInt(p.report.summary.completed)),
@@ -309,7 +371,7 @@ export class PlannerView implements View {
     const limit = Number(this.targetSecs.value) * 1000;
     const meets = this.points.filter((p) => { const v = target.p99(p.report); return v !== null && v < limit; });
     const name = PARAMS[param].label.replace(/ \(.*\)$/, '').toLowerCase();
-    const goal = `${target.label} wait p99 under ${fmtMs(limit)}`;
+    const goal = `${target.label} under ${fmtMs(limit)}`;
     if (meets.length === 0) {
       this.answer.textContent = `No ${name} in the sweep keeps ${goal}.`;
       this.answer.dataset.value = '';
@@ -324,7 +386,7 @@ export class PlannerView implements View {
     const best = param === 'workers' ? meets[0] : meets[meets.length - 1];
     const v = target.p99(best.report) as number;
     const word = param === 'workers' ? 'Smallest' : 'Largest';
-    this.answer.textContent = `${word} ${name} that keeps ${goal}: ${best.x} (p99 ${fmtMs(v)}, utilisation ${fmtPct(best.report.summary.utilisation)}).`;
+    this.answer.textContent = `${word} ${name} that keeps ${goal}: ${best.x} (${target.label} ${fmtMs(v)}, utilisation ${fmtPct(best.report.summary.utilisation)}).`;
     this.answer.dataset.value = String(best.x);
   }
 }
