@@ -5,7 +5,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,12 +14,10 @@ import { Simulation } from 'synap-wasm';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
 function server() {
-  const candidates = [
-    process.env.SYNAP_SERVER,
-    join(root, 'target', 'release', 'synap-server'),
-    join(root, 'target', 'debug', 'synap-server'),
-  ].filter(Boolean);
-  const found = candidates.find((p) => existsSync(p));
+  if (process.env.SYNAP_SERVER) return process.env.SYNAP_SERVER;
+  const candidates = [join(root, 'target', 'release', 'synap-server'), join(root, 'target', 'debug', 'synap-server')];
+  // The newer build: a release binary left from an earlier benchmark may predate the engine.
+  const found = candidates.filter((p) => existsSync(p)).sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
   assert.ok(found, `synap-server not built; looked at ${candidates.join(', ')} (run cargo build -p synap-server)`);
   return found;
 }
