@@ -24,6 +24,7 @@ mod cli;
 mod cluster;
 mod flow;
 mod harness;
+mod machine;
 mod nats;
 mod pipeline;
 mod procs;
@@ -43,6 +44,7 @@ use synap_client::{QueueConfig, SynapClient};
 
 use cli::{PEER_PATHS, Scenario, Settings};
 use harness::{Kind, Plan, Shared, Target};
+use machine::{cores, date, load_average};
 use procs::{Auth, Durability, Proc};
 use report::{Measure, Row};
 
@@ -581,26 +583,4 @@ async fn progress_line() {
             eprintln!("{line}");
         }
     }
-}
-
-fn date() -> String {
-    let out = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output();
-    out.map_or_else(
-        |_| "date unknown".into(),
-        |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-    )
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(0, usize::from)
-}
-
-/// The 1-minute load average (Linux), as text.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".into())
 }
