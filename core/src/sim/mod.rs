@@ -44,6 +44,8 @@ mod producer;
 mod replay;
 mod report;
 mod scenario;
+mod seed;
+pub use seed::parse_seed;
 mod sweep;
 mod worker;
 mod world;
@@ -70,7 +72,7 @@ pub use report::{
 pub use scenario::{
     Arrival, Cancellation, FollowUp, MAX_CRON_BYTES, MAX_DURATION_MS, MAX_EXPECTED_TASKS,
     MAX_PAYLOAD_BYTES, MAX_PRODUCER_GROUPS, MAX_PRODUCERS, MAX_SAMPLES, MAX_TASK_TYPES,
-    MAX_WORKERS, MixEntry, Producer, Scenario, TaskType, WorkerGroup, parse_seed,
+    MAX_WORKERS, MixEntry, Producer, Scenario, TaskType, WorkerGroup,
 };
 
 pub use sweep::{

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use croner::parser::{CronParser, Seconds, Year};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use super::dist::Dist;
 use super::grouping::ProducerGroups;
@@ -41,7 +41,7 @@ pub struct Scenario {
     /// Simulated time, from 0.
     pub duration_ms: u64,
     /// Seeds the engine and every actor; a number or a string of digits.
-    #[serde(deserialize_with = "seed_from_number_or_string")]
+    #[serde(deserialize_with = "super::seed::from_number_or_string")]
     pub seed: u64,
     /// Virtual time between two points of the report's time series.
     pub sample_interval_ms: u64,
@@ -320,29 +320,6 @@ impl Default for WorkerGroup {
             queue: None,
         }
     }
-}
-
-fn seed_from_number_or_string<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Seed {
-        Number(u64),
-        Text(String),
-    }
-    match Seed::deserialize(d)? {
-        Seed::Number(n) => Ok(n),
-        Seed::Text(s) => parse_seed(&s).map_err(serde::de::Error::custom),
-    }
-}
-
-/// Parses a seed written as decimal digits.
-pub fn parse_seed(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("seed must be a non-negative integer, got {text:?}"));
-    }
-    t.parse::<u64>()
-        .map_err(|_| format!("seed {text:?} does not fit in 64 bits"))
 }
 
 /// An invalid `queue_config` named like the scenario's other fields:
