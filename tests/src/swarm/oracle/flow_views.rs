@@ -8,7 +8,7 @@ use synap_core::{
     OnChildFailure, Reply,
 };
 
-use super::flows::{Node, NodeState};
+use super::flows::{FlowBook, Node, NodeState};
 use super::{Oracle, Place};
 
 impl Oracle {
@@ -240,5 +240,62 @@ impl Oracle {
             "{}: waiting_children",
             s.queue
         );
+    }
+}
+
+/// What the swarm reads of the flows as a whole.
+impl FlowBook {
+    /// Every job of every flow has finished.
+    pub(crate) fn all_ended(&self) -> bool {
+        self.flows
+            .values()
+            .all(|nodes| nodes.iter().all(|n| n.ended().is_some()))
+    }
+
+    /// Flows whose root ended in each way: (completed, cancelled, failed otherwise).
+    pub(crate) fn outcomes(&self) -> (usize, usize, usize) {
+        let mut out = (0, 0, 0);
+        for nodes in self.flows.values() {
+            match nodes[0].ended().map(|e| e.state) {
+                Some(FlowJobState::Completed) => out.0 += 1,
+                Some(FlowJobState::Cancelled) => out.1 += 1,
+                Some(_) => out.2 += 1,
+                None => {}
+            }
+        }
+        out
+    }
+
+    /// Parents not finished: (id, queue).
+    pub(crate) fn open_parents(&self) -> Vec<(MessageId, usize)> {
+        let nodes = self.flows.values().flatten();
+        nodes
+            .filter(|n| !n.children.is_empty() && n.ended().is_none())
+            .map(|n| (n.id, n.queue))
+            .collect()
+    }
+
+    /// Every flow job: (id, queue).
+    pub(crate) fn jobs(&self) -> Vec<(MessageId, usize)> {
+        let nodes = self.flows.values().flatten();
+        nodes.map(|n| (n.id, n.queue)).collect()
+    }
+
+    /// Waiting parents on queue `q`.
+    pub(crate) fn waiting_in(&self, q: usize) -> u64 {
+        let nodes = self.flows.values().flatten();
+        nodes
+            .filter(|n| n.queue == q && matches!(n.state, NodeState::Waiting { .. }))
+            .count() as u64
+    }
+
+    /// What keeps flows from ending, for the liveness failure.
+    pub(crate) fn unfinished(&self) -> Vec<(MessageId, NodeState)> {
+        let nodes = self.flows.values().flatten();
+        nodes
+            .filter(|n| n.ended().is_none())
+            .map(|n| (n.id, n.state.clone()))
+            .take(5)
+            .collect()
     }
 }

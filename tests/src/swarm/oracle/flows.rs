@@ -109,10 +109,8 @@ pub(crate) struct FlowBook {
     doomed: Vec<MessageId>,
     /// Flows touched in this call, checked whole at its end.
     dirty: BTreeSet<FlowId>,
-    /// Released parents delivered in this call without their children. The engine fills in
-    /// a delivery's children at the end of the call, from the parent's state then: a parent
-    /// delivered and then ended by a later timer of the same call (its lease, then its last
-    /// attempt) goes out without them. Allowed only then, and counted.
+    /// Released parents delivered in this call without their children, checked at its end
+    /// (none may be: the engine fills them in after each timer).
     pub(crate) undecorated: Vec<MessageId>,
     /// See `undecorated`.
     pub(crate) late_decorations: usize,
@@ -142,60 +140,6 @@ impl FlowBook {
 
     fn node_mut(&mut self, fid: FlowId, ix: usize) -> &mut Node {
         &mut self.flows.get_mut(&fid).expect("a known flow")[ix]
-    }
-
-    /// Every job of every flow has finished.
-    pub(crate) fn all_ended(&self) -> bool {
-        self.flows
-            .values()
-            .all(|nodes| nodes.iter().all(|n| n.ended().is_some()))
-    }
-
-    /// Flows whose root ended in each way: (completed, cancelled, failed otherwise).
-    pub(crate) fn outcomes(&self) -> (usize, usize, usize) {
-        let mut out = (0, 0, 0);
-        for nodes in self.flows.values() {
-            match nodes[0].ended().map(|e| e.state) {
-                Some(FlowJobState::Completed) => out.0 += 1,
-                Some(FlowJobState::Cancelled) => out.1 += 1,
-                Some(_) => out.2 += 1,
-                None => {}
-            }
-        }
-        out
-    }
-
-    /// Parents not finished: (id, queue).
-    pub(crate) fn open_parents(&self) -> Vec<(MessageId, usize)> {
-        let nodes = self.flows.values().flatten();
-        nodes
-            .filter(|n| !n.children.is_empty() && n.ended().is_none())
-            .map(|n| (n.id, n.queue))
-            .collect()
-    }
-
-    /// Every flow job: (id, queue).
-    pub(crate) fn jobs(&self) -> Vec<(MessageId, usize)> {
-        let nodes = self.flows.values().flatten();
-        nodes.map(|n| (n.id, n.queue)).collect()
-    }
-
-    /// Waiting parents on queue `q`.
-    pub(crate) fn waiting_in(&self, q: usize) -> u64 {
-        let nodes = self.flows.values().flatten();
-        nodes
-            .filter(|n| n.queue == q && matches!(n.state, NodeState::Waiting { .. }))
-            .count() as u64
-    }
-
-    /// What keeps flows from ending, for the liveness failure.
-    pub(crate) fn unfinished(&self) -> Vec<(MessageId, NodeState)> {
-        let nodes = self.flows.values().flatten();
-        nodes
-            .filter(|n| n.ended().is_none())
-            .map(|n| (n.id, n.state.clone()))
-            .take(5)
-            .collect()
     }
 }
 
